@@ -1,0 +1,191 @@
+/*
+ * memwatch.h - C API of memwatch: detect and report changes to watched memory.
+ *
+ * Two layers:
+ *   - Handle API (memwatch_watcher_*): any number of independent watchers,
+ *     each with its own regions, callback and pending events.
+ *   - The seeds' global API (memwatch_init, memwatch_watch, ...): the same
+ *     calls on one process-wide default watcher.
+ *
+ * Conventions
+ *   - Functions returning int return MEMWATCH_OK (0) on success or a negative
+ *     memwatch_error_t; memwatch_last_error() then describes the failure in
+ *     the calling thread. Nothing aborts or unwinds across this ABI.
+ *   - Region ids are >= 1, unique for the life of the process, never reused.
+ *   - Strings are UTF-8, NUL-terminated. Anything memwatch hands out is freed
+ *     with the matching memwatch_*_free function.
+ *   - The watched memory must stay mapped until it is unwatched (or the
+ *     watcher is freed). Memory freed after memwatch_unwatch() is fine.
+ *
+ * Thread safety: every function may be called from any thread. Callbacks run
+ * on the watcher's delivery thread, one at a time per watcher.
+ */
+#ifndef MEMWATCH_H
+#define MEMWATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Error codes (negative); MEMWATCH_OK is success. */
+typedef enum memwatch_error {
+    MEMWATCH_OK = 0,
+    MEMWATCH_ERR_INVALID_ARGUMENT = -1, /* null/zero length/bad option */
+    MEMWATCH_ERR_UNMAPPED = -2,         /* memory not (fully) mapped */
+    MEMWATCH_ERR_READ_ONLY = -3,        /* memory not writable */
+    MEMWATCH_ERR_OVERLAP = -4,          /* overlaps a region of the same watcher */
+    MEMWATCH_ERR_UNSUPPORTED = -5,      /* backend not available here */
+    MEMWATCH_ERR_CLOSED = -6,           /* watcher closed / not initialised */
+    MEMWATCH_ERR_OS = -7,               /* a system call failed */
+    MEMWATCH_ERR_INTERNAL = -8          /* a bug in memwatch (caught panic) */
+} memwatch_error_t;
+
+/** Adapter ids used by the official bindings (memwatch_options_t.adapter_id). */
+#define MEMWATCH_ADAPTER_RUST 0u
+#define MEMWATCH_ADAPTER_C 1u
+#define MEMWATCH_ADAPTER_PYTHON 2u
+#define MEMWATCH_ADAPTER_NODE 3u
+#define MEMWATCH_ADAPTER_JAVA 4u
+#define MEMWATCH_ADAPTER_CSHARP 5u
+#define MEMWATCH_ADAPTER_GO 6u
+#define MEMWATCH_ADAPTER_CPP 7u
+
+/** Watcher settings. Fill with memwatch_options_default() first. */
+typedef struct memwatch_options {
+    const char *backend;         /* "auto" (default), "protect", "writewatch", "poll" */
+    uint32_t writable_window_ms; /* default 5 */
+    uint32_t poll_interval_ms;   /* default 100 */
+    uint64_t max_value_bytes;    /* default 4096 */
+    uint64_t preview_bytes;      /* default 256 */
+    uint64_t ring_capacity;      /* default 65536; used when the engine starts */
+    int32_t snapshots;           /* default 1; 0 = no old values, less memory */
+    uint32_t adapter_id;         /* default MEMWATCH_ADAPTER_C */
+} memwatch_options_t;
+
+/** A run of changed bytes, relative to the start of the region. */
+typedef struct memwatch_range {
+    size_t offset;
+    size_t length;
+} memwatch_range_t;
+
+/**
+ * One change to one region. Pointers are owned by memwatch: valid during a
+ * callback, or until memwatch_events_free() for check_changes results.
+ * Absent values are NULL with length 0.
+ */
+typedef struct memwatch_change_event {
+    uint64_t seq;            /* process-wide, increasing */
+    uint64_t timestamp_ns;   /* CLOCK_MONOTONIC */
+    uint32_t adapter_id;
+    uint32_t region_id;
+    const char *variable_name;
+    /* where */
+    uint32_t thread_id;      /* kernel tid of the writer; 0 = unknown */
+    uint64_t fault_ip;       /* instruction pointer of the write; 0 = unknown */
+    const char *file;        /* "" until symbolization lands */
+    const char *function;    /* "" until symbolization lands */
+    uint32_t line;           /* 0 = unknown */
+    size_t how_big;          /* region size in bytes */
+    const memwatch_range_t *changed_ranges;
+    size_t changed_range_count;
+    const uint8_t *old_preview;
+    size_t old_preview_len;
+    const uint8_t *new_preview;
+    size_t new_preview_len;
+    const uint8_t *old_value; /* whole old value if how_big <= max_value_bytes */
+    size_t old_value_len;
+    const uint8_t *new_value; /* whole new value if how_big <= max_value_bytes */
+    size_t new_value_len;
+    const char *storage_key_old; /* NULL for now */
+    const char *storage_key_new; /* NULL for now */
+    const char *metadata;        /* as given to watch, or NULL */
+} memwatch_change_event_t;
+
+/** Counters of one watcher (faults and dropped_wheres are process-wide). */
+typedef struct memwatch_stats {
+    const char *backend;          /* static string: "protect", "poll", ... */
+    char backend_reason[256];     /* why a better backend was not used; "" if none */
+    uint64_t regions;
+    uint64_t protected_pages;
+    uint64_t faults;
+    uint64_t events;
+    uint64_t dropped_wheres;
+    uint64_t native_bytes;
+    uint64_t snapshot_bytes;
+    uint64_t pending_events;
+    uint64_t callback_errors;
+    uint64_t latency_p50_ns;
+    uint64_t latency_p99_ns;
+} memwatch_stats_t;
+
+/** Called on the delivery thread for each event; event is valid only during the call. */
+typedef void (*memwatch_callback_t)(const memwatch_change_event_t *event, void *user_ctx);
+
+typedef struct memwatch_watcher memwatch_watcher_t;
+
+/* ---- errors ---------------------------------------------------------- */
+
+/** Message of the last failure in this thread ("" if none). Valid until the next call. */
+const char *memwatch_last_error(void);
+/** Code of the last failure in this thread (MEMWATCH_OK if none). */
+int memwatch_last_error_code(void);
+
+/* ---- handle API ------------------------------------------------------ */
+
+/** Fills *opts with the defaults. */
+void memwatch_options_default(memwatch_options_t *opts);
+
+/** Creates a watcher; opts may be NULL for defaults. */
+int memwatch_watcher_new(const memwatch_options_t *opts, memwatch_watcher_t **out);
+
+/** Closes the watcher (unwatching everything) and frees it. NULL is ignored.
+ *  May be called from inside its own callback. */
+void memwatch_watcher_free(memwatch_watcher_t *w);
+
+/** Starts watching [addr, addr+len). name may be NULL (""), metadata may be NULL. */
+int memwatch_watcher_watch(memwatch_watcher_t *w, const void *addr, size_t len,
+                           const char *name, const char *metadata, uint32_t *out_id);
+
+/** Stops watching a region: 1 if it was watched, 0 if the id is unknown, <0 on error. */
+int memwatch_watcher_unwatch(memwatch_watcher_t *w, uint32_t region_id);
+
+/** Sets (cb != NULL) or clears (cb == NULL) the callback. */
+int memwatch_watcher_set_callback(memwatch_watcher_t *w, memwatch_callback_t cb, void *user_ctx);
+
+/**
+ * Detects changes now. Every write made before this call is in the result
+ * or was already delivered to the callback. With a callback set, events go to
+ * it (this call waits until they were delivered) and *out_count is 0.
+ * Free the array with memwatch_events_free (NULL/0 is fine).
+ */
+int memwatch_watcher_check_changes(memwatch_watcher_t *w, memwatch_change_event_t **out_events,
+                                   size_t *out_count);
+
+/** Frees an array returned by check_changes. */
+void memwatch_events_free(memwatch_change_event_t *events, size_t count);
+
+/** Fills *out with the watcher's statistics. */
+int memwatch_watcher_get_stats(memwatch_watcher_t *w, memwatch_stats_t *out);
+
+/* ---- the seeds' global API (one default watcher, backend "auto") ----- */
+
+/** Creates the default watcher if needed. Idempotent. */
+int memwatch_init(void);
+/** Frees the default watcher (unwatching everything). */
+void memwatch_shutdown(void);
+/** Watches on the default watcher; returns the region id, or 0 on error. */
+uint32_t memwatch_watch(uint64_t addr, size_t size, const char *name, const char *metadata);
+/** 1 if the region was watched, 0 if unknown, <0 on error. */
+int memwatch_unwatch(uint32_t region_id);
+int memwatch_set_callback(memwatch_callback_t cb, void *user_ctx);
+int memwatch_check_changes(memwatch_change_event_t **out_events, size_t *out_count);
+int memwatch_get_stats(memwatch_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MEMWATCH_H */

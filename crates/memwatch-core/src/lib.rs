@@ -1,0 +1,52 @@
+//! memwatch-core: detect and report changes to watched memory.
+//!
+//! One process-wide engine serves any number of [`Watcher`]s. Each watcher
+//! has its own regions, callback and pending events. Detection backends:
+//!
+//! - **protect**: the region's pages are made read-only; the first write to a
+//!   page faults, a SIGSEGV handler marks the page dirty, records the writer
+//!   (thread id, instruction pointer) in a preallocated ring and makes the
+//!   page writable again. After the writable window the engine's worker
+//!   re-protects the page and diffs the regions on it against their snapshots.
+//! - **poll**: every poll interval, each region is hashed (xxh3) and diffed
+//!   when the hash moved.
+//!
+//! Every change becomes one [`ChangeEvent`], delivered exactly once: to the
+//! callback (on the watcher's delivery thread) or, when none is set, to the
+//! next [`Watcher::check_changes`]. `check_changes()` is synchronous: every
+//! write made before the call is in its result or was already delivered.
+//!
+//! ```
+//! use memwatch_core::{Watcher, Options, Backend};
+//! let mut buf = vec![0u8; 64];
+//! let w = Watcher::new(Options { backend: Backend::Poll, ..Options::default() }).unwrap();
+//! // SAFETY: buf outlives the watch (unwatched by close below).
+//! let id = unsafe { w.watch(buf.as_ptr(), buf.len(), "buf", None) }.unwrap();
+//! buf[3] = 42;
+//! let events = w.check_changes().unwrap();
+//! assert_eq!(events.len(), 1);
+//! assert_eq!(events[0].region_id, id);
+//! assert_eq!(events[0].new_value.as_ref().unwrap()[3], 42);
+//! w.close();
+//! ```
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod diff;
+mod engine;
+mod maps;
+mod page_table;
+mod protect;
+mod ring;
+mod sys;
+mod types;
+mod watcher;
+
+pub use types::*;
+pub use watcher::{Callback, Watcher};
+
+/// The operating system's page size in bytes.
+pub fn page_size() -> usize {
+    sys::page_size()
+}

@@ -1,0 +1,261 @@
+//! Public value types: options, events, statistics and errors.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Identifies one watched region. Ids are unique for the life of the process
+/// and never reused, so a stale id can never unwatch somebody else's region.
+pub type RegionId = u32;
+
+/// How a watcher detects writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// The best mechanism available: `writewatch` where the kernel has it
+    /// (once implemented), else `protect`, else `poll`.
+    Auto,
+    /// `mprotect(PROT_READ)` + a SIGSEGV handler. Knows the writing thread
+    /// and instruction pointer. A syscall writing into a watched page fails
+    /// with EFAULT instead of faulting.
+    Protect,
+    /// userfaultfd write-protection + PAGEMAP_SCAN (Linux 6.7+). Not yet
+    /// available: selecting it explicitly returns [`Error::Unsupported`].
+    WriteWatch,
+    /// Snapshot + xxh3 every poll interval. Works on any memory.
+    Poll,
+}
+
+impl Backend {
+    /// The lower-case name used by every binding (`"auto"`, `"protect"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Protect => "protect",
+            Backend::WriteWatch => "writewatch",
+            Backend::Poll => "poll",
+        }
+    }
+
+    /// Parses a backend name as produced by [`Backend::name`].
+    pub fn from_name(name: &str) -> Result<Backend, Error> {
+        match name {
+            "auto" => Ok(Backend::Auto),
+            "protect" => Ok(Backend::Protect),
+            "writewatch" => Ok(Backend::WriteWatch),
+            "poll" => Ok(Backend::Poll),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown backend {other:?}: expected \"auto\", \"protect\", \"writewatch\" or \"poll\""
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Settings of one [`crate::Watcher`]. `Options::default()` gives the documented defaults.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Detection mechanism; default [`Backend::Auto`].
+    pub backend: Backend,
+    /// How long a page stays writable after its first write before it is
+    /// re-protected and diffed (protect backend); default 5 ms. Writes inside
+    /// the window coalesce into one event per region.
+    pub writable_window: Duration,
+    /// How often the poll backend hashes its regions; default 100 ms.
+    pub poll_interval: Duration,
+    /// Events carry the whole old and new value when the region is at most
+    /// this many bytes; default 4096.
+    pub max_value_bytes: usize,
+    /// Bytes of old/new preview carried in every event; default 256.
+    pub preview_bytes: usize,
+    /// Capacity of the process-wide fault ring (entries), used when the
+    /// engine starts; default 65 536. A full ring drops only the *where* of a
+    /// fault, never the change.
+    pub ring_capacity: usize,
+    /// Keep a copy of each region to report old values and exact changed
+    /// ranges; default true. Without snapshots an event carries the new value
+    /// and one range covering the region, and `old_value` is `None`.
+    pub snapshots: bool,
+    /// Tag copied into every event: which language adapter made the watcher.
+    /// See the `ADAPTER_*` constants.
+    pub adapter_id: u32,
+}
+
+/// Adapter ids used by the official bindings.
+pub const ADAPTER_RUST: u32 = 0;
+/// C ABI (libmemwatch).
+pub const ADAPTER_C: u32 = 1;
+/// Python package.
+pub const ADAPTER_PYTHON: u32 = 2;
+/// Node.js package.
+pub const ADAPTER_NODE: u32 = 3;
+/// Java package.
+pub const ADAPTER_JAVA: u32 = 4;
+/// C# package.
+pub const ADAPTER_CSHARP: u32 = 5;
+/// Go module.
+pub const ADAPTER_GO: u32 = 6;
+/// C++ API.
+pub const ADAPTER_CPP: u32 = 7;
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            backend: Backend::Auto,
+            writable_window: Duration::from_millis(5),
+            poll_interval: Duration::from_millis(100),
+            max_value_bytes: 4096,
+            preview_bytes: 256,
+            ring_capacity: 65_536,
+            snapshots: true,
+            adapter_id: ADAPTER_RUST,
+        }
+    }
+}
+
+/// Where a change was made, as far as the backend can tell.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Where {
+    /// Kernel thread id (gettid) of the thread whose write faulted first in
+    /// this page's writable window; `None` for the poll backend or when the
+    /// fault ring was full.
+    pub thread_id: Option<u32>,
+    /// Instruction pointer of that write; `None` when unknown.
+    pub fault_ip: Option<u64>,
+    /// Source file; empty until symbolization lands.
+    pub file: String,
+    /// Function; empty until symbolization lands.
+    pub function: String,
+    /// Source line; 0 when unknown.
+    pub line: u32,
+}
+
+/// A run of changed bytes inside a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteRange {
+    /// Offset from the start of the region.
+    pub offset: usize,
+    /// Number of bytes.
+    pub len: usize,
+}
+
+/// One detected change to one region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeEvent {
+    /// Process-wide sequence number, increasing in detection order.
+    pub seq: u64,
+    /// CLOCK_MONOTONIC nanoseconds of the first write seen (protect) or of
+    /// detection (poll).
+    pub timestamp_ns: u64,
+    /// The watcher's adapter id (which language made the watcher).
+    pub adapter_id: u32,
+    /// The region that changed.
+    pub region_id: RegionId,
+    /// Name given at watch time.
+    pub variable_name: String,
+    /// Who wrote it, where known.
+    pub where_: Where,
+    /// Size of the region in bytes.
+    pub how_big: usize,
+    /// The changed byte ranges, in ascending offset order.
+    pub changed_ranges: Vec<ByteRange>,
+    /// First `preview_bytes` of the region before the change (empty without snapshots).
+    pub old_preview: Vec<u8>,
+    /// First `preview_bytes` of the region after the change.
+    pub new_preview: Vec<u8>,
+    /// Whole old value when `how_big <= max_value_bytes` and snapshots are on.
+    pub old_value: Option<Vec<u8>>,
+    /// Whole new value when `how_big <= max_value_bytes`.
+    pub new_value: Option<Vec<u8>>,
+    /// Store key of a large old value (reserved; `None` for now).
+    pub storage_key_old: Option<String>,
+    /// Store key of a large new value (reserved; `None` for now).
+    pub storage_key_new: Option<String>,
+    /// Metadata given at watch time.
+    pub metadata: Option<String>,
+}
+
+/// Counters and gauges of one watcher (plus engine-wide fault counters).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Backend this watcher's regions use (never `Auto`).
+    pub backend: Option<Backend>,
+    /// Why a better backend was not used (empty when the preferred one works).
+    pub backend_reason: String,
+    /// Regions this watcher watches.
+    pub regions: usize,
+    /// Pages the engine keeps protected for all watchers (protect backend).
+    pub protected_pages: usize,
+    /// Write faults handled by the engine since it started (all watchers).
+    pub faults: u64,
+    /// Events this watcher produced.
+    pub events: u64,
+    /// Faults whose *where* was dropped because the ring was full (engine-wide).
+    /// The change itself is never dropped.
+    pub dropped_wheres: u64,
+    /// Native bytes held for this watcher's regions: metadata plus snapshots.
+    pub native_bytes: usize,
+    /// Bytes of that which are snapshots.
+    pub snapshot_bytes: usize,
+    /// Events waiting for check_changes() or for the callback.
+    pub pending_events: usize,
+    /// Callbacks that panicked (or whose binding reported an exception).
+    pub callback_errors: u64,
+    /// Median first-write-to-delivery latency of delivered events, nanoseconds.
+    pub latency_p50_ns: u64,
+    /// 99th percentile of the same, nanoseconds.
+    pub latency_p99_ns: u64,
+}
+
+/// Why a call failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// A bad argument (zero length, null address, bad option, ...).
+    InvalidArgument(String),
+    /// The memory is not mapped, or only partly.
+    Unmapped(String),
+    /// The memory is mapped but not writable, so it can never change here.
+    ReadOnly(String),
+    /// The range overlaps a region this watcher already watches.
+    Overlap(String),
+    /// The backend cannot be used here, with the reason.
+    Unsupported(String),
+    /// The watcher was closed.
+    Closed,
+    /// An operating-system call failed.
+    Os(String),
+}
+
+impl Error {
+    /// Stable numeric code used by the C ABI (negative values).
+    pub fn code(&self) -> i32 {
+        match self {
+            Error::InvalidArgument(_) => -1,
+            Error::Unmapped(_) => -2,
+            Error::ReadOnly(_) => -3,
+            Error::Overlap(_) => -4,
+            Error::Unsupported(_) => -5,
+            Error::Closed => -6,
+            Error::Os(_) => -7,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
+            Error::Unmapped(m) => write!(f, "memory not mapped: {m}"),
+            Error::ReadOnly(m) => write!(f, "memory is read-only: {m}"),
+            Error::Overlap(m) => write!(f, "overlapping watch: {m}"),
+            Error::Unsupported(m) => write!(f, "backend unsupported: {m}"),
+            Error::Closed => f.write_str("watcher is closed"),
+            Error::Os(m) => write!(f, "operating system error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
