@@ -19,6 +19,22 @@
  *
  * Thread safety: every function may be called from any thread. Callbacks run
  * on the watcher's delivery thread, one at a time per watcher.
+ *
+ * Callbacks must return normally: they must not throw a C++ exception or
+ * longjmp out. (A C++ exception escaping a callback is caught at the Rust
+ * boundary and counted in stats.callback_errors where the platform allows,
+ * otherwise the process aborts; it never unwinds through memwatch.) A callback
+ * may call any memwatch function, including memwatch_watcher_free() or
+ * memwatch_shutdown() on its own watcher; check_changes() called from inside
+ * a callback returns the events instead of delivering them.
+ *
+ * Backend "protect" write-protects watched pages and catches the write fault
+ * with a SIGSEGV handler that forwards faults that are not its own to the
+ * handler installed before it. A system call that writes into a watched page
+ * (read(2) into a watched buffer, for example) fails with EFAULT instead.
+ *
+ * Linking: -lmemwatch (shared), or libmemwatch.a plus
+ * -lpthread -ldl -lm -lrt -lgcc_s (see `pkg-config --static --libs memwatch`).
  */
 #ifndef MEMWATCH_H
 #define MEMWATCH_H
@@ -128,7 +144,9 @@ typedef struct memwatch_watcher memwatch_watcher_t;
 
 /* ---- errors ---------------------------------------------------------- */
 
-/** Message of the last failure in this thread ("" if none). Valid until the next call. */
+/** Message of the last failure in this thread ("" if none). Like errno, it is
+ *  only set by failing calls; the pointer stays valid until the next failing
+ *  call in this thread. */
 const char *memwatch_last_error(void);
 /** Code of the last failure in this thread (MEMWATCH_OK if none). */
 int memwatch_last_error_code(void);
@@ -172,17 +190,42 @@ int memwatch_watcher_get_stats(memwatch_watcher_t *w, memwatch_stats_t *out);
 
 /* ---- the seeds' global API (one default watcher, backend "auto") ----- */
 
-/** Creates the default watcher if needed. Idempotent. */
+/** Creates the default watcher if needed. Idempotent. The other global
+ *  functions create it on first use too, so calling this is optional. */
 int memwatch_init(void);
-/** Frees the default watcher (unwatching everything). */
+/** Frees the default watcher (unwatching everything). A later global call
+ *  creates a fresh one. May be called from inside the default callback. */
 void memwatch_shutdown(void);
 /** Watches on the default watcher; returns the region id, or 0 on error. */
 uint32_t memwatch_watch(uint64_t addr, size_t size, const char *name, const char *metadata);
 /** 1 if the region was watched, 0 if unknown, <0 on error. */
 int memwatch_unwatch(uint32_t region_id);
+/** memwatch_watcher_set_callback on the default watcher. */
 int memwatch_set_callback(memwatch_callback_t cb, void *user_ctx);
+/** memwatch_watcher_check_changes on the default watcher; free with memwatch_events_free. */
 int memwatch_check_changes(memwatch_change_event_t **out_events, size_t *out_count);
+/** memwatch_watcher_get_stats on the default watcher. */
 int memwatch_get_stats(memwatch_stats_t *out);
+
+/* ---- additions (after the seeds' API) --------------------------------- */
+
+/** Creates the default watcher with these options (NULL = defaults).
+ *  MEMWATCH_ERR_INVALID_ARGUMENT if it already exists: call memwatch_shutdown() first. */
+int memwatch_init_with_options(const memwatch_options_t *opts);
+
+/** Closes a watcher (unwatching everything) without freeing the handle; later
+ *  calls on it fail with MEMWATCH_ERR_CLOSED. Idempotent. */
+int memwatch_watcher_close(memwatch_watcher_t *w);
+
+/** Counts one failed callback in stats.callback_errors. For bindings whose
+ *  callback trampolines catch their own language's exceptions. */
+int memwatch_watcher_report_callback_error(memwatch_watcher_t *w);
+
+/** The operating system's page size in bytes. */
+size_t memwatch_page_size(void);
+
+/** The library version, a static string such as "0.1.0". */
+const char *memwatch_version(void);
 
 #ifdef __cplusplus
 }
