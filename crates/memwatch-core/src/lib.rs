@@ -50,3 +50,10 @@ pub use watcher::{Callback, Watcher};
 pub fn page_size() -> usize {
     sys::page_size()
 }
+
+/// True once memwatch has installed its SIGSEGV handler in this process (the
+/// first watcher using the protect backend does; it then stays installed,
+/// forwarding every fault that is not memwatch's own).
+pub fn signal_handler_installed() -> bool {
+    protect::installed()
+}

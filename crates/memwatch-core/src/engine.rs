@@ -1,0 +1,631 @@
+//! The process-wide engine: regions of every watcher, the page bookkeeping of
+//! the protect backend, the worker thread, and the diff -> event pipeline.
+//!
+//! Lock order: engine state mutex, then a watcher's queue mutex. Callbacks
+//! never run under either.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, Weak};
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::diff::changed_ranges;
+use crate::maps;
+use crate::page_table::PageTableWriter;
+use crate::protect;
+use crate::ring::{FaultRecord, Ring};
+use crate::sys::{self, EventFd};
+use crate::types::*;
+use crate::watcher::WatcherInner;
+
+/// A page re-faulted this many windows in a row stays writable and is polled
+/// every window instead (adaptive mode for hot pages).
+const HOT_AFTER_REFAULTS: u8 = 3;
+/// A hot page unchanged for this many windows is protected again.
+const COOL_AFTER_QUIET_WINDOWS: u8 = 4;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Protect,
+    Poll,
+}
+
+struct Region {
+    watcher: u32,
+    addr: usize,
+    len: usize,
+    kind: Kind,
+    name: Box<str>,
+    metadata: Option<Box<str>>,
+    snapshot: Option<Box<[u8]>>,
+    hash: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum PageMode {
+    /// Read-only; the next write faults.
+    Protected,
+    /// Written at `since`; writable until since + window.
+    Open { since: u64, who: Option<FaultRecord> },
+    /// Written too often: left writable and diffed every window.
+    Hot { since: u64, quiet: u8 },
+}
+
+struct PageInfo {
+    regions: Vec<RegionId>,
+    prot: i32,
+    mode: PageMode,
+    reprotected_at: u64,
+    refaults: u8,
+}
+
+struct WatcherEntry {
+    inner: Weak<WatcherInner>,
+    options: Options,
+    backend: Backend,
+    /// Region start address -> id, for overlap checks and iteration.
+    regions: BTreeMap<usize, RegionId>,
+    next_poll_ns: u64,
+}
+
+/// Everything the engine mutex protects.
+pub struct State {
+    regions: HashMap<RegionId, Region>,
+    pages: HashMap<usize, PageInfo>,
+    /// Pages in Open or Hot mode.
+    open: HashSet<usize>,
+    watchers: HashMap<u32, WatcherEntry>,
+    table: PageTableWriter,
+    next_region_id: RegionId,
+    next_watcher_id: u32,
+}
+
+/// The process-wide engine.
+pub struct Engine {
+    state: Mutex<State>,
+    ring: &'static Ring,
+    wake: EventFd,
+    seq: AtomicU64,
+}
+
+static ENGINE: OnceLock<Result<&'static Engine, String>> = OnceLock::new();
+
+/// The engine, started on first use with the given ring capacity.
+pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
+    ENGINE
+        .get_or_init(|| {
+            let ring = Ring::new(ring_capacity).ok_or("cannot map the fault ring")?;
+            let ring: &'static Ring = Box::leak(Box::new(ring));
+            let wake = EventFd::new().map_err(|e| format!("eventfd: {e}"))?;
+            protect::set_ring_and_wake(ring, wake.fd());
+            let engine: &'static Engine = Box::leak(Box::new(Engine {
+                state: Mutex::new(State {
+                    regions: HashMap::new(),
+                    pages: HashMap::new(),
+                    open: HashSet::new(),
+                    watchers: HashMap::new(),
+                    table: PageTableWriter::new(),
+                    next_region_id: 1,
+                    next_watcher_id: 1,
+                }),
+                ring,
+                wake,
+                seq: AtomicU64::new(1),
+            }));
+            std::thread::Builder::new()
+                .name("memwatch-worker".into())
+                .spawn(move || engine.worker_loop())
+                .map_err(|e| format!("cannot start the worker thread: {e}"))?;
+            Ok(engine)
+        })
+        .clone()
+        .map_err(Error::Os)
+}
+
+fn read_bytes(addr: usize, len: usize) -> &'static [u8] {
+    // SAFETY: Watcher::watch's contract: the region stays mapped and readable
+    // until unwatched, and regions are only read under the engine mutex while
+    // still registered. Reads never fault on our read-only pages.
+    unsafe { std::slice::from_raw_parts(addr as *const u8, len) }
+}
+
+impl Engine {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a watcher; returns its id and the backend it will use.
+    pub fn add_watcher(&self, inner: Weak<WatcherInner>, options: &Options) -> Result<(u32, Backend, String), Error> {
+        let (backend, reason) = match options.backend {
+            Backend::Auto => (
+                Backend::Protect,
+                "writewatch (userfaultfd) backend not implemented yet; auto chose protect".to_string(),
+            ),
+            Backend::WriteWatch => {
+                return Err(Error::Unsupported(
+                    "the writewatch backend is not implemented yet; use \"protect\", \"poll\" or \"auto\"".into(),
+                ))
+            }
+            b => (b, String::new()),
+        };
+        if backend == Backend::Protect {
+            protect::install().map_err(Error::Os)?;
+        }
+        let mut st = self.lock();
+        let id = st.next_watcher_id;
+        st.next_watcher_id += 1;
+        st.watchers.insert(
+            id,
+            WatcherEntry {
+                inner,
+                options: options.clone(),
+                backend,
+                regions: BTreeMap::new(),
+                next_poll_ns: sys::monotonic_ns() + options.poll_interval.as_nanos() as u64,
+            },
+        );
+        drop(st);
+        sys::eventfd_signal(self.wake.fd());
+        Ok((id, backend, reason))
+    }
+
+    /// Unwatches everything of a watcher and forgets it.
+    pub fn remove_watcher(&self, watcher: u32) {
+        let mut st = self.lock();
+        let ids: Vec<RegionId> = st
+            .watchers
+            .get(&watcher)
+            .map(|w| w.regions.values().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            st.unwatch(id);
+        }
+        st.watchers.remove(&watcher);
+    }
+
+    /// Starts watching a range for a watcher.
+    pub fn watch(&self, watcher: u32, addr: usize, len: usize, name: &str, metadata: Option<&str>) -> Result<RegionId, Error> {
+        if addr == 0 {
+            return Err(Error::InvalidArgument("address is null".into()));
+        }
+        if len == 0 {
+            return Err(Error::InvalidArgument("length is zero".into()));
+        }
+        if addr.checked_add(len).is_none() {
+            return Err(Error::InvalidArgument(format!("{len} bytes at {addr:#x} wrap around the address space")));
+        }
+        let (rs, re) = self.ring.range();
+        if addr < re && addr + len > rs {
+            return Err(Error::InvalidArgument("range covers memwatch's own fault ring".into()));
+        }
+        let mut st = self.lock();
+        let st = &mut *st;
+        let ps = sys::page_size();
+        let mappings = maps::writable_mappings(addr, len, |page_addr| st.pages.get(&(page_addr / ps)).map(|p| p.prot))?;
+        let entry = st.watchers.get(&watcher).ok_or(Error::Closed)?;
+        if let Some((&start, &other)) = entry.regions.range(..addr + len).next_back() {
+            let other_len = st.regions.get(&other).map_or(0, |r| r.len);
+            if start + other_len > addr {
+                return Err(Error::Overlap(format!(
+                    "{len} bytes at {addr:#x} overlap region {other} ({other_len} bytes at {start:#x}) of this watcher"
+                )));
+            }
+        }
+        let kind = if entry.backend == Backend::Poll { Kind::Poll } else { Kind::Protect };
+        let snapshots = entry.options.snapshots;
+        let id = st.next_region_id;
+        if kind == Kind::Protect {
+            st.protect_pages(addr, len, &mappings)?;
+        }
+        st.next_region_id += 1;
+        let bytes = read_bytes(addr, len);
+        let region = Region {
+            watcher,
+            addr,
+            len,
+            kind,
+            name: name.into(),
+            metadata: metadata.map(Into::into),
+            snapshot: snapshots.then(|| bytes.to_vec().into_boxed_slice()),
+            hash: xxh3_64(bytes),
+        };
+        if kind == Kind::Protect {
+            let ps = sys::page_size();
+            for page in addr / ps..=(addr + len - 1) / ps {
+                st.pages.get_mut(&page).expect("page registered").regions.push(id);
+            }
+        }
+        st.regions.insert(id, region);
+        st.watchers.get_mut(&watcher).expect("checked above").regions.insert(addr, id);
+        Ok(id)
+    }
+
+    /// Stops watching; false if the id is not one of this watcher's regions.
+    pub fn unwatch(&self, watcher: u32, id: RegionId) -> bool {
+        let mut st = self.lock();
+        match st.regions.get(&id) {
+            Some(r) if r.watcher == watcher => st.unwatch(id),
+            _ => false,
+        }
+    }
+
+    /// Detects changes now for every page written so far and for the poll
+    /// regions of `watcher`, delivering the events before returning.
+    pub fn scan_now(&self, watcher: u32) {
+        let mut st = self.lock();
+        let now = sys::monotonic_ns();
+        let mut events = Vec::new();
+        self.collect_faults(&mut st, now);
+        let pages: Vec<usize> = st.open.iter().copied().collect();
+        st.process_pages(&pages, now, &mut events);
+        st.poll_watcher(watcher, now, &mut events);
+        self.deliver(&st, events);
+    }
+
+    /// Counters for stats(): (regions, native bytes, snapshot bytes) of one
+    /// watcher and engine-wide (protected pages, dropped wheres).
+    pub fn stats_of(&self, watcher: u32) -> (usize, usize, usize, usize, u64) {
+        let st = self.lock();
+        let mut native = 0;
+        let mut snap = 0;
+        let mut count = 0;
+        if let Some(w) = st.watchers.get(&watcher) {
+            count = w.regions.len();
+            for id in w.regions.values() {
+                if let Some(r) = st.regions.get(id) {
+                    let s = r.snapshot.as_ref().map_or(0, |s| s.len());
+                    snap += s;
+                    // The region record, its name and metadata, its map and
+                    // index entries, and its share of page lists.
+                    native += std::mem::size_of::<Region>()
+                        + r.name.len()
+                        + r.metadata.as_ref().map_or(0, |m| m.len())
+                        + std::mem::size_of::<(RegionId, Region)>() / 8 // hash map control + slack estimate
+                        + 16 // BTreeMap entry (addr, id)
+                        + 4 * (r.len / sys::page_size() + 1)
+                        + s;
+                }
+            }
+        }
+        let protected = st.pages.values().filter(|p| matches!(p.mode, PageMode::Protected)).count();
+        (count, native, snap, protected, self.ring.dropped.load(Ordering::Relaxed))
+    }
+
+    /// Bytes of the engine's shared structures (fault ring, page table, page map).
+    pub fn shared_bytes(&self) -> usize {
+        let st = self.lock();
+        self.ring.bytes()
+            + st.table.bytes()
+            + st.pages.capacity() * (std::mem::size_of::<(usize, PageInfo)>() + 1)
+            + st.pages.values().map(|p| p.regions.capacity() * 4).sum::<usize>()
+    }
+
+    /// Drains the fault ring (and sweeps the page table if the ring overflowed)
+    /// into the open set.
+    fn collect_faults(&self, st: &mut State, now: u64) {
+        while let Some(rec) = self.ring.pop() {
+            st.open_page(rec.page, Some(rec), now);
+        }
+        if self.ring.overflowed.swap(false, Ordering::SeqCst) {
+            // Drain again: records pushed before the flag was cleared.
+            while let Some(rec) = self.ring.pop() {
+                st.open_page(rec.page, Some(rec), now);
+            }
+            for page in st.table.take_all_dirty() {
+                if !st.open.contains(&page) {
+                    st.open_page(page, None, now);
+                }
+                // The bit was taken here; re-set so processing sees it consistently.
+            }
+        }
+    }
+
+    fn deliver(&self, st: &State, events: Vec<(u32, ChangeEvent)>) {
+        for (wid, mut ev) in events {
+            if let Some(inner) = st.watchers.get(&wid).and_then(|w| w.inner.upgrade()) {
+                ev.seq = self.seq.fetch_add(1, Ordering::SeqCst);
+                inner.enqueue(ev);
+            }
+        }
+    }
+
+    fn worker_loop(&'static self) {
+        loop {
+            let timeout_ms = {
+                let mut st = self.lock();
+                let now = sys::monotonic_ns();
+                self.collect_faults(&mut st, now);
+                let mut events = Vec::new();
+                let due: Vec<usize> = st
+                    .open
+                    .iter()
+                    .copied()
+                    .filter(|p| st.pages.get(p).map_or(false, |i| st.deadline(i).map_or(false, |d| d <= now)))
+                    .collect();
+                st.process_pages(&due, now, &mut events);
+                let pollers: Vec<u32> = st
+                    .watchers
+                    .iter()
+                    .filter(|(_, w)| w.backend == Backend::Poll && w.next_poll_ns <= now)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for wid in pollers {
+                    st.poll_watcher(wid, now, &mut events);
+                }
+                self.deliver(&st, events);
+                // Next wake-up: the earliest page deadline or poll.
+                let mut next: Option<u64> = None;
+                for p in &st.open {
+                    if let Some(d) = st.pages.get(p).and_then(|i| st.deadline(i)) {
+                        next = Some(next.map_or(d, |n: u64| n.min(d)));
+                    }
+                }
+                for w in st.watchers.values() {
+                    if w.backend == Backend::Poll && !w.regions.is_empty() {
+                        next = Some(next.map_or(w.next_poll_ns, |n| n.min(w.next_poll_ns)));
+                    }
+                }
+                let now = sys::monotonic_ns();
+                next.map_or(-1, |d| (d.saturating_sub(now)).div_ceil(1_000_000).min(i32::MAX as u64) as i32)
+            };
+            protect::WORKER_SLEEPING.store(true, Ordering::SeqCst);
+            if self.ring.has_pending() || self.ring.overflowed.load(Ordering::SeqCst) {
+                protect::WORKER_SLEEPING.store(false, Ordering::SeqCst);
+                continue;
+            }
+            self.wake.wait(timeout_ms);
+            protect::WORKER_SLEEPING.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+impl State {
+    fn window_ns_of_page(&self, info: &PageInfo) -> u64 {
+        info.regions
+            .iter()
+            .filter_map(|id| self.regions.get(id))
+            .filter_map(|r| self.watchers.get(&r.watcher))
+            .map(|w| w.options.writable_window.as_nanos() as u64)
+            .min()
+            .unwrap_or(5_000_000)
+    }
+
+    fn deadline(&self, info: &PageInfo) -> Option<u64> {
+        match info.mode {
+            PageMode::Protected => None,
+            PageMode::Open { since, .. } | PageMode::Hot { since, .. } => Some(since + self.window_ns_of_page(info)),
+        }
+    }
+
+    /// A page was written (fault record or dirty bit): it enters Open mode.
+    fn open_page(&mut self, page: usize, who: Option<FaultRecord>, now: u64) {
+        let window = match self.pages.get(&page) {
+            Some(info) => self.window_ns_of_page(info),
+            None => return, // unwatched meanwhile
+        };
+        let info = self.pages.get_mut(&page).expect("checked");
+        if let PageMode::Protected = info.mode {
+            let since = who.map_or(now, |w| w.timestamp_ns.min(now));
+            info.refaults = if since.saturating_sub(info.reprotected_at) < 2 * window {
+                info.refaults.saturating_add(1)
+            } else {
+                0
+            };
+            info.mode = PageMode::Open { since, who };
+            self.open.insert(page);
+        }
+    }
+
+    /// Makes new pages of [addr, addr+len) read-only and registers them.
+    fn protect_pages(&mut self, addr: usize, len: usize, mappings: &[maps::Mapping]) -> Result<(), Error> {
+        let ps = sys::page_size();
+        let mut fresh = Vec::new();
+        for page in addr / ps..=(addr + len - 1) / ps {
+            if self.pages.contains_key(&page) {
+                continue;
+            }
+            let prot = maps::prot_at(mappings, page * ps);
+            if let Err(e) = self.table.activate(page, prot) {
+                self.rollback(&fresh);
+                return Err(Error::Os(e));
+            }
+            self.pages.insert(
+                page,
+                PageInfo { regions: Vec::new(), prot, mode: PageMode::Protected, reprotected_at: 0, refaults: 0 },
+            );
+            fresh.push(page);
+            if let Err(errno) = sys::mprotect(page * ps, ps, libc::PROT_READ | (prot & libc::PROT_EXEC)) {
+                self.rollback(&fresh);
+                return Err(if errno == libc::ENOMEM {
+                    Error::Unmapped(format!("page {:#x} is not mapped", page * ps))
+                } else {
+                    Error::Os(format!("mprotect failed: errno {errno}"))
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self, pages: &[usize]) {
+        let ps = sys::page_size();
+        for &page in pages {
+            if let Some(info) = self.pages.remove(&page) {
+                let _ = sys::mprotect(page * ps, ps, info.prot);
+            }
+            self.table.deactivate(page);
+        }
+    }
+
+    fn unwatch(&mut self, id: RegionId) -> bool {
+        let Some(region) = self.regions.remove(&id) else { return false };
+        if let Some(w) = self.watchers.get_mut(&region.watcher) {
+            w.regions.remove(&region.addr);
+        }
+        if region.kind == Kind::Protect {
+            let ps = sys::page_size();
+            for page in region.addr / ps..=(region.addr + region.len - 1) / ps {
+                let now_empty = match self.pages.get_mut(&page) {
+                    Some(info) => {
+                        info.regions.retain(|r| *r != id);
+                        info.regions.is_empty()
+                    }
+                    None => false,
+                };
+                if now_empty {
+                    let info = self.pages.remove(&page).expect("present");
+                    // Writable again first, then the tombstone: a fault that
+                    // raced with this retries and succeeds.
+                    let _ = sys::mprotect(page * ps, ps, info.prot);
+                    self.table.deactivate(page);
+                    self.open.remove(&page);
+                }
+            }
+        }
+        true
+    }
+
+    /// Re-protects (or keeps polling, when hot) the given open pages and turns
+    /// changed regions on them into events.
+    fn process_pages(&mut self, pages: &[usize], now: u64, events: &mut Vec<(u32, ChangeEvent)>) {
+        if pages.is_empty() {
+            return;
+        }
+        let ps = sys::page_size();
+        // Region -> the earliest known writer among its pages in this batch.
+        let mut touched: HashMap<RegionId, Option<FaultRecord>> = HashMap::new();
+        let mut hot_pages = Vec::new();
+        for &page in pages {
+            let Some(info) = self.pages.get_mut(&page) else {
+                self.open.remove(&page);
+                continue;
+            };
+            let who = match info.mode {
+                PageMode::Protected => continue,
+                PageMode::Open { who, .. } => who,
+                PageMode::Hot { .. } => None,
+            };
+            let stay_hot = match info.mode {
+                PageMode::Hot { quiet, .. } => quiet < COOL_AFTER_QUIET_WINDOWS,
+                PageMode::Open { .. } => info.refaults >= HOT_AFTER_REFAULTS,
+                PageMode::Protected => false,
+            };
+            self.table.take_dirty(page);
+            if stay_hot {
+                let quiet = match info.mode {
+                    PageMode::Hot { quiet, .. } => quiet,
+                    _ => 0,
+                };
+                info.mode = PageMode::Hot { since: now, quiet };
+                hot_pages.push(page);
+            } else {
+                // Protect first, then read: a write after this faults again.
+                let _ = sys::mprotect(page * ps, ps, libc::PROT_READ | (info.prot & libc::PROT_EXEC));
+                info.mode = PageMode::Protected;
+                info.reprotected_at = now;
+                self.open.remove(&page);
+            }
+            for &rid in &info.regions {
+                let e = touched.entry(rid).or_insert(who);
+                if let (Some(a), Some(b)) = (*e, who) {
+                    if b.timestamp_ns < a.timestamp_ns {
+                        *e = Some(b);
+                    }
+                } else if e.is_none() {
+                    *e = who;
+                }
+            }
+        }
+        let mut changed_regions = HashSet::new();
+        let mut ids: Vec<RegionId> = touched.keys().copied().collect();
+        ids.sort_unstable();
+        for rid in ids {
+            let who = touched[&rid];
+            if let Some(ev) = self.diff_region(rid, who, now) {
+                changed_regions.insert(rid);
+                events.push(ev);
+            }
+        }
+        for page in hot_pages {
+            if let Some(info) = self.pages.get_mut(&page) {
+                let changed = info.regions.iter().any(|r| changed_regions.contains(r));
+                if let PageMode::Hot { since, quiet } = info.mode {
+                    info.mode = PageMode::Hot { since, quiet: if changed { 0 } else { quiet.saturating_add(1) } };
+                }
+            }
+        }
+    }
+
+    /// Hashes every poll region of one watcher; events for those that changed.
+    fn poll_watcher(&mut self, watcher: u32, now: u64, events: &mut Vec<(u32, ChangeEvent)>) {
+        let Some(w) = self.watchers.get_mut(&watcher) else { return };
+        if w.backend != Backend::Poll {
+            return;
+        }
+        w.next_poll_ns = now + w.options.poll_interval.as_nanos() as u64;
+        let ids: Vec<RegionId> = w.regions.values().copied().collect();
+        for rid in ids {
+            if let Some(ev) = self.diff_region(rid, None, now) {
+                events.push(ev);
+            }
+        }
+    }
+
+    /// Compares a region with its snapshot (or hash); an event if it changed.
+    fn diff_region(&mut self, rid: RegionId, who: Option<FaultRecord>, now: u64) -> Option<(u32, ChangeEvent)> {
+        let region = self.regions.get_mut(&rid)?;
+        let opts = &self.watchers.get(&region.watcher)?.options;
+        let live = read_bytes(region.addr, region.len);
+        let unchanged = match &region.snapshot {
+            Some(snap) => snap[..] == live[..],
+            None => xxh3_64(live) == region.hash,
+        };
+        if unchanged {
+            return None;
+        }
+        let current: Box<[u8]> = live.into();
+        let hash = xxh3_64(&current);
+        if region.snapshot.is_none() && hash == region.hash {
+            return None;
+        }
+        let small = region.len <= opts.max_value_bytes;
+        let preview = opts.preview_bytes.min(region.len);
+        let (ranges, old_preview, old_value) = match &region.snapshot {
+            Some(snap) => (
+                changed_ranges(snap, &current),
+                snap[..preview].to_vec(),
+                small.then(|| snap.to_vec()),
+            ),
+            None => (vec![ByteRange { offset: 0, len: region.len }], Vec::new(), None),
+        };
+        if ranges.is_empty() {
+            return None; // changed and changed back between the reads
+        }
+        let event = ChangeEvent {
+            seq: 0,
+            timestamp_ns: who.map_or(now, |w| w.timestamp_ns),
+            adapter_id: opts.adapter_id,
+            region_id: rid,
+            variable_name: region.name.to_string(),
+            where_: Where {
+                thread_id: who.map(|w| w.tid),
+                fault_ip: who.map(|w| w.ip).filter(|ip| *ip != 0),
+                ..Where::default()
+            },
+            how_big: region.len,
+            changed_ranges: ranges,
+            old_preview,
+            new_preview: current[..preview].to_vec(),
+            old_value,
+            new_value: small.then(|| current.to_vec()),
+            storage_key_old: None,
+            storage_key_new: None,
+            metadata: region.metadata.as_ref().map(|m| m.to_string()),
+        };
+        region.hash = hash;
+        if region.snapshot.is_some() {
+            region.snapshot = Some(current);
+        }
+        Some((region.watcher, event))
+    }
+}

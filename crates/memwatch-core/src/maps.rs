@@ -1,0 +1,92 @@
+//! Checks a range against /proc/self/maps: mapped, writable, and with which
+//! protection each page must be restored on unwatch.
+
+use crate::types::Error;
+
+/// One mapping of /proc/self/maps.
+#[derive(Clone, Copy, Debug)]
+pub struct Mapping {
+    pub start: usize,
+    pub end: usize,
+    /// PROT_* bits of the mapping.
+    pub prot: i32,
+}
+
+fn parse_line(line: &str) -> Option<Mapping> {
+    let mut parts = line.split_whitespace();
+    let range = parts.next()?;
+    let perms = parts.next()?.as_bytes();
+    let (start, end) = range.split_once('-')?;
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    let mut prot = 0;
+    if perms.first() == Some(&b'r') {
+        prot |= libc::PROT_READ;
+    }
+    if perms.get(1) == Some(&b'w') {
+        prot |= libc::PROT_WRITE;
+    }
+    if perms.get(2) == Some(&b'x') {
+        prot |= libc::PROT_EXEC;
+    }
+    Some(Mapping { start, end, prot })
+}
+
+/// The mappings covering `[addr, addr+len)`, in address order, after checking
+/// that the range is fully mapped and writable. `own_prot(page_addr)` gives
+/// the saved protection of pages the engine itself made read-only; their
+/// current protection in the maps is ours, not the owner's.
+pub fn writable_mappings(addr: usize, len: usize, own_prot: impl Fn(usize) -> Option<i32>) -> Result<Vec<Mapping>, Error> {
+    let text = std::fs::read_to_string("/proc/self/maps")
+        .map_err(|e| Error::Os(format!("cannot read /proc/self/maps: {e}")))?;
+    let end = addr + len;
+    let mut covered = addr;
+    let mut found = Vec::new();
+    for m in text.lines().filter_map(parse_line) {
+        if m.end <= covered || m.start >= end {
+            continue;
+        }
+        if m.start > covered {
+            break; // a hole
+        }
+        found.push(m);
+        covered = m.end;
+        if covered >= end {
+            break;
+        }
+    }
+    if covered < end {
+        return Err(Error::Unmapped(format!(
+            "{len} bytes at {addr:#x}: no mapping at {covered:#x}"
+        )));
+    }
+    let page_size = crate::sys::page_size();
+    for m in found.iter_mut().filter(|m| m.prot & libc::PROT_WRITE == 0) {
+        // Writable after all if every page of it inside the range is one we
+        // protected ourselves.
+        let first = m.start.max(addr) / page_size;
+        let last = (m.end.min(end) - 1) / page_size;
+        let saved: Option<Vec<i32>> = (first..=last).map(|p| own_prot(p * page_size)).collect();
+        if let Some(saved) = saved {
+            if saved.iter().all(|p| p & libc::PROT_WRITE != 0) {
+                m.prot = saved[0];
+            }
+        }
+    }
+    if let Some(m) = found.iter().find(|m| m.prot & libc::PROT_WRITE == 0) {
+        return Err(Error::ReadOnly(format!(
+            "{len} bytes at {addr:#x}: mapping {:#x}-{:#x} is not writable",
+            m.start, m.end
+        )));
+    }
+    Ok(found)
+}
+
+/// Protection of the page at `page_addr`, from mappings returned above.
+pub fn prot_at(mappings: &[Mapping], page_addr: usize) -> i32 {
+    mappings
+        .iter()
+        .find(|m| m.start <= page_addr && page_addr < m.end)
+        .map(|m| m.prot)
+        .unwrap_or(libc::PROT_READ | libc::PROT_WRITE)
+}

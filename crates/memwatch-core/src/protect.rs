@@ -1,0 +1,227 @@
+//! The protect backend's SIGSEGV handler.
+//!
+//! Async-signal-safe only: atomics, preallocated memory (page table, ring),
+//! mprotect, gettid, clock_gettime, write(2) to an eventfd. No allocation, no
+//! locks. A fault that is not ours goes to the handler installed before ours,
+//! called the way it was installed; for SIG_DFL/SIG_IGN the old disposition is
+//! restored and the instruction faults again, so the process dies with the
+//! real SIGSEGV instead of looping.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::page_table::{self, ACTIVE, DIRTY, HANDLERS_IN_FLIGHT, PROT_SHIFT, STALE_WINDOW_NS};
+use crate::ring::{FaultRecord, Ring};
+use crate::sys;
+
+struct PrevAction(UnsafeCell<libc::sigaction>);
+// SAFETY: written once under INSTALL_LOCK before our handler is installed,
+// only read afterwards (from handlers).
+unsafe impl Sync for PrevAction {}
+
+static PREV: PrevAction = PrevAction(UnsafeCell::new(unsafe_zeroed_sigaction()));
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+static INSTALL_LOCK: Mutex<()> = Mutex::new(());
+
+/// The fault ring handlers push to (set once, before the handler is installed).
+static RING: AtomicPtr<Ring> = AtomicPtr::new(std::ptr::null_mut());
+/// eventfd that wakes the worker; -1 before the engine starts.
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// Set by the worker before it blocks; a handler that clears it signals WAKE_FD.
+pub static WORKER_SLEEPING: AtomicBool = AtomicBool::new(false);
+/// Write faults on our pages, since the process started.
+pub static FAULTS: AtomicU64 = AtomicU64::new(0);
+
+const fn unsafe_zeroed_sigaction() -> libc::sigaction {
+    // SAFETY: sigaction is a plain C struct for which all-zero is valid
+    // (SIG_DFL, empty mask, no flags).
+    unsafe { std::mem::MaybeUninit::zeroed().assume_init() }
+}
+
+/// Tells the handler where to record faults and whom to wake.
+pub fn set_ring_and_wake(ring: &'static Ring, wake_fd: i32) {
+    RING.store(ring as *const Ring as *mut Ring, Ordering::SeqCst);
+    WAKE_FD.store(wake_fd, Ordering::SeqCst);
+}
+
+/// Installs the handler once per process. Later calls are no-ops.
+pub fn install() -> Result<(), String> {
+    let _guard = INSTALL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if INSTALLED.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    sys::page_size();
+    // SAFETY: PREV is only written here, under INSTALL_LOCK, before our
+    // handler can run; sigaction with a null new action only reads.
+    unsafe {
+        if libc::sigaction(libc::SIGSEGV, std::ptr::null(), PREV.0.get()) != 0 {
+            return Err(format!("sigaction(SIGSEGV) query failed: errno {}", sys::errno()));
+        }
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER | libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(libc::SIGSEGV, &action, std::ptr::null_mut()) != 0 {
+            return Err(format!("sigaction(SIGSEGV) install failed: errno {}", sys::errno()));
+        }
+    }
+    INSTALLED.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// True once our SIGSEGV handler is installed.
+pub fn installed() -> bool {
+    INSTALLED.load(Ordering::SeqCst)
+}
+
+/// Whether the faulting access was a write (x86_64: bit 1 of the page-fault
+/// error code in the ucontext). Elsewhere every fault counts as a write.
+///
+/// # Safety
+/// `ctx` is the ucontext pointer the kernel passed to an SA_SIGINFO handler.
+unsafe fn fault_is_write(ctx: *mut libc::c_void) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if ctx.is_null() {
+            return true;
+        }
+        let uc = ctx as *const libc::ucontext_t;
+        // SAFETY: the kernel passed a valid ucontext_t for this signal.
+        let err = unsafe { (*uc).uc_mcontext.gregs[libc::REG_ERR as usize] };
+        err & 2 != 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = ctx;
+        true
+    }
+}
+
+/// Instruction pointer of the faulting instruction, from the ucontext.
+///
+/// # Safety
+/// As for fault_is_write.
+unsafe fn fault_ip(ctx: *mut libc::c_void) -> u64 {
+    if ctx.is_null() {
+        return 0;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let uc = ctx as *const libc::ucontext_t;
+        // SAFETY: the kernel passed a valid ucontext_t for this signal.
+        unsafe { (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] as u64 }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let uc = ctx as *const libc::ucontext_t;
+        // SAFETY: as above.
+        unsafe { (*uc).uc_mcontext.pc }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        0
+    }
+}
+
+extern "C" fn handler(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let saved_errno = sys::errno();
+    HANDLERS_IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: info/ctx come from the kernel for an SA_SIGINFO handler.
+    let handled = unsafe { handle_ours(info, ctx) };
+    HANDLERS_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    sys::set_errno(saved_errno);
+    if !handled {
+        // SAFETY: forwarding with the kernel's own arguments.
+        unsafe { forward(sig, info, ctx) };
+    }
+}
+
+/// Handles the fault if it is a write to a page we watch. Returns false for
+/// faults that belong to someone else.
+///
+/// # Safety
+/// info/ctx as passed to an SA_SIGINFO handler.
+unsafe fn handle_ours(info: *mut libc::siginfo_t, ctx: *mut libc::c_void) -> bool {
+    if info.is_null() {
+        return false;
+    }
+    // SAFETY: info is valid for SIGSEGV; si_addr is the faulting address.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    let page_size = sys::page_size();
+    let page = addr / page_size;
+    let Some(table) = page_table::current() else { return false };
+    let Some(slot) = table.lookup(page) else { return false };
+    let state = slot.state.load(Ordering::SeqCst);
+    if state & ACTIVE == 0 {
+        // A fault that raced with unwatch: the page is writable again by now,
+        // so retrying the instruction succeeds. Only for a short while, so a
+        // real bug on that page later still crashes.
+        let removed = slot.removed_at.load(Ordering::SeqCst);
+        return sys::monotonic_ns().saturating_sub(removed) < STALE_WINDOW_NS;
+    }
+    // SAFETY: ctx is the kernel's ucontext.
+    if !unsafe { fault_is_write(ctx) } {
+        return false;
+    }
+    // Order matters, and the worker relies on it: dirty bit, then writable,
+    // then the announcement (ring record, or on overflow the dirty bit again
+    // followed by the overflow flag). Whatever announcement the worker
+    // consumes was made after this page became writable, so its re-protect
+    // comes after ours and no write goes unseen.
+    slot.state.fetch_or(DIRTY, Ordering::SeqCst);
+    FAULTS.fetch_add(1, Ordering::Relaxed);
+    let prot = ((state >> PROT_SHIFT) & 7) as i32 | libc::PROT_READ | libc::PROT_WRITE;
+    let _ = sys::mprotect(page * page_size, page_size, prot);
+    let ring = RING.load(Ordering::SeqCst);
+    // SAFETY: the ring is 'static once published.
+    let pushed = !ring.is_null()
+        && unsafe { &*ring }.push(FaultRecord {
+            page,
+            // SAFETY: ctx is the kernel's ucontext.
+            ip: unsafe { fault_ip(ctx) },
+            tid: sys::gettid(),
+            timestamp_ns: sys::monotonic_ns(),
+        });
+    if !pushed {
+        slot.state.fetch_or(DIRTY, Ordering::SeqCst);
+        if !ring.is_null() {
+            // SAFETY: as above.
+            unsafe { &*ring }.overflowed.store(true, Ordering::SeqCst);
+        }
+    }
+    if WORKER_SLEEPING.swap(false, Ordering::SeqCst) {
+        let fd = WAKE_FD.load(Ordering::SeqCst);
+        if fd >= 0 {
+            sys::eventfd_signal(fd);
+        }
+    }
+    true
+}
+
+/// Passes a fault that is not ours to the previously installed handler.
+///
+/// # Safety
+/// Arguments as received by our handler.
+unsafe fn forward(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: PREV was fully written before our handler was installed.
+    let prev = unsafe { &*PREV.0.get() };
+    let h = prev.sa_sigaction;
+    if h == libc::SIG_DFL || h == libc::SIG_IGN {
+        // Restore the old disposition and return: the instruction faults
+        // again and the kernel applies it (terminating with SIGSEGV).
+        // SAFETY: sigaction is async-signal-safe; prev is a valid sigaction.
+        unsafe { libc::sigaction(sig, prev, std::ptr::null_mut()) };
+        return;
+    }
+    if prev.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the previous handler was installed with SA_SIGINFO, so it
+        // has this signature.
+        let f: extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) = unsafe { std::mem::transmute(h) };
+        f(sig, info, ctx);
+    } else {
+        // SAFETY: installed without SA_SIGINFO: a plain fn(int).
+        let f: extern "C" fn(i32) = unsafe { std::mem::transmute(h) };
+        f(sig);
+    }
+}

@@ -1,0 +1,125 @@
+//! Thin, async-signal-safe wrappers over the system calls the engine uses.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+/// The OS page size (asked once, then cached; never assumed to be 4096).
+pub fn page_size() -> usize {
+    let cached = PAGE_SIZE.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let size = if size > 0 { size as usize } else { 4096 };
+    PAGE_SIZE.store(size, Ordering::Relaxed);
+    size
+}
+
+/// Kernel thread id of the calling thread. Async-signal-safe.
+pub fn gettid() -> u32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds. Async-signal-safe.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// mprotect over whole pages; returns the errno on failure. Async-signal-safe.
+pub fn mprotect(addr: usize, len: usize, prot: i32) -> Result<(), i32> {
+    // SAFETY: mprotect only changes page permissions; callers pass page-aligned
+    // ranges of pages the engine tracks and has verified to be mapped.
+    let rc = unsafe { libc::mprotect(addr as *mut libc::c_void, len, prot) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+/// The calling thread's errno.
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location always returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Sets the calling thread's errno (the signal handler restores it on exit).
+pub fn set_errno(value: i32) {
+    // SAFETY: as in errno().
+    unsafe { *libc::__errno_location() = value };
+}
+
+/// Anonymous private read-write mapping, zero-filled; the engine's own memory
+/// (ring, page table) lives in such mappings so it never shares a page with
+/// memory a user watches.
+pub fn mmap_anon(len: usize) -> Option<*mut u8> {
+    // SAFETY: an anonymous mapping with no address hint has no preconditions.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        None
+    } else {
+        Some(ptr as *mut u8)
+    }
+}
+
+/// Unmaps a mapping made by mmap_anon.
+///
+/// # Safety
+/// `ptr`/`len` must come from one mmap_anon call and nothing may use it after.
+pub unsafe fn munmap(ptr: *mut u8, len: usize) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { libc::munmap(ptr as *mut libc::c_void, len) };
+}
+
+/// An eventfd used to wake the worker; written from the signal handler.
+pub struct EventFd(i32);
+
+impl EventFd {
+    /// Creates a non-blocking, close-on-exec eventfd.
+    pub fn new() -> std::io::Result<EventFd> {
+        // SAFETY: eventfd has no memory-safety preconditions.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(EventFd(fd))
+        }
+    }
+
+    /// The raw descriptor (for the signal handler's lock-free wake).
+    pub fn fd(&self) -> i32 {
+        self.0
+    }
+
+    /// Waits until signalled or `timeout_ms` passes (-1 = forever), then resets.
+    pub fn wait(&self, timeout_ms: i32) {
+        let mut pfd = libc::pollfd { fd: self.0, events: libc::POLLIN, revents: 0 };
+        // SAFETY: pfd is a valid pollfd array of length 1.
+        unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        let mut buf = 0u64;
+        // SAFETY: reading 8 bytes into a u64 from a non-blocking eventfd.
+        unsafe { libc::read(self.0, &mut buf as *mut u64 as *mut libc::c_void, 8) };
+    }
+}
+
+/// Signals an eventfd by descriptor. Async-signal-safe (one write(2)).
+pub fn eventfd_signal(fd: i32) {
+    let one = 1u64;
+    // SAFETY: writes 8 bytes from a valid u64; errors (EAGAIN on overflow) are harmless.
+    unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
+}
