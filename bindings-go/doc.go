@@ -1,0 +1,58 @@
+// Package memwatch reports changes to watched memory: which variable, which
+// bytes, the old and new values, when, and (with the "protect" backend) which
+// thread wrote them.
+//
+// It is the Go binding of memwatch: a thin cgo layer over the C ABI of the
+// Rust engine (crates/memwatch-capi, linked statically from lib/libmemwatch.a).
+// Build that library once, then use the go tool as usual:
+//
+//	cd bindings-go
+//	go generate      # runs build-lib.sh: cargo build -p memwatch-capi --release, copy to lib/
+//	go test ./...
+//
+// # Usage
+//
+//	w, err := memwatch.NewWatcher(memwatch.WithBackend(memwatch.BackendProtect))
+//	if err != nil { ... }
+//	defer w.Close()
+//	buf, _ := memwatch.Alloc(100) // page-aligned, outside the Go heap
+//	defer memwatch.Free(buf)
+//	id, err := w.Watch(buf, "buffer")
+//	buf[0] = 42
+//	events, err := w.CheckChanges() // one event: region id, bytes [0,1), old 0x00, new 0x2a
+//
+// Events reach the program in exactly one of three ways: returned by
+// [Watcher.CheckChanges] (when neither a callback nor the channel is set), passed
+// to the function given to [Watcher.SetCallback], and sent on the channel from
+// [Watcher.Events] (callback and channel may be used together). CheckChanges is
+// synchronous: every write made before the call is in its result or has been
+// delivered to the callback/channel queue by the time it returns.
+//
+// # Memory
+//
+// Watch accepts any []byte. Slices in the Go heap are pinned with
+// [runtime.Pinner] while watched, so the garbage collector neither moves nor
+// frees them, and unpinned by Unwatch or Close. With the "protect" backend the
+// engine write-protects whole pages: other Go objects sharing a page with a
+// small watched slice then take one extra (handled) fault on their first write,
+// and a system call that writes into such a page (read(2) into a neighbouring
+// buffer, say) fails with EFAULT. [Alloc] returns page-aligned memory outside
+// the Go heap that shares its pages with nothing; prefer it for the "protect"
+// backend. The "poll" backend has no such effects.
+//
+// # Signals
+//
+// The "protect" backend installs a SIGSEGV handler (SA_ONSTACK, as Go requires)
+// that handles faults on its own pages and forwards every other fault to the
+// handler installed before it, so Go's nil-pointer panics keep working and can
+// be recovered as usual.
+//
+// # Threads
+//
+// Every method may be called from any goroutine. Callbacks run one at a time
+// per watcher on the watcher's delivery thread (a native thread, attached to
+// the Go runtime for the call). A callback may call any method of its watcher,
+// including Close.
+package memwatch
+
+//go:generate sh ./build-lib.sh

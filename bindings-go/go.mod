@@ -1,0 +1,3 @@
+module github.com/memwatch/memwatch/bindings-go
+
+go 1.21
