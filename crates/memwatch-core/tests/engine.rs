@@ -1,0 +1,278 @@
+//! Engine behaviour beyond the shared scenarios: threads, callbacks, errors,
+//! fork, foreign faults.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{wait_child, Pages};
+use memwatch_core::{page_size, Backend, ChangeEvent, Error, Options, Watcher};
+
+fn watcher(backend: Backend) -> Watcher {
+    Watcher::new(Options { backend, ..Options::default() }).unwrap()
+}
+
+#[test]
+fn eight_threads_every_region_final_bytes_no_duplicates() {
+    for backend in [Backend::Protect, Backend::Poll] {
+        let w = watcher(backend);
+        let mem = Arc::new(Pages::new(2));
+        let stride = page_size() / 4; // 4 regions per page, 2 pages
+        let ids: Vec<u32> = (0..8)
+            // SAFETY: mem outlives the watcher's regions (closed below).
+            .map(|t| unsafe { w.watch(mem.ptr.add(t * stride), 64, &format!("t{t}"), None) }.unwrap())
+            .collect();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let mem = Arc::clone(&mem);
+                std::thread::spawn(move || {
+                    for i in 0..100_000usize {
+                        mem.write(t * stride + i % 64, (i % 251) as u8 + 1);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let events = w.check_changes().unwrap();
+        for (t, id) in ids.iter().enumerate() {
+            let mine: Vec<&ChangeEvent> = events.iter().filter(|e| e.region_id == *id).collect();
+            assert!(!mine.is_empty(), "{backend}: region t{t} missed");
+            // A chain: each event starts where the previous one ended, so none
+            // is missed or reported twice.
+            assert_eq!(mine[0].old_value.as_deref(), Some(&[0u8; 64][..]), "{backend}");
+            for pair in mine.windows(2) {
+                assert_eq!(pair[0].new_value, pair[1].old_value, "{backend}: chain broken for t{t}");
+                assert!(pair[0].seq < pair[1].seq);
+            }
+            let last = mine.last().unwrap();
+            assert_eq!(last.new_value.as_deref(), Some(&mem.read(t * stride, 64)[..]), "{backend}: final bytes");
+        }
+        assert!(w.check_changes().unwrap().is_empty(), "{backend}: nothing left after the final check");
+        w.close();
+    }
+}
+
+#[test]
+fn protect_reports_writer_thread_and_ip() {
+    let w = watcher(Backend::Protect);
+    let mem = Pages::new(1);
+    // SAFETY: mem outlives the watch.
+    unsafe { w.watch(mem.ptr, 8, "x", None) }.unwrap();
+    let tid = std::thread::scope(|s| {
+        s.spawn(|| {
+            mem.write(0, 7);
+            // SAFETY: gettid has no preconditions.
+            unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+        })
+        .join()
+        .unwrap()
+    });
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].where_.thread_id, Some(tid));
+    assert!(events[0].where_.fault_ip.unwrap_or(0) != 0);
+    assert!(w.stats().faults >= 1);
+    assert_eq!(w.stats().backend, Some(Backend::Protect));
+}
+
+#[test]
+fn callback_then_check_changes_exactly_once() {
+    let w = watcher(Backend::Protect);
+    let mem = Pages::new(1);
+    // SAFETY: mem outlives the watch.
+    let id = unsafe { w.watch(mem.ptr, 16, "cb", Some("meta")) }.unwrap();
+    let seen: Arc<Mutex<Vec<ChangeEvent>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    w.set_callback(Some(Arc::new(move |e: &ChangeEvent| sink.lock().unwrap().push(e.clone())))).unwrap();
+    mem.write(1, 0xab);
+    assert!(w.check_changes().unwrap().is_empty(), "with a callback, events go to it");
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "delivered before check_changes returned");
+        assert_eq!(seen[0].region_id, id);
+        assert_eq!(seen[0].new_value.as_ref().unwrap()[1], 0xab);
+        assert_eq!(seen[0].metadata.as_deref(), Some("meta"));
+    }
+    w.set_callback(None).unwrap();
+    mem.write(2, 0xcd);
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].changed_ranges[0].offset, 2);
+    assert_eq!(seen.lock().unwrap().len(), 1, "not delivered twice");
+    assert!(w.stats().latency_p99_ns > 0);
+}
+
+#[test]
+fn callback_delivers_without_check_changes() {
+    let w = watcher(Backend::Protect);
+    let mem = Pages::new(1);
+    // SAFETY: mem outlives the watch.
+    unsafe { w.watch(mem.ptr, 16, "async", None) }.unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    w.set_callback(Some(Arc::new(move |e: &ChangeEvent| {
+        tx.lock().unwrap().send(e.new_value.clone()).unwrap();
+    })))
+    .unwrap();
+    mem.write(0, 9);
+    // The worker delivers after the writable window on its own.
+    let got = rx.recv_timeout(Duration::from_secs(5)).expect("delivered by the worker");
+    assert_eq!(got.unwrap()[0], 9);
+}
+
+#[test]
+fn panicking_callback_is_counted_and_watcher_keeps_working() {
+    let w = watcher(Backend::Poll);
+    let mem = Pages::new(1);
+    // SAFETY: mem outlives the watch.
+    unsafe { w.watch(mem.ptr, 4, "p", None) }.unwrap();
+    let calls = Arc::new(Mutex::new(0));
+    let c = Arc::clone(&calls);
+    w.set_callback(Some(Arc::new(move |_e: &ChangeEvent| {
+        *c.lock().unwrap() += 1;
+        panic!("callback failure (expected by the test)");
+    })))
+    .unwrap();
+    mem.write(0, 1);
+    w.check_changes().unwrap();
+    mem.write(0, 2);
+    w.check_changes().unwrap();
+    assert_eq!(*calls.lock().unwrap(), 2);
+    assert_eq!(w.stats().callback_errors, 2);
+}
+
+#[test]
+fn close_from_inside_the_callback_does_not_deadlock() {
+    let w = Arc::new(watcher(Backend::Protect));
+    let mem = Pages::new(1);
+    // SAFETY: mem outlives the watch.
+    unsafe { w.watch(mem.ptr, 4, "c", None) }.unwrap();
+    let w2 = Arc::clone(&w);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    w.set_callback(Some(Arc::new(move |_e: &ChangeEvent| {
+        w2.close();
+        tx.lock().unwrap().send(()).unwrap();
+    })))
+    .unwrap();
+    mem.write(0, 1);
+    rx.recv_timeout(Duration::from_secs(5)).expect("callback ran and close returned");
+    assert!(w.is_closed());
+    assert_eq!(w.check_changes(), Err(Error::Closed));
+    assert_eq!(w.unwatch(1), Err(Error::Closed));
+    mem.write(0, 2); // the page is writable again: no fault loop, no crash
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let w = watcher(Backend::Protect);
+    let mem = Pages::new(2);
+    // SAFETY (all calls below): invalid ranges are rejected before any access;
+    // valid ones outlive the watcher.
+    unsafe {
+        assert!(matches!(w.watch(std::ptr::null(), 8, "n", None), Err(Error::InvalidArgument(_))));
+        assert!(matches!(w.watch(mem.ptr, 0, "z", None), Err(Error::InvalidArgument(_))));
+        let gone = Pages::new(1);
+        let addr = gone.ptr;
+        drop(gone);
+        assert!(matches!(w.watch(addr, 8, "u", None), Err(Error::Unmapped(_))));
+        let ro = Pages::new(1);
+        libc::mprotect(ro.ptr as *mut libc::c_void, page_size(), libc::PROT_READ);
+        let err = w.watch(ro.ptr, 8, "ro", None).unwrap_err();
+        assert!(matches!(err, Error::ReadOnly(_)), "{err}");
+        assert!(err.to_string().contains("not writable"));
+        libc::mprotect(ro.ptr as *mut libc::c_void, page_size(), libc::PROT_READ | libc::PROT_WRITE);
+        let a = w.watch(mem.ptr, 100, "a", None).unwrap();
+        assert!(matches!(w.watch(mem.ptr.add(50), 100, "b", None), Err(Error::Overlap(_))));
+        // Adjacent is fine; another watcher may watch the same bytes.
+        w.watch(mem.ptr.add(100), 10, "adjacent", None).unwrap();
+        let other = watcher(Backend::Protect);
+        let b = other.watch(mem.ptr, 100, "same bytes", None).unwrap();
+        mem.write(5, 1);
+        assert_eq!(w.check_changes().unwrap().iter().filter(|e| e.region_id == a).count(), 1);
+        assert_eq!(other.check_changes().unwrap().iter().filter(|e| e.region_id == b).count(), 1);
+        assert_eq!(w.unwatch(b), Ok(false), "not this watcher's region");
+        assert_eq!(w.unwatch(999_999), Ok(false));
+    }
+    assert!(matches!(Watcher::new(Options { backend: Backend::WriteWatch, ..Options::default() }), Err(Error::Unsupported(_))));
+    assert!(matches!(Backend::from_name("bogus"), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn unwatch_then_free_then_reuse_the_memory() {
+    let w = watcher(Backend::Protect);
+    let mem = Pages::new(1);
+    // SAFETY: unwatched before the mapping goes away.
+    let id = unsafe { w.watch(mem.ptr, 32, "tmp", None) }.unwrap();
+    mem.write(0, 1);
+    assert!(w.unwatch(id).unwrap());
+    assert!(!w.unwatch(id).unwrap());
+    mem.write(1, 2); // writable again, no fault, no event
+    drop(mem);
+    let again = Pages::new(1); // may reuse the same address
+    again.write(0, 3);
+    assert!(w.check_changes().unwrap().is_empty());
+}
+
+#[test]
+fn fork_child_writes_watched_buffer_and_exits_0() {
+    let w = watcher(Backend::Protect);
+    let mem = Pages::new(1);
+    // SAFETY: mem outlives the watch.
+    unsafe { w.watch(mem.ptr, 8, "f", None) }.unwrap();
+    // SAFETY: the child only stores to memory and calls _exit (async-signal-safe).
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        for i in 0..8 {
+            mem.write(i, 0x55);
+        }
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(0) };
+    }
+    let status = wait_child(pid, Duration::from_secs(5)).expect("child finished");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status:#x}");
+    assert!(w.check_changes().unwrap().is_empty(), "the child's writes are its own copy");
+}
+
+#[test]
+fn write_to_unmapped_memory_still_kills_with_sigsegv_quickly() {
+    let w = watcher(Backend::Protect);
+    let mem = Pages::new(1);
+    // SAFETY: mem outlives the watch.
+    unsafe { w.watch(mem.ptr, 8, "alive", None) }.unwrap();
+    let gone = Pages::new(1);
+    let addr = gone.ptr as usize;
+    drop(gone);
+    let start = std::time::Instant::now();
+    // SAFETY: the child faults and dies; it never returns into the harness.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: deliberately invalid: this is the crash under test.
+        unsafe { std::ptr::write_volatile(addr as *mut u8, 1) };
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(0) };
+    }
+    let status = wait_child(pid, Duration::from_secs(1)).expect("child died within 1 s, no fault loop");
+    assert!(libc::WIFSIGNALED(status), "status {status:#x}");
+    assert_eq!(libc::WTERMSIG(status), libc::SIGSEGV);
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn snapshots_off_reports_new_value_and_whole_range() {
+    let w = Watcher::new(Options { backend: Backend::Protect, snapshots: false, ..Options::default() }).unwrap();
+    let mem = Pages::new(1);
+    // SAFETY: mem outlives the watch.
+    unsafe { w.watch(mem.ptr, 8, "nosnap", None) }.unwrap();
+    mem.write(3, 4);
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].old_value, None);
+    assert_eq!(events[0].new_value.as_deref(), Some(&[0, 0, 0, 4, 0, 0, 0, 0][..]));
+    assert_eq!(events[0].changed_ranges.len(), 1);
+    assert_eq!((events[0].changed_ranges[0].offset, events[0].changed_ranges[0].len), (0, 8));
+    assert_eq!(w.stats().snapshot_bytes, 0);
+}
