@@ -1,0 +1,151 @@
+// P/Invoke declarations for libmemwatch (crates/memwatch-capi/include/memwatch.h).
+// Every struct here mirrors the header field by field; LayoutKind.Sequential
+// applies the same natural alignment as the C compiler on x86-64/aarch64 Linux.
+
+using System;
+using System.Runtime.InteropServices;
+
+namespace MemWatch
+{
+    /// <summary>Raw bindings of the C ABI. Internal: use <see cref="MemoryWatcher"/>.</summary>
+    internal static class Native
+    {
+        /// <summary>
+        /// Library name: resolves to libmemwatch.so next to the assembly, under
+        /// runtimes/linux-x64/native in a NuGet package, or on LD_LIBRARY_PATH.
+        /// </summary>
+        internal const string Lib = "memwatch";
+
+        internal const int MEMWATCH_OK = 0;
+        internal const uint MEMWATCH_ADAPTER_CSHARP = 5;
+
+        /// <summary>memwatch_options_t.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Options
+        {
+            public IntPtr backend;
+            public uint writable_window_ms;
+            public uint poll_interval_ms;
+            public ulong max_value_bytes;
+            public ulong preview_bytes;
+            public ulong ring_capacity;
+            public int snapshots;
+            public uint adapter_id;
+        }
+
+        /// <summary>memwatch_range_t.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Range
+        {
+            public UIntPtr offset;
+            public UIntPtr length;
+        }
+
+        /// <summary>memwatch_change_event_t.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Event
+        {
+            public ulong seq;
+            public ulong timestamp_ns;
+            public uint adapter_id;
+            public uint region_id;
+            public IntPtr variable_name;
+            public uint thread_id;
+            public ulong fault_ip;
+            public IntPtr file;
+            public IntPtr function;
+            public uint line;
+            public UIntPtr how_big;
+            public IntPtr changed_ranges;
+            public UIntPtr changed_range_count;
+            public IntPtr old_preview;
+            public UIntPtr old_preview_len;
+            public IntPtr new_preview;
+            public UIntPtr new_preview_len;
+            public IntPtr old_value;
+            public UIntPtr old_value_len;
+            public IntPtr new_value;
+            public UIntPtr new_value_len;
+            public IntPtr storage_key_old;
+            public IntPtr storage_key_new;
+            public IntPtr metadata;
+        }
+
+        /// <summary>memwatch_stats_t.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Stats
+        {
+            public IntPtr backend;
+            [MarshalAs(UnmanagedType.ByValArray, SizeConst = 256)]
+            public byte[] backend_reason;
+            public ulong regions;
+            public ulong protected_pages;
+            public ulong faults;
+            public ulong events;
+            public ulong dropped_wheres;
+            public ulong native_bytes;
+            public ulong snapshot_bytes;
+            public ulong pending_events;
+            public ulong callback_errors;
+            public ulong latency_p50_ns;
+            public ulong latency_p99_ns;
+        }
+
+        /// <summary>memwatch_callback_t.</summary>
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void Callback(IntPtr evt, IntPtr userCtx);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr memwatch_last_error();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_last_error_code();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void memwatch_options_default(out Options opts);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_watcher_new(ref Options opts, out IntPtr watcher);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void memwatch_watcher_free(IntPtr watcher);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_watcher_close(IntPtr watcher);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_watcher_watch(IntPtr watcher, IntPtr addr, UIntPtr len,
+            byte[] name, byte[] metadata, out uint id);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_watcher_unwatch(IntPtr watcher, uint regionId);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_watcher_set_callback(IntPtr watcher, IntPtr callback, IntPtr userCtx);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_watcher_check_changes(IntPtr watcher, out IntPtr events, out UIntPtr count);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void memwatch_events_free(IntPtr events, UIntPtr count);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_watcher_get_stats(IntPtr watcher, out Stats stats);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_watcher_report_callback_error(IntPtr watcher);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern UIntPtr memwatch_page_size();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr memwatch_version();
+
+        /// <summary>Message of the last failure on this thread.</summary>
+        internal static string LastErrorMessage()
+        {
+            string s = Utf8.FromNative(memwatch_last_error());
+            return string.IsNullOrEmpty(s) ? "unknown memwatch error" : s;
+        }
+    }
+}
