@@ -405,6 +405,10 @@ impl State {
             None => return, // unwatched meanwhile
         };
         let info = self.pages.get_mut(&page).expect("checked");
+        if let (PageMode::Open { since, who: None }, Some(_)) = (info.mode, who) {
+            // Opened by a sweep just before its fault record arrived.
+            info.mode = PageMode::Open { since, who };
+        }
         if let PageMode::Protected = info.mode {
             let since = who.map_or(now, |w| w.timestamp_ns.min(now));
             info.refaults = if since.saturating_sub(info.reprotected_at) < 2 * window {
@@ -422,7 +426,12 @@ impl State {
         let ps = sys::page_size();
         let mut fresh = Vec::new();
         for page in addr / ps..=(addr + len - 1) / ps {
-            if self.pages.contains_key(&page) {
+            if let Some(info) = self.pages.get(&page) {
+                if let PageMode::Protected = info.mode {
+                    // Idempotent, and repairs a page whose memory was freed
+                    // and mapped anew while still watched.
+                    let _ = sys::mprotect(page * ps, ps, libc::PROT_READ | (info.prot & libc::PROT_EXEC));
+                }
                 continue;
             }
             let prot = maps::prot_at(mappings, page * ps);
