@@ -1,0 +1,322 @@
+"""memwatch: find out when watched memory changes.
+
+Watch any writable buffer-protocol object (bytearray, memoryview, numpy
+array, mmap, array.array); every change becomes a :class:`ChangeEvent` with
+the variable name, the changed byte ranges, the old and new bytes, a
+timestamp and (with the ``protect`` backend) the writing thread.
+
+>>> import memwatch
+>>> data = bytearray(b"hello")
+>>> with memwatch.MemoryWatcher(backend="poll") as watcher:
+...     region = watcher.watch(data)
+...     data[0] = ord("H")
+...     [event] = watcher.check_changes()
+>>> event.variable_name, event.old_value, event.new_value, event.changed_ranges
+('data', b'hello', b'Hello', [(0, 1)])
+
+All detection happens in the Rust engine (memwatch-core); this package only
+translates. Events go either to the callback set with
+:meth:`MemoryWatcher.set_callback` (on a background delivery thread, with the
+GIL held) or, when no callback is set, to the next
+:meth:`MemoryWatcher.check_changes` call, which is synchronous: every write
+made before it is in its result. Each change is delivered exactly once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import sys
+from types import FrameType
+from typing import Any, Callable, Dict, List, Optional, Union
+
+from . import _memwatch
+from ._errors import (
+    InvalidArgumentError,
+    MemwatchError,
+    MemwatchOSError,
+    NotContiguousError,
+    OverlapError,
+    ReadOnlyError,
+    UnmappedError,
+    UnsupportedError,
+    WatcherClosedError,
+)
+from ._memwatch import ChangeEvent
+
+__all__ = [
+    "MemoryWatcher",
+    "ChangeEvent",
+    "page_size",
+    "BACKENDS",
+    "MemwatchError",
+    "InvalidArgumentError",
+    "UnmappedError",
+    "ReadOnlyError",
+    "NotContiguousError",
+    "OverlapError",
+    "UnsupportedError",
+    "WatcherClosedError",
+    "MemwatchOSError",
+]
+
+#: Version of the package (and of the engine it was built with).
+__version__: str = _memwatch.__version__
+
+#: Backend names accepted by :class:`MemoryWatcher`.
+BACKENDS = ("auto", "protect", "writewatch", "poll")
+
+#: Type of a change callback.
+Callback = Callable[[ChangeEvent], Any]
+
+_MAX_REGION_ID = 0xFFFF_FFFF
+
+
+def page_size() -> int:
+    """The operating system's page size in bytes."""
+    return _memwatch.page_size()
+
+
+def _infer_name(obj: Any, frame: Optional[FrameType]) -> str:
+    """The caller's variable name for ``obj`` when exactly one name binds it.
+
+    Looks at the caller's local variables, then (when no local binds it) its
+    module globals. With no name, or more than one, the result is
+    ``"<type at 0xADDRESS>"``.
+    """
+    if frame is not None:
+        local_names = [k for k, v in frame.f_locals.items() if v is obj]
+        if len(local_names) == 1:
+            return local_names[0]
+        if not local_names and frame.f_globals is not frame.f_locals:
+            global_names = [k for k, v in frame.f_globals.items() if v is obj]
+            if len(global_names) == 1:
+                return global_names[0]
+    return f"<{type(obj).__name__} at {id(obj):#x}>"
+
+
+def _metadata_text(metadata: Any) -> Optional[str]:
+    """The text handed to the engine for ``metadata``: str as-is, else JSON."""
+    if metadata is None:
+        return None
+    if isinstance(metadata, str):
+        return metadata
+    try:
+        return json.dumps(metadata, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            "metadata must be a str or a JSON-serializable value (dict, list, "
+            f"number, bool); {type(metadata).__name__} is not: {exc}"
+        ) from exc
+
+
+class MemoryWatcher:
+    """Watches buffers and reports every change to them.
+
+    Args:
+        backend: ``"auto"`` (default: the best mechanism available; today
+            ``"protect"``), ``"protect"`` (page protection + SIGSEGV; knows the
+            writing thread), ``"writewatch"`` (userfaultfd; not available yet,
+            raises :class:`UnsupportedError`) or ``"poll"`` (hashing; works on
+            any memory).
+        writable_window_ms: protect backend: how long a page stays writable
+            after its first write before it is re-protected and diffed; writes
+            inside the window coalesce into one event per region. Default 5.
+        poll_interval_ms: poll backend: how often regions are hashed. Default 100.
+        max_value_bytes: events carry the whole old and new value when the
+            region is at most this many bytes. Default 4096.
+        preview_bytes: bytes of old/new preview in every event. Default 256.
+        snapshots: keep a copy of each region to report old values and exact
+            changed ranges. Default True.
+        ring_capacity: size of the engine's fault ring, used when the engine
+            starts (first watcher of the process). Default 65536.
+
+    A watcher is a context manager; leaving the ``with`` block closes it.
+    All methods may be called from any thread.
+    """
+
+    def __init__(
+        self,
+        backend: str = "auto",
+        writable_window_ms: float = 5.0,
+        poll_interval_ms: float = 100.0,
+        max_value_bytes: int = 4096,
+        preview_bytes: int = 256,
+        snapshots: bool = True,
+        ring_capacity: int = 65536,
+    ) -> None:
+        if not isinstance(backend, str):
+            raise TypeError(f"backend must be a str, got {type(backend).__name__}")
+        for label, value in (
+            ("max_value_bytes", max_value_bytes),
+            ("preview_bytes", preview_bytes),
+            ("ring_capacity", ring_capacity),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{label} must be an int, got {type(value).__name__}")
+            if value < 0:
+                raise InvalidArgumentError(f"{label} must be >= 0, got {value}")
+        for label, ms in (("writable_window_ms", writable_window_ms), ("poll_interval_ms", poll_interval_ms)):
+            if isinstance(ms, bool) or not isinstance(ms, (int, float)):
+                raise TypeError(f"{label} must be a number of milliseconds, got {type(ms).__name__}")
+        self._native = _memwatch.Watcher(
+            backend,
+            float(writable_window_ms),
+            float(poll_interval_ms),
+            max_value_bytes,
+            preview_bytes,
+            bool(snapshots),
+            ring_capacity,
+        )
+
+    # -- watching ---------------------------------------------------------
+
+    def watch(self, obj: Any, name: Optional[str] = None, metadata: Any = None) -> int:
+        """Starts watching ``obj``'s memory; returns the region id.
+
+        Args:
+            obj: a writable, contiguous buffer-protocol object: bytearray,
+                memoryview (of writable memory), numpy array, mmap,
+                array.array, ctypes array, ...
+            name: the name events report. When None it is the caller's
+                variable name for ``obj`` if exactly one variable binds it,
+                else ``"<type at 0x...>"``.
+            metadata: anything you want back in every event of this region:
+                a str is passed through; any other JSON-serializable value
+                (dict, list, number) is stored by the engine as JSON and
+                events carry the very object you passed.
+
+        While watched, ``obj`` is pinned: it stays alive even if you drop it,
+        and it cannot be resized (a bytearray raises BufferError on growth, an
+        mmap refuses to close). :meth:`unwatch` or :meth:`close` releases it.
+
+        Raises:
+            ReadOnlyError (a TypeError): ``obj`` is read-only, e.g. ``bytes``.
+            NotContiguousError (a TypeError): ``obj`` is a strided view.
+            TypeError: ``obj`` does not support the buffer protocol.
+            InvalidArgumentError (a ValueError): ``obj`` is empty.
+            OverlapError (a ValueError): the memory overlaps a region of this watcher.
+            WatcherClosedError (a ValueError): the watcher is closed.
+        """
+        if name is None:
+            frame = sys._getframe(1)
+            try:
+                name = _infer_name(obj, frame)
+            finally:
+                del frame
+        elif not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, got {type(name).__name__}")
+        if "\x00" in name:
+            raise InvalidArgumentError("name must not contain NUL characters")
+        text = _metadata_text(metadata)
+        if text is not None and "\x00" in text:
+            raise InvalidArgumentError("metadata must not contain NUL characters")
+        region_id: int = self._native.watch(obj, name, text, metadata)
+        return region_id
+
+    def unwatch(self, region_id: int) -> bool:
+        """Stops watching a region and releases its object.
+
+        Returns True if the region was watched by this watcher, False for an
+        id that is unknown or already unwatched. Changes made before the call
+        that were not yet delivered may still be reported.
+        """
+        if isinstance(region_id, bool) or not isinstance(region_id, int):
+            raise TypeError(f"region_id must be an int, got {type(region_id).__name__}")
+        if region_id < 0 or region_id > _MAX_REGION_ID:
+            if self._native.closed:
+                raise WatcherClosedError("watcher is closed")
+            return False
+        return bool(self._native.unwatch(region_id))
+
+    def stop_all(self) -> None:
+        """Unwatches every region of this watcher (the watcher stays usable)."""
+        for region_id in self._native.region_ids():
+            self._native.unwatch(region_id)
+
+    def watched(self) -> List[int]:
+        """Ids of the regions this watcher currently watches, ascending."""
+        return list(self._native.region_ids())
+
+    # -- events -------------------------------------------------------------
+
+    def set_callback(self, fn: Optional[Callback]) -> None:
+        """Sends every future event to ``fn`` (None: back to :meth:`check_changes`).
+
+        ``fn(event)`` runs on the watcher's delivery thread with the GIL held,
+        one call at a time. Events detected but not yet collected when the
+        callback is set go to it too. An exception raised by ``fn`` goes to
+        :func:`sys.unraisablehook` and counts in ``get_stats()["callback_errors"]``;
+        the watcher keeps working. ``fn`` may call any method of the watcher,
+        including :meth:`close`.
+        """
+        if fn is not None and not callable(fn):
+            raise TypeError(f"callback must be callable or None, got {type(fn).__name__}")
+        self._native.set_callback(fn)
+
+    @property
+    def callback(self) -> Optional[Callback]:
+        """The callback set with :meth:`set_callback`, or None."""
+        cb: Optional[Callback] = self._native.get_callback()
+        return cb
+
+    def check_changes(self) -> List[ChangeEvent]:
+        """Returns every change not yet delivered, oldest first.
+
+        Synchronous: every write made before the call is in the result (or
+        was already delivered). With a callback set, the pending changes are
+        delivered to the callback before this returns, and the result is
+        empty. The GIL is released while the engine works.
+        """
+        events: List[ChangeEvent] = self._native.check_changes()
+        return events
+
+    def get_stats(self) -> Dict[str, Union[int, str, None]]:
+        """Counters of this watcher as a dict.
+
+        Keys: ``backend`` (the backend in use, never "auto"),
+        ``backend_reason``, ``regions``, ``protected_pages``, ``faults``,
+        ``events``, ``dropped_wheres``, ``native_bytes``, ``snapshot_bytes``,
+        ``pending_events``, ``callback_errors``, ``latency_p50_ns``,
+        ``latency_p99_ns``.
+        """
+        stats: Dict[str, Union[int, str, None]] = self._native.stats()
+        return stats
+
+    @property
+    def backend(self) -> Optional[str]:
+        """The backend this watcher uses (``"protect"``, ``"poll"``, ...)."""
+        backend = self._native.stats()["backend"]
+        return None if backend is None else str(backend)
+
+    # -- lifetime -------------------------------------------------------------
+
+    def close(self) -> None:
+        """Unwatches everything, releases every object and stops delivery.
+
+        Idempotent. Safe to call from inside the callback and while callbacks
+        run. Any later call except close() raises WatcherClosedError.
+        """
+        self._native.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return bool(self._native.closed)
+
+    def __enter__(self) -> "MemoryWatcher":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<memwatch.MemoryWatcher closed>"
+        stats = self._native.stats()
+        return f"<memwatch.MemoryWatcher backend={stats['backend']!r} regions={stats['regions']}>"
+
+
+# Close every watcher before the interpreter finalizes, so that no delivery
+# thread tries to take the GIL of an interpreter that is shutting down.
+atexit.register(_memwatch._close_all)

@@ -1,0 +1,97 @@
+"""Type stubs of the native module memwatch._memwatch (built from src/lib.rs)."""
+
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union, final
+
+ADAPTER_PYTHON: int
+__version__: str
+
+def page_size() -> int:
+    """The operating system's page size in bytes."""
+
+def _close_all() -> None:
+    """Closes every live watcher (registered with atexit)."""
+
+@final
+class ChangeEvent:
+    """One detected change to one watched region."""
+
+    @property
+    def seq(self) -> int:
+        """Process-wide sequence number, increasing in detection order."""
+    @property
+    def timestamp_ns(self) -> int:
+        """CLOCK_MONOTONIC nanoseconds of the first write (protect) or of detection (poll)."""
+    @property
+    def adapter_id(self) -> int:
+        """Which language adapter made the watcher (2 = Python)."""
+    @property
+    def region_id(self) -> int:
+        """The region id watch() returned."""
+    @property
+    def variable_id(self) -> Optional[int]:
+        """id() of the watched object; None if the region was unwatched before delivery."""
+    @property
+    def variable_name(self) -> str:
+        """The name given to (or inferred by) watch()."""
+    @property
+    def where(self) -> Dict[str, Optional[Union[int, str]]]:
+        """{"thread_id", "fault_ip", "file", "function", "line"}; None where unknown."""
+    @property
+    def thread_id(self) -> Optional[int]:
+        """Kernel thread id of the writer (threading.get_native_id()), None if unknown."""
+    @property
+    def how_big(self) -> int:
+        """Size of the region in bytes."""
+    @property
+    def changed_ranges(self) -> List[Tuple[int, int]]:
+        """(offset, length) of each changed run of bytes, ascending, region-relative."""
+    @property
+    def old_preview(self) -> Optional[bytes]:
+        """First preview_bytes before the change; None without snapshots."""
+    @property
+    def new_preview(self) -> bytes:
+        """First preview_bytes after the change."""
+    @property
+    def old_value(self) -> Optional[bytes]:
+        """Whole old value when how_big <= max_value_bytes and snapshots are on."""
+    @property
+    def new_value(self) -> Optional[bytes]:
+        """Whole new value when how_big <= max_value_bytes."""
+    @property
+    def storage_key_old(self) -> Optional[str]:
+        """Store key of a large old value (reserved; None for now)."""
+    @property
+    def storage_key_new(self) -> Optional[str]:
+        """Store key of a large new value (reserved; None for now)."""
+    @property
+    def metadata(self) -> Any:
+        """The metadata given to watch()."""
+    def to_dict(self) -> Dict[str, Any]:
+        """All fields as a plain dict."""
+
+@final
+class Watcher:
+    """Native watcher handle; use memwatch.MemoryWatcher."""
+
+    def __init__(
+        self,
+        backend: str = "auto",
+        writable_window_ms: float = 5.0,
+        poll_interval_ms: float = 100.0,
+        max_value_bytes: int = 4096,
+        preview_bytes: int = 256,
+        snapshots: bool = True,
+        ring_capacity: int = 65536,
+    ) -> None: ...
+    def watch(
+        self, obj: Any, name: str, metadata_text: Optional[str] = None, metadata: Any = None
+    ) -> int: ...
+    def unwatch(self, region_id: int) -> bool: ...
+    def region_ids(self) -> List[int]: ...
+    def set_callback(self, callback: Optional[Callable[[ChangeEvent], Any]]) -> None: ...
+    def get_callback(self) -> Optional[Callable[[ChangeEvent], Any]]: ...
+    def check_changes(self) -> List[ChangeEvent]: ...
+    def stats(self) -> Dict[str, Union[int, str, None]]: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...

@@ -1,0 +1,852 @@
+//! `memwatch._memwatch`: the native half of the `memwatch` Python package.
+//!
+//! This crate is a thin translation layer over `memwatch-core`; it holds no
+//! detection logic. It maps Python buffer-protocol objects to
+//! (address, length, keep-alive), Python callables to the core's delivery
+//! thread, core errors to Python exceptions, and core events to
+//! [`ChangeEvent`] objects. The user-facing API (`memwatch.MemoryWatcher`)
+//! is the Python module `memwatch/__init__.py`, which wraps [`Watcher`].
+//!
+//! GIL discipline:
+//! - every core call that can block (watch, unwatch, set_callback,
+//!   check_changes, close) runs with the GIL released (`Python::detach`);
+//! - the callback runs on the core's delivery thread, which attaches to the
+//!   interpreter (takes the GIL) only for the duration of one Python call;
+//! - no Rust mutex of this crate is ever held while waiting for the GIL or
+//!   while the GIL is released, so the two can never deadlock.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use memwatch_core as mw;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple, PyType};
+
+// ---------------------------------------------------------------------------
+// Buffer protocol.
+//
+// pyo3 exposes the buffer protocol only for Python >= 3.11 when building for
+// the stable ABI (it joined the limited API in 3.11). The functions and the
+// `Py_buffer` layout below are the ones 3.11 made part of the stable ABI;
+// CPython has exported exactly these symbols with exactly this layout since
+// 3.3, so the abi3 wheel uses them on 3.9 and 3.10 as well.
+// ---------------------------------------------------------------------------
+
+/// `Py_buffer`, as declared by CPython's `Include/pybuffer.h`.
+#[repr(C)]
+struct RawBuffer {
+    buf: *mut c_void,
+    obj: *mut ffi::PyObject,
+    len: isize,
+    itemsize: isize,
+    readonly: c_int,
+    ndim: c_int,
+    format: *mut c_char,
+    shape: *mut isize,
+    strides: *mut isize,
+    suboffsets: *mut isize,
+    internal: *mut c_void,
+}
+
+extern "C" {
+    fn PyObject_GetBuffer(obj: *mut ffi::PyObject, view: *mut RawBuffer, flags: c_int) -> c_int;
+    fn PyBuffer_Release(view: *mut RawBuffer);
+    fn PyBuffer_IsContiguous(view: *const RawBuffer, order: c_char) -> c_int;
+}
+
+const PYBUF_WRITABLE: c_int = 0x0001;
+const PYBUF_FORMAT: c_int = 0x0004;
+const PYBUF_ND: c_int = 0x0008;
+const PYBUF_STRIDES: c_int = 0x0010 | PYBUF_ND;
+/// Strided, writable, with format: what a writable numpy array or memoryview slice can give.
+const PYBUF_RECORDS: c_int = PYBUF_STRIDES | PYBUF_WRITABLE | PYBUF_FORMAT;
+/// The same without requiring writability (used only to explain a failure).
+const PYBUF_RECORDS_RO: c_int = PYBUF_STRIDES | PYBUF_FORMAT;
+
+/// A held buffer export: while it exists the exporter cannot resize, move or
+/// free its memory (a bytearray refuses to grow with BufferError, an mmap
+/// refuses to close, a memoryview refuses to release). Dropping it releases
+/// the export.
+struct Pin {
+    /// Boxed because exporters may point `shape` into the struct itself
+    /// (`PyBuffer_FillInfo` sets `shape = &view->len`), so it must not move.
+    view: Box<RawBuffer>,
+}
+
+// SAFETY: a Pin is only a record of an export; it is created and released
+// with the GIL held (see `Pin::acquire` and `Drop`), and the raw pointers in
+// it are never dereferenced by this crate, only handed back to CPython.
+unsafe impl Send for Pin {}
+
+impl Pin {
+    /// Exports `obj`'s buffer for writing; explains every way this can fail.
+    fn acquire(obj: &Bound<'_, PyAny>) -> PyResult<Pin> {
+        let py = obj.py();
+        let mut view = Box::new(empty_view());
+        // SAFETY: obj is a live object (we hold a Bound, and the GIL), and
+        // view points to writable memory of Py_buffer's size and layout.
+        let rc = unsafe { PyObject_GetBuffer(obj.as_ptr(), &mut *view, PYBUF_RECORDS) };
+        if rc != 0 {
+            let cause = PyErr::fetch(py);
+            let tname = type_name(obj);
+            let mut probe = Box::new(empty_view());
+            // SAFETY: as above; the probe export is released right away.
+            let ro = unsafe { PyObject_GetBuffer(obj.as_ptr(), &mut *probe, PYBUF_RECORDS_RO) };
+            let err = if ro == 0 {
+                // SAFETY: the probe export succeeded, so it must be released once.
+                unsafe { PyBuffer_Release(&mut *probe) };
+                read_only_error(py, &tname, probe_is_writable(&probe))
+            } else {
+                let _ = PyErr::take(py);
+                if supports_buffer(obj) {
+                    PyTypeError::new_err(format!(
+                        "memwatch cannot watch this {tname}: its buffer cannot be exported as a \
+                         writable strided buffer ({cause})"
+                    ))
+                } else {
+                    PyTypeError::new_err(format!(
+                        "memwatch can only watch objects that support the buffer protocol \
+                         (bytearray, memoryview, numpy arrays, mmap, array.array, ...); \
+                         got {tname}"
+                    ))
+                }
+            };
+            err.set_cause(py, Some(cause));
+            return Err(err);
+        }
+        let pin = Pin { view };
+        if pin.view.readonly != 0 {
+            // Some exporters hand out a read-only view even when asked for a writable one.
+            let tname = type_name(obj);
+            return Err(read_only_error(py, &tname, false));
+        }
+        // SAFETY: pin.view is a valid export held by us.
+        let contiguous = unsafe { PyBuffer_IsContiguous(&*pin.view, b'A' as c_char) } != 0;
+        if !contiguous {
+            let tname = type_name(obj);
+            return Err(errors(py).not_contiguous.bind(py).call1((format!(
+                "memwatch can only watch contiguous memory, and this {tname} is not contiguous \
+                 (a strided view such as a[::2] or a transposed slice); watch the array it views, \
+                 or a contiguous copy (numpy.ascontiguousarray)"
+            ),))
+            .map(PyErr::from_value)
+            .unwrap_or_else(|e| e));
+        }
+        Ok(pin)
+    }
+
+    fn addr(&self) -> *const u8 {
+        self.view.buf as *const u8
+    }
+
+    fn len(&self) -> usize {
+        self.view.len.max(0) as usize
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        // Pins are dropped by this crate only with the GIL held; attaching is
+        // then free. try_attach guards the (unused) case of a drop during
+        // interpreter shutdown, where releasing is neither possible nor needed.
+        let _ = Python::try_attach(|_py| {
+            // SAFETY: the view holds an export obtained by PyObject_GetBuffer
+            // that was not released yet (Pin is the only owner), and we hold the GIL.
+            unsafe { PyBuffer_Release(&mut *self.view) };
+        });
+    }
+}
+
+fn empty_view() -> RawBuffer {
+    RawBuffer {
+        buf: std::ptr::null_mut(),
+        obj: std::ptr::null_mut(),
+        len: 0,
+        itemsize: 0,
+        readonly: 0,
+        ndim: 0,
+        format: std::ptr::null_mut(),
+        shape: std::ptr::null_mut(),
+        strides: std::ptr::null_mut(),
+        suboffsets: std::ptr::null_mut(),
+        internal: std::ptr::null_mut(),
+    }
+}
+
+fn probe_is_writable(view: &RawBuffer) -> bool {
+    view.readonly == 0
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".to_string())
+}
+
+fn supports_buffer(obj: &Bound<'_, PyAny>) -> bool {
+    // memoryview() is the portable test for "has the buffer protocol".
+    let py = obj.py();
+    match py.get_type::<pyo3::types::PyMemoryView>().call1((obj,)) {
+        Ok(mv) => {
+            let _ = mv.call_method0("release");
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+fn read_only_error(py: Python<'_>, tname: &str, strided_only: bool) -> PyErr {
+    let msg = if strided_only {
+        format!(
+            "memwatch cannot watch this {tname}: it only exports its memory for reading here"
+        )
+    } else {
+        format!(
+            "memwatch cannot watch this {tname} object: it is read-only, so its memory can \
+             never change through it and there is nothing to watch; watch a writable buffer \
+             instead (e.g. bytearray(data) rather than bytes)"
+        )
+    };
+    match errors(py).read_only.bind(py).call1((msg,)) {
+        Ok(v) => PyErr::from_value(v),
+        Err(e) => e,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Exceptions: defined in Python (memwatch/_errors.py) so they can inherit
+// from both MemwatchError and the matching builtin (ValueError, TypeError, ...).
+// ---------------------------------------------------------------------------
+
+struct Errors {
+    invalid_argument: Py<PyType>,
+    unmapped: Py<PyType>,
+    read_only: Py<PyType>,
+    overlap: Py<PyType>,
+    unsupported: Py<PyType>,
+    closed: Py<PyType>,
+    os: Py<PyType>,
+    not_contiguous: Py<PyType>,
+}
+
+static ERRORS: PyOnceLock<Errors> = PyOnceLock::new();
+
+fn errors(py: Python<'_>) -> &Errors {
+    ERRORS
+        .get_or_try_init(py, || -> PyResult<Errors> {
+            let m = py.import("memwatch._errors")?;
+            let get = |name: &str| -> PyResult<Py<PyType>> {
+                Ok(m.getattr(name)?.cast_into::<PyType>()?.unbind())
+            };
+            Ok(Errors {
+                invalid_argument: get("InvalidArgumentError")?,
+                unmapped: get("UnmappedError")?,
+                read_only: get("ReadOnlyError")?,
+                overlap: get("OverlapError")?,
+                unsupported: get("UnsupportedError")?,
+                closed: get("WatcherClosedError")?,
+                os: get("MemwatchOSError")?,
+                not_contiguous: get("NotContiguousError")?,
+            })
+        })
+        .expect("memwatch._errors is part of the memwatch package and must import")
+}
+
+/// Converts a core error into the matching `memwatch` exception.
+fn to_pyerr(py: Python<'_>, err: mw::Error) -> PyErr {
+    let e = errors(py);
+    let ty = match &err {
+        mw::Error::InvalidArgument(_) => &e.invalid_argument,
+        mw::Error::Unmapped(_) => &e.unmapped,
+        mw::Error::ReadOnly(_) => &e.read_only,
+        mw::Error::Overlap(_) => &e.overlap,
+        mw::Error::Unsupported(_) => &e.unsupported,
+        mw::Error::Closed => &e.closed,
+        mw::Error::Os(_) => &e.os,
+    };
+    match ty.bind(py).call1((err.to_string(),)) {
+        Ok(v) => PyErr::from_value(v),
+        Err(e) => e,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shared state of one watcher.
+// ---------------------------------------------------------------------------
+
+/// What the binding keeps per watched region.
+struct Region {
+    /// The buffer export; released on unwatch/close.
+    _pin: Pin,
+    /// `id()` of the watched object, reported as `variable_id`.
+    object_id: usize,
+    /// The metadata object given at watch time (reported as-is).
+    metadata: Option<Py<PyAny>>,
+}
+
+/// State shared by the Python object and the core's callback closure. The
+/// closure holds only a `Weak` to it, so a callback that refers back to its
+/// watcher does not keep it alive through Rust (the Python-visible reference
+/// to the callable is in `callback`, which the GC can see and clear).
+struct Shared {
+    core: mw::Watcher,
+    regions: Mutex<HashMap<mw::RegionId, Region>>,
+    /// The Python callable; events go to it while it is set.
+    callback: Mutex<Option<Py<PyAny>>>,
+    snapshots: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave the map in a
+    // state worse than "missing an entry"; keep going rather than poisoning.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Every live watcher, so that `_close_all()` (registered with atexit) can
+/// close them before the interpreter finalizes: a delivery thread must never
+/// try to take the GIL of a finalizing interpreter.
+static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+impl Shared {
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.core.close());
+        // The core no longer touches any region: release the exports.
+        let regions: Vec<Region> = lock(&self.regions).drain().map(|(_, r)| r).collect();
+        let cb = lock(&self.callback).take();
+        drop(regions);
+        drop(cb);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ChangeEvent
+// ---------------------------------------------------------------------------
+
+/// One detected change to one watched region.
+///
+/// Fields follow the memwatch event schema: `seq`, `timestamp_ns`,
+/// `adapter_id`, `region_id`, `variable_id`, `variable_name`, `where`,
+/// `how_big`, `changed_ranges`, `old_preview`, `new_preview`, `old_value`,
+/// `new_value`, `storage_key_old`, `storage_key_new`, `metadata`.
+#[pyclass(module = "memwatch", name = "ChangeEvent", frozen)]
+struct ChangeEvent {
+    /// Process-wide sequence number, increasing in detection order.
+    #[pyo3(get)]
+    seq: u64,
+    /// CLOCK_MONOTONIC nanoseconds of the first write (protect) or of detection (poll).
+    #[pyo3(get)]
+    timestamp_ns: u64,
+    /// Which language adapter made the watcher (2 = Python).
+    #[pyo3(get)]
+    adapter_id: u32,
+    /// The region id `watch()` returned.
+    #[pyo3(get)]
+    region_id: u32,
+    /// `id()` of the watched object, or None when the region was already unwatched.
+    #[pyo3(get)]
+    variable_id: Option<usize>,
+    /// The name given to (or inferred by) `watch()`.
+    #[pyo3(get)]
+    variable_name: String,
+    where_: Py<PyDict>,
+    thread_id: Option<u32>,
+    /// Size of the region in bytes.
+    #[pyo3(get)]
+    how_big: usize,
+    ranges: Vec<(usize, usize)>,
+    /// First `preview_bytes` of the region before the change (None without snapshots).
+    #[pyo3(get)]
+    old_preview: Option<Py<PyBytes>>,
+    /// First `preview_bytes` of the region after the change.
+    #[pyo3(get)]
+    new_preview: Py<PyBytes>,
+    /// Whole old value when `how_big <= max_value_bytes` and snapshots are on.
+    #[pyo3(get)]
+    old_value: Option<Py<PyBytes>>,
+    /// Whole new value when `how_big <= max_value_bytes`.
+    #[pyo3(get)]
+    new_value: Option<Py<PyBytes>>,
+    /// Store key of a large old value (reserved; None for now).
+    #[pyo3(get)]
+    storage_key_old: Option<String>,
+    /// Store key of a large new value (reserved; None for now).
+    #[pyo3(get)]
+    storage_key_new: Option<String>,
+    /// The metadata given to `watch()`.
+    #[pyo3(get)]
+    metadata: Option<Py<PyAny>>,
+}
+
+fn short_bytes(py: Python<'_>, b: &Option<Py<PyBytes>>) -> String {
+    match b {
+        None => "None".to_string(),
+        Some(b) => {
+            let bytes = b.bind(py).as_bytes();
+            let shown = &bytes[..bytes.len().min(16)];
+            let mut s = String::from("b'");
+            for &c in shown {
+                match c {
+                    b'\\' => s.push_str("\\\\"),
+                    b'\'' => s.push_str("\\'"),
+                    0x20..=0x7e => s.push(c as char),
+                    _ => s.push_str(&format!("\\x{c:02x}")),
+                }
+            }
+            s.push('\'');
+            if bytes.len() > shown.len() {
+                s.push_str(&format!("...({} bytes)", bytes.len()));
+            }
+            s
+        }
+    }
+}
+
+#[pymethods]
+impl ChangeEvent {
+    /// Where the change was made: a dict with `thread_id` (kernel thread id of
+    /// the writer, or None), `fault_ip`, `file`, `function` and `line`
+    /// (None where the backend cannot tell).
+    #[getter(r#where)]
+    fn where_dict(&self, py: Python<'_>) -> Py<PyDict> {
+        self.where_.clone_ref(py)
+    }
+
+    /// Kernel thread id of the writing thread (compare `threading.get_native_id()`),
+    /// or None when the backend cannot tell (poll).
+    #[getter]
+    fn thread_id(&self) -> Option<u32> {
+        self.thread_id
+    }
+
+    /// The changed byte ranges as `(offset, length)` tuples, ascending,
+    /// offsets relative to the start of the region.
+    #[getter]
+    fn changed_ranges(&self) -> Vec<(usize, usize)> {
+        self.ranges.clone()
+    }
+
+    /// All fields as a plain dict (`where` included), e.g. for JSON logging.
+    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        let py = slf.py();
+        let me = slf.get();
+        let d = PyDict::new(py);
+        d.set_item("seq", me.seq)?;
+        d.set_item("timestamp_ns", me.timestamp_ns)?;
+        d.set_item("adapter_id", me.adapter_id)?;
+        d.set_item("region_id", me.region_id)?;
+        d.set_item("variable_id", me.variable_id)?;
+        d.set_item("variable_name", &me.variable_name)?;
+        d.set_item("where", me.where_.bind(py).copy()?)?;
+        d.set_item("how_big", me.how_big)?;
+        d.set_item("changed_ranges", me.ranges.clone())?;
+        d.set_item("old_preview", &me.old_preview)?;
+        d.set_item("new_preview", &me.new_preview)?;
+        d.set_item("old_value", &me.old_value)?;
+        d.set_item("new_value", &me.new_value)?;
+        d.set_item("storage_key_old", &me.storage_key_old)?;
+        d.set_item("storage_key_new", &me.storage_key_new)?;
+        d.set_item("metadata", &me.metadata)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let name = PyTuple::new(py, [&self.variable_name])?.get_item(0)?.repr()?.to_string();
+        let ranges: Vec<String> = self
+            .ranges
+            .iter()
+            .take(8)
+            .map(|(o, l)| format!("({o}, {l})"))
+            .collect();
+        let more = if self.ranges.len() > 8 { ", ..." } else { "" };
+        let (old, new) = if self.old_value.is_some() || self.new_value.is_some() {
+            (short_bytes(py, &self.old_value), short_bytes(py, &self.new_value))
+        } else {
+            (
+                short_bytes(py, &self.old_preview),
+                short_bytes(py, &Some(self.new_preview.clone_ref(py))),
+            )
+        };
+        let thread = match self.thread_id {
+            Some(t) => t.to_string(),
+            None => "None".to_string(),
+        };
+        Ok(format!(
+            "ChangeEvent(seq={}, region_id={}, variable_name={}, how_big={}, changed_ranges=[{}{}], \
+             old={} -> new={}, thread_id={})",
+            self.seq,
+            self.region_id,
+            name,
+            self.how_big,
+            ranges.join(", "),
+            more,
+            old,
+            new,
+            thread
+        ))
+    }
+}
+
+fn make_event(py: Python<'_>, shared: &Shared, ev: &mw::ChangeEvent) -> PyResult<ChangeEvent> {
+    let (object_id, metadata) = {
+        let regions = lock(&shared.regions);
+        match regions.get(&ev.region_id) {
+            Some(r) => (Some(r.object_id), r.metadata.as_ref().map(|m| m.clone_ref(py))),
+            None => (None, None),
+        }
+    };
+    // A region unwatched after its change was detected: fall back to the
+    // text the core holds (str metadata is identical; other metadata is JSON).
+    let metadata = match metadata {
+        Some(m) => Some(m),
+        None => ev
+            .metadata
+            .as_ref()
+            .map(|s| s.into_pyobject(py).map(|o| o.into_any().unbind()))
+            .transpose()?,
+    };
+    let w = PyDict::new(py);
+    w.set_item("thread_id", ev.where_.thread_id)?;
+    w.set_item("fault_ip", ev.where_.fault_ip)?;
+    w.set_item(
+        "file",
+        (!ev.where_.file.is_empty()).then_some(ev.where_.file.as_str()),
+    )?;
+    w.set_item(
+        "function",
+        (!ev.where_.function.is_empty()).then_some(ev.where_.function.as_str()),
+    )?;
+    w.set_item("line", (ev.where_.line != 0).then_some(ev.where_.line))?;
+    let bytes = |v: &[u8]| PyBytes::new(py, v).unbind();
+    Ok(ChangeEvent {
+        seq: ev.seq,
+        timestamp_ns: ev.timestamp_ns,
+        adapter_id: ev.adapter_id,
+        region_id: ev.region_id,
+        variable_id: object_id,
+        variable_name: ev.variable_name.clone(),
+        where_: w.unbind(),
+        thread_id: ev.where_.thread_id,
+        how_big: ev.how_big,
+        ranges: ev.changed_ranges.iter().map(|r| (r.offset, r.len)).collect(),
+        old_preview: shared.snapshots.then(|| bytes(&ev.old_preview)),
+        new_preview: bytes(&ev.new_preview),
+        old_value: ev.old_value.as_deref().map(bytes),
+        new_value: ev.new_value.as_deref().map(bytes),
+        storage_key_old: ev.storage_key_old.clone(),
+        storage_key_new: ev.storage_key_new.clone(),
+        metadata,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Watcher
+// ---------------------------------------------------------------------------
+
+/// Native watcher handle. Use `memwatch.MemoryWatcher`, which wraps it and
+/// adds name inference and metadata encoding.
+#[pyclass(module = "memwatch._memwatch", name = "Watcher", frozen)]
+struct Watcher {
+    shared: Arc<Shared>,
+}
+
+fn duration_ms(what: &str, ms: f64) -> PyResult<Duration> {
+    if !ms.is_finite() || ms < 0.0 || ms > 86_400_000.0 {
+        return Err(PyValueError::new_err(format!(
+            "{what} must be a finite number of milliseconds between 0 and 86400000, got {ms}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(ms / 1000.0))
+}
+
+#[pymethods]
+impl Watcher {
+    /// Creates a watcher. See `memwatch.MemoryWatcher` for the options.
+    #[new]
+    #[pyo3(signature = (backend="auto", writable_window_ms=5.0, poll_interval_ms=100.0,
+                        max_value_bytes=4096, preview_bytes=256, snapshots=true,
+                        ring_capacity=65536))]
+    fn new(
+        py: Python<'_>,
+        backend: &str,
+        writable_window_ms: f64,
+        poll_interval_ms: f64,
+        max_value_bytes: usize,
+        preview_bytes: usize,
+        snapshots: bool,
+        ring_capacity: usize,
+    ) -> PyResult<Self> {
+        let options = mw::Options {
+            backend: mw::Backend::from_name(backend).map_err(|e| to_pyerr(py, e))?,
+            writable_window: duration_ms("writable_window_ms", writable_window_ms)?,
+            poll_interval: duration_ms("poll_interval_ms", poll_interval_ms)?,
+            max_value_bytes,
+            preview_bytes,
+            ring_capacity,
+            snapshots,
+            adapter_id: mw::ADAPTER_PYTHON,
+        };
+        let core = py
+            .detach(move || mw::Watcher::new(options))
+            .map_err(|e| to_pyerr(py, e))?;
+        let shared = Arc::new(Shared {
+            core,
+            regions: Mutex::new(HashMap::new()),
+            callback: Mutex::new(None),
+            snapshots,
+        });
+        let mut live = lock(&LIVE);
+        live.retain(|w| w.strong_count() > 0);
+        live.push(Arc::downgrade(&shared));
+        Ok(Watcher { shared })
+    }
+
+    /// Watches `obj`'s buffer; returns the region id. `metadata_text` goes to
+    /// the core; `metadata` (any object) is what events report.
+    #[pyo3(signature = (obj, name, metadata_text=None, metadata=None))]
+    fn watch(
+        &self,
+        py: Python<'_>,
+        obj: &Bound<'_, PyAny>,
+        name: &str,
+        metadata_text: Option<&str>,
+        metadata: Option<Py<PyAny>>,
+    ) -> PyResult<u32> {
+        let pin = Pin::acquire(obj)?;
+        if pin.len() == 0 {
+            let msg = format!(
+                "memwatch cannot watch an empty {} (0 bytes): there is no memory to watch",
+                type_name(obj)
+            );
+            return Err(match errors(py).invalid_argument.bind(py).call1((msg,)) {
+                Ok(v) => PyErr::from_value(v),
+                Err(e) => e,
+            });
+        }
+        let (addr, len) = (pin.addr() as usize, pin.len());
+        let shared = self.shared.clone();
+        let name_owned = name.to_owned();
+        let meta_owned = metadata_text.map(str::to_owned);
+        let id = py
+            .detach(move || {
+                // SAFETY: [addr, addr+len) is the memory of a buffer export we
+                // hold (`pin`). The export keeps the object alive and forbids it
+                // from resizing or freeing that memory, and the pin is released
+                // only after the core has unwatched the region (unwatch/close).
+                unsafe { shared.core.watch(addr as *const u8, len, &name_owned, meta_owned.as_deref()) }
+            })
+            .map_err(|e| to_pyerr(py, e))?;
+        let region = Region {
+            _pin: pin,
+            object_id: obj.as_ptr() as usize,
+            metadata,
+        };
+        lock(&self.shared.regions).insert(id, region);
+        if self.shared.core.is_closed() {
+            // close() ran between the core's watch and our insert: it cannot
+            // have released this pin, so do it now.
+            let stale = lock(&self.shared.regions).remove(&id);
+            drop(stale);
+            return Err(to_pyerr(py, mw::Error::Closed));
+        }
+        Ok(id)
+    }
+
+    /// Stops watching a region; True if it was watched by this watcher.
+    fn unwatch(&self, py: Python<'_>, region_id: u32) -> PyResult<bool> {
+        let shared = self.shared.clone();
+        let was = py
+            .detach(move || shared.core.unwatch(region_id))
+            .map_err(|e| to_pyerr(py, e))?;
+        let region = lock(&self.shared.regions).remove(&region_id);
+        drop(region);
+        Ok(was)
+    }
+
+    /// Ids of the regions this watcher watches, ascending.
+    fn region_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = lock(&self.shared.regions).keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Sets (or with None clears) the callable that receives every event on
+    /// the delivery thread.
+    fn set_callback(&self, py: Python<'_>, callback: Option<Py<PyAny>>) -> PyResult<()> {
+        if let Some(cb) = &callback {
+            if !cb.bind(py).is_callable() {
+                return Err(PyTypeError::new_err(format!(
+                    "callback must be callable or None, got {}",
+                    type_name(cb.bind(py))
+                )));
+            }
+        }
+        if self.shared.core.is_closed() {
+            return Err(to_pyerr(py, mw::Error::Closed));
+        }
+        match callback {
+            Some(cb) => {
+                let had = lock(&self.shared.callback).replace(cb);
+                if had.is_none() {
+                    let weak = Arc::downgrade(&self.shared);
+                    let closure: mw::Callback = Arc::new(move |ev: &mw::ChangeEvent| deliver(&weak, ev));
+                    let shared = self.shared.clone();
+                    let res = py.detach(move || shared.core.set_callback(Some(closure)));
+                    if let Err(e) = res {
+                        let _ = lock(&self.shared.callback).take();
+                        return Err(to_pyerr(py, e));
+                    }
+                }
+                drop(had);
+            }
+            None => {
+                // First stop the core from routing events to the closure (it
+                // keeps delivering to the old callable until then, so no event
+                // is lost), then forget the callable.
+                let shared = self.shared.clone();
+                let res = py.detach(move || shared.core.set_callback(None));
+                let old = lock(&self.shared.callback).take();
+                drop(old);
+                res.map_err(|e| to_pyerr(py, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The current callback, or None.
+    fn get_callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.shared.callback).as_ref().map(|c| c.clone_ref(py))
+    }
+
+    /// Returns every change not yet delivered (see MemoryWatcher.check_changes).
+    fn check_changes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let shared = self.shared.clone();
+        let events = py
+            .detach(move || shared.core.check_changes())
+            .map_err(|e| to_pyerr(py, e))?;
+        let out = PyList::empty(py);
+        for ev in &events {
+            out.append(make_event(py, &self.shared, ev)?)?;
+        }
+        Ok(out)
+    }
+
+    /// Statistics as a dict (see MemoryWatcher.get_stats).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.shared.core.stats();
+        let d = PyDict::new(py);
+        d.set_item("backend", s.backend.map(|b| b.name()))?;
+        d.set_item("backend_reason", s.backend_reason)?;
+        d.set_item("regions", s.regions)?;
+        d.set_item("protected_pages", s.protected_pages)?;
+        d.set_item("faults", s.faults)?;
+        d.set_item("events", s.events)?;
+        d.set_item("dropped_wheres", s.dropped_wheres)?;
+        d.set_item("native_bytes", s.native_bytes)?;
+        d.set_item("snapshot_bytes", s.snapshot_bytes)?;
+        d.set_item("pending_events", s.pending_events)?;
+        d.set_item("callback_errors", s.callback_errors)?;
+        d.set_item("latency_p50_ns", s.latency_p50_ns)?;
+        d.set_item("latency_p99_ns", s.latency_p99_ns)?;
+        Ok(d)
+    }
+
+    /// Closes the watcher: unwatches everything and releases every buffer.
+    /// Idempotent; safe from inside the callback.
+    fn close(&self, py: Python<'_>) {
+        self.shared.close(py);
+    }
+
+    /// True once close() was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.shared.core.is_closed()
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        // Only look at the mutexes without blocking: traversal must not wait.
+        if let Ok(cb) = self.shared.callback.try_lock() {
+            if let Some(cb) = cb.as_ref() {
+                visit.call(cb)?;
+            }
+        }
+        if let Ok(regions) = self.shared.regions.try_lock() {
+            for r in regions.values() {
+                if let Some(m) = &r.metadata {
+                    visit.call(m)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        // Break reference cycles through the callback (e.g. a bound method of
+        // an object that owns this watcher). The core's closure holds only a
+        // Weak, so clearing the callable is enough; events that arrive
+        // afterwards find no callable and are dropped with the watcher.
+        let cb = lock(&self.shared.callback).take();
+        drop(cb);
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        // Close with the GIL released, so a delivery thread waiting for the
+        // GIL can finish and the core's close never waits on us.
+        let shared = self.shared.clone();
+        let _ = Python::try_attach(|py| shared.close(py));
+    }
+}
+
+/// Runs on the core's delivery thread for every event while a callback is set.
+fn deliver(weak: &Weak<Shared>, ev: &mw::ChangeEvent) {
+    let Some(shared) = weak.upgrade() else { return };
+    let _ = Python::try_attach(|py| {
+        let cb = lock(&shared.callback).as_ref().map(|c| c.clone_ref(py));
+        let Some(cb) = cb else { return };
+        let result = make_event(py, &shared, ev).and_then(|event| cb.call1(py, (event,)));
+        if let Err(err) = result {
+            // Exceptions go to sys.unraisablehook, like exceptions in __del__
+            // or in weakref callbacks; the watcher keeps working.
+            err.write_unraisable(py, Some(cb.bind(py)));
+            shared.core.report_callback_error();
+        }
+        drop(cb);
+    });
+}
+
+/// Closes every live watcher (called from atexit, before the interpreter
+/// finalizes, so no delivery thread tries to take the GIL of a dying interpreter).
+#[pyfunction]
+fn _close_all(py: Python<'_>) {
+    let live: Vec<Arc<Shared>> = lock(&LIVE).drain(..).filter_map(|w| w.upgrade()).collect();
+    for shared in live {
+        shared.close(py);
+    }
+}
+
+/// The operating system's page size in bytes.
+#[pyfunction]
+fn page_size() -> usize {
+    mw::page_size()
+}
+
+/// The native module `memwatch._memwatch`.
+#[pymodule]
+fn _memwatch(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Watcher>()?;
+    m.add_class::<ChangeEvent>()?;
+    m.add_function(wrap_pyfunction!(page_size, m)?)?;
+    m.add_function(wrap_pyfunction!(_close_all, m)?)?;
+    m.add("ADAPTER_PYTHON", mw::ADAPTER_PYTHON)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
