@@ -1,0 +1,222 @@
+// Type definitions for memwatch (Node.js). They describe index.js exactly;
+// test/types.test.js checks that every runtime export and method is declared
+// here and the other way round.
+
+/// <reference types="node" />
+import { EventEmitter } from 'node:events';
+
+/**
+ * Detection mechanism.
+ * - `"auto"`: the best available (today `"protect"`).
+ * - `"protect"`: page protection + SIGSEGV handler; knows the writing thread.
+ *   A system call that writes into a watched page fails with EFAULT.
+ * - `"writewatch"`: userfaultfd write-protection (Linux 6.7+); not available yet.
+ * - `"poll"`: snapshot + hash every `pollIntervalMs`; works on any memory.
+ */
+export type Backend = 'auto' | 'protect' | 'writewatch' | 'poll';
+
+/** Options of a {@link MemoryWatcher}. Every field is optional; unknown fields are rejected. */
+export interface WatcherOptions {
+  /** Detection mechanism; default `"auto"`. */
+  backend?: Backend;
+  /** protect backend: how long a page stays writable after its first write before it is re-checked, ms; default 5. */
+  writableWindowMs?: number;
+  /** poll backend: how often regions are hashed, ms; default 100. */
+  pollIntervalMs?: number;
+  /** Events carry the whole old and new value when the region is at most this many bytes; default 4096. */
+  maxValueBytes?: number;
+  /** Bytes of old/new preview carried in every event; default 256. */
+  previewBytes?: number;
+  /** Capacity of the process-wide fault ring, used when the engine starts; default 65536. */
+  ringCapacity?: number;
+  /** Keep a copy of each region for old values and exact ranges; default true. */
+  snapshots?: boolean;
+}
+
+/** A run of changed bytes, relative to the start of the watched target. */
+export interface ChangedRange {
+  /** Offset from the start of the watched bytes. */
+  offset: number;
+  /** Number of changed bytes. */
+  length: number;
+}
+
+/** Where a change was made, as far as the backend can tell. */
+export interface Where {
+  /** Kernel thread id of the writer (protect backend); `null` when unknown (poll backend). The main thread's id equals `process.pid`. */
+  threadId: number | null;
+  /** Instruction pointer of the write; `null` when unknown. */
+  faultIp: bigint | null;
+  /** Source file; `""` until symbolization lands. */
+  file: string;
+  /** Function; `""` until symbolization lands. */
+  function: string;
+  /** Source line; 0 when unknown. */
+  line: number;
+}
+
+/** One detected change to one watched target. */
+export interface ChangeEvent {
+  /** Process-wide sequence number, increasing in detection order. */
+  seq: number;
+  /** CLOCK_MONOTONIC nanoseconds of the first write seen (protect) or of detection (poll). */
+  timestampNs: bigint;
+  /** Which language adapter made the watcher: 3 for Node.js. */
+  adapterId: number;
+  /** The id `watch()` returned. */
+  regionId: number;
+  /** The name given to `watch()`. */
+  variableName: string;
+  /** Who wrote it, where known. */
+  where: Where;
+  /** Size of the watched target in bytes. */
+  howBig: number;
+  /** The changed byte ranges, ascending. */
+  changedRanges: ChangedRange[];
+  /** First `previewBytes` bytes before the change (empty without snapshots). */
+  oldPreview: Buffer;
+  /** First `previewBytes` bytes after the change. */
+  newPreview: Buffer;
+  /** The whole old value when `howBig <= maxValueBytes` and snapshots are on, else `null`. */
+  oldValue: Buffer | null;
+  /** The whole new value when `howBig <= maxValueBytes`, else `null`. */
+  newValue: Buffer | null;
+  /** Store key of a large old value (reserved; always `null` for now). */
+  storageKeyOld: string | null;
+  /** Store key of a large new value (reserved; always `null` for now). */
+  storageKeyNew: string | null;
+  /** The metadata given to `watch()`, or `null`. */
+  metadata: string | null;
+}
+
+/** Counters of one watcher (`faults` and `droppedWheres` are process-wide). */
+export interface WatcherStats {
+  /** Backend this watcher uses (`"protect"`, `"poll"`, ...). */
+  backend: string;
+  /** Why a better backend was not used; `""` when the preferred one works. */
+  backendReason: string;
+  /** Regions watched. */
+  regions: number;
+  /** Pages the engine keeps protected for all watchers. */
+  protectedPages: number;
+  /** Write faults handled by the engine since it started (all watchers). */
+  faults: number;
+  /** Events this watcher produced. */
+  events: number;
+  /** Faults whose thread/IP was dropped because the ring was full (the change itself never is). */
+  droppedWheres: number;
+  /** Native bytes held for this watcher's regions. */
+  nativeBytes: number;
+  /** Bytes of that which are snapshots. */
+  snapshotBytes: number;
+  /** Events detected but not yet delivered or returned. */
+  pendingEvents: number;
+  /** Callbacks and 'change' listeners that threw. */
+  callbackErrors: number;
+  /** Median first-write-to-delivery latency, ns. */
+  latencyP50Ns: number;
+  /** 99th percentile of the same, ns. */
+  latencyP99Ns: number;
+}
+
+/** Anything `watch()` accepts: a Buffer, any TypedArray, a DataView, an ArrayBuffer or a SharedArrayBuffer. */
+export type WatchTarget = ArrayBufferView | ArrayBuffer | SharedArrayBuffer;
+
+/** Events a {@link MemoryWatcher} emits. */
+export interface MemoryWatcherEvents {
+  /** A watched target changed. */
+  change: [event: ChangeEvent];
+  /** A callback or 'change' listener threw (without an 'error' listener the error is rethrown). */
+  error: [error: unknown];
+  /** The watcher was closed. */
+  close: [];
+}
+
+/**
+ * Watches memory and reports every change. Changes reach every subscriber
+ * exactly once: the callback (`setCallback`), each 'change' listener and each
+ * `changes()` iterator, on the JavaScript thread. With no subscriber, events
+ * wait for `checkChanges()`. A watcher never keeps the process alive by
+ * itself; changes not yet delivered when the event loop runs dry are
+ * delivered then (on 'beforeExit').
+ */
+export declare class MemoryWatcher extends EventEmitter {
+  /**
+   * Creates a watcher.
+   * @throws {TypeError} on an unknown option or a bad option value.
+   * @throws {Error} `code: "ERR_MEMWATCH_UNSUPPORTED"` when the backend cannot be used here.
+   */
+  constructor(options?: WatcherOptions);
+  /** Same as `new MemoryWatcher(options)`. */
+  static create(options?: WatcherOptions): MemoryWatcher;
+  /** True once `close()` was called. */
+  readonly closed: boolean;
+  /**
+   * Starts watching the bytes of `target` (a view watches exactly its byte
+   * range) and returns the region id (>= 1, never reused). The target is kept
+   * alive while watched. Do not transfer (detach) a watched ArrayBuffer.
+   * @throws {TypeError} for a value that is not a buffer, a detached or resizable ArrayBuffer, a non-string name.
+   * @throws {RangeError} for an empty (0-byte) target.
+   * @throws {Error} `code` `"ERR_MEMWATCH_OVERLAP"` when the bytes overlap a region of this watcher, `"ERR_MEMWATCH_CLOSED"` after close.
+   */
+  watch(target: WatchTarget, name?: string, metadata?: string | null): number;
+  /**
+   * Stops watching a region; `false` if the id is unknown or already unwatched.
+   * @throws {Error} `code: "ERR_MEMWATCH_CLOSED"` after close.
+   */
+  unwatch(id: number): boolean;
+  /** Sets, or with `null` clears, the callback that receives every change. */
+  setCallback(callback: ((event: ChangeEvent) => void) | null): void;
+  /**
+   * Detects changes now, synchronously: every write made before the call is
+   * in the result or has been delivered. With a subscriber (callback,
+   * 'change' listener, iterator) the events are delivered to it before this
+   * returns and the result is empty.
+   * @throws {Error} `code: "ERR_MEMWATCH_CLOSED"` after close.
+   */
+  checkChanges(): ChangeEvent[];
+  /** Statistics of this watcher (also after close). */
+  getStats(): WatcherStats;
+  /** Unwatches everything, ends the iterators, emits 'close'. Idempotent. */
+  close(): void;
+  /**
+   * An async iterator over changes: `for await (const e of watcher.changes())`.
+   * Ends when the watcher is closed or the loop is left. Waiting on it does not
+   * keep the process alive (like `events.on()`).
+   */
+  changes(): AsyncIterableIterator<ChangeEvent>;
+  /** Removes all listeners of `event`, or of every event. */
+  removeAllListeners(event?: string | symbol): this;
+
+  on<K extends keyof MemoryWatcherEvents>(event: K, listener: (...args: MemoryWatcherEvents[K]) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  once<K extends keyof MemoryWatcherEvents>(event: K, listener: (...args: MemoryWatcherEvents[K]) => void): this;
+  once(event: string | symbol, listener: (...args: any[]) => void): this;
+  addListener<K extends keyof MemoryWatcherEvents>(event: K, listener: (...args: MemoryWatcherEvents[K]) => void): this;
+  addListener(event: string | symbol, listener: (...args: any[]) => void): this;
+  prependListener<K extends keyof MemoryWatcherEvents>(event: K, listener: (...args: MemoryWatcherEvents[K]) => void): this;
+  prependListener(event: string | symbol, listener: (...args: any[]) => void): this;
+  prependOnceListener<K extends keyof MemoryWatcherEvents>(event: K, listener: (...args: MemoryWatcherEvents[K]) => void): this;
+  prependOnceListener(event: string | symbol, listener: (...args: any[]) => void): this;
+  off<K extends keyof MemoryWatcherEvents>(event: K, listener: (...args: MemoryWatcherEvents[K]) => void): this;
+  off(event: string | symbol, listener: (...args: any[]) => void): this;
+  removeListener<K extends keyof MemoryWatcherEvents>(event: K, listener: (...args: MemoryWatcherEvents[K]) => void): this;
+  removeListener(event: string | symbol, listener: (...args: any[]) => void): this;
+}
+
+/** Creates a watcher: same as `new MemoryWatcher(options)`. */
+export declare function create(options?: WatcherOptions): MemoryWatcher;
+
+/** The operating system's page size in bytes. */
+export declare function pageSize(): number;
+
+/**
+ * Allocates a zero-filled Buffer of `size` bytes that starts on a page
+ * boundary and shares no page with other memory (its own mapping). Watching
+ * it with the protect backend never makes unrelated writes fault.
+ * @throws {TypeError} unless `size` is an integer >= 1.
+ */
+export declare function allocPageAligned(size: number): Buffer;
+
+/** The backend names accepted by the `backend` option. */
+export declare const BACKENDS: readonly Backend[];

@@ -1,0 +1,599 @@
+'use strict';
+/**
+ * memwatch for Node.js: detect and report changes to watched memory.
+ *
+ * The detection engine is native (Rust, memwatch-core); this file is the
+ * JavaScript face of it: argument checks, the EventEmitter / callback /
+ * async-iterator delivery, and Node-style errors.
+ *
+ * @module memwatch
+ */
+
+const { EventEmitter } = require('node:events');
+const types = require('node:util').types;
+
+const native = loadNative();
+
+/** Loads the prebuilt addon for this platform, with a clear error if there is none. */
+function loadNative() {
+  const file = `./memwatch.${process.platform}-${process.arch}.node`;
+  try {
+    return require(file);
+  } catch (err) {
+    const e = new Error(
+      `memwatch: cannot load the native addon ${file} (${err.message}). ` +
+        'Prebuilt binaries exist for linux-x64; elsewhere build it with `npm run build` (needs Rust).',
+    );
+    e.code = 'ERR_MEMWATCH_NATIVE_LOAD';
+    e.cause = err;
+    throw e;
+  }
+}
+
+/** Backend names accepted by the `backend` option. */
+const BACKENDS = Object.freeze(['auto', 'protect', 'writewatch', 'poll']);
+
+/** Option names and their kinds. */
+const OPTION_KINDS = {
+  backend: 'backend',
+  writableWindowMs: 'ms',
+  pollIntervalMs: 'ms',
+  maxValueBytes: 'count',
+  previewBytes: 'count',
+  ringCapacity: 'count',
+  snapshots: 'boolean',
+};
+
+/** Error classes by the code prefix the native layer puts on its messages. */
+const ERROR_CLASSES = {
+  ERR_MEMWATCH_INVALID_ARGUMENT: TypeError,
+  ERR_MEMWATCH_DETACHED: TypeError,
+  ERR_MEMWATCH_EMPTY: RangeError,
+};
+
+/** Rethrows a native error as the right JS error class with a `code` property. */
+function translate(err) {
+  if (!(err instanceof Error)) return err;
+  const m = /^\[(ERR_MEMWATCH_[A-Z_]+)\] ([\s\S]*)$/.exec(err.message);
+  if (!m) return err;
+  const Cls = ERROR_CLASSES[m[1]] || Error;
+  const e = new Cls(m[2]);
+  e.code = m[1];
+  return e;
+}
+
+/** Calls a native function, translating its errors. */
+function call(fn) {
+  try {
+    return fn();
+  } catch (err) {
+    throw translate(err);
+  }
+}
+
+/** Makes an error with a code. */
+function codedError(Cls, code, message) {
+  const e = new Cls(message);
+  e.code = code;
+  return e;
+}
+
+/** Describes a received value for error messages, the way Node does. */
+function describe(value) {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'function') return `function ${value.name || '<anonymous>'}`;
+  if (typeof value === 'object') {
+    const ctor = value.constructor && value.constructor.name;
+    return ctor ? `an instance of ${ctor}` : 'an object';
+  }
+  let shown = String(value);
+  if (shown.length > 28) shown = `${shown.slice(0, 25)}...`;
+  if (typeof value === 'string') shown = `'${shown}'`;
+  return `type ${typeof value} (${shown})`;
+}
+
+/** True if an ArrayBuffer has been detached (transferred). */
+function isDetached(ab) {
+  if (types.isSharedArrayBuffer(ab)) return false;
+  if (typeof ab.detached === 'boolean') return ab.detached;
+  if (ab.byteLength !== 0) return false;
+  try {
+    new Uint8Array(ab); // eslint-disable-line no-new
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Turns any supported target into a Uint8Array over exactly its bytes.
+ * @param {unknown} target
+ * @returns {Uint8Array}
+ */
+function toView(target) {
+  let buffer;
+  if (types.isAnyArrayBuffer(target)) {
+    buffer = target;
+  } else if (ArrayBuffer.isView(target)) {
+    buffer = target.buffer;
+  } else {
+    throw codedError(
+      TypeError,
+      'ERR_INVALID_ARG_TYPE',
+      'The "target" argument must be a Buffer, TypedArray, DataView, ArrayBuffer or ' +
+        `SharedArrayBuffer. Received ${describe(target)}`,
+    );
+  }
+  if (isDetached(buffer)) {
+    throw codedError(TypeError, 'ERR_MEMWATCH_DETACHED', 'cannot watch a detached ArrayBuffer');
+  }
+  if (buffer.resizable === true) {
+    throw codedError(
+      TypeError,
+      'ERR_MEMWATCH_RESIZABLE',
+      'cannot watch a resizable ArrayBuffer (it can shrink under the watch); use a fixed-length one',
+    );
+  }
+  const view =
+    buffer === target
+      ? new Uint8Array(target)
+      : new Uint8Array(buffer, target.byteOffset, target.byteLength);
+  if (view.byteLength === 0) {
+    throw codedError(RangeError, 'ERR_MEMWATCH_EMPTY', 'cannot watch an empty (0-byte) buffer');
+  }
+  return view;
+}
+
+/** Validates the options object and maps it to the native one. */
+function nativeOptions(options) {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw codedError(
+      TypeError,
+      'ERR_INVALID_ARG_TYPE',
+      `The "options" argument must be an object. Received ${describe(options)}`,
+    );
+  }
+  const out = {};
+  for (const [key, value] of Object.entries(options)) {
+    const kind = OPTION_KINDS[key];
+    if (kind === undefined) {
+      throw codedError(
+        TypeError,
+        'ERR_INVALID_ARG_VALUE',
+        `unknown option "${key}"; known options: ${Object.keys(OPTION_KINDS).join(', ')}`,
+      );
+    }
+    if (value === undefined) continue;
+    switch (kind) {
+      case 'backend':
+        if (typeof value !== 'string' || !BACKENDS.includes(value)) {
+          throw codedError(
+            TypeError,
+            'ERR_INVALID_ARG_VALUE',
+            `options.backend must be one of ${BACKENDS.map((b) => `"${b}"`).join(', ')}. ` +
+              `Received ${describe(value)}`,
+          );
+        }
+        break;
+      case 'ms':
+        if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+          throw codedError(
+            TypeError,
+            'ERR_INVALID_ARG_VALUE',
+            `options.${key} must be a finite number >= 0 (milliseconds). Received ${describe(value)}`,
+          );
+        }
+        break;
+      case 'count':
+        if (!Number.isSafeInteger(value) || value < 0) {
+          throw codedError(
+            TypeError,
+            'ERR_INVALID_ARG_VALUE',
+            `options.${key} must be an integer >= 0. Received ${describe(value)}`,
+          );
+        }
+        break;
+      case 'boolean':
+        if (typeof value !== 'boolean') {
+          throw codedError(
+            TypeError,
+            'ERR_INVALID_ARG_VALUE',
+            `options.${key} must be a boolean. Received ${describe(value)}`,
+          );
+        }
+        break;
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+/** Symbol of the internal flush method (kept off the public API). */
+const kFlush = Symbol('memwatch.flush');
+
+/** Watchers that may need a last flush when the process is about to exit. */
+const live = new Set();
+let beforeExitInstalled = false;
+
+/**
+ * Before Node exits (the event loop ran dry), deliver the changes that were
+ * made but not yet delivered to listeners/callbacks/iterators. A watcher never
+ * keeps the process alive by itself; this makes sure that a script which
+ * writes and then ends still sees its events.
+ */
+function flushBeforeExit() {
+  for (const ref of [...live]) {
+    const w = ref.deref();
+    if (w === undefined) {
+      live.delete(ref);
+      continue;
+    }
+    try {
+      w[kFlush]();
+    } catch (err) {
+      process.nextTick(() => {
+        throw err;
+      });
+    }
+  }
+}
+
+/**
+ * Watches memory (Buffers, ArrayBuffers, SharedArrayBuffers, TypedArrays,
+ * DataViews) and reports every change.
+ *
+ * Changes reach you in whichever ways you subscribe, each event exactly once
+ * per subscriber: `setCallback(fn)`, `on('change', fn)` and
+ * `for await (const e of watcher.changes())`. With no subscriber, events wait
+ * for `checkChanges()`.
+ *
+ * Events: `'change'` (a {@link ChangeEvent}), `'error'` (a callback or listener
+ * threw), `'close'`.
+ */
+class MemoryWatcher extends EventEmitter {
+  /** @type {any} */
+  #native;
+  /** @type {((e: object) => void) | null} */
+  #callback = null;
+  /** @type {Set<{push(e: object): void, end(): void}>} */
+  #iterators = new Set();
+  #delivering = false;
+  #closed = false;
+  #liveRef;
+
+  /**
+   * Creates a watcher.
+   * @param {import('./index').WatcherOptions} [options]
+   */
+  constructor(options) {
+    const opts = nativeOptions(options);
+    super();
+    this.#native = call(() => new native.NativeWatcher(opts));
+    this.#installHooks();
+    this.#liveRef = new WeakRef(this);
+    live.add(this.#liveRef);
+    if (!beforeExitInstalled) {
+      beforeExitInstalled = true;
+      process.on('beforeExit', flushBeforeExit);
+    }
+  }
+
+  /**
+   * Same as `new MemoryWatcher(options)`.
+   * @param {import('./index').WatcherOptions} [options]
+   * @returns {MemoryWatcher}
+   */
+  static create(options) {
+    return new MemoryWatcher(options);
+  }
+
+  /** Tracks 'change' listeners so that delivery is on exactly while somebody listens. */
+  #installHooks() {
+    if (!this.listeners('newListener').includes(this.#onNewListener)) {
+      this.on('newListener', this.#onNewListener);
+    }
+    if (!this.listeners('removeListener').includes(this.#onRemoveListener)) {
+      this.on('removeListener', this.#onRemoveListener);
+    }
+  }
+
+  #onNewListener = (event) => {
+    if (event === 'change') this.#updateDelivery(true);
+  };
+
+  #onRemoveListener = (event) => {
+    if (event === 'change') this.#updateDelivery();
+  };
+
+  /**
+   * Removes all listeners (of one event, or of all events), as
+   * `EventEmitter#removeAllListeners` does.
+   * @param {string | symbol} [event]
+   * @returns {this}
+   */
+  removeAllListeners(event) {
+    if (arguments.length === 0) super.removeAllListeners();
+    else super.removeAllListeners(event);
+    this.#installHooks();
+    this.#updateDelivery();
+    return this;
+  }
+
+  /** True once `close()` was called. */
+  get closed() {
+    return this.#closed;
+  }
+
+  #checkOpen() {
+    if (this.#closed) {
+      throw codedError(Error, 'ERR_MEMWATCH_CLOSED', 'watcher is closed');
+    }
+  }
+
+  /**
+   * Starts watching the bytes of `target` (a view watches exactly its byte
+   * range) and returns the region id.
+   * @param {ArrayBufferLike | ArrayBufferView} target
+   * @param {string} [name]
+   * @param {string | null} [metadata]
+   * @returns {number}
+   */
+  watch(target, name = '', metadata = null) {
+    this.#checkOpen();
+    if (typeof name !== 'string') {
+      throw codedError(
+        TypeError,
+        'ERR_INVALID_ARG_TYPE',
+        `The "name" argument must be of type string. Received ${describe(name)}`,
+      );
+    }
+    if (metadata !== null && metadata !== undefined && typeof metadata !== 'string') {
+      throw codedError(
+        TypeError,
+        'ERR_INVALID_ARG_TYPE',
+        `The "metadata" argument must be a string or null. Received ${describe(metadata)}`,
+      );
+    }
+    const view = toView(target);
+    return call(() => this.#native.watch(view, name, metadata ?? null));
+  }
+
+  /**
+   * Stops watching a region. Returns false if the id is unknown or was
+   * already unwatched.
+   * @param {number} id
+   * @returns {boolean}
+   */
+  unwatch(id) {
+    this.#checkOpen();
+    if (!Number.isInteger(id) || id < 0) {
+      throw codedError(
+        TypeError,
+        'ERR_INVALID_ARG_TYPE',
+        `The "id" argument must be a non-negative integer. Received ${describe(id)}`,
+      );
+    }
+    if (id > 0xffffffff) return false;
+    return call(() => this.#native.unwatch(id));
+  }
+
+  /**
+   * Sets (or with `null` clears) the callback that receives every change.
+   * @param {((event: import('./index').ChangeEvent) => void) | null} callback
+   */
+  setCallback(callback) {
+    if (callback !== null && callback !== undefined && typeof callback !== 'function') {
+      throw codedError(
+        TypeError,
+        'ERR_INVALID_ARG_TYPE',
+        `The "callback" argument must be a function or null. Received ${describe(callback)}`,
+      );
+    }
+    if (callback) this.#checkOpen();
+    this.#callback = callback || null;
+    this.#updateDelivery();
+  }
+
+  /**
+   * Detects changes now, synchronously: every write made before this call
+   * is in the result or has been delivered. With a callback, a 'change'
+   * listener or an active iterator, the events are delivered to them before
+   * this returns, and the result is empty.
+   * @returns {import('./index').ChangeEvent[]}
+   */
+  checkChanges() {
+    this.#checkOpen();
+    const events = call(() => this.#native.checkChanges());
+    if (this.#hasSubscribers()) {
+      this.#dispatch(events);
+      return [];
+    }
+    return events;
+  }
+
+  /**
+   * Statistics of this watcher (works after close too).
+   * @returns {import('./index').WatcherStats}
+   */
+  getStats() {
+    return this.#native.stats();
+  }
+
+  /**
+   * Closes the watcher: unwatches everything, ends iterators, emits 'close'.
+   * Idempotent.
+   */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    live.delete(this.#liveRef);
+    this.#native.close();
+    this.#delivering = false;
+    const its = [...this.#iterators];
+    this.#iterators.clear();
+    for (const it of its) it.end();
+    this.emit('close');
+  }
+
+  /**
+   * An async iterator over changes: `for await (const e of watcher.changes())`.
+   * It ends when the watcher is closed or the loop is left (`break`).
+   * Like `events.on()`, waiting on it does not keep the process alive.
+   * @returns {AsyncIterableIterator<import('./index').ChangeEvent>}
+   */
+  changes() {
+    const queue = [];
+    const waiters = [];
+    let done = this.#closed;
+    const self = this;
+    const sink = {
+      push(e) {
+        if (waiters.length > 0) waiters.shift().resolve({ value: e, done: false });
+        else queue.push(e);
+      },
+      end() {
+        done = true;
+        while (waiters.length > 0) waiters.shift().resolve({ value: undefined, done: true });
+      },
+    };
+    const iterator = {
+      next() {
+        if (queue.length > 0) return Promise.resolve({ value: queue.shift(), done: false });
+        if (done) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
+      },
+      return(value) {
+        queue.length = 0;
+        if (!done) {
+          self.#iterators.delete(sink);
+          sink.end();
+          self.#updateDelivery();
+        }
+        return Promise.resolve({ value, done: true });
+      },
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
+    if (!done) {
+      this.#iterators.add(sink);
+      this.#updateDelivery();
+    }
+    return iterator;
+  }
+
+  #hasSubscribers(addingListener = false) {
+    return (
+      addingListener ||
+      this.#callback !== null ||
+      this.listenerCount('change') > 0 ||
+      this.#iterators.size > 0
+    );
+  }
+
+  /** Turns native delivery on/off to match whether anybody subscribes. */
+  #updateDelivery(addingListener = false) {
+    if (this.#closed) return;
+    const want = this.#hasSubscribers(addingListener);
+    if (want === this.#delivering) return;
+    if (want) {
+      call(() => this.#native.setWake(() => this.#onWake()));
+    } else {
+      call(() => this.#native.setWake(null));
+      // Events queued for delivery stay for checkChanges().
+    }
+    this.#delivering = want;
+  }
+
+  /** Runs on the JS thread when the delivery thread queued events. */
+  #onWake() {
+    if (this.#closed || !this.#hasSubscribers()) return; // they stay for checkChanges()
+    this.#dispatch(this.#native.takeQueued());
+  }
+
+  /**
+   * Delivers the events still pending to the subscribers (used before the
+   * process exits). Not part of the public API.
+   */
+  [kFlush]() {
+    if (this.#closed || !this.#delivering) return;
+    this.#dispatch(call(() => this.#native.checkChanges()));
+  }
+
+  /** Hands each event to the callback, each 'change' listener and each iterator. */
+  #dispatch(events) {
+    if (events.length === 0) return;
+    const errors = [];
+    for (const e of events) {
+      if (this.#closed) break;
+      if (this.#callback !== null) {
+        try {
+          this.#callback.call(undefined, e);
+        } catch (err) {
+          errors.push(err);
+        }
+      }
+      const listeners = this.rawListeners('change');
+      for (const l of listeners) {
+        try {
+          l.call(this, e);
+        } catch (err) {
+          errors.push(err);
+        }
+      }
+      for (const it of this.#iterators) it.push(e);
+    }
+    if (errors.length === 0) return;
+    for (let i = 0; i < errors.length; i++) this.#native.reportCallbackError();
+    if (this.listenerCount('error') > 0) {
+      for (const err of errors) this.emit('error', err);
+    } else {
+      throw errors[0];
+    }
+  }
+}
+
+/**
+ * Creates a watcher: same as `new MemoryWatcher(options)`.
+ * @param {import('./index').WatcherOptions} [options]
+ * @returns {MemoryWatcher}
+ */
+function create(options) {
+  return new MemoryWatcher(options);
+}
+
+/**
+ * The operating system's page size in bytes.
+ * @returns {number}
+ */
+function pageSize() {
+  return native.pageSize();
+}
+
+/**
+ * Allocates a zero-filled Buffer of `size` bytes that starts on a page
+ * boundary and shares no page with any other memory. Watching such a buffer
+ * with the protect backend never makes unrelated writes fault.
+ * @param {number} size
+ * @returns {Buffer}
+ */
+function allocPageAligned(size) {
+  if (!Number.isSafeInteger(size) || size < 1) {
+    throw codedError(
+      TypeError,
+      'ERR_INVALID_ARG_VALUE',
+      `The "size" argument must be an integer >= 1. Received ${describe(size)}`,
+    );
+  }
+  return call(() => native.allocPageAligned(size));
+}
+
+module.exports = {
+  MemoryWatcher,
+  create,
+  pageSize,
+  allocPageAligned,
+  BACKENDS,
+};

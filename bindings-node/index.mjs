@@ -1,0 +1,17 @@
+// ESM entry of memwatch: the same objects as the CommonJS entry (index.js).
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const memwatch = require('./index.js');
+
+/** Watches memory and reports every change; see index.d.ts. */
+export const MemoryWatcher = memwatch.MemoryWatcher;
+/** Same as `new MemoryWatcher(options)`. */
+export const create = memwatch.create;
+/** The operating system's page size in bytes. */
+export const pageSize = memwatch.pageSize;
+/** Allocates a page-aligned Buffer that shares no page with other memory. */
+export const allocPageAligned = memwatch.allocPageAligned;
+/** The backend names accepted by the `backend` option. */
+export const BACKENDS = memwatch.BACKENDS;
+export default memwatch;

@@ -1,0 +1,659 @@
+//! Node.js binding of memwatch (napi-rs).
+//!
+//! This crate is the native half of the `memwatch` npm package. It is kept
+//! deliberately small: `index.js` validates arguments, builds the
+//! EventEmitter / async-iterator API and chooses JavaScript error classes;
+//! this file only
+//!
+//! - maps a `Uint8Array` (every target kind is turned into one by `index.js`)
+//!   to `(address, length)` and keeps it alive with a strong `napi_ref` until
+//!   the region is unwatched or the watcher is closed,
+//! - forwards the engine's events from its delivery thread to the JavaScript
+//!   thread: the engine callback pushes the event into a queue and wakes the
+//!   JS thread through a *weak* threadsafe function (it never keeps the event
+//!   loop alive); JS then drains the queue with [`NativeWatcher::take_queued`],
+//! - converts events and statistics to plain JavaScript objects,
+//! - closes every watcher of a Node.js environment (main thread or worker)
+//!   when that environment is torn down, before its ArrayBuffers are freed.
+//!
+//! Errors thrown from here carry a `[ERR_MEMWATCH_*]` prefix that `index.js`
+//! turns into the `code` property of the error it rethrows.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+use std::collections::{HashMap, VecDeque};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use memwatch_core as mw;
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{sys, CleanupEnvHook, Env, JsValue};
+use napi_derive::napi;
+
+/// The weak, fire-and-forget threadsafe function that wakes the JS thread.
+/// `CalleeHandled = false` (no error-first argument), `Weak = true` (unref'd:
+/// it does not keep the event loop alive).
+type WakeFn = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
+
+/// Locks a mutex, ignoring poisoning (nothing here panics while holding one,
+/// and a poisoned queue is still a valid queue).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Converts an engine error to a JS-bound error whose message starts with the
+/// stable code that `index.js` exposes as `error.code`.
+fn to_napi_err(e: mw::Error) -> Error {
+    let code = match &e {
+        mw::Error::InvalidArgument(_) => "ERR_MEMWATCH_INVALID_ARGUMENT",
+        mw::Error::Unmapped(_) => "ERR_MEMWATCH_UNMAPPED",
+        mw::Error::ReadOnly(_) => "ERR_MEMWATCH_READ_ONLY",
+        mw::Error::Overlap(_) => "ERR_MEMWATCH_OVERLAP",
+        mw::Error::Unsupported(_) => "ERR_MEMWATCH_UNSUPPORTED",
+        mw::Error::Closed => "ERR_MEMWATCH_CLOSED",
+        mw::Error::Os(_) => "ERR_MEMWATCH_OS",
+    };
+    Error::new(Status::GenericFailure, format!("[{code}] {e}"))
+}
+
+/// An error with one of this binding's own codes.
+fn coded_err(code: &str, msg: impl std::fmt::Display) -> Error {
+    Error::new(Status::GenericFailure, format!("[{code}] {msg}"))
+}
+
+/// Turns a napi status into a `Result`.
+fn check(status: sys::napi_status, what: &str) -> Result<()> {
+    if status == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(coded_err(
+            "ERR_MEMWATCH_NODE_API",
+            format!("{what} failed (napi status {status})"),
+        ))
+    }
+}
+
+/// Watcher options, already validated and defaulted by `index.js`
+/// (absent fields keep the engine's defaults).
+#[napi(object)]
+pub struct NativeOptions {
+    /// "auto", "protect", "writewatch" or "poll".
+    pub backend: Option<String>,
+    /// Writable window of the protect backend, milliseconds.
+    pub writable_window_ms: Option<f64>,
+    /// Poll interval of the poll backend, milliseconds.
+    pub poll_interval_ms: Option<f64>,
+    /// Whole old/new values are carried up to this region size.
+    pub max_value_bytes: Option<f64>,
+    /// Preview bytes carried in every event.
+    pub preview_bytes: Option<f64>,
+    /// Process-wide fault ring capacity (used when the engine starts).
+    pub ring_capacity: Option<f64>,
+    /// Keep snapshots (old values and exact ranges).
+    pub snapshots: Option<bool>,
+}
+
+/// A run of changed bytes relative to the start of the watched view.
+#[napi(object)]
+pub struct NativeRange {
+    /// Offset from the start of the region, bytes.
+    pub offset: f64,
+    /// Number of bytes.
+    pub length: f64,
+}
+
+/// Where a change was made, as far as the backend can tell.
+#[napi(object, use_nullable = true)]
+pub struct NativeWhere {
+    /// Kernel thread id of the writer (protect backend), else null.
+    pub thread_id: Option<u32>,
+    /// Instruction pointer of the write, else null.
+    pub fault_ip: Option<BigInt>,
+    /// Source file ("" until symbolization lands).
+    pub file: String,
+    /// Function ("" until symbolization lands).
+    pub function: String,
+    /// Source line (0 = unknown).
+    pub line: u32,
+}
+
+/// One change event as handed to JavaScript (the public `ChangeEvent`).
+#[napi(object, use_nullable = true)]
+pub struct NativeEvent {
+    /// Process-wide sequence number.
+    pub seq: f64,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub timestamp_ns: BigInt,
+    /// Adapter id (3 = Node.js).
+    pub adapter_id: u32,
+    /// Region id returned by watch().
+    pub region_id: u32,
+    /// Name given to watch().
+    pub variable_name: String,
+    /// Who wrote it, where known.
+    #[napi(js_name = "where")]
+    pub where_: NativeWhere,
+    /// Region size in bytes.
+    pub how_big: f64,
+    /// Changed byte ranges, ascending.
+    pub changed_ranges: Vec<NativeRange>,
+    /// First preview bytes before the change.
+    pub old_preview: Buffer,
+    /// First preview bytes after the change.
+    pub new_preview: Buffer,
+    /// Whole old value, or null.
+    pub old_value: Option<Buffer>,
+    /// Whole new value, or null.
+    pub new_value: Option<Buffer>,
+    /// Store key of a large old value (reserved), or null.
+    pub storage_key_old: Option<String>,
+    /// Store key of a large new value (reserved), or null.
+    pub storage_key_new: Option<String>,
+    /// Metadata given to watch(), or null.
+    pub metadata: Option<String>,
+}
+
+impl From<mw::ChangeEvent> for NativeEvent {
+    fn from(e: mw::ChangeEvent) -> Self {
+        NativeEvent {
+            seq: e.seq as f64,
+            timestamp_ns: BigInt::from(e.timestamp_ns),
+            adapter_id: e.adapter_id,
+            region_id: e.region_id,
+            variable_name: e.variable_name,
+            where_: NativeWhere {
+                thread_id: e.where_.thread_id,
+                fault_ip: e.where_.fault_ip.map(BigInt::from),
+                file: e.where_.file,
+                function: e.where_.function,
+                line: e.where_.line,
+            },
+            how_big: e.how_big as f64,
+            changed_ranges: e
+                .changed_ranges
+                .iter()
+                .map(|r| NativeRange { offset: r.offset as f64, length: r.len as f64 })
+                .collect(),
+            old_preview: e.old_preview.into(),
+            new_preview: e.new_preview.into(),
+            old_value: e.old_value.map(Into::into),
+            new_value: e.new_value.map(Into::into),
+            storage_key_old: e.storage_key_old,
+            storage_key_new: e.storage_key_new,
+            metadata: e.metadata,
+        }
+    }
+}
+
+/// Statistics of one watcher (the public `WatcherStats`).
+#[napi(object)]
+pub struct NativeStats {
+    /// Backend in use ("protect", "poll", ...).
+    pub backend: String,
+    /// Why a better backend was not used ("" if none).
+    pub backend_reason: String,
+    /// Regions watched.
+    pub regions: f64,
+    /// Pages the engine keeps protected (all watchers).
+    pub protected_pages: f64,
+    /// Write faults handled by the engine (all watchers).
+    pub faults: f64,
+    /// Events this watcher produced.
+    pub events: f64,
+    /// Fault "where"s dropped because the ring was full (engine-wide).
+    pub dropped_wheres: f64,
+    /// Native bytes held for this watcher's regions.
+    pub native_bytes: f64,
+    /// Bytes of that which are snapshots.
+    pub snapshot_bytes: f64,
+    /// Events detected but not yet handed to JavaScript.
+    pub pending_events: f64,
+    /// Callbacks / listeners that threw.
+    pub callback_errors: f64,
+    /// Median first-write-to-delivery latency, ns.
+    pub latency_p50_ns: f64,
+    /// 99th percentile of the same, ns.
+    pub latency_p99_ns: f64,
+}
+
+/// State shared between the JS thread and the engine's delivery thread.
+struct Shared {
+    /// The engine watcher.
+    watcher: mw::Watcher,
+    /// Events the engine delivered to our callback, waiting for JS.
+    queue: Mutex<VecDeque<mw::ChangeEvent>>,
+    /// True while a wake-up is queued on the threadsafe function and JS has
+    /// not drained the queue yet (coalesces wake-ups).
+    wake_pending: AtomicBool,
+    /// The wake function while delivery mode is on.
+    wake: Mutex<Option<Arc<WakeFn>>>,
+    /// Set by the environment cleanup hook: the Node.js environment is gone.
+    env_gone: AtomicBool,
+}
+
+impl Shared {
+    /// Engine-side callback body (delivery thread): queue and wake JS once.
+    fn on_event(&self, e: &mw::ChangeEvent) {
+        lock(&self.queue).push_back(e.clone());
+        self.wake_js();
+    }
+
+    /// Schedules one call of the JS wake function unless one is pending.
+    fn wake_js(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            let wake = lock(&self.wake).clone();
+            match wake {
+                // NonBlocking on an unbounded queue never waits for the JS
+                // thread, so the JS thread may block in check_changes() while
+                // the delivery thread is here without deadlocking. A failed
+                // call (environment closing) leaves the events queued.
+                Some(w) => {
+                    if w.call((), ThreadsafeFunctionCallMode::NonBlocking) != Status::Ok {
+                        self.wake_pending.store(false, Ordering::Release);
+                    }
+                }
+                None => self.wake_pending.store(false, Ordering::Release),
+            }
+        }
+    }
+
+    /// Takes every queued event (JS thread).
+    fn take_queued(&self) -> Vec<mw::ChangeEvent> {
+        self.wake_pending.store(false, Ordering::Release);
+        lock(&self.queue).drain(..).collect()
+    }
+
+    /// Closes the engine watcher and drops the wake function (releasing the
+    /// threadsafe function). Idempotent; callable from any thread.
+    fn shutdown(&self) {
+        self.watcher.close();
+        lock(&self.wake).take();
+        lock(&self.queue).clear();
+    }
+}
+
+/// A strong reference to a watched view, deleted on unwatch/close.
+struct KeepAlive(sys::napi_ref);
+
+/// The native watcher behind `MemoryWatcher` (not part of the public API:
+/// use `MemoryWatcher` from `index.js`).
+#[napi(custom_finalize)]
+pub struct NativeWatcher {
+    shared: Arc<Shared>,
+    /// region id -> strong reference to the watched Uint8Array.
+    keep_alive: HashMap<u32, KeepAlive>,
+    /// Closes the engine watcher if the environment is torn down first.
+    cleanup_hook: Option<CleanupEnvHook<Arc<Shared>>>,
+}
+
+impl NativeWatcher {
+    /// Deletes the keep-alive references of every region.
+    fn release_all(&mut self, env: sys::napi_env) {
+        if self.shared.env_gone.load(Ordering::Acquire) {
+            // Node.js deletes outstanding references itself at teardown.
+            self.keep_alive.clear();
+            return;
+        }
+        for (_, r) in self.keep_alive.drain() {
+            // SAFETY: r.0 was created by napi_create_reference in this
+            // environment (same JS thread) and is deleted exactly once,
+            // here, after the engine stopped watching its memory.
+            unsafe { sys::napi_delete_reference(env, r.0) };
+        }
+    }
+
+    /// Close everything: engine watcher, wake function, keep-alive refs,
+    /// environment hook. Idempotent.
+    fn close_with(&mut self, env: &Env) {
+        self.shared.shutdown();
+        self.release_all(env.raw());
+        if let Some(hook) = self.cleanup_hook.take() {
+            if !self.shared.env_gone.load(Ordering::Acquire) {
+                let _ = env.remove_env_cleanup_hook(hook);
+            }
+        }
+    }
+}
+
+impl ObjectFinalize for NativeWatcher {
+    fn finalize(mut self, env: Env) -> Result<()> {
+        self.close_with(&env);
+        Ok(())
+    }
+}
+
+#[napi]
+impl NativeWatcher {
+    /// Creates an engine watcher with the given options.
+    #[napi(constructor)]
+    pub fn new(env: Env, options: NativeOptions) -> Result<Self> {
+        let mut o = mw::Options { adapter_id: mw::ADAPTER_NODE, ..mw::Options::default() };
+        if let Some(b) = options.backend.as_deref() {
+            o.backend = mw::Backend::from_name(b).map_err(to_napi_err)?;
+        }
+        let ms = |v: f64, what: &str| -> Result<Duration> {
+            if v.is_finite() && v >= 0.0 {
+                Ok(Duration::from_secs_f64(v / 1000.0))
+            } else {
+                Err(coded_err("ERR_MEMWATCH_INVALID_ARGUMENT", format!("{what} must be >= 0")))
+            }
+        };
+        let count = |v: f64, what: &str| -> Result<usize> {
+            if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= usize::MAX as f64 {
+                Ok(v as usize)
+            } else {
+                Err(coded_err(
+                    "ERR_MEMWATCH_INVALID_ARGUMENT",
+                    format!("{what} must be a non-negative integer"),
+                ))
+            }
+        };
+        if let Some(v) = options.writable_window_ms {
+            o.writable_window = ms(v, "writableWindowMs")?;
+        }
+        if let Some(v) = options.poll_interval_ms {
+            o.poll_interval = ms(v, "pollIntervalMs")?;
+        }
+        if let Some(v) = options.max_value_bytes {
+            o.max_value_bytes = count(v, "maxValueBytes")?;
+        }
+        if let Some(v) = options.preview_bytes {
+            o.preview_bytes = count(v, "previewBytes")?;
+        }
+        if let Some(v) = options.ring_capacity {
+            o.ring_capacity = count(v, "ringCapacity")?;
+        }
+        if let Some(v) = options.snapshots {
+            o.snapshots = v;
+        }
+        let watcher = mw::Watcher::new(o).map_err(to_napi_err)?;
+        let shared = Arc::new(Shared {
+            watcher,
+            queue: Mutex::new(VecDeque::new()),
+            wake_pending: AtomicBool::new(false),
+            wake: Mutex::new(None),
+            env_gone: AtomicBool::new(false),
+        });
+        let hook = env.add_env_cleanup_hook(shared.clone(), |s: Arc<Shared>| {
+            // The environment (main thread or worker) is going away: stop
+            // watching before its ArrayBuffers are freed.
+            s.env_gone.store(true, Ordering::Release);
+            s.shutdown();
+        })?;
+        Ok(NativeWatcher { shared, keep_alive: HashMap::new(), cleanup_hook: Some(hook) })
+    }
+
+    /// Watches exactly the bytes of `view` (a Uint8Array) and returns the region id.
+    #[napi]
+    pub fn watch(
+        &mut self,
+        env: Env,
+        view: Unknown,
+        name: String,
+        metadata: Option<String>,
+    ) -> Result<u32> {
+        let raw_env = env.raw();
+        let value = view.raw();
+        let mut kind: sys::napi_typedarray_type = 0;
+        let mut length: usize = 0;
+        let mut data: *mut std::ffi::c_void = ptr::null_mut();
+        let mut arraybuffer: sys::napi_value = ptr::null_mut();
+        let mut byte_offset: usize = 0;
+        // SAFETY: raw_env and value come from the current call on the JS
+        // thread; every out-pointer points to a live local. Node checks that
+        // value is a TypedArray and returns napi_invalid_arg otherwise.
+        check(
+            unsafe {
+                sys::napi_get_typedarray_info(
+                    raw_env,
+                    value,
+                    &mut kind,
+                    &mut length,
+                    &mut data,
+                    &mut arraybuffer,
+                    &mut byte_offset,
+                )
+            },
+            "napi_get_typedarray_info",
+        )?;
+        if kind != sys::TypedarrayType::uint8_array {
+            return Err(coded_err("ERR_MEMWATCH_INVALID_ARGUMENT", "internal: expected a Uint8Array"));
+        }
+        let mut detached = false;
+        // SAFETY: arraybuffer was just returned by napi_get_typedarray_info.
+        check(
+            unsafe { sys::napi_is_detached_arraybuffer(raw_env, arraybuffer, &mut detached) },
+            "napi_is_detached_arraybuffer",
+        )?;
+        if detached {
+            return Err(coded_err("ERR_MEMWATCH_DETACHED", "cannot watch a detached ArrayBuffer"));
+        }
+        if length == 0 || data.is_null() {
+            return Err(coded_err("ERR_MEMWATCH_EMPTY", "cannot watch an empty (0-byte) buffer"));
+        }
+        // Keep the view (and so its ArrayBuffer and backing store) alive for
+        // as long as the engine watches it.
+        let mut reference: sys::napi_ref = ptr::null_mut();
+        // SAFETY: value is a live object of this call; the reference is
+        // owned by keep_alive and deleted in unwatch/close/finalize.
+        check(
+            unsafe { sys::napi_create_reference(raw_env, value, 1, &mut reference) },
+            "napi_create_reference",
+        )?;
+        // SAFETY: [data, data+length) is the backing store of a live,
+        // non-resizable ArrayBuffer (index.js rejects resizable ones), which
+        // V8 never moves or frees while the strong reference created above
+        // exists; that reference is deleted only after the engine stopped
+        // watching the region (unwatch, close, finalize, environment
+        // teardown). Detaching (transferring) a watched ArrayBuffer is the
+        // documented exception that the caller must avoid.
+        let res = unsafe {
+            self.shared.watcher.watch(data as *const u8, length, &name, metadata.as_deref())
+        };
+        match res {
+            Ok(id) => {
+                self.keep_alive.insert(id, KeepAlive(reference));
+                Ok(id)
+            }
+            Err(e) => {
+                // SAFETY: created above on this thread, not stored anywhere.
+                unsafe { sys::napi_delete_reference(raw_env, reference) };
+                Err(to_napi_err(e))
+            }
+        }
+    }
+
+    /// Stops watching a region; false for an unknown or already unwatched id.
+    #[napi]
+    pub fn unwatch(&mut self, env: Env, id: u32) -> Result<bool> {
+        let found = self.shared.watcher.unwatch(id).map_err(to_napi_err)?;
+        if let Some(r) = self.keep_alive.remove(&id) {
+            // SAFETY: the engine no longer watches this region (unwatch
+            // returned), so its memory may go; r.0 belongs to this env.
+            unsafe { sys::napi_delete_reference(env.raw(), r.0) };
+        }
+        Ok(found)
+    }
+
+    /// Turns delivery mode on (`wake` is called on the JS thread whenever
+    /// events are queued) or off (`null`: events wait for checkChanges()).
+    #[napi]
+    pub fn set_wake(&mut self, wake: Option<Function<(), Unknown<'static>>>) -> Result<()> {
+        match wake {
+            Some(f) => {
+                let tsfn: WakeFn = f
+                    .build_threadsafe_function::<()>()
+                    .callee_handled::<false>()
+                    .weak::<true>()
+                    .build()?;
+                *lock(&self.shared.wake) = Some(Arc::new(tsfn));
+                let weak = Arc::downgrade(&self.shared);
+                let cb: mw::Callback = Arc::new(move |e: &mw::ChangeEvent| {
+                    if let Some(s) = weak.upgrade() {
+                        s.on_event(e);
+                    }
+                });
+                if let Err(e) = self.shared.watcher.set_callback(Some(cb)) {
+                    lock(&self.shared.wake).take();
+                    return Err(to_napi_err(e));
+                }
+                // Events queued while delivery was off (or whose wake-up was
+                // skipped) are delivered now too.
+                self.shared.wake_pending.store(false, Ordering::Release);
+                if !lock(&self.shared.queue).is_empty() {
+                    self.shared.wake_js();
+                }
+            }
+            None => {
+                let res = self.shared.watcher.set_callback(None);
+                lock(&self.shared.wake).take();
+                match res {
+                    Ok(()) | Err(mw::Error::Closed) => {}
+                    Err(e) => return Err(to_napi_err(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Detects changes now and returns every event not yet handed to JS:
+    /// queued ones first, then the engine's (ordered by seq).
+    #[napi]
+    pub fn check_changes(&self) -> Result<Vec<NativeEvent>> {
+        let fresh = self.shared.watcher.check_changes().map_err(to_napi_err)?;
+        let mut all = self.shared.take_queued();
+        all.extend(fresh);
+        all.sort_by_key(|e| e.seq);
+        Ok(all.into_iter().map(NativeEvent::from).collect())
+    }
+
+    /// Takes the events queued by the delivery thread (called by the wake function).
+    #[napi]
+    pub fn take_queued(&self) -> Vec<NativeEvent> {
+        self.shared.take_queued().into_iter().map(NativeEvent::from).collect()
+    }
+
+    /// Counts one callback/listener exception in stats.callbackErrors.
+    #[napi]
+    pub fn report_callback_error(&self) {
+        self.shared.watcher.report_callback_error();
+    }
+
+    /// The watcher's statistics (works after close too).
+    #[napi]
+    pub fn stats(&self) -> NativeStats {
+        let s = self.shared.watcher.stats();
+        let queued = lock(&self.shared.queue).len();
+        NativeStats {
+            backend: s.backend.map(|b| b.name().to_string()).unwrap_or_default(),
+            backend_reason: s.backend_reason,
+            regions: s.regions as f64,
+            protected_pages: s.protected_pages as f64,
+            faults: s.faults as f64,
+            events: s.events as f64,
+            dropped_wheres: s.dropped_wheres as f64,
+            native_bytes: s.native_bytes as f64,
+            snapshot_bytes: s.snapshot_bytes as f64,
+            pending_events: (s.pending_events + queued) as f64,
+            callback_errors: s.callback_errors as f64,
+            latency_p50_ns: s.latency_p50_ns as f64,
+            latency_p99_ns: s.latency_p99_ns as f64,
+        }
+    }
+
+    /// Closes the watcher: unwatches everything, stops delivery. Idempotent.
+    #[napi]
+    pub fn close(&mut self, env: Env) {
+        self.close_with(&env);
+    }
+
+    /// True once close() ran (or the environment was torn down).
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.shared.watcher.is_closed()
+    }
+}
+
+/// The operating system's page size in bytes.
+#[napi]
+pub fn page_size() -> u32 {
+    mw::page_size() as u32
+}
+
+/// Finalizer of [`alloc_page_aligned`] buffers: unmaps the pages.
+unsafe extern "C" fn unmap_pages(
+    _env: sys::napi_env,
+    data: *mut std::ffi::c_void,
+    hint: *mut std::ffi::c_void,
+) {
+    // SAFETY: data/hint are the address and mapped length given to
+    // napi_create_external_buffer below; Node calls this once, when the
+    // Buffer is collected (a watched Buffer cannot be: it is referenced).
+    unsafe { munmap(data, hint as usize) };
+}
+
+extern "C" {
+    fn mmap(
+        addr: *mut std::ffi::c_void,
+        len: usize,
+        prot: i32,
+        flags: i32,
+        fd: i32,
+        off: i64,
+    ) -> *mut std::ffi::c_void;
+    fn munmap(addr: *mut std::ffi::c_void, len: usize) -> i32;
+}
+
+const PROT_READ: i32 = 1;
+const PROT_WRITE: i32 = 2;
+const MAP_PRIVATE: i32 = 2;
+const MAP_ANONYMOUS: i32 = 0x20;
+
+/// Allocates a zero-filled Buffer of `size` bytes that starts on a page
+/// boundary and shares its pages with nothing else (its own mapping).
+#[napi]
+pub fn alloc_page_aligned(env: &Env, size: f64) -> Result<Unknown<'_>> {
+    if !(size.is_finite() && size >= 1.0 && size.fract() == 0.0 && size <= (1u64 << 40) as f64) {
+        return Err(coded_err("ERR_MEMWATCH_INVALID_ARGUMENT", "size must be an integer >= 1"));
+    }
+    let size = size as usize;
+    let page = mw::page_size();
+    let mapped = size.div_ceil(page) * page;
+    // SAFETY: a fresh anonymous private mapping; no existing memory is touched.
+    let addr = unsafe {
+        mmap(ptr::null_mut(), mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    };
+    if addr as isize == -1 {
+        return Err(coded_err(
+            "ERR_MEMWATCH_OS",
+            format!("mmap of {mapped} bytes failed: {}", std::io::Error::last_os_error()),
+        ));
+    }
+    let mut result: sys::napi_value = ptr::null_mut();
+    // SAFETY: addr..addr+size is our mapping; ownership passes to the
+    // Buffer, whose finalizer unmaps exactly `mapped` bytes.
+    let status = unsafe {
+        sys::napi_create_external_buffer(
+            env.raw(),
+            size,
+            addr,
+            Some(unmap_pages),
+            mapped as *mut std::ffi::c_void,
+            &mut result,
+        )
+    };
+    if status != sys::Status::napi_ok {
+        // SAFETY: the Buffer was not created, so we still own the mapping.
+        unsafe { munmap(addr, mapped) };
+        return Err(coded_err(
+            "ERR_MEMWATCH_NODE_API",
+            format!("napi_create_external_buffer failed (status {status})"),
+        ));
+    }
+    // SAFETY: result is a valid value just created in this env.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), result) })
+}
