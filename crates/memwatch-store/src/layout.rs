@@ -319,7 +319,8 @@ impl Layout {
 
 /// TLSF mapping of a block size to its (first, second) level list.
 pub fn mapping(size: u64) -> (usize, usize) {
-    debug_assert!(size >= MIN_BLOCK);
+    // Clamped so that corrupt sizes map to some valid list instead of panicking.
+    let size = size.clamp(MIN_BLOCK, (1u64 << FL_COUNT) - 1);
     let fl = 63 - size.leading_zeros();
     let sl = (size >> (fl - SL_LOG2)) as usize - SL_COUNT;
     (fl as usize, sl)
@@ -327,6 +328,7 @@ pub fn mapping(size: u64) -> (usize, usize) {
 
 /// TLSF mapping for a search: the first list whose blocks all fit `size`.
 pub fn mapping_search(size: u64) -> (usize, usize) {
+    let size = size.clamp(MIN_BLOCK, 1u64 << (FL_COUNT - 2));
     let fl = 63 - size.leading_zeros();
     let rounded = size + (1u64 << (fl - SL_LOG2)) - 1;
     mapping(rounded)

@@ -1327,9 +1327,9 @@ impl Store {
         Ok(())
     }
 
-    /// Allocates a block of exactly `need` bytes (multiple of 16, >= 32), or
-    /// `None` if no free block fits.
-    fn alloc_block(&self, need: u64) -> Result<Option<u64>> {
+    /// Allocates a block of at least `need` bytes (multiple of 16, >= 32);
+    /// returns its offset and actual size, or `None` if no free block fits.
+    fn alloc_block(&self, need: u64) -> Result<Option<(u64, u64)>> {
         let a = &self.header().alloc.0;
         let (mut f, s) = mapping_search(need);
         if f >= FL_COUNT {
@@ -1378,13 +1378,13 @@ impl Store {
         }
         self.set_block(off, size, true, prev);
         self.header().w.0.bytes_used.fetch_add(size, Relaxed);
-        Ok(Some(off))
+        Ok(Some((off, size)))
     }
 
     /// Frees the block at `off` of `size`, coalescing with free neighbours.
     fn free_block(&self, off: u64, size: u64) -> Result<()> {
         let arena = self.layout.arena_size;
-        if !self.in_arena(off) || !self.block_used_at(off) || self.block_size_at(off) != size || size > arena - off {
+        if !self.in_arena(off) || !self.block_used_at(off) || self.block_size_at(off) != size || size < MIN_BLOCK || size > arena - off {
             return Err(self.corrupt("freeing a block that is not allocated"));
         }
         let w = &self.header().w.0;
@@ -1443,9 +1443,9 @@ impl Store {
     fn reclaim_retired(&self) -> Result<()> {
         let h = self.header();
         let w = &h.w.0;
-        let mut c = w.retired_count.load(Relaxed) as usize;
+        let mut c = (w.retired_count.load(Relaxed) as usize).min(RETIRED_MAX);
         let mut i = 0;
-        while i < c.min(RETIRED_MAX) {
+        while i < c {
             let off = h.retired.0[i].load(Relaxed);
             if self.is_pinned(off) {
                 i += 1;
@@ -1726,7 +1726,7 @@ impl Store {
         let w = &self.header().w.0;
         self.reclaim_retired()?;
         // 1. space for the block.
-        let block = loop {
+        let (block, bsize) = loop {
             if let Some(b) = self.alloc_block(need)? {
                 break b;
             }
@@ -1738,7 +1738,7 @@ impl Store {
         let existing = match self.find_locked(key, h) {
             Ok(e) => e,
             Err(e) => {
-                let _ = self.free_block(block, need);
+                let _ = self.free_block(block, bsize);
                 return Err(e);
             }
         };
@@ -1749,7 +1749,7 @@ impl Store {
                     Ok(Some(i)) => break (i, true),
                     Ok(None) => {}
                     Err(e) => {
-                        let _ = self.free_block(block, need);
+                        let _ = self.free_block(block, bsize);
                         return Err(e);
                     }
                 }
@@ -1757,11 +1757,11 @@ impl Store {
                 match evicted {
                     Ok(true) => continue,
                     Ok(false) => {
-                        let _ = self.free_block(block, need);
+                        let _ = self.free_block(block, bsize);
                         return Err(self.full_error(need));
                     }
                     Err(e) => {
-                        let _ = self.free_block(block, need);
+                        let _ = self.free_block(block, bsize);
                         return Err(e);
                     }
                 }
@@ -1792,7 +1792,7 @@ impl Store {
         j.slot.store(slot, Relaxed);
         j.hash.store(h, Relaxed);
         j.block_off.store(block, Relaxed);
-        j.block_size.store(need, Relaxed);
+        j.block_size.store(bsize, Relaxed);
         j.key_len.store(key.len() as u32, Relaxed);
         j.val_len.store(val_len, Relaxed);
         j.state.store(SLOT_USED, Relaxed);
@@ -1804,7 +1804,7 @@ impl Store {
         fence(Release);
         s.hash.store(h, Relaxed);
         s.block_off.store(block, Relaxed);
-        s.block_size.store(need, Relaxed);
+        s.block_size.store(bsize, Relaxed);
         s.key_len.store(key.len() as u32, Relaxed);
         s.val_len.store(val_len, Relaxed);
         s.state.store(SLOT_USED, Relaxed);
