@@ -292,16 +292,27 @@ struct Region {
     metadata: Option<Py<PyAny>>,
 }
 
-/// State shared by the Python object and the core's callback closure. The
+/// State shared by the Python object and the core's callback closures. A
 /// closure holds only a `Weak` to it, so a callback that refers back to its
-/// watcher does not keep it alive through Rust (the Python-visible reference
-/// to the callable is in `callback`, which the GC can see and clear).
+/// watcher does not keep it alive through Rust.
 struct Shared {
     core: mw::Watcher,
     regions: Mutex<HashMap<mw::RegionId, Region>>,
-    /// The Python callable; events go to it while it is set.
-    callback: Mutex<Option<Py<PyAny>>>,
+    /// The current callback (None: events wait for check_changes).
+    callback: Mutex<Option<Arc<CallbackCell>>>,
+    /// Serializes set_callback calls (taken only with the GIL released).
+    set_callback_lock: Mutex<()>,
     snapshots: bool,
+}
+
+/// One callable given to set_callback. The core's closure for it holds an
+/// `Arc` of the cell, so an event the core already handed to that closure
+/// still reaches that callable even if set_callback(None) runs meanwhile (the
+/// core delivers each event exactly once, to the closure current when the
+/// event was taken). The Python object also holds the current cell, which its
+/// `__traverse__` shows to the GC and `__clear__` empties to break cycles.
+struct CallbackCell {
+    callable: Mutex<Option<Py<PyAny>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -320,9 +331,9 @@ impl Shared {
         py.detach(|| self.core.close());
         // The core no longer touches any region: release the exports.
         let regions: Vec<Region> = lock(&self.regions).drain().map(|(_, r)| r).collect();
-        let cb = lock(&self.callback).take();
+        let cell = lock(&self.callback).take();
         drop(regions);
-        drop(cb);
+        drop(cell);
     }
 }
 
@@ -385,30 +396,6 @@ struct ChangeEvent {
     metadata: Option<Py<PyAny>>,
 }
 
-fn short_bytes(py: Python<'_>, b: &Option<Py<PyBytes>>) -> String {
-    match b {
-        None => "None".to_string(),
-        Some(b) => {
-            let bytes = b.bind(py).as_bytes();
-            let shown = &bytes[..bytes.len().min(16)];
-            let mut s = String::from("b'");
-            for &c in shown {
-                match c {
-                    b'\\' => s.push_str("\\\\"),
-                    b'\'' => s.push_str("\\'"),
-                    0x20..=0x7e => s.push(c as char),
-                    _ => s.push_str(&format!("\\x{c:02x}")),
-                }
-            }
-            s.push('\'');
-            if bytes.len() > shown.len() {
-                s.push_str(&format!("...({} bytes)", bytes.len()));
-            }
-            s
-        }
-    }
-}
-
 #[pymethods]
 impl ChangeEvent {
     /// Where the change was made: a dict with `thread_id` (kernel thread id of
@@ -459,39 +446,58 @@ impl ChangeEvent {
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let name = PyTuple::new(py, [&self.variable_name])?.get_item(0)?.repr()?.to_string();
-        let ranges: Vec<String> = self
+        // Show each changed range as [start:end] old -> new, from the whole
+        // values when present, else from the previews when they cover it.
+        let old = self.old_value.as_ref().or(self.old_preview.as_ref()).map(|b| b.bind(py).as_bytes());
+        let new = self.new_value.as_ref().unwrap_or(&self.new_preview).bind(py).as_bytes();
+        let slice = |src: Option<&[u8]>, o: usize, l: usize| -> String {
+            match src {
+                Some(b) if o + l <= b.len() => bytes_literal(&b[o..o + l], 16),
+                _ => "?".to_string(),
+            }
+        };
+        let mut changes: Vec<String> = self
             .ranges
             .iter()
-            .take(8)
-            .map(|(o, l)| format!("({o}, {l})"))
+            .take(4)
+            .map(|&(o, l)| format!("[{}:{}] {} -> {}", o, o + l, slice(old, o, l), slice(Some(new), o, l)))
             .collect();
-        let more = if self.ranges.len() > 8 { ", ..." } else { "" };
-        let (old, new) = if self.old_value.is_some() || self.new_value.is_some() {
-            (short_bytes(py, &self.old_value), short_bytes(py, &self.new_value))
-        } else {
-            (
-                short_bytes(py, &self.old_preview),
-                short_bytes(py, &Some(self.new_preview.clone_ref(py))),
-            )
-        };
+        if self.ranges.len() > 4 {
+            changes.push(format!("... {} more", self.ranges.len() - 4));
+        }
         let thread = match self.thread_id {
             Some(t) => t.to_string(),
             None => "None".to_string(),
         };
         Ok(format!(
-            "ChangeEvent(seq={}, region_id={}, variable_name={}, how_big={}, changed_ranges=[{}{}], \
-             old={} -> new={}, thread_id={})",
+            "ChangeEvent(seq={}, region_id={}, variable_name={}, how_big={}, changes=[{}], thread_id={})",
             self.seq,
             self.region_id,
             name,
             self.how_big,
-            ranges.join(", "),
-            more,
-            old,
-            new,
+            changes.join(", "),
             thread
         ))
     }
+}
+
+/// A Python bytes literal of at most `max` bytes (longer input ends in `...`).
+fn bytes_literal(bytes: &[u8], max: usize) -> String {
+    let shown = &bytes[..bytes.len().min(max)];
+    let mut s = String::from("b'");
+    for &c in shown {
+        match c {
+            b'\\' => s.push_str("\\\\"),
+            b'\'' => s.push_str("\\'"),
+            0x20..=0x7e => s.push(c as char),
+            _ => s.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    s.push('\'');
+    if bytes.len() > shown.len() {
+        s.push_str("...");
+    }
+    s
 }
 
 fn make_event(py: Python<'_>, shared: &Shared, ev: &mw::ChangeEvent) -> PyResult<ChangeEvent> {
@@ -600,6 +606,7 @@ impl Watcher {
             core,
             regions: Mutex::new(HashMap::new()),
             callback: Mutex::new(None),
+            set_callback_lock: Mutex::new(()),
             snapshots,
         });
         let mut live = lock(&LIVE);
@@ -688,41 +695,27 @@ impl Watcher {
                 )));
             }
         }
-        if self.shared.core.is_closed() {
-            return Err(to_pyerr(py, mw::Error::Closed));
-        }
-        match callback {
-            Some(cb) => {
-                let had = lock(&self.shared.callback).replace(cb);
-                if had.is_none() {
-                    let weak = Arc::downgrade(&self.shared);
-                    let closure: mw::Callback = Arc::new(move |ev: &mw::ChangeEvent| deliver(&weak, ev));
-                    let shared = self.shared.clone();
-                    let res = py.detach(move || shared.core.set_callback(Some(closure)));
-                    if let Err(e) = res {
-                        let _ = lock(&self.shared.callback).take();
-                        return Err(to_pyerr(py, e));
-                    }
-                }
-                drop(had);
-            }
-            None => {
-                // First stop the core from routing events to the closure (it
-                // keeps delivering to the old callable until then, so no event
-                // is lost), then forget the callable.
-                let shared = self.shared.clone();
-                let res = py.detach(move || shared.core.set_callback(None));
-                let old = lock(&self.shared.callback).take();
-                drop(old);
-                res.map_err(|e| to_pyerr(py, e))?;
-            }
-        }
-        Ok(())
+        let cell = callback.map(|cb| Arc::new(CallbackCell { callable: Mutex::new(Some(cb)) }));
+        let closure: Option<mw::Callback> = cell.as_ref().map(|cell| {
+            let weak = Arc::downgrade(&self.shared);
+            let cell = Arc::clone(cell);
+            let closure: mw::Callback = Arc::new(move |ev: &mw::ChangeEvent| deliver(&weak, &cell, ev));
+            closure
+        });
+        let shared = self.shared.clone();
+        let result = py.detach(move || {
+            let _serial = lock(&shared.set_callback_lock);
+            shared.core.set_callback(closure)?;
+            Ok(std::mem::replace(&mut *lock(&shared.callback), cell))
+        });
+        // The previous cell (if any) is dropped here, with the GIL held.
+        result.map(drop).map_err(|e| to_pyerr(py, e))
     }
 
     /// The current callback, or None.
     fn get_callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        lock(&self.shared.callback).as_ref().map(|c| c.clone_ref(py))
+        let cell = lock(&self.shared.callback).clone();
+        cell.and_then(|c| lock(&c.callable).as_ref().map(|cb| cb.clone_ref(py)))
     }
 
     /// Returns every change not yet delivered (see MemoryWatcher.check_changes).
@@ -771,10 +764,14 @@ impl Watcher {
     }
 
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        // Only look at the mutexes without blocking: traversal must not wait.
-        if let Ok(cb) = self.shared.callback.try_lock() {
-            if let Some(cb) = cb.as_ref() {
-                visit.call(cb)?;
+        // Traversal must not block: skip what is locked right now.
+        if let Ok(cell) = self.shared.callback.try_lock() {
+            if let Some(cell) = cell.as_ref() {
+                if let Ok(cb) = cell.callable.try_lock() {
+                    if let Some(cb) = cb.as_ref() {
+                        visit.call(cb)?;
+                    }
+                }
             }
         }
         if let Ok(regions) = self.shared.regions.try_lock() {
@@ -789,11 +786,13 @@ impl Watcher {
 
     fn __clear__(&self) {
         // Break reference cycles through the callback (e.g. a bound method of
-        // an object that owns this watcher). The core's closure holds only a
-        // Weak, so clearing the callable is enough; events that arrive
-        // afterwards find no callable and are dropped with the watcher.
-        let cb = lock(&self.shared.callback).take();
-        drop(cb);
+        // an object that owns this watcher). Only the GC calls this, for a
+        // watcher that is unreachable and about to be closed.
+        let cell = lock(&self.shared.callback).clone();
+        if let Some(cell) = cell {
+            let cb = lock(&cell.callable).take();
+            drop(cb);
+        }
     }
 }
 
@@ -807,10 +806,10 @@ impl Drop for Watcher {
 }
 
 /// Runs on the core's delivery thread for every event while a callback is set.
-fn deliver(weak: &Weak<Shared>, ev: &mw::ChangeEvent) {
+fn deliver(weak: &Weak<Shared>, cell: &CallbackCell, ev: &mw::ChangeEvent) {
     let Some(shared) = weak.upgrade() else { return };
     let _ = Python::try_attach(|py| {
-        let cb = lock(&shared.callback).as_ref().map(|c| c.clone_ref(py));
+        let cb = lock(&cell.callable).as_ref().map(|c| c.clone_ref(py));
         let Some(cb) = cb else { return };
         let result = make_event(py, &shared, ev).and_then(|event| cb.call1(py, (event,)));
         if let Err(err) = result {
