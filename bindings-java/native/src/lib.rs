@@ -1,0 +1,1024 @@
+//! JNI bridge of the memwatch Java package (`io.memwatch`).
+//!
+//! Thin by design: detection is memwatch-core's. This crate maps Java buffers
+//! to (address, length), Java callbacks to a delivery thread attached to the
+//! JVM, and core errors to Java exceptions.
+//!
+//! # Shape
+//!
+//! One Java `MemoryWatcher` owns one [`Handle`]:
+//!
+//! - `main`: a core [`Watcher`] with the user's backend, for direct buffers
+//!   and raw addresses (their memory never moves).
+//! - `companion`: a core [`Watcher`] with backend `poll`, created on the first
+//!   `byte[]` watch. The JVM moves arrays, so each watched array gets a
+//!   page-aligned native *mirror*; the binding copies the array into its
+//!   mirror (`GetByteArrayRegion`) every poll interval and before every
+//!   `checkChanges()`, and the companion diffs the mirrors.
+//! - Both core watchers deliver into one [`Inbox`] (their core callback only
+//!   queues a clone of the event). One delivery thread per Java watcher,
+//!   attached to the JVM as a daemon, calls the Java callback one event at a
+//!   time and refreshes the array mirrors. So callbacks of one watcher are
+//!   serialized, core threads never touch the JVM, and the thread attaches
+//!   and detaches exactly once.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::{c_char, c_void, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use jni::objects::{
+    GlobalRef, JByteArray, JByteBuffer, JClass, JMethodID, JObject, JObjectArray, JString, JValue,
+};
+use jni::signature::{Primitive, ReturnType};
+use jni::sys::{jboolean, jint, jlong, jobject, jobjectArray, JNI_FALSE, JNI_TRUE};
+use jni::{JNIEnv, JavaVM};
+use memwatch_core::{Backend, Callback, ChangeEvent, Error as CoreError, Options, Watcher};
+
+const EVENT_CTOR_SIG: &str = "(JJIILjava/lang/String;IJLjava/lang/String;Ljava/lang/String;IJ[J[B[B[B[BLjava/lang/String;Ljava/lang/String;Ljava/lang/String;)V";
+const STATS_CTOR_SIG: &str = "(Ljava/lang/String;Ljava/lang/String;[J)V";
+const DELIVER_SIG: &str = "(Lio/memwatch/ChangeEvent;)Z";
+
+const ILLEGAL_ARGUMENT: &str = "java/lang/IllegalArgumentException";
+const ILLEGAL_STATE: &str = "java/lang/IllegalStateException";
+const UNSUPPORTED: &str = "java/lang/UnsupportedOperationException";
+
+/// Classes and method ids resolved once by `Native.init` (on a Java thread,
+/// so the application's class loader is the one used).
+struct Cache {
+    event_class: GlobalRef,
+    event_ctor: JMethodID,
+    stats_class: GlobalRef,
+    stats_ctor: JMethodID,
+    deliver: JMethodID,
+    exception_class: GlobalRef,
+}
+
+static CACHE: OnceLock<Cache> = OnceLock::new();
+static THREAD_COUNTER: AtomicU64 = AtomicU64::new(1);
+
+/// Why a native call failed; turned into a Java exception by [`throw`].
+enum Fail {
+    /// A core error, mapped by kind.
+    Core(CoreError),
+    /// A JNI failure; a Java exception may already be pending.
+    Jni(jni::errors::Error),
+    /// Bad argument detected here.
+    Arg(String),
+    /// The watcher is closed.
+    Closed,
+}
+
+impl From<CoreError> for Fail {
+    fn from(e: CoreError) -> Self {
+        Fail::Core(e)
+    }
+}
+
+impl From<jni::errors::Error> for Fail {
+    fn from(e: jni::errors::Error) -> Self {
+        Fail::Jni(e)
+    }
+}
+
+type Res<T> = Result<T, Fail>;
+
+fn cache() -> Res<&'static Cache> {
+    CACHE
+        .get()
+        .ok_or_else(|| Fail::Arg("memwatch native library used before Native.init".into()))
+}
+
+/// Throws the Java exception for `fail`, unless one is already pending.
+fn throw(env: &mut JNIEnv, fail: Fail) {
+    if env.exception_check().unwrap_or(true) {
+        return;
+    }
+    let (class, msg): (&str, String) = match fail {
+        Fail::Core(e) => match e {
+            CoreError::Closed => (ILLEGAL_STATE, e.to_string()),
+            CoreError::Unsupported(_) => (UNSUPPORTED, e.to_string()),
+            CoreError::Os(_) => ("", e.to_string()),
+            _ => (ILLEGAL_ARGUMENT, e.to_string()),
+        },
+        Fail::Jni(e) => ("", format!("JNI call failed: {e}")),
+        Fail::Arg(m) => (ILLEGAL_ARGUMENT, m),
+        Fail::Closed => (ILLEGAL_STATE, "watcher is closed".into()),
+    };
+    let _ = if class.is_empty() {
+        match CACHE.get() {
+            Some(c) => env.throw_new(<&JClass>::from(c.exception_class.as_obj()), msg),
+            None => env.throw_new("java/lang/RuntimeException", msg),
+        }
+    } else {
+        env.throw_new(class, msg)
+    };
+}
+
+/// Runs a native method body: a returned failure or a panic becomes a Java
+/// exception and the method returns `default` (ignored by the JVM then).
+fn run<'local, T>(
+    env: &mut JNIEnv<'local>,
+    default: T,
+    body: impl FnOnce(&mut JNIEnv<'local>) -> Res<T>,
+) -> T {
+    match catch_unwind(AssertUnwindSafe(|| body(env))) {
+        Ok(Ok(v)) => v,
+        Ok(Err(fail)) => {
+            throw(env, fail);
+            default
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            throw(env, Fail::Core(CoreError::Os(format!("memwatch internal error (panic): {what}"))));
+            default
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of our locks leaves plain data behind; go on.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+// ---------------------------------------------------------------- inbox ---
+
+/// Events of both core watchers, waiting for the Java callback or for
+/// `checkChanges()`.
+struct Inbox {
+    state: Mutex<InboxState>,
+    cv: Condvar,
+}
+
+struct InboxState {
+    queue: VecDeque<ChangeEvent>,
+    /// Events ever queued.
+    pushed: u64,
+    /// Events ever taken out (delivered or returned by checkChanges).
+    consumed: u64,
+    /// The Java `CallbackDispatcher`, when a callback is set.
+    dispatcher: Option<GlobalRef>,
+    /// The delivery thread is inside the Java callback.
+    delivering: bool,
+    /// The delivery thread could not attach to the JVM: nothing will be delivered.
+    delivery_dead: bool,
+    closed: bool,
+}
+
+impl Inbox {
+    fn new() -> Self {
+        Inbox {
+            state: Mutex::new(InboxState {
+                queue: VecDeque::new(),
+                pushed: 0,
+                consumed: 0,
+                dispatcher: None,
+                delivering: false,
+                delivery_dead: false,
+                closed: false,
+            }),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn push(&self, ev: &ChangeEvent) {
+        let mut s = lock(&self.state);
+        if s.closed {
+            return;
+        }
+        s.queue.push_back(ev.clone());
+        s.pushed += 1;
+        self.cv.notify_all();
+    }
+
+    fn take_all(s: &mut InboxState) -> Vec<ChangeEvent> {
+        let mut out: Vec<ChangeEvent> = s.queue.drain(..).collect();
+        s.consumed += out.len() as u64;
+        out.sort_by_key(|e| e.seq);
+        out
+    }
+}
+
+/// The core callback of both core watchers: queue the event, never block on Java.
+fn trampoline(inbox: &Arc<Inbox>) -> Callback {
+    let inbox = Arc::clone(inbox);
+    Arc::new(move |ev: &ChangeEvent| inbox.push(ev))
+}
+
+// -------------------------------------------------------------- mirrors ---
+
+/// Page-aligned native copy of a Java byte[], whole pages of its own.
+struct MirrorMem {
+    ptr: NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+// SAFETY: MirrorMem is a uniquely owned heap allocation; the pointer is only
+// dereferenced by JNI copies under the arrays lock and by the core's poll
+// backend, which reads it as foreign memory.
+unsafe impl Send for MirrorMem {}
+
+impl MirrorMem {
+    fn new(len: usize) -> Res<Self> {
+        let page = memwatch_core::page_size();
+        let size = len.max(1).div_ceil(page) * page;
+        let layout = std::alloc::Layout::from_size_align(size, page)
+            .map_err(|e| Fail::Arg(format!("array too large to mirror: {e}")))?;
+        // SAFETY: layout has a non-zero size (at least one page).
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(ptr)
+            .ok_or_else(|| Fail::Core(CoreError::Os(format!("cannot allocate a {size}-byte mirror"))))?;
+        Ok(MirrorMem { ptr, layout })
+    }
+}
+
+impl Drop for MirrorMem {
+    fn drop(&mut self) {
+        // SAFETY: ptr was returned by alloc_zeroed with this layout and is freed once.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+struct Mirror {
+    array: GlobalRef,
+    len: usize,
+    mem: MirrorMem,
+    regions: usize,
+}
+
+impl Mirror {
+    /// Copies the Java array into the mirror.
+    fn refresh(&self, env: &mut JNIEnv) -> Res<()> {
+        let raw = env.get_raw();
+        // SAFETY: `raw` is the current thread's valid JNIEnv; the global ref
+        // keeps a byte[] of exactly `len` elements alive; the mirror holds at
+        // least `len` writable bytes. GetByteArrayRegion copies without
+        // creating Rust references to the mirror (the core may read it
+        // concurrently, as it reads any polled memory).
+        unsafe {
+            let get = (**raw).GetByteArrayRegion.ok_or(Fail::Jni(jni::errors::Error::JNIEnvMethodNotFound(
+                "GetByteArrayRegion",
+            )))?;
+            get(raw, self.array.as_obj().as_raw(), 0, self.len as jint, self.mem.ptr.as_ptr() as *mut i8);
+        }
+        if env.exception_check()? {
+            return Err(Fail::Jni(jni::errors::Error::JavaException));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Arrays {
+    companion: Option<Watcher>,
+    mirrors: HashMap<u64, Mirror>,
+    next_key: u64,
+    region_to_mirror: HashMap<u32, u64>,
+}
+
+impl Arrays {
+    fn mirror_bytes(&self) -> usize {
+        self.mirrors.values().map(|m| m.mem.layout.size()).sum()
+    }
+
+    /// Copies every array into its mirror and lets the companion diff them.
+    fn sync(&self, env: &mut JNIEnv) -> Res<()> {
+        if let Some(companion) = &self.companion {
+            for m in self.mirrors.values() {
+                m.refresh(env)?;
+            }
+            companion.check_changes()?;
+        }
+        Ok(())
+    }
+}
+
+// --------------------------------------------------------------- handle ---
+
+struct Shared {
+    main: Watcher,
+    companion_options: Options,
+    arrays: Mutex<Arrays>,
+    inbox: Arc<Inbox>,
+    closed: AtomicBool,
+    poll_interval: Duration,
+    delivery_thread: OnceLock<ThreadId>,
+}
+
+/// What a Java `MemoryWatcher` holds (as a jlong).
+struct Handle {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// # Safety
+/// `h` must be 0 or a pointer from `create` not yet passed to `destroy`.
+/// The Java side guarantees it: the handle is freed only by the Cleaner once
+/// the MemoryWatcher is unreachable, and every method fences reachability.
+unsafe fn handle<'a>(h: jlong) -> Res<&'a Handle> {
+    // SAFETY: see the function's contract.
+    unsafe { (h as *const Handle).as_ref() }.ok_or(Fail::Closed)
+}
+
+impl Shared {
+    fn check_open(&self) -> Res<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(Fail::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn in_callback(&self, s: &InboxState) -> bool {
+        s.delivering && self.delivery_thread.get() == Some(&std::thread::current().id())
+    }
+
+    fn check_changes(&self, env: &mut JNIEnv) -> Res<Vec<ChangeEvent>> {
+        self.check_open()?;
+        let mut direct = Vec::new();
+        {
+            let arrays = lock(&self.arrays);
+            arrays.sync(env)?;
+        }
+        // With the trampoline set this returns nothing; keep whatever it returns anyway.
+        direct.extend(self.main.check_changes()?);
+        let mut s = lock(&self.inbox.state);
+        if s.dispatcher.is_none() || s.delivery_dead || self.in_callback(&s) {
+            let mut out = Inbox::take_all(&mut s);
+            out.extend(direct);
+            out.sort_by_key(|e| e.seq);
+            return Ok(out);
+        }
+        let target = s.pushed;
+        while s.consumed < target && !s.closed && s.dispatcher.is_some() && !s.delivery_dead {
+            s = self.inbox.cv.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        if !s.closed && (s.dispatcher.is_none() || s.delivery_dead) {
+            direct.extend(Inbox::take_all(&mut s));
+        }
+        direct.sort_by_key(|e| e.seq);
+        Ok(direct)
+    }
+}
+
+fn close_handle(env: &mut JNIEnv, h: &Handle) {
+    let shared = &h.shared;
+    if shared.closed.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    shared.main.close();
+    if let Some(c) = &lock(&shared.arrays).companion {
+        c.close();
+    }
+    let old_dispatcher = {
+        let mut s = lock(&shared.inbox.state);
+        s.closed = true;
+        s.queue.clear();
+        shared.inbox.cv.notify_all();
+        s.dispatcher.take()
+    };
+    drop(old_dispatcher);
+    let thread = lock(&h.thread).take();
+    if let Some(t) = thread {
+        if t.thread().id() != std::thread::current().id() {
+            let _ = t.join();
+        }
+        // Else: close() from inside the callback; the thread ends after it.
+    }
+    let mut arrays = lock(&shared.arrays);
+    arrays.region_to_mirror.clear();
+    arrays.mirrors.clear();
+    let _ = env; // global refs are deleted by GlobalRef's Drop on this (attached) thread
+}
+
+// ------------------------------------------------------------- delivery ---
+
+struct VmPtr(*mut jni::sys::JavaVM);
+// SAFETY: a JavaVM pointer is valid process-wide and usable from any thread (JNI spec).
+unsafe impl Send for VmPtr {}
+
+enum Work {
+    Deliver(ChangeEvent, GlobalRef),
+    Sync,
+    Stop,
+}
+
+fn delivery_main(shared: Arc<Shared>, vm: VmPtr, name: String) {
+    let vm = vm.0;
+    let cname = CString::new(name).unwrap_or_default();
+    let mut args = jni::sys::JavaVMAttachArgs {
+        version: jni::sys::JNI_VERSION_1_8,
+        name: cname.as_ptr() as *mut c_char,
+        group: std::ptr::null_mut(),
+    };
+    let mut env_ptr: *mut c_void = std::ptr::null_mut();
+    // SAFETY: vm is the live JavaVM of this process; args outlives the call.
+    let rc = unsafe {
+        match (**vm).AttachCurrentThreadAsDaemon {
+            Some(attach) => attach(vm, &mut env_ptr, &mut args as *mut _ as *mut c_void),
+            None => -1,
+        }
+    };
+    // SAFETY: on success env_ptr is this thread's JNIEnv, valid until detached.
+    let env = if rc == 0 { unsafe { JNIEnv::from_raw(env_ptr as *mut jni::sys::JNIEnv) }.ok() } else { None };
+    let Some(mut env) = env else {
+        let mut s = lock(&shared.inbox.state);
+        s.delivery_dead = true;
+        shared.inbox.cv.notify_all();
+        return;
+    };
+
+    deliver_loop(&shared, &mut env);
+
+    // Everything holding JNI references dies before the detach.
+    drop(shared);
+    // SAFETY: this thread attached itself above and holds no JNI references any more.
+    unsafe {
+        if let Some(detach) = (**vm).DetachCurrentThread {
+            detach(vm);
+        }
+    }
+}
+
+fn deliver_loop(shared: &Arc<Shared>, env: &mut JNIEnv) {
+    let interval = shared.poll_interval;
+    let mut next_sync = Instant::now() + interval;
+    loop {
+        let work = {
+            let mut s = lock(&shared.inbox.state);
+            loop {
+                if s.closed {
+                    break Work::Stop;
+                }
+                let now = Instant::now();
+                if now >= next_sync {
+                    break Work::Sync;
+                }
+                if let (Some(d), false) = (&s.dispatcher, s.queue.is_empty()) {
+                    let d = d.clone();
+                    let ev = s.queue.pop_front().expect("queue is not empty");
+                    s.delivering = true;
+                    break Work::Deliver(ev, d);
+                }
+                s = shared.inbox.cv.wait_timeout(s, next_sync - now).unwrap_or_else(|p| p.into_inner()).0;
+            }
+        };
+        match work {
+            Work::Stop => return,
+            Work::Sync => {
+                next_sync = Instant::now() + interval;
+                let arrays = lock(&shared.arrays);
+                if arrays.sync(env).is_err() {
+                    let _ = env.exception_clear();
+                }
+            }
+            Work::Deliver(ev, dispatcher) => {
+                let ok = deliver(env, &dispatcher, &ev);
+                drop(dispatcher);
+                if !ok {
+                    shared.main.report_callback_error();
+                }
+                let mut s = lock(&shared.inbox.state);
+                s.delivering = false;
+                s.consumed += 1;
+                shared.inbox.cv.notify_all();
+            }
+        }
+    }
+}
+
+/// Calls `CallbackDispatcher.deliver(event)`; false if it reported an exception.
+fn deliver(env: &mut JNIEnv, dispatcher: &GlobalRef, ev: &ChangeEvent) -> bool {
+    let Ok(c) = cache() else { return false };
+    let r = env.with_local_frame(32, |env| -> jni::errors::Result<bool> {
+        let obj = make_event(env, c, ev)?;
+        // SAFETY: `deliver` was resolved on CallbackDispatcher with signature
+        // (Lio/memwatch/ChangeEvent;)Z and `dispatcher` is a CallbackDispatcher.
+        let v = unsafe {
+            env.call_method_unchecked(
+                dispatcher.as_obj(),
+                c.deliver,
+                ReturnType::Primitive(Primitive::Boolean),
+                &[JValue::Object(&obj).as_jni()],
+            )
+        }?;
+        v.z()
+    });
+    match r {
+        Ok(ok) => ok,
+        Err(_) => {
+            // The dispatcher catches everything; this is an OutOfMemoryError or similar
+            // while building the event. Report it like the callback's own failures.
+            if env.exception_check().unwrap_or(false) {
+                let _ = env.exception_describe();
+                let _ = env.exception_clear();
+            }
+            false
+        }
+    }
+}
+
+// ---------------------------------------------------------- conversions ---
+
+fn opt_string<'l>(env: &mut JNIEnv<'l>, s: &Option<String>) -> jni::errors::Result<JObject<'l>> {
+    Ok(match s {
+        Some(s) => JObject::from(env.new_string(s.as_str())?),
+        None => JObject::null(),
+    })
+}
+
+fn opt_bytes<'l>(env: &mut JNIEnv<'l>, b: &Option<Vec<u8>>) -> jni::errors::Result<JObject<'l>> {
+    Ok(match b {
+        Some(b) => JObject::from(env.byte_array_from_slice(b)?),
+        None => JObject::null(),
+    })
+}
+
+fn make_event<'l>(env: &mut JNIEnv<'l>, c: &Cache, ev: &ChangeEvent) -> jni::errors::Result<JObject<'l>> {
+    let name = env.new_string(ev.variable_name.as_str())?;
+    let file = env.new_string(ev.where_.file.as_str())?;
+    let function = env.new_string(ev.where_.function.as_str())?;
+    let flat: Vec<jlong> =
+        ev.changed_ranges.iter().flat_map(|r| [r.offset as jlong, r.len as jlong]).collect();
+    let ranges = env.new_long_array(flat.len() as jint)?;
+    env.set_long_array_region(&ranges, 0, &flat)?;
+    let old_preview = env.byte_array_from_slice(&ev.old_preview)?;
+    let new_preview = env.byte_array_from_slice(&ev.new_preview)?;
+    let old_value = opt_bytes(env, &ev.old_value)?;
+    let new_value = opt_bytes(env, &ev.new_value)?;
+    let key_old = opt_string(env, &ev.storage_key_old)?;
+    let key_new = opt_string(env, &ev.storage_key_new)?;
+    let metadata = opt_string(env, &ev.metadata)?;
+    let args = [
+        JValue::Long(ev.seq as jlong).as_jni(),
+        JValue::Long(ev.timestamp_ns as jlong).as_jni(),
+        JValue::Int(ev.adapter_id as jint).as_jni(),
+        JValue::Int(ev.region_id as jint).as_jni(),
+        JValue::Object(&name).as_jni(),
+        JValue::Int(ev.where_.thread_id.unwrap_or(0) as jint).as_jni(),
+        JValue::Long(ev.where_.fault_ip.unwrap_or(0) as jlong).as_jni(),
+        JValue::Object(&file).as_jni(),
+        JValue::Object(&function).as_jni(),
+        JValue::Int(ev.where_.line as jint).as_jni(),
+        JValue::Long(ev.how_big as jlong).as_jni(),
+        JValue::Object(&ranges).as_jni(),
+        JValue::Object(&old_preview).as_jni(),
+        JValue::Object(&new_preview).as_jni(),
+        JValue::Object(&old_value).as_jni(),
+        JValue::Object(&new_value).as_jni(),
+        JValue::Object(&key_old).as_jni(),
+        JValue::Object(&key_new).as_jni(),
+        JValue::Object(&metadata).as_jni(),
+    ];
+    // SAFETY: event_ctor was resolved on the ChangeEvent class with
+    // EVENT_CTOR_SIG, and `args` matches that signature in count and types.
+    unsafe { env.new_object_unchecked(<&JClass>::from(c.event_class.as_obj()), c.event_ctor, &args) }
+}
+
+fn java_string(env: &mut JNIEnv, s: &JString, what: &str) -> Res<String> {
+    if s.is_null() {
+        return Err(Fail::Arg(format!("{what} must not be null")));
+    }
+    Ok(env.get_string(s)?.into())
+}
+
+fn java_opt_string(env: &mut JNIEnv, s: &JString) -> Res<Option<String>> {
+    if s.is_null() {
+        Ok(None)
+    } else {
+        Ok(Some(env.get_string(s)?.into()))
+    }
+}
+
+fn non_negative(v: jlong, what: &str) -> Res<u64> {
+    u64::try_from(v).map_err(|_| Fail::Arg(format!("{what} must not be negative: {v}")))
+}
+
+// ------------------------------------------------------- native methods ---
+
+/// `Native.init(Class, Class, Class, Class)`: caches classes and method ids.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_init<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    event_class: JClass<'l>,
+    stats_class: JClass<'l>,
+    dispatcher_class: JClass<'l>,
+    exception_class: JClass<'l>,
+) {
+    run(&mut env, (), |env| {
+        if CACHE.get().is_some() {
+            return Ok(());
+        }
+        let c = Cache {
+            event_ctor: env.get_method_id(&event_class, "<init>", EVENT_CTOR_SIG)?,
+            stats_ctor: env.get_method_id(&stats_class, "<init>", STATS_CTOR_SIG)?,
+            deliver: env.get_method_id(&dispatcher_class, "deliver", DELIVER_SIG)?,
+            event_class: env.new_global_ref(&event_class)?,
+            stats_class: env.new_global_ref(&stats_class)?,
+            exception_class: env.new_global_ref(&exception_class)?,
+        };
+        let _ = CACHE.set(c);
+        Ok(())
+    })
+}
+
+/// `Native.pageSize()`.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_pageSize<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>) -> jint {
+    run(&mut env, 0, |_| Ok(memwatch_core::page_size() as jint))
+}
+
+/// `Native.directAddress(ByteBuffer)`.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_directAddress<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    buffer: JByteBuffer<'l>,
+) -> jlong {
+    run(&mut env, 0, |env| {
+        let addr = env
+            .get_direct_buffer_address(&buffer)
+            .map_err(|_| Fail::Arg("not a direct ByteBuffer".into()))?;
+        Ok(addr as jlong)
+    })
+}
+
+/// `Native.create(...)`: a new handle (never 0 on success).
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_io_memwatch_Native_create<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    backend: JString<'l>,
+    writable_window_ns: jlong,
+    poll_interval_ns: jlong,
+    max_value_bytes: jlong,
+    preview_bytes: jlong,
+    ring_capacity: jlong,
+    snapshots: jboolean,
+) -> jlong {
+    run(&mut env, 0, |env| {
+        let backend = Backend::from_name(&java_string(env, &backend, "backend")?)?;
+        let poll_interval = Duration::from_nanos(non_negative(poll_interval_ns, "pollInterval")?);
+        if poll_interval.is_zero() {
+            return Err(Fail::Arg("pollInterval must be positive".into()));
+        }
+        let options = Options {
+            backend,
+            writable_window: Duration::from_nanos(non_negative(writable_window_ns, "writableWindow")?),
+            poll_interval,
+            max_value_bytes: non_negative(max_value_bytes, "maxValueBytes")? as usize,
+            preview_bytes: non_negative(preview_bytes, "previewBytes")? as usize,
+            ring_capacity: non_negative(ring_capacity, "ringCapacity")? as usize,
+            snapshots: snapshots != JNI_FALSE,
+            adapter_id: memwatch_core::ADAPTER_JAVA,
+        };
+        let inbox = Arc::new(Inbox::new());
+        let main = Watcher::new(options.clone())?;
+        main.set_callback(Some(trampoline(&inbox)))?;
+        let shared = Arc::new(Shared {
+            main,
+            companion_options: Options { backend: Backend::Poll, ..options },
+            arrays: Mutex::new(Arrays::default()),
+            inbox,
+            closed: AtomicBool::new(false),
+            poll_interval,
+            delivery_thread: OnceLock::new(),
+        });
+        let vm: JavaVM = env.get_java_vm()?;
+        let vm_ptr = VmPtr(vm.get_java_vm_pointer());
+        let name = format!("memwatch-delivery-{}", THREAD_COUNTER.fetch_add(1, Ordering::Relaxed));
+        let thread_shared = Arc::clone(&shared);
+        let t = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || delivery_main(thread_shared, vm_ptr, name))
+            .map_err(|e| {
+                shared.main.close();
+                Fail::Core(CoreError::Os(format!("cannot start the delivery thread: {e}")))
+            })?;
+        let _ = shared.delivery_thread.set(t.thread().id());
+        let h = Box::new(Handle { shared, thread: Mutex::new(Some(t)) });
+        Ok(Box::into_raw(h) as jlong)
+    })
+}
+
+/// `Native.watchAddress(handle, address, length, name, metadata)`.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_watchAddress<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+    address: jlong,
+    length: jlong,
+    name: JString<'l>,
+    metadata: JString<'l>,
+) -> jint {
+    run(&mut env, 0, |env| {
+        // SAFETY: h comes from the Java MemoryWatcher (see `handle`).
+        let h = unsafe { handle(h) }?;
+        h.shared.check_open()?;
+        let name = java_string(env, &name, "name")?;
+        let metadata = java_opt_string(env, &metadata)?;
+        let len = non_negative(length, "size")? as usize;
+        // SAFETY: the Java API documents that the caller keeps [address,
+        // address+size) mapped until unwatch/close; the core checks that it
+        // is mapped and writable now.
+        let id = unsafe { h.shared.main.watch(address as usize as *const u8, len, &name, metadata.as_deref()) }?;
+        Ok(id as jint)
+    })
+}
+
+/// `Native.watchBuffer(handle, buffer, offset, length, name, metadata)`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_io_memwatch_Native_watchBuffer<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+    buffer: JByteBuffer<'l>,
+    offset: jlong,
+    length: jlong,
+    name: JString<'l>,
+    metadata: JString<'l>,
+) -> jint {
+    run(&mut env, 0, |env| {
+        // SAFETY: h comes from the Java MemoryWatcher (see `handle`).
+        let h = unsafe { handle(h) }?;
+        h.shared.check_open()?;
+        let name = java_string(env, &name, "name")?;
+        let metadata = java_opt_string(env, &metadata)?;
+        let base = env
+            .get_direct_buffer_address(&buffer)
+            .map_err(|_| Fail::Arg("not a direct ByteBuffer".into()))?;
+        let capacity = env.get_direct_buffer_capacity(&buffer)? as u64;
+        let offset = non_negative(offset, "offset")?;
+        let length = non_negative(length, "length")?;
+        if offset.checked_add(length).map_or(true, |end| end > capacity) {
+            return Err(Fail::Arg(format!(
+                "range [{offset}, {}) is outside the buffer's capacity {capacity}",
+                offset.saturating_add(length)
+            )));
+        }
+        // SAFETY: [base+offset, base+offset+length) lies inside the direct
+        // buffer, which the Java MemoryWatcher keeps reachable (so its memory
+        // allocated) until the region is unwatched or the watcher closed.
+        let id = unsafe {
+            h.shared.main.watch(base.add(offset as usize), length as usize, &name, metadata.as_deref())
+        }?;
+        Ok(id as jint)
+    })
+}
+
+/// `Native.watchArray(handle, array, offset, length, name, metadata)`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_io_memwatch_Native_watchArray<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+    array: JByteArray<'l>,
+    offset: jint,
+    length: jint,
+    name: JString<'l>,
+    metadata: JString<'l>,
+) -> jint {
+    run(&mut env, 0, |env| {
+        // SAFETY: h comes from the Java MemoryWatcher (see `handle`).
+        let h = unsafe { handle(h) }?;
+        let shared = &h.shared;
+        if array.is_null() {
+            return Err(Fail::Arg("array must not be null".into()));
+        }
+        let name = java_string(env, &name, "name")?;
+        let metadata = java_opt_string(env, &metadata)?;
+        let array_len = env.get_array_length(&array)? as usize;
+        let (offset, length) = (offset.max(0) as usize, length.max(0) as usize);
+        if length == 0 || offset + length > array_len {
+            return Err(Fail::Arg(format!(
+                "range [{offset}, {}) is not a non-empty part of the array of length {array_len}",
+                offset + length
+            )));
+        }
+        let mut arrays = lock(&shared.arrays);
+        shared.check_open()?;
+        let mut found = None;
+        for (key, m) in arrays.mirrors.iter() {
+            if env.is_same_object(m.array.as_obj(), &array)? {
+                found = Some(*key);
+                break;
+            }
+        }
+        let (key, fresh) = match found {
+            Some(k) => (k, false),
+            None => {
+                let mirror =
+                    Mirror { array: env.new_global_ref(&array)?, len: array_len, mem: MirrorMem::new(array_len)?, regions: 0 };
+                let k = arrays.next_key;
+                arrays.next_key += 1;
+                arrays.mirrors.insert(k, mirror);
+                (k, true)
+            }
+        };
+        let result = (|| -> Res<u32> {
+            if arrays.companion.is_none() {
+                let w = Watcher::new(shared.companion_options.clone())?;
+                w.set_callback(Some(trampoline(&shared.inbox)))?;
+                arrays.companion = Some(w);
+            }
+            let mirror = &arrays.mirrors[&key];
+            // The snapshot the core takes now must be the array's current bytes.
+            mirror.refresh(env)?;
+            let companion = arrays.companion.as_ref().expect("created above");
+            // SAFETY: offset+length <= len <= the mirror's size, and the mirror
+            // stays allocated until this region is unwatched from the companion
+            // (unwatch / close remove the region before freeing the mirror).
+            let id = unsafe {
+                companion.watch(mirror.mem.ptr.as_ptr().add(offset), length, &name, metadata.as_deref())
+            }?;
+            Ok(id)
+        })();
+        match result {
+            Ok(id) => {
+                arrays.mirrors.get_mut(&key).expect("present").regions += 1;
+                arrays.region_to_mirror.insert(id, key);
+                Ok(id as jint)
+            }
+            Err(e) => {
+                if fresh {
+                    arrays.mirrors.remove(&key);
+                }
+                Err(e)
+            }
+        }
+    })
+}
+
+/// `Native.unwatch(handle, regionId)`.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_unwatch<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+    region_id: jint,
+) -> jboolean {
+    run(&mut env, JNI_FALSE, |_| {
+        // SAFETY: h comes from the Java MemoryWatcher (see `handle`).
+        let h = unsafe { handle(h) }?;
+        let shared = &h.shared;
+        shared.check_open()?;
+        let id = region_id as u32;
+        {
+            let mut arrays = lock(&shared.arrays);
+            if let Some(key) = arrays.region_to_mirror.get(&id).copied() {
+                let removed = match &arrays.companion {
+                    Some(c) => c.unwatch(id)?,
+                    None => false,
+                };
+                arrays.region_to_mirror.remove(&id);
+                let m = arrays.mirrors.get_mut(&key).expect("mirror of a watched region");
+                m.regions -= 1;
+                if m.regions == 0 {
+                    // The companion no longer reads it: free the mirror and the global ref.
+                    arrays.mirrors.remove(&key);
+                }
+                return Ok(if removed { JNI_TRUE } else { JNI_FALSE });
+            }
+        }
+        Ok(if shared.main.unwatch(id)? { JNI_TRUE } else { JNI_FALSE })
+    })
+}
+
+/// `Native.setCallback(handle, dispatcher)`; null clears.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_setCallback<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+    dispatcher: JObject<'l>,
+) {
+    run(&mut env, (), |env| {
+        // SAFETY: h comes from the Java MemoryWatcher (see `handle`).
+        let h = unsafe { handle(h) }?;
+        h.shared.check_open()?;
+        let new = if dispatcher.is_null() { None } else { Some(env.new_global_ref(&dispatcher)?) };
+        let old = {
+            let mut s = lock(&h.shared.inbox.state);
+            if s.closed {
+                return Err(Fail::Closed);
+            }
+            let old = std::mem::replace(&mut s.dispatcher, new);
+            h.shared.inbox.cv.notify_all();
+            old
+        };
+        drop(old);
+        Ok(())
+    })
+}
+
+/// `Native.checkChanges(handle)`: the events, or an empty array when a callback got them.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_checkChanges<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+) -> jobjectArray {
+    run(&mut env, std::ptr::null_mut(), |env| {
+        // SAFETY: h comes from the Java MemoryWatcher (see `handle`).
+        let h = unsafe { handle(h) }?;
+        let events = h.shared.check_changes(env)?;
+        let c = cache()?;
+        let out: JObjectArray =
+            env.new_object_array(events.len() as jint, <&JClass>::from(c.event_class.as_obj()), JObject::null())?;
+        for (i, ev) in events.iter().enumerate() {
+            env.with_local_frame(32, |env| -> jni::errors::Result<()> {
+                let obj = make_event(env, c, ev)?;
+                env.set_object_array_element(&out, i as jint, obj)
+            })?;
+        }
+        Ok(out.into_raw())
+    })
+}
+
+/// `Native.stats(handle)`.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_stats<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, h: jlong) -> jobject {
+    run(&mut env, std::ptr::null_mut(), |env| {
+        // SAFETY: h comes from the Java MemoryWatcher (see `handle`).
+        let h = unsafe { handle(h) }?;
+        let shared = &h.shared;
+        shared.check_open()?;
+        let m = shared.main.stats();
+        let (comp, mirror_bytes) = {
+            let arrays = lock(&shared.arrays);
+            (arrays.companion.as_ref().map(|c| c.stats()).unwrap_or_default(), arrays.mirror_bytes())
+        };
+        let queued = lock(&shared.inbox.state).queue.len();
+        let counters: [jlong; 11] = [
+            (m.regions + comp.regions) as jlong,
+            m.protected_pages as jlong,
+            m.faults as jlong,
+            (m.events + comp.events) as jlong,
+            m.dropped_wheres as jlong,
+            (m.native_bytes + comp.native_bytes + mirror_bytes) as jlong,
+            (m.snapshot_bytes + comp.snapshot_bytes) as jlong,
+            (m.pending_events + comp.pending_events + queued) as jlong,
+            (m.callback_errors + comp.callback_errors) as jlong,
+            m.latency_p50_ns as jlong,
+            m.latency_p99_ns as jlong,
+        ];
+        let backend = m.backend.unwrap_or(shared.companion_options.backend).name();
+        let c = cache()?;
+        let obj = env.with_local_frame_returning_local(8, |env| -> jni::errors::Result<JObject> {
+            let b = env.new_string(backend)?;
+            let r = env.new_string(m.backend_reason.as_str())?;
+            let arr = env.new_long_array(counters.len() as jint)?;
+            env.set_long_array_region(&arr, 0, &counters)?;
+            // SAFETY: stats_ctor was resolved on Stats with STATS_CTOR_SIG
+            // (String, String, long[]), which these arguments match.
+            unsafe {
+                env.new_object_unchecked(
+                    <&JClass>::from(c.stats_class.as_obj()),
+                    c.stats_ctor,
+                    &[JValue::Object(&b).as_jni(), JValue::Object(&r).as_jni(), JValue::Object(&arr).as_jni()],
+                )
+            }
+        })?;
+        Ok(obj.into_raw())
+    })
+}
+
+/// `Native.close(handle)`: closes; the handle stays valid until `destroy`.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_close<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, h: jlong) {
+    run(&mut env, (), |env| {
+        // SAFETY: h comes from the Java MemoryWatcher (see `handle`).
+        let h = unsafe { handle(h) }?;
+        close_handle(env, h);
+        Ok(())
+    })
+}
+
+/// `Native.destroy(handle)`: closes and frees; called once, by the Cleaner.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_destroy<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, h: jlong) {
+    run(&mut env, (), |env| {
+        if h == 0 {
+            return Ok(());
+        }
+        // SAFETY: the Cleaner runs this once, after the MemoryWatcher became
+        // unreachable, so no other call can use the handle any more.
+        let boxed = unsafe { Box::from_raw(h as *mut Handle) };
+        close_handle(env, &boxed);
+        drop(boxed);
+        Ok(())
+    })
+}

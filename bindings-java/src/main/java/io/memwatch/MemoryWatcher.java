@@ -1,0 +1,494 @@
+package io.memwatch;
+
+import java.lang.ref.Cleaner;
+import java.lang.ref.Reference;
+import java.nio.ByteBuffer;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Consumer;
+
+/**
+ * Watches memory and reports every change: which region, which bytes, old and new value, when,
+ * and (protect backend) which thread wrote it.
+ *
+ * <pre>{@code
+ * try (MemoryWatcher watcher = new MemoryWatcher(Backend.PROTECT)) {
+ *     ByteBuffer buf = MemoryWatcher.allocatePageAligned(64);
+ *     int id = watcher.watch(buf, "counter");
+ *     buf.put(3, (byte) 42);
+ *     for (ChangeEvent e : watcher.checkChanges()) {
+ *         System.out.println(e);   // counter, range [3,1], old 00, new 2a
+ *     }
+ * }
+ * }</pre>
+ *
+ * <h2>What can be watched</h2>
+ * <ul>
+ *   <li><b>Direct {@link ByteBuffer}s</b> ({@link #watch(ByteBuffer, String)}): their memory does
+ *   not move, so every backend watches them in place. The bytes between the buffer's position and
+ *   limit are watched; the watcher keeps the buffer reachable until it is unwatched.</li>
+ *   <li><b>{@code byte[]}</b> ({@link #watch(byte[], String)}): the garbage collector moves arrays,
+ *   so no address can be watched. Each watched array gets a native mirror; the watcher copies the
+ *   array into it every poll interval and before every {@link #checkChanges()}, and the engine's
+ *   <em>poll</em> backend diffs the mirror, whatever this watcher's backend. Events for arrays
+ *   therefore carry no writer thread, and a value that changes and changes back within one
+ *   interval is not seen.</li>
+ *   <li><b>Raw addresses</b> ({@link #watch(long, long, String)}), e.g. from the foreign-memory
+ *   API or {@link #addressOf(ByteBuffer)}: the caller guarantees the memory stays mapped until
+ *   it is unwatched.</li>
+ * </ul>
+ *
+ * <h2>Events</h2>
+ * Without a callback, events wait for {@link #checkChanges()}. With one
+ * ({@link #setCallback(Consumer)}), they are delivered one at a time on this watcher's delivery
+ * thread, a daemon thread named {@code memwatch-delivery-N} attached to the JVM, and
+ * {@code checkChanges()} waits until every change made before it was delivered. A callback that
+ * throws is reported to the error handler ({@link #setCallbackErrorHandler(Consumer)}) and
+ * counted in {@link Stats#getCallbackErrors()}; delivery goes on.
+ *
+ * <h2>Threads and lifetime</h2>
+ * All methods are thread-safe. {@link #close()} unwatches everything, stops delivery and may be
+ * called from inside the callback. A watcher that becomes unreachable without being closed is
+ * closed by a {@link Cleaner}, but a callback that refers to its watcher keeps it reachable: close
+ * watchers explicitly (try-with-resources).
+ *
+ * <h2>Errors</h2>
+ * Bad arguments (null, empty, out of bounds, unmapped, read-only, overlapping, a heap buffer for a
+ * page backend) throw {@link IllegalArgumentException}; calls on a closed watcher throw
+ * {@link IllegalStateException}; a backend this machine lacks throws
+ * {@link UnsupportedOperationException}; failing system calls throw {@link MemWatchException}.
+ */
+public final class MemoryWatcher implements AutoCloseable {
+    private static final Cleaner CLEANER = Cleaner.create();
+
+    private final long handle;
+    private final WatcherOptions options;
+    private final Cleaner.Cleanable cleanable;
+    private final Map<Integer, Object> keepAlive = new ConcurrentHashMap<>();
+    private final AtomicReference<Consumer<Throwable>> errorHandler =
+            new AtomicReference<>(MemoryWatcher::printCallbackError);
+    private final Object lifecycle = new Object();
+    private volatile boolean closed;
+
+    /** Creates a watcher with the default options (backend {@link Backend#AUTO}). */
+    public MemoryWatcher() {
+        this(new WatcherOptions());
+    }
+
+    /**
+     * Creates a watcher with the given backend and default options otherwise.
+     *
+     * @param backend the detection backend
+     * @throws UnsupportedOperationException if the backend is not available here
+     */
+    public MemoryWatcher(Backend backend) {
+        this(new WatcherOptions().backend(Objects.requireNonNull(backend, "backend")));
+    }
+
+    /**
+     * Creates a watcher.
+     *
+     * @param options the settings; later changes to the object do not affect this watcher
+     * @throws IllegalArgumentException if an option is invalid
+     * @throws UnsupportedOperationException if the backend is not available here
+     */
+    public MemoryWatcher(WatcherOptions options) {
+        if (options == null) {
+            throw new IllegalArgumentException("options must not be null");
+        }
+        NativeLibrary.load();
+        this.options = copy(options);
+        long h = Native.create(options.getBackend().getName(), options.getWritableWindow().toNanos(),
+                options.getPollInterval().toNanos(), options.getMaxValueBytes(), options.getPreviewBytes(),
+                options.getRingCapacity(), options.getSnapshots());
+        this.handle = h;
+        this.cleanable = CLEANER.register(this, () -> Native.destroy(h));
+    }
+
+    /**
+     * The operating system's page size in bytes.
+     *
+     * @return the page size
+     */
+    public static int pageSize() {
+        NativeLibrary.load();
+        return Native.pageSize();
+    }
+
+    /**
+     * The native address of a direct buffer's first byte (not of its position).
+     *
+     * @param directBuffer a direct buffer
+     * @return its address
+     * @throws IllegalArgumentException if the buffer is null or not direct
+     */
+    public static long addressOf(ByteBuffer directBuffer) {
+        if (directBuffer == null) {
+            throw new IllegalArgumentException("buffer must not be null");
+        }
+        if (!directBuffer.isDirect()) {
+            throw new IllegalArgumentException("a heap ByteBuffer has no stable native address");
+        }
+        NativeLibrary.load();
+        return Native.directAddress(directBuffer);
+    }
+
+    /**
+     * Allocates a direct buffer of {@code size} bytes that starts on a page boundary and whose
+     * pages hold nothing else. Watching such a buffer with the protect backend makes only writes
+     * to it fault; a plain {@link ByteBuffer#allocateDirect(int)} buffer shares its first and last
+     * pages with other native allocations, which then fault too (they are not reported, only
+     * slower) and which system calls cannot write while they are protected.
+     *
+     * @param size the capacity in bytes, at least 1
+     * @return a zero-filled direct buffer with position 0 and limit {@code size}
+     * @throws IllegalArgumentException if size is not positive
+     */
+    public static ByteBuffer allocatePageAligned(int size) {
+        if (size <= 0) {
+            throw new IllegalArgumentException("size must be positive: " + size);
+        }
+        int page = pageSize();
+        long rounded = ((long) size + page - 1) / page * page;
+        if (rounded + page > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("size too large for one ByteBuffer: " + size);
+        }
+        ByteBuffer raw = ByteBuffer.allocateDirect((int) (rounded + page));
+        // The slice keeps `raw` (and so its memory) reachable.
+        return raw.alignedSlice(page).slice(0, size);
+    }
+
+    /**
+     * Watches the bytes between a direct buffer's position and limit.
+     *
+     * @param buffer a writable direct buffer (or, with backend {@link Backend#POLL} only, a
+     *               writable heap buffer, which is watched like its backing array)
+     * @param name   the variable name reported in events
+     * @return the region id, for {@link #unwatch(int)}
+     * @throws IllegalArgumentException on a null, read-only, empty or (page backends) heap buffer,
+     *                                  a null name, or a range overlapping a watched region
+     * @throws IllegalStateException    if the watcher is closed
+     */
+    public int watch(ByteBuffer buffer, String name) {
+        return watch(buffer, name, null);
+    }
+
+    /**
+     * Watches the bytes between a direct buffer's position and limit, with metadata.
+     *
+     * @param buffer   see {@link #watch(ByteBuffer, String)}
+     * @param name     the variable name reported in events
+     * @param metadata free text copied into every event of this region, or null
+     * @return the region id
+     * @throws IllegalArgumentException see {@link #watch(ByteBuffer, String)}
+     * @throws IllegalStateException    if the watcher is closed
+     */
+    public int watch(ByteBuffer buffer, String name, String metadata) {
+        if (buffer == null) {
+            throw new IllegalArgumentException("buffer must not be null");
+        }
+        requireName(name);
+        if (buffer.isReadOnly()) {
+            throw new IllegalArgumentException("read-only buffer: it cannot be written through this view, "
+                    + "so watch the writable buffer it was made from");
+        }
+        if (!buffer.isDirect()) {
+            if (options.getBackend() != Backend.POLL) {
+                throw new IllegalArgumentException("a heap ByteBuffer cannot be watched by backend "
+                        + options.getBackend().getName() + ": the JVM moves its memory. Use a direct buffer "
+                        + "(ByteBuffer.allocateDirect or MemoryWatcher.allocatePageAligned), watch(byte[]), "
+                        + "or a watcher with backend poll");
+            }
+            int id = watch(buffer.array(), buffer.arrayOffset() + buffer.position(), buffer.remaining(), name,
+                    metadata);
+            keepAlive.put(id, buffer);
+            return id;
+        }
+        if (!buffer.hasRemaining()) {
+            throw new IllegalArgumentException("buffer has no bytes between position and limit: nothing to watch");
+        }
+        synchronized (lifecycle) {
+            requireOpen();
+            try {
+                int id = Native.watchBuffer(handle, buffer, buffer.position(), buffer.remaining(), name, metadata);
+                keepAlive.put(id, buffer);
+                return id;
+            } finally {
+                Reference.reachabilityFence(this);
+            }
+        }
+    }
+
+    /**
+     * Watches a whole {@code byte[]}. The array is polled (see the class documentation): changes
+     * are seen at the next poll interval or {@link #checkChanges()}, without a writer thread.
+     *
+     * @param array a non-empty array
+     * @param name  the variable name reported in events
+     * @return the region id
+     * @throws IllegalArgumentException on a null or empty array or a null name
+     * @throws IllegalStateException    if the watcher is closed
+     */
+    public int watch(byte[] array, String name) {
+        return watch(array, name, null);
+    }
+
+    /**
+     * Watches a whole {@code byte[]}, with metadata.
+     *
+     * @param array    a non-empty array
+     * @param name     the variable name reported in events
+     * @param metadata free text copied into every event of this region, or null
+     * @return the region id
+     * @throws IllegalArgumentException on a null or empty array or a null name
+     * @throws IllegalStateException    if the watcher is closed
+     */
+    public int watch(byte[] array, String name, String metadata) {
+        if (array == null) {
+            throw new IllegalArgumentException("array must not be null");
+        }
+        return watch(array, 0, array.length, name, metadata);
+    }
+
+    /**
+     * Watches {@code length} bytes of a {@code byte[]} from {@code offset}. Several regions may
+     * watch parts of one array; they must not overlap.
+     *
+     * @param array    the array
+     * @param offset   index of the first watched byte
+     * @param length   number of watched bytes, at least 1
+     * @param name     the variable name reported in events
+     * @param metadata free text copied into every event of this region, or null
+     * @return the region id
+     * @throws IllegalArgumentException on a null array or name, a range outside the array or
+     *                                  of length 0, or a range overlapping a watched region
+     * @throws IllegalStateException    if the watcher is closed
+     */
+    public int watch(byte[] array, int offset, int length, String name, String metadata) {
+        if (array == null) {
+            throw new IllegalArgumentException("array must not be null");
+        }
+        requireName(name);
+        if (length <= 0) {
+            throw new IllegalArgumentException("length must be at least 1, got " + length
+                    + (array.length == 0 ? " (the array is empty)" : ""));
+        }
+        if (offset < 0 || offset > array.length - length) {
+            throw new IllegalArgumentException("range [" + offset + ", " + ((long) offset + length)
+                    + ") is outside the array of length " + array.length);
+        }
+        synchronized (lifecycle) {
+            requireOpen();
+            try {
+                return Native.watchArray(handle, array, offset, length, name, metadata);
+            } finally {
+                Reference.reachabilityFence(this);
+            }
+        }
+    }
+
+    /**
+     * Watches native memory at an address.
+     *
+     * <p>The caller guarantees that {@code [address, address + size)} stays mapped until the region
+     * is unwatched or the watcher is closed; memwatch checks that it is mapped and writable now.
+     *
+     * @param address the first byte
+     * @param size    number of bytes, at least 1
+     * @param name    the variable name reported in events
+     * @return the region id
+     * @throws IllegalArgumentException on address 0, a size below 1, a null name, memory that is
+     *                                  not mapped or read-only, or an overlap with a watched region
+     * @throws IllegalStateException    if the watcher is closed
+     */
+    public int watch(long address, long size, String name) {
+        return watch(address, size, name, null);
+    }
+
+    /**
+     * Watches native memory at an address, with metadata. See {@link #watch(long, long, String)}.
+     *
+     * @param address  the first byte
+     * @param size     number of bytes, at least 1
+     * @param name     the variable name reported in events
+     * @param metadata free text copied into every event of this region, or null
+     * @return the region id
+     * @throws IllegalArgumentException see {@link #watch(long, long, String)}
+     * @throws IllegalStateException    if the watcher is closed
+     */
+    public int watch(long address, long size, String name, String metadata) {
+        requireName(name);
+        if (address == 0) {
+            throw new IllegalArgumentException("address must not be 0 (null)");
+        }
+        if (size <= 0) {
+            throw new IllegalArgumentException("size must be at least 1, got " + size);
+        }
+        synchronized (lifecycle) {
+            requireOpen();
+            try {
+                return Native.watchAddress(handle, address, size, name, metadata);
+            } finally {
+                Reference.reachabilityFence(this);
+            }
+        }
+    }
+
+    /**
+     * Stops watching a region. Its memory may be freed afterwards.
+     *
+     * @param regionId an id returned by {@code watch}
+     * @return true if the region was watched, false if the id is unknown or already unwatched
+     * @throws IllegalStateException if the watcher is closed
+     */
+    public boolean unwatch(int regionId) {
+        synchronized (lifecycle) {
+            requireOpen();
+            try {
+                boolean removed = Native.unwatch(handle, regionId);
+                if (removed) {
+                    keepAlive.remove(regionId);
+                }
+                return removed;
+            } finally {
+                Reference.reachabilityFence(this);
+            }
+        }
+    }
+
+    /**
+     * Sets the callback that receives every event on the delivery thread, or clears it
+     * ({@code null}): events then wait for {@link #checkChanges()}. Events already detected but not
+     * yet delivered go to the new callback (or to {@code checkChanges()} after clearing).
+     *
+     * @param callback the callback, or null
+     * @throws IllegalStateException if the watcher is closed
+     */
+    public void setCallback(Consumer<ChangeEvent> callback) {
+        requireOpen();
+        try {
+            Native.setCallback(handle, callback == null ? null : new CallbackDispatcher(callback, errorHandler));
+        } finally {
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    /**
+     * Sets what happens to an exception thrown by the callback (after it is counted in
+     * {@link Stats#getCallbackErrors()}). The default prints it to {@code System.err}.
+     *
+     * @param handler the handler; null restores the default
+     */
+    public void setCallbackErrorHandler(Consumer<Throwable> handler) {
+        errorHandler.set(handler == null ? MemoryWatcher::printCallbackError : handler);
+    }
+
+    /**
+     * Detects changes now. Every write made before this call is in the result or was already
+     * delivered to the callback. With a callback set, the events go to it, this call waits until
+     * they were delivered and returns an empty list; called from inside the callback it returns
+     * the events instead of waiting for itself.
+     *
+     * @return the new events in detection order (ascending {@link ChangeEvent#getSeq()})
+     * @throws IllegalStateException if the watcher is closed
+     */
+    public List<ChangeEvent> checkChanges() {
+        requireOpen();
+        try {
+            return List.of(Native.checkChanges(handle));
+        } finally {
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    /**
+     * The watcher's statistics.
+     *
+     * @return a snapshot of the counters
+     * @throws IllegalStateException if the watcher is closed
+     */
+    public Stats getStats() {
+        requireOpen();
+        try {
+            return Native.stats(handle);
+        } finally {
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    /**
+     * The options this watcher was created with.
+     *
+     * @return a copy of the options
+     */
+    public WatcherOptions getOptions() {
+        return copy(options);
+    }
+
+    /**
+     * Whether {@link #close()} was called.
+     *
+     * @return true once closed
+     */
+    public boolean isClosed() {
+        return closed;
+    }
+
+    /**
+     * Unwatches everything, drops undelivered events and stops the delivery thread. Idempotent.
+     * Waits for a callback that is running on another thread to return (so no callback runs after
+     * this returns); called from inside the callback, it returns at once and the delivery thread
+     * ends after the callback.
+     */
+    @Override
+    public void close() {
+        synchronized (lifecycle) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+        }
+        try {
+            Native.close(handle);
+        } finally {
+            keepAlive.clear();
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    /**
+     * Describes the watcher.
+     *
+     * @return backend and state
+     */
+    @Override
+    public String toString() {
+        return "MemoryWatcher{backend=" + options.getBackend().getName() + (closed ? ", closed" : "") + "}";
+    }
+
+    private static void printCallbackError(Throwable t) {
+        System.err.println("memwatch: the change callback threw; delivery continues:");
+        t.printStackTrace();
+    }
+
+    private void requireOpen() {
+        if (closed) {
+            throw new IllegalStateException("watcher is closed");
+        }
+    }
+
+    private static void requireName(String name) {
+        if (name == null) {
+            throw new IllegalArgumentException("name must not be null");
+        }
+    }
+
+    private static WatcherOptions copy(WatcherOptions o) {
+        return new WatcherOptions().backend(o.getBackend()).writableWindow(o.getWritableWindow())
+                .pollInterval(o.getPollInterval()).maxValueBytes(o.getMaxValueBytes())
+                .previewBytes(o.getPreviewBytes()).ringCapacity(o.getRingCapacity()).snapshots(o.getSnapshots());
+    }
+}

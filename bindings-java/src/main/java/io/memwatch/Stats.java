@@ -1,0 +1,175 @@
+package io.memwatch;
+
+/**
+ * A snapshot of one watcher's counters, from {@link MemoryWatcher#getStats()}.
+ *
+ * <p>Counts include the watcher's {@code byte[]} regions (watched by polling).
+ * {@link #getFaults()}, {@link #getDroppedWheres()} and {@link #getProtectedPages()} are
+ * engine-wide: they cover every watcher in the process.
+ */
+public final class Stats {
+    private final Backend backend;
+    private final String backendReason;
+    private final long regions;
+    private final long protectedPages;
+    private final long faults;
+    private final long events;
+    private final long droppedWheres;
+    private final long nativeBytes;
+    private final long snapshotBytes;
+    private final long pendingEvents;
+    private final long callbackErrors;
+    private final long latencyP50Ns;
+    private final long latencyP99Ns;
+
+    /** Called by the native library only; {@code c} holds the counters in declaration order. */
+    Stats(String backend, String backendReason, long[] c) {
+        this.backend = Backend.fromName(backend);
+        this.backendReason = backendReason;
+        this.regions = c[0];
+        this.protectedPages = c[1];
+        this.faults = c[2];
+        this.events = c[3];
+        this.droppedWheres = c[4];
+        this.nativeBytes = c[5];
+        this.snapshotBytes = c[6];
+        this.pendingEvents = c[7];
+        this.callbackErrors = c[8];
+        this.latencyP50Ns = c[9];
+        this.latencyP99Ns = c[10];
+    }
+
+    /**
+     * The backend this watcher's direct-memory regions use (never {@link Backend#AUTO}).
+     *
+     * @return the backend in use
+     */
+    public Backend getBackend() {
+        return backend;
+    }
+
+    /**
+     * Why a better backend was not used; empty when the preferred one works.
+     *
+     * @return the reason, or an empty string
+     */
+    public String getBackendReason() {
+        return backendReason;
+    }
+
+    /**
+     * Regions this watcher watches (direct memory and {@code byte[]}).
+     *
+     * @return the number of regions
+     */
+    public long getRegions() {
+        return regions;
+    }
+
+    /**
+     * Pages the engine keeps protected for all watchers (protect backend).
+     *
+     * @return the number of protected pages
+     */
+    public long getProtectedPages() {
+        return protectedPages;
+    }
+
+    /**
+     * Write faults the engine handled since it started (all watchers).
+     *
+     * @return the fault count
+     */
+    public long getFaults() {
+        return faults;
+    }
+
+    /**
+     * Events this watcher produced.
+     *
+     * @return the event count
+     */
+    public long getEvents() {
+        return events;
+    }
+
+    /**
+     * Faults whose writer thread and address were dropped because the fault ring was full
+     * (engine-wide). The change itself is never dropped.
+     *
+     * @return the number of dropped "where" records
+     */
+    public long getDroppedWheres() {
+        return droppedWheres;
+    }
+
+    /**
+     * Native bytes held for this watcher's regions: metadata, snapshots and {@code byte[]} mirrors.
+     *
+     * @return native bytes in use
+     */
+    public long getNativeBytes() {
+        return nativeBytes;
+    }
+
+    /**
+     * The part of {@link #getNativeBytes()} that is snapshots.
+     *
+     * @return snapshot bytes
+     */
+    public long getSnapshotBytes() {
+        return snapshotBytes;
+    }
+
+    /**
+     * Events waiting for {@link MemoryWatcher#checkChanges()} or for the callback.
+     *
+     * @return the number of pending events
+     */
+    public long getPendingEvents() {
+        return pendingEvents;
+    }
+
+    /**
+     * Callback invocations that threw.
+     *
+     * @return the number of callback errors
+     */
+    public long getCallbackErrors() {
+        return callbackErrors;
+    }
+
+    /**
+     * Median first-write-to-delivery latency of delivered events, in nanoseconds.
+     *
+     * @return the median latency
+     */
+    public long getLatencyP50Ns() {
+        return latencyP50Ns;
+    }
+
+    /**
+     * 99th percentile first-write-to-delivery latency, in nanoseconds.
+     *
+     * @return the 99th percentile latency
+     */
+    public long getLatencyP99Ns() {
+        return latencyP99Ns;
+    }
+
+    /**
+     * All counters on one line.
+     *
+     * @return a human-readable summary
+     */
+    @Override
+    public String toString() {
+        return "Stats{backend=" + backend.getName()
+                + (backendReason.isEmpty() ? "" : " (" + backendReason + ")")
+                + ", regions=" + regions + ", protectedPages=" + protectedPages + ", faults=" + faults
+                + ", events=" + events + ", droppedWheres=" + droppedWheres + ", nativeBytes=" + nativeBytes
+                + ", snapshotBytes=" + snapshotBytes + ", pendingEvents=" + pendingEvents
+                + ", callbackErrors=" + callbackErrors + ", latencyP50Ns=" + latencyP50Ns
+                + ", latencyP99Ns=" + latencyP99Ns + "}";
+    }
+}

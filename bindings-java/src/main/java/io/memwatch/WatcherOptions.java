@@ -1,0 +1,188 @@
+package io.memwatch;
+
+import java.time.Duration;
+import java.util.Objects;
+
+/**
+ * Settings of a {@link MemoryWatcher}. A fresh instance holds the documented defaults; setters
+ * return {@code this} so they chain:
+ *
+ * <pre>{@code
+ * new MemoryWatcher(new WatcherOptions().backend(Backend.POLL).pollInterval(Duration.ofMillis(20)))
+ * }</pre>
+ */
+public final class WatcherOptions {
+    private Backend backend = Backend.AUTO;
+    private Duration writableWindow = Duration.ofMillis(5);
+    private Duration pollInterval = Duration.ofMillis(100);
+    private long maxValueBytes = 4096;
+    private long previewBytes = 256;
+    private long ringCapacity = 65_536;
+    private boolean snapshots = true;
+
+    /** Creates options holding the defaults. */
+    public WatcherOptions() {
+    }
+
+    /**
+     * Detection mechanism; default {@link Backend#AUTO}.
+     *
+     * @param backend the backend
+     * @return this
+     */
+    public WatcherOptions backend(Backend backend) {
+        this.backend = Objects.requireNonNull(backend, "backend");
+        return this;
+    }
+
+    /**
+     * How long a page stays writable after its first write before it is re-protected and diffed
+     * (protect backend); writes inside the window coalesce into one event. Default 5 ms.
+     *
+     * @param window a non-negative duration
+     * @return this
+     */
+    public WatcherOptions writableWindow(Duration window) {
+        this.writableWindow = nonNegative(window, "writableWindow");
+        return this;
+    }
+
+    /**
+     * How often the poll backend, and the {@code byte[]} mirrors of every watcher, are checked.
+     * Default 100 ms.
+     *
+     * @param interval a positive duration
+     * @return this
+     */
+    public WatcherOptions pollInterval(Duration interval) {
+        nonNegative(interval, "pollInterval");
+        if (interval.isZero()) {
+            throw new IllegalArgumentException("pollInterval must be positive");
+        }
+        this.pollInterval = interval;
+        return this;
+    }
+
+    /**
+     * Events carry the whole old and new value when the region is at most this many bytes.
+     * Default 4096.
+     *
+     * @param bytes a non-negative size
+     * @return this
+     */
+    public WatcherOptions maxValueBytes(long bytes) {
+        this.maxValueBytes = nonNegative(bytes, "maxValueBytes");
+        return this;
+    }
+
+    /**
+     * Bytes of old/new preview carried in every event. Default 256.
+     *
+     * @param bytes a non-negative size
+     * @return this
+     */
+    public WatcherOptions previewBytes(long bytes) {
+        this.previewBytes = nonNegative(bytes, "previewBytes");
+        return this;
+    }
+
+    /**
+     * Capacity of the process-wide fault ring, used when the engine starts. Default 65536.
+     *
+     * @param entries a non-negative number of entries
+     * @return this
+     */
+    public WatcherOptions ringCapacity(long entries) {
+        this.ringCapacity = nonNegative(entries, "ringCapacity");
+        return this;
+    }
+
+    /**
+     * Keep a copy of each region to report old values and exact changed ranges. Default true.
+     *
+     * @param enabled whether to keep snapshots
+     * @return this
+     */
+    public WatcherOptions snapshots(boolean enabled) {
+        this.snapshots = enabled;
+        return this;
+    }
+
+    /**
+     * The configured backend.
+     *
+     * @return the backend
+     */
+    public Backend getBackend() {
+        return backend;
+    }
+
+    /**
+     * The configured writable window.
+     *
+     * @return the window
+     */
+    public Duration getWritableWindow() {
+        return writableWindow;
+    }
+
+    /**
+     * The configured poll interval.
+     *
+     * @return the interval
+     */
+    public Duration getPollInterval() {
+        return pollInterval;
+    }
+
+    /**
+     * The configured maximum size of whole values in events.
+     *
+     * @return bytes
+     */
+    public long getMaxValueBytes() {
+        return maxValueBytes;
+    }
+
+    /**
+     * The configured preview size.
+     *
+     * @return bytes
+     */
+    public long getPreviewBytes() {
+        return previewBytes;
+    }
+
+    /**
+     * The configured fault ring capacity.
+     *
+     * @return entries
+     */
+    public long getRingCapacity() {
+        return ringCapacity;
+    }
+
+    /**
+     * Whether snapshots are kept.
+     *
+     * @return true if snapshots are on
+     */
+    public boolean getSnapshots() {
+        return snapshots;
+    }
+
+    private static Duration nonNegative(Duration d, String what) {
+        Objects.requireNonNull(d, what);
+        if (d.isNegative()) {
+            throw new IllegalArgumentException(what + " must not be negative: " + d);
+        }
+        return d;
+    }
+
+    private static long nonNegative(long v, String what) {
+        if (v < 0) {
+            throw new IllegalArgumentException(what + " must not be negative: " + v);
+        }
+        return v;
+    }
+}
