@@ -19,8 +19,9 @@ use crate::sys::{self, EventFd};
 use crate::types::*;
 use crate::watcher::WatcherInner;
 
-/// A page re-faulted this many windows in a row stays writable and is polled
-/// every window instead (adaptive mode for hot pages).
+/// A page re-faulted within one window of its re-protection this many times
+/// in a row stays writable and is polled every poll interval instead
+/// (adaptive mode for hot pages: no fault storm for memory written nonstop).
 const HOT_AFTER_REFAULTS: u8 = 3;
 /// A hot page unchanged for this many windows is protected again.
 const COOL_AFTER_QUIET_WINDOWS: u8 = 4;
@@ -292,13 +293,10 @@ impl Engine {
         (count, native, snap, protected, self.ring.dropped.load(Ordering::Relaxed))
     }
 
-    /// Bytes of the engine's shared structures (fault ring, page table, page map).
+    /// Bytes of the engine's own mappings: the fault ring and the page table.
     pub fn shared_bytes(&self) -> usize {
         let st = self.lock();
-        self.ring.bytes()
-            + st.table.bytes()
-            + st.pages.capacity() * (std::mem::size_of::<(usize, PageInfo)>() + 1)
-            + st.pages.values().map(|p| p.regions.capacity() * 4).sum::<usize>()
+        self.ring.bytes() + st.table.bytes()
     }
 
     /// Drains the fault ring (and sweeps the page table if the ring overflowed)
@@ -361,21 +359,26 @@ impl Engine {
                         next = Some(next.map_or(d, |n: u64| n.min(d)));
                     }
                 }
+                let page_deadline_pending = next.is_some();
                 for w in st.watchers.values() {
                     if w.backend == Backend::Poll && !w.regions.is_empty() {
                         next = Some(next.map_or(w.next_poll_ns, |n| n.min(w.next_poll_ns)));
                     }
                 }
                 let now = sys::monotonic_ns();
-                next.map_or(-1, |d| (d.saturating_sub(now)).div_ceil(1_000_000).min(i32::MAX as u64) as i32)
+                let timeout = next.map_or(-1, |d| (d.saturating_sub(now)).div_ceil(1_000_000).min(i32::MAX as u64) as i32);
+                (timeout, page_deadline_pending)
             };
-            protect::WORKER_SLEEPING.store(true, Ordering::SeqCst);
-            if self.ring.has_pending() || self.ring.overflowed.load(Ordering::SeqCst) {
-                protect::WORKER_SLEEPING.store(false, Ordering::SeqCst);
-                continue;
+            let (timeout_ms, page_deadline_pending) = timeout_ms;
+            if !page_deadline_pending {
+                protect::WORKER_IDLE.store(true, Ordering::SeqCst);
+                if self.ring.has_pending() || self.ring.overflowed.load(Ordering::SeqCst) {
+                    protect::WORKER_IDLE.store(false, Ordering::SeqCst);
+                    continue;
+                }
             }
             self.wake.wait(timeout_ms);
-            protect::WORKER_SLEEPING.store(false, Ordering::SeqCst);
+            protect::WORKER_IDLE.store(false, Ordering::SeqCst);
         }
     }
 }
@@ -391,10 +394,25 @@ impl State {
             .unwrap_or(5_000_000)
     }
 
+    /// The poll interval of the watchers of a page (the shortest).
+    fn poll_ns_of_page(&self, info: &PageInfo) -> u64 {
+        info.regions
+            .iter()
+            .filter_map(|id| self.regions.get(id))
+            .filter_map(|r| self.watchers.get(&r.watcher))
+            .map(|w| w.options.poll_interval.as_nanos() as u64)
+            .min()
+            .unwrap_or(100_000_000)
+    }
+
+    /// When an open page is due: after the writable window; a hot page every
+    /// poll interval (reading memory that is being written steals the
+    /// writer's cache lines, so hot pages are read no more often than that).
     fn deadline(&self, info: &PageInfo) -> Option<u64> {
         match info.mode {
             PageMode::Protected => None,
-            PageMode::Open { since, .. } | PageMode::Hot { since, .. } => Some(since + self.window_ns_of_page(info)),
+            PageMode::Open { since, .. } => Some(since + self.window_ns_of_page(info)),
+            PageMode::Hot { since, .. } => Some(since + self.poll_ns_of_page(info).max(self.window_ns_of_page(info))),
         }
     }
 
@@ -411,7 +429,9 @@ impl State {
         }
         if let PageMode::Protected = info.mode {
             let since = who.map_or(now, |w| w.timestamp_ns.min(now));
-            info.refaults = if since.saturating_sub(info.reprotected_at) < 2 * window {
+            // Written again within one window of being re-protected: the page
+            // is being written continuously.
+            info.refaults = if since.saturating_sub(info.reprotected_at) < window {
                 info.refaults.saturating_add(1)
             } else {
                 0

@@ -28,8 +28,11 @@ static INSTALL_LOCK: Mutex<()> = Mutex::new(());
 static RING: AtomicPtr<Ring> = AtomicPtr::new(std::ptr::null_mut());
 /// eventfd that wakes the worker; -1 before the engine starts.
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
-/// Set by the worker before it blocks; a handler that clears it signals WAKE_FD.
-pub static WORKER_SLEEPING: AtomicBool = AtomicBool::new(false);
+/// Set by the worker before it blocks with no deadline; a handler that clears
+/// it signals WAKE_FD. A worker sleeping until a page deadline is not woken:
+/// a new page's deadline is later than the one it already waits for, so its
+/// fault record is collected then, saving a syscall per fault.
+pub static WORKER_IDLE: AtomicBool = AtomicBool::new(false);
 /// Write faults on our pages, since the process started.
 pub static FAULTS: AtomicU64 = AtomicU64::new(0);
 
@@ -190,7 +193,7 @@ unsafe fn handle_ours(info: *mut libc::siginfo_t, ctx: *mut libc::c_void) -> boo
             unsafe { &*ring }.overflowed.store(true, Ordering::SeqCst);
         }
     }
-    if WORKER_SLEEPING.swap(false, Ordering::SeqCst) {
+    if WORKER_IDLE.swap(false, Ordering::SeqCst) {
         let fd = WAKE_FD.load(Ordering::SeqCst);
         if fd >= 0 {
             sys::eventfd_signal(fd);

@@ -236,8 +236,8 @@ impl Watcher {
         }
     }
 
-    /// Bytes of the engine's shared structures (fault ring, page table), not
-    /// counted in any watcher's `native_bytes`.
+    /// Bytes of the engine's own mappings (fault ring, page table), shared by
+    /// all watchers and not counted in any watcher's `native_bytes`.
     pub fn engine_bytes(&self) -> usize {
         self.engine.shared_bytes()
     }
