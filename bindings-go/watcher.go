@@ -13,6 +13,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 )
@@ -45,6 +46,15 @@ type watcherState struct {
 
 	cb    atomic.Pointer[func(ChangeEvent)]
 	queue atomic.Pointer[eventQueue]
+
+	// closeDone is closed when Close has finished its work (everything
+	// unwatched and unpinned). Calls that find the watcher closed wait for it,
+	// so "closed" is never observed half-done, except on the delivery thread,
+	// where waiting could deadlock with a Close joining that thread.
+	closeDone chan struct{}
+	// deliveryTid is the kernel thread id of the delivery thread (0 until
+	// the first callback): Go code runs there only inside callbacks.
+	deliveryTid atomic.Int32
 
 	// lateCallbackErrors counts callback panics that could not be reported
 	// to the engine because the watcher was already closed.
@@ -135,7 +145,7 @@ func NewWatcher(opts ...Option) (*Watcher, error) {
 	if _, err := callC("new watcher", func() C.int { return C.memwatch_watcher_new(&copts, &ptr) }); err != nil {
 		return nil, err
 	}
-	s := &watcherState{ptr: ptr, regions: map[RegionID]*pinnedRegion{}}
+	s := &watcherState{ptr: ptr, regions: map[RegionID]*pinnedRegion{}, closeDone: make(chan struct{})}
 	register(s)
 	w := &Watcher{s: s}
 	runtime.SetFinalizer(w, func(w *Watcher) { w.s.close() })
@@ -143,15 +153,32 @@ func NewWatcher(opts ...Option) (*Watcher, error) {
 }
 
 // acquire starts an operation on the native watcher: it returns the pointer,
-// valid until the matching release, or ErrClosed.
+// valid until the matching release, or ErrClosed once Close has finished.
 func (s *watcherState) acquire(op string) (*C.memwatch_watcher_t, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
+		s.waitClosed()
 		return nil, errClosed(op)
 	}
 	s.active++
-	return s.ptr, nil
+	ptr := s.ptr
+	s.mu.Unlock()
+	return ptr, nil
+}
+
+// onDeliveryThread reports whether the caller runs inside this watcher's callback.
+func (s *watcherState) onDeliveryThread() bool {
+	tid := s.deliveryTid.Load()
+	return tid != 0 && tid == int32(syscall.Gettid())
+}
+
+// waitClosed waits until Close has finished, unless called from the
+// watcher's own callback (see closeDone).
+func (s *watcherState) waitClosed() {
+	if !s.onDeliveryThread() {
+		<-s.closeDone
+	}
 }
 
 // release ends an operation; the last one to end after Close frees the
@@ -159,8 +186,9 @@ func (s *watcherState) acquire(op string) (*C.memwatch_watcher_t, error) {
 func (s *watcherState) release() {
 	s.mu.Lock()
 	s.active--
+	closed := s.closed
 	var ptr *C.memwatch_watcher_t
-	if s.closed && s.active == 0 {
+	if closed && s.active == 0 {
 		ptr, s.ptr = s.ptr, nil
 	}
 	s.mu.Unlock()
@@ -168,18 +196,23 @@ func (s *watcherState) release() {
 		// Allowed from inside the watcher's own callback too (header).
 		C.memwatch_watcher_free(ptr)
 	}
+	if closed {
+		// Closed while this operation ran: return only once Close is done.
+		s.waitClosed()
+	}
 }
 
 // close unwatches everything now (memwatch_watcher_close, which also stops
 // the delivery thread, after the callback running now returns unless close
 // is called from that callback), then unpins the regions and ends the event
 // channel. The native handle itself is freed when the last operation still
-// using it (possibly this very close) ends. Idempotent; never waits for
-// another Go call to end, so it cannot deadlock with one.
+// using it (possibly this very close) ends. Idempotent: a second call waits
+// for the first to finish. It never waits for another Go call to end.
 func (s *watcherState) close() {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		s.waitClosed()
 		return
 	}
 	s.closed = true
@@ -202,6 +235,7 @@ func (s *watcherState) close() {
 	if q := s.queue.Load(); q != nil {
 		q.close()
 	}
+	close(s.closeDone)
 	s.release()
 }
 
@@ -515,6 +549,7 @@ func memwatchGoDeliver(ev *C.memwatch_change_event_t, handle C.uintptr_t) {
 	if s == nil {
 		return // closed while this event was on its way
 	}
+	s.deliveryTid.Store(int32(syscall.Gettid()))
 	e := convertEvent(ev)
 	fn := s.cb.Load()
 	q := s.queue.Load()
