@@ -579,3 +579,44 @@ pub unsafe extern "C" fn memwatch_watcher_report_callback_error(w: *mut memwatch
 }
 
 pub use global::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Offset of a field, computed without `offset_of!` (MSRV 1.75).
+    macro_rules! offset {
+        ($t:ty, $f:ident) => {{
+            let u = std::mem::MaybeUninit::<$t>::uninit();
+            let base = u.as_ptr();
+            // SAFETY: addr_of! on a field of an uninitialised value only computes an address.
+            let field = unsafe { std::ptr::addr_of!((*base).$f) };
+            field as usize - base as usize
+        }};
+    }
+
+    /// The same numbers are asserted on the C side (tests/c/test_capi.c, abi_layout).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn layout_matches_header() {
+        assert_eq!(std::mem::size_of::<memwatch_options_t>(), 48);
+        assert_eq!(std::mem::size_of::<memwatch_range_t>(), 16);
+        assert_eq!(std::mem::size_of::<memwatch_change_event_t>(), 184);
+        assert_eq!(offset!(memwatch_change_event_t, fault_ip), 40);
+        assert_eq!(offset!(memwatch_change_event_t, how_big), 72);
+        assert_eq!(offset!(memwatch_change_event_t, metadata), 176);
+        assert_eq!(std::mem::size_of::<memwatch_stats_t>(), 352);
+        assert_eq!(offset!(memwatch_stats_t, regions), 264);
+    }
+
+    #[test]
+    fn null_arguments_are_errors_not_crashes() {
+        // SAFETY: NULL is explicitly allowed and must be rejected.
+        let rc = unsafe { memwatch_watcher_new(std::ptr::null(), std::ptr::null_mut()) };
+        assert_eq!(rc, -1);
+        assert_eq!(memwatch_last_error_code(), -1);
+        // SAFETY: memwatch_last_error returns a NUL-terminated string.
+        let msg = unsafe { CStr::from_ptr(memwatch_last_error()) }.to_str().unwrap();
+        assert!(msg.contains("NULL"), "{msg}");
+    }
+}

@@ -1,0 +1,1070 @@
+/*
+ * test_capi: C tests of libmemwatch (issue 2's list, through the C ABI).
+ *
+ * Each test runs in its own process (ctest runs `test_capi NAME`), because
+ * the engine is process-wide: the fault ring is sized when it starts and the
+ * SIGSEGV handler is installed once.
+ *
+ * usage: test_capi NAME        run one test
+ *        test_capi --list      print the test names
+ *        test_capi --check-registered NAME...
+ *                              fail if a test exists that is not in the list
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "memwatch.h"
+
+/* ---- tiny test harness --------------------------------------------------- */
+
+static int g_failures;
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+            g_failures++;                                                            \
+        }                                                                            \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                                          \
+    do {                                                                                        \
+        long long _a = (long long)(a), _b = (long long)(b);                                     \
+        if (_a != _b) {                                                                         \
+            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %s (%lld != %lld)\n", __FILE__,      \
+                    __LINE__, #a, #b, _a, _b);                                                  \
+            g_failures++;                                                                       \
+        }                                                                                       \
+    } while (0)
+
+/* Like CHECK but ends the test: for preconditions the rest depends on. */
+#define REQUIRE(cond)                                                                  \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            fprintf(stderr, "%s:%d: REQUIRE failed: %s (last error: %d %s)\n", __FILE__, \
+                    __LINE__, #cond, memwatch_last_error_code(), memwatch_last_error()); \
+            g_failures++;                                                              \
+            return;                                                                    \
+        }                                                                              \
+    } while (0)
+
+static size_t page(void) { return (size_t)sysconf(_SC_PAGESIZE); }
+
+static uint8_t *map_pages(size_t n, int prot) {
+    void *p = mmap(NULL, n * page(), prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) { perror("mmap"); exit(2); }
+    return p;
+}
+
+static uint32_t my_tid(void) { return (uint32_t)syscall(SYS_gettid); }
+
+static memwatch_watcher_t *new_watcher(const char *backend) {
+    memwatch_options_t o;
+    memwatch_options_default(&o);
+    o.backend = backend;
+    memwatch_watcher_t *w = NULL;
+    int rc = memwatch_watcher_new(&o, &w);
+    if (rc != MEMWATCH_OK) {
+        fprintf(stderr, "watcher_new(%s): %d %s\n", backend, rc, memwatch_last_error());
+        exit(2);
+    }
+    return w;
+}
+
+static void store(volatile uint8_t *p, uint8_t v) { *p = v; }
+
+static int all_bytes(const uint8_t *p, size_t n, uint8_t v) {
+    for (size_t i = 0; i < n; i++) if (p[i] != v) return 0;
+    return p != NULL;
+}
+
+/* Events for one region may come as a chain when writes span several
+   writable windows: each event's old value is the previous one's new value,
+   seq increases, the first starts at `initial` and the last ends at `final`.
+   Returns the number of events of the region, or -1 (and reports) when the
+   chain is broken. `changed` (len bytes, may be NULL) gets 1 for every byte
+   inside any changed range. */
+static int check_chain(const memwatch_change_event_t *ev, size_t n, uint32_t region, const uint8_t *initial,
+                       const uint8_t *final, size_t len, uint8_t *changed) {
+    const memwatch_change_event_t *prev = NULL;
+    int count = 0;
+    for (size_t i = 0; i < n; i++) {
+        const memwatch_change_event_t *e = &ev[i];
+        if (e->region_id != region) continue;
+        count++;
+        if (e->old_value_len != len || e->new_value_len != len) {
+            fprintf(stderr, "region %u: value lengths %zu/%zu, expected %zu\n", region, e->old_value_len, e->new_value_len, len);
+            g_failures++;
+            return -1;
+        }
+        const uint8_t *want_old = prev ? prev->new_value : initial;
+        if (memcmp(e->old_value, want_old, len) != 0) {
+            fprintf(stderr, "region %u: event %d's old value is not the previous new value\n", region, count);
+            g_failures++;
+            return -1;
+        }
+        if (prev && e->seq <= prev->seq) {
+            fprintf(stderr, "region %u: seq not increasing\n", region);
+            g_failures++;
+            return -1;
+        }
+        for (size_t r = 0; changed && r < e->changed_range_count; r++)
+            memset(changed + e->changed_ranges[r].offset, 1, e->changed_ranges[r].length);
+        prev = e;
+    }
+    if (prev && memcmp(prev->new_value, final, len) != 0) {
+        fprintf(stderr, "region %u: last new value is not the final bytes\n", region);
+        g_failures++;
+        return -1;
+    }
+    return count;
+}
+
+/* ---- one byte changed ------------------------------------------------------ */
+
+static void one_byte(const char *backend) {
+    memwatch_watcher_t *w = new_watcher(backend);
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    uint32_t id = 0;
+    REQUIRE(memwatch_watcher_watch(w, buf, 64, "counter", "unit=bytes", &id) == MEMWATCH_OK);
+    CHECK(id >= 1);
+    store(buf + 3, 42);
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 99;
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    REQUIRE(n == 1);
+    CHECK_EQ(ev[0].region_id, id);
+    CHECK(strcmp(ev[0].variable_name, "counter") == 0);
+    CHECK(ev[0].metadata && strcmp(ev[0].metadata, "unit=bytes") == 0);
+    CHECK_EQ(ev[0].adapter_id, MEMWATCH_ADAPTER_C);
+    CHECK_EQ(ev[0].how_big, 64);
+    REQUIRE(ev[0].changed_range_count == 1);
+    CHECK_EQ(ev[0].changed_ranges[0].offset, 3);
+    CHECK_EQ(ev[0].changed_ranges[0].length, 1);
+    REQUIRE(ev[0].old_value_len == 64 && ev[0].new_value_len == 64);
+    CHECK(all_bytes(ev[0].old_value, 64, 0));
+    CHECK_EQ(ev[0].new_value[3], 42);
+    CHECK(all_bytes(ev[0].new_value, 3, 0) && all_bytes(ev[0].new_value + 4, 60, 0));
+    CHECK_EQ(ev[0].old_preview_len, 64);
+    CHECK_EQ(ev[0].new_preview_len, 64);
+    CHECK(ev[0].storage_key_old == NULL && ev[0].storage_key_new == NULL);
+    CHECK(ev[0].file != NULL && ev[0].function != NULL);
+    CHECK(ev[0].seq >= 1);
+    CHECK(ev[0].timestamp_ns > 0);
+    if (strcmp(backend, "protect") == 0) {
+        CHECK_EQ(ev[0].thread_id, my_tid());
+        CHECK(ev[0].fault_ip != 0);
+    } else {
+        CHECK_EQ(ev[0].thread_id, 0);
+        CHECK_EQ(ev[0].fault_ip, 0);
+    }
+    memwatch_events_free(ev, n);
+    /* Nothing new: an empty result with a NULL array. */
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    CHECK_EQ(n, 0);
+    CHECK(ev == NULL);
+    memwatch_events_free(ev, n);
+    memwatch_watcher_free(w);
+    munmap(buf, page());
+}
+static void t_one_byte_changed_protect(void) { one_byte("protect"); }
+static void t_one_byte_changed_poll(void) { one_byte("poll"); }
+
+/* ---- the seeds' global API --------------------------------------------------- */
+
+static void t_global_api(void) {
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    /* Works without memwatch_init (lazily created), and init is idempotent. */
+    uint32_t id = memwatch_watch((uint64_t)(uintptr_t)buf, 100, "buffer", NULL);
+    REQUIRE(id >= 1);
+    CHECK_EQ(memwatch_init(), MEMWATCH_OK);
+    CHECK_EQ(memwatch_init(), MEMWATCH_OK);
+    CHECK_EQ(memwatch_init_with_options(NULL), MEMWATCH_ERR_INVALID_ARGUMENT);
+    store(buf + 0, 42);
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 0;
+    REQUIRE(memwatch_check_changes(&ev, &n) == MEMWATCH_OK);
+    REQUIRE(n == 1);
+    CHECK_EQ(ev[0].region_id, id);
+    CHECK(ev[0].metadata == NULL);
+    CHECK_EQ(ev[0].new_value[0], 42);
+    CHECK_EQ(ev[0].old_value[0], 0);
+    memwatch_events_free(ev, n);
+    memwatch_stats_t st;
+    REQUIRE(memwatch_get_stats(&st) == MEMWATCH_OK);
+    CHECK_EQ(st.regions, 1);
+    CHECK_EQ(st.events, 1);
+    CHECK(strcmp(st.backend, "none") != 0);
+    CHECK_EQ(memwatch_unwatch(id), 1);
+    CHECK_EQ(memwatch_unwatch(id), 0);
+    /* Errors: 0 and a message. */
+    CHECK_EQ(memwatch_watch(0, 10, "null", NULL), 0);
+    CHECK_EQ(memwatch_last_error_code(), MEMWATCH_ERR_INVALID_ARGUMENT);
+    CHECK(strlen(memwatch_last_error()) > 0);
+    memwatch_shutdown();
+    memwatch_shutdown(); /* idempotent */
+    CHECK_EQ(memwatch_unwatch(id), 0);
+    /* A fresh default watcher with chosen options. */
+    memwatch_options_t o;
+    memwatch_options_default(&o);
+    o.backend = "poll";
+    REQUIRE(memwatch_init_with_options(&o) == MEMWATCH_OK);
+    uint32_t id2 = memwatch_watch((uint64_t)(uintptr_t)buf, 8, "again", "m");
+    REQUIRE(id2 > id);
+    store(buf + 1, 7);
+    REQUIRE(memwatch_check_changes(&ev, &n) == MEMWATCH_OK);
+    REQUIRE(n == 1);
+    CHECK_EQ(ev[0].region_id, id2);
+    CHECK_EQ(ev[0].changed_ranges[0].offset, 1);
+    CHECK_EQ(ev[0].thread_id, 0); /* poll knows no writer */
+    memwatch_events_free(ev, n);
+    REQUIRE(memwatch_get_stats(&st) == MEMWATCH_OK);
+    CHECK(strcmp(st.backend, "poll") == 0);
+    memwatch_shutdown();
+    munmap(buf, page());
+}
+
+/* ---- unwatch ------------------------------------------------------------------- */
+
+static void t_unwatch_unknown_and_free_after(void) {
+    memwatch_watcher_t *w = new_watcher("protect");
+    uint8_t *buf = map_pages(2, PROT_READ | PROT_WRITE);
+    uint32_t a = 0, b = 0;
+    REQUIRE(memwatch_watcher_watch(w, buf, 16, "a", NULL, &a) == MEMWATCH_OK);
+    REQUIRE(memwatch_watcher_watch(w, buf + page(), 16, "b", NULL, &b) == MEMWATCH_OK);
+    CHECK(b > a);
+    CHECK_EQ(memwatch_watcher_unwatch(w, 4000000000u), 0);
+    CHECK_EQ(memwatch_watcher_unwatch(w, 0), 0);
+    CHECK_EQ(memwatch_watcher_unwatch(w, a), 1);
+    CHECK_EQ(memwatch_watcher_unwatch(w, a), 0);
+    /* The unwatched page is writable again and can be freed. */
+    store(buf, 1);
+    CHECK_EQ(memwatch_watcher_unwatch(w, b), 1);
+    CHECK(munmap(buf, 2 * page()) == 0);
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 5;
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    CHECK_EQ(n, 0);
+    memwatch_events_free(ev, n);
+    /* New memory (maybe at the same address) is not watched. */
+    uint8_t *again = map_pages(2, PROT_READ | PROT_WRITE);
+    store(again, 3);
+    store(again + page(), 3);
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    CHECK_EQ(n, 0);
+    memwatch_events_free(ev, n);
+    memwatch_stats_t st;
+    REQUIRE(memwatch_watcher_get_stats(w, &st) == MEMWATCH_OK);
+    CHECK_EQ(st.regions, 0);
+    memwatch_watcher_free(w);
+    munmap(again, 2 * page());
+}
+
+/* ---- bad input gets clear errors ------------------------------------------- */
+
+static void expect_err(int rc, int code, const char *what) {
+    if (rc != code) {
+        fprintf(stderr, "%s: expected %d, got %d (%s)\n", what, code, rc, memwatch_last_error());
+        g_failures++;
+        return;
+    }
+    CHECK_EQ(memwatch_last_error_code(), code);
+    if (strlen(memwatch_last_error()) == 0) {
+        fprintf(stderr, "%s: empty error message\n", what);
+        g_failures++;
+    }
+}
+
+static void errors(const char *backend) {
+    memwatch_watcher_t *w = new_watcher(backend);
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    uint32_t id = 77;
+    expect_err(memwatch_watcher_watch(w, buf, 0, "zero", NULL, &id), MEMWATCH_ERR_INVALID_ARGUMENT, "zero length");
+    CHECK_EQ(id, 77); /* untouched on failure */
+    expect_err(memwatch_watcher_watch(w, NULL, 16, "null", NULL, &id), MEMWATCH_ERR_INVALID_ARGUMENT, "null address");
+    uint8_t *gone = map_pages(1, PROT_READ | PROT_WRITE);
+    munmap(gone, page());
+    expect_err(memwatch_watcher_watch(w, gone, 16, "unmapped", NULL, &id), MEMWATCH_ERR_UNMAPPED, "unmapped");
+    /* Partly mapped: the second page is gone. */
+    uint8_t *half = map_pages(2, PROT_READ | PROT_WRITE);
+    munmap(half + page(), page());
+    expect_err(memwatch_watcher_watch(w, half + page() - 8, 16, "half", NULL, &id), MEMWATCH_ERR_UNMAPPED, "partly unmapped");
+    uint8_t *ro = map_pages(1, PROT_READ);
+    expect_err(memwatch_watcher_watch(w, ro, 16, "ro", NULL, &id), MEMWATCH_ERR_READ_ONLY, "read-only");
+    static const char rodata[64] = "constant";
+    expect_err(memwatch_watcher_watch(w, rodata, sizeof rodata, "rodata", NULL, &id), MEMWATCH_ERR_READ_ONLY, "rodata");
+    REQUIRE(memwatch_watcher_watch(w, buf + 16, 16, "ok", NULL, &id) == MEMWATCH_OK);
+    uint32_t id2 = 0;
+    expect_err(memwatch_watcher_watch(w, buf + 20, 4, "inside", NULL, &id2), MEMWATCH_ERR_OVERLAP, "overlap inside");
+    expect_err(memwatch_watcher_watch(w, buf + 8, 9, "tail", NULL, &id2), MEMWATCH_ERR_OVERLAP, "overlap at start");
+    expect_err(memwatch_watcher_watch(w, buf + 16, 16, "same", NULL, &id2), MEMWATCH_ERR_OVERLAP, "same range");
+    /* Touching but not overlapping is fine. */
+    CHECK_EQ(memwatch_watcher_watch(w, buf + 32, 16, "next", NULL, &id2), MEMWATCH_OK);
+    /* NULL out pointers and handles. */
+    size_t n;
+    memwatch_change_event_t *ev;
+    expect_err(memwatch_watcher_check_changes(w, NULL, &n), MEMWATCH_ERR_INVALID_ARGUMENT, "check NULL out_events");
+    expect_err(memwatch_watcher_check_changes(w, &ev, NULL), MEMWATCH_ERR_INVALID_ARGUMENT, "check NULL out_count");
+    expect_err(memwatch_watcher_get_stats(w, NULL), MEMWATCH_ERR_INVALID_ARGUMENT, "stats NULL");
+    expect_err(memwatch_watcher_watch(NULL, buf, 1, "x", NULL, &id2), MEMWATCH_ERR_INVALID_ARGUMENT, "NULL watcher");
+    expect_err(memwatch_watcher_unwatch(NULL, 1), MEMWATCH_ERR_INVALID_ARGUMENT, "unwatch NULL watcher");
+    expect_err(memwatch_watcher_new(NULL, NULL), MEMWATCH_ERR_INVALID_ARGUMENT, "new NULL out");
+    /* An invalid UTF-8 name. */
+    expect_err(memwatch_watcher_watch(w, buf + 100, 4, "\xff\xfe", NULL, &id2), MEMWATCH_ERR_INVALID_ARGUMENT, "bad utf-8 name");
+    /* The valid regions still work after all that. */
+    store(buf + 17, 9);
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    CHECK_EQ(n, 1);
+    if (n == 1) CHECK_EQ(ev[0].region_id, id);
+    memwatch_events_free(ev, n);
+    /* Closed watcher. */
+    CHECK_EQ(memwatch_watcher_close(w), MEMWATCH_OK);
+    CHECK_EQ(memwatch_watcher_close(w), MEMWATCH_OK);
+    expect_err(memwatch_watcher_watch(w, buf + 200, 4, "late", NULL, &id2), MEMWATCH_ERR_CLOSED, "watch after close");
+    expect_err(memwatch_watcher_check_changes(w, &ev, &n), MEMWATCH_ERR_CLOSED, "check after close");
+    expect_err(memwatch_watcher_unwatch(w, id), MEMWATCH_ERR_CLOSED, "unwatch after close");
+    /* After close the pages are writable again (nothing protected). */
+    store(buf + 18, 1);
+    memwatch_watcher_free(w);
+    munmap(buf, page());
+    munmap(ro, page());
+    munmap(half, page());
+}
+static void t_errors_protect(void) { errors("protect"); }
+static void t_errors_poll(void) { errors("poll"); }
+
+static void t_bad_options(void) {
+    memwatch_options_t o;
+    memwatch_watcher_t *w = (memwatch_watcher_t *)0x1;
+    memwatch_options_default(&o);
+    o.backend = "magic";
+    expect_err(memwatch_watcher_new(&o, &w), MEMWATCH_ERR_INVALID_ARGUMENT, "unknown backend");
+    CHECK(w == NULL);
+    CHECK(strstr(memwatch_last_error(), "magic") != NULL);
+    memwatch_options_default(&o);
+    o.snapshots = 7;
+    expect_err(memwatch_watcher_new(&o, &w), MEMWATCH_ERR_INVALID_ARGUMENT, "snapshots=7");
+    memwatch_options_default(&o);
+    o.poll_interval_ms = 0;
+    expect_err(memwatch_watcher_new(&o, &w), MEMWATCH_ERR_INVALID_ARGUMENT, "poll interval 0");
+    /* writewatch: available, or a clear Unsupported with a reason. */
+    memwatch_options_default(&o);
+    o.backend = "writewatch";
+    int rc = memwatch_watcher_new(&o, &w);
+    if (rc == MEMWATCH_OK) {
+        memwatch_watcher_free(w);
+    } else {
+        expect_err(rc, MEMWATCH_ERR_UNSUPPORTED, "writewatch");
+    }
+    /* Defaults as documented. */
+    memwatch_options_default(&o);
+    CHECK(strcmp(o.backend, "auto") == 0);
+    CHECK_EQ(o.writable_window_ms, 5);
+    CHECK_EQ(o.poll_interval_ms, 100);
+    CHECK_EQ(o.max_value_bytes, 4096);
+    CHECK_EQ(o.preview_bytes, 256);
+    CHECK_EQ(o.ring_capacity, 65536);
+    CHECK_EQ(o.snapshots, 1);
+    CHECK_EQ(o.adapter_id, MEMWATCH_ADAPTER_C);
+    CHECK_EQ(memwatch_page_size(), page());
+    CHECK(strlen(memwatch_version()) > 0);
+    memwatch_watcher_free(NULL); /* ignored */
+    memwatch_events_free(NULL, 0);
+}
+
+/* ---- ABI layout: the header and the library agree ------------------------- */
+
+static void t_abi_layout(void) {
+#if defined(__x86_64__) || defined(__aarch64__)
+    /* The Rust side asserts the same numbers in its unit tests. */
+    CHECK_EQ(sizeof(memwatch_options_t), 48);
+    CHECK_EQ(sizeof(memwatch_range_t), 16);
+    CHECK_EQ(sizeof(memwatch_change_event_t), 184);
+    CHECK_EQ(offsetof(memwatch_change_event_t, fault_ip), 40);
+    CHECK_EQ(offsetof(memwatch_change_event_t, how_big), 72);
+    CHECK_EQ(offsetof(memwatch_change_event_t, metadata), 176);
+    CHECK_EQ(sizeof(memwatch_stats_t), 352);
+    CHECK_EQ(offsetof(memwatch_stats_t, regions), 264);
+#endif
+    /* Field by field through the library: defaults land where the header says. */
+    memwatch_options_t o;
+    memset(&o, 0xAB, sizeof o);
+    memwatch_options_default(&o);
+    CHECK_EQ(o.ring_capacity, 65536);
+    CHECK_EQ(o.adapter_id, MEMWATCH_ADAPTER_C);
+}
+
+/* ---- SIGSEGV handlers installed before memwatch keep working ----------------- */
+
+static sigjmp_buf g_jmp;
+static volatile sig_atomic_t g_own_faults;
+static void *volatile g_last_addr;
+
+static void own_siginfo_handler(int sig, siginfo_t *si, void *uc) {
+    (void)sig;
+    (void)uc;
+    g_own_faults++;
+    g_last_addr = si->si_addr;
+    siglongjmp(g_jmp, 1);
+}
+
+static void own_plain_handler(int sig) {
+    (void)sig;
+    g_own_faults++;
+    siglongjmp(g_jmp, 1);
+}
+
+static void prior_handler(int siginfo_style) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    if (siginfo_style) {
+        sa.sa_sigaction = own_siginfo_handler;
+        sa.sa_flags = SA_SIGINFO;
+    } else {
+        sa.sa_handler = own_plain_handler;
+    }
+    REQUIRE(sigaction(SIGSEGV, &sa, NULL) == 0);
+
+    /* memwatch starts after the program's own handler. */
+    memwatch_options_t o;
+    memwatch_options_default(&o);
+    o.backend = "protect";
+    o.max_value_bytes = 2 * page();
+    memwatch_watcher_t *w = NULL;
+    REQUIRE(memwatch_watcher_new(&o, &w) == MEMWATCH_OK);
+    uint8_t *buf = map_pages(2, PROT_READ | PROT_WRITE);
+    uint8_t *guard = map_pages(1, PROT_NONE);
+    uint32_t id = 0;
+    REQUIRE(memwatch_watcher_watch(w, buf, 2 * page(), "watched", NULL, &id) == MEMWATCH_OK);
+
+    const int rounds = 2000;
+    for (int i = 0; i < rounds; i++) {
+        if (sigsetjmp(g_jmp, 1) == 0) {
+            store(guard + (size_t)(i % 64), 1); /* faults: PROT_NONE */
+            fprintf(stderr, "write to PROT_NONE page did not fault\n");
+            g_failures++;
+            break;
+        }
+        /* A watched write between the program's own faults. */
+        if (i == 500) store(buf + 5, 0x55);
+        if (i == 1500) store(buf + page() + 7, 0x77);
+    }
+    CHECK_EQ(g_own_faults, rounds);
+    if (siginfo_style) CHECK(g_last_addr == guard + ((rounds - 1) % 64));
+
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 0;
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    /* The two writes may fall into one writable window or two: one event
+       with both ranges, or a chain of two. */
+    CHECK(n == 1 || n == 2);
+    size_t len = 2 * page();
+    uint8_t *zeros = calloc(1, len), *changed = calloc(1, len);
+    CHECK_EQ(check_chain(ev, n, id, zeros, buf, len, changed), (int)n);
+    for (size_t i = 0; i < len; i++) {
+        int want = (i == 5 || i == page() + 7);
+        if (changed[i] != want) { fprintf(stderr, "byte %zu: changed=%d, expected %d\n", i, changed[i], want); g_failures++; break; }
+    }
+    CHECK_EQ(buf[5], 0x55);
+    CHECK_EQ(buf[page() + 7], 0x77);
+    for (size_t i = 0; i < n; i++) {
+        CHECK_EQ(ev[i].region_id, id);
+        CHECK_EQ(ev[i].thread_id, my_tid());
+    }
+    free(zeros);
+    free(changed);
+    memwatch_events_free(ev, n);
+
+    /* And once more after memwatch is gone. */
+    memwatch_watcher_free(w);
+    int before = g_own_faults;
+    if (sigsetjmp(g_jmp, 1) == 0) store(guard, 2);
+    CHECK_EQ(g_own_faults, before + 1);
+    munmap(buf, 2 * page());
+    munmap(guard, page());
+}
+static void t_prior_sigsegv_handler_siginfo(void) { prior_handler(1); }
+static void t_prior_sigsegv_handler_plain(void) { prior_handler(0); }
+
+/* ---- a real crash still crashes ------------------------------------------------ */
+
+static void wait_child_deadline(pid_t pid, int *status, double limit_s, int *timed_out) {
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    *timed_out = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid) return;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
+        if (el > limit_s) {
+            *timed_out = 1;
+            kill(pid, SIGKILL);
+            waitpid(pid, status, 0);
+            return;
+        }
+        struct timespec d = {0, 2 * 1000 * 1000};
+        nanosleep(&d, NULL);
+    }
+}
+
+static void t_unmapped_write_kills_child(void) {
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        struct rlimit nocore = {0, 0};
+        setrlimit(RLIMIT_CORE, &nocore);
+        memwatch_watcher_t *w = new_watcher("protect");
+        uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+        uint32_t id;
+        if (memwatch_watcher_watch(w, buf, 64, "buf", NULL, &id) != MEMWATCH_OK) _exit(3);
+        store(buf, 1); /* memwatch's own fault, handled */
+        /* Unmapped right before the write, so no later mapping can reuse it. */
+        uint8_t *gone = map_pages(1, PROT_READ | PROT_WRITE);
+        munmap(gone, page());
+        store(gone + 10, 1); /* a real crash */
+        _exit(4);
+    }
+    int status = 0, timed_out = 0;
+    wait_child_deadline(pid, &status, 1.0, &timed_out);
+    CHECK(!timed_out);
+    CHECK(WIFSIGNALED(status));
+    if (WIFSIGNALED(status)) CHECK_EQ(WTERMSIG(status), SIGSEGV);
+    else fprintf(stderr, "child exited with %d\n", WEXITSTATUS(status));
+}
+
+/* A write to a read-only mapping memwatch never watched is a real crash too. */
+static void t_readonly_write_kills_child(void) {
+    uint8_t *ro = map_pages(1, PROT_READ);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        struct rlimit nocore = {0, 0};
+        setrlimit(RLIMIT_CORE, &nocore);
+        memwatch_watcher_t *w = new_watcher("protect");
+        uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+        uint32_t id;
+        if (memwatch_watcher_watch(w, buf, 64, "buf", NULL, &id) != MEMWATCH_OK) _exit(3);
+        store(ro + 1, 1);
+        _exit(4);
+    }
+    int status = 0, timed_out = 0;
+    wait_child_deadline(pid, &status, 1.0, &timed_out);
+    CHECK(!timed_out);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV);
+    munmap(ro, page());
+}
+
+/* ---- fork --------------------------------------------------------------------------- */
+
+static void t_fork_child_writes(void) {
+    memwatch_watcher_t *w = new_watcher("protect");
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    uint32_t id = 0;
+    REQUIRE(memwatch_watcher_watch(w, buf, 64, "shared", NULL, &id) == MEMWATCH_OK);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        for (int i = 0; i < 64; i++) store(buf + i, (uint8_t)(i + 1));
+        for (int i = 0; i < 64; i++) if (buf[i] != (uint8_t)(i + 1)) _exit(5);
+        _exit(0);
+    }
+    int status = 0, timed_out = 0;
+    wait_child_deadline(pid, &status, 5.0, &timed_out);
+    CHECK(!timed_out);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* The child's writes were to its own copy: nothing changed here. */
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 9;
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    CHECK_EQ(n, 0);
+    memwatch_events_free(ev, n);
+    CHECK_EQ(buf[0], 0);
+    /* The parent still watches. */
+    store(buf + 2, 9);
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    REQUIRE(n == 1);
+    CHECK_EQ(ev[0].changed_ranges[0].offset, 2);
+    CHECK_EQ(ev[0].new_value[2], 9);
+    memwatch_events_free(ev, n);
+    memwatch_watcher_free(w);
+    munmap(buf, page());
+}
+
+/* ---- 8 threads x 100 000 writes ------------------------------------------------------ */
+
+#define NTHREADS 8
+#define NWRITES 100000
+#define SLOT 64
+
+typedef struct {
+    uint8_t *slot;
+    int index;
+} writer_arg_t;
+
+static void *writer(void *p) {
+    writer_arg_t *a = p;
+    volatile uint64_t *word = (volatile uint64_t *)a->slot;
+    for (uint64_t i = 1; i <= NWRITES; i++) {
+        word[0] = i;
+        word[1] = i * 3 + (uint64_t)a->index;
+    }
+    return NULL;
+}
+
+static void threads(const char *backend) {
+    memwatch_watcher_t *w = new_watcher(backend);
+    /* Two regions per page, over 4 pages: threads share pages. */
+    uint8_t *buf = map_pages(4, PROT_READ | PROT_WRITE);
+    uint32_t ids[NTHREADS];
+    uint8_t *slots[NTHREADS];
+    for (int t = 0; t < NTHREADS; t++) {
+        slots[t] = buf + (size_t)(t / 2) * page() + (size_t)(t % 2) * 1024;
+        char name[16];
+        snprintf(name, sizeof name, "slot%d", t);
+        REQUIRE(memwatch_watcher_watch(w, slots[t], SLOT, name, NULL, &ids[t]) == MEMWATCH_OK);
+    }
+    pthread_t th[NTHREADS];
+    writer_arg_t args[NTHREADS];
+    for (int t = 0; t < NTHREADS; t++) {
+        args[t].slot = slots[t];
+        args[t].index = t;
+        REQUIRE(pthread_create(&th[t], NULL, writer, &args[t]) == 0);
+    }
+    for (int t = 0; t < NTHREADS; t++) pthread_join(th[t], NULL);
+
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 0;
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    /* All writes happened before the check: every region is reported, as
+       one event or a chain (writes span several writable windows), ending
+       with its final bytes; none is missed or reported twice. */
+    uint8_t zeros[SLOT] = {0};
+    for (int t = 0; t < NTHREADS; t++) {
+        uint64_t want[8] = {NWRITES, (uint64_t)NWRITES * 3 + (uint64_t)t, 0, 0, 0, 0, 0, 0};
+        int c = check_chain(ev, n, ids[t], zeros, (const uint8_t *)want, SLOT, NULL);
+        if (c < 1) { fprintf(stderr, "slot%d: %d events\n", t, c); g_failures++; }
+    }
+    for (size_t i = 0; i < n; i++) {
+        int known = 0;
+        for (int t = 0; t < NTHREADS; t++) known |= ev[i].region_id == ids[t];
+        CHECK(known);
+    }
+    memwatch_events_free(ev, n);
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    CHECK_EQ(n, 0);
+    memwatch_events_free(ev, n);
+    memwatch_watcher_free(w);
+    munmap(buf, 4 * page());
+}
+static void t_threads_protect(void) { threads("protect"); }
+static void t_threads_poll(void) { threads("poll"); }
+
+/* ---- a tiny ring loses no change ----------------------------------------------- */
+
+#define BURST_PAGES 512
+#define BURST_THREADS 4
+
+typedef struct {
+    uint8_t *base;
+    int first, count;
+} burst_arg_t;
+
+static void *burst(void *p) {
+    burst_arg_t *a = p;
+    for (int i = a->first; i < a->first + a->count; i++) store(a->base + (size_t)i * page() + 1, (uint8_t)(i % 250 + 1));
+    return NULL;
+}
+
+static void t_tiny_ring_burst(void) {
+    memwatch_options_t o;
+    memwatch_options_default(&o);
+    o.backend = "protect";
+    o.ring_capacity = 2; /* this process's engine starts here */
+    o.writable_window_ms = 50;
+    memwatch_watcher_t *w = NULL;
+    REQUIRE(memwatch_watcher_new(&o, &w) == MEMWATCH_OK);
+    uint8_t *buf = map_pages(BURST_PAGES, PROT_READ | PROT_WRITE);
+    static uint32_t ids[BURST_PAGES];
+    for (int i = 0; i < BURST_PAGES; i++)
+        REQUIRE(memwatch_watcher_watch(w, buf + (size_t)i * page(), 8, "p", NULL, &ids[i]) == MEMWATCH_OK);
+    pthread_t th[BURST_THREADS];
+    burst_arg_t args[BURST_THREADS];
+    for (int t = 0; t < BURST_THREADS; t++) {
+        args[t].base = buf;
+        args[t].first = t * (BURST_PAGES / BURST_THREADS);
+        args[t].count = BURST_PAGES / BURST_THREADS;
+        REQUIRE(pthread_create(&th[t], NULL, burst, &args[t]) == 0);
+    }
+    for (int t = 0; t < BURST_THREADS; t++) pthread_join(th[t], NULL);
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 0;
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    CHECK_EQ(n, BURST_PAGES);
+    static int seen[BURST_PAGES];
+    size_t no_where = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t k = ev[i].region_id - ids[0];
+        REQUIRE(k < BURST_PAGES && ids[k] == ev[i].region_id);
+        seen[k]++;
+        REQUIRE(ev[i].new_value_len == 8 && ev[i].changed_range_count == 1);
+        CHECK_EQ(ev[i].new_value[1], (uint8_t)(k % 250 + 1));
+        CHECK_EQ(ev[i].changed_ranges[0].offset, 1);
+        if (ev[i].thread_id == 0) no_where++;
+    }
+    for (int i = 0; i < BURST_PAGES; i++) if (seen[i] != 1) { fprintf(stderr, "page %d: %d events\n", i, seen[i]); g_failures++; break; }
+    memwatch_events_free(ev, n);
+    memwatch_stats_t st;
+    REQUIRE(memwatch_watcher_get_stats(w, &st) == MEMWATCH_OK);
+    fprintf(stderr, "tiny ring: %zu events without a where, dropped_wheres=%llu, faults=%llu\n", no_where,
+            (unsigned long long)st.dropped_wheres, (unsigned long long)st.faults);
+    CHECK(st.dropped_wheres >= 1);
+    CHECK_EQ(st.dropped_wheres, no_where);
+    CHECK(st.faults >= BURST_PAGES);
+    memwatch_watcher_free(w);
+    munmap(buf, (size_t)BURST_PAGES * page());
+}
+
+/* ---- callbacks ---------------------------------------------------------------------- */
+
+typedef struct {
+    pthread_mutex_t mu;
+    int count;
+    uint32_t region_id;
+    uint32_t thread;
+    uint8_t new_byte;
+    uint8_t old_byte;
+    size_t range_off;
+    void *ctx_seen;
+    int free_inside;
+    memwatch_watcher_t *w;
+    sem_t done;
+} cb_state_t;
+
+static void record_cb(const memwatch_change_event_t *ev, void *ctx) {
+    cb_state_t *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    s->count++;
+    s->region_id = ev->region_id;
+    s->thread = my_tid();
+    s->ctx_seen = ctx;
+    s->new_byte = ev->new_value ? ev->new_value[ev->changed_ranges[0].offset] : 0;
+    s->old_byte = ev->old_value ? ev->old_value[ev->changed_ranges[0].offset] : 0;
+    s->range_off = ev->changed_ranges[0].offset;
+    pthread_mutex_unlock(&s->mu);
+    if (s->free_inside) memwatch_watcher_free(s->w);
+    sem_post(&s->done);
+}
+
+static void callback_delivery(const char *backend) {
+    memwatch_watcher_t *w = new_watcher(backend);
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    cb_state_t s;
+    memset(&s, 0, sizeof s);
+    pthread_mutex_init(&s.mu, NULL);
+    sem_init(&s.done, 0, 0);
+    uint32_t id = 0;
+    REQUIRE(memwatch_watcher_watch(w, buf, 32, "cb", NULL, &id) == MEMWATCH_OK);
+    REQUIRE(memwatch_watcher_set_callback(w, record_cb, &s) == MEMWATCH_OK);
+    store(buf + 9, 0x99);
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 7;
+    /* With a callback set, check_changes delivers to it and waits. */
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    CHECK_EQ(n, 0);
+    CHECK(ev == NULL);
+    pthread_mutex_lock(&s.mu);
+    CHECK_EQ(s.count, 1);
+    CHECK_EQ(s.region_id, id);
+    CHECK_EQ(s.range_off, 9);
+    CHECK_EQ(s.new_byte, 0x99);
+    CHECK_EQ(s.old_byte, 0);
+    CHECK(s.ctx_seen == &s);
+    CHECK(s.thread != my_tid()); /* the delivery thread */
+    pthread_mutex_unlock(&s.mu);
+    /* Cleared: events go to check_changes again. */
+    REQUIRE(memwatch_watcher_set_callback(w, NULL, NULL) == MEMWATCH_OK);
+    store(buf + 10, 0xAA);
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    REQUIRE(n == 1);
+    CHECK_EQ(ev[0].changed_ranges[0].offset, 10);
+    memwatch_events_free(ev, n);
+    CHECK_EQ(s.count, 1);
+    memwatch_stats_t st;
+    REQUIRE(memwatch_watcher_get_stats(w, &st) == MEMWATCH_OK);
+    CHECK_EQ(st.events, 2);
+    CHECK_EQ(st.callback_errors, 0);
+    CHECK_EQ(memwatch_watcher_report_callback_error(w), MEMWATCH_OK);
+    REQUIRE(memwatch_watcher_get_stats(w, &st) == MEMWATCH_OK);
+    CHECK_EQ(st.callback_errors, 1);
+    memwatch_watcher_free(w);
+    munmap(buf, page());
+}
+static void t_callback_delivery_protect(void) { callback_delivery("protect"); }
+static void t_callback_delivery_poll(void) { callback_delivery("poll"); }
+
+/* The callback frees its own watcher; delivery is driven by the engine alone
+   (writable window / poll interval), and the test waits on a semaphore. */
+static void free_inside(const char *backend) {
+    memwatch_options_t o;
+    memwatch_options_default(&o);
+    o.backend = backend;
+    o.poll_interval_ms = 10;
+    memwatch_watcher_t *w = NULL;
+    REQUIRE(memwatch_watcher_new(&o, &w) == MEMWATCH_OK);
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    cb_state_t s;
+    memset(&s, 0, sizeof s);
+    pthread_mutex_init(&s.mu, NULL);
+    sem_init(&s.done, 0, 0);
+    s.free_inside = 1;
+    s.w = w;
+    uint32_t id = 0;
+    REQUIRE(memwatch_watcher_watch(w, buf, 32, "cb", NULL, &id) == MEMWATCH_OK);
+    REQUIRE(memwatch_watcher_set_callback(w, record_cb, &s) == MEMWATCH_OK);
+    store(buf + 1, 1);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 5;
+    REQUIRE(sem_timedwait(&s.done, &dl) == 0);
+    CHECK_EQ(s.count, 1);
+    /* The watcher is gone: the memory is plain memory again. */
+    store(buf + 2, 2);
+    /* And a new watcher works. */
+    memwatch_watcher_t *w2 = new_watcher(backend);
+    uint32_t id2;
+    REQUIRE(memwatch_watcher_watch(w2, buf, 32, "again", NULL, &id2) == MEMWATCH_OK);
+    store(buf + 3, 3);
+    memwatch_change_event_t *ev;
+    size_t n;
+    REQUIRE(memwatch_watcher_check_changes(w2, &ev, &n) == MEMWATCH_OK);
+    CHECK_EQ(n, 1);
+    memwatch_events_free(ev, n);
+    memwatch_watcher_free(w2);
+    munmap(buf, page());
+}
+static void t_free_inside_callback_protect(void) { free_inside("protect"); }
+static void t_free_inside_callback_poll(void) { free_inside("poll"); }
+
+/* ---- several watchers -------------------------------------------------------------- */
+
+static void t_two_watchers_share_a_page(void) {
+    memwatch_watcher_t *a = new_watcher("protect");
+    memwatch_watcher_t *b = new_watcher("protect");
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    uint32_t ia, ib, ib2;
+    REQUIRE(memwatch_watcher_watch(a, buf, 16, "a", NULL, &ia) == MEMWATCH_OK);
+    REQUIRE(memwatch_watcher_watch(b, buf + 16, 16, "b", NULL, &ib) == MEMWATCH_OK);
+    /* Overlap across watchers is allowed. */
+    REQUIRE(memwatch_watcher_watch(b, buf, 4, "b-over-a", NULL, &ib2) == MEMWATCH_OK);
+    store(buf + 1, 1);
+    store(buf + 17, 2);
+    memwatch_change_event_t *ev;
+    size_t n;
+    REQUIRE(memwatch_watcher_check_changes(a, &ev, &n) == MEMWATCH_OK);
+    REQUIRE(n == 1);
+    CHECK_EQ(ev[0].region_id, ia);
+    memwatch_events_free(ev, n);
+    REQUIRE(memwatch_watcher_check_changes(b, &ev, &n) == MEMWATCH_OK);
+    REQUIRE(n == 2);
+    int got_b = 0, got_over = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ev[i].region_id == ib) got_b++;
+        if (ev[i].region_id == ib2) got_over++;
+    }
+    CHECK(got_b == 1 && got_over == 1);
+    memwatch_events_free(ev, n);
+    /* Freeing one watcher leaves the other's protection in place. */
+    memwatch_watcher_free(a);
+    store(buf + 20, 3);
+    REQUIRE(memwatch_watcher_check_changes(b, &ev, &n) == MEMWATCH_OK);
+    REQUIRE(n == 1);
+    CHECK_EQ(ev[0].region_id, ib);
+    CHECK_EQ(ev[0].changed_ranges[0].offset, 4);
+    memwatch_events_free(ev, n);
+    memwatch_watcher_free(b);
+    munmap(buf, page());
+}
+
+/* ---- stats ----------------------------------------------------------------------------- */
+
+static void t_stats(void) {
+    memwatch_watcher_t *w = new_watcher("protect");
+    uint8_t *buf = map_pages(3, PROT_READ | PROT_WRITE);
+    uint32_t id;
+    for (int i = 0; i < 3; i++) REQUIRE(memwatch_watcher_watch(w, buf + (size_t)i * page(), 128, "s", NULL, &id) == MEMWATCH_OK);
+    memwatch_stats_t st;
+    REQUIRE(memwatch_watcher_get_stats(w, &st) == MEMWATCH_OK);
+    CHECK(strcmp(st.backend, "protect") == 0);
+    CHECK_EQ(st.regions, 3);
+    CHECK_EQ(st.protected_pages, 3);
+    CHECK_EQ(st.events, 0);
+    CHECK_EQ(st.pending_events, 0);
+    CHECK(st.snapshot_bytes >= 3 * 128);
+    CHECK(st.native_bytes >= st.snapshot_bytes);
+    CHECK(memchr(st.backend_reason, 0, sizeof st.backend_reason) != NULL);
+    store(buf, 1);
+    store(buf + page(), 1);
+    memwatch_change_event_t *ev;
+    size_t n;
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    CHECK_EQ(n, 2);
+    memwatch_events_free(ev, n);
+    REQUIRE(memwatch_watcher_get_stats(w, &st) == MEMWATCH_OK);
+    CHECK_EQ(st.events, 2);
+    CHECK(st.faults >= 2);
+    CHECK_EQ(st.dropped_wheres, 0);
+    memwatch_watcher_free(w);
+    munmap(buf, 3 * page());
+}
+
+/* ---- documented: a syscall writing into a protected page gets EFAULT ---------- */
+
+static void t_syscall_write_efault_protect(void) {
+    memwatch_watcher_t *w = new_watcher("protect");
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    uint32_t id;
+    REQUIRE(memwatch_watcher_watch(w, buf, 16, "target", NULL, &id) == MEMWATCH_OK);
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    REQUIRE(write(fds[1], "hello", 5) == 5);
+    errno = 0;
+    ssize_t r = read(fds[0], buf, 5);
+    /* Documented limitation of the protect backend (memwatch.h). */
+    CHECK_EQ(r, -1);
+    CHECK_EQ(errno, EFAULT);
+    close(fds[0]);
+    close(fds[1]);
+    memwatch_watcher_free(w);
+    munmap(buf, page());
+}
+
+/* ---- watching the program's own globals -------------------------------------- */
+
+/* Linker-provided bounds of the executable's writable data (.data + .bss). */
+extern char __data_start[], _end[];
+static volatile uint8_t g_marker;
+
+/* Watches every global of this executable. With libmemwatch.a linked in,
+   that range also holds memwatch's own statics, so the engine must keep
+   working when the pages its signal handler touches are watched. */
+static void t_watch_all_globals(void) {
+    uintptr_t lo = (uintptr_t)__data_start, hi = (uintptr_t)_end;
+    size_t len = hi - lo;
+    memwatch_options_t o;
+    memwatch_options_default(&o);
+    o.backend = "protect";
+    o.max_value_bytes = len;
+    memwatch_watcher_t *w = NULL;
+    REQUIRE(memwatch_watcher_new(&o, &w) == MEMWATCH_OK);
+    uint32_t id = 0;
+    REQUIRE(memwatch_watcher_watch(w, (void *)lo, len, "globals", NULL, &id) == MEMWATCH_OK);
+    size_t off = (uintptr_t)&g_marker - lo;
+    g_marker = 0x5a;
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 0;
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    /* Other globals change too (the harness's, libc's, memwatch's): find the
+       marker in the region's last event, and its range in one of them. */
+    const memwatch_change_event_t *last = NULL;
+    int marker_range = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ev[i].region_id != id) continue;
+        last = &ev[i];
+        for (size_t r = 0; r < ev[i].changed_range_count; r++)
+            if (ev[i].changed_ranges[r].offset <= off && off < ev[i].changed_ranges[r].offset + ev[i].changed_ranges[r].length)
+                marker_range = 1;
+    }
+    REQUIRE(last != NULL);
+    REQUIRE(last->new_value_len == len);
+    CHECK_EQ(last->new_value[off], 0x5a);
+    CHECK(marker_range);
+    memwatch_events_free(ev, n);
+    CHECK_EQ(memwatch_watcher_unwatch(w, id), 1);
+    memwatch_watcher_free(w);
+}
+
+/* ---- registry ------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    void (*fn)(void);
+} test_t;
+
+#define T(n) {#n, t_##n}
+static const test_t TESTS[] = {
+    T(one_byte_changed_protect),
+    T(one_byte_changed_poll),
+    T(global_api),
+    T(unwatch_unknown_and_free_after),
+    T(errors_protect),
+    T(errors_poll),
+    T(bad_options),
+    T(abi_layout),
+    T(prior_sigsegv_handler_siginfo),
+    T(prior_sigsegv_handler_plain),
+    T(unmapped_write_kills_child),
+    T(readonly_write_kills_child),
+    T(fork_child_writes),
+    T(threads_protect),
+    T(threads_poll),
+    T(tiny_ring_burst),
+    T(callback_delivery_protect),
+    T(callback_delivery_poll),
+    T(free_inside_callback_protect),
+    T(free_inside_callback_poll),
+    T(two_watchers_share_a_page),
+    T(stats),
+    T(syscall_write_efault_protect),
+    T(watch_all_globals),
+};
+#define NTESTS (sizeof TESTS / sizeof TESTS[0])
+
+int main(int argc, char **argv) {
+    if (argc == 2 && strcmp(argv[1], "--list") == 0) {
+        for (size_t i = 0; i < NTESTS; i++) puts(TESTS[i].name);
+        return 0;
+    }
+    if (argc >= 2 && strcmp(argv[1], "--check-registered") == 0) {
+        int missing = 0;
+        for (size_t i = 0; i < NTESTS; i++) {
+            int found = 0;
+            for (int a = 2; a < argc; a++) if (strcmp(argv[a], TESTS[i].name) == 0) found = 1;
+            if (!found) { fprintf(stderr, "test %s is not registered with ctest\n", TESTS[i].name); missing++; }
+        }
+        printf("%zu tests, %d not registered\n", NTESTS, missing);
+        return missing ? 1 : 0;
+    }
+    if (argc != 2) { fprintf(stderr, "usage: %s NAME | --list | --check-registered NAME...\n", argv[0]); return 2; }
+    for (size_t i = 0; i < NTESTS; i++) {
+        if (strcmp(argv[1], TESTS[i].name) == 0) {
+            alarm(60); /* a hang fails the test instead of blocking CI */
+            TESTS[i].fn();
+            printf("%s %s\n", g_failures ? "FAIL" : "PASS", TESTS[i].name);
+            return g_failures ? 1 : 0;
+        }
+    }
+    fprintf(stderr, "no test named %s\n", argv[1]);
+    return 2;
+}
