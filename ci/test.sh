@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need and runs every test
+# of every language, each under its own runner (which prints its own totals).
+#   bash ci/test.sh            # everything
+#   bash ci/test.sh rust c     # only some suites (rust, c, python, node, java, go, csharp, store)
+# Exits non-zero if any suite failed; prints a summary table at the end.
+set -uo pipefail
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+export CARGO_TERM_COLOR=never
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
+
+if ! command -v cargo >/dev/null; then
+    echo "cargo not found: install Rust (rustup) first" >&2
+    exit 1
+fi
+
+all_suites=(rust c store python node java go csharp)
+suites=("$@")
+[ ${#suites[@]} -eq 0 ] && suites=("${all_suites[@]}")
+
+declare -A result seconds
+
+run_suite() {
+    local name="$1"
+    local start=$SECONDS
+    echo
+    echo "================================================================"
+    echo "== suite: $name"
+    echo "================================================================"
+    case "$name" in
+        rust)
+            # The engine's own tests (unit, shared scenarios, engine behaviour).
+            cargo test -p memwatch-core
+            ;;
+        *)
+            if [ -f "ci/test-$name.sh" ]; then
+                bash "ci/test-$name.sh"
+            else
+                echo "ci/test-$name.sh is missing"
+                return 1
+            fi
+            ;;
+    esac
+}
+
+failed=0
+for s in "${suites[@]}"; do
+    if run_suite "$s"; then
+        result[$s]=passed
+    else
+        result[$s]=FAILED
+        failed=1
+    fi
+    seconds[$s]=$((SECONDS - ${start_total:-0}))
+    start_total=$SECONDS
+done
+
+echo
+echo "================================================================"
+echo "== summary"
+for s in "${suites[@]}"; do
+    printf '%-8s %-7s %5ss\n' "$s" "${result[$s]}" "${seconds[$s]}"
+done
+exit $failed
