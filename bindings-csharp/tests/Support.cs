@@ -20,6 +20,20 @@ namespace MemWatch.Tests
 
         [DllImport("libc.so.6")]
         public static extern int gettid();
+
+        [DllImport("libc.so.6", SetLastError = true)]
+        public static extern int pipe(int[] fds);
+
+        [DllImport("libc.so.6", SetLastError = true)]
+        public static extern IntPtr read(int fd, IntPtr buf, UIntPtr count);
+
+        [DllImport("libc.so.6", SetLastError = true)]
+        public static extern IntPtr write(int fd, byte[] buf, UIntPtr count);
+
+        [DllImport("libc.so.6", SetLastError = true)]
+        public static extern int close(int fd);
+
+        public const int EFAULT = 14;
     }
 
     /// <summary>An anonymous page-aligned mapping, unmapped on Dispose.</summary>

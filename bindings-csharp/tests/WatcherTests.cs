@@ -602,6 +602,73 @@ namespace MemWatch.Tests
         [Test] public void GcCollectWhileArraysWatchedPoll() { GcWhileWatched(Backend.Poll); }
 
         [Test]
+        public void FileStreamReadIntoWatchedArrayIsReported()
+        {
+            string path = Path.GetTempFileName();
+            try
+            {
+                File.WriteAllBytes(path, new byte[] { 1, 2, 3, 4 });
+                using (var w = new MemoryWatcher(Backend.Protect))
+                {
+                    var buf = new byte[64];
+                    w.Watch(buf, "io");
+                    int n;
+                    using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1))
+                        n = fs.Read(buf, 0, 4);
+                    Assert.Equal(4, n, "bytes read");
+                    ChangeEvent e = Single(w.CheckChanges(), "read into the watched array");
+                    Assert.Ranges(new[] { new ByteRange(0, 4) }, e.ChangedRanges, "ranges");
+                    Assert.Bytes(Bytes.Patched(64, 0, 0, new byte[] { 1, 2, 3, 4 }), e.NewValue, "new value");
+                }
+            }
+            finally
+            {
+                File.Delete(path);
+            }
+        }
+
+        [Test]
+        public void SyscallIntoProtectedPageFailsWithEfault()
+        {
+            // The documented limit of the protect backend: the kernel does not
+            // fault on a read-only user page, the system call fails with EFAULT.
+            // The poll backend has no such limit.
+            foreach (Backend backend in new[] { Backend.Protect, Backend.Poll })
+            {
+                var fds = new int[2];
+                Assert.Equal(0, LibC.pipe(fds), "pipe");
+                try
+                {
+                    using (var m = new Mapping(MemoryWatcher.PageSize))
+                    using (var w = new MemoryWatcher(backend))
+                    {
+                        w.Watch(m.Address, 16, "sys");
+                        Assert.Equal(3L, LibC.write(fds[1], new byte[] { 7, 8, 9 }, new UIntPtr(3)).ToInt64(), "pipe write");
+                        long r = LibC.read(fds[0], m.Address, new UIntPtr(3)).ToInt64();
+                        int errno = Marshal.GetLastWin32Error();
+                        if (backend == Backend.Protect)
+                        {
+                            Assert.Equal(-1L, r, "read() into a protected page fails");
+                            Assert.Equal(LibC.EFAULT, errno, "with EFAULT");
+                            Assert.Equal(0, w.CheckChanges().Count, "nothing was written");
+                        }
+                        else
+                        {
+                            Assert.Equal(3L, r, "read() into a polled region works");
+                            ChangeEvent e = Single(w.CheckChanges(), "poll sees the kernel's write");
+                            Assert.Bytes(Bytes.Patched(16, 0, 0, new byte[] { 7, 8, 9 }), e.NewValue, "new value");
+                        }
+                    }
+                }
+                finally
+                {
+                    LibC.close(fds[0]);
+                    LibC.close(fds[1]);
+                }
+            }
+        }
+
+        [Test]
         public void NativeVersionIsReported()
         {
             string v = MemoryWatcher.NativeVersion;
