@@ -277,6 +277,10 @@ impl Store {
             })?;
             shm::lock_exclusive(&fd)?;
             let size = shm::size(&fd)?;
+            if size > 0 && size < 8 {
+                shm::unlock(&fd);
+                return Err(Error::Truncated { name: name.to_string(), size, expected: Layout::compute(MIN_CAPACITY, 1, 1).total_size });
+            }
             let initialized = size >= 8 && {
                 let m = Mapping::map(&fd, 8.max(size.min(4096)) as usize)?;
                 // SAFETY: the mapping is at least 8 bytes and page aligned.
@@ -297,7 +301,9 @@ impl Store {
                 None => {
                     shm::unlock(&fd);
                     drop(fd);
-                    if Instant::now() > deadline {
+                    // Size 0: the creator may not have taken the init lock yet.
+                    // Sized but no magic: its creator died while initializing.
+                    if size > 0 || Instant::now() > deadline {
                         return Err(Error::NotInitialized(name.to_string()));
                     }
                     std::thread::sleep(Duration::from_millis(5));
