@@ -5,14 +5,21 @@ namespace MemWatch
     /// <summary>How a watcher detects writes.</summary>
     public enum Backend
     {
-        /// <summary>The best mechanism available here (today: protect).</summary>
+        /// <summary>
+        /// The best mechanism available here: writewatch where the engine and kernel
+        /// have it, else protect, else poll. <see cref="WatcherStats.Backend"/> tells which.
+        /// </summary>
         Auto,
         /// <summary>
         /// mprotect + SIGSEGV handler: knows the writing thread. A system call that
         /// writes into a watched page fails with EFAULT instead of faulting.
         /// </summary>
         Protect,
-        /// <summary>userfaultfd write-protection (Linux 6.7+); not implemented yet: throws <see cref="MemWatchNotSupportedException"/>.</summary>
+        /// <summary>
+        /// userfaultfd write-protection (Linux 6.7+): no signals, system calls may
+        /// write watched memory, no writer thread. Throws
+        /// <see cref="MemWatchNotSupportedException"/> where the kernel or the engine lacks it.
+        /// </summary>
         WriteWatch,
         /// <summary>Snapshot and hash every poll interval; works on any memory.</summary>
         Poll,

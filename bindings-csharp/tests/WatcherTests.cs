@@ -492,12 +492,22 @@ namespace MemWatch.Tests
             }
         }
 
-        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
         private static WeakReference WatchGarbage(MemoryWatcher w, out int id)
         {
-            var data = new byte[64 * 1024]; // large object: not moved, easy to see collected
-            id = w.Watch(data, "garbage");
-            return new WeakReference(data);
+            // On a thread that then ends, so no stale stack slot (Mono scans
+            // stacks conservatively) keeps the array alive.
+            WeakReference wr = null;
+            int rid = 0;
+            var t = new Thread(() =>
+            {
+                var data = new byte[64 * 1024];
+                rid = w.Watch(data, "garbage");
+                wr = new WeakReference(data);
+            });
+            t.Start();
+            t.Join();
+            id = rid;
+            return wr;
         }
 
         private static void FullGc()
@@ -664,6 +674,74 @@ namespace MemWatch.Tests
                 {
                     LibC.close(fds[0]);
                     LibC.close(fds[1]);
+                }
+            }
+        }
+
+        private static void AbandonWatcher(bool withHandler, out WeakReference watcher, out WeakReference array)
+        {
+            // On a thread of its own that then ends: Mono scans stacks
+            // conservatively, and a stale slot on this thread's stack could keep
+            // the objects alive and make the test depend on stack layout.
+            WeakReference ww = null, wa = null;
+            var t = new Thread(() =>
+            {
+                var w = new MemoryWatcher(Backend.Protect);
+                var data = new byte[64 * 1024];
+                w.Watch(data, "abandoned");
+                if (withHandler) w.Changed += (s, e) => { };
+                ww = new WeakReference(w);
+                wa = new WeakReference(data);
+            });
+            t.Start();
+            t.Join();
+            watcher = ww;
+            array = wa;
+        }
+
+        [Test]
+        public void UndisposedWatcherWithoutHandlersIsReleasedByTheGc()
+        {
+            WeakReference w, a;
+            AbandonWatcher(false, out w, out a);
+            FullGc();
+            FullGc();
+            Assert.False(w.IsAlive, "an unreachable watcher without handlers is collected");
+            Assert.False(a.IsAlive, "and its array unpinned");
+        }
+
+        [Test]
+        public void UndisposedWatcherWithHandlerStaysAlive()
+        {
+            WeakReference w, a;
+            AbandonWatcher(true, out w, out a);
+            FullGc();
+            var watcher = (MemoryWatcher)w.Target;
+            Assert.NotNull(watcher, "a watcher with a handler stays alive while it can deliver");
+            Assert.True(a.IsAlive, "its array stays pinned");
+            watcher.Dispose();
+            watcher = null;
+            FullGc();
+            Assert.False(a.IsAlive, "after Dispose the array is released");
+        }
+
+        [Test]
+        public void ManyWatchersWithHandlersComeAndGo()
+        {
+            // Each watcher with a handler starts a native delivery thread that Mono
+            // attaches on its first callback; Dispose joins it.
+            for (int i = 0; i < 200; i++)
+            {
+                using (var w = new MemoryWatcher(i % 2 == 0 ? Backend.Protect : Backend.Poll))
+                {
+                    var data = new byte[16];
+                    w.Watch(data, "w" + i);
+                    ChangeEvent got = null;
+                    w.OnChange += e => got = e;
+                    data[i % 16] = (byte)(i + 1);
+                    Assert.Equal(0, w.CheckChanges().Count, "delivered to the handler, watcher " + i);
+                    Assert.NotNull(got, "handler ran, watcher " + i);
+                    Assert.Equal((byte)(i + 1), got.NewValue[i % 16], "value, watcher " + i);
                 }
             }
         }
