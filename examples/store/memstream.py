@@ -1,0 +1,189 @@
+"""memstream: a small ctypes wrapper over libmemwatch_store.so (MemStream C API).
+
+The library is found through $MEMWATCH_STORE_LIB, else
+<repo>/target/release/libmemwatch_store.so. Build it with:
+
+    cargo rustc -p memwatch-store --release --features capi --lib --crate-type cdylib
+"""
+import ctypes
+import os
+from ctypes import (POINTER, Structure, c_char_p, c_int, c_int64, c_size_t,
+                    c_uint64, c_void_p)
+
+EVICT_LRU = 0
+REFUSE = 1
+
+OK = 0
+ERR_NOT_FOUND = -1
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_DEFAULT_LIB = os.path.join(_HERE, "..", "..", "target", "release", "libmemwatch_store.so")
+
+
+class Stats(Structure):
+    """Store-wide statistics (cache_stats_t)."""
+    _fields_ = [(n, c_uint64) for n in (
+        "entries", "max_entries", "capacity_bytes", "bytes_used", "data_bytes",
+        "hits", "misses", "evictions", "puts", "deletes", "refusals", "recoveries")]
+
+    def as_dict(self):
+        return {n: getattr(self, n) for n, _ in self._fields_}
+
+
+class KeyStats(Structure):
+    """Per-key statistics (cache_key_stats_t); times in ns since the epoch."""
+    _fields_ = [(n, c_uint64) for n in (
+        "value_size", "created_at_ns", "updated_at_ns", "last_access_ns", "access_count")]
+
+
+class StoreError(Exception):
+    """A negative result code from the C library, with its message."""
+
+    def __init__(self, code, message):
+        super().__init__(f"{message} (code {code})")
+        self.code = code
+
+
+def load(path=None):
+    lib = ctypes.CDLL(path or os.environ.get("MEMWATCH_STORE_LIB", _DEFAULT_LIB))
+    lib.cache_connect.argtypes = [c_char_p, c_uint64, c_int]
+    lib.cache_connect.restype = c_void_p
+    lib.cache_put.argtypes = [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t]
+    lib.cache_put.restype = c_int
+    lib.cache_get.argtypes = [c_void_p, c_char_p, c_size_t, c_void_p, c_size_t]
+    lib.cache_get.restype = c_int64
+    lib.cache_delete.argtypes = [c_void_p, c_char_p, c_size_t]
+    lib.cache_delete.restype = c_int
+    lib.cache_contains.argtypes = [c_void_p, c_char_p, c_size_t]
+    lib.cache_contains.restype = c_int
+    lib.cache_stats.argtypes = [c_void_p, POINTER(Stats)]
+    lib.cache_stats.restype = c_int
+    lib.cache_key_stats.argtypes = [c_void_p, c_char_p, c_size_t, POINTER(KeyStats)]
+    lib.cache_key_stats.restype = c_int
+    lib.cache_keys.argtypes = [c_void_p, c_void_p, c_size_t]
+    lib.cache_keys.restype = c_int64
+    lib.cache_clear.argtypes = [c_void_p]
+    lib.cache_clear.restype = c_int
+    lib.cache_close.argtypes = [c_void_p]
+    lib.cache_close.restype = c_int
+    lib.cache_unlink.argtypes = [c_char_p]
+    lib.cache_unlink.restype = c_int
+    lib.cache_last_error.argtypes = []
+    lib.cache_last_error.restype = c_char_p
+    return lib
+
+
+_lib = None
+
+
+def lib():
+    global _lib
+    if _lib is None:
+        _lib = load()
+    return _lib
+
+
+class MemStream:
+    """A handle on a shared-memory store.
+
+    MemStream(name, capacity=64 MiB, policy=EVICT_LRU) creates or opens;
+    capacity=0 only opens an existing store.
+    """
+
+    def __init__(self, name, capacity=64 << 20, policy=EVICT_LRU):
+        self._lib = lib()
+        h = self._lib.cache_connect(name.encode(), capacity, policy)
+        if not h:
+            raise StoreError(-1, self._lib.cache_last_error().decode())
+        self._h = c_void_p(h)
+        self._cap = 4096
+        self._buf = ctypes.create_string_buffer(self._cap)
+        self.name = name
+
+    def _err(self, code):
+        raise StoreError(code, self._lib.cache_last_error().decode())
+
+    def put(self, key: bytes, value: bytes):
+        r = self._lib.cache_put(self._h, key, len(key), value, len(value))
+        if r != OK:
+            self._err(r)
+
+    def get(self, key: bytes):
+        """The value as bytes, or None."""
+        n = self._lib.cache_get(self._h, key, len(key), self._buf, self._cap)
+        while n > self._cap:
+            self._cap = max(n, 2 * self._cap)
+            self._buf = ctypes.create_string_buffer(self._cap)
+            n = self._lib.cache_get(self._h, key, len(key), self._buf, self._cap)
+        if n >= 0:
+            return ctypes.string_at(self._buf, n)
+        if n == ERR_NOT_FOUND:
+            return None
+        self._err(n)
+
+    def delete(self, key: bytes) -> bool:
+        r = self._lib.cache_delete(self._h, key, len(key))
+        if r == ERR_NOT_FOUND:
+            return False
+        if r != OK:
+            self._err(r)
+        return True
+
+    def __contains__(self, key: bytes) -> bool:
+        r = self._lib.cache_contains(self._h, key, len(key))
+        if r < 0:
+            self._err(r)
+        return r == 1
+
+    def stats(self) -> dict:
+        s = Stats()
+        r = self._lib.cache_stats(self._h, ctypes.byref(s))
+        if r != OK:
+            self._err(r)
+        return s.as_dict()
+
+    def key_stats(self, key: bytes):
+        s = KeyStats()
+        r = self._lib.cache_key_stats(self._h, key, len(key), ctypes.byref(s))
+        if r == ERR_NOT_FOUND:
+            return None
+        if r != OK:
+            self._err(r)
+        return s
+
+    def keys(self):
+        while True:
+            need = self._lib.cache_keys(self._h, None, 0)
+            if need < 0:
+                self._err(need)
+            buf = ctypes.create_string_buffer(max(need, 1) + 4096)
+            got = self._lib.cache_keys(self._h, buf, len(buf))
+            if got < 0:
+                self._err(got)
+            if got <= len(buf):
+                raw, out, i = buf.raw[:got], [], 0
+                while i < got:
+                    n = int.from_bytes(raw[i:i + 4], "little")
+                    out.append(raw[i + 4:i + 4 + n])
+                    i += 4 + n
+                return out
+
+    def clear(self):
+        r = self._lib.cache_clear(self._h)
+        if r != OK:
+            self._err(r)
+
+    def close(self):
+        if self._h:
+            self._lib.cache_close(self._h)
+            self._h = None
+
+    @staticmethod
+    def unlink(name):
+        return lib().cache_unlink(name.encode()) == OK
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
