@@ -21,12 +21,13 @@
 //	buf[0] = 42
 //	events, err := w.CheckChanges() // one event: region id, bytes [0,1), old 0x00, new 0x2a
 //
-// Events reach the program in exactly one of three ways: returned by
-// [Watcher.CheckChanges] (when neither a callback nor the channel is set), passed
-// to the function given to [Watcher.SetCallback], and sent on the channel from
-// [Watcher.Events] (callback and channel may be used together). CheckChanges is
+// Events reach the program in one of two ways. Without a receiver they wait for
+// [Watcher.CheckChanges], which returns them. With a receiver (a function set
+// by [Watcher.SetCallback], the channel from [Watcher.Events], or both, which
+// then each get every event) they are handed to it on the watcher's delivery
+// thread and CheckChanges returns none. Either way CheckChanges is
 // synchronous: every write made before the call is in its result or has been
-// delivered to the callback/channel queue by the time it returns.
+// handed to the receivers by the time it returns.
 //
 // # Memory
 //

@@ -400,9 +400,9 @@ func (w *Watcher) SetCallback(fn func(ChangeEvent)) error {
 		s.cb.Store(&fn)
 		return s.syncNative(op, ptr)
 	}
-	// Uninstall first (unless the channel still needs it), then forget fn.
-	// An event already on its way finds no receiver and is stashed for the
-	// next CheckChanges, so nothing is lost.
+	// Forget fn, then uninstall the trampoline (unless the channel still
+	// needs it). An event delivered in between finds no receiver and is
+	// stashed for the next CheckChanges, so nothing is lost.
 	old := s.cb.Swap(nil)
 	if err := s.syncNative(op, ptr); err != nil {
 		s.cb.Store(old)
