@@ -18,6 +18,7 @@ use crate::ring::{FaultRecord, Ring};
 use crate::sys::{self, EventFd};
 use crate::types::*;
 use crate::watcher::WatcherInner;
+use crate::writewatch;
 
 /// A page re-faulted within one window of its re-protection this many times
 /// in a row stays writable and is polled every poll interval instead
@@ -30,6 +31,7 @@ const COOL_AFTER_QUIET_WINDOWS: u8 = 4;
 enum Kind {
     Protect,
     Poll,
+    WriteWatch,
 }
 
 struct Region {
@@ -65,6 +67,10 @@ struct WatcherEntry {
     inner: Weak<WatcherInner>,
     options: Options,
     backend: Backend,
+    /// Regions of a writewatch watcher that userfaultfd refused, watched by
+    /// protect instead; with the last reason.
+    fallback_regions: usize,
+    fallback_reason: String,
     /// Region start address -> id, for overlap checks and iteration.
     regions: BTreeMap<usize, RegionId>,
     next_poll_ns: u64,
@@ -78,6 +84,19 @@ pub struct State {
     open: HashSet<usize>,
     watchers: HashMap<u32, WatcherEntry>,
     table: PageTableWriter,
+    /// writewatch: page -> regions on it.
+    ww_pages: HashMap<usize, Vec<RegionId>>,
+    /// writewatch: the registered pages as sorted contiguous address ranges
+    /// (rebuilt after watch/unwatch), and when to scan next.
+    ww_ranges: Vec<(usize, usize)>,
+    ww_ranges_stale: bool,
+    next_scan_ns: u64,
+    /// writewatch: when to check next that the registered ranges are mapped.
+    next_liveness_ns: u64,
+    /// Regions found unmapped while watched (dropped, counted).
+    gone_regions: u64,
+    /// Found unmapped during the current pass; dropped at its end.
+    newly_gone: Vec<RegionId>,
     next_region_id: RegionId,
     next_watcher_id: u32,
 }
@@ -107,6 +126,13 @@ pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
                     open: HashSet::new(),
                     watchers: HashMap::new(),
                     table: PageTableWriter::new(),
+                    ww_pages: HashMap::new(),
+                    ww_ranges: Vec::new(),
+                    ww_ranges_stale: false,
+                    next_scan_ns: 0,
+                    next_liveness_ns: 0,
+                    gone_regions: 0,
+                    newly_gone: Vec::new(),
                     next_region_id: 1,
                     next_watcher_id: 1,
                 }),
@@ -139,15 +165,14 @@ impl Engine {
     /// Registers a watcher; returns its id and the backend it will use.
     pub fn add_watcher(&self, inner: Weak<WatcherInner>, options: &Options) -> Result<(u32, Backend, String), Error> {
         let (backend, reason) = match options.backend {
-            Backend::Auto => (
-                Backend::Protect,
-                "writewatch (userfaultfd) backend not implemented yet; auto chose protect".to_string(),
-            ),
-            Backend::WriteWatch => {
-                return Err(Error::Unsupported(
-                    "the writewatch backend is not implemented yet; use \"protect\", \"poll\" or \"auto\"".into(),
-                ))
-            }
+            Backend::Auto => match writewatch::get() {
+                Ok(_) => (Backend::WriteWatch, String::new()),
+                Err(why) => (Backend::Protect, format!("writewatch unavailable ({why}); auto chose protect")),
+            },
+            Backend::WriteWatch => match writewatch::get() {
+                Ok(_) => (Backend::WriteWatch, String::new()),
+                Err(why) => return Err(Error::Unsupported(format!("writewatch: {why}"))),
+            },
             b => (b, String::new()),
         };
         if backend == Backend::Protect {
@@ -162,6 +187,8 @@ impl Engine {
                 inner,
                 options: options.clone(),
                 backend,
+                fallback_regions: 0,
+                fallback_reason: String::new(),
                 regions: BTreeMap::new(),
                 next_poll_ns: sys::monotonic_ns() + options.poll_interval.as_nanos() as u64,
             },
@@ -213,9 +240,25 @@ impl Engine {
                 )));
             }
         }
-        let kind = if entry.backend == Backend::Poll { Kind::Poll } else { Kind::Protect };
+        let mut kind = match entry.backend {
+            Backend::Poll => Kind::Poll,
+            Backend::WriteWatch => Kind::WriteWatch,
+            _ => Kind::Protect,
+        };
         let snapshots = entry.options.snapshots;
         let id = st.next_region_id;
+        if kind == Kind::WriteWatch {
+            if let Err(errno) = st.register_writewatch(addr, len) {
+                // A mapping userfaultfd refuses: this region alone uses protect.
+                protect::install().map_err(Error::Os)?;
+                let w = st.watchers.get_mut(&watcher).expect("checked above");
+                w.fallback_regions += 1;
+                w.fallback_reason = format!(
+                    "userfaultfd refused {len} bytes at {addr:#x} (errno {errno}); that region uses protect"
+                );
+                kind = Kind::Protect;
+            }
+        }
         if kind == Kind::Protect {
             st.protect_pages(addr, len, &mappings)?;
         }
@@ -231,14 +274,27 @@ impl Engine {
             snapshot: snapshots.then(|| bytes.to_vec().into_boxed_slice()),
             hash: xxh3_64(bytes),
         };
-        if kind == Kind::Protect {
-            let ps = sys::page_size();
-            for page in addr / ps..=(addr + len - 1) / ps {
-                st.pages.get_mut(&page).expect("page registered").regions.push(id);
+        let ps = sys::page_size();
+        match kind {
+            Kind::Protect => {
+                for page in addr / ps..=(addr + len - 1) / ps {
+                    st.pages.get_mut(&page).expect("page registered").regions.push(id);
+                }
             }
+            Kind::WriteWatch => {
+                for page in addr / ps..=(addr + len - 1) / ps {
+                    st.ww_pages.get_mut(&page).expect("page registered").push(id);
+                }
+            }
+            Kind::Poll => {}
         }
         st.regions.insert(id, region);
         st.watchers.get_mut(&watcher).expect("checked above").regions.insert(addr, id);
+        if kind != Kind::Protect {
+            // Nothing else wakes the worker for writewatch and poll regions:
+            // let it schedule their scans.
+            sys::eventfd_signal(self.wake.fd());
+        }
         Ok(id)
     }
 
@@ -260,8 +316,18 @@ impl Engine {
         self.collect_faults(&mut st, now);
         let pages: Vec<usize> = st.open.iter().copied().collect();
         st.process_pages(&pages, now, &mut events);
+        st.scan_writewatch(now, true, &mut events);
         st.poll_watcher(watcher, now, &mut events);
+        st.reap_gone();
         self.deliver(&st, events);
+    }
+
+    /// Fallback notes of a writewatch watcher: (regions on protect, reason),
+    /// and the engine-wide count of regions found unmapped.
+    pub fn fallback_of(&self, watcher: u32) -> (usize, String, u64) {
+        let st = self.lock();
+        let (n, why) = st.watchers.get(&watcher).map_or((0, String::new()), |w| (w.fallback_regions, w.fallback_reason.clone()));
+        (n, why, st.gone_regions)
     }
 
     /// Counters for stats(): (regions, native bytes, snapshot bytes) of one
@@ -289,7 +355,7 @@ impl Engine {
                 }
             }
         }
-        let protected = st.pages.values().filter(|p| matches!(p.mode, PageMode::Protected)).count();
+        let protected = st.pages.values().filter(|p| matches!(p.mode, PageMode::Protected)).count() + st.ww_pages.len();
         (count, native, snap, protected, self.ring.dropped.load(Ordering::Relaxed))
     }
 
@@ -351,6 +417,10 @@ impl Engine {
                 for wid in pollers {
                     st.poll_watcher(wid, now, &mut events);
                 }
+                if !st.ww_pages.is_empty() && st.next_scan_ns <= now {
+                    st.scan_writewatch(now, false, &mut events);
+                }
+                st.reap_gone();
                 self.deliver(&st, events);
                 // Next wake-up: the earliest page deadline or poll.
                 let mut next: Option<u64> = None;
@@ -358,6 +428,9 @@ impl Engine {
                     if let Some(d) = st.pages.get(p).and_then(|i| st.deadline(i)) {
                         next = Some(next.map_or(d, |n: u64| n.min(d)));
                     }
+                }
+                if !st.ww_pages.is_empty() {
+                    next = Some(next.map_or(st.next_scan_ns, |n: u64| n.min(st.next_scan_ns)));
                 }
                 let page_deadline_pending = next.is_some();
                 for w in st.watchers.values() {
@@ -381,6 +454,24 @@ impl Engine {
             protect::WORKER_IDLE.store(false, Ordering::SeqCst);
         }
     }
+}
+
+/// How often writewatch scans: a tenth of the writable window (0.5 ms at the
+/// default 5 ms), between 0.1 ms and 50 ms.
+fn writewatch_scan_interval_ns(window_ns: u64) -> u64 {
+    (window_ns / 10).clamp(100_000, 50_000_000)
+}
+
+/// Sorted page numbers -> inclusive runs of consecutive pages.
+fn runs(pages: &[usize]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &p in pages {
+        match out.last_mut() {
+            Some((_, last)) if *last + 1 == p => *last = p,
+            _ => out.push((p, p)),
+        }
+    }
+    out
 }
 
 impl State {
@@ -491,6 +582,9 @@ impl State {
         if let Some(w) = self.watchers.get_mut(&region.watcher) {
             w.regions.remove(&region.addr);
         }
+        if region.kind == Kind::WriteWatch {
+            self.unregister_writewatch(id, region.addr, region.len);
+        }
         if region.kind == Kind::Protect {
             let ps = sys::page_size();
             for page in region.addr / ps..=(region.addr + region.len - 1) / ps {
@@ -512,6 +606,123 @@ impl State {
             }
         }
         true
+    }
+
+    /// Drops the regions found unmapped during this pass.
+    fn reap_gone(&mut self) {
+        for rid in std::mem::take(&mut self.newly_gone) {
+            if self.unwatch(rid) {
+                self.gone_regions += 1;
+            }
+        }
+    }
+
+    /// Registers the pages of a range not yet tracked by writewatch, in
+    /// contiguous runs. On failure nothing stays registered for this range.
+    fn register_writewatch(&mut self, addr: usize, len: usize) -> Result<(), i32> {
+        let ww = writewatch::get().map_err(|_| libc::ENOSYS)?;
+        let ps = sys::page_size();
+        let (known, fresh): (Vec<usize>, Vec<usize>) =
+            (addr / ps..=(addr + len - 1) / ps).partition(|p| self.ww_pages.contains_key(p));
+        // Known pages may sit in a mapping made anew since they were
+        // registered (memory freed while watched, address reused).
+        for (first, last) in runs(&known) {
+            let _ = ww.reregister(first * ps, (last - first + 1) * ps);
+        }
+        let mut done: Vec<(usize, usize)> = Vec::new();
+        for (first, last) in runs(&fresh) {
+            if let Err(e) = ww.register(first * ps, (last - first + 1) * ps) {
+                for (f, l) in done {
+                    ww.unregister(f * ps, (l - f + 1) * ps);
+                }
+                return Err(e);
+            }
+            done.push((first, last));
+        }
+        for p in fresh {
+            self.ww_pages.insert(p, Vec::new());
+        }
+        self.ww_ranges_stale = true;
+        Ok(())
+    }
+
+    fn unregister_writewatch(&mut self, id: RegionId, addr: usize, len: usize) {
+        let ps = sys::page_size();
+        let mut empty = Vec::new();
+        for page in addr / ps..=(addr + len - 1) / ps {
+            if let Some(list) = self.ww_pages.get_mut(&page) {
+                list.retain(|r| *r != id);
+                if list.is_empty() {
+                    self.ww_pages.remove(&page);
+                    empty.push(page);
+                }
+            }
+        }
+        if let Ok(ww) = writewatch::get() {
+            for (first, last) in runs(&empty) {
+                ww.unregister(first * ps, (last - first + 1) * ps);
+            }
+        }
+        self.ww_ranges_stale = true;
+    }
+
+    /// Collects the pages written since the last scan (re-arming them in the
+    /// same call) and diffs the regions on them.
+    /// `force_liveness`: also check now that the ranges are still mapped
+    /// (check_changes does; the worker every poll interval).
+    fn scan_writewatch(&mut self, now: u64, force_liveness: bool, events: &mut Vec<(u32, ChangeEvent)>) {
+        let window = self
+            .watchers
+            .values()
+            .filter(|w| w.backend == Backend::WriteWatch)
+            .map(|w| w.options.writable_window.as_nanos() as u64)
+            .min()
+            .unwrap_or(5_000_000);
+        self.next_scan_ns = now + writewatch_scan_interval_ns(window);
+        if self.ww_pages.is_empty() {
+            return;
+        }
+        let Ok(ww) = writewatch::get() else { return };
+        let ps = sys::page_size();
+        if self.ww_ranges_stale {
+            let mut pages: Vec<usize> = self.ww_pages.keys().copied().collect();
+            pages.sort_unstable();
+            self.ww_ranges = runs(&pages).into_iter().map(|(f, l)| (f * ps, (l + 1) * ps)).collect();
+            self.ww_ranges_stale = false;
+        }
+        let mut written = Vec::new();
+        let check_liveness = force_liveness || now >= self.next_liveness_ns;
+        if check_liveness {
+            let poll = self.watchers.values().map(|w| w.options.poll_interval.as_nanos() as u64).min().unwrap_or(100_000_000);
+            self.next_liveness_ns = now + poll;
+        }
+        for &(start, end) in &self.ww_ranges {
+            let failed = ww.scan(start, end, &mut written).is_err();
+            // A failed scan means a mapping there was replaced (EPERM: not
+            // registered); a hole scans as "nothing written", so holes are
+            // looked for every poll interval. Either way every page of the
+            // range is re-checked below: unmapped regions are dropped as gone,
+            // replaced mappings registered again.
+            if failed || (check_liveness && !sys::is_mapped(start, end - start)) {
+                let _ = ww.reregister(start, end - start);
+                written.push((start, end));
+            }
+        }
+        let mut touched = Vec::new();
+        for (start, end) in written {
+            for page in start / ps..end / ps {
+                if let Some(list) = self.ww_pages.get(&page) {
+                    touched.extend_from_slice(list);
+                }
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for rid in touched {
+            if let Some(ev) = self.diff_region(rid, None, now) {
+                events.push(ev);
+            }
+        }
     }
 
     /// Re-protects (or keeps polling, when hot) the given open pages and turns
@@ -604,17 +815,17 @@ impl State {
     fn diff_region(&mut self, rid: RegionId, who: Option<FaultRecord>, now: u64) -> Option<(u32, ChangeEvent)> {
         let region = self.regions.get_mut(&rid)?;
         let opts = &self.watchers.get(&region.watcher)?.options;
-        let live = read_bytes(region.addr, region.len);
+        let Some(current) = sys::read_self(region.addr, region.len) else {
+            // Unmapped while watched (a contract violation): drop the region.
+            self.newly_gone.push(rid);
+            return None;
+        };
+        let hash = xxh3_64(&current);
         let unchanged = match &region.snapshot {
-            Some(snap) => snap[..] == live[..],
-            None => xxh3_64(live) == region.hash,
+            Some(snap) => snap[..] == current[..],
+            None => hash == region.hash,
         };
         if unchanged {
-            return None;
-        }
-        let current: Box<[u8]> = live.into();
-        let hash = xxh3_64(&current);
-        if region.snapshot.is_none() && hash == region.hash {
             return None;
         }
         let small = region.len <= opts.max_value_bytes;

@@ -8,8 +8,12 @@
 //!   (thread id, instruction pointer) in a preallocated ring and makes the
 //!   page writable again. After the writable window the engine's worker
 //!   re-protects the page and diffs the regions on it against their snapshots.
+//! - **writewatch**: userfaultfd write-protection in asynchronous mode plus
+//!   PAGEMAP_SCAN (Linux 6.7+): the kernel marks written pages itself, no
+//!   signal is involved; the worker scans every tenth of the writable window.
 //! - **poll**: every poll interval, each region is hashed (xxh3) and diffed
 //!   when the hash moved.
+//! - **auto** (default): writewatch where available, else protect.
 //!
 //! Every change becomes one [`ChangeEvent`], delivered exactly once: to the
 //! callback (on the watcher's delivery thread) or, when none is set, to the
@@ -42,9 +46,14 @@ mod ring;
 mod sys;
 mod types;
 mod watcher;
+mod writewatch;
 
 pub use types::*;
 pub use watcher::{Callback, Watcher};
+
+/// Environment variable that makes the writewatch backend unavailable in this
+/// process (set to anything but "" or "0"): `auto` then picks protect.
+pub const DISABLE_WRITEWATCH_ENV: &str = writewatch::DISABLE_ENV;
 
 /// The operating system's page size in bytes.
 pub fn page_size() -> usize {

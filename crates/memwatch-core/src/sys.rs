@@ -123,3 +123,43 @@ pub fn eventfd_signal(fd: i32) {
     // SAFETY: writes 8 bytes from a valid u64; errors (EAGAIN on overflow) are harmless.
     unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
 }
+
+/// Copies `len` bytes at `addr` of this process without risking a fault:
+/// None if any of it is not mapped (process_vm_readv reports EFAULT instead
+/// of raising SIGSEGV). Falls back to a plain copy where the call is refused
+/// (seccomp), after checking the range in /proc/self/maps.
+pub fn read_self(addr: usize, len: usize) -> Option<Box<[u8]>> {
+    let mut buf = vec![0u8; len].into_boxed_slice();
+    let mut done = 0;
+    while done < len {
+        let local = libc::iovec { iov_base: buf[done..].as_mut_ptr() as *mut libc::c_void, iov_len: len - done };
+        let remote = libc::iovec { iov_base: (addr + done) as *mut libc::c_void, iov_len: len - done };
+        // SAFETY: local points into our own buffer of the stated length; the
+        // kernel checks the remote range and fails instead of faulting.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        if n > 0 {
+            done += n as usize;
+            continue;
+        }
+        let e = errno();
+        if n < 0 && (e == libc::EPERM || e == libc::ENOSYS) {
+            if crate::maps::writable_mappings(addr, len, |_| Some(libc::PROT_READ | libc::PROT_WRITE)).is_err() {
+                return None;
+            }
+            // SAFETY: the range is mapped (checked just above); watched
+            // memory is readable.
+            buf.copy_from_slice(unsafe { std::slice::from_raw_parts(addr as *const u8, len) });
+            return Some(buf);
+        }
+        return None;
+    }
+    Some(buf)
+}
+
+/// True if every page of `[addr, addr+len)` (page-aligned) is mapped:
+/// msync reports ENOMEM for a hole. One cheap syscall, no fault risk.
+pub fn is_mapped(addr: usize, len: usize) -> bool {
+    // SAFETY: MS_ASYNC on anonymous or file memory has no effect besides the
+    // range check; the kernel validates the range.
+    unsafe { libc::msync(addr as *mut libc::c_void, len, libc::MS_ASYNC) != -1 || errno() != libc::ENOMEM }
+}

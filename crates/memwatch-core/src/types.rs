@@ -10,15 +10,17 @@ pub type RegionId = u32;
 /// How a watcher detects writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
-    /// The best mechanism available: `writewatch` where the kernel has it
-    /// (once implemented), else `protect`, else `poll`.
+    /// The best mechanism available: `writewatch` where the kernel has it,
+    /// else `protect` (the reason is in [`Stats::backend_reason`]).
     Auto,
     /// `mprotect(PROT_READ)` + a SIGSEGV handler. Knows the writing thread
     /// and instruction pointer. A syscall writing into a watched page fails
     /// with EFAULT instead of faulting.
     Protect,
-    /// userfaultfd write-protection + PAGEMAP_SCAN (Linux 6.7+). Not yet
-    /// available: selecting it explicitly returns [`Error::Unsupported`].
+    /// userfaultfd write-protection (UFFD_FEATURE_WP_ASYNC) + PAGEMAP_SCAN
+    /// (Linux 6.7+). No signal handler; system calls writing into watched
+    /// memory succeed and are reported. No writer thread or IP. Selecting it
+    /// where the kernel lacks it returns [`Error::Unsupported`] with the reason.
     WriteWatch,
     /// Snapshot + xxh3 every poll interval. Works on any memory.
     Poll,
@@ -62,7 +64,8 @@ pub struct Options {
     pub backend: Backend,
     /// How long a page stays writable after its first write before it is
     /// re-protected and diffed (protect backend); default 5 ms. Writes inside
-    /// the window coalesce into one event per region.
+    /// the window coalesce into one event per region. The writewatch backend
+    /// scans for written pages every tenth of it (0.5 ms by default).
     pub writable_window: Duration,
     /// How often the poll backend hashes its regions; default 100 ms.
     pub poll_interval: Duration,
@@ -193,6 +196,12 @@ pub struct Stats {
     pub faults: u64,
     /// Events this watcher produced.
     pub events: u64,
+    /// Regions of a writewatch watcher that userfaultfd refused and that use
+    /// protect instead (the reason is in `backend_reason`).
+    pub fallback_regions: usize,
+    /// Regions dropped because their memory was unmapped while watched
+    /// (engine-wide).
+    pub gone_regions: u64,
     /// Faults whose *where* was dropped because the ring was full (engine-wide).
     /// The change itself is never dropped.
     pub dropped_wheres: u64,

@@ -215,17 +215,25 @@ impl Watcher {
     /// Statistics of this watcher.
     pub fn stats(&self) -> Stats {
         let (regions, native, snapshot, protected_pages, dropped) = self.engine.stats_of(self.id);
+        let (fallback_regions, fallback_reason, gone_regions) = self.engine.fallback_of(self.id);
+        let backend_reason = match (self.backend_reason.is_empty(), fallback_reason.is_empty()) {
+            (_, true) => self.backend_reason.clone(),
+            (true, false) => fallback_reason,
+            (false, false) => format!("{}; {}", self.backend_reason, fallback_reason),
+        };
         let q = self.inner.lock();
         let mut lat: Vec<u64> = q.latencies.iter().copied().collect();
         lat.sort_unstable();
         let pct = |p: usize| if lat.is_empty() { 0 } else { lat[(lat.len() - 1) * p / 100] };
         Stats {
             backend: Some(self.backend),
-            backend_reason: self.backend_reason.clone(),
+            backend_reason,
             regions,
             protected_pages,
             faults: crate::protect::FAULTS.load(Ordering::Relaxed),
             events: self.inner.events.load(Ordering::Relaxed),
+            fallback_regions,
+            gone_regions,
             dropped_wheres: dropped,
             native_bytes: native,
             snapshot_bytes: snapshot,

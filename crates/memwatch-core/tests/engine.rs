@@ -196,7 +196,7 @@ fn bad_input_gives_clear_errors() {
         assert_eq!(w.unwatch(b), Ok(false), "not this watcher's region");
         assert_eq!(w.unwatch(999_999), Ok(false));
     }
-    assert!(matches!(Watcher::new(Options { backend: Backend::WriteWatch, ..Options::default() }), Err(Error::Unsupported(_))));
+    assert!(matches!(Watcher::new(Options { ring_capacity: 0, ..Options::default() }), Err(Error::InvalidArgument(_))));
     assert!(matches!(Backend::from_name("bogus"), Err(Error::InvalidArgument(_))));
 }
 

@@ -35,5 +35,5 @@ fn full_ring_loses_no_change() {
     let with_where = (events.len() - without_where) as u64;
     assert!(without_where > 0, "{stats:?}");
     assert!(with_where <= stats.faults - stats.dropped_wheres, "{with_where} events with where, {stats:?}");
-    assert_eq!(stats.faults, pages as u64);
+    assert!(stats.faults >= pages as u64, "every page faulted at least once: {stats:?}");
 }

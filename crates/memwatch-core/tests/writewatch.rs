@@ -1,0 +1,234 @@
+//! The writewatch backend (userfaultfd WP_ASYNC + PAGEMAP_SCAN). Its own test
+//! binary: it checks that no SIGSEGV handler gets installed, which other test
+//! binaries' protect watchers would do.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{wait_child, Pages};
+use memwatch_core::{page_size, signal_handler_installed, Backend, Options, Watcher, DISABLE_WRITEWATCH_ENV};
+
+/// Tests here map and unmap memory and check address reuse: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn ww() -> Watcher {
+    Watcher::new(Options { backend: Backend::WriteWatch, ..Options::default() }).expect("writewatch available on this kernel")
+}
+
+#[test]
+fn auto_picks_writewatch_and_installs_no_signal_handler() {
+    let _serial = serial();
+    let mem = Pages::new(2);
+    let w = Watcher::new(Options::default()).unwrap();
+    assert_eq!(w.backend(), Backend::WriteWatch, "{}", w.stats().backend_reason);
+    assert_eq!(w.stats().backend, Some(Backend::WriteWatch));
+    assert_eq!(w.stats().backend_reason, "");
+    // SAFETY: mem outlives the watcher.
+    unsafe { w.watch(mem.ptr, 2 * page_size(), "two pages", None) }.unwrap();
+    mem.write(5, 1);
+    mem.write(page_size() + 5, 2);
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1);
+    let ranges: Vec<(usize, usize)> = events[0].changed_ranges.iter().map(|r| (r.offset, r.len)).collect();
+    assert_eq!(ranges, vec![(5, 1), (page_size() + 5, 1)]);
+    assert_eq!(events[0].where_.thread_id, None, "writewatch does not know the writer");
+    assert!(!signal_handler_installed(), "writewatch needs no SIGSEGV handler");
+    assert_eq!(w.stats().faults, 0);
+}
+
+#[test]
+fn read_syscall_into_watched_memory_succeeds_and_is_reported() {
+    let _serial = serial();
+    let mem = Pages::new(1);
+    let w = ww();
+    // SAFETY: mem outlives the watcher.
+    let id = unsafe { w.watch(mem.ptr.add(100), 16, "rx", None) }.unwrap();
+    let mut fds = [0; 2];
+    // SAFETY: valid array of two ints.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let msg = b"kernel wrote it!";
+    // SAFETY: writing 16 bytes from a valid buffer to our pipe.
+    assert_eq!(unsafe { libc::write(fds[1], msg.as_ptr() as *const libc::c_void, 16) }, 16);
+    // SAFETY: reading 16 bytes into watched (mapped, writable) memory.
+    let n = unsafe { libc::read(fds[0], mem.ptr.add(100) as *mut libc::c_void, 16) };
+    assert_eq!(n, 16, "read(2) into writewatch-watched memory succeeds");
+    // SAFETY: closing our descriptors.
+    unsafe { libc::close(fds[0]); libc::close(fds[1]) };
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].region_id, id);
+    assert_eq!(events[0].new_value.as_deref(), Some(&msg[..]));
+    assert_eq!(events[0].old_value.as_deref(), Some(&[0u8; 16][..]));
+}
+
+#[test]
+fn munmap_while_watched_does_not_crash_and_region_is_gone() {
+    let _serial = serial();
+    let w = ww();
+    let mem = Pages::new(1);
+    // SAFETY: deliberately violated below to test the engine's defence.
+    let id = unsafe { w.watch(mem.ptr, 64, "doomed", None) }.unwrap();
+    mem.write(0, 1);
+    let before = w.stats().gone_regions;
+    drop(mem); // munmap while watched; check_changes checks the ranges are mapped
+    assert!(w.check_changes().unwrap().is_empty());
+    assert_eq!(w.stats().gone_regions, before + 1, "{:?}", w.stats());
+    assert_eq!(w.stats().regions, 0);
+    assert!(!w.unwatch(id).unwrap(), "the region is gone");
+}
+
+#[test]
+fn memory_remapped_while_watched_is_reported_gone() {
+    let _serial = serial();
+    let w = ww();
+    let mem = Pages::new(3);
+    // SAFETY: deliberately replaced below to test the engine's defence.
+    let id = unsafe { w.watch(mem.ptr.add(page_size()), 32, "replaced", None) }.unwrap();
+    // Replace the middle page with an inaccessible mapping (what a careless
+    // allocator or a guard page would do).
+    // SAFETY: MAP_FIXED over our own page.
+    let p = unsafe {
+        libc::mmap(mem.ptr.add(page_size()) as *mut libc::c_void, page_size(), libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0)
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    let before = w.stats().gone_regions;
+    assert!(w.check_changes().unwrap().is_empty());
+    assert_eq!(w.stats().gone_regions, before + 1, "{:?}", w.stats());
+    assert!(!w.unwatch(id).unwrap());
+    mem.write(0, 1); // the neighbours are fine
+}
+
+#[test]
+fn freed_and_reused_address_is_watched_again() {
+    let _serial = serial();
+    let w = ww();
+    let first = Pages::new(1);
+    let addr = first.ptr;
+    // SAFETY: deliberately freed while watched below.
+    unsafe { w.watch(addr, 8, "old", None) }.unwrap();
+    drop(first);
+    // Map a page at exactly that address again, as an allocator reusing it would.
+    // SAFETY: MAP_FIXED_NOREPLACE at an address we just unmapped.
+    let p = unsafe {
+        libc::mmap(addr as *mut libc::c_void, page_size(), libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE, -1, 0)
+    };
+    assert_eq!(p as *mut u8, addr);
+    let again = Pages { ptr: addr, len: page_size() };
+    // SAFETY: `again` outlives the watch.
+    let id = unsafe { w.watch(addr.add(100), 8, "new", None) }.unwrap();
+    again.write(101, 5);
+    let events = w.check_changes().unwrap();
+    let mine: Vec<_> = events.iter().filter(|e| e.region_id == id).collect();
+    assert_eq!(mine.len(), 1, "{events:?}");
+    assert_eq!(mine[0].new_value.as_deref(), Some(&[0, 5, 0, 0, 0, 0, 0, 0][..]));
+}
+
+#[test]
+fn fork_child_writes_watched_buffer_and_exits_0() {
+    let _serial = serial();
+    let mem = Pages::new(1);
+    let w = ww();
+    // SAFETY: mem outlives the watcher.
+    unsafe { w.watch(mem.ptr, 8, "f", None) }.unwrap();
+    // SAFETY: the child only stores to memory and calls _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        for i in 0..8 {
+            mem.write(i, 0x77);
+        }
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(0) };
+    }
+    let status = wait_child(pid, Duration::from_secs(5)).expect("child finished");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status:#x}");
+    assert!(w.check_changes().unwrap().is_empty());
+    mem.write(3, 1);
+    assert_eq!(w.check_changes().unwrap().len(), 1, "the parent still watches");
+}
+
+#[test]
+fn callback_gets_writes_without_check_changes() {
+    let _serial = serial();
+    let mem = Pages::new(1);
+    let w = ww();
+    // SAFETY: mem outlives the watcher.
+    unsafe { w.watch(mem.ptr, 4, "cb", None) }.unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    w.set_callback(Some(std::sync::Arc::new(move |e: &memwatch_core::ChangeEvent| {
+        tx.lock().unwrap().send(e.new_value.clone().unwrap()).unwrap();
+    })))
+    .unwrap();
+    mem.write(2, 9);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), vec![0, 0, 9, 0]);
+}
+
+#[test]
+fn auto_falls_back_to_protect_when_writewatch_is_disabled() {
+    let _serial = serial();
+    // The choice is made once per process: check it in a child process.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "child_auto_with_writewatch_disabled", "--nocapture", "--test-threads=1"])
+        .env(DISABLE_WRITEWATCH_ENV, "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("1 passed"), "child ran the check: {text}");
+}
+
+/// Run by auto_falls_back_to_protect_when_writewatch_is_disabled in a child
+/// process with MEMWATCH_DISABLE_WRITEWATCH=1.
+#[test]
+#[ignore = "run in a child process by auto_falls_back_to_protect_when_writewatch_is_disabled"]
+fn child_auto_with_writewatch_disabled() {
+    assert!(std::env::var_os(DISABLE_WRITEWATCH_ENV).is_some());
+    let mem = Pages::new(1);
+    let w = Watcher::new(Options::default()).unwrap();
+    assert_eq!(w.backend(), Backend::Protect);
+    assert!(w.stats().backend_reason.contains(DISABLE_WRITEWATCH_ENV), "{}", w.stats().backend_reason);
+    assert!(Watcher::new(Options { backend: Backend::WriteWatch, ..Options::default() }).is_err());
+    // SAFETY: mem outlives the watcher.
+    unsafe { w.watch(mem.ptr, 8, "p", None) }.unwrap();
+    mem.write(1, 1);
+    assert_eq!(w.check_changes().unwrap().len(), 1);
+    assert!(signal_handler_installed());
+}
+
+#[test]
+#[ignore = "run in a child process by protect_makes_read_syscall_fail_with_efault"]
+fn child_protect_read_efault() {
+    let mem = Pages::new(1);
+    let w = Watcher::new(Options { backend: Backend::Protect, ..Options::default() }).unwrap();
+    // SAFETY: mem outlives the watcher.
+    unsafe { w.watch(mem.ptr, 16, "p", None) }.unwrap();
+    let mut fds = [0; 2];
+    // SAFETY: valid array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: valid buffers and descriptors.
+    unsafe { libc::write(fds[1], b"x".as_ptr() as *const libc::c_void, 1) };
+    // SAFETY: reading into protect-watched memory: the documented EFAULT.
+    let n = unsafe { libc::read(fds[0], mem.ptr as *mut libc::c_void, 1) };
+    assert_eq!(n, -1);
+    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EFAULT));
+}
+
+#[test]
+fn protect_makes_read_syscall_fail_with_efault() {
+    let _serial = serial();
+    // The documented limit of protect (which is why auto prefers writewatch);
+    // in a child so this binary never installs the signal handler.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "child_protect_read_efault", "--nocapture", "--test-threads=1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("1 passed"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+}
