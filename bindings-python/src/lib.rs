@@ -17,9 +17,11 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use memwatch_core as mw;
@@ -302,6 +304,11 @@ struct Shared {
     callback: Mutex<Option<Arc<CallbackCell>>>,
     /// Serializes set_callback calls (taken only with the GIL released).
     set_callback_lock: Mutex<()>,
+    /// Set by the first close().
+    closing: AtomicBool,
+    /// Set once that close() has released every buffer (see `wait_closed`).
+    close_done: Mutex<bool>,
+    close_cond: Condvar,
     snapshots: bool,
 }
 
@@ -326,14 +333,44 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// try to take the GIL of a finalizing interpreter.
 static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 
+thread_local! {
+    /// True on a delivery thread while it runs a callback.
+    static IN_DELIVERY: Cell<bool> = const { Cell::new(false) };
+}
+
 impl Shared {
+    /// Closes the core, then releases every buffer. Only the first caller
+    /// closes; later (or concurrent) callers wait until it has finished, so a
+    /// buffer is never released while the core may still read it.
     fn close(&self, py: Python<'_>) {
+        if self.closing.swap(true, Ordering::SeqCst) {
+            self.wait_closed(py);
+            return;
+        }
         py.detach(|| self.core.close());
         // The core no longer touches any region: release the exports.
         let regions: Vec<Region> = lock(&self.regions).drain().map(|(_, r)| r).collect();
         let cell = lock(&self.callback).take();
         drop(regions);
         drop(cell);
+        *lock(&self.close_done) = true;
+        self.close_cond.notify_all();
+    }
+
+    /// When a close() has started, waits (GIL released) until it has released
+    /// every buffer, so that a caller who sees the watcher closed also sees
+    /// its objects unpinned. Never waits on a delivery thread: the close()
+    /// running elsewhere may be joining that very thread.
+    fn wait_closed(&self, py: Python<'_>) {
+        if !self.closing.load(Ordering::SeqCst) || IN_DELIVERY.with(|d| d.get()) {
+            return;
+        }
+        py.detach(|| {
+            let mut done = lock(&self.close_done);
+            while !*done {
+                done = self.close_cond.wait(done).unwrap_or_else(|p| p.into_inner());
+            }
+        });
     }
 }
 
@@ -607,6 +644,9 @@ impl Watcher {
             regions: Mutex::new(HashMap::new()),
             callback: Mutex::new(None),
             set_callback_lock: Mutex::new(()),
+            closing: AtomicBool::new(false),
+            close_done: Mutex::new(false),
+            close_cond: Condvar::new(),
             snapshots,
         });
         let mut live = lock(&LIVE);
@@ -656,11 +696,16 @@ impl Watcher {
             metadata,
         };
         lock(&self.shared.regions).insert(id, region);
-        if self.shared.core.is_closed() {
-            // close() ran between the core's watch and our insert: it cannot
-            // have released this pin, so do it now.
-            let stale = lock(&self.shared.regions).remove(&id);
-            drop(stale);
+        if self.shared.closing.load(Ordering::SeqCst) {
+            // A close() started around the core's watch, so its release of
+            // the buffers may have missed this one. Once it is done the core
+            // no longer reads the region and the pin can go. (On a delivery
+            // thread we cannot wait for it; the pin then goes with the watcher.)
+            if !IN_DELIVERY.with(|d| d.get()) {
+                self.shared.wait_closed(py);
+                let stale = lock(&self.shared.regions).remove(&id);
+                drop(stale);
+            }
             return Err(to_pyerr(py, mw::Error::Closed));
         }
         Ok(id)
@@ -721,9 +766,10 @@ impl Watcher {
     /// Returns every change not yet delivered (see MemoryWatcher.check_changes).
     fn check_changes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let shared = self.shared.clone();
-        let events = py
-            .detach(move || shared.core.check_changes())
-            .map_err(|e| to_pyerr(py, e))?;
+        let result = py.detach(move || shared.core.check_changes());
+        // The callback may have closed the watcher while we waited for it.
+        self.shared.wait_closed(py);
+        let events = result.map_err(|e| to_pyerr(py, e))?;
         let out = PyList::empty(py);
         for ev in &events {
             out.append(make_event(py, &self.shared, ev)?)?;
@@ -757,10 +803,12 @@ impl Watcher {
         self.shared.close(py);
     }
 
-    /// True once close() was called.
+    /// True once close() was called (and, outside the callback, has
+    /// released every buffer).
     #[getter]
-    fn closed(&self) -> bool {
-        self.shared.core.is_closed()
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.shared.wait_closed(py);
+        self.shared.closing.load(Ordering::SeqCst)
     }
 
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
@@ -811,7 +859,9 @@ fn deliver(weak: &Weak<Shared>, cell: &CallbackCell, ev: &mw::ChangeEvent) {
     let _ = Python::try_attach(|py| {
         let cb = lock(&cell.callable).as_ref().map(|c| c.clone_ref(py));
         let Some(cb) = cb else { return };
+        IN_DELIVERY.with(|d| d.set(true));
         let result = make_event(py, &shared, ev).and_then(|event| cb.call1(py, (event,)));
+        IN_DELIVERY.with(|d| d.set(false));
         if let Err(err) = result {
             // Exceptions go to sys.unraisablehook, like exceptions in __del__
             // or in weakref callbacks; the watcher keeps working.

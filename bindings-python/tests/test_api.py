@@ -27,14 +27,19 @@ def test_backends_in_use_are_reported(backend: str) -> None:
 def test_auto_backend_picks_a_real_backend_and_says_why() -> None:
     with memwatch.MemoryWatcher() as w:
         stats = w.get_stats()
-        assert stats["backend"] in ("protect", "writewatch", "poll")
+        assert stats["backend"] in ("protect", "writewatch")
         assert isinstance(stats["backend_reason"], str)
 
 
-def test_writewatch_is_unsupported_for_now() -> None:
-    with pytest.raises(memwatch.UnsupportedError, match="writewatch") as info:
-        memwatch.MemoryWatcher(backend="writewatch")
-    assert isinstance(info.value, RuntimeError)
+def test_auto_prefers_writewatch_where_it_works() -> None:
+    try:
+        memwatch.MemoryWatcher(backend="writewatch").close()
+        writewatch = True
+    except memwatch.UnsupportedError as exc:
+        assert isinstance(exc, RuntimeError) and "writewatch" in str(exc)
+        writewatch = False
+    with memwatch.MemoryWatcher() as w:
+        assert w.backend == ("writewatch" if writewatch else "protect")
 
 
 def test_unknown_backend_is_a_value_error_listing_the_choices() -> None:
@@ -211,7 +216,7 @@ def test_change_event_fields(backend: str) -> None:
     assert (ev.storage_key_old, ev.storage_key_new) == (None, None)
     assert ev.metadata == "m"
     assert set(ev.where) == {"thread_id", "fault_ip", "file", "function", "line"}
-    if backend == "protect":
+    if backend == "protect":  # only page faults know the writer
         assert ev.thread_id == threading.get_native_id()
         assert ev.where["thread_id"] == threading.get_native_id()
         assert isinstance(ev.where["fault_ip"], int) and ev.where["fault_ip"] > 0

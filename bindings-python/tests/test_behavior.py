@@ -17,7 +17,7 @@ import pytest
 
 import memwatch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, require_backend
 
 BEHAVIOR_DIR = Path(os.environ.get("MEMWATCH_BEHAVIOR_DIR", REPO_ROOT / "tests" / "behavior"))
 PAGE = mmap.PAGESIZE
@@ -70,6 +70,7 @@ def test_scenarios_are_present() -> None:
 
 @pytest.mark.parametrize("path,backend", _cases())
 def test_scenario(path: Path, backend: str) -> None:
+    require_backend(backend)
     scenario = json.loads(path.read_text())
     name = scenario["name"]
     options = {k: (size(v) if k in ("max_value_bytes", "preview_bytes") else v)

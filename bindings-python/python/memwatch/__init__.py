@@ -114,14 +114,19 @@ class MemoryWatcher:
     """Watches buffers and reports every change to them.
 
     Args:
-        backend: ``"auto"`` (default: the best mechanism available; today
-            ``"protect"``), ``"protect"`` (page protection + SIGSEGV; knows the
-            writing thread), ``"writewatch"`` (userfaultfd; not available yet,
-            raises :class:`UnsupportedError`) or ``"poll"`` (hashing; works on
-            any memory).
-        writable_window_ms: protect backend: how long a page stays writable
-            after its first write before it is re-protected and diffed; writes
-            inside the window coalesce into one event per region. Default 5.
+        backend: ``"auto"`` (default: ``"writewatch"`` where the kernel has
+            it, else ``"protect"``); ``"writewatch"`` (userfaultfd
+            write-protection, Linux 6.7+: no signals, system calls may write
+            into watched memory, no writer thread); ``"protect"`` (page
+            protection + SIGSEGV: reports the writing thread, but a system
+            call writing into a watched page fails with EFAULT); ``"poll"``
+            (hashing every ``poll_interval_ms``: works on any memory). A
+            backend the machine cannot run raises :class:`UnsupportedError`
+            saying why.
+        writable_window_ms: protect/writewatch: how long a written page is
+            left alone before it is diffed (and, for protect, re-protected);
+            writes inside the window coalesce into one event per region.
+            Default 5.
         poll_interval_ms: poll backend: how often regions are hashed. Default 100.
         max_value_bytes: events carry the whole old and new value when the
             region is at most this many bytes. Default 4096.
