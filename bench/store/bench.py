@@ -1,0 +1,109 @@
+"""Python get/put of 100-byte values: MemStream over ctypes vs redis-py.
+
+Usage: bench.py --redis-port PORT [--procs 4] [--ops N] [--redis-ops N]
+Prints one JSON line per (client, op, procs), like the Rust bench.
+"""
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "store"))
+
+KEYS = 10_000
+
+
+def key(i):
+    return b"bench/key/%08d" % i
+
+
+def worker(client, op, ops, store_name, port, value_size, seed, q):
+    value = b"\xab" * value_size
+    keys = [key(i) for i in range(KEYS)]
+    if client == "memstream":
+        from memstream import MemStream
+        s = MemStream(store_name, capacity=0)
+        get, put = s.get, s.put
+    else:
+        import redis
+        r = redis.Redis(host="127.0.0.1", port=port)
+        get, put = r.get, r.set
+    import random
+    rnd = random.Random(seed)
+    order = [keys[rnd.randrange(KEYS)] for _ in range(ops)]
+    for k in order[: min(2000, ops)]:  # warm-up
+        get(k)
+    now = time.perf_counter_ns
+    lat = [0] * ops
+    start = time.perf_counter()
+    if op == "get":
+        for i, k in enumerate(order):
+            t = now()
+            get(k)
+            lat[i] = now() - t
+    else:
+        for i, k in enumerate(order):
+            t = now()
+            put(k, value)
+            lat[i] = now() - t
+    secs = time.perf_counter() - start
+    q.put((ops / secs, lat))
+
+
+def run(client, op, procs, ops, store_name, port, value_size):
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    ps = [ctx.Process(target=worker, args=(client, op, ops, store_name, port, value_size, 1000 + i, q)) for i in range(procs)]
+    for p in ps:
+        p.start()
+    results = [q.get() for _ in ps]
+    for p in ps:
+        p.join()
+        if p.exitcode != 0:
+            raise SystemExit(f"{client} {op} worker failed")
+    lat = sorted(l for _, ls in results for l in ls)
+    return {
+        "client": "python-" + client,
+        "op": op,
+        "procs": procs,
+        "ops_per_s": round(sum(r for r, _ in results)),
+        "p50_ns": lat[len(lat) // 2],
+        "p99_ns": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+        "value_size": value_size,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--redis-port", type=int, required=True)
+    ap.add_argument("--procs", type=int, default=4)
+    ap.add_argument("--ops", type=int, default=300_000)
+    ap.add_argument("--redis-ops", type=int, default=30_000)
+    ap.add_argument("--value-size", type=int, default=100)
+    a = ap.parse_args()
+    from memstream import MemStream
+    import redis
+    name = f"store-pybench-{os.getpid()}"
+    value = b"\xab" * a.value_size
+    s = MemStream(name, capacity=256 << 20)
+    r = redis.Redis(host="127.0.0.1", port=a.redis_port)
+    r.flushall()
+    pipe = r.pipeline()
+    for i in range(KEYS):
+        s.put(key(i), value)
+        pipe.set(key(i), value)
+    pipe.execute()
+    try:
+        for op in ("get", "put"):
+            for procs in sorted({1, a.procs}):
+                for client, ops in (("memstream", a.ops), ("redis", a.redis_ops)):
+                    print(json.dumps(run(client, op, procs, ops, name, a.redis_port, a.value_size)), flush=True)
+    finally:
+        s.close()
+        MemStream.unlink(name)
+
+
+if __name__ == "__main__":
+    main()
