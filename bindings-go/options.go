@@ -12,17 +12,19 @@ type Backend string
 // The backends. All report the same events; they differ in cost and in what
 // they know about the writer.
 const (
-	// BackendAuto picks the best mechanism available (today "protect"; the
-	// signal-free "writewatch" once the engine has it). The default.
+	// BackendAuto picks the best mechanism available: "writewatch" where the
+	// kernel has it, else "protect" (Stats().BackendReason says why). The
+	// default.
 	BackendAuto Backend = "auto"
 	// BackendProtect write-protects the watched pages and catches the first
 	// write to each page with a SIGSEGV handler. Events carry the writer's
 	// thread id and instruction pointer. A system call writing into a
 	// watched page fails with EFAULT instead of faulting.
 	BackendProtect Backend = "protect"
-	// BackendWriteWatch uses userfaultfd write-protection (Linux 6.7+): no
-	// signals, kernel writes succeed. Not available yet: NewWatcher returns
-	// an ErrUnsupported error.
+	// BackendWriteWatch uses userfaultfd write-protection and PAGEMAP_SCAN
+	// (Linux 6.7+): no signals, and system calls writing into watched memory
+	// succeed and are reported. Events carry no writer. Where the kernel
+	// lacks it, NewWatcher returns an ErrUnsupported error with the reason.
 	BackendWriteWatch Backend = "writewatch"
 	// BackendPoll hashes the watched regions every poll interval (and on each
 	// CheckChanges). Works on any memory; knows nothing about the writer.
@@ -58,8 +60,9 @@ func WithBackend(b Backend) Option {
 }
 
 // WithWritableWindow sets how long a page stays writable after its first
-// write before the protect backend re-protects and diffs it (default 5ms).
-// Writes inside the window coalesce into one event per region. The engine
+// write before the protect backend re-protects and diffs it (default 5ms);
+// writes inside the window coalesce into one event per region. The
+// writewatch backend scans for written pages every tenth of it. The engine
 // works in whole milliseconds: d is rounded up to the next millisecond.
 func WithWritableWindow(d time.Duration) Option {
 	return func(c *config) { c.writableWindow = &d }

@@ -2,7 +2,10 @@ package memwatch_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -13,8 +16,43 @@ import (
 	memwatch "github.com/memwatch/memwatch/bindings-go"
 )
 
-// backends under which the generic API tests run.
-var backends = []memwatch.Backend{memwatch.BackendProtect, memwatch.BackendPoll}
+// requiredBackends are the backends the project requires of every binding:
+// those listed by the shared scenarios (tests/behavior/*.json). The generic
+// API tests run under each of them.
+func requiredBackends(t *testing.T) []memwatch.Backend {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(behaviorDir(), "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scenarios in %s: %v", behaviorDir(), err)
+	}
+	listed := map[memwatch.Backend]bool{}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sc struct {
+			Backends []memwatch.Backend `json:"backends"`
+		}
+		if err := json.Unmarshal(raw, &sc); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, b := range sc.Backends {
+			listed[b] = true
+		}
+	}
+	var out []memwatch.Backend
+	for _, b := range []memwatch.Backend{memwatch.BackendProtect, memwatch.BackendWriteWatch, memwatch.BackendPoll} {
+		if listed[b] {
+			out = append(out, b)
+			delete(listed, b)
+		}
+	}
+	if len(listed) != 0 || len(out) == 0 {
+		t.Fatalf("scenarios list unexpected backends %v (known: %v)", listed, out)
+	}
+	return out
+}
 
 func newWatcher(t *testing.T, b memwatch.Backend, opts ...memwatch.Option) *memwatch.Watcher {
 	t.Helper()
@@ -27,7 +65,7 @@ func newWatcher(t *testing.T, b memwatch.Backend, opts ...memwatch.Option) *memw
 }
 
 func forEachBackend(t *testing.T, f func(t *testing.T, b memwatch.Backend)) {
-	for _, b := range backends {
+	for _, b := range requiredBackends(t) {
 		b := b
 		t.Run(string(b), func(t *testing.T) { f(t, b) })
 	}
@@ -119,9 +157,9 @@ func TestEventFields(t *testing.T) {
 			if int(e.Where.ThreadID) != tid || e.Where.FaultIP == 0 {
 				t.Fatalf("where %+v, expected thread %d and an instruction pointer", e.Where, tid)
 			}
-		case memwatch.BackendPoll:
+		default: // poll and writewatch cannot know the writer
 			if e.Where.ThreadID != 0 || e.Where.FaultIP != 0 {
-				t.Fatalf("poll backend reported a writer: %+v", e.Where)
+				t.Fatalf("%s backend reported a writer: %+v", b, e.Where)
 			}
 		}
 		st := w.Stats()
@@ -274,20 +312,50 @@ func TestOptionErrors(t *testing.T) {
 	w.Close()
 }
 
-func TestWriteWatchBackend(t *testing.T) {
-	w, err := memwatch.NewWatcher(memwatch.WithBackend(memwatch.BackendWriteWatch))
-	if err != nil {
-		// Today the engine has no writewatch backend: a clear Unsupported error.
-		expectCode(t, err, memwatch.ErrUnsupported, "writewatch")
-		if !strings.Contains(err.Error(), "writewatch") && !strings.Contains(err.Error(), "unsupported") {
-			t.Fatalf("unclear message: %v", err)
+// With writewatch there is no signal handler: a system call writing into
+// watched memory succeeds, and the change is reported like any other. Where
+// the project does not require writewatch (the scenarios do not list it), an
+// engine without it must refuse it with a clear ErrUnsupported error.
+func TestWriteWatchSyscallWriteIsReported(t *testing.T) {
+	required := false
+	for _, b := range requiredBackends(t) {
+		required = required || b == memwatch.BackendWriteWatch
+	}
+	if !required {
+		w, err := memwatch.NewWatcher(memwatch.WithBackend(memwatch.BackendWriteWatch))
+		if err != nil {
+			expectCode(t, err, memwatch.ErrUnsupported, "writewatch")
+			if !strings.Contains(err.Error(), "writewatch") {
+				t.Fatalf("unclear message: %v", err)
+			}
+			return
 		}
-		return
+		w.Close()
 	}
-	defer w.Close()
+	buf := alloc(t, memwatch.PageSize())
+	w := newWatcher(t, memwatch.BackendWriteWatch)
 	if st := w.Stats(); st.Backend != memwatch.BackendWriteWatch {
-		t.Fatalf("writewatch watcher reports backend %q", st.Backend)
+		t.Fatalf("backend %q", st.Backend)
 	}
+	id, err := w.Watch(buf[96:112], "syscall target")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p [2]int
+	if err := syscall.Pipe(p[:]); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(p[0])
+	defer syscall.Close(p[1])
+	if _, err := syscall.Write(p[1], []byte("abcd")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := syscall.Read(p[0], buf[100:104]); n != 4 || err != nil {
+		t.Fatalf("read(2) into watched memory under writewatch: %d %v", n, err)
+	}
+	want := make([]byte, 16)
+	copy(want[4:], "abcd")
+	expectOneEvent(t, w, id, make([]byte, 16), want, []memwatch.ByteRange{{Offset: 4, Len: 4}})
 }
 
 func TestAutoBackendIsConcrete(t *testing.T) {
