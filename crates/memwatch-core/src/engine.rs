@@ -20,10 +20,10 @@ use crate::types::*;
 use crate::watcher::WatcherInner;
 use crate::writewatch;
 
-/// A page re-faulted within one window of its re-protection this many times
+/// A page re-faulted within half a window of its re-protection this many times
 /// in a row stays writable and is polled every poll interval instead
 /// (adaptive mode for hot pages: no fault storm for memory written nonstop).
-const HOT_AFTER_REFAULTS: u8 = 3;
+const HOT_AFTER_REFAULTS: u8 = 8;
 /// A hot page unchanged for this many windows is protected again.
 const COOL_AFTER_QUIET_WINDOWS: u8 = 4;
 
@@ -399,6 +399,7 @@ impl Engine {
             let timeout_ms = {
                 let mut st = self.lock();
                 let now = sys::monotonic_ns();
+                let had_writewatch = !st.ww_pages.is_empty();
                 self.collect_faults(&mut st, now);
                 let mut events = Vec::new();
                 let due: Vec<usize> = st
@@ -429,6 +430,12 @@ impl Engine {
                         next = Some(next.map_or(d, |n: u64| n.min(d)));
                     }
                 }
+                if had_writewatch && !st.ww_pages.is_empty() {
+                    // Idle cost: keep the whole iteration (plus the wake-up
+                    // itself, ~3 us) within 1% of a core.
+                    let busy = sys::monotonic_ns().saturating_sub(now) + 3_000;
+                    st.next_scan_ns = st.next_scan_ns.max(now + busy * 100);
+                }
                 if !st.ww_pages.is_empty() {
                     next = Some(next.map_or(st.next_scan_ns, |n: u64| n.min(st.next_scan_ns)));
                 }
@@ -456,8 +463,9 @@ impl Engine {
     }
 }
 
-/// How often writewatch scans: a tenth of the writable window (0.5 ms at the
-/// default 5 ms), between 0.1 ms and 50 ms.
+/// How often writewatch scans at most: a tenth of the writable window (0.5 ms
+/// at the default 5 ms), between 0.1 ms and 50 ms; less often when one scan
+/// costs more than 1% of that (many watched pages).
 fn writewatch_scan_interval_ns(window_ns: u64) -> u64 {
     (window_ns / 10).clamp(100_000, 50_000_000)
 }
@@ -520,9 +528,9 @@ impl State {
         }
         if let PageMode::Protected = info.mode {
             let since = who.map_or(now, |w| w.timestamp_ns.min(now));
-            // Written again within one window of being re-protected: the page
-            // is being written continuously.
-            info.refaults = if since.saturating_sub(info.reprotected_at) < window {
+            // Written again within half a window of being re-protected: the
+            // page is being written continuously.
+            info.refaults = if since.saturating_sub(info.reprotected_at) < window / 2 {
                 info.refaults.saturating_add(1)
             } else {
                 0
@@ -678,10 +686,11 @@ impl State {
             .map(|w| w.options.writable_window.as_nanos() as u64)
             .min()
             .unwrap_or(5_000_000);
-        self.next_scan_ns = now + writewatch_scan_interval_ns(window);
         if self.ww_pages.is_empty() {
+            self.next_scan_ns = now + writewatch_scan_interval_ns(window);
             return;
         }
+        let scan_started = sys::monotonic_ns();
         let Ok(ww) = writewatch::get() else { return };
         let ps = sys::page_size();
         if self.ww_ranges_stale {
@@ -708,6 +717,10 @@ impl State {
                 written.push((start, end));
             }
         }
+        // Scanning costs CPU even when nothing was written: keep it within
+        // 1% of a core by spacing scans at least 100x the scan's own cost.
+        let cost = sys::monotonic_ns().saturating_sub(scan_started);
+        self.next_scan_ns = now + writewatch_scan_interval_ns(window).max(cost.saturating_mul(100));
         let mut touched = Vec::new();
         for (start, end) in written {
             for page in start / ps..end / ps {
