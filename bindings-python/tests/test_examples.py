@@ -1,0 +1,71 @@
+"""The examples in examples/python run and print what they promise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT, require_backend
+
+EXAMPLES = REPO_ROOT / "examples" / "python"
+
+
+def run_example(name: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+    return result.stdout
+
+
+def test_unified_example_prints_success() -> None:
+    out = run_example("test_unified.py")
+    assert out.splitlines() == [
+        "my_data changed: b'hello' -> b'Hello' at bytes [(0, 1)]",
+        "SUCCESS: Detected 1 change event(s)",
+    ]
+
+
+def test_numpy_example() -> None:
+    out = run_example("numpy_example.py")
+    assert out.splitlines() == [
+        "weights: 5 element(s) changed",
+        "  weights[1, 2]: 0.0 -> 0.5",
+        "  weights[2, 0]: 0.0 -> 1.0",
+        "  weights[2, 1]: 0.0 -> 1.0",
+        "  weights[2, 2]: 0.0 -> 1.0",
+        "  weights[2, 3]: 0.0 -> 1.0",
+    ]
+
+
+def test_callback_example_names_the_writing_threads() -> None:
+    out = run_example("callback_example.py")
+    assert out.splitlines() == [
+        "[Dummy-1] alice: 0 -> 100 (written by teller-alice)",
+        "[Dummy-1] bob: 0 -> 40 (written by teller-bob)",
+        "[Dummy-1] alice: 100 -> 70 (written by MainThread)",
+    ]
+
+
+@pytest.mark.parametrize("backend", ["protect", "writewatch", "poll"])
+def test_demo(backend: str) -> None:
+    require_backend(backend)
+    lines = run_example("demo.py", "--backend", backend).splitlines()
+    assert lines[0].endswith(f"backend {backend}")
+    changes = [line.split("   thread: ") for line in lines if line.startswith("  ")]
+    assert [c[0].strip() for c in changes] == [
+        "greeting: b'hello world' -> b'HELLO world'",
+        "temperatures[1]: 21.0 -> 22.25",
+        "counters[2]: 0 -> 3",
+        "greeting: b'HELLO world' -> b'HELLO World'",
+    ]
+    threads = [c[1].split(" (")[0] for c in changes]
+    if backend == "protect":
+        assert threads == ["MainThread", "sensor-worker", "MainThread", "MainThread"]
+    else:
+        assert threads == ["?"] * 4
+    assert lines[-2] == "4 events from 3 regions, 0 callback errors"
