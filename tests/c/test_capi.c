@@ -186,6 +186,7 @@ static void one_byte(const char *backend) {
 }
 static void t_one_byte_changed_protect(void) { one_byte("protect"); }
 static void t_one_byte_changed_poll(void) { one_byte("poll"); }
+static void t_one_byte_changed_writewatch(void) { one_byte("writewatch"); }
 
 /* ---- the seeds' global API --------------------------------------------------- */
 
@@ -349,6 +350,7 @@ static void errors(const char *backend) {
 }
 static void t_errors_protect(void) { errors("protect"); }
 static void t_errors_poll(void) { errors("poll"); }
+static void t_errors_writewatch(void) { errors("writewatch"); }
 
 static void t_bad_options(void) {
     memwatch_options_t o;
@@ -680,6 +682,7 @@ static void threads(const char *backend) {
 }
 static void t_threads_protect(void) { threads("protect"); }
 static void t_threads_poll(void) { threads("poll"); }
+static void t_threads_writewatch(void) { threads("writewatch"); }
 
 /* ---- a tiny ring loses no change ----------------------------------------------- */
 
@@ -823,6 +826,7 @@ static void callback_delivery(const char *backend) {
 }
 static void t_callback_delivery_protect(void) { callback_delivery("protect"); }
 static void t_callback_delivery_poll(void) { callback_delivery("poll"); }
+static void t_callback_delivery_writewatch(void) { callback_delivery("writewatch"); }
 
 /* The callback frees its own watcher; delivery is driven by the engine alone
    (writable window / poll interval), and the test waits on a semaphore. */
@@ -866,6 +870,7 @@ static void free_inside(const char *backend) {
 }
 static void t_free_inside_callback_protect(void) { free_inside("protect"); }
 static void t_free_inside_callback_poll(void) { free_inside("poll"); }
+static void t_free_inside_callback_writewatch(void) { free_inside("writewatch"); }
 
 /* ---- several watchers -------------------------------------------------------------- */
 
@@ -1016,10 +1021,12 @@ typedef struct {
 static const test_t TESTS[] = {
     T(one_byte_changed_protect),
     T(one_byte_changed_poll),
+    T(one_byte_changed_writewatch),
     T(global_api),
     T(unwatch_unknown_and_free_after),
     T(errors_protect),
     T(errors_poll),
+    T(errors_writewatch),
     T(bad_options),
     T(abi_layout),
     T(prior_sigsegv_handler_siginfo),
@@ -1029,11 +1036,14 @@ static const test_t TESTS[] = {
     T(fork_child_writes),
     T(threads_protect),
     T(threads_poll),
+    T(threads_writewatch),
     T(tiny_ring_burst),
     T(callback_delivery_protect),
     T(callback_delivery_poll),
+    T(callback_delivery_writewatch),
     T(free_inside_callback_protect),
     T(free_inside_callback_poll),
+    T(free_inside_callback_writewatch),
     T(two_watchers_share_a_page),
     T(stats),
     T(syscall_write_efault_protect),

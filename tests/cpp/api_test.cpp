@@ -142,7 +142,7 @@ TEST_P(Backends, BadInputThrowsTypedExceptions) {
   w.close();  // idempotent
 }
 
-INSTANTIATE_TEST_SUITE_P(Cpp, Backends, testing::Values("protect", "poll"));
+INSTANTIATE_TEST_SUITE_P(Cpp, Backends, testing::Values("protect", "writewatch", "poll"));
 
 TEST(Options, BadOptionsThrow) {
   EXPECT_THROW(memwatch::Watcher(with_backend("magic")), memwatch::InvalidArgument);
@@ -210,7 +210,7 @@ TEST(Callback, DeliversOnTheDeliveryThread) {
 // A callback that throws: the exception is caught at the bridge (it never
 // unwinds through Rust), counted, and the watcher keeps working.
 TEST(Callback, ThrowingCallbackDoesNotUnwindThroughRustAndWatcherKeepsWorking) {
-  for (const char* backend : {"protect", "poll"}) {
+  for (const char* backend : {"protect", "writewatch", "poll"}) {
     SCOPED_TRACE(backend);
     Pages mem(1);
     memwatch::Watcher w(with_backend(backend));
