@@ -353,7 +353,10 @@ func unpin(r *pinnedRegion) {
 // CheckChanges detects changes now and returns them, oldest first. Every write
 // made before the call is in the result, or (with a callback or the Events
 // channel set) has been handed to them before CheckChanges returns, in which
-// case the result is empty. It returns an ErrClosed error after Close.
+// case the result is empty. It returns an ErrClosed error after Close. If the
+// watcher is closed while CheckChanges waits for the callback (for example
+// by the callback itself), it stops waiting: Close drops undelivered events,
+// and a callback still running may not have returned yet.
 func (w *Watcher) CheckChanges() ([]ChangeEvent, error) {
 	const op = "check changes"
 	s := w.s

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -633,21 +634,31 @@ func TestCloseFromCallback(t *testing.T) {
 		if _, err := w.Watch(buf[:8], "closer"); err != nil {
 			t.Fatal(err)
 		}
-		var closeErr error
-		called := 0
+		var called atomic.Int32
+		closed := make(chan error, 1)
 		if err := w.SetCallback(func(memwatch.ChangeEvent) {
-			called++
-			closeErr = w.Close()
+			called.Add(1)
+			closed <- w.Close()
 		}); err != nil {
 			t.Fatal(err)
 		}
 		buf[0] = 1
+		// The Close inside the callback ends this call's wait for delivery, so
+		// it may return before the callback has returned: sync on the channel.
 		_, err = w.CheckChanges()
 		if err != nil && !errors.Is(err, memwatch.ErrClosed) {
 			t.Fatalf("CheckChanges around a Close in the callback: %v", err)
 		}
-		if called != 1 || closeErr != nil {
-			t.Fatalf("callback called %d times, Close returned %v", called, closeErr)
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Fatalf("Close in the callback returned %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the callback never closed the watcher")
+		}
+		if n := called.Load(); n != 1 {
+			t.Fatalf("callback called %d times", n)
 		}
 		if st := w.Stats(); !st.Closed {
 			t.Fatal("watcher not closed")
