@@ -106,6 +106,13 @@ int cache_put(cache_t *c, const void *key, size_t key_len,
 int64_t cache_get(cache_t *c, const void *key, size_t key_len,
                   void *buf, size_t buf_len);
 
+/* cache_put / cache_get with 32-bit lengths: for FFIs that pass plain ints
+ * without declared argument types (Python ctypes' fast path). */
+int cache_put32(cache_t *c, const void *key, uint32_t key_len,
+                const void *value, uint32_t value_len);
+int64_t cache_get32(cache_t *c, const void *key, uint32_t key_len,
+                    void *buf, uint32_t buf_len);
+
 /* Deletes key: CACHE_OK, or CACHE_ERR_NOT_FOUND. */
 int cache_delete(cache_t *c, const void *key, size_t key_len);
 

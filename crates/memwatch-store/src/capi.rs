@@ -271,6 +271,28 @@ pub unsafe extern "C" fn cache_get(c: *mut CacheHandle, key: *const c_void, key_
     })
 }
 
+/// `cache_put` with 32-bit lengths, for FFIs that pass plain ints without
+/// declared argument types (Python ctypes' fast path).
+///
+/// # Safety
+/// As `cache_put`.
+#[no_mangle]
+pub unsafe extern "C" fn cache_put32(c: *mut CacheHandle, key: *const c_void, key_len: u32, value: *const c_void, value_len: u32) -> c_int {
+    // SAFETY: forwarded caller contract.
+    unsafe { cache_put(c, key, key_len as usize, value, value_len as usize) }
+}
+
+/// `cache_get` with 32-bit lengths, for FFIs that pass plain ints without
+/// declared argument types (Python ctypes' fast path).
+///
+/// # Safety
+/// As `cache_get`.
+#[no_mangle]
+pub unsafe extern "C" fn cache_get32(c: *mut CacheHandle, key: *const c_void, key_len: u32, buf: *mut c_void, buf_len: u32) -> i64 {
+    // SAFETY: forwarded caller contract.
+    unsafe { cache_get(c, key, key_len as usize, buf, buf_len as usize) }
+}
+
 /// Deletes `key`. Returns `CACHE_OK`, `CACHE_ERR_NOT_FOUND`, or an error.
 ///
 /// # Safety
