@@ -2,6 +2,11 @@
 // bytes, the old and new values, when, and (with the "protect" backend) which
 // thread wrote them.
 //
+// The default backend, "auto", uses "writewatch" (userfaultfd write
+// protection, Linux 6.7+: no signals) where the kernel has it and "protect"
+// (mprotect and a SIGSEGV handler) otherwise; "poll" hashes the regions.
+// [Watcher.Stats] tells which one a watcher uses.
+//
 // It is the Go binding of memwatch: a thin cgo layer over the C ABI of the
 // Rust engine (crates/memwatch-capi, linked statically from lib/libmemwatch.a).
 // Build that library once, then use the go tool as usual:
@@ -39,7 +44,7 @@
 // and a system call that writes into such a page (read(2) into a neighbouring
 // buffer, say) fails with EFAULT. [Alloc] returns page-aligned memory outside
 // the Go heap that shares its pages with nothing; prefer it for the "protect"
-// backend. The "poll" backend has no such effects.
+// backend. The "writewatch" and "poll" backends have no such effects.
 //
 // # Signals
 //
