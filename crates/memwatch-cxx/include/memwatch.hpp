@@ -166,17 +166,17 @@ struct ChangeEvent {
 struct Stats {
   std::string backend;         ///< "protect", "poll", ... ("none" before any region)
   std::string backend_reason;  ///< why a better backend was not used
-  std::size_t regions = 0;
-  std::size_t protected_pages = 0;
-  std::uint64_t faults = 0;
-  std::uint64_t events = 0;
-  std::uint64_t dropped_wheres = 0;
-  std::size_t native_bytes = 0;
-  std::size_t snapshot_bytes = 0;
-  std::size_t pending_events = 0;
+  std::size_t regions = 0;          ///< regions this watcher watches
+  std::size_t protected_pages = 0;  ///< pages kept write-protected (engine-wide)
+  std::uint64_t faults = 0;         ///< write faults handled (engine-wide)
+  std::uint64_t events = 0;         ///< events this watcher produced
+  std::uint64_t dropped_wheres = 0; ///< fault "wheres" lost to a full ring (engine-wide); changes never are
+  std::size_t native_bytes = 0;     ///< native memory held for this watcher's regions
+  std::size_t snapshot_bytes = 0;   ///< of which snapshots
+  std::size_t pending_events = 0;   ///< events waiting for check_changes() or the callback
   std::uint64_t callback_errors = 0;  ///< callbacks that threw
-  std::uint64_t latency_p50_ns = 0;
-  std::uint64_t latency_p99_ns = 0;
+  std::uint64_t latency_p50_ns = 0;   ///< median first-write-to-delivery latency
+  std::uint64_t latency_p99_ns = 0;   ///< 99th percentile of the same
 };
 
 /// The callback type: called on the delivery thread for each change.
