@@ -7,6 +7,7 @@ package memwatch_test
 
 import (
 	"bytes"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -232,4 +233,27 @@ func TestForeignFaultsReachGo(t *testing.T) {
 		}
 	}
 	expectOneEvent(t, w, id, make([]byte, 8), []byte{0x55, 0, 0, 0, 0, 0, 0, 0}, []memwatch.ByteRange{{Offset: 0, Len: 1}})
+}
+
+// os/exec starts children with clone(CLONE_VFORK|CLONE_VM): the child runs
+// on the parent's memory until it execs. Spawning processes while pages are
+// protected must work, and the watched region still reports exactly.
+func TestExecWhileProtectActive(t *testing.T) {
+	buf := alloc(t, memwatch.PageSize())
+	w := newProtectWatcher(t)
+	id, err := w.Watch(buf[:4], "spawn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := make([]byte, 4)
+	for i := 0; i < 20; i++ {
+		out, err := exec.Command("/bin/sh", "-c", "echo ok").Output()
+		if err != nil || string(out) != "ok\n" {
+			t.Fatalf("run %d: %q %v", i, out, err)
+		}
+		buf[i%4] = byte(i + 1)
+		next := append([]byte{}, buf[:4]...)
+		expectOneEvent(t, w, id, prev, next, []memwatch.ByteRange{{Offset: i % 4, Len: 1}})
+		prev = next
+	}
 }
