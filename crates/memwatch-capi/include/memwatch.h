@@ -71,7 +71,8 @@ typedef enum memwatch_error {
 
 /** Watcher settings. Fill with memwatch_options_default() first. */
 typedef struct memwatch_options {
-    const char *backend;         /* "auto" (default), "protect", "writewatch", "poll" */
+    const char *backend;         /* "auto" (default: writewatch where the kernel has it,
+                                    else protect), "protect", "writewatch", "poll" */
     uint32_t writable_window_ms; /* default 5 */
     uint32_t poll_interval_ms;   /* default 100 */
     uint64_t max_value_bytes;    /* default 4096 */
@@ -160,7 +161,9 @@ void memwatch_options_default(memwatch_options_t *opts);
 int memwatch_watcher_new(const memwatch_options_t *opts, memwatch_watcher_t **out);
 
 /** Closes the watcher (unwatching everything) and frees it. NULL is ignored.
- *  May be called from inside its own callback. */
+ *  May be called from inside its own callback. No other thread may be using
+ *  the handle during or after this call (use memwatch_watcher_close() to stop
+ *  a watcher that other threads may still touch, and free it afterwards). */
 void memwatch_watcher_free(memwatch_watcher_t *w);
 
 /** Starts watching [addr, addr+len). name may be NULL (""), metadata may be NULL. */
