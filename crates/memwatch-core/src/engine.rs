@@ -86,8 +86,14 @@ pub struct State {
     table: PageTableWriter,
     /// writewatch: page -> regions on it.
     ww_pages: HashMap<usize, Vec<RegionId>>,
-    /// writewatch: the registered pages as sorted contiguous address ranges
-    /// (rebuilt after watch/unwatch), and when to scan next.
+    /// writewatch: page -> consecutive scans that found it written.
+    ww_heat: HashMap<usize, u8>,
+    /// writewatch: hot pages (written nonstop): not re-armed by scans, diffed
+    /// every poll interval instead; value = quiet intervals in a row.
+    ww_hot: HashMap<usize, u8>,
+    next_hot_poll_ns: u64,
+    /// writewatch: the registered cold pages as sorted contiguous address
+    /// ranges (rebuilt after changes), and when to scan next.
     ww_ranges: Vec<(usize, usize)>,
     ww_ranges_stale: bool,
     next_scan_ns: u64,
@@ -127,6 +133,9 @@ pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
                     watchers: HashMap::new(),
                     table: PageTableWriter::new(),
                     ww_pages: HashMap::new(),
+                    ww_heat: HashMap::new(),
+                    ww_hot: HashMap::new(),
+                    next_hot_poll_ns: 0,
                     ww_ranges: Vec::new(),
                     ww_ranges_stale: false,
                     next_scan_ns: 0,
@@ -470,6 +479,11 @@ fn writewatch_scan_interval_ns(window_ns: u64) -> u64 {
     (window_ns / 10).clamp(100_000, 50_000_000)
 }
 
+/// writewatch: a page written in this many consecutive scans goes hot.
+const WW_HOT_AFTER_SCANS: u8 = 8;
+/// writewatch: a hot page unchanged for this many poll intervals cools down.
+const WW_COOL_AFTER_QUIET_POLLS: u8 = 4;
+
 /// Sorted page numbers -> inclusive runs of consecutive pages.
 fn runs(pages: &[usize]) -> Vec<(usize, usize)> {
     let mut out: Vec<(usize, usize)> = Vec::new();
@@ -662,6 +676,8 @@ impl State {
                 list.retain(|r| *r != id);
                 if list.is_empty() {
                     self.ww_pages.remove(&page);
+                    self.ww_heat.remove(&page);
+                    self.ww_hot.remove(&page);
                     empty.push(page);
                 }
             }
@@ -694,7 +710,7 @@ impl State {
         let Ok(ww) = writewatch::get() else { return };
         let ps = sys::page_size();
         if self.ww_ranges_stale {
-            let mut pages: Vec<usize> = self.ww_pages.keys().copied().collect();
+            let mut pages: Vec<usize> = self.ww_pages.keys().filter(|p| !self.ww_hot.contains_key(p)).copied().collect();
             pages.sort_unstable();
             self.ww_ranges = runs(&pages).into_iter().map(|(f, l)| (f * ps, (l + 1) * ps)).collect();
             self.ww_ranges_stale = false;
@@ -722,18 +738,67 @@ impl State {
         let cost = sys::monotonic_ns().saturating_sub(scan_started);
         self.next_scan_ns = now + writewatch_scan_interval_ns(window).max(cost.saturating_mul(100));
         let mut touched = Vec::new();
+        let mut heat = HashMap::new();
         for (start, end) in written {
             for page in start / ps..end / ps {
                 if let Some(list) = self.ww_pages.get(&page) {
                     touched.extend_from_slice(list);
+                    heat.insert(page, self.ww_heat.get(&page).map_or(1, |h| h.saturating_add(1)));
                 }
+            }
+        }
+        // Pages written in WW_HOT_AFTER_SCANS scans in a row go hot: scans
+        // stop re-arming them (each re-arm costs the writer a fault).
+        for (&page, &h) in &heat {
+            if h >= WW_HOT_AFTER_SCANS && !self.ww_hot.contains_key(&page) {
+                self.ww_hot.insert(page, 0);
+                self.ww_ranges_stale = true;
+            }
+        }
+        self.ww_heat = heat;
+        // Hot pages: diffed every poll interval, and always by check_changes.
+        let poll_hot = force_liveness || now >= self.next_hot_poll_ns;
+        if poll_hot && !self.ww_hot.is_empty() {
+            let poll = self.watchers.values().map(|w| w.options.poll_interval.as_nanos() as u64).min().unwrap_or(100_000_000);
+            self.next_hot_poll_ns = now + poll;
+            for &page in self.ww_hot.keys() {
+                touched.extend_from_slice(&self.ww_pages[&page]);
             }
         }
         touched.sort_unstable();
         touched.dedup();
+        let mut changed = HashSet::new();
         for rid in touched {
             if let Some(ev) = self.diff_region(rid, None, now) {
+                changed.insert(rid);
                 events.push(ev);
+            }
+        }
+        if poll_hot && !self.ww_hot.is_empty() {
+            // Hot pages quiet for WW_COOL_AFTER_QUIET_POLLS intervals are
+            // write-protected again and rejoin the scans.
+            let mut cooled = Vec::new();
+            for (&page, quiet) in self.ww_hot.iter_mut() {
+                if self.ww_pages[&page].iter().any(|r| changed.contains(r)) {
+                    *quiet = 0;
+                } else {
+                    *quiet += 1;
+                    if *quiet >= WW_COOL_AFTER_QUIET_POLLS {
+                        cooled.push(page);
+                    }
+                }
+            }
+            for page in cooled {
+                // Protect first, then read: a write after this is seen by the next scan.
+                if ww.protect(page * ps, ps).is_ok() {
+                    self.ww_hot.remove(&page);
+                    self.ww_ranges_stale = true;
+                    for rid in self.ww_pages[&page].clone() {
+                        if let Some(ev) = self.diff_region(rid, None, now) {
+                            events.push(ev);
+                        }
+                    }
+                }
             }
         }
     }

@@ -210,6 +210,15 @@ impl WriteWatch {
         ioctl(self.uffd, UFFDIO_REGISTER, &mut reg as *mut _ as *mut libc::c_void).map(|_| ())
     }
 
+    /// Write-protects whole registered pages again (hot pages cooling down).
+    pub fn protect(&self, start: usize, len: usize) -> Result<(), i32> {
+        let mut wp = UffdioWriteprotect {
+            range: UffdioRange { start: start as u64, len: len as u64 },
+            mode: UFFDIO_WRITEPROTECT_MODE_WP,
+        };
+        ioctl(self.uffd, UFFDIO_WRITEPROTECT, &mut wp as *mut _ as *mut libc::c_void).map(|_| ())
+    }
+
     /// Stops tracking whole pages (errors ignored: the range may be gone).
     pub fn unregister(&self, start: usize, len: usize) {
         let mut range = UffdioRange { start: start as u64, len: len as u64 };

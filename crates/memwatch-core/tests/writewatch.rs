@@ -232,3 +232,46 @@ fn protect_makes_read_syscall_fail_with_efault() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("1 passed"), "{text}{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn page_written_nonstop_goes_hot_and_stays_exact() {
+    let _serial = serial();
+    let mem = std::sync::Arc::new(Pages::new(1));
+    let w = Watcher::new(Options {
+        backend: Backend::WriteWatch,
+        poll_interval: Duration::from_millis(10),
+        ..Options::default()
+    })
+    .unwrap();
+    // SAFETY: mem outlives the watcher.
+    unsafe { w.watch(mem.ptr, 64, "hot", None) }.unwrap();
+    let m = std::sync::Arc::clone(&mem);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = std::sync::Arc::clone(&stop);
+    let writer = std::thread::spawn(move || {
+        let mut i = 0usize;
+        while !s.load(std::sync::atomic::Ordering::Relaxed) {
+            m.write(i % 64, (i % 200) as u8 + 1);
+            i += 1;
+        }
+    });
+    std::thread::sleep(Duration::from_millis(150)); // many scans: the page goes hot
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let events = w.check_changes().unwrap();
+    assert!(!events.is_empty());
+    for pair in events.windows(2) {
+        assert_eq!(pair[0].new_value, pair[1].old_value, "events chain exactly");
+    }
+    assert_eq!(events.last().unwrap().new_value.as_deref(), Some(&mem.read(0, 64)[..]), "final bytes");
+    // Quiet for > 4 poll intervals: protected and scanned again; a single
+    // write is still reported exactly.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(w.check_changes().unwrap().is_empty());
+    let before = mem.read(0, 64);
+    mem.write(7, before[7].wrapping_add(1));
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].changed_ranges.len(), 1);
+    assert_eq!((events[0].changed_ranges[0].offset, events[0].changed_ranges[0].len), (7, 1));
+}
