@@ -101,6 +101,15 @@ namespace MemWatch
             public MemoryWatcher Strong; // set while a native callback is installed
         }
 
+        static MemoryWatcher()
+        {
+            // Before the runtime shuts down (Mono aborts threads and finalizes every
+            // object then), stop every watcher: the delivery threads are joined while
+            // the runtime still runs managed code normally.
+            try { AppDomain.CurrentDomain.ProcessExit += (s, e) => DisposeAll(); }
+            catch (Exception) { }
+        }
+
         private readonly WatcherHandle _handle;
         private readonly long _registryId;
         private readonly object _sync = new object();       // handler fields
@@ -597,6 +606,24 @@ namespace MemWatch
             }
         }
 
+        private static void DisposeAll()
+        {
+            var live = new List<MemoryWatcher>();
+            lock (s_registryLock)
+            {
+                foreach (Registration r in s_registry.Values)
+                {
+                    MemoryWatcher w;
+                    if (r.Weak.TryGetTarget(out w)) live.Add(w);
+                }
+            }
+            foreach (MemoryWatcher w in live)
+            {
+                try { w.Dispose(); }
+                catch (Exception) { }
+            }
+        }
+
         private static MemoryWatcher Lookup(long id)
         {
             lock (s_registryLock)
@@ -617,10 +644,22 @@ namespace MemWatch
                 if (w == null || w.IsDisposed) return;
                 w.Dispatch(ChangeEvent.FromNative(evt));
             }
+            catch (ThreadAbortException)
+            {
+                // Mono aborts attached threads at shutdown. The abort must not
+                // unwind into the native delivery thread's frames.
+                ResetAbort();
+            }
             catch (Exception ex)
             {
                 LastResort("memwatch: internal error while delivering an event: ", ex);
             }
+        }
+
+        private static void ResetAbort()
+        {
+            try { Thread.ResetAbort(); }
+            catch (Exception) { }
         }
 
         private void Dispatch(ChangeEvent e)
@@ -659,6 +698,11 @@ namespace MemWatch
 
         private void HandlerFailed(Exception ex, ChangeEvent e)
         {
+            if (ex is ThreadAbortException)
+            {
+                ResetAbort();
+                return;
+            }
             // Counted in the native stats (stats.callback_errors); after Dispose
             // there are no stats left to count in.
             if (!IsDisposed)

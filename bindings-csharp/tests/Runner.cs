@@ -122,6 +122,7 @@ namespace MemWatch.Tests
 
         public static int Main(string[] args)
         {
+            if (args.Length == 2 && args[0] == ShutdownTests.ChildFlag) return ShutdownTests.Child(args[1]);
             var tests = Discover(Assembly.GetExecutingAssembly());
             if (args.Length > 0)
                 tests = tests.Where(t => args.Any(a => t.Name.IndexOf(a, StringComparison.OrdinalIgnoreCase) >= 0)).ToList();

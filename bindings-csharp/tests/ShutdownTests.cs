@@ -1,0 +1,75 @@
+// Process exit with watchers still delivering: Mono aborts attached threads and
+// finalizes every object at shutdown. The binding disposes live watchers on
+// ProcessExit and never lets a ThreadAbortException unwind into native frames.
+// Each test runs this test program again as a child process.
+
+using System;
+using System.Diagnostics;
+using System.Reflection;
+using System.Threading;
+
+namespace MemWatch.Tests
+{
+    public class ShutdownTests
+    {
+        public const string ChildFlag = "--child-exit-with-live-watcher";
+
+        /// <summary>The child: a watcher busy delivering to a slow handler when Main returns.</summary>
+        public static int Child(string backend)
+        {
+            var w = new MemoryWatcher(new WatcherOptions
+            {
+                Backend = backend == "poll" ? Backend.Poll : Backend.Protect,
+                PollInterval = TimeSpan.FromMilliseconds(1),
+                WritableWindow = TimeSpan.FromMilliseconds(1),
+            });
+            var data = new byte[64];
+            w.Watch(data, "busy");
+            int n = 0;
+            w.OnChange += e => { Interlocked.Increment(ref n); Thread.Sleep(1); };
+            var writer = new Thread(() => { for (int i = 0; ; i++) { data[i % 64]++; Thread.Sleep(0); } });
+            writer.IsBackground = true;
+            writer.Start();
+            var deadline = Stopwatch.StartNew();
+            while (Volatile.Read(ref n) < 20 && deadline.Elapsed < TimeSpan.FromSeconds(20)) Thread.Sleep(5);
+            Console.WriteLine("child delivered " + (Volatile.Read(ref n) >= 20 ? "enough" : "too few") + " events");
+            return 0; // exits with the watcher alive, its delivery thread inside a handler
+        }
+
+        private static void RunChild(string backend)
+        {
+            string mono = Process.GetCurrentProcess().MainModule.FileName;
+            string exe = Assembly.GetExecutingAssembly().Location;
+            for (int round = 0; round < 3; round++)
+            {
+                var psi = new ProcessStartInfo(mono, "--debug \"" + exe + "\" " + ChildFlag + " " + backend)
+                {
+                    UseShellExecute = false,
+                    RedirectStandardOutput = true,
+                    RedirectStandardError = true,
+                };
+                using (Process p = Process.Start(psi))
+                {
+                    string err = null;
+                    var errReader = new Thread(() => err = p.StandardError.ReadToEnd());
+                    errReader.Start();
+                    string output = p.StandardOutput.ReadToEnd();
+                    bool exited = p.WaitForExit(30000);
+                    if (!exited)
+                    {
+                        try { p.Kill(); } catch (Exception) { }
+                    }
+                    errReader.Join(10000);
+                    Assert.True(exited, backend + " round " + round + ": the process exits (no hang at shutdown)");
+                    Assert.Equal(0, p.ExitCode, backend + " round " + round + ": exit code; stderr: " + err);
+                    Assert.True(output.Contains("child delivered enough events"), backend + " round " + round + ": child output: " + output);
+                    Assert.Equal("", (err ?? "").Trim(), backend + " round " + round + ": nothing on stderr");
+                }
+            }
+        }
+
+        [Test] public void ExitWithLiveWatcherProtect() { RunChild("protect"); }
+
+        [Test] public void ExitWithLiveWatcherPoll() { RunChild("poll"); }
+    }
+}
