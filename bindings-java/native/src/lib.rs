@@ -962,7 +962,7 @@ pub extern "system" fn Java_io_memwatch_Native_stats<'l>(mut env: JNIEnv<'l>, _c
             (arrays.companion.as_ref().map(|c| c.stats()).unwrap_or_default(), arrays.mirror_bytes())
         };
         let queued = lock(&shared.inbox.state).queue.len();
-        let counters: [jlong; 11] = [
+        let counters: [jlong; 13] = [
             (m.regions + comp.regions) as jlong,
             m.protected_pages as jlong,
             m.faults as jlong,
@@ -974,6 +974,8 @@ pub extern "system" fn Java_io_memwatch_Native_stats<'l>(mut env: JNIEnv<'l>, _c
             (m.callback_errors + comp.callback_errors) as jlong,
             m.latency_p50_ns as jlong,
             m.latency_p99_ns as jlong,
+            (m.fallback_regions + comp.fallback_regions) as jlong,
+            m.gone_regions as jlong,
         ];
         let backend = m.backend.unwrap_or(shared.companion_options.backend).name();
         let c = cache()?;

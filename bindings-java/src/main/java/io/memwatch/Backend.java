@@ -7,7 +7,11 @@ package io.memwatch;
  * {@link MemoryWatcher#watch(byte[], String)}), because the JVM moves arrays.
  */
 public enum Backend {
-    /** The best mechanism available: {@code writewatch} where the kernel has it (once implemented), else {@code protect}, else {@code poll}. */
+    /**
+     * The best mechanism available: {@code writewatch} where the kernel has it, else
+     * {@code protect}; {@link Stats#getBackend()} tells which one, {@link Stats#getBackendReason()}
+     * why a better one was not used.
+     */
     AUTO("auto"),
     /**
      * Page protection ({@code mprotect}) and a SIGSEGV handler. Reports the writing thread and
@@ -16,7 +20,12 @@ public enum Backend {
      * reports as an {@link java.io.IOException} "Bad address".
      */
     PROTECT("protect"),
-    /** userfaultfd write protection (Linux 6.7+). Not yet available: creating a watcher with it throws {@link UnsupportedOperationException}. */
+    /**
+     * userfaultfd asynchronous write protection and {@code PAGEMAP_SCAN} (Linux 6.7+). No signal
+     * handler at all, so nothing to chain with the JVM's; system calls writing into watched memory
+     * succeed and are reported. Events carry no writer thread. Where the kernel lacks it, creating
+     * a watcher with it throws {@link UnsupportedOperationException} with the reason.
+     */
     WRITEWATCH("writewatch"),
     /** Snapshot and hash every poll interval, and synchronously in {@link MemoryWatcher#checkChanges()}. Works on any memory. */
     POLL("poll");

@@ -4,8 +4,8 @@ package io.memwatch;
  * A snapshot of one watcher's counters, from {@link MemoryWatcher#getStats()}.
  *
  * <p>Counts include the watcher's {@code byte[]} regions (watched by polling).
- * {@link #getFaults()}, {@link #getDroppedWheres()} and {@link #getProtectedPages()} are
- * engine-wide: they cover every watcher in the process.
+ * {@link #getFaults()}, {@link #getDroppedWheres()}, {@link #getGoneRegions()} and
+ * {@link #getProtectedPages()} are engine-wide: they cover every watcher in the process.
  */
 public final class Stats {
     private final Backend backend;
@@ -14,6 +14,8 @@ public final class Stats {
     private final long protectedPages;
     private final long faults;
     private final long events;
+    private final long fallbackRegions;
+    private final long goneRegions;
     private final long droppedWheres;
     private final long nativeBytes;
     private final long snapshotBytes;
@@ -37,6 +39,8 @@ public final class Stats {
         this.callbackErrors = c[8];
         this.latencyP50Ns = c[9];
         this.latencyP99Ns = c[10];
+        this.fallbackRegions = c[11];
+        this.goneRegions = c[12];
     }
 
     /**
@@ -91,6 +95,25 @@ public final class Stats {
      */
     public long getEvents() {
         return events;
+    }
+
+    /**
+     * Regions of a writewatch watcher that userfaultfd refused and that use protect instead (the
+     * reason is in {@link #getBackendReason()}).
+     *
+     * @return the number of fallback regions
+     */
+    public long getFallbackRegions() {
+        return fallbackRegions;
+    }
+
+    /**
+     * Regions dropped because their memory was unmapped while watched (engine-wide).
+     *
+     * @return the number of regions whose memory went away
+     */
+    public long getGoneRegions() {
+        return goneRegions;
     }
 
     /**
@@ -167,7 +190,8 @@ public final class Stats {
         return "Stats{backend=" + backend.getName()
                 + (backendReason.isEmpty() ? "" : " (" + backendReason + ")")
                 + ", regions=" + regions + ", protectedPages=" + protectedPages + ", faults=" + faults
-                + ", events=" + events + ", droppedWheres=" + droppedWheres + ", nativeBytes=" + nativeBytes
+                + ", events=" + events + ", fallbackRegions=" + fallbackRegions + ", goneRegions=" + goneRegions
+                + ", droppedWheres=" + droppedWheres + ", nativeBytes=" + nativeBytes
                 + ", snapshotBytes=" + snapshotBytes + ", pendingEvents=" + pendingEvents
                 + ", callbackErrors=" + callbackErrors + ", latencyP50Ns=" + latencyP50Ns
                 + ", latencyP99Ns=" + latencyP99Ns + "}";

@@ -27,9 +27,9 @@ class CallbackTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = Backend.class, names = {"PROTECT", "POLL"})
+    @EnumSource(value = Backend.class, names = {"PROTECT", "WRITEWATCH", "POLL"})
     void checkChangesWaitsUntilTheCallbackGotEveryEvent(Backend backend) {
-        try (MemoryWatcher w = new MemoryWatcher(backend)) {
+        try (MemoryWatcher w = TestBackends.open(backend)) {
             ByteBuffer buf = MemoryWatcher.allocatePageAligned(32);
             byte[] array = new byte[8];
             int bufId = w.watch(buf, "buf", "direct");

@@ -14,9 +14,9 @@ import org.junit.jupiter.params.provider.EnumSource;
 /** Garbage collections move byte[] arrays and free unreachable buffers: watching must not care. */
 class GcTest {
     @ParameterizedTest
-    @EnumSource(value = Backend.class, names = {"PROTECT", "POLL"})
+    @EnumSource(value = Backend.class, names = {"PROTECT", "WRITEWATCH", "POLL"})
     void systemGcAndAllocationPressureWhileWatching(Backend backend) {
-        try (MemoryWatcher w = new MemoryWatcher(backend)) {
+        try (MemoryWatcher w = TestBackends.open(backend)) {
             byte[] array = new byte[1000];
             ByteBuffer direct = MemoryWatcher.allocatePageAligned(200);
             int arrayId = w.watch(array, "array");
