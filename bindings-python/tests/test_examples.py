@@ -69,3 +69,19 @@ def test_demo(backend: str) -> None:
     else:
         assert threads == ["?"] * 4
     assert lines[-2] == "4 events from 3 regions, 0 callback errors"
+
+
+def test_benchmark_script_runs_and_prints_its_table() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "python" / "bench_write_loop.py"),
+         "--writes", "20000", "--repeat", "1", "--watchpoints-writes", "200"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    names = [row.split("|")[1].strip() for row in rows[1:]]
+    assert names == [
+        "unwatched bytearray", "memwatch protect", "memwatch writewatch", "memwatch poll", "memwatch auto",
+        "memwatch protect + callback", "memwatch writewatch + callback", "watchpoints (PyPI)",
+    ]
+    assert rows[1].split("|")[3].strip() == "1.00x"
