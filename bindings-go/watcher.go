@@ -236,6 +236,10 @@ func (s *watcherState) close() {
 		q.close()
 	}
 	close(s.closeDone)
+	// The delivery thread is gone (or about to return from the callback that
+	// called Close); forget its id so that a thread reusing it is not taken
+	// for it.
+	s.deliveryTid.Store(0)
 	s.release()
 }
 
