@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,32 @@ def test_benchmark_script_runs_and_prints_its_table() -> None:
         "memwatch protect + callback", "memwatch writewatch + callback", "watchpoints (PyPI)",
     ]
     assert rows[1].split("|")[3].strip() == "1.00x"
+
+
+def _readme_python_blocks() -> list:
+    text = (REPO_ROOT / "bindings-python" / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_examples_run() -> None:
+    blocks = _readme_python_blocks()
+    assert len(blocks) == 2
+    outputs = []
+    for code in blocks:
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (code, result.stderr)
+        outputs.append(result.stdout)
+    assert outputs[0] == "data b'hello' -> b'Hello' [(0, 1)]\n"
+    line = outputs[1].strip()
+    assert line.startswith("counter: 0000000000000000 -> 0100000000000000 (thread ")
+    tid, main = re.search(r"thread (\d+), main is (\d+)", line).groups()
+    assert tid == main and line.endswith("{'unit': 'requests'})")
+
+
+def test_package_docstring_example() -> None:
+    import doctest
+
+    import memwatch
+
+    failures, tried = doctest.testmod(memwatch, verbose=False)
+    assert tried >= 4 and failures == 0

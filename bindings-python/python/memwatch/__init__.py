@@ -310,12 +310,15 @@ class MemoryWatcher:
         return bool(self._native.closed)
 
     def __enter__(self) -> "MemoryWatcher":
+        """Returns the watcher itself."""
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
+        """Closes the watcher."""
         self.close()
 
     def __repr__(self) -> str:
+        """``<memwatch.MemoryWatcher backend='protect' regions=2>``."""
         if self.closed:
             return "<memwatch.MemoryWatcher closed>"
         stats = self._native.stats()
