@@ -153,6 +153,9 @@ pub struct Store {
     shard: usize,
 }
 
+/// Key, value (if asked for) and stats of one slot.
+type SlotRead = (Vec<u8>, Vec<u8>, KeyStats);
+
 /// A block payload location, validated against the arena.
 #[derive(Clone, Copy)]
 struct Entry {
@@ -875,7 +878,7 @@ impl Store {
     }
 
     /// Reads slot `i`'s key (and value if asked) consistently.
-    fn read_slot(&self, i: u32, with_value: bool) -> Result<Option<(Vec<u8>, Vec<u8>, KeyStats)>> {
+    fn read_slot(&self, i: u32, with_value: bool) -> Result<Option<SlotRead>> {
         for _ in 0..OPTIMISTIC_TRIES {
             let s = self.slot(i);
             let seq = s.seq.load(Acquire);
@@ -970,8 +973,8 @@ impl Store {
         let w = &h.w.0;
         let (mut hits, mut misses) = (0, 0);
         for s in &h.shards {
-            hits += s.0.hits.load(Relaxed);
-            misses += s.0.misses.load(Relaxed);
+            hits = s.0.hits.load(Relaxed).wrapping_add(hits);
+            misses = s.0.misses.load(Relaxed).wrapping_add(misses);
         }
         StoreStats {
             entries: w.entries.load(Relaxed),
@@ -1043,9 +1046,9 @@ impl Store {
         h.index_seq.0.store(iseq, SeqCst);
         let bump_free = |s: &Slot| {
             let q = s.seq.load(Relaxed);
-            s.seq.store((q | 1) + 0, SeqCst); // odd
+            s.seq.store(q | 1, SeqCst); // odd
             s.state.store(SLOT_FREE, Relaxed);
-            s.seq.store((q | 1) + 1, SeqCst); // even, > q
+            s.seq.store((q | 1).wrapping_add(1), SeqCst); // even, > q
         };
         // 1. journal: roll the interrupted publish forward.
         let j = &w.journal;
@@ -1064,7 +1067,7 @@ impl Store {
                 s.created_at.store(j.created_at.load(Relaxed), Relaxed);
                 s.lru_stamp.store(j.stamp.load(Relaxed), Relaxed);
                 s.updated_at.store(j.stamp.load(Relaxed), Relaxed);
-                s.seq.store((q | 1) + 1, SeqCst);
+                s.seq.store((q | 1).wrapping_add(1), SeqCst);
             }
             j.active.store(0, Release);
         }
@@ -1254,7 +1257,7 @@ impl Store {
         w.entries.store(entries, Relaxed);
         w.data_bytes.store(data_bytes, Relaxed);
         w.bytes_used.store(bytes_used, Relaxed);
-        h.index_seq.0.store(iseq + 1, SeqCst); // even again
+        h.index_seq.0.store(iseq.wrapping_add(1), SeqCst); // even again
     }
 
     /// Another live slot with the same key as slot `i`, in i's chain (rebuild only).
@@ -1275,7 +1278,7 @@ impl Store {
     }
 
     fn in_arena(&self, off: u64) -> bool {
-        off % BLOCK_ALIGN == 0 && off + MIN_BLOCK <= self.layout.arena_size
+        off % BLOCK_ALIGN == 0 && off <= self.layout.arena_size - MIN_BLOCK
     }
 
     fn set_block(&self, off: u64, size: u64, used: bool, prev: u64) {
@@ -1593,11 +1596,11 @@ impl Store {
         let w = &h.w.0;
         let s = self.slot(i);
         let (off, size) = (s.block_off.load(Relaxed), s.block_size.load(Relaxed));
-        let data = s.key_len.load(Relaxed) as u64 + s.val_len.load(Relaxed);
+        let data = (s.key_len.load(Relaxed) as u64).saturating_add(s.val_len.load(Relaxed));
         let q = s.seq.load(Relaxed);
-        s.seq.store(q + 1, SeqCst);
+        s.seq.store(q.wrapping_add(1), SeqCst);
         s.state.store(SLOT_FREE, Relaxed);
-        s.seq.store(q + 2, SeqCst);
+        s.seq.store(q.wrapping_add(2), SeqCst);
         self.chain_remove(i)?;
         self.lru_remove(i);
         s.lru_next.store(w.free_slot_head.load(Relaxed), Relaxed);
@@ -1806,7 +1809,7 @@ impl Store {
         j.stamp.store(now, Relaxed);
         j.active.store(1, Release);
         let q = s.seq.load(Relaxed);
-        s.seq.store(q + 1, SeqCst);
+        s.seq.store(q.wrapping_add(1), SeqCst);
         fence(Release);
         s.hash.store(h, Relaxed);
         s.block_off.store(block, Relaxed);
@@ -1821,7 +1824,7 @@ impl Store {
         if is_new {
             s.access_count.store(0, Relaxed);
         }
-        s.seq.store(q + 2, SeqCst);
+        s.seq.store(q.wrapping_add(2), SeqCst);
         j.active.store(0, Release);
         // 5. derived structures.
         if is_new {

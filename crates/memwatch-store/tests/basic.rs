@@ -138,7 +138,7 @@ fn full_refuse_policy() {
     assert!(matches!(err, Error::Full { .. }), "{err}");
     let msg = err.to_string();
     assert!(msg.contains("store is full"), "{msg}");
-    assert!(stored >= 55 && stored <= 64, "{stored}");
+    assert!((55..=64).contains(&stored), "{stored}");
     // Nothing was evicted: every stored key is still there.
     for i in 0..stored {
         assert_eq!(s.get(format!("key{i}")).unwrap().unwrap().len(), 1000);

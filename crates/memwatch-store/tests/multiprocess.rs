@@ -47,7 +47,7 @@ fn child() {
     let name = std::env::var("MW_STORE").unwrap();
     let id = env_u64("MW_ID", 0);
     let store = Store::open(&name).unwrap();
-    let mut rng = Rng(0x1234_5678 ^ (id + 1) * 0x9E37_79B9 ^ std::process::id() as u64);
+    let mut rng = Rng(0x1234_5678 ^ ((id + 1) * 0x9E37_79B9) ^ std::process::id() as u64);
     match role.as_str() {
         // Fixed number of ops on own and shared keys; every value verified.
         "mixed" => {
