@@ -7,10 +7,13 @@ import { EventEmitter } from 'node:events';
 
 /**
  * Detection mechanism.
- * - `"auto"`: the best available (today `"protect"`).
+ * - `"auto"`: `"writewatch"` where the kernel has it, else `"protect"`
+ *   (`getStats().backendReason` says why).
+ * - `"writewatch"`: userfaultfd write-protection + PAGEMAP_SCAN (Linux 6.7+):
+ *   no signals; system calls writing into watched memory succeed and are
+ *   reported; no writer thread.
  * - `"protect"`: page protection + SIGSEGV handler; knows the writing thread.
  *   A system call that writes into a watched page fails with EFAULT.
- * - `"writewatch"`: userfaultfd write-protection (Linux 6.7+); not available yet.
  * - `"poll"`: snapshot + hash every `pollIntervalMs`; works on any memory.
  */
 export type Backend = 'auto' | 'protect' | 'writewatch' | 'poll';
@@ -19,7 +22,7 @@ export type Backend = 'auto' | 'protect' | 'writewatch' | 'poll';
 export interface WatcherOptions {
   /** Detection mechanism; default `"auto"`. */
   backend?: Backend;
-  /** protect backend: how long a page stays writable after its first write before it is re-checked, ms; default 5. */
+  /** protect backend: how long a page stays writable after its first write before it is re-checked, ms; default 5. The writewatch backend scans every tenth of it. */
   writableWindowMs?: number;
   /** poll backend: how often regions are hashed, ms; default 100. */
   pollIntervalMs?: number;
@@ -103,6 +106,10 @@ export interface WatcherStats {
   faults: number;
   /** Events this watcher produced. */
   events: number;
+  /** Regions of a writewatch watcher that userfaultfd refused and that use protect instead. */
+  fallbackRegions: number;
+  /** Regions dropped because their memory was unmapped while watched (process-wide). */
+  goneRegions: number;
   /** Faults whose thread/IP was dropped because the ring was full (the change itself never is). */
   droppedWheres: number;
   /** Native bytes held for this watcher's regions. */
@@ -217,6 +224,14 @@ export declare function pageSize(): number;
  * @throws {TypeError} unless `size` is an integer >= 1.
  */
 export declare function allocPageAligned(size: number): Buffer;
+
+/**
+ * True once memwatch's SIGSEGV handler is installed in this process (the
+ * first watcher using the protect backend installs it; it then stays,
+ * forwarding every fault that is not memwatch's own, such as V8's
+ * WebAssembly traps, to the handler installed before it).
+ */
+export declare function signalHandlerInstalled(): boolean;
 
 /** The backend names accepted by the `backend` option. */
 export declare const BACKENDS: readonly Backend[];

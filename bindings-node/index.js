@@ -590,10 +590,22 @@ function allocPageAligned(size) {
   return call(() => native.allocPageAligned(size));
 }
 
+/**
+ * True once memwatch's SIGSEGV handler is installed in this process (the
+ * first watcher using the protect backend installs it; it then stays,
+ * forwarding every fault that is not memwatch's own, such as V8's
+ * WebAssembly traps, to the handler installed before it).
+ * @returns {boolean}
+ */
+function signalHandlerInstalled() {
+  return native.signalHandlerInstalled();
+}
+
 module.exports = {
   MemoryWatcher,
   create,
   pageSize,
   allocPageAligned,
+  signalHandlerInstalled,
   BACKENDS,
 };

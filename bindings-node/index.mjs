@@ -12,6 +12,8 @@ export const create = memwatch.create;
 export const pageSize = memwatch.pageSize;
 /** Allocates a page-aligned Buffer that shares no page with other memory. */
 export const allocPageAligned = memwatch.allocPageAligned;
+/** True once memwatch's SIGSEGV handler is installed in this process. */
+export const signalHandlerInstalled = memwatch.signalHandlerInstalled;
 /** The backend names accepted by the `backend` option. */
 export const BACKENDS = memwatch.BACKENDS;
 export default memwatch;

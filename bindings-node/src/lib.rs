@@ -204,6 +204,10 @@ pub struct NativeStats {
     pub faults: f64,
     /// Events this watcher produced.
     pub events: f64,
+    /// Regions of a writewatch watcher that use protect instead.
+    pub fallback_regions: f64,
+    /// Regions dropped because their memory was unmapped while watched (engine-wide).
+    pub gone_regions: f64,
     /// Fault "where"s dropped because the ring was full (engine-wide).
     pub dropped_wheres: f64,
     /// Native bytes held for this watcher's regions.
@@ -555,6 +559,8 @@ impl NativeWatcher {
             protected_pages: s.protected_pages as f64,
             faults: s.faults as f64,
             events: s.events as f64,
+            fallback_regions: s.fallback_regions as f64,
+            gone_regions: s.gone_regions as f64,
             dropped_wheres: s.dropped_wheres as f64,
             native_bytes: s.native_bytes as f64,
             snapshot_bytes: s.snapshot_bytes as f64,
@@ -582,6 +588,13 @@ impl NativeWatcher {
 #[napi]
 pub fn page_size() -> u32 {
     mw::page_size() as u32
+}
+
+/// True once memwatch's SIGSEGV handler is installed in this process (the
+/// first protect watcher installs it; it stays, forwarding foreign faults).
+#[napi]
+pub fn signal_handler_installed() -> bool {
+    mw::signal_handler_installed()
 }
 
 /// Finalizer of [`alloc_page_aligned`] buffers: unmaps the pages.
