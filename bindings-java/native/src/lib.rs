@@ -406,7 +406,7 @@ struct VmPtr(*mut jni::sys::JavaVM);
 unsafe impl Send for VmPtr {}
 
 enum Work {
-    Deliver(ChangeEvent, GlobalRef),
+    Deliver(Box<ChangeEvent>, GlobalRef),
     Sync,
     Stop,
 }
@@ -466,7 +466,7 @@ fn deliver_loop(shared: &Arc<Shared>, env: &mut JNIEnv) {
                     let d = d.clone();
                     let ev = s.queue.pop_front().expect("queue is not empty");
                     s.delivering = true;
-                    break Work::Deliver(ev, d);
+                    break Work::Deliver(Box::new(ev), d);
                 }
                 s = shared.inbox.cv.wait_timeout(s, next_sync - now).unwrap_or_else(|p| p.into_inner()).0;
             }
@@ -762,7 +762,7 @@ pub extern "system" fn Java_io_memwatch_Native_watchBuffer<'l>(
         let capacity = env.get_direct_buffer_capacity(&buffer)? as u64;
         let offset = non_negative(offset, "offset")?;
         let length = non_negative(length, "length")?;
-        if offset.checked_add(length).map_or(true, |end| end > capacity) {
+        if !matches!(offset.checked_add(length), Some(end) if end <= capacity) {
             return Err(Fail::Arg(format!(
                 "range [{offset}, {}) is outside the buffer's capacity {capacity}",
                 offset.saturating_add(length)
