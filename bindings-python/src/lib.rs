@@ -750,11 +750,30 @@ impl Watcher {
         let shared = self.shared.clone();
         let result = py.detach(move || {
             let _serial = lock(&shared.set_callback_lock);
-            shared.core.set_callback(closure)?;
-            Ok(std::mem::replace(&mut *lock(&shared.callback), cell))
+            // Publish first: the core's set_callback(None) lets a waiting
+            // check_changes() return at once, and its caller must then see
+            // the new callback. Events the core already handed to the old
+            // closure still reach the old callable through that closure's cell.
+            let old = std::mem::replace(&mut *lock(&shared.callback), cell);
+            match shared.core.set_callback(closure) {
+                Ok(()) => Ok(old),
+                Err(e) => {
+                    let new = std::mem::replace(&mut *lock(&shared.callback), old);
+                    Err((e, new))
+                }
+            }
         });
-        // The previous cell (if any) is dropped here, with the GIL held.
-        result.map(drop).map_err(|e| to_pyerr(py, e))
+        // The replaced cell (if any) is dropped here, with the GIL held.
+        match result {
+            Ok(old) => {
+                drop(old);
+                Ok(())
+            }
+            Err((e, new)) => {
+                drop(new);
+                Err(to_pyerr(py, e))
+            }
+        }
     }
 
     /// The current callback, or None.

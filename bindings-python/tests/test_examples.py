@@ -34,12 +34,11 @@ def test_unified_example_prints_success() -> None:
 def test_numpy_example() -> None:
     out = run_example("numpy_example.py")
     assert out.splitlines() == [
-        "weights: 5 element(s) changed",
-        "  weights[1, 2]: 0.0 -> 0.5",
-        "  weights[2, 0]: 0.0 -> 1.0",
-        "  weights[2, 1]: 0.0 -> 1.0",
-        "  weights[2, 2]: 0.0 -> 1.0",
-        "  weights[2, 3]: 0.0 -> 1.0",
+        "weights[1, 2]: 0.0 -> 0.5",
+        "weights[2, 0]: 0.0 -> 1.0",
+        "weights[2, 1]: 0.0 -> 1.0",
+        "weights[2, 2]: 0.0 -> 1.0",
+        "weights[2, 3]: 0.0 -> 1.0",
     ]
 
 
@@ -61,7 +60,7 @@ def test_demo(backend: str) -> None:
     assert [c[0].strip() for c in changes] == [
         "greeting: b'hello world' -> b'HELLO world'",
         "temperatures[1]: 21.0 -> 22.25",
-        "counters[2]: 0 -> 3",
+        "counters[2]: 0 -> 7",
         "greeting: b'HELLO world' -> b'HELLO World'",
     ]
     threads = [c[1].split(" (")[0] for c in changes]
