@@ -37,7 +37,7 @@ async function roundTrip(buf, index, marker, seen) {
 const ranges = (e) => e.changedRanges.map((r) => [r.offset, r.length]);
 
 for (const backend of BACKENDS) {
-  test(`[${backend}] callback: synchronous via checkChanges, exactly once`, async () => {
+  test(`[${backend}] callback: synchronous via checkChanges, exactly once`, { timeout: 60000 }, async () => {
     const w = memwatch.create({ backend });
     try {
       const buf = Buffer.alloc(32);
@@ -59,7 +59,7 @@ for (const backend of BACKENDS) {
     }
   });
 
-  test(`[${backend}] callback: asynchronous delivery on the JS thread`, async () => {
+  test(`[${backend}] callback: asynchronous delivery on the JS thread`, { timeout: 60000 }, async () => {
     const w = memwatch.create({ backend });
     try {
       const buf = Buffer.alloc(16);
@@ -78,7 +78,7 @@ for (const backend of BACKENDS) {
     }
   });
 
-  test(`[${backend}] emitter: on/once/off, exactly once per listener`, async () => {
+  test(`[${backend}] emitter: on/once/off, exactly once per listener`, { timeout: 60000 }, async () => {
     const w = memwatch.create({ backend });
     try {
       const buf = Buffer.alloc(16);
@@ -117,7 +117,7 @@ for (const backend of BACKENDS) {
     }
   });
 
-  test(`[${backend}] async iterator: next, for await, return, close`, async () => {
+  test(`[${backend}] async iterator: next, for await, return, close`, { timeout: 60000 }, async () => {
     const w = memwatch.create({ backend });
     try {
       const buf = Buffer.alloc(16);
@@ -166,7 +166,7 @@ for (const backend of BACKENDS) {
     }
   });
 
-  test(`[${backend}] callback, listeners and iterator all get each event exactly once`, async () => {
+  test(`[${backend}] callback, listeners and iterator all get each event exactly once`, { timeout: 60000 }, async () => {
     const w = memwatch.create({ backend });
     try {
       const buf = Buffer.alloc(64);
@@ -195,7 +195,7 @@ for (const backend of BACKENDS) {
     }
   });
 
-  test(`[${backend}] exactly once while async delivery races checkChanges`, async () => {
+  test(`[${backend}] exactly once while async delivery races checkChanges`, { timeout: 60000 }, async () => {
     const w = memwatch.create({ backend, writableWindowMs: 1, pollIntervalMs: 1 });
     try {
       const buf = Buffer.alloc(256);
@@ -225,7 +225,7 @@ for (const backend of BACKENDS) {
   });
 }
 
-test('clearing the callback leaves undelivered events for checkChanges', () => {
+test('clearing the callback leaves undelivered events for checkChanges', { timeout: 60000 }, () => {
   const w = memwatch.create({ backend: 'protect' });
   try {
     const buf = Buffer.alloc(8);
@@ -244,7 +244,7 @@ test('clearing the callback leaves undelivered events for checkChanges', () => {
   }
 });
 
-test('a throwing callback: counted, reported on "error", others still served', () => {
+test('a throwing callback: counted, reported on "error", others still served', { timeout: 60000 }, () => {
   const w = memwatch.create({ backend: 'poll' });
   try {
     const buf = Buffer.alloc(8);
@@ -267,7 +267,7 @@ test('a throwing callback: counted, reported on "error", others still served', (
   }
 });
 
-test('a throwing listener without an "error" listener: checkChanges rethrows it', () => {
+test('a throwing listener without an "error" listener: checkChanges rethrows it', { timeout: 60000 }, () => {
   const w = memwatch.create({ backend: 'poll' });
   try {
     const buf = Buffer.alloc(8);
@@ -288,7 +288,7 @@ test('a throwing listener without an "error" listener: checkChanges rethrows it'
   }
 });
 
-test('close() from inside the callback stops delivery, without deadlock', () => {
+test('close() from inside the callback stops delivery, without deadlock', { timeout: 60000 }, () => {
   const w = memwatch.create({ backend: 'protect' });
   const a = Buffer.alloc(8);
   const b = Buffer.alloc(8);
@@ -308,7 +308,7 @@ test('close() from inside the callback stops delivery, without deadlock', () => 
   assert.equal(a[1], 2);
 });
 
-test('checkChanges() from inside a listener', () => {
+test('checkChanges() from inside a listener', { timeout: 60000 }, () => {
   const w = memwatch.create({ backend: 'protect' });
   try {
     const buf = Buffer.alloc(8);
@@ -329,7 +329,7 @@ test('checkChanges() from inside a listener', () => {
   }
 });
 
-test('getStats: pendingEvents counts events waiting for checkChanges', () => {
+test('getStats: pendingEvents counts events waiting for checkChanges', { timeout: 60000 }, () => {
   const w = memwatch.create({ backend: 'poll' });
   try {
     const buf = Buffer.alloc(8);
