@@ -1,7 +1,8 @@
 """memstream: a small ctypes wrapper over libmemwatch_store.so (MemStream C API).
 
 The library is found through $MEMWATCH_STORE_LIB, else
-<repo>/target/release/libmemwatch_store.so. Build it with:
+<repo>/target/store/release/ or <repo>/target/release/libmemwatch_store.so,
+else the dynamic loader's path. Build it with:
 
     cargo rustc -p memwatch-store --release --features capi --lib --crate-type cdylib
 """
@@ -17,7 +18,15 @@ OK = 0
 ERR_NOT_FOUND = -1
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_DEFAULT_LIB = os.path.join(_HERE, "..", "..", "target", "release", "libmemwatch_store.so")
+_CANDIDATES = [os.path.join(_HERE, "..", "..", "target", d, "release", "libmemwatch_store.so")
+               for d in ("store", "")]
+
+
+def _default_lib():
+    for p in _CANDIDATES:
+        if os.path.exists(p):
+            return os.path.normpath(p)
+    return "libmemwatch_store.so"  # the dynamic loader's search path
 
 
 class Stats(Structure):
@@ -45,7 +54,7 @@ class StoreError(Exception):
 
 
 def load(path=None):
-    lib = ctypes.CDLL(path or os.environ.get("MEMWATCH_STORE_LIB", _DEFAULT_LIB))
+    lib = ctypes.CDLL(path or os.environ.get("MEMWATCH_STORE_LIB") or _default_lib())
     lib.cache_connect.argtypes = [c_char_p, c_uint64, c_int]
     lib.cache_connect.restype = c_void_p
     lib.cache_put.argtypes = [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t]
@@ -105,7 +114,8 @@ class MemStream:
     """A handle on a shared-memory store.
 
     MemStream(name, capacity=64 MiB, policy=EVICT_LRU) creates or opens;
-    capacity=0 only opens an existing store.
+    capacity=0 only opens an existing store. get() reuses one buffer per
+    handle: use one MemStream per thread (processes each open their own).
     """
 
     def __init__(self, name, capacity=64 << 20, policy=EVICT_LRU):
@@ -114,43 +124,54 @@ class MemStream:
         if not h:
             raise StoreError(-1, self._lib.cache_last_error().decode())
         self._h = c_void_p(h)
-        self._cap = 4096
+        self._cap = 64 << 10
         self._buf = ctypes.create_string_buffer(self._cap)
         self._get32, self._put32 = fast()
         self.name = name
+        # Hot paths as closures over locals (no attribute lookups per call).
+        self.get = self._make_get()
+        self.put = self._make_put()
+
+    def _make_get(self):
+        get32, h, buf, cap, slow = self._get32, self._h, self._buf, self._cap, self._get_slow
+
+        def get(key):
+            """The value of key (bytes) as bytes, or None."""
+            if key.__class__ is bytes:
+                n = get32(h, key, len(key), buf, cap)
+                if 0 <= n <= cap:
+                    return buf[:n]
+            return slow(key)
+        return get
+
+    def _make_put(self):
+        put32, h, slow = self._put32, self._h, self._put_slow
+
+        def put(key, value):
+            """Stores value (bytes-like) under key (bytes-like)."""
+            if key.__class__ is bytes and value.__class__ is bytes and len(value) < 1 << 31:
+                r = put32(h, key, len(key), value, len(value))
+                if r == OK:
+                    return
+            slow(key, value)
+        return put
 
     def _err(self, code):
         raise StoreError(code, self._lib.cache_last_error().decode())
 
-    def put(self, key: bytes, value: bytes):
-        """Stores value (bytes-like) under key (bytes)."""
-        if key.__class__ is not bytes or value.__class__ is not bytes or len(value) >= 1 << 31:
-            key, value = bytes(key), bytes(value)
-            r = self._lib.cache_put(self._h, key, len(key), value, len(value))
-        else:
-            r = self._put32(self._h, key, len(key), value, len(value))
+    def _put_slow(self, key, value):
+        key, value = bytes(key), bytes(value)
+        r = self._lib.cache_put(self._h, key, len(key), value, len(value))
         if r != OK:
             self._err(r)
 
-    def get(self, key: bytes):
-        """The value as bytes, or None."""
-        if key.__class__ is not bytes:
-            key = bytes(key)
-        n = self._get32(self._h, key, len(key), self._buf, self._cap)
-        if n >= 0:
-            if n <= self._cap:
-                return self._buf[:n]
-            return self._get_big(key)
-        if n == ERR_NOT_FOUND:
-            return None
-        self._err(n)
-
-    def _get_big(self, key):
+    def _get_slow(self, key):
+        key = bytes(key)
         while True:
             n = self._lib.cache_get(self._h, key, len(key), None, 0)
             if n < 0:
                 return None if n == ERR_NOT_FOUND else self._err(n)
-            buf = ctypes.create_string_buffer(n)
+            buf = ctypes.create_string_buffer(max(n, 1))
             m = self._lib.cache_get(self._h, key, len(key), buf, n)
             if m < 0:
                 return None if m == ERR_NOT_FOUND else self._err(m)
