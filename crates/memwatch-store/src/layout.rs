@@ -110,6 +110,9 @@ pub struct WriterState {
     pub refusals: AtomicU64,
     /// Blocks lost because the retired list was full (should stay 0).
     pub leaked_blocks: AtomicU64,
+    /// 1 while a lock holder may be changing the store; a holder that
+    /// unwinds (panics) leaves it set and the next locker repairs.
+    pub dirty: AtomicU32,
 }
 
 /// TLSF free-list heads and bitmaps (arena offsets, `NIL64` = empty).

@@ -140,6 +140,8 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// A reader that sees the same write in progress for this long suspects a
 /// dead writer and takes the lock (which repairs the store if so).
 const STALL: Duration = Duration::from_millis(2);
+/// Pin-record owner value while a dead owner's record is being released.
+const PIN_RELEASING: u32 = u32::MAX;
 /// Optimistic attempts before a reader falls back to the lock.
 const OPTIMISTIC_TRIES: u32 = 64;
 
@@ -229,6 +231,9 @@ struct WriteGuard<'a> {
 
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.store.header().w.0.dirty.store(0, Release);
+        }
         // SAFETY: we hold this process-shared mutex (taken by `lock`), and the
         // mapping holding it is alive for `'a`.
         unsafe { libc::pthread_mutex_unlock(self.store.header().lock.0.get()) };
@@ -802,8 +807,8 @@ impl Store {
         for i in 0..PIN_RECORDS {
             let p = self.pin(i);
             let o = p.owner.load(Relaxed);
-            if o != 0 && !pid_alive(o) {
-                self.release_pin_record(i);
+            if o != 0 && o != PIN_RELEASING && !pid_alive(o) {
+                self.release_dead_pin(i, o);
             }
         }
         for i in 0..PIN_RECORDS {
@@ -828,6 +833,17 @@ impl Store {
         self.release_pin_record(rec);
     }
 
+    /// Releases record `i` if it still belongs to `dead` (a process that no
+    /// longer exists); a no-op if someone else released or re-claimed it.
+    fn release_dead_pin(&self, i: usize, dead: u32) {
+        let p = self.pin(i);
+        if p.owner.compare_exchange(dead, PIN_RELEASING, SeqCst, Relaxed).is_ok() {
+            p.block_off.store(NIL64, SeqCst);
+            self.header().pin_bitmap.0[i / 64].fetch_and(!(1 << (i % 64)), SeqCst);
+            p.owner.store(0, SeqCst);
+        }
+    }
+
     /// Whether a live process pins the block at `off` (dead pins are released).
     fn is_pinned(&self, off: u64) -> bool {
         let h = self.header();
@@ -840,10 +856,13 @@ impl Store {
                 let p = self.pin(i);
                 if p.block_off.load(SeqCst) == off {
                     let o = p.owner.load(SeqCst);
-                    if o != 0 && pid_alive(o) {
+                    if o == 0 || o == PIN_RELEASING {
+                        continue; // being released
+                    }
+                    if pid_alive(o) {
                         return true;
                     }
-                    self.release_pin_record(i);
+                    self.release_dead_pin(i, o);
                 }
             }
         }
@@ -1005,7 +1024,16 @@ impl Store {
         // creation, inside the mapping that outlives the guard.
         let r = unsafe { libc::pthread_mutex_timedlock(m, &ts) };
         match r {
-            0 => Ok(WriteGuard { store: self }),
+            0 => {
+                let w = &self.header().w.0;
+                if w.dirty.load(Acquire) != 0 {
+                    // The previous holder unwound mid-change: repair.
+                    self.rebuild();
+                    w.recoveries.fetch_add(1, Relaxed);
+                }
+                w.dirty.store(1, Relaxed);
+                Ok(WriteGuard { store: self })
+            }
             libc::EOWNERDEAD => {
                 // A process died holding the lock, possibly mid-write. We own
                 // the lock now: repair everything derivable, then mark the
@@ -1020,6 +1048,7 @@ impl Store {
                     unsafe { libc::pthread_mutex_unlock(m) };
                     return Err(Error::os_code("pthread_mutex_consistent", c));
                 }
+                self.header().w.0.dirty.store(1, Relaxed);
                 Ok(WriteGuard { store: self })
             }
             libc::ETIMEDOUT => Err(Error::LockTimeout(LOCK_TIMEOUT)),
@@ -1113,11 +1142,11 @@ impl Store {
         for i in 0..PIN_RECORDS {
             let p = self.pin(i);
             let o = p.owner.load(SeqCst);
-            if o == 0 {
+            if o == 0 || o == PIN_RELEASING {
                 continue;
             }
             if !pid_alive(o) {
-                self.release_pin_record(i);
+                self.release_dead_pin(i, o);
                 continue;
             }
             let (off, size) = (p.block_off.load(SeqCst), p.block_size.load(SeqCst));
@@ -1897,6 +1926,15 @@ impl Store {
         let _g = self.lock()?;
         self.rebuild();
         Ok(self.stats())
+    }
+
+    #[doc(hidden)]
+    /// Test hook: takes the writer lock, damages a derived structure (the
+    /// first hash bucket) and panics while holding it.
+    pub fn __panic_while_locked(&self) {
+        let _g = self.lock().expect("lock");
+        self.bucket(0).store(self.layout.slot_count + 5, Relaxed);
+        panic!("test panic while holding the writer lock");
     }
 
     #[doc(hidden)]

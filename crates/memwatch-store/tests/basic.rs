@@ -320,3 +320,20 @@ fn threads_share_a_handle() {
     });
     assert_eq!(s.stats().entries, 4 * 50 + 5); // shared-{even}
 }
+
+#[test]
+fn panic_while_locked_is_repaired() {
+    let n = Name::new("panic");
+    let s = Store::connect(n.as_str(), 1 << 20, FullPolicy::Refuse).unwrap();
+    for i in 0..100 {
+        s.put(format!("k{i}"), format!("v{i}")).unwrap();
+    }
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.__panic_while_locked()));
+    assert!(r.is_err());
+    s.put("after", "panic").unwrap(); // the next locker repairs
+    assert_eq!(s.stats().recoveries, 1);
+    for i in 0..100 {
+        assert_eq!(s.get(format!("k{i}")).unwrap().unwrap(), format!("v{i}").as_bytes());
+    }
+    assert_eq!(s.stats().entries, 101);
+}
