@@ -168,6 +168,8 @@ struct InboxState {
     dispatcher: Option<GlobalRef>,
     /// The delivery thread is inside the Java callback.
     delivering: bool,
+    /// The delivery thread attached to the JVM (or failed to: see `delivery_dead`).
+    delivery_started: bool,
     /// The delivery thread could not attach to the JVM: nothing will be delivered.
     delivery_dead: bool,
     closed: bool,
@@ -182,6 +184,7 @@ impl Inbox {
                 consumed: 0,
                 dispatcher: None,
                 delivering: false,
+                delivery_started: false,
                 delivery_dead: false,
                 closed: false,
             }),
@@ -429,12 +432,13 @@ fn delivery_main(shared: Arc<Shared>, vm: VmPtr, name: String) {
     };
     // SAFETY: on success env_ptr is this thread's JNIEnv, valid until detached.
     let env = if rc == 0 { unsafe { JNIEnv::from_raw(env_ptr as *mut jni::sys::JNIEnv) }.ok() } else { None };
-    let Some(mut env) = env else {
+    {
         let mut s = lock(&shared.inbox.state);
-        s.delivery_dead = true;
+        s.delivery_started = true;
+        s.delivery_dead = env.is_none();
         shared.inbox.cv.notify_all();
-        return;
-    };
+    }
+    let Some(mut env) = env else { return };
 
     deliver_loop(&shared, &mut env);
 
@@ -706,6 +710,19 @@ pub extern "system" fn Java_io_memwatch_Native_create<'l>(
                 Fail::Core(CoreError::Os(format!("cannot start the delivery thread: {e}")))
             })?;
         let _ = shared.delivery_thread.set(t.thread().id());
+        {
+            // Return once the thread is attached, so it is visible to Java from the start.
+            let mut s = lock(&shared.inbox.state);
+            while !s.delivery_started {
+                s = shared.inbox.cv.wait(s).unwrap_or_else(|p| p.into_inner());
+            }
+            if s.delivery_dead {
+                drop(s);
+                let _ = t.join();
+                shared.main.close();
+                return Err(Fail::Core(CoreError::Os("the delivery thread could not attach to the JVM".into())));
+            }
+        }
         let h = Box::new(Handle { shared, thread: Mutex::new(Some(t)) });
         Ok(Box::into_raw(h) as jlong)
     })

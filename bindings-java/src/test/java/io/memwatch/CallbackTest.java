@@ -61,6 +61,29 @@ class CallbackTest {
         }
     }
 
+    private static java.util.Set<String> deliveryThreads() {
+        java.util.Set<String> names = new java.util.HashSet<>();
+        for (Thread t : Thread.getAllStackTraces().keySet()) {
+            if (t.getName().startsWith("memwatch-delivery-")) {
+                assertTrue(t.isDaemon(), t.getName() + " is a daemon");
+                names.add(t.getName());
+            }
+        }
+        return names;
+    }
+
+    @Test
+    void theDeliveryThreadIsAnAttachedDaemonUntilClose() {
+        java.util.Set<String> before = deliveryThreads();
+        MemoryWatcher w = new MemoryWatcher(Backend.POLL);
+        java.util.Set<String> during = deliveryThreads();
+        during.removeAll(before);
+        assertEquals(1, during.size(), "one delivery thread per watcher, visible to Java: " + during);
+        w.close();
+        java.util.Set<String> after = deliveryThreads();
+        assertFalse(after.contains(during.iterator().next()), "detached (gone) after close: " + after);
+    }
+
     @Test
     void eventsArriveWithoutCheckChanges() throws Exception {
         try (MemoryWatcher w = new MemoryWatcher(new WatcherOptions().backend(Backend.PROTECT)

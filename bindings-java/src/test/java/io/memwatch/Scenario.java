@@ -243,6 +243,9 @@ final class Scenario {
                     throw new AssertionError(at + ": unknown step kind");
                 }
             }
+            // A collection now makes one during the steps (a pause that could split the writes
+            // of one writable window) less likely.
+            System.gc();
             for (Runnable action : actions) {
                 action.run();
             }
