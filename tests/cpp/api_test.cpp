@@ -6,8 +6,10 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -82,6 +84,7 @@ TEST_P(Backends, ContainerOverloads) {
   std::vector<uint64_t> v(4, 0);
   std::array<uint16_t, 8> a{};
   static int32_t c[5];
+  std::fill(std::begin(c), std::end(c), 0);  // shared by the parameterized runs
   auto iv = w.watch(v, "vec");
   auto ia = w.watch(a, "arr");
   auto ic = w.watch(c, "carr", "c array");
@@ -288,7 +291,38 @@ extern "C" void own_handler(int, siginfo_t*, void*) {
   siglongjmp(g_jmp, 1);
 }
 
+// The handler must be installed before memwatch's, i.e. in a process where
+// the engine has not started yet. ctest runs every test in its own process;
+// when the whole binary runs at once, the test re-runs itself in a fresh one.
+void own_handler_body();
+
 TEST(Signals, OwnSigsegvHandlerKeepsWorking) {
+  if (getenv("MEMWATCH_FRESH_PROCESS")) {
+    own_handler_body();
+    return;
+  }
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    setenv("MEMWATCH_FRESH_PROCESS", "1", 1);
+    execl("/proc/self/exe", "cpp_api_test", "--gtest_filter=Signals.OwnSigsegvHandlerKeepsWorking",
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      FAIL() << "fresh-process run timed out";
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "fresh-process run failed, status " << status;
+}
+
+void own_handler_body() {
   struct sigaction sa {}, old {};
   sa.sa_sigaction = own_handler;
   sa.sa_flags = SA_SIGINFO;
@@ -313,6 +347,7 @@ TEST(Signals, OwnSigsegvHandlerKeepsWorking) {
     EXPECT_EQ(ev[0].region_id, id);
     EXPECT_TRUE((ev[0].changed_ranges == std::vector<memwatch::ByteRange>{{5, 1}}));
     EXPECT_EQ(ev[0].new_value.value().at(5), 0x55);
+    EXPECT_EQ(ev[0].thread_id, std::optional<uint32_t>(tid()));
   }
   // memwatch's handler stays installed (it chains); restoring ours on top is
   // the program's business. Leave the process as we found it.

@@ -30,7 +30,9 @@
  *
  * Backend "protect" write-protects watched pages and catches the write fault
  * with a SIGSEGV handler that forwards faults that are not its own to the
- * handler installed before it. A system call that writes into a watched page
+ * handler installed before it. A program with its own SIGSEGV handler must
+ * install it before the first "protect" watcher starts the engine (or chain
+ * to the handler it replaces). A system call that writes into a watched page
  * (read(2) into a watched buffer, for example) fails with EFAULT instead.
  *
  * Linking: -lmemwatch (shared), or libmemwatch.a plus
