@@ -374,6 +374,7 @@ pub extern "C" fn memwatch_page_size() -> size_t {
 /// The library version, a static string like "0.1.0".
 #[no_mangle]
 pub extern "C" fn memwatch_version() -> *const c_char {
+    // A constant: nothing here can panic, so there is nothing to catch.
     cstr!(env!("CARGO_PKG_VERSION"))
 }
 
@@ -392,7 +393,9 @@ pub unsafe extern "C" fn memwatch_options_default(opts: *mut memwatch_options_t)
     if opts.is_null() {
         return;
     }
-    let d = Options::default();
+    let Ok(d) = catch_unwind(Options::default) else {
+        return;
+    };
     let c = memwatch_options_t {
         backend: cstr!("auto"),
         writable_window_ms: u32::try_from(d.writable_window.as_millis()).unwrap_or(u32::MAX),
