@@ -276,7 +276,9 @@ class MemoryWatcher extends EventEmitter {
     live.add(this.#liveRef);
     if (!beforeExitInstalled) {
       beforeExitInstalled = true;
-      process.on('beforeExit', flushBeforeExit);
+      // First in line, so that other 'beforeExit' listeners (test runners,
+      // frameworks) already see the delivered events.
+      process.prependListener('beforeExit', flushBeforeExit);
     }
   }
 

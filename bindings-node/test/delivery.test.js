@@ -62,8 +62,8 @@ for (const backend of BACKENDS) {
   test(`[${backend}] callback: asynchronous delivery on the JS thread`, { timeout: 60000 }, async () => {
     const w = memwatch.create({ backend });
     try {
-      const buf = Buffer.alloc(16);
-      w.watch(buf, 'async', 'meta');
+      const buf = memwatch.allocPageAligned(16); // its own page: only this thread writes it
+      const id = w.watch(buf, 'async', 'meta');
       const got = within('async callback', (done) => w.setCallback(done));
       buf.write('hi', 4);
       const e = await got;
@@ -71,6 +71,7 @@ for (const backend of BACKENDS) {
       assert.equal(e.metadata, 'meta');
       assert.deepEqual(ranges(e), [[4, 2]]);
       assert.deepEqual(e.newValue, Buffer.from('00000000686900000000000000000000', 'hex'));
+      assert.equal(e.regionId, id);
       if (backend === 'protect') assert.equal(e.where.threadId, process.pid);
       assert.deepEqual(w.checkChanges(), []);
     } finally {

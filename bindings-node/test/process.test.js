@@ -131,3 +131,34 @@ test('examples/typescript/example.ts compiles (strict) and runs', () => {
     p.cleanup();
   }
 });
+
+test('a watcher without subscribers that is garbage-collected is closed (its pages unprotected)', () => {
+  const r = node(
+    [
+      '--expose-gc',
+      '-e',
+      `
+      const memwatch = require(${MODULE});
+      const probe = memwatch.create({ backend: 'protect' });
+      const buf = memwatch.allocPageAligned(memwatch.pageSize() * 3);
+      (function () {
+        const w = memwatch.create({ backend: 'protect' });
+        w.watch(buf, 'dropped');
+      })();
+      const before = probe.getStats().protectedPages;
+      (async () => {
+        for (let i = 0; i < 50 && probe.getStats().protectedPages !== 0; i++) {
+          global.gc();
+          await new Promise((r) => setTimeout(r, 10)); // finalizers run after GC, on the loop
+        }
+        buf[0] = 1; // a plain write again
+        console.log(before, probe.getStats().protectedPages, buf[0]);
+        probe.close();
+      })();
+      `,
+    ],
+    { timeout: 30000 },
+  );
+  assert.equal(r.status, 0, describeRun(r));
+  assert.equal(r.stdout, '3 0 1\n');
+});

@@ -32,7 +32,7 @@ for (const backend of BACKENDS) {
     const messages = await runWorker(
       `
       const w = memwatch.create({ backend: workerData.backend });
-      const buf = Buffer.alloc(32);
+      const buf = memwatch.allocPageAligned(32); // its own page: only the worker writes it
       w.watch(buf, 'in-worker', 'w');
       buf.write('abc', 10);
       const events = w.checkChanges();
@@ -90,17 +90,21 @@ for (const backend of BACKENDS) {
   test(`[${backend}] a SharedArrayBuffer written from a worker, watched on the main thread`, { timeout: 60000 }, async () => {
     const w = memwatch.create({ backend });
     try {
-      const sab = new SharedArrayBuffer(64);
-      const id = w.watch(new Uint8Array(sab, 16, 32), 'shared');
+      // A large SharedArrayBuffer (its own mapping) so that the watched page
+      // holds nothing else the main thread might write: with protect, the
+      // writer reported is the first thread to write the page.
+      const sab = new SharedArrayBuffer(256 * 1024);
+      const BASE = 64 * 1024;
+      const id = w.watch(new Uint8Array(sab, BASE + 16, 32), 'shared');
       const messages = await runWorker(
         `
-        const bytes = new Uint8Array(workerData.sab);
+        const bytes = new Uint8Array(workerData.sab, workerData.BASE);
         bytes[15] = 0xaa;           // just before the watched range
         bytes.set([1, 2, 3], 20);   // inside: offsets 4..6 of the view
         bytes[48] = 0xbb;           // just after the watched range
         post('written');
         `,
-        { sab },
+        { sab, BASE },
       );
       assert.deepEqual(messages, ['written']);
       const events = w.checkChanges();
@@ -117,12 +121,16 @@ for (const backend of BACKENDS) {
         assert.equal(typeof e.where.threadId, 'number');
         assert.notEqual(e.where.threadId, process.pid, 'the worker thread wrote it');
       }
-      assert.equal(new Uint8Array(sab)[15], 0xaa);
-      assert.equal(new Uint8Array(sab)[48], 0xbb);
+      assert.equal(new Uint8Array(sab)[BASE + 15], 0xaa);
+      assert.equal(new Uint8Array(sab)[BASE + 48], 0xbb);
 
       // And delivered asynchronously to a main-thread listener.
-      const got = new Promise((resolve) => w.once('change', resolve));
-      await runWorker(`new Uint8Array(workerData.sab)[40] = 7;`, { sab });
+      let timer;
+      const got = new Promise((resolve, reject) => {
+        w.once('change', resolve);
+        timer = setTimeout(() => reject(new Error('no asynchronous event within 30 s')), 30000);
+      }).finally(() => clearTimeout(timer));
+      await runWorker(`new Uint8Array(workerData.sab)[workerData.BASE + 40] = 7;`, { sab, BASE });
       const e2 = await got;
       assert.deepEqual(e2.changedRanges, [{ offset: 24, length: 1 }]);
       assert.equal(e2.newValue[24], 7);
