@@ -7,7 +7,7 @@
 //! waits until no handler is running on the old one, then carries over the
 //! dirty bits set meanwhile and unmaps the old table.
 
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use crate::sys;
 
@@ -27,8 +27,19 @@ pub struct Slot {
     /// page index + 1; 0 = empty.
     key: AtomicUsize,
     pub state: AtomicU32,
-    /// CLOCK_MONOTONIC ns when the page stopped being watched (tombstone).
-    pub removed_at: AtomicU64,
+    /// CLOCK_MONOTONIC milliseconds (wrapping) when the page stopped being
+    /// watched (tombstone). 16-byte slots keep the table small.
+    removed_at_ms: AtomicU32,
+}
+
+impl Slot {
+    /// True if the page stopped being watched less than STALE_WINDOW_NS ago.
+    /// Async-signal-safe.
+    pub fn recently_removed(&self, now_ns: u64) -> bool {
+        let now_ms = (now_ns / 1_000_000) as u32;
+        let removed = self.removed_at_ms.load(Ordering::SeqCst);
+        (now_ms.wrapping_sub(removed) as u64) < STALE_WINDOW_NS / 1_000_000
+    }
 }
 
 pub struct Table {
@@ -139,7 +150,7 @@ impl PageTableWriter {
     /// fault that raced with the unwatch is retried rather than forwarded.
     pub fn deactivate(&self, page: usize) {
         if let Some(s) = current().and_then(|t| t.lookup(page)) {
-            s.removed_at.store(sys::monotonic_ns(), Ordering::SeqCst);
+            s.removed_at_ms.store((sys::monotonic_ns() / 1_000_000) as u32, Ordering::SeqCst);
             s.state.store(0, Ordering::SeqCst);
         }
     }
@@ -179,8 +190,8 @@ impl PageTableWriter {
                 let s = old.slot(i);
                 let k = s.key.load(Ordering::Acquire);
                 let state = s.state.load(Ordering::Acquire);
-                let removed = s.removed_at.load(Ordering::Acquire);
-                let keep = k != 0 && (state & ACTIVE != 0 || now.saturating_sub(removed) < STALE_WINDOW_NS);
+                let removed = s.removed_at_ms.load(Ordering::Acquire);
+                let keep = k != 0 && (state & ACTIVE != 0 || s.recently_removed(now));
                 if keep {
                     let mut j = hash(k - 1);
                     while new.slot(j).key.load(Ordering::Relaxed) != 0 {
@@ -188,7 +199,7 @@ impl PageTableWriter {
                     }
                     let d = new.slot(j);
                     d.state.store(state, Ordering::Relaxed);
-                    d.removed_at.store(removed, Ordering::Relaxed);
+                    d.removed_at_ms.store(removed, Ordering::Relaxed);
                     d.key.store(k, Ordering::Release);
                     used += 1;
                 }

@@ -11,7 +11,7 @@ use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::page_table::{self, ACTIVE, DIRTY, HANDLERS_IN_FLIGHT, PROT_SHIFT, STALE_WINDOW_NS};
+use crate::page_table::{self, ACTIVE, DIRTY, HANDLERS_IN_FLIGHT, PROT_SHIFT};
 use crate::ring::{FaultRecord, Ring};
 use crate::sys;
 
@@ -160,8 +160,7 @@ unsafe fn handle_ours(info: *mut libc::siginfo_t, ctx: *mut libc::c_void) -> boo
         // A fault that raced with unwatch: the page is writable again by now,
         // so retrying the instruction succeeds. Only for a short while, so a
         // real bug on that page later still crashes.
-        let removed = slot.removed_at.load(Ordering::SeqCst);
-        return sys::monotonic_ns().saturating_sub(removed) < STALE_WINDOW_NS;
+        return slot.recently_removed(sys::monotonic_ns());
     }
     // SAFETY: ctx is the kernel's ucontext.
     if !unsafe { fault_is_write(ctx) } {
