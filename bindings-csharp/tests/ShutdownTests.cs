@@ -32,7 +32,7 @@ namespace MemWatch.Tests
             writer.Start();
             var deadline = Stopwatch.StartNew();
             while (Volatile.Read(ref n) < 20 && deadline.Elapsed < TimeSpan.FromSeconds(20)) Thread.Sleep(5);
-            Console.WriteLine("child delivered " + (Volatile.Read(ref n) >= 20 ? "enough" : "too few") + " events");
+            Console.WriteLine("child delivered " + (Volatile.Read(ref n) >= 20 ? "enough" : "too few") + " events (" + Volatile.Read(ref n) + " in " + deadline.ElapsedMilliseconds + " ms)");
             return 0; // exits with the watcher alive, its delivery thread inside a handler
         }
 
