@@ -37,6 +37,24 @@ class ApiTest {
     }
 
     @Test
+    void aDirectBufferIsWatchedBetweenPositionAndLimit() {
+        try (MemoryWatcher w = new MemoryWatcher(Backend.PROTECT)) {
+            ByteBuffer buf = MemoryWatcher.allocatePageAligned(64);
+            buf.position(8).limit(24);
+            int id = w.watch(buf, "window");
+            buf.put(7, (byte) 1);   // before the position
+            buf.put(24 - 1, (byte) 2);
+            buf.limit(64).put(30, (byte) 3); // after the old limit
+            List<ChangeEvent> events = w.checkChanges();
+            assertEquals(1, events.size(), events.toString());
+            byte[] now = new byte[16];
+            now[15] = 2;
+            assertOneByteEvent(events.get(0), id, "window", 15, new byte[16], now);
+            assertEquals(16, events.get(0).getHowBig());
+        }
+    }
+
+    @Test
     void defaultWatcherPicksTheBestBackendAndSaysWhich() {
         try (MemoryWatcher w = new MemoryWatcher()) {
             Stats s = w.getStats();
