@@ -45,9 +45,9 @@ def test_numpy_example() -> None:
 def test_callback_example_names_the_writing_threads() -> None:
     out = run_example("callback_example.py")
     assert out.splitlines() == [
-        "[Dummy-1] alice: 0 -> 100 (written by teller-alice)",
-        "[Dummy-1] bob: 0 -> 40 (written by teller-bob)",
-        "[Dummy-1] alice: 100 -> 70 (written by MainThread)",
+        "[delivery thread] alice: 0 -> 100 (written by teller-alice)",
+        "[delivery thread] bob: 0 -> 40 (written by teller-bob)",
+        "[delivery thread] alice: 100 -> 70 (written by MainThread)",
     ]
 
 

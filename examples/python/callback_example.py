@@ -20,7 +20,9 @@ def describe_thread(native_id):
 def on_change(event: memwatch.ChangeEvent) -> None:
     old = struct.unpack("<q", event.old_value)[0]
     new = struct.unpack("<q", event.new_value)[0]
-    print(f"[{threading.current_thread().name}] {event.variable_name}: {old} -> {new} "
+    # This runs on memwatch's delivery thread, not on the writer's.
+    where = "delivery thread" if threading.current_thread() is not threading.main_thread() else "main thread?!"
+    print(f"[{where}] {event.variable_name}: {old} -> {new} "
           f"(written by {describe_thread(event.thread_id)})", flush=True)
 
 
