@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock, Weak};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::diff::changed_ranges;
+use crate::handler_state;
 use crate::maps;
 use crate::page_table::PageTableWriter;
 use crate::protect;
@@ -232,12 +233,12 @@ impl Engine {
         if addr.checked_add(len).is_none() {
             return Err(Error::InvalidArgument(format!("{len} bytes at {addr:#x} wrap around the address space")));
         }
-        let (rs, re) = self.ring.range();
-        if addr < re && addr + len > rs {
-            return Err(Error::InvalidArgument("range covers memwatch's own fault ring".into()));
-        }
         let mut st = self.lock();
         let st = &mut *st;
+        let own = [Some(self.ring.range()), Some(handler_state::range()), st.table.range()];
+        if own.iter().flatten().any(|&(s, e)| addr < e && addr + len > s) {
+            return Err(Error::InvalidArgument("range covers memwatch's own memory (fault ring, page table or handler state)".into()));
+        }
         let ps = sys::page_size();
         let mappings = maps::writable_mappings(addr, len, |page_addr| st.pages.get(&(page_addr / ps)).map(|p| p.prot))?;
         let entry = st.watchers.get(&watcher).ok_or(Error::Closed)?;
@@ -365,7 +366,7 @@ impl Engine {
             }
         }
         let protected = st.pages.values().filter(|p| matches!(p.mode, PageMode::Protected)).count() + st.ww_pages.len();
-        (count, native, snap, protected, self.ring.dropped.load(Ordering::Relaxed))
+        (count, native, snap, protected, self.ring.header().dropped.load(Ordering::Relaxed))
     }
 
     /// Bytes of the engine's own mappings: the fault ring and the page table.
@@ -380,7 +381,7 @@ impl Engine {
         while let Some(rec) = self.ring.pop() {
             st.open_page(rec.page, Some(rec), now);
         }
-        if self.ring.overflowed.swap(false, Ordering::SeqCst) {
+        if self.ring.header().overflowed.swap(false, Ordering::SeqCst) {
             // Drain again: records pushed before the flag was cleared.
             while let Some(rec) = self.ring.pop() {
                 st.open_page(rec.page, Some(rec), now);
@@ -460,14 +461,14 @@ impl Engine {
             };
             let (timeout_ms, page_deadline_pending) = timeout_ms;
             if !page_deadline_pending {
-                protect::WORKER_IDLE.store(true, Ordering::SeqCst);
-                if self.ring.has_pending() || self.ring.overflowed.load(Ordering::SeqCst) {
-                    protect::WORKER_IDLE.store(false, Ordering::SeqCst);
+                handler_state::get().worker_idle.store(true, Ordering::SeqCst);
+                if self.ring.has_pending() || self.ring.header().overflowed.load(Ordering::SeqCst) {
+                    handler_state::get().worker_idle.store(false, Ordering::SeqCst);
                     continue;
                 }
             }
             self.wake.wait(timeout_ms);
-            protect::WORKER_IDLE.store(false, Ordering::SeqCst);
+            handler_state::get().worker_idle.store(false, Ordering::SeqCst);
         }
     }
 }

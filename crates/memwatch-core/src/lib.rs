@@ -39,6 +39,7 @@
 
 mod diff;
 mod engine;
+mod handler_state;
 mod maps;
 mod page_table;
 mod protect;

@@ -48,8 +48,6 @@ pub struct Table {
     bytes: usize,
 }
 
-/// Handlers currently running: growth waits for zero before freeing.
-pub static HANDLERS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 static CURRENT: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
 
 fn hash(page: usize) -> usize {
@@ -121,6 +119,11 @@ impl PageTableWriter {
     /// Bytes of the current table (for stats).
     pub fn bytes(&self) -> usize {
         current().map_or(0, |t| t.bytes)
+    }
+
+    /// Address range of the current table's mapping (watches may not cover it).
+    pub fn range(&self) -> Option<(usize, usize)> {
+        current().map(|t| (t.slots as usize, t.slots as usize + t.bytes))
     }
 
     /// Marks `page` active (inserting it if needed) with a clear dirty bit.
@@ -209,9 +212,9 @@ impl PageTableWriter {
         let old_ptr = CURRENT.swap(new_ptr, Ordering::SeqCst);
         self.used = used;
         if !old_ptr.is_null() {
-            // Handlers that loaded the old pointer increment HANDLERS_IN_FLIGHT
+            // Handlers that loaded the old pointer increment `in_flight`
             // first; once it reads zero after the swap, none can still use it.
-            while HANDLERS_IN_FLIGHT.load(Ordering::SeqCst) != 0 {
+            while crate::handler_state::get().in_flight.load(Ordering::SeqCst) != 0 {
                 std::thread::yield_now();
             }
             // SAFETY: old_ptr came from Box::into_raw and no handler uses it now.

@@ -8,10 +8,11 @@
 //! real SIGSEGV instead of looping.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 use std::sync::Mutex;
 
-use crate::page_table::{self, ACTIVE, DIRTY, HANDLERS_IN_FLIGHT, PROT_SHIFT};
+use crate::handler_state;
+use crate::page_table::{self, ACTIVE, DIRTY, PROT_SHIFT};
 use crate::ring::{FaultRecord, Ring};
 use crate::sys;
 
@@ -28,13 +29,6 @@ static INSTALL_LOCK: Mutex<()> = Mutex::new(());
 static RING: AtomicPtr<Ring> = AtomicPtr::new(std::ptr::null_mut());
 /// eventfd that wakes the worker; -1 before the engine starts.
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
-/// Set by the worker before it blocks with no deadline; a handler that clears
-/// it signals WAKE_FD. A worker sleeping until a page deadline is not woken:
-/// a new page's deadline is later than the one it already waits for, so its
-/// fault record is collected then, saving a syscall per fault.
-pub static WORKER_IDLE: AtomicBool = AtomicBool::new(false);
-/// Write faults on our pages, since the process started.
-pub static FAULTS: AtomicU64 = AtomicU64::new(0);
 
 const fn unsafe_zeroed_sigaction() -> libc::sigaction {
     // SAFETY: sigaction is a plain C struct for which all-zero is valid
@@ -55,6 +49,7 @@ pub fn install() -> Result<(), String> {
         return Ok(());
     }
     sys::page_size();
+    handler_state::get();
     // SAFETY: PREV is only written here, under INSTALL_LOCK, before our
     // handler can run; sigaction with a null new action only reads.
     unsafe {
@@ -129,11 +124,21 @@ unsafe fn fault_ip(ctx: *mut libc::c_void) -> u64 {
 
 extern "C" fn handler(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     let saved_errno = sys::errno();
-    HANDLERS_IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
-    // SAFETY: info/ctx come from the kernel for an SA_SIGINFO handler.
-    let handled = unsafe { handle_ours(info, ctx) };
-    HANDLERS_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-    sys::set_errno(saved_errno);
+    let handled = match handler_state::get_in_handler() {
+        Some(hs) => {
+            hs.in_flight.fetch_add(1, Ordering::SeqCst);
+            // SAFETY: info/ctx come from the kernel for an SA_SIGINFO handler.
+            let handled = unsafe { handle_ours(hs, info, ctx) };
+            hs.in_flight.fetch_sub(1, Ordering::SeqCst);
+            handled
+        }
+        None => false,
+    };
+    if sys::errno() != saved_errno {
+        // Only when a call in the handler failed: errno may live in a watched
+        // page (static TLS), and reading it is free while writing may fault.
+        sys::set_errno(saved_errno);
+    }
     if !handled {
         // SAFETY: forwarding with the kernel's own arguments.
         unsafe { forward(sig, info, ctx) };
@@ -145,7 +150,7 @@ extern "C" fn handler(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_vo
 ///
 /// # Safety
 /// info/ctx as passed to an SA_SIGINFO handler.
-unsafe fn handle_ours(info: *mut libc::siginfo_t, ctx: *mut libc::c_void) -> bool {
+unsafe fn handle_ours(hs: &handler_state::HandlerState, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) -> bool {
     if info.is_null() {
         return false;
     }
@@ -172,11 +177,12 @@ unsafe fn handle_ours(info: *mut libc::siginfo_t, ctx: *mut libc::c_void) -> boo
     // consumes was made after this page became writable, so its re-protect
     // comes after ours and no write goes unseen.
     slot.state.fetch_or(DIRTY, Ordering::SeqCst);
-    FAULTS.fetch_add(1, Ordering::Relaxed);
+    hs.faults.fetch_add(1, Ordering::Relaxed);
     let prot = ((state >> PROT_SHIFT) & 7) as i32 | libc::PROT_READ | libc::PROT_WRITE;
     let _ = sys::mprotect(page * page_size, page_size, prot);
     let ring = RING.load(Ordering::SeqCst);
-    // SAFETY: the ring is 'static once published.
+    // SAFETY: the ring is 'static once published; push writes only into the
+    // ring's own mapping.
     let pushed = !ring.is_null()
         && unsafe { &*ring }.push(FaultRecord {
             page,
@@ -189,10 +195,10 @@ unsafe fn handle_ours(info: *mut libc::siginfo_t, ctx: *mut libc::c_void) -> boo
         slot.state.fetch_or(DIRTY, Ordering::SeqCst);
         if !ring.is_null() {
             // SAFETY: as above.
-            unsafe { &*ring }.overflowed.store(true, Ordering::SeqCst);
+            unsafe { &*ring }.header().overflowed.store(true, Ordering::SeqCst);
         }
     }
-    if WORKER_IDLE.swap(false, Ordering::SeqCst) {
+    if hs.worker_idle.swap(false, Ordering::SeqCst) {
         let fd = WAKE_FD.load(Ordering::SeqCst);
         if fd >= 0 {
             sys::eventfd_signal(fd);

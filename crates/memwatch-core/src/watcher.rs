@@ -230,7 +230,7 @@ impl Watcher {
             backend_reason,
             regions,
             protected_pages,
-            faults: crate::protect::FAULTS.load(Ordering::Relaxed),
+            faults: crate::handler_state::get().faults.load(Ordering::Relaxed),
             events: self.inner.events.load(Ordering::Relaxed),
             fallback_regions,
             gone_regions,

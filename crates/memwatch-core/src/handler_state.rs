@@ -1,0 +1,50 @@
+//! Everything the SIGSEGV handler writes lives in memwatch's own anonymous
+//! mappings, never in the program's data, bss or heap: those may be watched
+//! (a statically linked program watching its globals), and a write the
+//! handler makes to a protected page would fault inside the handler.
+
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use crate::sys;
+
+/// Counters and flags the handler updates.
+#[repr(C)]
+pub struct HandlerState {
+    /// Handlers currently running: page-table growth waits for zero before
+    /// freeing an old table.
+    pub in_flight: AtomicUsize,
+    /// Write faults on our pages, since the process started.
+    pub faults: AtomicU64,
+    /// Set by the worker before it blocks with no deadline; a handler that
+    /// clears it wakes the worker.
+    pub worker_idle: AtomicBool,
+}
+
+static STATE: AtomicPtr<HandlerState> = AtomicPtr::new(std::ptr::null_mut());
+static INIT: OnceLock<usize> = OnceLock::new();
+
+/// The handler state, mapped on first use (never from the handler itself).
+pub fn get() -> &'static HandlerState {
+    let addr = *INIT.get_or_init(|| {
+        let p = sys::mmap_anon(sys::page_size()).expect("cannot map memwatch's handler state page");
+        STATE.store(p as *mut HandlerState, Ordering::SeqCst);
+        p as usize
+    });
+    // SAFETY: a zero-filled page is a valid HandlerState (all atomics zero);
+    // it is never unmapped.
+    unsafe { &*(addr as *const HandlerState) }
+}
+
+/// For the handler: the state if it was mapped (None means nothing is ours).
+pub fn get_in_handler() -> Option<&'static HandlerState> {
+    let p = STATE.load(Ordering::SeqCst);
+    // SAFETY: as in get(); published only after the page was mapped.
+    if p.is_null() { None } else { Some(unsafe { &*p }) }
+}
+
+/// Address range of the state page (watches may not cover it).
+pub fn range() -> (usize, usize) {
+    let start = get() as *const HandlerState as usize;
+    (start, start + sys::page_size())
+}
