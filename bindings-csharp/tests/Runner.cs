@@ -36,6 +36,12 @@ namespace MemWatch.Tests
         public AssertionException(string message) : base(message) { }
     }
 
+    /// <summary>Thrown to skip a test that cannot run here; reported and counted as skipped, never as passed.</summary>
+    public sealed class SkipException : Exception
+    {
+        public SkipException(string reason) : base(reason) { }
+    }
+
     /// <summary>Assertions.</summary>
     public static class Assert
     {
@@ -127,7 +133,7 @@ namespace MemWatch.Tests
             if (args.Length > 0)
                 tests = tests.Where(t => args.Any(a => t.Name.IndexOf(a, StringComparison.OrdinalIgnoreCase) >= 0)).ToList();
             Console.WriteLine("running " + tests.Count + " tests under " + RuntimeName());
-            int passed = 0, failed = 0;
+            int passed = 0, failed = 0, skipped = 0;
             var failures = new List<string>();
             foreach (TestCase t in tests)
             {
@@ -149,7 +155,12 @@ namespace MemWatch.Tests
                     Console.Out.Flush();
                     Environment.Exit(1);
                 }
-                if (error == null)
+                if (error is SkipException)
+                {
+                    skipped++;
+                    Console.WriteLine("skip " + t.Name + ": " + error.Message);
+                }
+                else if (error == null)
                 {
                     passed++;
                     Console.WriteLine("ok   " + t.Name + " (" + sw.ElapsedMilliseconds + " ms)");
@@ -164,7 +175,7 @@ namespace MemWatch.Tests
             }
             if (failures.Count > 0)
                 Console.WriteLine("failed: " + string.Join(", ", failures));
-            Console.WriteLine(passed + " passed, " + failed + " failed");
+            Console.WriteLine(passed + " passed, " + failed + " failed" + (skipped > 0 ? ", " + skipped + " skipped" : ""));
             return failed == 0 && passed > 0 ? 0 : 1;
         }
 
