@@ -16,6 +16,7 @@ REFUSE = 1
 
 OK = 0
 ERR_NOT_FOUND = -1
+ERR_BUSY = -13
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _CANDIDATES = [os.path.join(_HERE, "..", "..", "target", d, "release", "libmemwatch_store.so")
@@ -95,18 +96,21 @@ def lib():
 
 def fast():
     """Untyped entry points for the hot path (ctypes converts plain ints and
-    bytes without argtypes about twice as fast). cache_get32/cache_put32 take
+    bytes without argtypes about twice as fast). The *32 functions take
     32-bit lengths, so plain ints are ABI-correct. Gets go through PyDLL (no
-    GIL release: they are lock-free and short); puts may wait for the writer
-    lock, so they release the GIL (CDLL)."""
+    GIL release: they are lock-free and short). Puts first try without
+    waiting for the writer lock (PyDLL), and only if it is busy wait for it
+    with the GIL released (CDLL)."""
     global _fast
     if _fast is None:
         path = lib()._name
         get32 = ctypes.PyDLL(path).cache_get32
         get32.restype = c_int64
+        try_put32 = ctypes.PyDLL(path).cache_try_put32
+        try_put32.restype = c_int
         put32 = ctypes.CDLL(path).cache_put32
         put32.restype = c_int
-        _fast = (get32, put32)
+        _fast = (get32, try_put32, put32)
     return _fast
 
 
@@ -126,7 +130,7 @@ class MemStream:
         self._h = c_void_p(h)
         self._cap = 64 << 10
         self._buf = ctypes.create_string_buffer(self._cap)
-        self._get32, self._put32 = fast()
+        self._get32, self._try_put32, self._put32 = fast()
         self.name = name
         # Hot paths as closures over locals (no attribute lookups per call).
         self.get = self._make_get()
@@ -145,12 +149,14 @@ class MemStream:
         return get
 
     def _make_put(self):
-        put32, h, slow = self._put32, self._h, self._put_slow
+        try_put32, put32, h, slow = self._try_put32, self._put32, self._h, self._put_slow
 
         def put(key, value):
             """Stores value (bytes-like) under key (bytes-like)."""
             if key.__class__ is bytes and value.__class__ is bytes and len(value) < 1 << 31:
-                r = put32(h, key, len(key), value, len(value))
+                r = try_put32(h, key, len(key), value, len(value))
+                if r == ERR_BUSY:
+                    r = put32(h, key, len(key), value, len(value))
                 if r == OK:
                     return
             slow(key, value)

@@ -53,6 +53,7 @@ extern "C" {
 #define CACHE_ERR_TOO_MANY_PINS    -10
 #define CACHE_ERR_OS               -11  /* a system call failed; see cache_last_error */
 #define CACHE_ERR_PANIC            -12  /* internal error */
+#define CACHE_ERR_BUSY             -13  /* writer lock held elsewhere (cache_try_put32) */
 
 /* ---- policy when full, chosen at creation ---- */
 #define CACHE_POLICY_EVICT_LRU 0     /* evict least recently used entries */
@@ -112,6 +113,12 @@ int cache_put32(cache_t *c, const void *key, uint32_t key_len,
                 const void *value, uint32_t value_len);
 int64_t cache_get32(cache_t *c, const void *key, uint32_t key_len,
                     void *buf, uint32_t buf_len);
+
+/* cache_put32 that never waits for the writer lock: CACHE_ERR_BUSY (nothing
+ * stored) if another writer holds it. For callers holding a lock of their own
+ * (Python's GIL): try this, then fall back to the blocking cache_put32. */
+int cache_try_put32(cache_t *c, const void *key, uint32_t key_len,
+                    const void *value, uint32_t value_len);
 
 /* Deletes key: CACHE_OK, or CACHE_ERR_NOT_FOUND. */
 int cache_delete(cache_t *c, const void *key, size_t key_len);

@@ -38,6 +38,8 @@ pub const CACHE_ERR_TOO_MANY_PINS: c_int = -10;
 pub const CACHE_ERR_OS: c_int = -11;
 /// Internal error (a Rust panic was caught).
 pub const CACHE_ERR_PANIC: c_int = -12;
+/// The writer lock is held by someone else (`cache_try_put32` only).
+pub const CACHE_ERR_BUSY: c_int = -13;
 
 /// Policy value: evict least recently used entries when full.
 pub const CACHE_POLICY_EVICT_LRU: c_int = 0;
@@ -280,6 +282,28 @@ pub unsafe extern "C" fn cache_get(c: *mut CacheHandle, key: *const c_void, key_
 pub unsafe extern "C" fn cache_put32(c: *mut CacheHandle, key: *const c_void, key_len: u32, value: *const c_void, value_len: u32) -> c_int {
     // SAFETY: forwarded caller contract.
     unsafe { cache_put(c, key, key_len as usize, value, value_len as usize) }
+}
+
+/// `cache_put32` that never waits for the writer lock: returns
+/// `CACHE_ERR_BUSY` (and stores nothing) if another writer holds it. For
+/// callers that must not block while holding a lock of their own (Python's
+/// GIL): try this first, then fall back to `cache_put32`.
+///
+/// # Safety
+/// As `cache_put`.
+#[no_mangle]
+pub unsafe extern "C" fn cache_try_put32(c: *mut CacheHandle, key: *const c_void, key_len: u32, value: *const c_void, value_len: u32) -> c_int {
+    guard(CACHE_ERR_PANIC, || {
+        // SAFETY: forwarded caller contract.
+        let (Some(s), Some(k), Some(v)) = (unsafe { handle(c) }, unsafe { bytes(key, key_len as usize) }, unsafe { bytes(value, value_len as usize) }) else {
+            return invalid("NULL handle, key or value");
+        };
+        match s.try_put(k, v) {
+            Ok(true) => CACHE_OK,
+            Ok(false) => CACHE_ERR_BUSY,
+            Err(e) => fail(e),
+        }
+    })
 }
 
 /// `cache_get` with 32-bit lengths, for FFIs that pass plain ints without

@@ -1016,14 +1016,27 @@ impl Store {
     // ------------------------------------------------------------------
 
     fn lock(&self) -> Result<WriteGuard<'_>> {
+        Ok(self.lock_inner(true)?.expect("a waiting lock returns a guard"))
+    }
+
+    /// Takes the writer lock; with `wait == false` returns `None` instead of
+    /// waiting when another holder has it.
+    fn lock_inner(&self, wait: bool) -> Result<Option<WriteGuard<'_>>> {
         let m = self.header().lock.0.get();
-        let deadline = SystemTime::now() + LOCK_TIMEOUT;
-        let d = deadline.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let ts = libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long };
         // SAFETY: `m` points to the process-shared robust mutex initialized at
         // creation, inside the mapping that outlives the guard.
-        let r = unsafe { libc::pthread_mutex_timedlock(m, &ts) };
-        match r {
+        let mut r = unsafe { libc::pthread_mutex_trylock(m) };
+        if r == libc::EBUSY {
+            if !wait {
+                return Ok(None);
+            }
+            let deadline = SystemTime::now() + LOCK_TIMEOUT;
+            let d = deadline.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let ts = libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long };
+            // SAFETY: as above; `ts` is a valid absolute CLOCK_REALTIME time.
+            r = unsafe { libc::pthread_mutex_timedlock(m, &ts) };
+        }
+        Ok(Some(match r {
             0 => {
                 let w = &self.header().w.0;
                 if w.dirty.load(Acquire) != 0 {
@@ -1032,7 +1045,7 @@ impl Store {
                     w.recoveries.fetch_add(1, Relaxed);
                 }
                 w.dirty.store(1, Relaxed);
-                Ok(WriteGuard { store: self })
+                WriteGuard { store: self }
             }
             libc::EOWNERDEAD => {
                 // A process died holding the lock, possibly mid-write. We own
@@ -1049,16 +1062,18 @@ impl Store {
                     return Err(Error::os_code("pthread_mutex_consistent", c));
                 }
                 self.header().w.0.dirty.store(1, Relaxed);
-                Ok(WriteGuard { store: self })
+                WriteGuard { store: self }
             }
-            libc::ETIMEDOUT => Err(Error::LockTimeout(LOCK_TIMEOUT)),
-            libc::ENOTRECOVERABLE => Err(Error::NotRecoverable),
-            libc::EDEADLK => Err(Error::Corrupt {
-                name: self.name.clone(),
-                detail: "writer lock already held by this thread (re-entrant call)".into(),
-            }),
-            e => Err(Error::os_code("pthread_mutex_timedlock", e)),
-        }
+            libc::ETIMEDOUT => return Err(Error::LockTimeout(LOCK_TIMEOUT)),
+            libc::ENOTRECOVERABLE => return Err(Error::NotRecoverable),
+            libc::EDEADLK => {
+                return Err(Error::Corrupt {
+                    name: self.name.clone(),
+                    detail: "writer lock already held by this thread (re-entrant call)".into(),
+                })
+            }
+            e => return Err(Error::os_code("pthread_mutex_timedlock", e)),
+        }))
     }
 
     /// Rebuilds every derived structure (hash chains, LRU list, free-slot
@@ -1728,6 +1743,18 @@ impl Store {
     /// a header + payload, or a large value assembled from parts.
     pub fn put_vectored(&self, key: impl AsRef<[u8]>, parts: &[&[u8]]) -> Result<()> {
         let key = key.as_ref();
+        self.put_inner(key, parts, true).map(|_| ())
+    }
+
+    /// Like [`Store::put`] but never waits for the writer lock: returns
+    /// `Ok(false)` (and stores nothing) if another writer holds it. Lets a
+    /// caller that must not block (e.g. one holding an interpreter lock)
+    /// take a fast path and fall back to a blocking put.
+    pub fn try_put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<bool> {
+        self.put_inner(key.as_ref(), &[value.as_ref()], false)
+    }
+
+    fn put_inner(&self, key: &[u8], parts: &[&[u8]], wait: bool) -> Result<bool> {
         self.validate_key(key)?;
         let val_len: usize = parts.iter().map(|p| p.len()).sum();
         let total = key.len() as u64 + val_len as u64;
@@ -1736,7 +1763,7 @@ impl Store {
             return Err(Error::ValueTooLarge { len: total as usize, max: self.max_entry_bytes() });
         }
         let h = Store::hash(key);
-        let _g = self.lock()?;
+        let Some(_g) = self.lock_inner(wait)? else { return Ok(false) };
         match self.put_locked(key, h, parts, val_len as u64, need) {
             Err(Error::Corrupt { .. }) => {
                 // A derived structure is damaged: repair from the slots and retry once.
@@ -1745,6 +1772,7 @@ impl Store {
             }
             r => r,
         }
+        .map(|_| true)
     }
 
     fn full_error(&self, need: u64) -> Error {
@@ -1926,6 +1954,13 @@ impl Store {
         let _g = self.lock()?;
         self.rebuild();
         Ok(self.stats())
+    }
+
+    #[doc(hidden)]
+    /// Test hook: runs `f` while holding the writer lock.
+    pub fn __with_lock<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        let _g = self.lock()?;
+        Ok(f())
     }
 
     #[doc(hidden)]

@@ -337,3 +337,24 @@ fn panic_while_locked_is_repaired() {
     }
     assert_eq!(s.stats().entries, 101);
 }
+
+#[test]
+fn try_put_does_not_wait() {
+    let n = Name::new("tryput");
+    let s = Store::connect(n.as_str(), 1 << 20, FullPolicy::Refuse).unwrap();
+    assert!(s.try_put("a", "1").unwrap());
+    s.__with_lock(|| {
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                assert!(!s.try_put("b", "2").unwrap(), "lock is held: must not store");
+                // Readers are not blocked by a writer.
+                assert_eq!(s.get("a").unwrap().unwrap(), b"1");
+            });
+        });
+    })
+    .unwrap();
+    assert!(!s.contains("b").unwrap());
+    assert!(s.try_put("b", "2").unwrap());
+    assert_eq!(s.get("b").unwrap().unwrap(), b"2");
+    assert!(matches!(s.try_put("", "x"), Err(Error::EmptyKey)));
+}
