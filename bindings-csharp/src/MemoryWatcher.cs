@@ -293,6 +293,10 @@ namespace MemWatch
                 uint rid = unchecked((uint)id);
                 int rc = Native.memwatch_watcher_unwatch(h, rid);
                 Errors.Check(rc, "cannot unwatch region " + id);
+                // Dispose marks the watcher before it closes the native side, so a
+                // region that vanished because of a concurrent Dispose is reported
+                // as that, not as an unknown id.
+                if (rc == 0 && IsDisposed) throw DisposedException();
                 if (rc == 0) return false;
                 // The engine no longer reads the memory: the array may move again.
                 lock (_handle.Pins)

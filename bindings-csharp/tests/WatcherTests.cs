@@ -769,6 +769,56 @@ namespace MemWatch.Tests
         }
 
         [Test]
+        public void ConcurrentCallsThenDisposeUnderLoad()
+        {
+            // Several threads watch, write, unwatch and check on one watcher while
+            // another disposes it: every call either works or throws
+            // ObjectDisposedException; nothing else, no crash (the native handle
+            // is freed only after the last call in flight returned).
+            for (int round = 0; round < 5; round++)
+            {
+                var w = new MemoryWatcher(round % 2 == 0 ? Backend.Protect : Backend.Poll);
+                var unexpected = new List<Exception>();
+                int ops = 0;
+                var threads = new List<Thread>();
+                for (int t = 0; t < 4; t++)
+                {
+                    int k = t;
+                    threads.Add(new Thread(() =>
+                    {
+                        var arr = new byte[32 + k];
+                        try
+                        {
+                            for (int i = 0; i < 100000; i++)
+                            {
+                                int id = w.Watch(arr, "t" + k);
+                                arr[i % arr.Length]++;
+                                if (k == 0) w.CheckChanges();
+                                if (k == 1) w.GetStats();
+                                Assert.True(w.Unwatch(id), "own region unwatches");
+                                Interlocked.Increment(ref ops);
+                            }
+                        }
+                        catch (ObjectDisposedException)
+                        {
+                        }
+                        catch (Exception ex)
+                        {
+                            lock (unexpected) unexpected.Add(ex);
+                        }
+                    }));
+                }
+                foreach (Thread t in threads) t.Start();
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                while (Volatile.Read(ref ops) < 200 && sw.Elapsed < Wait) Thread.Sleep(1);
+                w.Dispose();
+                foreach (Thread t in threads) Assert.True(t.Join(Wait), "worker thread ends after Dispose");
+                lock (unexpected) Assert.Equal(0, unexpected.Count, "unexpected exceptions: " + string.Join(" | ", unexpected));
+                Assert.True(Volatile.Read(ref ops) >= 200, "the threads made progress before Dispose");
+            }
+        }
+
+        [Test]
         public void NativeVersionIsReported()
         {
             string v = MemoryWatcher.NativeVersion;
