@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+
+use memwatch_store::{value_key, Store};
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -44,6 +46,8 @@ struct Region {
     metadata: Option<Box<str>>,
     snapshot: Option<Box<[u8]>>,
     hash: u64,
+    /// Events so far; names the region's values in the value store.
+    epoch: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +78,8 @@ struct WatcherEntry {
     fallback_reason: String,
     /// Region start address -> id, for overlap checks and iteration.
     regions: BTreeMap<usize, RegionId>,
+    /// Where values larger than max_value_bytes go (storage_key_old/new).
+    store: Option<Arc<Store>>,
     next_poll_ns: u64,
 }
 
@@ -200,6 +206,7 @@ impl Engine {
                 fallback_regions: 0,
                 fallback_reason: String::new(),
                 regions: BTreeMap::new(),
+                store: None,
                 next_poll_ns: sys::monotonic_ns() + options.poll_interval.as_nanos() as u64,
             },
         );
@@ -283,7 +290,15 @@ impl Engine {
             metadata: metadata.map(Into::into),
             snapshot: snapshots.then(|| bytes.to_vec().into_boxed_slice()),
             hash: xxh3_64(bytes),
+            epoch: 0,
         };
+        let entry = &st.watchers[&watcher];
+        if let (Some(store), Some(snap)) = (&entry.store, &region.snapshot) {
+            if len > entry.options.max_value_bytes {
+                // Epoch 0: the value at watch time, the first event's old value.
+                let _ = store.put(value_key(entry.options.adapter_id, u64::from(id), 0), snap);
+            }
+        }
         let ps = sys::page_size();
         match kind {
             Kind::Protect => {
@@ -306,6 +321,25 @@ impl Engine {
             sys::eventfd_signal(self.wake.fd());
         }
         Ok(id)
+    }
+
+    /// Sets the store that receives values larger than max_value_bytes, and
+    /// puts the current value of every such region of the watcher there.
+    pub fn set_store(&self, watcher: u32, store: Option<Arc<Store>>) -> Result<(), Error> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let w = st.watchers.get_mut(&watcher).ok_or(Error::Closed)?;
+        w.store = store;
+        if let Some(store) = &w.store {
+            for id in w.regions.values() {
+                if let Some(r) = st.regions.get(id) {
+                    if let Some(snap) = r.snapshot.as_ref().filter(|s| s.len() > w.options.max_value_bytes) {
+                        let _ = store.put(value_key(w.options.adapter_id, u64::from(*id), r.epoch), snap);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Stops watching; false if the id is not one of this watcher's regions.
@@ -893,7 +927,8 @@ impl State {
     /// Compares a region with its snapshot (or hash); an event if it changed.
     fn diff_region(&mut self, rid: RegionId, who: Option<FaultRecord>, now: u64) -> Option<(u32, ChangeEvent)> {
         let region = self.regions.get_mut(&rid)?;
-        let opts = &self.watchers.get(&region.watcher)?.options;
+        let entry = self.watchers.get(&region.watcher)?;
+        let opts = &entry.options;
         let Some(current) = sys::read_self(region.addr, region.len) else {
             // Unmapped while watched (a contract violation): drop the region.
             self.newly_gone.push(rid);
@@ -920,6 +955,21 @@ impl State {
         if ranges.is_empty() {
             return None; // changed and changed back between the reads
         }
+        // Large values go to the value store: the new one under the next
+        // epoch; the old one is there under the current epoch if it was put
+        // (at watch time or by the previous event) and not evicted since.
+        let (mut storage_key_old, mut storage_key_new) = (None, None);
+        if let (false, Some(store)) = (small, &entry.store) {
+            let old_key = value_key(opts.adapter_id, u64::from(rid), region.epoch);
+            let new_key = value_key(opts.adapter_id, u64::from(rid), region.epoch + 1);
+            if region.snapshot.is_some() && store.contains(&old_key).unwrap_or(false) {
+                storage_key_old = Some(old_key);
+            }
+            if store.put(&new_key, &current).is_ok() {
+                storage_key_new = Some(new_key);
+            }
+        }
+        region.epoch += 1;
         let event = ChangeEvent {
             seq: 0,
             timestamp_ns: who.map_or(now, |w| w.timestamp_ns),
@@ -937,8 +987,8 @@ impl State {
             new_preview: current[..preview].to_vec(),
             old_value,
             new_value: small.then(|| current.to_vec()),
-            storage_key_old: None,
-            storage_key_new: None,
+            storage_key_old,
+            storage_key_new,
             metadata: region.metadata.as_ref().map(|m| m.to_string()),
         };
         region.hash = hash;

@@ -173,9 +173,10 @@ pub struct ChangeEvent {
     pub old_value: Option<Vec<u8>>,
     /// Whole new value when `how_big <= max_value_bytes`.
     pub new_value: Option<Vec<u8>>,
-    /// Store key of a large old value (reserved; `None` for now).
+    /// Value-store key of the old value when the region is larger than
+    /// `max_value_bytes` and a store is set ([`crate::Watcher::set_value_store`]).
     pub storage_key_old: Option<String>,
-    /// Store key of a large new value (reserved; `None` for now).
+    /// Value-store key of the new value, likewise.
     pub storage_key_new: Option<String>,
     /// Metadata given at watch time.
     pub metadata: Option<String>,

@@ -207,6 +207,18 @@ impl Watcher {
         Ok(Vec::new())
     }
 
+    /// Sends values larger than `max_value_bytes` to a MemStream value store
+    /// (`None` stops it). Each such event then carries `storage_key_new`, the
+    /// key of the new value, and `storage_key_old`, the key of the old value
+    /// while the store still holds it; keys are
+    /// `memwatch/{adapter_id}/{region_id}/{epoch}`, readable from any process
+    /// that opens the store. The store's capacity and full policy bound what
+    /// this costs; a value the store refuses leaves its key `None`.
+    pub fn set_value_store(&self, store: Option<std::sync::Arc<memwatch_store::Store>>) -> Result<(), Error> {
+        self.check_open()?;
+        self.engine.set_store(self.id, store)
+    }
+
     /// Counts an error a binding's callback raised (an exception it caught).
     pub fn report_callback_error(&self) {
         self.inner.callback_errors.fetch_add(1, Ordering::Relaxed);
