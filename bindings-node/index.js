@@ -215,6 +215,8 @@ const kFlush = Symbol('memwatch.flush');
 
 /** Watchers that may need a last flush when the process is about to exit. */
 const live = new Set();
+/** Forgets the WeakRef of a watcher that was garbage-collected without close(). */
+const forget = new FinalizationRegistry((ref) => live.delete(ref));
 let beforeExitInstalled = false;
 
 /**
@@ -274,6 +276,7 @@ class MemoryWatcher extends EventEmitter {
     this.#installHooks();
     this.#liveRef = new WeakRef(this);
     live.add(this.#liveRef);
+    forget.register(this, this.#liveRef, this.#liveRef);
     if (!beforeExitInstalled) {
       beforeExitInstalled = true;
       // First in line, so that other 'beforeExit' listeners (test runners,
@@ -431,6 +434,7 @@ class MemoryWatcher extends EventEmitter {
     if (this.#closed) return;
     this.#closed = true;
     live.delete(this.#liveRef);
+    forget.unregister(this.#liveRef);
     this.#native.close();
     this.#delivering = false;
     const its = [...this.#iterators];
