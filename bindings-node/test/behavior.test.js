@@ -53,7 +53,16 @@ function show(v) {
   return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? String(x) : x));
 }
 
+const KNOWN_FIELDS = new Set([
+  'region', 'variable_name', 'how_big', 'metadata', 'changed_ranges',
+  'old_value', 'new_value', 'old_preview', 'new_preview',
+]);
+
 function compareEvent(where, exp, ev) {
+  for (const k of Object.keys(exp)) {
+    // A field this runner does not know would otherwise pass unchecked.
+    if (!KNOWN_FIELDS.has(k)) assert.fail(`${where}: expected-event field ${k} is not known to this runner`);
+  }
   const fail = (field, expected, actual) =>
     assert.fail(`${where}: region ${exp.region} field ${field}: expected ${show(expected)}, got ${show(actual)}`);
   if ('variable_name' in exp && ev.variableName !== exp.variable_name) fail('variable_name', exp.variable_name, ev.variableName);
