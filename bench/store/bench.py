@@ -1,7 +1,8 @@
 """Python get/put of 100-byte values: MemStream over ctypes vs redis-py.
 
-Each worker runs its ops twice: untimed for ops/s, then each op timed for
-the latency percentiles (same harness for both clients).
+Each worker runs its ops twice: untimed for ops/s (all workers start at a
+barrier; ops/s = all ops over first start to last end), then each op timed
+for the latency percentiles (same harness for both clients).
 
 Usage: bench.py --redis-port PORT [--procs 4] [--ops N] [--redis-ops N]
 Prints one JSON line per (client, op, procs), like the Rust bench.
@@ -22,7 +23,7 @@ def key(i):
     return b"bench/key/%08d" % i
 
 
-def worker(client, op, ops, store_name, port, value_size, seed, q):
+def worker(client, op, ops, store_name, port, value_size, seed, q, barrier):
     value = b"\xab" * value_size
     keys = [key(i) for i in range(KEYS)]
     if client == "memstream":
@@ -38,7 +39,9 @@ def worker(client, op, ops, store_name, port, value_size, seed, q):
     order = [keys[rnd.randrange(KEYS)] for _ in range(ops)]
     for k in order[: min(2000, ops)]:  # warm-up
         get(k)
-    # Pass 1, throughput: the bare loop. Pass 2, latency: each op timed.
+    # Pass 1, throughput: the bare loop, all workers starting together.
+    # Pass 2, latency: each op timed.
+    barrier.wait()
     start = time.perf_counter()
     if op == "get":
         for k in order:
@@ -46,7 +49,7 @@ def worker(client, op, ops, store_name, port, value_size, seed, q):
     else:
         for k in order:
             put(k, value)
-    secs = time.perf_counter() - start
+    end = time.perf_counter()
     now = time.perf_counter_ns
     lat = [0] * ops
     if op == "get":
@@ -59,13 +62,15 @@ def worker(client, op, ops, store_name, port, value_size, seed, q):
             t = now()
             put(k, value)
             lat[i] = now() - t
-    q.put((ops / secs, lat))
+    q.put((start, end, lat))
 
 
 def run(client, op, procs, ops, store_name, port, value_size):
     ctx = mp.get_context("fork")
     q = ctx.Queue()
-    ps = [ctx.Process(target=worker, args=(client, op, ops, store_name, port, value_size, 1000 + i, q)) for i in range(procs)]
+    barrier = ctx.Barrier(procs)
+    ps = [ctx.Process(target=worker, args=(client, op, ops, store_name, port, value_size, 1000 + i, q, barrier))
+          for i in range(procs)]
     for p in ps:
         p.start()
     results = [q.get() for _ in ps]
@@ -73,12 +78,14 @@ def run(client, op, procs, ops, store_name, port, value_size):
         p.join()
         if p.exitcode != 0:
             raise SystemExit(f"{client} {op} worker failed")
-    lat = sorted(l for _, ls in results for l in ls)
+    lat = sorted(l for _, _, ls in results for l in ls)
+    # perf_counter is CLOCK_MONOTONIC: comparable across processes.
+    span = max(e for _, e, _ in results) - min(s for s, _, _ in results)
     return {
         "client": "python-" + client,
         "op": op,
         "procs": procs,
-        "ops_per_s": round(sum(r for r, _ in results)),
+        "ops_per_s": round(ops * procs / span),
         "p50_ns": lat[len(lat) // 2],
         "p99_ns": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
         "value_size": value_size,
