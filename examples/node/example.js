@@ -1,6 +1,7 @@
 // memwatch in Node.js: the seed's snippet, working.
 //
-//   npm install          (installs memwatch from ../../bindings-node)
+//   (cd ../../bindings-node && npm ci && npm run build)   # once: builds the addon
+//   npm install --no-package-lock                          # links memwatch from ../../bindings-node
 //   node example.js
 //
 // Prints one line per change and exits by itself: a watcher never keeps the

@@ -1,6 +1,7 @@
 // memwatch in TypeScript: the seed's snippet, working (ESM, strict types).
 //
-//   npm install && npx tsc && node dist/example.js
+//   (cd ../../bindings-node && npm ci && npm run build)   # once: builds the addon
+//   npm install --no-package-lock && npx tsc && node dist/example.js
 //
 // Prints one line per change and exits by itself.
 import { MemoryWatcher, type ChangeEvent } from 'memwatch';
