@@ -422,10 +422,10 @@ struct ChangeEvent {
     /// Whole new value when `how_big <= max_value_bytes`.
     #[pyo3(get)]
     new_value: Option<Py<PyBytes>>,
-    /// Store key of a large old value (reserved; None for now).
+    /// Value-store key of a large old value; None while no value store is attached (the Python package attaches none yet).
     #[pyo3(get)]
     storage_key_old: Option<String>,
-    /// Store key of a large new value (reserved; None for now).
+    /// Value-store key of a large new value; None while no value store is attached.
     #[pyo3(get)]
     storage_key_new: Option<String>,
     /// The metadata given to `watch()`.

@@ -59,10 +59,10 @@ class ChangeEvent:
         """Whole new value when how_big <= max_value_bytes."""
     @property
     def storage_key_old(self) -> Optional[str]:
-        """Store key of a large old value (reserved; None for now)."""
+        """Value-store key of a large old value; None while no value store is attached (the Python package attaches none yet)."""
     @property
     def storage_key_new(self) -> Optional[str]:
-        """Store key of a large new value (reserved; None for now)."""
+        """Value-store key of a large new value; None while no value store is attached."""
     @property
     def metadata(self) -> Any:
         """The metadata given to watch()."""
