@@ -84,9 +84,9 @@ export interface ChangeEvent {
   oldValue: Buffer | null;
   /** The whole new value when `howBig <= maxValueBytes`, else `null`. */
   newValue: Buffer | null;
-  /** Store key of a large old value (reserved; always `null` for now). */
+  /** Value-store (MemStream) key of a large old value; always `null` here: the Node.js package attaches no value store yet. */
   storageKeyOld: string | null;
-  /** Store key of a large new value (reserved; always `null` for now). */
+  /** Value-store (MemStream) key of a large new value; always `null` here, likewise. */
   storageKeyNew: string | null;
   /** The metadata given to `watch()`, or `null`. */
   metadata: string | null;
@@ -195,19 +195,33 @@ export declare class MemoryWatcher extends EventEmitter {
   /** Removes all listeners of `event`, or of every event. */
   removeAllListeners(event?: string | symbol): this;
 
+  /** Adds a listener ('change' turns delivery on; see {@link MemoryWatcherEvents}). */
   on<K extends keyof MemoryWatcherEvents>(event: K, listener: (...args: MemoryWatcherEvents[K]) => void): this;
+  /** Adds a listener ('change' turns delivery on; see {@link MemoryWatcherEvents}). */
   on(event: string | symbol, listener: (...args: any[]) => void): this;
+  /** Adds a one-time listener. */
   once<K extends keyof MemoryWatcherEvents>(event: K, listener: (...args: MemoryWatcherEvents[K]) => void): this;
+  /** Adds a one-time listener. */
   once(event: string | symbol, listener: (...args: any[]) => void): this;
+  /** Same as `on`. */
   addListener<K extends keyof MemoryWatcherEvents>(event: K, listener: (...args: MemoryWatcherEvents[K]) => void): this;
+  /** Same as `on`. */
   addListener(event: string | symbol, listener: (...args: any[]) => void): this;
+  /** Adds a listener at the front of the list. */
   prependListener<K extends keyof MemoryWatcherEvents>(event: K, listener: (...args: MemoryWatcherEvents[K]) => void): this;
+  /** Adds a listener at the front of the list. */
   prependListener(event: string | symbol, listener: (...args: any[]) => void): this;
+  /** Adds a one-time listener at the front of the list. */
   prependOnceListener<K extends keyof MemoryWatcherEvents>(event: K, listener: (...args: MemoryWatcherEvents[K]) => void): this;
+  /** Adds a one-time listener at the front of the list. */
   prependOnceListener(event: string | symbol, listener: (...args: any[]) => void): this;
+  /** Same as `removeListener`. */
   off<K extends keyof MemoryWatcherEvents>(event: K, listener: (...args: MemoryWatcherEvents[K]) => void): this;
+  /** Same as `removeListener`. */
   off(event: string | symbol, listener: (...args: any[]) => void): this;
+  /** Removes a listener (removing the last 'change' listener turns delivery off when nothing else subscribes). */
   removeListener<K extends keyof MemoryWatcherEvents>(event: K, listener: (...args: MemoryWatcherEvents[K]) => void): this;
+  /** Removes a listener (removing the last 'change' listener turns delivery off when nothing else subscribes). */
   removeListener(event: string | symbol, listener: (...args: any[]) => void): this;
 }
 

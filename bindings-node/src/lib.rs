@@ -149,9 +149,9 @@ pub struct NativeEvent {
     pub old_value: Option<Buffer>,
     /// Whole new value, or null.
     pub new_value: Option<Buffer>,
-    /// Store key of a large old value (reserved), or null.
+    /// Value-store key of a large old value, or null (no store is attached from Node).
     pub storage_key_old: Option<String>,
-    /// Store key of a large new value (reserved), or null.
+    /// Value-store key of a large new value, or null.
     pub storage_key_new: Option<String>,
     /// Metadata given to watch(), or null.
     pub metadata: Option<String>,
