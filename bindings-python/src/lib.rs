@@ -601,7 +601,7 @@ struct Watcher {
 }
 
 fn duration_ms(what: &str, ms: f64) -> PyResult<Duration> {
-    if !ms.is_finite() || ms < 0.0 || ms > 86_400_000.0 {
+    if !(0.0..=86_400_000.0).contains(&ms) {
         return Err(PyValueError::new_err(format!(
             "{what} must be a finite number of milliseconds between 0 and 86400000, got {ms}"
         )));
@@ -612,6 +612,7 @@ fn duration_ms(what: &str, ms: f64) -> PyResult<Duration> {
 #[pymethods]
 impl Watcher {
     /// Creates a watcher. See `memwatch.MemoryWatcher` for the options.
+    #[allow(clippy::too_many_arguments)] // mirrors the Python signature
     #[new]
     #[pyo3(signature = (backend="auto", writable_window_ms=5.0, poll_interval_ms=100.0,
                         max_value_bytes=4096, preview_bytes=256, snapshots=true,
