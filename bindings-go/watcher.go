@@ -509,6 +509,12 @@ type Stats struct {
 	LatencyP50 time.Duration
 	// LatencyP99 is the 99th percentile of the same.
 	LatencyP99 time.Duration
+	// FallbackRegions counts writewatch regions userfaultfd refused, which
+	// are watched by protect instead (the reason is in BackendReason).
+	FallbackRegions uint64
+	// GoneRegions counts regions dropped because their memory was unmapped
+	// while watched (process-wide).
+	GoneRegions uint64
 	// Closed is true when the watcher was closed; the other fields are then
 	// zero except CallbackErrors.
 	Closed bool
@@ -531,19 +537,21 @@ func (w *Watcher) Stats() Stats {
 		return Stats{CallbackErrors: s.lateCallbackErrors.Load()}
 	}
 	return Stats{
-		Backend:        Backend(goStringOrEmpty(st.backend)),
-		BackendReason:  C.GoString(&st.backend_reason[0]),
-		Regions:        int(st.regions),
-		ProtectedPages: int(st.protected_pages),
-		Faults:         uint64(st.faults),
-		Events:         uint64(st.events),
-		DroppedWheres:  uint64(st.dropped_wheres),
-		NativeBytes:    uint64(st.native_bytes),
-		SnapshotBytes:  uint64(st.snapshot_bytes),
-		PendingEvents:  int(st.pending_events),
-		CallbackErrors: uint64(st.callback_errors) + s.lateCallbackErrors.Load(),
-		LatencyP50:     time.Duration(st.latency_p50_ns),
-		LatencyP99:     time.Duration(st.latency_p99_ns),
+		Backend:         Backend(goStringOrEmpty(st.backend)),
+		BackendReason:   C.GoString(&st.backend_reason[0]),
+		Regions:         int(st.regions),
+		ProtectedPages:  int(st.protected_pages),
+		Faults:          uint64(st.faults),
+		Events:          uint64(st.events),
+		DroppedWheres:   uint64(st.dropped_wheres),
+		NativeBytes:     uint64(st.native_bytes),
+		SnapshotBytes:   uint64(st.snapshot_bytes),
+		PendingEvents:   int(st.pending_events),
+		CallbackErrors:  uint64(st.callback_errors) + s.lateCallbackErrors.Load(),
+		LatencyP50:      time.Duration(st.latency_p50_ns),
+		LatencyP99:      time.Duration(st.latency_p99_ns),
+		FallbackRegions: uint64(st.fallback_regions),
+		GoneRegions:     uint64(st.gone_regions),
 	}
 }
 

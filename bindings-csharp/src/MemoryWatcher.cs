@@ -458,6 +458,8 @@ namespace MemWatch
                     CallbackErrors = (long)s.callback_errors,
                     LatencyP50Ns = (long)s.latency_p50_ns,
                     LatencyP99Ns = (long)s.latency_p99_ns,
+                    FallbackRegions = (long)s.fallback_regions,
+                    GoneRegions = (long)s.gone_regions,
                 };
             }
             finally

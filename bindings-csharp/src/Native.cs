@@ -89,6 +89,8 @@ namespace MemWatch
             public ulong callback_errors;
             public ulong latency_p50_ns;
             public ulong latency_p99_ns;
+            public ulong fallback_regions;
+            public ulong gone_regions;
         }
 
         /// <summary>memwatch_callback_t.</summary>

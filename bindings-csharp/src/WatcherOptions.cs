@@ -141,6 +141,12 @@ namespace MemWatch
         /// <summary>99th percentile first-write-to-delivery latency, nanoseconds.</summary>
         public long LatencyP99Ns { get; internal set; }
 
+        /// <summary>Regions userfaultfd refused under writewatch, watched by protect instead.</summary>
+        public long FallbackRegions { get; internal set; }
+
+        /// <summary>Regions dropped because their memory was unmapped while watched (process-wide).</summary>
+        public long GoneRegions { get; internal set; }
+
         /// <summary>All counters on one line.</summary>
         public override string ToString()
         {

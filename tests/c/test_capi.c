@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "memwatch.h"
+#include "memwatch_store.h"
 
 /* ---- tiny test harness --------------------------------------------------- */
 
@@ -383,7 +384,7 @@ static void t_bad_options(void) {
     CHECK_EQ(o.poll_interval_ms, 100);
     CHECK_EQ(o.max_value_bytes, 4096);
     CHECK_EQ(o.preview_bytes, 256);
-    CHECK_EQ(o.ring_capacity, 65536);
+    CHECK_EQ(o.ring_capacity, 16384);
     CHECK_EQ(o.snapshots, 1);
     CHECK_EQ(o.adapter_id, MEMWATCH_ADAPTER_C);
     CHECK_EQ(memwatch_page_size(), page());
@@ -403,14 +404,14 @@ static void t_abi_layout(void) {
     CHECK_EQ(offsetof(memwatch_change_event_t, fault_ip), 40);
     CHECK_EQ(offsetof(memwatch_change_event_t, how_big), 72);
     CHECK_EQ(offsetof(memwatch_change_event_t, metadata), 176);
-    CHECK_EQ(sizeof(memwatch_stats_t), 352);
+    CHECK_EQ(sizeof(memwatch_stats_t), 368);
     CHECK_EQ(offsetof(memwatch_stats_t, regions), 264);
 #endif
     /* Field by field through the library: defaults land where the header says. */
     memwatch_options_t o;
     memset(&o, 0xAB, sizeof o);
     memwatch_options_default(&o);
-    CHECK_EQ(o.ring_capacity, 65536);
+    CHECK_EQ(o.ring_capacity, 16384);
     CHECK_EQ(o.adapter_id, MEMWATCH_ADAPTER_C);
 }
 
@@ -966,6 +967,76 @@ static void t_syscall_write_efault_protect(void) {
     munmap(buf, page());
 }
 
+/* ---- writewatch: a syscall writing into watched memory succeeds and is reported --- */
+
+static void t_syscall_read_reported_writewatch(void) {
+    memwatch_watcher_t *w = new_watcher("writewatch");
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    uint32_t id;
+    REQUIRE(memwatch_watcher_watch(w, buf + 64, 16, "rx", NULL, &id) == MEMWATCH_OK);
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    REQUIRE(write(fds[1], "from the kernel!", 16) == 16);
+    CHECK_EQ(read(fds[0], buf + 64, 16), 16);
+    close(fds[0]);
+    close(fds[1]);
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 0;
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    CHECK_EQ(n, 1);
+    if (n == 1) {
+        CHECK_EQ(ev[0].region_id, id);
+        CHECK_EQ(ev[0].new_value_len, 16);
+        CHECK(memcmp(ev[0].new_value, "from the kernel!", 16) == 0);
+        CHECK_EQ(ev[0].changed_range_count, 1);
+        CHECK_EQ(ev[0].changed_ranges[0].offset, 0);
+        CHECK_EQ(ev[0].changed_ranges[0].length, 16);
+    }
+    memwatch_events_free(ev, n);
+    memwatch_watcher_free(w);
+    munmap(buf, page());
+}
+
+/* ---- large values in the MemStream store, read back with cache_get ------------- */
+
+static void t_value_store_large_values(void) {
+    char name[64];
+    snprintf(name, sizeof name, "mw-c-values-%d", (int)getpid());
+    memwatch_options_t o;
+    memwatch_options_default(&o);
+    o.max_value_bytes = 16;
+    memwatch_watcher_t *w = NULL;
+    REQUIRE(memwatch_watcher_new(&o, &w) == MEMWATCH_OK);
+    REQUIRE(memwatch_watcher_set_value_store(w, name, 4u << 20) == MEMWATCH_OK);
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    memset(buf, 0x11, 100);
+    uint32_t id;
+    REQUIRE(memwatch_watcher_watch(w, buf, 100, "big", NULL, &id) == MEMWATCH_OK);
+    buf[42] = 0x99;
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 0;
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    CHECK_EQ(n, 1);
+    if (n == 1) {
+        CHECK(ev[0].new_value == NULL && ev[0].old_value == NULL);
+        REQUIRE(ev[0].storage_key_old && ev[0].storage_key_new);
+        /* Another client of the same store: the seed's C names. */
+        cache_t *c = cache_open(name);
+        REQUIRE(c != NULL);
+        uint8_t got[100];
+        CHECK_EQ(cache_get(c, ev[0].storage_key_old, strlen(ev[0].storage_key_old), got, sizeof got), 100);
+        CHECK(got[42] == 0x11 && got[0] == 0x11);
+        CHECK_EQ(cache_get(c, ev[0].storage_key_new, strlen(ev[0].storage_key_new), got, sizeof got), 100);
+        CHECK(got[42] == 0x99 && got[41] == 0x11);
+        cache_close(c);
+    }
+    memwatch_events_free(ev, n);
+    REQUIRE(memwatch_watcher_set_value_store(w, NULL, 0) == MEMWATCH_OK);
+    memwatch_watcher_free(w);
+    munmap(buf, page());
+    cache_unlink(name);
+}
+
 /* ---- watching the program's own globals -------------------------------------- */
 
 /* Linker-provided bounds of the executable's writable data (.data + .bss). */
@@ -1094,6 +1165,8 @@ static const test_t TESTS[] = {
     T(two_watchers_share_a_page),
     T(stats),
     T(syscall_write_efault_protect),
+    T(syscall_read_reported_writewatch),
+    T(value_store_large_values),
     T(watch_all_globals),
     T(watch_whole_heap_protect),
 };

@@ -79,7 +79,7 @@ typedef struct memwatch_options {
     uint32_t poll_interval_ms;   /* default 100 */
     uint64_t max_value_bytes;    /* default 4096 */
     uint64_t preview_bytes;      /* default 256 */
-    uint64_t ring_capacity;      /* default 65536; used when the engine starts */
+    uint64_t ring_capacity;      /* default 16384; used when the engine starts */
     int32_t snapshots;           /* default 1; 0 = no old values, less memory */
     uint32_t adapter_id;         /* default MEMWATCH_ADAPTER_C */
 } memwatch_options_t;
@@ -138,6 +138,8 @@ typedef struct memwatch_stats {
     uint64_t callback_errors;
     uint64_t latency_p50_ns;
     uint64_t latency_p99_ns;
+    uint64_t fallback_regions;    /* writewatch regions userfaultfd refused, on protect instead */
+    uint64_t gone_regions;        /* regions dropped: memory unmapped while watched (process-wide) */
 } memwatch_stats_t;
 
 /** Called on the delivery thread for each event; event is valid only during the call. */
@@ -221,6 +223,16 @@ int memwatch_init_with_options(const memwatch_options_t *opts);
 /** Closes a watcher (unwatching everything) without freeing the handle; later
  *  calls on it fail with MEMWATCH_ERR_CLOSED. Idempotent. */
 int memwatch_watcher_close(memwatch_watcher_t *w);
+
+/**
+ * Sends values larger than max_value_bytes to the MemStream store `store_name`
+ * (created with `capacity` bytes and LRU eviction if it does not exist; see
+ * memwatch_store.h). Events of such regions then carry storage_key_new and,
+ * while the store holds it, storage_key_old: keys of the form
+ * "memwatch/{adapter_id}/{region_id}/{epoch}" that any process can read with
+ * cache_get on the same store. store_name == NULL stops it.
+ */
+int memwatch_watcher_set_value_store(memwatch_watcher_t *w, const char *store_name, uint64_t capacity);
 
 /** Counts one failed callback in stats.callback_errors. For bindings whose
  *  callback trampolines catch their own language's exceptions. */

@@ -93,6 +93,10 @@ pub struct memwatch_stats_t {
     pub latency_p50_ns: u64,
     /// 99th percentile write-to-delivery latency, nanoseconds.
     pub latency_p99_ns: u64,
+    /// writewatch regions userfaultfd refused (watched by protect instead).
+    pub fallback_regions: u64,
+    /// Regions dropped because their memory was unmapped while watched.
+    pub gone_regions: u64,
 }
 
 /// The callback type of the header. Declared `C-unwind` so that a foreign
@@ -344,6 +348,8 @@ pub(crate) unsafe fn stats_impl(w: &Watcher, out: *mut memwatch_stats_t) -> Resu
         callback_errors: s.callback_errors,
         latency_p50_ns: s.latency_p50_ns,
         latency_p99_ns: s.latency_p99_ns,
+        fallback_regions: s.fallback_regions as u64,
+        gone_regions: s.gone_regions,
     };
     // SAFETY: non-null and valid for writes per the caller's contract.
     unsafe { out.write(c) };
@@ -566,6 +572,36 @@ pub unsafe extern "C" fn memwatch_watcher_get_stats(w: *mut memwatch_watcher_t, 
     })
 }
 
+/// Sends values larger than max_value_bytes to the MemStream store
+/// `store_name` (created with `capacity` bytes and LRU eviction if needed);
+/// NULL stops it.
+///
+/// # Safety
+/// `w` is NULL or a live handle; `store_name` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn memwatch_watcher_set_value_store(
+    w: *mut memwatch_watcher_t,
+    store_name: *const c_char,
+    capacity: u64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or live per the caller's contract.
+        let h = unsafe { handle(w) }?;
+        if store_name.is_null() {
+            h.inner.set_value_store(None)?;
+            return Ok(MEMWATCH_OK);
+        }
+        // SAFETY: NUL-terminated per the caller's contract.
+        let name = unsafe { std::ffi::CStr::from_ptr(store_name) }
+            .to_str()
+            .map_err(|_| Error::InvalidArgument("store_name is not UTF-8".into()))?;
+        let store = memwatch_core::store::Store::connect(name, capacity, memwatch_core::store::FullPolicy::EvictLru)
+            .map_err(|e| Error::InvalidArgument(format!("value store {name:?}: {e}")))?;
+        h.inner.set_value_store(Some(std::sync::Arc::new(store)))?;
+        Ok(MEMWATCH_OK)
+    })
+}
+
 /// Counts one failed callback in stats.callback_errors (for bindings whose
 /// callbacks catch their own language's exceptions).
 ///
@@ -582,6 +618,8 @@ pub unsafe extern "C" fn memwatch_watcher_report_callback_error(w: *mut memwatch
 }
 
 pub use global::*;
+/// The MemStream C API (`cache_*`, include/memwatch_store.h), exported by libmemwatch.
+pub use memwatch_store::capi::*;
 
 #[cfg(test)]
 mod tests {
@@ -608,7 +646,7 @@ mod tests {
         assert_eq!(offset!(memwatch_change_event_t, fault_ip), 40);
         assert_eq!(offset!(memwatch_change_event_t, how_big), 72);
         assert_eq!(offset!(memwatch_change_event_t, metadata), 176);
-        assert_eq!(std::mem::size_of::<memwatch_stats_t>(), 352);
+        assert_eq!(std::mem::size_of::<memwatch_stats_t>(), 368);
         assert_eq!(offset!(memwatch_stats_t, regions), 264);
     }
 

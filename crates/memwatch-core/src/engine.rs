@@ -72,9 +72,11 @@ struct WatcherEntry {
     inner: Weak<WatcherInner>,
     options: Options,
     backend: Backend,
-    /// Regions of a writewatch watcher that userfaultfd refused, watched by
-    /// protect instead; with the last reason.
+    /// Regions that could not use the watcher's backend (userfaultfd refused
+    /// them, or protect on a thread stack), with the last reason.
     fallback_regions: usize,
+    /// Regions of this watcher using poll (its backend, or a fallback).
+    poll_regions: usize,
     fallback_reason: String,
     /// Region start address -> id, for overlap checks and iteration.
     regions: BTreeMap<usize, RegionId>,
@@ -128,6 +130,9 @@ static ENGINE: OnceLock<Result<&'static Engine, String>> = OnceLock::new();
 pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
     ENGINE
         .get_or_init(|| {
+            // memwatch's own mappings are made now, not lazily inside a watch
+            // (where they could land in a hole the caller is about to name).
+            handler_state::get();
             let ring = Ring::new(ring_capacity).ok_or("cannot map the fault ring")?;
             let ring: &'static Ring = Box::leak(Box::new(ring));
             let wake = EventFd::new().map_err(|e| format!("eventfd: {e}"))?;
@@ -204,6 +209,7 @@ impl Engine {
                 options: options.clone(),
                 backend,
                 fallback_regions: 0,
+                poll_regions: 0,
                 fallback_reason: String::new(),
                 regions: BTreeMap::new(),
                 store: None,
@@ -242,12 +248,12 @@ impl Engine {
         }
         let mut st = self.lock();
         let st = &mut *st;
+        let ps = sys::page_size();
+        let mappings = maps::writable_mappings(addr, len, |page_addr| st.pages.get(&(page_addr / ps)).map(|p| p.prot))?;
         let own = [Some(self.ring.range()), Some(handler_state::range()), st.table.range()];
         if own.iter().flatten().any(|&(s, e)| addr < e && addr + len > s) {
             return Err(Error::InvalidArgument("range covers memwatch's own memory (fault ring, page table or handler state)".into()));
         }
-        let ps = sys::page_size();
-        let mappings = maps::writable_mappings(addr, len, |page_addr| st.pages.get(&(page_addr / ps)).map(|p| p.prot))?;
         let entry = st.watchers.get(&watcher).ok_or(Error::Closed)?;
         if let Some((&start, &other)) = entry.regions.range(..addr + len).next_back() {
             let other_len = st.regions.get(&other).map_or(0, |r| r.len);
@@ -264,7 +270,21 @@ impl Engine {
         };
         let snapshots = entry.options.snapshots;
         let id = st.next_region_id;
-        if kind == Kind::WriteWatch {
+        if kind == Kind::Protect && maps::on_a_stack(&mappings, addr, len) {
+            // A read-only stack page would leave the kernel nowhere to push
+            // the fault's signal frame: such a region uses writewatch (no
+            // signals) or, without it, poll.
+            let w = st.watchers.get_mut(&watcher).expect("checked above");
+            w.fallback_regions += 1;
+            kind = if writewatch::get().is_ok() { Kind::WriteWatch } else { Kind::Poll };
+            w.fallback_reason = format!(
+                "{len} bytes at {addr:#x} are on a thread stack, which protect cannot watch; that region uses {}",
+                if kind == Kind::WriteWatch { "writewatch" } else { "poll" }
+            );
+            if kind == Kind::WriteWatch && st.register_writewatch(addr, len).is_err() {
+                kind = Kind::Poll;
+            }
+        } else if kind == Kind::WriteWatch {
             if let Err(errno) = st.register_writewatch(addr, len) {
                 // A mapping userfaultfd refuses: this region alone uses protect.
                 protect::install().map_err(Error::Os)?;
@@ -314,7 +334,11 @@ impl Engine {
             Kind::Poll => {}
         }
         st.regions.insert(id, region);
-        st.watchers.get_mut(&watcher).expect("checked above").regions.insert(addr, id);
+        let w = st.watchers.get_mut(&watcher).expect("checked above");
+        w.regions.insert(addr, id);
+        if kind == Kind::Poll {
+            w.poll_regions += 1;
+        }
         if kind != Kind::Protect {
             // Nothing else wakes the worker for writewatch and poll regions:
             // let it schedule their scans.
@@ -456,7 +480,7 @@ impl Engine {
                 let pollers: Vec<u32> = st
                     .watchers
                     .iter()
-                    .filter(|(_, w)| w.backend == Backend::Poll && w.next_poll_ns <= now)
+                    .filter(|(_, w)| w.poll_regions > 0 && w.next_poll_ns <= now)
                     .map(|(id, _)| *id)
                     .collect();
                 for wid in pollers {
@@ -485,7 +509,7 @@ impl Engine {
                 }
                 let page_deadline_pending = next.is_some();
                 for w in st.watchers.values() {
-                    if w.backend == Backend::Poll && !w.regions.is_empty() {
+                    if w.poll_regions > 0 {
                         next = Some(next.map_or(w.next_poll_ns, |n| n.min(w.next_poll_ns)));
                     }
                 }
@@ -638,6 +662,9 @@ impl State {
         let Some(region) = self.regions.remove(&id) else { return false };
         if let Some(w) = self.watchers.get_mut(&region.watcher) {
             w.regions.remove(&region.addr);
+            if region.kind == Kind::Poll {
+                w.poll_regions -= 1;
+            }
         }
         if region.kind == Kind::WriteWatch {
             self.unregister_writewatch(id, region.addr, region.len);
@@ -912,11 +939,12 @@ impl State {
     /// Hashes every poll region of one watcher; events for those that changed.
     fn poll_watcher(&mut self, watcher: u32, now: u64, events: &mut Vec<(u32, ChangeEvent)>) {
         let Some(w) = self.watchers.get_mut(&watcher) else { return };
-        if w.backend != Backend::Poll {
+        if w.poll_regions == 0 {
             return;
         }
         w.next_poll_ns = now + w.options.poll_interval.as_nanos() as u64;
         let ids: Vec<RegionId> = w.regions.values().copied().collect();
+        let ids: Vec<RegionId> = ids.into_iter().filter(|id| self.regions.get(id).is_some_and(|r| r.kind == Kind::Poll)).collect();
         for rid in ids {
             if let Some(ev) = self.diff_region(rid, None, now) {
                 events.push(ev);

@@ -10,6 +10,8 @@ pub struct Mapping {
     pub end: usize,
     /// PROT_* bits of the mapping.
     pub prot: i32,
+    /// The main thread's stack (`[stack]`).
+    pub is_stack: bool,
 }
 
 fn parse_line(line: &str) -> Option<Mapping> {
@@ -19,6 +21,7 @@ fn parse_line(line: &str) -> Option<Mapping> {
     let (start, end) = range.split_once('-')?;
     let start = usize::from_str_radix(start, 16).ok()?;
     let end = usize::from_str_radix(end, 16).ok()?;
+    let is_stack = parts.nth(3) == Some("[stack]");
     let mut prot = 0;
     if perms.first() == Some(&b'r') {
         prot |= libc::PROT_READ;
@@ -29,7 +32,7 @@ fn parse_line(line: &str) -> Option<Mapping> {
     if perms.get(2) == Some(&b'x') {
         prot |= libc::PROT_EXEC;
     }
-    Some(Mapping { start, end, prot })
+    Some(Mapping { start, end, prot, is_stack })
 }
 
 /// The mappings covering `[addr, addr+len)`, in address order, after checking
@@ -89,4 +92,26 @@ pub fn prot_at(mappings: &[Mapping], page_addr: usize) -> i32 {
         .find(|m| m.start <= page_addr && page_addr < m.end)
         .map(|m| m.prot)
         .unwrap_or(libc::PROT_READ | libc::PROT_WRITE)
+}
+
+/// True if `[addr, addr+len)` touches a thread stack: the main thread's
+/// `[stack]` mapping or the calling thread's own stack. A stack page must
+/// never be read-only under the protect backend: the kernel could not push
+/// the signal frame for the fault onto it and would kill the process.
+pub fn on_a_stack(mappings: &[Mapping], addr: usize, len: usize) -> bool {
+    if mappings.iter().any(|m| m.is_stack) {
+        return true;
+    }
+    // SAFETY: pthread_getattr_np fills a pthread_attr_t we own and destroy.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return false;
+        }
+        let mut base: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let ok = libc::pthread_attr_getstack(&attr, &mut base, &mut size) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        ok && addr < base as usize + size && addr + len > base as usize
+    }
 }

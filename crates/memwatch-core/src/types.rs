@@ -197,8 +197,10 @@ pub struct Stats {
     pub faults: u64,
     /// Events this watcher produced.
     pub events: u64,
-    /// Regions of a writewatch watcher that userfaultfd refused and that use
-    /// protect instead (the reason is in `backend_reason`).
+    /// Regions that could not use the watcher's backend and use another
+    /// (the reason is in `backend_reason`): writewatch regions userfaultfd
+    /// refused (-> protect), and protect regions on a thread stack, which
+    /// cannot be made read-only safely (-> writewatch, else poll).
     pub fallback_regions: usize,
     /// Regions dropped because their memory was unmapped while watched
     /// (engine-wide).

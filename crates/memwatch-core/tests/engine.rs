@@ -275,3 +275,26 @@ fn snapshots_off_reports_new_value_and_whole_range() {
     assert_eq!((events[0].changed_ranges[0].offset, events[0].changed_ranges[0].len), (0, 8));
     assert_eq!(w.stats().snapshot_bytes, 0);
 }
+
+#[test]
+#[inline(never)]
+fn protect_region_on_the_stack_falls_back_and_stays_exact() {
+    let w = watcher(Backend::Protect);
+    let mut local = [0u8; 32];
+    let p = local.as_mut_ptr();
+    // SAFETY: `local` outlives the watcher's use of it (closed below).
+    let id = unsafe { w.watch(p, 32, "local", None) }.unwrap();
+    let stats = w.stats();
+    assert_eq!(stats.fallback_regions, 1);
+    assert!(stats.backend_reason.contains("thread stack"), "{}", stats.backend_reason);
+    for i in 0..32 {
+        // SAFETY: inside `local`; volatile so the stores happen.
+        unsafe { std::ptr::write_volatile(p.add(i), i as u8 + 1) };
+    }
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].region_id, id);
+    assert_eq!(events[0].new_value.as_deref(), Some(&(1..=32).collect::<Vec<u8>>()[..]));
+    w.close();
+    std::hint::black_box(&mut local);
+}
