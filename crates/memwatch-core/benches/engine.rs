@@ -180,17 +180,24 @@ fn latency(rows: &mut Vec<[String; 4]>, backend: Backend) {
     let w = Watcher::new(Options { backend, ..Options::default() }).unwrap();
     // SAFETY: buf stays mapped.
     unsafe { w.watch(buf, 64, "lat", None) }.unwrap();
+    // Latency from the writer's own clock (the event's timestamp is the
+    // first fault for protect but the detection time for writewatch).
     let lat: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let wrote_at = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sink = Arc::clone(&lat);
-    w.set_callback(Some(Arc::new(move |e: &ChangeEvent| {
+    let wrote = Arc::clone(&wrote_at);
+    let now_ns = || {
         let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: valid timespec.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-        sink.lock().unwrap().push(now - e.timestamp_ns);
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    };
+    w.set_callback(Some(Arc::new(move |_e: &ChangeEvent| {
+        sink.lock().unwrap().push(now_ns() - wrote.load(Ordering::SeqCst));
     })))
     .unwrap();
     for i in 0..samples {
+        wrote_at.store(now_ns(), Ordering::SeqCst);
         // SAFETY: inside the mapping.
         unsafe { std::ptr::write_volatile(buf.add(i % 64), (i % 250) as u8 + 1) };
         std::thread::sleep(Duration::from_millis(12)); // past window + delivery

@@ -106,6 +106,9 @@ pub struct State {
     ww_ranges: Vec<(usize, usize)>,
     ww_ranges_stale: bool,
     next_scan_ns: u64,
+    /// writewatch: the last scan found written pages, and when one last did.
+    ww_found_writes: bool,
+    ww_last_write_ns: u64,
     /// writewatch: when to check next that the registered ranges are mapped.
     next_liveness_ns: u64,
     /// Regions found unmapped while watched (dropped, counted).
@@ -151,6 +154,8 @@ pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
                     ww_ranges: Vec::new(),
                     ww_ranges_stale: false,
                     next_scan_ns: 0,
+                    ww_found_writes: false,
+                    ww_last_write_ns: 0,
                     next_liveness_ns: 0,
                     gone_regions: 0,
                     newly_gone: Vec::new(),
@@ -463,7 +468,18 @@ impl Engine {
     }
 
     fn worker_loop(&'static self) {
+        // Smoothed CPU cost of one idle worker iteration (nothing written),
+        // wake-up and scan included.
+        let mut idle_cpu_ns: u64 = 0;
+        let mut cpu_mark = sys::thread_cpu_ns();
+        let mut last_was_idle = false;
         loop {
+            let cpu_now = sys::thread_cpu_ns();
+            let spent = cpu_now.saturating_sub(cpu_mark);
+            cpu_mark = cpu_now;
+            if last_was_idle {
+                idle_cpu_ns = if idle_cpu_ns == 0 { spent } else { (idle_cpu_ns * 7 + spent) / 8 };
+            }
             let timeout_ms = {
                 let mut st = self.lock();
                 let now = sys::monotonic_ns();
@@ -490,6 +506,7 @@ impl Engine {
                     st.scan_writewatch(now, false, &mut events);
                 }
                 st.reap_gone();
+                last_was_idle = events.is_empty() && !st.ww_found_writes;
                 self.deliver(&st, events);
                 // Next wake-up: the earliest page deadline or poll.
                 let mut next: Option<u64> = None;
@@ -498,11 +515,20 @@ impl Engine {
                         next = Some(next.map_or(d, |n: u64| n.min(d)));
                     }
                 }
-                if had_writewatch && !st.ww_pages.is_empty() {
-                    // Idle cost: keep the whole iteration (plus the wake-up
-                    // itself, ~3 us) within 1% of a core.
-                    let busy = sys::monotonic_ns().saturating_sub(now) + 3_000;
-                    st.next_scan_ns = st.next_scan_ns.max(now + busy * 100);
+                if st.ww_found_writes {
+                    st.ww_last_write_ns = now;
+                }
+                if had_writewatch
+                    && last_was_idle
+                    && now.saturating_sub(st.ww_last_write_ns) > WW_ACTIVE_HOLD_NS
+                    && !st.ww_pages.is_empty()
+                {
+                    // Idle for a while: an iteration (its measured CPU time,
+                    // wake-up and scan included) at most every 100x its cost,
+                    // <= 1% of a core. While memory is being written (a write
+                    // seen in the last WW_ACTIVE_HOLD_NS) scans come at the
+                    // base interval, for low latency.
+                    st.next_scan_ns = st.next_scan_ns.max(now + idle_cpu_ns * 100);
                 }
                 if !st.ww_pages.is_empty() {
                     next = Some(next.map_or(st.next_scan_ns, |n: u64| n.min(st.next_scan_ns)));
@@ -514,10 +540,9 @@ impl Engine {
                     }
                 }
                 let now = sys::monotonic_ns();
-                let timeout = next.map_or(-1, |d| (d.saturating_sub(now)).div_ceil(1_000_000).min(i32::MAX as u64) as i32);
-                (timeout, page_deadline_pending)
+                (next.map(|d| d.saturating_sub(now)), page_deadline_pending)
             };
-            let (timeout_ms, page_deadline_pending) = timeout_ms;
+            let (timeout_ns, page_deadline_pending) = timeout_ms;
             if !page_deadline_pending {
                 handler_state::get().worker_idle.store(true, Ordering::SeqCst);
                 if self.ring.has_pending() || self.ring.header().overflowed.load(Ordering::SeqCst) {
@@ -525,7 +550,7 @@ impl Engine {
                     continue;
                 }
             }
-            self.wake.wait(timeout_ms);
+            self.wake.wait(timeout_ns);
             handler_state::get().worker_idle.store(false, Ordering::SeqCst);
         }
     }
@@ -537,6 +562,10 @@ impl Engine {
 fn writewatch_scan_interval_ns(window_ns: u64) -> u64 {
     (window_ns / 10).max(100_000)
 }
+
+/// writewatch: scans stay at the base interval this long after the last
+/// write seen; then they back off to the idle CPU budget.
+const WW_ACTIVE_HOLD_NS: u64 = 100_000_000;
 
 /// writewatch: a page written in this many consecutive scans goes hot.
 const WW_HOT_AFTER_SCANS: u8 = 8;
@@ -799,6 +828,7 @@ impl State {
         // 1% of a core by spacing scans at least 100x the scan's own cost.
         let cost = sys::monotonic_ns().saturating_sub(scan_started);
         self.next_scan_ns = now + writewatch_scan_interval_ns(window).max(cost.saturating_mul(100));
+        self.ww_found_writes = !written.is_empty();
         let mut touched = Vec::new();
         let mut heat = HashMap::new();
         for (start, end) in written {

@@ -31,6 +31,14 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// CPU time the calling thread has used, in nanoseconds.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// mprotect over whole pages; returns the errno on failure. Async-signal-safe.
 pub fn mprotect(addr: usize, len: usize, prot: i32) -> Result<(), i32> {
     // SAFETY: mprotect only changes page permissions; callers pass page-aligned
@@ -106,14 +114,21 @@ impl EventFd {
         self.0
     }
 
-    /// Waits until signalled or `timeout_ms` passes (-1 = forever), then resets.
-    pub fn wait(&self, timeout_ms: i32) {
+    /// Waits until signalled or `timeout_ns` passes (None = forever), then
+    /// resets (no read when it merely timed out). Nanosecond precision:
+    /// writewatch scans are sub-millisecond apart.
+    pub fn wait(&self, timeout_ns: Option<u64>) {
         let mut pfd = libc::pollfd { fd: self.0, events: libc::POLLIN, revents: 0 };
-        // SAFETY: pfd is a valid pollfd array of length 1.
-        unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-        let mut buf = 0u64;
-        // SAFETY: reading 8 bytes into a u64 from a non-blocking eventfd.
-        unsafe { libc::read(self.0, &mut buf as *mut u64 as *mut libc::c_void, 8) };
+        let ts = timeout_ns.map(|ns| libc::timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ });
+        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: pfd is a valid pollfd array of length 1; ts_ptr is null or
+        // points to a live timespec; no signal mask change.
+        let ready = unsafe { libc::ppoll(&mut pfd, 1, ts_ptr, std::ptr::null()) };
+        if ready > 0 {
+            let mut buf = 0u64;
+            // SAFETY: reading 8 bytes into a u64 from a non-blocking eventfd.
+            unsafe { libc::read(self.0, &mut buf as *mut u64 as *mut libc::c_void, 8) };
+        }
     }
 }
 
