@@ -75,7 +75,7 @@ pub struct Options {
     /// Bytes of old/new preview carried in every event; default 256.
     pub preview_bytes: usize,
     /// Capacity of the process-wide fault ring (entries), used when the
-    /// engine starts; default 16 384 (640 KiB). A full ring drops only the
+    /// engine starts; default 65 536 (2.5 MiB). A full ring drops only the
     /// *where* of a fault, never the change.
     pub ring_capacity: usize,
     /// Keep a copy of each region to report old values and exact changed
@@ -112,7 +112,7 @@ impl Default for Options {
             poll_interval: Duration::from_millis(100),
             max_value_bytes: 4096,
             preview_bytes: 256,
-            ring_capacity: 16_384,
+            ring_capacity: 65_536,
             snapshots: true,
             adapter_id: ADAPTER_RUST,
         }
