@@ -3,7 +3,7 @@
 //! (a statically linked program watching its globals), and a write the
 //! handler makes to a protected page would fault inside the handler.
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use crate::sys;
@@ -19,7 +19,14 @@ pub struct HandlerState {
     /// Set by the worker before it blocks with no deadline; a handler that
     /// clears it wakes the worker.
     pub worker_idle: AtomicBool,
+    /// Kernel thread ids currently forwarding a fault to the previous
+    /// handler (0 = free slot): a forward nested in another on the same
+    /// thread is a loop (a chained handler that re-raises) and is broken.
+    pub forwarding: [AtomicU32; FORWARD_SLOTS],
 }
+
+/// Threads that can be forwarding at once with loop protection.
+pub const FORWARD_SLOTS: usize = 64;
 
 static STATE: AtomicPtr<HandlerState> = AtomicPtr::new(std::ptr::null_mut());
 static INIT: OnceLock<usize> = OnceLock::new();

@@ -69,3 +69,12 @@ pub fn page_size() -> usize {
 pub fn signal_handler_installed() -> bool {
     protect::installed()
 }
+
+/// Puts memwatch's SIGSEGV handler back on top after another library
+/// installed its own over it (Python's `faulthandler.enable()`, a crash
+/// reporter): that handler then gets every fault that is not memwatch's, and
+/// the protect backend keeps working. Returns `Ok(true)` if anything changed;
+/// a no-op before the first protect watcher.
+pub fn reassert_signal_handler() -> Result<bool, Error> {
+    protect::reassert().map_err(Error::Os)
+}

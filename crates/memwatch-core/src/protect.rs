@@ -17,11 +17,18 @@ use crate::ring::{FaultRecord, Ring};
 use crate::sys;
 
 struct PrevAction(UnsafeCell<libc::sigaction>);
-// SAFETY: written once under INSTALL_LOCK before our handler is installed,
-// only read afterwards (from handlers).
+// SAFETY: a slot is written only under INSTALL_LOCK while it is not the one
+// PREV_INDEX selects, and before handlers can select it (reassert waits for
+// handlers in flight after flipping); handlers only read.
 unsafe impl Sync for PrevAction {}
 
-static PREV: PrevAction = PrevAction(UnsafeCell::new(unsafe_zeroed_sigaction()));
+/// The handler installed before ours (what a fault that is not ours goes
+/// to), double-buffered so reassert() can replace it while handlers run.
+static PREV: [PrevAction; 2] = [
+    PrevAction(UnsafeCell::new(unsafe_zeroed_sigaction())),
+    PrevAction(UnsafeCell::new(unsafe_zeroed_sigaction())),
+];
+static PREV_INDEX: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 static INSTALL_LOCK: Mutex<()> = Mutex::new(());
 
@@ -53,19 +60,65 @@ pub fn install() -> Result<(), String> {
     // SAFETY: PREV is only written here, under INSTALL_LOCK, before our
     // handler can run; sigaction with a null new action only reads.
     unsafe {
-        if libc::sigaction(libc::SIGSEGV, std::ptr::null(), PREV.0.get()) != 0 {
+        if libc::sigaction(libc::SIGSEGV, std::ptr::null(), PREV[0].0.get()) != 0 {
             return Err(format!("sigaction(SIGSEGV) query failed: errno {}", sys::errno()));
         }
+        put_ours_on_top()?;
+    }
+    INSTALLED.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+fn our_handler_address() -> usize {
+    handler as extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) as usize
+}
+
+/// # Safety
+/// Called under INSTALL_LOCK.
+unsafe fn put_ours_on_top() -> Result<(), String> {
+    // SAFETY: a zeroed sigaction is valid; sigaction reads it.
+    unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = handler as extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) as usize;
+        action.sa_sigaction = our_handler_address();
         action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER | libc::SA_RESTART;
         libc::sigemptyset(&mut action.sa_mask);
         if libc::sigaction(libc::SIGSEGV, &action, std::ptr::null_mut()) != 0 {
             return Err(format!("sigaction(SIGSEGV) install failed: errno {}", sys::errno()));
         }
     }
-    INSTALLED.store(true, Ordering::SeqCst);
     Ok(())
+}
+
+/// Puts memwatch's SIGSEGV handler back on top when another was installed
+/// after it (Python's faulthandler.enable(), a crash reporter, ...): the other
+/// becomes the handler memwatch forwards foreign faults to, so both keep
+/// working. Returns true if anything changed. No-op before the first protect
+/// watcher.
+pub fn reassert() -> Result<bool, String> {
+    let _guard = INSTALL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !INSTALLED.load(Ordering::SeqCst) {
+        return Ok(false);
+    }
+    let spare = 1 - PREV_INDEX.load(Ordering::SeqCst);
+    // SAFETY: the spare slot is not selected, so no handler reads it; we hold
+    // INSTALL_LOCK. sigaction with a null new action only reads.
+    unsafe {
+        if libc::sigaction(libc::SIGSEGV, std::ptr::null(), PREV[spare].0.get()) != 0 {
+            return Err(format!("sigaction(SIGSEGV) query failed: errno {}", sys::errno()));
+        }
+        if (*PREV[spare].0.get()).sa_sigaction == our_handler_address() {
+            return Ok(false);
+        }
+    }
+    PREV_INDEX.store(spare, Ordering::SeqCst);
+    // A handler that read the old slot has finished once none is in flight;
+    // only then may a later reassert overwrite it.
+    while handler_state::get().in_flight.load(Ordering::SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+    // SAFETY: under INSTALL_LOCK.
+    unsafe { put_ours_on_top()? };
+    Ok(true)
 }
 
 /// True once our SIGSEGV handler is installed.
@@ -212,9 +265,51 @@ unsafe fn handle_ours(hs: &handler_state::HandlerState, info: *mut libc::siginfo
 /// # Safety
 /// Arguments as received by our handler.
 unsafe fn forward(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    // SAFETY: PREV was fully written before our handler was installed.
-    let prev = unsafe { &*PREV.0.get() };
+    // SAFETY: the selected slot was fully written before it was selected.
+    let prev = unsafe { &*PREV[PREV_INDEX.load(Ordering::SeqCst)].0.get() };
     let h = prev.sa_sigaction;
+    // A forward nested in a forward on this thread means the previous handler
+    // re-raised into us (faulthandler restores its predecessor, memwatch, and
+    // raises): end the loop with the default action, so the process dies with
+    // the real SIGSEGV after that handler did its work.
+    // Only a signal sent by software (raise, kill: si_code <= 0) can be such
+    // a loop; a hardware fault on a thread already marked means its previous
+    // handler left by siglongjmp, and the mark is simply reused.
+    let tid = sys::gettid();
+    // SAFETY: info is the kernel's siginfo (null-checked).
+    let user_sent = !info.is_null() && unsafe { (*info).si_code } <= 0;
+    let slot = handler_state::get_in_handler().and_then(|hs| {
+        if let Some(mine) = hs.forwarding.iter().find(|s| s.load(Ordering::SeqCst) == tid) {
+            return Some(if user_sent { None } else { Some(mine) });
+        }
+        hs.forwarding
+            .iter()
+            .find(|s| s.compare_exchange(0, tid, Ordering::SeqCst, Ordering::SeqCst).is_ok())
+            .map(Some)
+    });
+    let slot = match slot {
+        Some(None) => {
+            let mut dfl = unsafe_zeroed_sigaction();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            // SAFETY: sigaction is async-signal-safe; dfl is a valid sigaction.
+            unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
+            return;
+        }
+        Some(Some(s)) => Some(s),
+        None => None,
+    };
+    // SAFETY: forwarding the kernel's arguments to the previous handler.
+    unsafe { call_previous(prev, h, sig, info, ctx) };
+    if let Some(s) = slot {
+        s.store(0, Ordering::SeqCst);
+    }
+}
+
+/// Calls the previous disposition the way it was installed.
+///
+/// # Safety
+/// Arguments as received by our handler; `prev` is the saved action.
+unsafe fn call_previous(prev: &libc::sigaction, h: usize, sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     if h == libc::SIG_DFL || h == libc::SIG_IGN {
         // Restore the old disposition and return: the instruction faults
         // again and the kernel applies it (terminating with SIGSEGV).
