@@ -967,6 +967,56 @@ static void t_syscall_write_efault_protect(void) {
     munmap(buf, page());
 }
 
+/* ---- a handler installed after memwatch, then memwatch_reassert_signal_handler ---- */
+
+static struct sigaction g_late_saved;
+static volatile sig_atomic_t g_late_calls;
+
+/* Like Python's faulthandler: note the crash, restore the predecessor, re-raise. */
+static void late_handler(int sig, siginfo_t *si, void *ctx) {
+    (void)si;
+    (void)ctx;
+    g_late_calls++;
+    sigaction(sig, &g_late_saved, NULL);
+    raise(sig);
+}
+
+static void t_late_handler_reassert(void) {
+    memwatch_watcher_t *w = new_watcher("protect");
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    uint32_t id;
+    REQUIRE(memwatch_watcher_watch(w, buf, 16, "x", NULL, &id) == MEMWATCH_OK);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = late_handler;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    REQUIRE(sigaction(SIGSEGV, &sa, &g_late_saved) == 0);
+    CHECK_EQ(memwatch_reassert_signal_handler(), 1);
+    CHECK_EQ(memwatch_reassert_signal_handler(), 0);
+    for (int i = 0; i < 100; i++) buf[i % 16] = (uint8_t)(i + 1);
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 0;
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    CHECK(n >= 1);
+    if (n >= 1) CHECK_EQ(ev[n - 1].new_value[99 % 16], 100);
+    memwatch_events_free(ev, n);
+    CHECK_EQ(g_late_calls, 0);
+    /* A real crash in a child: the late handler runs once, the child dies of SIGSEGV. */
+    uint8_t *gone = map_pages(1, PROT_READ | PROT_WRITE);
+    munmap(gone, page());
+    pid_t pid = fork();
+    if (pid == 0) {
+        *(volatile uint8_t *)gone = 1;
+        _exit(g_late_calls == 1 ? 0 : 3); /* not reached: the crash is fatal */
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV);
+    memwatch_watcher_free(w);
+    munmap(buf, page());
+}
+
 /* ---- writewatch: a syscall writing into watched memory succeeds and is reported --- */
 
 static void t_syscall_read_reported_writewatch(void) {
@@ -1166,6 +1216,7 @@ static const test_t TESTS[] = {
     T(stats),
     T(syscall_write_efault_protect),
     T(syscall_read_reported_writewatch),
+    T(late_handler_reassert),
     T(value_store_large_values),
     T(watch_all_globals),
     T(watch_whole_heap_protect),

@@ -234,6 +234,17 @@ int memwatch_watcher_close(memwatch_watcher_t *w);
  */
 int memwatch_watcher_set_value_store(memwatch_watcher_t *w, const char *store_name, uint64_t capacity);
 
+/**
+ * Puts memwatch's SIGSEGV handler back on top after another library installed
+ * its own over it (a crash reporter, a runtime initialised late): that handler
+ * then receives every fault that is not memwatch's, and the protect backend
+ * keeps working. A handler that re-raises (restoring its predecessor, as
+ * Python's faulthandler does) ends in the default action, once, not a loop.
+ * Returns 1 if memwatch's handler was put back, 0 if it already was on top (or
+ * no protect watcher ever started), < 0 on error.
+ */
+int memwatch_reassert_signal_handler(void);
+
 /** Counts one failed callback in stats.callback_errors. For bindings whose
  *  callback trampolines catch their own language's exceptions. */
 int memwatch_watcher_report_callback_error(memwatch_watcher_t *w);

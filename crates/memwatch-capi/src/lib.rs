@@ -602,6 +602,13 @@ pub unsafe extern "C" fn memwatch_watcher_set_value_store(
     })
 }
 
+/// Puts memwatch's SIGSEGV handler back on top of one installed after it:
+/// 1 if it was put back, 0 if nothing changed, < 0 on error.
+#[no_mangle]
+pub extern "C" fn memwatch_reassert_signal_handler() -> c_int {
+    guard(|| Ok(c_int::from(memwatch_core::reassert_signal_handler()?)))
+}
+
 /// Counts one failed callback in stats.callback_errors (for bindings whose
 /// callbacks catch their own language's exceptions).
 ///
