@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "store"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 KEYS = 10_000
 
@@ -27,7 +27,7 @@ def worker(client, op, ops, store_name, port, value_size, seed, q, barrier):
     value = b"\xab" * value_size
     keys = [key(i) for i in range(KEYS)]
     if client == "memstream":
-        from memstream import MemStream
+        from memstream_ctypes import MemStream
         s = MemStream(store_name, capacity=0)
         get, put = s.get, s.put
     else:
@@ -100,7 +100,7 @@ def main():
     ap.add_argument("--redis-ops", type=int, default=30_000)
     ap.add_argument("--value-size", type=int, default=100)
     a = ap.parse_args()
-    from memstream import MemStream
+    from memstream_ctypes import MemStream
     import redis
     name = f"store-pybench-{os.getpid()}"
     value = b"\xab" * a.value_size

@@ -25,6 +25,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use memwatch_core as mw;
+
+mod store;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -422,10 +424,11 @@ struct ChangeEvent {
     /// Whole new value when `how_big <= max_value_bytes`.
     #[pyo3(get)]
     new_value: Option<Py<PyBytes>>,
-    /// Value-store key of a large old value; None while no value store is attached (the Python package attaches none yet).
+    /// Value-store key of the large old value (`memwatch/{adapter_id}/{region_id}/{epoch}`),
+    /// when a value store is attached (`set_value_store`) and still holds it; else None.
     #[pyo3(get)]
     storage_key_old: Option<String>,
-    /// Value-store key of a large new value; None while no value store is attached.
+    /// Value-store key of the large new value, when a value store is attached and took it; else None.
     #[pyo3(get)]
     storage_key_new: Option<String>,
     /// The metadata given to `watch()`.
@@ -797,6 +800,18 @@ impl Watcher {
         Ok(out)
     }
 
+    /// Attaches (or with None detaches) the MemStream store that receives
+    /// values of regions larger than max_value_bytes.
+    fn set_value_store(&self, py: Python<'_>, store: Option<&Bound<'_, store::PyStore>>) -> PyResult<()> {
+        let arc = match store {
+            Some(s) => Some(s.get().shared(py)?),
+            None => None,
+        };
+        let shared = self.shared.clone();
+        // Putting the current values of large regions copies them: GIL released.
+        py.detach(move || shared.core.set_value_store(arc)).map_err(|e| to_pyerr(py, e))
+    }
+
     /// Statistics as a dict (see MemoryWatcher.get_stats).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.shared.core.stats();
@@ -916,6 +931,10 @@ fn _memwatch(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(page_size, m)?)?;
     m.add_function(wrap_pyfunction!(_close_all, m)?)?;
     m.add("ADAPTER_PYTHON", mw::ADAPTER_PYTHON)?;
+    // memwatch._memwatch.store: re-exported by the Python module memwatch.store.
+    let sub = PyModule::new(m.py(), "store")?;
+    store::init(&sub)?;
+    m.add_submodule(&sub)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -22,11 +22,11 @@ def report(store, top):
     for k in store.keys():
         ks = store.key_stats(k)
         if ks is not None:
-            rows.append((ks.access_count, k, ks))
+            rows.append((ks["access_count"], k, ks))
     rows.sort(key=lambda r: (-r[0], r[1]))
     for count, k, ks in rows[:top]:
-        print(f"  {k.decode(errors='replace'):<16} reads={count:<7} size={ks.value_size:<4} "
-              f"created={fmt_ns(ks.created_at_ns)} last_access={fmt_ns(ks.last_access_ns)}")
+        print(f"  {k.decode(errors='replace'):<16} reads={count:<7} size={ks['value_size']:<4} "
+              f"created={fmt_ns(ks['created_at_ns'])} last_access={fmt_ns(ks['last_access_ns'])}")
     return s
 
 

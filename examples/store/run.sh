@@ -1,26 +1,58 @@
 #!/usr/bin/env bash
-# Demonstrates MemStream across three Python processes (ctypes):
+# Demonstrates MemStream across three Python processes (memwatch.store):
 # writer.py writes, reader.py verifies every value it reads, analytics.py
-# reports hit counts and timestamps, all on one shared-memory store.
+# reports hit counts and timestamps, all on one shared-memory store. Then the
+# C example (include/memwatch_store.h, libmemwatch_store.so) runs.
+#
+# Python: $PYTHON if set (it must be able to `import memwatch.store`), else a
+# virtualenv in $CARGO_TARGET_DIR/py-venv into which the memwatch package of
+# this checkout is installed (pip install ./bindings-python: the first build
+# takes a minute or two, later ones are incremental).
+# Env: SECONDS_TO_RUN (3), PYTHON.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/store}"
-cargo rustc -q --manifest-path "$root/Cargo.toml" -p memwatch-store --release --features capi --lib --crate-type cdylib
-export MEMWATCH_STORE_LIB="$CARGO_TARGET_DIR/release/libmemwatch_store.so"
+
+if [ -n "${PYTHON:-}" ]; then
+  py="$PYTHON"
+else
+  venv="$CARGO_TARGET_DIR/py-venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    mkdir -p "$CARGO_TARGET_DIR"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      # Debian splits venv/ensurepip into python3-venv.
+      rm -rf "$venv"
+      if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+      $SUDO apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+      python3 -m venv "$venv"
+    fi
+  fi
+  py="$venv/bin/python"
+  echo "run.sh: installing the memwatch package from $root/bindings-python into $venv"
+  "$py" -m pip install --quiet --disable-pip-version-check "$root/bindings-python"
+fi
+"$py" -c "import memwatch.store" || {
+  echo "run.sh: $py cannot import memwatch.store (pip install ./bindings-python)" >&2
+  exit 1
+}
+
 name="memstream-demo-$$"
-trap 'python3 -c "import sys; sys.path.insert(0, \"$here\"); import memstream; memstream.MemStream.unlink(\"$name\")" 2>/dev/null || true' EXIT
+trap '"$py" -c "import memwatch.store as s; s.unlink(\"$name\", missing_ok=True)" 2>/dev/null || true' EXIT
 cd "$here"
-python3 writer.py "$name" "${SECONDS_TO_RUN:-3}" 100 & w=$!
-python3 reader.py "$name" & r=$!
-python3 analytics.py "$name" 3 & a=$!
+"$py" writer.py "$name" "${SECONDS_TO_RUN:-3}" 100 & w=$!
+"$py" reader.py "$name" & r=$!
+"$py" analytics.py "$name" 3 & a=$!
 status=0
 wait $w || status=1
 wait $r || status=1
 wait $a || status=1
 if [ $status -ne 0 ]; then echo "run.sh: a process failed" >&2; exit 1; fi
 echo "run.sh: writer, reader and analytics all succeeded on store $name"
+
 if command -v cc >/dev/null; then
+  cargo rustc -q --manifest-path "$root/Cargo.toml" -p memwatch-store --release --features capi --lib --crate-type cdylib
   cc -Wall -Wextra -I"$root/crates/memwatch-store/include" c_example.c -L"$CARGO_TARGET_DIR/release" -lmemwatch_store -o "$CARGO_TARGET_DIR/memstream_c_example"
   LD_LIBRARY_PATH="$CARGO_TARGET_DIR/release" "$CARGO_TARGET_DIR/memstream_c_example" "memstream-c-$$"
 fi

@@ -7,7 +7,7 @@ import sys
 import time
 import zlib
 
-from memstream import MemStream, EVICT_LRU
+import memwatch.store
 
 
 def make_value(key: bytes, version: int) -> bytes:
@@ -20,7 +20,7 @@ def main():
     name = sys.argv[1]
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 3.0
     nkeys = int(sys.argv[3]) if len(sys.argv) > 3 else 100
-    store = MemStream(name, capacity=16 << 20, policy=EVICT_LRU)
+    store = memwatch.store.connect(name, capacity=16 << 20, policy="evict_lru")
     keys = [b"sensor/%03d" % i for i in range(nkeys)]
     version, end = 0, time.time() + seconds
     for k in keys:  # everything exists before readers start counting

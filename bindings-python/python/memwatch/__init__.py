@@ -28,7 +28,7 @@ import atexit
 import json
 import sys
 from types import FrameType
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
 from . import _memwatch
 from ._errors import (
@@ -43,6 +43,9 @@ from ._errors import (
     WatcherClosedError,
 )
 from ._memwatch import ChangeEvent
+
+if TYPE_CHECKING:
+    from .store import Store
 
 __all__ = [
     "MemoryWatcher",
@@ -164,6 +167,7 @@ class MemoryWatcher:
         for label, ms in (("writable_window_ms", writable_window_ms), ("poll_interval_ms", poll_interval_ms)):
             if isinstance(ms, bool) or not isinstance(ms, (int, float)):
                 raise TypeError(f"{label} must be a number of milliseconds, got {type(ms).__name__}")
+        self._value_store: "Optional[Store]" = None
         self._native = _memwatch.Watcher(
             backend,
             float(writable_window_ms),
@@ -287,6 +291,41 @@ class MemoryWatcher:
         """
         stats: Dict[str, Union[int, str, None]] = self._native.stats()
         return stats
+
+    # -- value store ------------------------------------------------------------
+
+    def set_value_store(self, store: "Optional[Store]") -> None:
+        """Sends the values of regions larger than ``max_value_bytes`` to ``store``.
+
+        ``store`` is a :class:`memwatch.store.Store` (None detaches it).
+        Events of such regions then carry ``storage_key_new``, the key of the
+        new value, and ``storage_key_old``, the key of the old value while the
+        store still holds it (keys ``"memwatch/{adapter_id}/{region_id}/{epoch}"``);
+        any process that opens the store reads them with
+        ``store.get(event.storage_key_new)``. The current values of already
+        watched large regions are put at once; regions watched later are put
+        when watched. The watcher holds its own reference to the store:
+        closing ``store`` does not detach it.
+
+        Raises:
+            TypeError: ``store`` is not a memwatch.store.Store or None.
+            memwatch.store.StoreClosedError: ``store`` is closed.
+            WatcherClosedError: the watcher is closed.
+        """
+        if store is not None:
+            from .store import Store as _Store
+
+            if not isinstance(store, _Store):
+                raise TypeError(
+                    f"store must be a memwatch.store.Store or None, got {type(store).__name__}"
+                )
+        self._native.set_value_store(store)
+        self._value_store = store
+
+    @property
+    def value_store(self) -> "Optional[Store]":
+        """The store set with :meth:`set_value_store`, or None."""
+        return self._value_store
 
     @property
     def backend(self) -> Optional[str]:

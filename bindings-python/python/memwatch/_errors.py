@@ -17,6 +17,16 @@ __all__ = [
     "UnsupportedError",
     "WatcherClosedError",
     "MemwatchOSError",
+    "StoreError",
+    "StoreFullError",
+    "StoreNotFoundError",
+    "StoreClosedError",
+    "StoreArgumentError",
+    "KeyTooLongError",
+    "ValueTooLargeError",
+    "StoreCorruptError",
+    "StoreTimeoutError",
+    "StoreOSError",
 ]
 
 
@@ -56,6 +66,63 @@ class MemwatchOSError(MemwatchError, OSError):
     """An operating-system call failed."""
 
 
+# -- memwatch.store (MemStream) ----------------------------------------------
+
+
+class StoreError(MemwatchError):
+    """Base class of every error of :mod:`memwatch.store` (also raised as is
+    for rare conditions: too many zero-copy views alive at once)."""
+
+
+class StoreFullError(StoreError):
+    """The store is full and its policy is ``"refuse"`` (or every entry that
+    could be evicted is pinned by a view). Attributes ``needed``,
+    ``available``, ``entries``, ``max_entries``."""
+
+    needed: int
+    available: int
+    entries: int
+    max_entries: int
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """No store of that name exists (:func:`memwatch.store.open`, :func:`memwatch.store.unlink`)."""
+
+
+class StoreClosedError(StoreError, ValueError):
+    """The store handle was closed (like I/O on a closed file, a ValueError)."""
+
+
+class StoreArgumentError(StoreError, InvalidArgumentError):
+    """A bad store name, empty key, bad capacity/policy/option (a ValueError)."""
+
+
+class KeyTooLongError(StoreArgumentError):
+    """The key is longer than the store's ``max_key_len``. Attributes ``length``, ``limit``."""
+
+    length: int
+    limit: int
+
+
+class ValueTooLargeError(StoreArgumentError):
+    """Key + value can never fit in this store, even empty. Attributes ``length``, ``limit``."""
+
+    length: int
+    limit: int
+
+
+class StoreCorruptError(StoreError):
+    """The segment is not a (compatible, intact) memwatch store."""
+
+
+class StoreTimeoutError(StoreError, TimeoutError):
+    """The writer lock could not be taken in time (10 s)."""
+
+
+class StoreOSError(StoreError, MemwatchOSError):
+    """A system call of the store failed (``errno`` is set)."""
+
+
 # Show the public path (memwatch.ReadOnlyError) in tracebacks and reprs.
 for _cls in (
     MemwatchError,
@@ -69,4 +136,17 @@ for _cls in (
     MemwatchOSError,
 ):
     _cls.__module__ = "memwatch"
+for _cls in (
+    StoreError,
+    StoreFullError,
+    StoreNotFoundError,
+    StoreClosedError,
+    StoreArgumentError,
+    KeyTooLongError,
+    ValueTooLargeError,
+    StoreCorruptError,
+    StoreTimeoutError,
+    StoreOSError,
+):
+    _cls.__module__ = "memwatch.store"
 del _cls

@@ -2,6 +2,8 @@
 
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union, final
 
+from . import store as store  # the native submodule memwatch._memwatch.store, re-exported as memwatch.store
+
 ADAPTER_PYTHON: int
 __version__: str
 
@@ -59,10 +61,10 @@ class ChangeEvent:
         """Whole new value when how_big <= max_value_bytes."""
     @property
     def storage_key_old(self) -> Optional[str]:
-        """Value-store key of a large old value; None while no value store is attached (the Python package attaches none yet)."""
+        """Value-store key ("memwatch/{adapter_id}/{region_id}/{epoch}") of the old value of a region larger than max_value_bytes, when a value store is attached (MemoryWatcher.set_value_store) and still holds it; else None."""
     @property
     def storage_key_new(self) -> Optional[str]:
-        """Value-store key of a large new value; None while no value store is attached."""
+        """Value-store key of the new value of a region larger than max_value_bytes, when a value store is attached and took it; else None."""
     @property
     def metadata(self) -> Any:
         """The metadata given to watch()."""
@@ -91,6 +93,7 @@ class Watcher:
     def set_callback(self, callback: Optional[Callable[[ChangeEvent], Any]]) -> None: ...
     def get_callback(self) -> Optional[Callable[[ChangeEvent], Any]]: ...
     def check_changes(self) -> List[ChangeEvent]: ...
+    def set_value_store(self, store: Optional[store.Store]) -> None: ...
     def stats(self) -> Dict[str, Union[int, str, None]]: ...
     def close(self) -> None: ...
     @property

@@ -1,4 +1,5 @@
-"""memstream: a small ctypes wrapper over libmemwatch_store.so (MemStream C API).
+"""memstream_ctypes: the ctypes wrapper over libmemwatch_store.so (MemStream C API) that
+the benchmark keeps as its "Python ctypes" row; applications use memwatch.store.
 
 The library is found through $MEMWATCH_STORE_LIB, else
 <repo>/target/store/release/ or <repo>/target/release/libmemwatch_store.so,
