@@ -413,65 +413,50 @@ fn unlink(py: Python<'_>, name: &str, missing_ok: bool) -> PyResult<bool> {
 }
 
 thread_local! {
-    /// Reused buffer of small gets (one per thread).
+    /// Per-thread buffer that gets copy values into (reused, so a get
+    /// allocates nothing but its bytes object).
     static GET_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-enum Got<'py> {
-    Value(Bound<'py, PyBytes>),
-    Large(usize),
-    Missing,
-}
-
 /// Copies the value of `key` into a new bytes object (None if absent).
+///
+/// One read of the store (one hit or miss in its stats), with the GIL
+/// released: into a per-thread buffer, then into the bytes object (that
+/// second copy also without the GIL when the value is larger than [`SMALL`]).
 fn get_bytes<'py>(py: Python<'py>, this: &PyStore, key: &[u8]) -> PyResult<Option<Bound<'py, PyBytes>>> {
-    let first = {
-        let g = this.read(py)?;
-        let store = g.as_ref().expect("checked by read");
-        GET_BUF.with(|cell| -> PyResult<Got<'py>> {
-            let mut local = Vec::new();
-            let mut borrowed = cell.try_borrow_mut();
-            let buf = match borrowed.as_mut() {
-                Ok(b) => &mut **b,
-                Err(_) => &mut local,
-            };
-            if buf.len() < SMALL {
-                buf.resize(SMALL, 0);
-            }
-            match store.get_to_slice(key, &mut buf[..]) {
-                Ok(Some(n)) if n <= buf.len() => Ok(Got::Value(PyBytes::new(py, &buf[..n]))),
-                Ok(Some(n)) => Ok(Got::Large(n)),
-                Ok(None) => Ok(Got::Missing),
-                Err(e) => Err(to_pyerr(py, e)),
-            }
-        })?
-    };
-    let mut len = match first {
-        Got::Value(b) => return Ok(Some(b)),
-        Got::Missing => return Ok(None),
-        Got::Large(n) => n,
-    };
-    // A large value: copy it straight into a new bytes object with the GIL
-    // released. If the value is replaced by one of another size meanwhile,
-    // try again with that size.
     let store = this.shared(py)?;
-    loop {
-        // SAFETY: PyBytes_FromStringAndSize(NULL, n) returns a new, unshared
-        // bytes object with n writable bytes (or NULL with an exception set).
-        let obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as ffi::Py_ssize_t) };
-        // SAFETY: `obj` is a new reference or NULL.
-        let bytes = unsafe { Bound::from_owned_ptr_or_err(py, obj)? }.cast_into::<PyBytes>()?;
-        // SAFETY: the object was just created, nobody else can reach it; its
-        // storage of `len` bytes lives as long as `bytes`, which outlives the
-        // slice (used only inside the detach below).
-        let dst = unsafe { std::slice::from_raw_parts_mut(ffi::PyBytes_AsString(bytes.as_ptr()) as *mut u8, len) };
-        let got = py.detach(|| store.get_to_slice(key, dst)).map_err(|e| to_pyerr(py, e))?;
-        match got {
-            None => return Ok(None),
-            Some(n) if n == len => return Ok(Some(bytes)),
-            Some(n) => len = n,
+    GET_BUF.with(|cell| {
+        let mut local = Vec::new();
+        let mut borrowed = cell.try_borrow_mut();
+        let buf = match borrowed.as_mut() {
+            Ok(b) => &mut **b,
+            Err(_) => &mut local, // re-entered (cannot happen: no Python code runs in between)
+        };
+        let got = py.detach(|| store.get_into(key, buf)).map_err(|e| to_pyerr(py, e))?;
+        let Some(len) = got else { return Ok(None) };
+        let src = &buf[..len];
+        let bytes = if len <= SMALL {
+            PyBytes::new(py, src)
+        } else {
+            // SAFETY: PyBytes_FromStringAndSize(NULL, n) returns a new,
+            // unshared bytes object with n writable bytes (or NULL with an
+            // exception set).
+            let obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as ffi::Py_ssize_t) };
+            // SAFETY: `obj` is a new reference or NULL.
+            let bytes = unsafe { Bound::from_owned_ptr_or_err(py, obj)? }.cast_into::<PyBytes>()?;
+            // SAFETY: the object was just created and nobody else can reach
+            // it; its `len` bytes of storage live as long as `bytes`, which
+            // outlives `dst` (used only inside the detach below).
+            let dst = unsafe { std::slice::from_raw_parts_mut(ffi::PyBytes_AsString(bytes.as_ptr()) as *mut u8, len) };
+            py.detach(|| dst.copy_from_slice(src));
+            bytes
+        };
+        if buf.capacity() > 4 * SMALL {
+            // Do not keep a huge value's buffer alive in every thread.
+            *buf = Vec::new();
         }
-    }
+        Ok(Some(bytes))
+    })
 }
 
 #[pymethods]
