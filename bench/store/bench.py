@@ -1,4 +1,5 @@
-"""Python get/put of 100-byte values: MemStream over ctypes vs redis-py.
+"""Python get/put of 100-byte values: memwatch.store (pyo3), the same store
+over ctypes (memstream_ctypes.py), and redis-py.
 
 Each worker runs its ops twice: untimed for ops/s (all workers start at a
 barrier; ops/s = all ops over first start to last end), then each op timed
@@ -26,7 +27,11 @@ def key(i):
 def worker(client, op, ops, store_name, port, value_size, seed, q, barrier):
     value = b"\xab" * value_size
     keys = [key(i) for i in range(KEYS)]
-    if client == "memstream":
+    if client == "memwatch":
+        import memwatch.store
+        s = memwatch.store.open(store_name)
+        get, put = s.get, s.put
+    elif client == "ctypes":
         from memstream_ctypes import MemStream
         s = MemStream(store_name, capacity=0)
         get, put = s.get, s.put
@@ -99,12 +104,13 @@ def main():
     ap.add_argument("--ops", type=int, default=300_000)
     ap.add_argument("--redis-ops", type=int, default=30_000)
     ap.add_argument("--value-size", type=int, default=100)
+    ap.add_argument("--no-ctypes", action="store_true", help="skip the ctypes rows (no libmemwatch_store.so)")
     a = ap.parse_args()
-    from memstream_ctypes import MemStream
+    import memwatch.store
     import redis
     name = f"store-pybench-{os.getpid()}"
     value = b"\xab" * a.value_size
-    s = MemStream(name, capacity=256 << 20)
+    s = memwatch.store.connect(name, capacity=256 << 20)
     r = redis.Redis(host="127.0.0.1", port=a.redis_port)
     r.flushall()
     pipe = r.pipeline()
@@ -115,11 +121,14 @@ def main():
     try:
         for op in ("get", "put"):
             for procs in sorted({1, a.procs}):
-                for client, ops in (("memstream", a.ops), ("redis", a.redis_ops)):
+                clients = [("memwatch", a.ops), ("ctypes", a.ops), ("redis", a.redis_ops)]
+                for client, ops in clients:
+                    if client == "ctypes" and a.no_ctypes:
+                        continue
                     print(json.dumps(run(client, op, procs, ops, name, a.redis_port, a.value_size)), flush=True)
     finally:
         s.close()
-        MemStream.unlink(name)
+        memwatch.store.unlink(name)
 
 
 if __name__ == "__main__":
