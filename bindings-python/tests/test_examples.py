@@ -94,7 +94,11 @@ def _readme_python_blocks() -> list:
 
 def test_readme_examples_run() -> None:
     blocks = _readme_python_blocks()
-    assert len(blocks) == 2
+    assert len(blocks) == 4
+    import memwatch.store
+
+    for name in ("demo-store", "memwatch-values"):  # left over by an interrupted run
+        memwatch.store.unlink(name, missing_ok=True)
     outputs = []
     for code in blocks:
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -105,6 +109,13 @@ def test_readme_examples_run() -> None:
     assert line.startswith("counter: 0000000000000000 -> 0100000000000000 (thread ")
     tid, main = re.search(r"thread (\d+), main is (\d+)", line).groups()
     assert tid == main and line.endswith("{'unit': 'requests'})")
+    # memwatch.store: the output the README shows after the block
+    text = (REPO_ROOT / "bindings-python" / "README.md").read_text()
+    after = text[text.index(blocks[2]) + len(blocks[2]) :]
+    assert after.startswith("```\n\nprints\n\n```\n")
+    assert outputs[2] == after[len("```\n\nprints\n\n```\n") :].split("```")[0]
+    assert outputs[2] == "b'\\x00\\x01\\x02\\x03' None\nb'sec'\nb'second'\n2 1\n"
+    assert outputs[3] == "None memwatch/2/1/0 memwatch/2/1/1\nb'\\x00\\x00\\x00\\x00' b'\\xff\\xff\\xff\\xff'\n"
 
 
 def test_package_docstring_example() -> None:

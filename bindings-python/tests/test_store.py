@@ -857,31 +857,3 @@ def test_module_docstring_example() -> None:
 
     result = doctest.testmod(ms)
     assert (result.failed, result.attempted) == (0, 3)
-
-
-def readme_block(first_line: str) -> str:
-    """The README's ```python block that starts with `first_line`."""
-    text = (REPO_ROOT / "bindings-python" / "README.md").read_text()
-    start = text.index("```python\n" + first_line) + len("```python\n")
-    return text[start : text.index("```", start)]
-
-
-def test_readme_store_example_prints_what_it_says() -> None:
-    code = readme_block("import subprocess, sys")
-    text = (REPO_ROOT / "bindings-python" / "README.md").read_text()
-    after = text[text.index(code) + len(code) :]
-    expected = after[after.index("prints\n\n```\n") + len("prints\n\n```\n") :].split("```")[0]
-    ms.unlink("demo-store", missing_ok=True)
-    out = finish(spawn(code)).decode()
-    assert out == expected
-
-
-def test_readme_value_store_example() -> None:
-    code = readme_block("import memwatch, memwatch.store")
-    ms.unlink("memwatch-values", missing_ok=True)
-    out = finish(spawn(code)).decode().splitlines()
-    assert out == [
-        "None memwatch/2/1/0 memwatch/2/1/1",
-        r"b'\x00\x00\x00\x00' b'\xff\xff\xff\xff'",
-    ]
-    assert ms.unlink("memwatch-values", missing_ok=True) is False
