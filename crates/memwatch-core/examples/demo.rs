@@ -1,10 +1,12 @@
 //! Watches a few variables, changes them from two threads, prints each change.
 //!
-//! `cargo run -p memwatch-core --example demo`
+//! `cargo run -p memwatch-core --example demo` (backend auto), or with
+//! `-- protect` / `-- poll` / `-- writewatch`. The writer's thread is known
+//! to the protect backend only.
 
 use std::sync::Arc;
 
-use memwatch_core::{ChangeEvent, Options, Watcher};
+use memwatch_core::{Backend, ChangeEvent, Options, Watcher};
 
 #[repr(C, align(4096))]
 struct State {
@@ -19,7 +21,8 @@ fn show(bytes: &Option<Vec<u8>>) -> String {
 
 fn main() {
     let mut state = Box::new(State { counter: [0; 8], name: *b"memwatch\0\0\0\0\0\0\0\0", scores: [0; 32] });
-    let watcher = Watcher::new(Options::default()).expect("watcher");
+    let backend = std::env::args().nth(1).map_or(Ok(Backend::Auto), |b| Backend::from_name(&b)).expect("backend name");
+    let watcher = Watcher::new(Options { backend, ..Options::default() }).expect("watcher");
     println!("backend: {}", watcher.backend());
     // SAFETY: `state` outlives the watcher (closed at the end of main).
     unsafe {
@@ -37,7 +40,7 @@ fn main() {
                 ranges.join(","),
                 show(&e.old_value),
                 show(&e.new_value),
-                e.where_.thread_id.map_or("?".into(), |t| t.to_string())
+                e.where_.thread_id.map_or("unknown to this backend".into(), |t| t.to_string())
             );
         })))
         .unwrap();
