@@ -6,16 +6,20 @@
 //! memoryviews.
 //!
 //! GIL discipline:
-//! - gets of values up to [`SMALL`] bytes, `contains`, `key_stats` and
-//!   `stats` run with the GIL held: they are lock-free reads of a few hundred
-//!   nanoseconds (a reader only waits for the writer lock when a writer died
-//!   in the middle of a write, to repair the store);
+//! - a get releases the GIL around the store read (one read, so exactly one
+//!   hit or miss in the store's stats), copying into a per-thread buffer;
+//!   the copy into the bytes object is done without the GIL too when the
+//!   value is larger than [`SMALL`];
 //! - puts of values up to [`SMALL`] bytes first try without waiting for the
 //!   writer lock (GIL held); if another writer holds it they wait with the GIL
-//!   released;
-//! - everything that copies a large value, takes the writer lock (delete,
-//!   clear, repair), scans every slot (keys, items) or maps/unmaps a segment
-//!   (connect, open, unlink) runs with the GIL released;
+//!   released; larger puts always release it;
+//! - `contains`, `key_stats`, `stats` and `len` run with the GIL held: they
+//!   are lock-free reads of a few hundred nanoseconds (a reader only waits for
+//!   the writer lock when a writer died in the middle of a write, to repair
+//!   the store);
+//! - everything that takes the writer lock (delete, clear, repair), scans
+//!   every slot (keys, items), pins a value (view) or maps/unmaps a segment
+//!   (connect, open, unlink, the last close) runs with the GIL released;
 //! - no Rust lock of this module is held while the GIL is released or awaited.
 //!
 //! Zero-copy reads (`Store.view`): a hidden exporter object owns the
@@ -130,7 +134,13 @@ fn to_pyerr(py: Python<'_>, err: ms::Error) -> PyErr {
             set_attrs(py, &exc, &[("length", *len as u64), ("limit", *max as u64)]);
             exc
         }
-        ms::Error::Full { needed, available, entries, max_entries, .. } => {
+        ms::Error::Full {
+            needed,
+            available,
+            entries,
+            max_entries,
+            ..
+        } => {
             let exc = make_err(py, &e.full, (msg,));
             set_attrs(
                 py,
@@ -321,7 +331,10 @@ impl PyStore {
         err_msg(
             py,
             |e| &e.closed,
-            format!("store {:?} is closed (this handle; open it again with memwatch.store.open)", self.name),
+            format!(
+                "store {:?} is closed (this handle; open it again with memwatch.store.open)",
+                self.name
+            ),
         )
     }
 
@@ -376,18 +389,28 @@ fn connect(
     let mut opts = Options::new(capacity as u64, policy);
     if let Some(n) = max_entries {
         if n <= 0 {
-            return Err(err_msg(py, |e| &e.argument, format!("max_entries must be >= 1, got {n}")));
+            return Err(err_msg(
+                py,
+                |e| &e.argument,
+                format!("max_entries must be >= 1, got {n}"),
+            ));
         }
         opts = opts.max_entries(n as u64);
     }
     if let Some(n) = max_key_len {
         let n = u32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
-            err_msg(py, |e| &e.argument, format!("max_key_len must be between 1 and 65536, got {n}"))
+            err_msg(
+                py,
+                |e| &e.argument,
+                format!("max_key_len must be between 1 and 65536, got {n}"),
+            )
         })?;
         opts = opts.max_key_len(n);
     }
     let name = name.to_owned();
-    let store = py.detach(move || Store::connect_with(&name, &opts)).map_err(|e| to_pyerr(py, e))?;
+    let store = py
+        .detach(move || Store::connect_with(&name, &opts))
+        .map_err(|e| to_pyerr(py, e))?;
     Ok(PyStore::wrap(store))
 }
 
@@ -395,7 +418,9 @@ fn connect(
 #[pyfunction(name = "open")]
 fn open_store(py: Python<'_>, name: &str) -> PyResult<PyStore> {
     let name = name.to_owned();
-    let store = py.detach(move || Store::open(&name)).map_err(|e| to_pyerr(py, e))?;
+    let store = py
+        .detach(move || Store::open(&name))
+        .map_err(|e| to_pyerr(py, e))?;
     Ok(PyStore::wrap(store))
 }
 
@@ -423,7 +448,11 @@ thread_local! {
 /// One read of the store (one hit or miss in its stats), with the GIL
 /// released: into a per-thread buffer, then into the bytes object (that
 /// second copy also without the GIL when the value is larger than [`SMALL`]).
-fn get_bytes<'py>(py: Python<'py>, this: &PyStore, key: &[u8]) -> PyResult<Option<Bound<'py, PyBytes>>> {
+fn get_bytes<'py>(
+    py: Python<'py>,
+    this: &PyStore,
+    key: &[u8],
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
     let store = this.shared(py)?;
     GET_BUF.with(|cell| {
         let mut local = Vec::new();
@@ -432,7 +461,9 @@ fn get_bytes<'py>(py: Python<'py>, this: &PyStore, key: &[u8]) -> PyResult<Optio
             Ok(b) => &mut **b,
             Err(_) => &mut local, // re-entered (cannot happen: no Python code runs in between)
         };
-        let got = py.detach(|| store.get_into(key, buf)).map_err(|e| to_pyerr(py, e))?;
+        let got = py
+            .detach(|| store.get_into(key, buf))
+            .map_err(|e| to_pyerr(py, e))?;
         let Some(len) = got else { return Ok(None) };
         let src = &buf[..len];
         let bytes = if len <= SMALL {
@@ -441,13 +472,19 @@ fn get_bytes<'py>(py: Python<'py>, this: &PyStore, key: &[u8]) -> PyResult<Optio
             // SAFETY: PyBytes_FromStringAndSize(NULL, n) returns a new,
             // unshared bytes object with n writable bytes (or NULL with an
             // exception set).
-            let obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as ffi::Py_ssize_t) };
+            let obj =
+                unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as ffi::Py_ssize_t) };
             // SAFETY: `obj` is a new reference or NULL.
             let bytes = unsafe { Bound::from_owned_ptr_or_err(py, obj)? }.cast_into::<PyBytes>()?;
             // SAFETY: the object was just created and nobody else can reach
             // it; its `len` bytes of storage live as long as `bytes`, which
             // outlives `dst` (used only inside the detach below).
-            let dst = unsafe { std::slice::from_raw_parts_mut(ffi::PyBytes_AsString(bytes.as_ptr()) as *mut u8, len) };
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(
+                    ffi::PyBytes_AsString(bytes.as_ptr()) as *mut u8,
+                    len,
+                )
+            };
             py.detach(|| dst.copy_from_slice(src));
             bytes
         };
@@ -464,7 +501,12 @@ impl PyStore {
     /// Stores a copy of `value` (bytes-like) under `key` (str or bytes),
     /// replacing any previous value. Readers see the old or the new value,
     /// never a mix.
-    fn put(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn put(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let k = key_arg(key)?;
         let v = value_arg(value)?;
         let (k, v) = (k.as_slice(), v.as_slice());
@@ -499,7 +541,11 @@ impl PyStore {
     }
 
     /// `store[key]`: the value as bytes; KeyError if absent.
-    fn __getitem__<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let k = key_arg(key)?;
         match get_bytes(py, self, k.as_slice())? {
             Some(b) => Ok(b),
@@ -508,7 +554,12 @@ impl PyStore {
     }
 
     /// `store[key] = value`: same as put().
-    fn __setitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn __setitem__(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         self.put(py, key, value)
     }
 
@@ -556,7 +607,10 @@ impl PyStore {
     fn contains(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let k = key_arg(key)?;
         let g = self.read(py)?;
-        g.as_ref().expect("checked by read").contains(k.as_slice()).map_err(|e| to_pyerr(py, e))
+        g.as_ref()
+            .expect("checked by read")
+            .contains(k.as_slice())
+            .map_err(|e| to_pyerr(py, e))
     }
 
     /// `key in store`.
@@ -580,7 +634,9 @@ impl PyStore {
     /// (entries written during the iteration may or may not show).
     fn items(&self, py: Python<'_>) -> PyResult<ItemIter> {
         let store = self.shared(py)?;
-        Ok(ItemIter { state: Some(IterState::new(store)) })
+        Ok(ItemIter {
+            state: Some(IterState::new(store)),
+        })
     }
 
     /// Number of entries.
@@ -599,11 +655,18 @@ impl PyStore {
     }
 
     /// Statistics of one key as a dict, or None if absent (not an access).
-    fn key_stats<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyDict>>> {
+    fn key_stats<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
         let k = key_arg(key)?;
         let st = {
             let g = self.read(py)?;
-            g.as_ref().expect("checked by read").key_stats(k.as_slice()).map_err(|e| to_pyerr(py, e))?
+            g.as_ref()
+                .expect("checked by read")
+                .key_stats(k.as_slice())
+                .map_err(|e| to_pyerr(py, e))?
         };
         let Some(st) = st else { return Ok(None) };
         let d = PyDict::new(py);
@@ -646,7 +709,10 @@ impl PyStore {
     /// True once close() was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).is_none()
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
     }
 
     /// The store's name.
@@ -717,7 +783,9 @@ impl PyStore {
 }
 
 fn time_ns(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 fn stats_dict<'py>(py: Python<'py>, s: &ms::StoreStats) -> PyResult<Bound<'py, PyDict>> {
@@ -755,7 +823,10 @@ impl IterState {
         // first, so dropped first) is gone. The 'static borrow never leaves
         // this struct.
         let s: &'static Store = unsafe { &*Arc::as_ptr(&store) };
-        IterState { iter: s.iter(), _store: store }
+        IterState {
+            iter: s.iter(),
+            _store: store,
+        }
     }
 }
 
@@ -772,10 +843,15 @@ impl ItemIter {
     }
 
     fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let Some(state) = self.state.as_mut() else { return Ok(None) };
+        let Some(state) = self.state.as_mut() else {
+            return Ok(None);
+        };
         let next = py.detach(|| state.iter.next());
         match next {
-            Some(Ok((k, v))) => Ok(Some(PyTuple::new(py, [PyBytes::new(py, &k), PyBytes::new(py, &v)])?)),
+            Some(Ok((k, v))) => Ok(Some(PyTuple::new(
+                py,
+                [PyBytes::new(py, &k), PyBytes::new(py, &v)],
+            )?)),
             Some(Err(e)) => Err(to_pyerr(py, e)),
             None => {
                 self.state = None;
@@ -799,8 +875,9 @@ struct PinnedValue {
 // SAFETY: a ValueRef is a pin record index plus a pointer to bytes that no
 // process writes while pinned. Reading them and unpinning (atomic stores on
 // the shared pin record, keyed by process id, not thread) are valid from any
-// thread of the process; every access in this module happens with the GIL
-// held, so there is no concurrent access from two threads either.
+// thread of the process. A PinnedValue is made on one thread (in `view`,
+// GIL released) and handed over whole; afterwards every access happens with
+// the GIL held, so two threads never touch it at once.
 unsafe impl Send for PinnedValue {}
 
 impl PinnedValue {
@@ -808,7 +885,10 @@ impl PinnedValue {
         // SAFETY: as in IterState::new: the Store stays at this address, kept
         // alive by `_store`, until after `value` is dropped.
         let s: &'static Store = unsafe { &*Arc::as_ptr(&store) };
-        Ok(s.get_ref(key)?.map(|value| PinnedValue { value, _store: store }))
+        Ok(s.get_ref(key)?.map(|value| PinnedValue {
+            value,
+            _store: store,
+        }))
     }
 
     fn ptr(&self) -> *const u8 {
@@ -883,7 +963,11 @@ fn new_exporter(py: Python<'_>, pin: PinnedValue) -> PyResult<Py<PyAny>> {
     let obj = unsafe { ffi::PyType_GenericAlloc(tp.as_ptr() as *mut ffi::PyTypeObject, 0) };
     // SAFETY: a new reference or NULL with an exception set.
     let obj = unsafe { Bound::from_owned_ptr_or_err(py, obj)? };
-    let state = Box::new(ExporterState { pin: Some(pin), exports: 0, closed: false });
+    let state = Box::new(ExporterState {
+        pin: Some(pin),
+        exports: 0,
+        closed: false,
+    });
     // SAFETY: obj is an instance of our type, so it has ExporterObject's
     // layout; its state pointer is still NULL (zeroed), we set it once.
     unsafe { (*(obj.as_ptr() as *mut ExporterObject)).state = Box::into_raw(state) };
@@ -916,7 +1000,11 @@ unsafe extern "C" fn exporter_new(
     std::ptr::null_mut()
 }
 
-unsafe extern "C" fn exporter_getbuffer(obj: *mut ffi::PyObject, view: *mut RawBuffer, flags: c_int) -> c_int {
+unsafe extern "C" fn exporter_getbuffer(
+    obj: *mut ffi::PyObject,
+    view: *mut RawBuffer,
+    flags: c_int,
+) -> c_int {
     // SAFETY: CPython calls this with the GIL held, obj an instance of our type.
     let state = unsafe { exporter_state(obj) };
     let Some(state) = state.filter(|s| !s.closed) else {
@@ -926,7 +1014,8 @@ unsafe extern "C" fn exporter_getbuffer(obj: *mut ffi::PyObject, view: *mut RawB
             (*view).obj = std::ptr::null_mut();
             ffi::PyErr_SetString(
                 ffi::PyExc_BufferError,
-                c"this memwatch.store value view was released; take a new one with Store.view()".as_ptr(),
+                c"this memwatch.store value view was released; take a new one with Store.view()"
+                    .as_ptr(),
             );
         }
         return -1;
@@ -1072,7 +1161,9 @@ impl ValueView {
         }
         // SAFETY: exporter is a live object of our exporter type; the call
         // returns a new reference or NULL with an exception set.
-        let mv = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyMemoryView_FromObject(self.exporter.as_ptr()))? };
+        let mv = unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::PyMemoryView_FromObject(self.exporter.as_ptr()))?
+        };
         self.memoryview = Some(mv.clone().unbind());
         Ok(mv)
     }
@@ -1119,7 +1210,10 @@ impl ValueView {
         if self.released {
             return Err(self.released_err());
         }
-        Ok(self.state().and_then(|s| s.pin.as_ref()).is_some_and(|p| p.value.is_current()))
+        Ok(self
+            .state()
+            .and_then(|s| s.pin.as_ref())
+            .is_some_and(|p| p.value.is_current()))
     }
 
     /// The key, as bytes.
@@ -1134,15 +1228,28 @@ impl ValueView {
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        let key = self.key.bind(py).repr().map(|r| r.to_string()).unwrap_or_default();
+        let key = self
+            .key
+            .bind(py)
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
         let state = if self.released { "released" } else { "pinned" };
-        format!("<memwatch.store.ValueView key={key} len={} {state}>", self.len)
+        format!(
+            "<memwatch.store.ValueView key={key} len={} {state}>",
+            self.len
+        )
     }
 }
 
 impl ValueView {
     fn escaped_err(&self, py: Python<'_>) -> PyErr {
-        let key = self.key.bind(py).repr().map(|r| r.to_string()).unwrap_or_default();
+        let key = self
+            .key
+            .bind(py)
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
         PyBufferError::new_err(format!(
             "the view of key {key} was still in use when it was released: a memoryview slice, \
              numpy array or other object made from it is alive outside the with block. Its \
