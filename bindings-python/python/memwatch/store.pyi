@@ -17,11 +17,35 @@ from ._errors import (
     ValueTooLargeError as ValueTooLargeError,
 )
 
-#: A key: str (stored as UTF-8) or bytes-like.
-Key = Union[str, bytes, bytearray, memoryview]
-#: A value: any contiguous bytes-like object (bytes, bytearray, memoryview, numpy array, mmap, ...).
-Value = Union[bytes, bytearray, memoryview]
-Policy = Literal["evict_lru", "refuse"]
+__all__ = [
+    "Store",
+    "ValueView",
+    "ItemIterator",
+    "connect",
+    "open",
+    "unlink",
+    "EVICT_LRU",
+    "REFUSE",
+    "POLICIES",
+    "MAX_NAME_LEN",
+    "MemwatchError",
+    "StoreError",
+    "StoreFullError",
+    "StoreNotFoundError",
+    "StoreClosedError",
+    "StoreArgumentError",
+    "KeyTooLongError",
+    "ValueTooLargeError",
+    "StoreCorruptError",
+    "StoreTimeoutError",
+    "StoreOSError",
+]
+
+# A key: str (stored as UTF-8) or bytes-like.
+_Key = Union[str, bytes, bytearray, memoryview]
+# A value: any contiguous bytes-like object (bytes, bytearray, memoryview, numpy array, mmap, ...).
+_Value = Union[bytes, bytearray, memoryview]
+_Policy = Literal["evict_lru", "refuse"]
 
 _T = TypeVar("_T")
 
@@ -33,7 +57,7 @@ MAX_NAME_LEN: int
 def connect(
     name: str,
     capacity: int,
-    policy: Policy = "evict_lru",
+    policy: _Policy = "evict_lru",
     *,
     max_entries: Optional[int] = None,
     max_key_len: Optional[int] = None,
@@ -65,20 +89,20 @@ def unlink(name: str, missing_ok: bool = False) -> bool:
 class Store:
     """A handle on a named MemStream store in shared memory. Thread-safe; a context manager (closes on exit)."""
 
-    def put(self, key: Key, value: Value) -> None:
+    def put(self, key: _Key, value: _Value) -> None:
         """Stores a copy of `value` under `key`; readers see the old or the new value, never a mix.
 
         Raises KeyTooLongError / ValueTooLargeError (ValueErrors) for a key or
         value that can never fit, StoreFullError when full under the
         "refuse" policy, TypeError for a value that is not bytes-like.
         """
-    def get(self, key: Key, default: Optional[_T] = None) -> Union[bytes, _T, None]:
+    def get(self, key: _Key, default: Optional[_T] = None) -> Union[bytes, _T, None]:
         """A copy of the value as bytes, or `default` (None) if absent."""
-    def view(self, key: Key) -> ValueView:
+    def view(self, key: _Key) -> ValueView:
         """A pinned zero-copy view of the value (KeyError if absent): `with store.view(key) as mv:`."""
-    def delete(self, key: Key) -> bool:
+    def delete(self, key: _Key) -> bool:
         """Removes `key`; returns whether it was present."""
-    def contains(self, key: Key) -> bool:
+    def contains(self, key: _Key) -> bool:
         """Whether `key` is present (not counted as a hit or miss)."""
     def keys(self) -> List[bytes]:
         """The keys of all entries, as bytes (a snapshot)."""
@@ -92,7 +116,7 @@ class Store:
         lengths), hits, misses, evictions, puts, deletes, refusals,
         recoveries. Counters are store-wide: every process's operations count.
         """
-    def key_stats(self, key: Key) -> Optional[Dict[str, Union[int, float]]]:
+    def key_stats(self, key: _Key) -> Optional[Dict[str, Union[int, float]]]:
         """Statistics of one key, or None if absent (not counted as an access).
 
         Keys: value_size, created_at, updated_at, last_access (float seconds
@@ -124,15 +148,15 @@ class Store:
     def max_entry_bytes(self) -> int:
         """Largest key + value one entry can hold, in bytes."""
     @property
-    def policy(self) -> Policy:
+    def policy(self) -> _Policy:
         """The store's full policy."""
-    def __getitem__(self, key: Key) -> bytes:
+    def __getitem__(self, key: _Key, /) -> bytes:
         """The value as bytes; KeyError if absent."""
-    def __setitem__(self, key: Key, value: Value) -> None:
+    def __setitem__(self, key: _Key, value: _Value, /) -> None:
         """Same as put()."""
-    def __delitem__(self, key: Key) -> None:
+    def __delitem__(self, key: _Key, /) -> None:
         """Removes `key`; KeyError if absent."""
-    def __contains__(self, key: object) -> bool:
+    def __contains__(self, key: object, /) -> bool:
         """Same as contains()."""
     def __iter__(self) -> Iterator[bytes]:
         """Iterates over a snapshot of the keys."""
