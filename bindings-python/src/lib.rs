@@ -923,12 +923,21 @@ fn page_size() -> usize {
     mw::page_size()
 }
 
+/// Puts memwatch's SIGSEGV handler back on top after another was installed
+/// over it (faulthandler.enable() after a protect watcher started): True if
+/// anything changed.
+#[pyfunction]
+fn reassert_signal_handler(py: Python<'_>) -> PyResult<bool> {
+    mw::reassert_signal_handler().map_err(|e| to_pyerr(py, e))
+}
+
 /// The native module `memwatch._memwatch`.
 #[pymodule]
 fn _memwatch(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Watcher>()?;
     m.add_class::<ChangeEvent>()?;
     m.add_function(wrap_pyfunction!(page_size, m)?)?;
+    m.add_function(wrap_pyfunction!(reassert_signal_handler, m)?)?;
     m.add_function(wrap_pyfunction!(_close_all, m)?)?;
     m.add("ADAPTER_PYTHON", mw::ADAPTER_PYTHON)?;
     // memwatch._memwatch.store: re-exported by the Python module memwatch.store.

@@ -112,8 +112,9 @@ def test_faulthandler_enabled_after_watching_with_writewatch() -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="protect backend: faulthandler.enable() after memwatch installed its SIGSEGV handler puts "
-    "faulthandler first, and it treats memwatch's write faults as crashes. Needs a core call to put "
-    "memwatch's handler back on top (requested); use writewatch/auto, or enable faulthandler first.",
+    "faulthandler first, and it treats memwatch's write faults as crashes, until "
+    "memwatch.reassert_signal_handler() is called (next test); or use writewatch/auto, or enable "
+    "faulthandler first.",
 )
 def test_faulthandler_enabled_after_watching_with_protect() -> None:
     result = run_python(
@@ -131,6 +132,31 @@ def test_faulthandler_enabled_after_watching_with_protect() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "OK"
+
+
+def test_faulthandler_enabled_after_watching_then_reassert() -> None:
+    """faulthandler enabled late, then memwatch.reassert_signal_handler():
+    watched writes are reported, and a real crash is still reported by
+    faulthandler (once) and kills the process with SIGSEGV."""
+    result = run_python(
+        """
+        import ctypes, faulthandler, mmap, memwatch
+        buf = mmap.mmap(-1, mmap.PAGESIZE)
+        w = memwatch.MemoryWatcher(backend="protect")
+        w.watch(buf, "buf")
+        faulthandler.enable()
+        assert memwatch.reassert_signal_handler() is True
+        assert memwatch.reassert_signal_handler() is False
+        buf[5] = 1
+        [e] = w.check_changes()
+        assert e.changed_ranges == [(5, 1)]
+        print("OK", flush=True)
+        ctypes.string_at(8)  # a real crash: address 8 is never mapped
+        """
+    )
+    assert result.stdout.strip() == "OK", result.stderr
+    assert result.returncode == -signal.SIGSEGV, (result.returncode, result.stderr)
+    assert result.stderr.count("Fatal Python error: Segmentation fault") == 1, result.stderr
 
 
 def _private_page() -> mmap.mmap:

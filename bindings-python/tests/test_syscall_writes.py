@@ -16,7 +16,9 @@ def test_readinto_and_recv_into_succeed_and_are_reported(tmp_path: Path) -> None
     buf = bytearray(64)
     path = tmp_path / "payload"
     path.write_bytes(b"file bytes here!")
-    with memwatch.MemoryWatcher(backend="writewatch") as w:
+    # A long window: no background scan can fall between the two system
+    # calls and split them into two events; check_changes() sees both.
+    with memwatch.MemoryWatcher(backend="writewatch", writable_window_ms=60_000) as w:
         rid = w.watch(buf, "rx")
         with open(path, "rb", buffering=0) as f:
             assert f.readinto(memoryview(buf)[0:16]) == 16

@@ -51,6 +51,7 @@ __all__ = [
     "MemoryWatcher",
     "ChangeEvent",
     "page_size",
+    "reassert_signal_handler",
     "BACKENDS",
     "MemwatchError",
     "InvalidArgumentError",
@@ -78,6 +79,20 @@ _MAX_REGION_ID = 0xFFFF_FFFF
 def page_size() -> int:
     """The operating system's page size in bytes."""
     return _memwatch.page_size()
+
+
+def reassert_signal_handler() -> bool:
+    """Puts memwatch's SIGSEGV handler back on top of one installed after it.
+
+    The protect backend needs its handler to see write faults first. When
+    another SIGSEGV handler is installed after a protect watcher started
+    (``faulthandler.enable()`` called late, a crash reporter), call this:
+    memwatch's handler goes back on top and passes every fault that is not
+    its own to that handler, so both keep working, and a real crash is still
+    reported by it once. Returns True if anything changed. Not needed with
+    the writewatch backend, which installs no handler.
+    """
+    return _memwatch.reassert_signal_handler()
 
 
 def _infer_name(obj: Any, frame: Optional[FrameType]) -> str:

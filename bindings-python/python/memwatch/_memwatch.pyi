@@ -10,6 +10,9 @@ __version__: str
 def page_size() -> int:
     """The operating system's page size in bytes."""
 
+def reassert_signal_handler() -> bool:
+    """Puts memwatch's SIGSEGV handler back on top of one installed after it."""
+
 def _close_all() -> None:
     """Closes every live watcher (registered with atexit)."""
 
