@@ -213,7 +213,9 @@ impl Watcher {
     /// while the store still holds it; keys are
     /// `memwatch/{adapter_id}/{region_id}/{epoch}`, readable from any process
     /// that opens the store. The store's capacity and full policy bound what
-    /// this costs; a value the store refuses leaves its key `None`.
+    /// this costs; a value the store refuses leaves its key `None`. Region
+    /// ids are per process and the key names no process: give each watching
+    /// process a store of its own (readers may be any number of processes).
     pub fn set_value_store(&self, store: Option<std::sync::Arc<memwatch_store::Store>>) -> Result<(), Error> {
         self.check_open()?;
         self.engine.set_store(self.id, store)
