@@ -11,16 +11,8 @@ PY="${PYTHON:-python3}"
 VENV="${MEMWATCH_PY_VENV:-$ROOT/bindings-python/target/venv}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR_PYTHON:-$ROOT/bindings-python/target}"
 
-if [ ! -x "$VENV/bin/python" ]; then
-    mkdir -p "$(dirname "$VENV")"
-    if ! "$PY" -m venv "$VENV" >/dev/null 2>&1; then
-        rm -rf "$VENV"
-        if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-        $SUDO apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
-        "$PY" -m venv "$VENV"
-    fi
-fi
+. "$ROOT/ci/python-venv.sh"
+make_venv "$PY" "$VENV"
 VPY="$VENV/bin/python"
 echo "== pip install ./bindings-python (builds the extension; first time takes a minute)"
 "$VPY" -m pip install --quiet --disable-pip-version-check numpy "$ROOT/bindings-python"

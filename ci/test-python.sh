@@ -14,18 +14,8 @@ VENV="${MEMWATCH_PY_VENV:-$ROOT/bindings-python/target/venv}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR_PYTHON:-$ROOT/bindings-python/target}"
 
 echo "== python: $("$PY" --version 2>&1), venv $VENV"
-if [ ! -x "$VENV/bin/python" ]; then
-    mkdir -p "$(dirname "$VENV")"
-    if ! "$PY" -m venv "$VENV" >/dev/null 2>&1; then
-        # Debian splits venv/ensurepip into python3-venv.
-        echo "== installing python3-venv"
-        rm -rf "$VENV"
-        if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-        $SUDO apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
-        "$PY" -m venv "$VENV"
-    fi
-fi
+. "$ROOT/ci/python-venv.sh"
+make_venv "$PY" "$VENV"
 VPY="$VENV/bin/python"
 "$VPY" -m pip install --quiet --disable-pip-version-check "maturin>=1.5,<2" "pytest>=7" numpy
 

@@ -23,10 +23,8 @@ if [ -n "${PYTHON:-}" ]; then
   py="$PYTHON"
 else
   venv="$CARGO_TARGET_DIR/py-venv"
-  if [ ! -x "$venv/bin/python" ]; then
-    mkdir -p "$CARGO_TARGET_DIR"
-    python3 -m venv "$venv"
-  fi
+  . "$root/ci/python-venv.sh"
+  make_venv python3 "$venv"
   py="$venv/bin/python"
   "$py" -m pip install --quiet --disable-pip-version-check "$root/bindings-python"
 fi

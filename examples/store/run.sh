@@ -18,17 +18,8 @@ if [ -n "${PYTHON:-}" ]; then
   py="$PYTHON"
 else
   venv="$CARGO_TARGET_DIR/py-venv"
-  if [ ! -x "$venv/bin/python" ]; then
-    mkdir -p "$CARGO_TARGET_DIR"
-    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
-      # Debian splits venv/ensurepip into python3-venv.
-      rm -rf "$venv"
-      if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-      $SUDO apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
-      python3 -m venv "$venv"
-    fi
-  fi
+  . "$root/ci/python-venv.sh"
+  make_venv python3 "$venv"
   py="$venv/bin/python"
   echo "run.sh: installing the memwatch package from $root/bindings-python into $venv"
   "$py" -m pip install --quiet --disable-pip-version-check "$root/bindings-python"
