@@ -416,15 +416,7 @@ impl Engine {
                 if let Some(r) = st.regions.get(id) {
                     let s = r.snapshot.as_ref().map_or(0, |s| s.len());
                     snap += s;
-                    // The region record, its name and metadata, its map and
-                    // index entries, and its share of page lists.
-                    native += std::mem::size_of::<Region>()
-                        + r.name.len()
-                        + r.metadata.as_ref().map_or(0, |m| m.len())
-                        + std::mem::size_of::<(RegionId, Region)>() / 8 // hash map control + slack estimate
-                        + 16 // BTreeMap entry (addr, id)
-                        + 4 * (r.len / sys::page_size() + 1)
-                        + s;
+                    native += st.region_bytes(r) + s;
                 }
             }
         }
@@ -719,6 +711,34 @@ impl State {
             }
         }
         true
+    }
+
+    /// Native bytes one region costs apart from its snapshot: its hash-map
+    /// bucket (at the table's 7/8 maximum load, control byte included), its
+    /// overlap-index entry, name and metadata, and its share of the records
+    /// of the pages it lies on. An estimate of what the allocator holds, not
+    /// a measurement (benches/engine.rs measures).
+    fn region_bytes(&self, r: &Region) -> usize {
+        use std::mem::size_of;
+        let bucket = |entry: usize| (entry + 1) * 8 / 7;
+        let ps = sys::page_size();
+        let mut bytes = bucket(size_of::<(RegionId, Region)>())
+            + (size_of::<usize>() + size_of::<RegionId>()) * 3 / 2 // B-tree entry, nodes ~2/3 full
+            + r.name.len()
+            + r.metadata.as_ref().map_or(0, |m| m.len());
+        for page in r.addr / ps..=(r.addr + r.len - 1) / ps {
+            let sharers = match r.kind {
+                Kind::Protect => self.pages.get(&page).map(|p| (p.regions.len(), bucket(size_of::<(usize, PageInfo)>()))),
+                Kind::WriteWatch => {
+                    self.ww_pages.get(&page).map(|l| (l.len(), bucket(size_of::<(usize, Vec<RegionId>)>())))
+                }
+                Kind::Poll => None,
+            };
+            if let Some((n, record)) = sharers {
+                bytes += record / n.max(1) + size_of::<RegionId>();
+            }
+        }
+        bytes
     }
 
     /// Drops the regions found unmapped during this pass.
