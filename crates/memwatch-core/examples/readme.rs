@@ -3,7 +3,7 @@
 use memwatch_core::{Options, Watcher};
 
 fn main() -> Result<(), memwatch_core::Error> {
-    let mut counters = vec![0u8; 64];
+    let mut counters = [0u8; 64];
     let w = Watcher::new(Options::default())?; // auto: writewatch, else protect
     // SAFETY: `counters` outlives the watch (the watcher is closed first).
     let id = unsafe { w.watch(counters.as_ptr(), counters.len(), "counters", None) }?;

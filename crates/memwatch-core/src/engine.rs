@@ -482,7 +482,7 @@ impl Engine {
                     .open
                     .iter()
                     .copied()
-                    .filter(|p| st.pages.get(p).map_or(false, |i| st.deadline(i).map_or(false, |d| d <= now)))
+                    .filter(|p| st.pages.get(p).is_some_and(|i| st.deadline(i).is_some_and(|d| d <= now)))
                     .collect();
                 st.process_pages(&due, now, &mut events);
                 let pollers: Vec<u32> = st

@@ -128,7 +128,11 @@ impl PageTableWriter {
 
     /// Marks `page` active (inserting it if needed) with a clear dirty bit.
     pub fn activate(&mut self, page: usize, prot: i32) -> Result<(), String> {
-        if current().map_or(true, |t| (self.used + 1) * 2 > t.capacity()) {
+        let full = match current() {
+            None => true,
+            Some(t) => (self.used + 1) * 2 > t.capacity(),
+        };
+        if full {
             self.grow()?;
         }
         let t = current().expect("table exists after grow");
@@ -162,7 +166,7 @@ impl PageTableWriter {
     pub fn take_dirty(&self, page: usize) -> bool {
         current()
             .and_then(|t| t.lookup(page))
-            .map_or(false, |s| s.state.fetch_and(!DIRTY, Ordering::SeqCst) & DIRTY != 0)
+            .is_some_and(|s| s.state.fetch_and(!DIRTY, Ordering::SeqCst) & DIRTY != 0)
     }
 
     /// Every active page whose dirty bit is set, taking the bits.
@@ -172,10 +176,11 @@ impl PageTableWriter {
             for i in 0..t.capacity() {
                 let s = t.slot(i);
                 let k = s.key.load(Ordering::Acquire);
-                if k != 0 && s.state.load(Ordering::Acquire) & DIRTY != 0 {
-                    if s.state.fetch_and(!DIRTY, Ordering::SeqCst) & DIRTY != 0 {
-                        pages.push(k - 1);
-                    }
+                if k != 0
+                    && s.state.load(Ordering::Acquire) & DIRTY != 0
+                    && s.state.fetch_and(!DIRTY, Ordering::SeqCst) & DIRTY != 0
+                {
+                    pages.push(k - 1);
                 }
             }
         }

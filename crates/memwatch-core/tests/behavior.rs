@@ -186,7 +186,7 @@ fn shared_behavior_scenarios() {
     let mut files: Vec<PathBuf> = std::fs::read_dir(scenario_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().map_or(false, |x| x == "json"))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
     assert!(files.len() >= 8, "scenarios found: {files:?}");
