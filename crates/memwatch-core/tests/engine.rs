@@ -248,9 +248,9 @@ fn write_to_unmapped_memory_still_kills_with_sigsegv_quickly() {
     let w = watcher(Backend::Protect);
     // SAFETY: mem outlives the watch.
     unsafe { w.watch(mem.ptr, 8, "alive", None) }.unwrap();
-    let gone = Pages::new(1);
-    let addr = gone.ptr as usize;
-    drop(gone);
+    // The first page is never mapped (mmap_min_addr); a freed page could be
+    // mapped again by a test running in parallel before the child writes.
+    let addr = page_size();
     let start = std::time::Instant::now();
     // SAFETY: the child faults and dies; it never returns into the harness.
     let pid = unsafe { libc::fork() };
