@@ -84,9 +84,17 @@ export interface ChangeEvent {
   oldValue: Buffer | null;
   /** The whole new value when `howBig <= maxValueBytes`, else `null`. */
   newValue: Buffer | null;
-  /** Value-store (MemStream) key of a large old value; always `null` here: the Node.js package attaches no value store yet. */
+  /**
+   * With a value store set (`setValueStore`) and `howBig > maxValueBytes`:
+   * the store key (`"memwatch/{adapterId}/{regionId}/{epoch}"`) of the old
+   * value, while the store still holds it (read it with {@link Store.get});
+   * else `null`.
+   */
   storageKeyOld: string | null;
-  /** Value-store (MemStream) key of a large new value; always `null` here, likewise. */
+  /**
+   * With a value store set and `howBig > maxValueBytes`: the store key of the
+   * new value, when the store took it; else `null`.
+   */
   storageKeyNew: string | null;
   /** The metadata given to `watch()`, or `null`. */
   metadata: string | null;
@@ -182,6 +190,22 @@ export declare class MemoryWatcher extends EventEmitter {
    * @throws {Error} `code: "ERR_MEMWATCH_CLOSED"` after close.
    */
   checkChanges(): ChangeEvent[];
+  /**
+   * Sends the whole old and new values of regions larger than `maxValueBytes`
+   * to the MemStream store `name`, so that their events carry
+   * `storageKeyOld` / `storageKeyNew` (readable with {@link Store}, from any
+   * process on the machine). The store is created with an arena of
+   * `capacity` bytes (default 64 MiB) and LRU eviction, or opened as it is if
+   * it exists. The current value of every large region is stored at once.
+   * Keys name no process: give each watching process a store of its own.
+   * `null` detaches the store (no more keys; also allowed after close).
+   * @throws {TypeError} for a name that is not a string or null or not a valid store name (`code: "ERR_MEMWATCH_STORE_NAME"`), a capacity that is not an integer >= 1.
+   * @throws {RangeError} `code: "ERR_MEMWATCH_STORE_CAPACITY"` for a capacity the store refuses (4 KiB to 1 TiB).
+   * @throws {Error} `code` `"ERR_MEMWATCH_CLOSED"` after close, `"ERR_MEMWATCH_STORE"` when the store cannot be created or opened.
+   */
+  setValueStore(name: string | null, capacity?: number): void;
+  /** Name of the value store set with `setValueStore`, or `null`. */
+  readonly valueStore: string | null;
   /** Statistics of this watcher (also after close). */
   getStats(): WatcherStats;
   /** Unwatches everything, ends the iterators, emits 'close'. Idempotent. */
@@ -223,6 +247,41 @@ export declare class MemoryWatcher extends EventEmitter {
   removeListener<K extends keyof MemoryWatcherEvents>(event: K, listener: (...args: MemoryWatcherEvents[K]) => void): this;
   /** Removes a listener (removing the last 'change' listener turns delivery off when nothing else subscribes). */
   removeListener(event: string | symbol, listener: (...args: any[]) => void): this;
+}
+
+/**
+ * A read handle on a MemStream store: the crash-safe shared-memory key-value
+ * store that {@link MemoryWatcher.setValueStore} sends large values to. Any
+ * process on the machine can open it by name and read values by key.
+ */
+export declare class Store {
+  /** Use {@link Store.open}. */
+  private constructor();
+  /**
+   * Opens the existing store `name`.
+   * @throws {TypeError} for a name that is not a string or not a valid store name (`code: "ERR_MEMWATCH_STORE_NAME"`).
+   * @throws {Error} `code: "ERR_MEMWATCH_STORE_NOT_FOUND"` when there is no such store, `"ERR_MEMWATCH_STORE"` when it cannot be opened.
+   */
+  static open(name: string): Store;
+  /**
+   * Removes the store's name; `true` if it existed, `false` if there was none.
+   * Processes that have it open keep working on it; its memory goes when the
+   * last one closes it.
+   */
+  static unlink(name: string): boolean;
+  /** The store's name. */
+  readonly name: string;
+  /** True once `close()` was called. */
+  readonly closed: boolean;
+  /**
+   * A copy of the value of `key` (a string is taken as UTF-8), or `null` when
+   * the store does not hold it (never stored, or evicted).
+   * @throws {TypeError} `code: "ERR_MEMWATCH_STORE_KEY"` for an empty key or one longer than the store allows.
+   * @throws {Error} `code: "ERR_MEMWATCH_STORE_CLOSED"` after close.
+   */
+  get(key: string | Uint8Array): Buffer | null;
+  /** Closes this handle (the store stays until unlinked). Idempotent. */
+  close(): void;
 }
 
 /** Creates a watcher: same as `new MemoryWatcher(options)`. */

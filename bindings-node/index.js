@@ -49,7 +49,13 @@ const ERROR_CLASSES = {
   ERR_MEMWATCH_INVALID_ARGUMENT: TypeError,
   ERR_MEMWATCH_DETACHED: TypeError,
   ERR_MEMWATCH_EMPTY: RangeError,
+  ERR_MEMWATCH_STORE_NAME: TypeError,
+  ERR_MEMWATCH_STORE_KEY: TypeError,
+  ERR_MEMWATCH_STORE_CAPACITY: RangeError,
 };
+
+/** Arena bytes of a value store that `setValueStore(name)` creates when no capacity is given. */
+const DEFAULT_VALUE_STORE_CAPACITY = 64 * 1024 * 1024;
 
 /** Rethrows a native error as the right JS error class with a `code` property. */
 function translate(err) {
@@ -263,6 +269,8 @@ class MemoryWatcher extends EventEmitter {
   #iterators = new Set();
   #delivering = false;
   #closed = false;
+  /** @type {string | null} */
+  #valueStore = null;
   #liveRef;
 
   /**
@@ -419,6 +427,47 @@ class MemoryWatcher extends EventEmitter {
   }
 
   /**
+   * Sends the whole old and new values of regions larger than
+   * `maxValueBytes` to the MemStream store `name` (a shared-memory
+   * key-value store, see {@link Store}); events of those regions then carry
+   * `storageKeyOld` / `storageKeyNew`. The store is created with an arena of
+   * `capacity` bytes and LRU eviction, or opened as it is when it exists.
+   * The current value of every large region is stored at once. `null`
+   * detaches the store: no more keys.
+   * @param {string | null} name
+   * @param {number} [capacity] arena bytes when the store is created; default 64 MiB
+   */
+  setValueStore(name, capacity = DEFAULT_VALUE_STORE_CAPACITY) {
+    if (name === null || name === undefined) {
+      if (!this.#closed) call(() => this.#native.setValueStore(null, 0));
+      this.#valueStore = null;
+      return;
+    }
+    if (typeof name !== 'string') {
+      throw codedError(
+        TypeError,
+        'ERR_INVALID_ARG_TYPE',
+        `The "name" argument must be a string or null. Received ${describe(name)}`,
+      );
+    }
+    if (!Number.isSafeInteger(capacity) || capacity < 1) {
+      throw codedError(
+        TypeError,
+        'ERR_INVALID_ARG_VALUE',
+        `The "capacity" argument must be an integer >= 1 (bytes). Received ${describe(capacity)}`,
+      );
+    }
+    this.#checkOpen();
+    call(() => this.#native.setValueStore(name, capacity));
+    this.#valueStore = name;
+  }
+
+  /** Name of the value store set with `setValueStore`, or null. */
+  get valueStore() {
+    return this.#valueStore;
+  }
+
+  /**
    * Statistics of this watcher (works after close too).
    * @returns {import('./index').WatcherStats}
    */
@@ -433,6 +482,7 @@ class MemoryWatcher extends EventEmitter {
   close() {
     if (this.#closed) return;
     this.#closed = true;
+    this.#valueStore = null;
     live.delete(this.#liveRef);
     forget.unregister(this.#liveRef);
     this.#native.close();
@@ -561,6 +611,104 @@ class MemoryWatcher extends EventEmitter {
   }
 }
 
+/** Lets only Store.open() construct a Store. */
+const kStoreToken = Symbol('memwatch.Store');
+
+/**
+ * A read handle on a MemStream store: the crash-safe shared-memory key-value
+ * store that `watcher.setValueStore(name)` sends large values to. Any process
+ * on the machine can open it by name and read values by their keys.
+ */
+class Store {
+  /** @type {any} */
+  #native;
+  /** @type {string} */
+  #name;
+
+  /** Use `Store.open(name)`. */
+  constructor(token, nativeStore, name) {
+    if (token !== kStoreToken) {
+      throw codedError(TypeError, 'ERR_ILLEGAL_CONSTRUCTOR', 'use Store.open(name) to open a store');
+    }
+    this.#native = nativeStore;
+    this.#name = name;
+  }
+
+  /**
+   * Opens the existing store `name`.
+   * @param {string} name
+   * @returns {Store}
+   */
+  static open(name) {
+    checkStoreName(name);
+    return new Store(kStoreToken, call(() => native.NativeStore.open(name)), name);
+  }
+
+  /**
+   * Removes the store's name (processes that have it open keep working on
+   * it; its memory goes when the last one closes it). Returns true if it
+   * existed, false if there was no store of that name.
+   * @param {string} name
+   * @returns {boolean}
+   */
+  static unlink(name) {
+    checkStoreName(name);
+    return call(() => native.storeUnlink(name));
+  }
+
+  /** The store's name. */
+  get name() {
+    return this.#name;
+  }
+
+  /** True once `close()` was called. */
+  get closed() {
+    return this.#native === null;
+  }
+
+  /**
+   * A copy of the value of `key` (a string is taken as UTF-8), or `null`
+   * when the store does not hold it (never stored, or evicted).
+   * @param {string | Uint8Array} key
+   * @returns {Buffer | null}
+   */
+  get(key) {
+    let bytes;
+    if (typeof key === 'string') bytes = Buffer.from(key, 'utf8');
+    else if (types.isUint8Array(key)) bytes = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+    else {
+      throw codedError(
+        TypeError,
+        'ERR_INVALID_ARG_TYPE',
+        `The "key" argument must be a string or a Uint8Array. Received ${describe(key)}`,
+      );
+    }
+    if (this.#native === null) {
+      throw codedError(Error, 'ERR_MEMWATCH_STORE_CLOSED', 'store is closed');
+    }
+    const nativeStore = this.#native;
+    return call(() => nativeStore.get(bytes));
+  }
+
+  /** Closes this handle (the store itself stays until unlinked). Idempotent. */
+  close() {
+    if (this.#native === null) return;
+    this.#native.close();
+    this.#native = null;
+  }
+}
+
+/** Throws the Node-style TypeError unless `name` is a string. */
+function checkStoreName(name) {
+  if (typeof name !== 'string') {
+    throw codedError(
+      TypeError,
+      'ERR_INVALID_ARG_TYPE',
+      `The "name" argument must be of type string. Received ${describe(name)}`,
+    );
+  }
+}
+
 /**
  * Creates a watcher: same as `new MemoryWatcher(options)`.
  * @param {import('./index').WatcherOptions} [options]
@@ -609,6 +757,7 @@ function signalHandlerInstalled() {
 
 module.exports = {
   MemoryWatcher,
+  Store,
   create,
   pageSize,
   allocPageAligned,

@@ -6,6 +6,8 @@ const memwatch = require('./index.js');
 
 /** Watches memory and reports every change; see index.d.ts. */
 export const MemoryWatcher = memwatch.MemoryWatcher;
+/** A read handle on a MemStream store (values of large regions, by key). */
+export const Store = memwatch.Store;
 /** Same as `new MemoryWatcher(options)`. */
 export const create = memwatch.create;
 /** The operating system's page size in bytes. */

@@ -13,6 +13,8 @@
 //!   JS thread through a *weak* threadsafe function (it never keeps the event
 //!   loop alive); JS then drains the queue with [`NativeWatcher::take_queued`],
 //! - converts events and statistics to plain JavaScript objects,
+//! - attaches a MemStream value store to a watcher by name and reads values
+//!   back by key ([`NativeStore`], the public `Store` class),
 //! - closes every watcher of a Node.js environment (main thread or worker)
 //!   when that environment is torn down, before its ArrayBuffers are freed.
 //!
@@ -29,6 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use memwatch_core as mw;
+use memwatch_core::store as ms;
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{sys, CleanupEnvHook, Env, JsValue};
@@ -149,9 +152,9 @@ pub struct NativeEvent {
     pub old_value: Option<Buffer>,
     /// Whole new value, or null.
     pub new_value: Option<Buffer>,
-    /// Value-store key of a large old value, or null (no store is attached from Node).
+    /// Value-store key of a large old value (while the store holds it), or null.
     pub storage_key_old: Option<String>,
-    /// Value-store key of a large new value, or null.
+    /// Value-store key of a large new value (when a value store took it), or null.
     pub storage_key_new: Option<String>,
     /// Metadata given to watch(), or null.
     pub metadata: Option<String>,
@@ -581,6 +584,92 @@ impl NativeWatcher {
     #[napi(getter)]
     pub fn closed(&self) -> bool {
         self.shared.watcher.is_closed()
+    }
+
+    /// Sends the values of regions larger than maxValueBytes to the MemStream
+    /// store `name` (created with an arena of `capacity` bytes and LRU
+    /// eviction, or opened as it is if it exists); `null` detaches it.
+    /// Attaching stores the current value of every large region (under its current epoch).
+    #[napi]
+    pub fn set_value_store(&self, name: Option<String>, capacity: f64) -> Result<()> {
+        let store = match name {
+            None => None,
+            Some(name) => {
+                let whole = capacity.is_finite() && capacity.fract() == 0.0;
+                if !(whole && capacity >= 0.0 && capacity <= u64::MAX as f64) {
+                    return Err(coded_err(
+                        "ERR_MEMWATCH_STORE_CAPACITY",
+                        "capacity must be a non-negative integer",
+                    ));
+                }
+                let store = ms::Store::connect(&name, capacity as u64, ms::FullPolicy::EvictLru)
+                    .map_err(store_err)?;
+                Some(Arc::new(store))
+            }
+        };
+        self.shared.watcher.set_value_store(store).map_err(to_napi_err)
+    }
+}
+
+/// Converts a MemStream error to a JS-bound error with a stable code.
+fn store_err(e: ms::Error) -> Error {
+    let code = match &e {
+        ms::Error::InvalidName { .. } => "ERR_MEMWATCH_STORE_NAME",
+        ms::Error::NotFound(_) => "ERR_MEMWATCH_STORE_NOT_FOUND",
+        ms::Error::InvalidOptions(_) => "ERR_MEMWATCH_STORE_CAPACITY",
+        ms::Error::EmptyKey | ms::Error::KeyTooLong { .. } => "ERR_MEMWATCH_STORE_KEY",
+        _ => "ERR_MEMWATCH_STORE",
+    };
+    match e {
+        // The store's own message points Rust users at Store::connect.
+        ms::Error::NotFound(name) => coded_err(
+            code,
+            format!("no store named {name:?} exists (watcher.setValueStore(name) creates one)"),
+        ),
+        e => coded_err(code, e),
+    }
+}
+
+/// A read handle on a MemStream store (the public `Store` class wraps it).
+#[napi]
+pub struct NativeStore {
+    /// The open store; `None` after close().
+    inner: Option<ms::Store>,
+}
+
+#[napi]
+impl NativeStore {
+    /// Opens the existing store `name` (ERR_MEMWATCH_STORE_NOT_FOUND if there is none).
+    #[napi(factory)]
+    pub fn open(name: String) -> Result<Self> {
+        Ok(NativeStore { inner: Some(ms::Store::open(&name).map_err(store_err)?) })
+    }
+
+    /// A copy of the value of `key`, or null when the store does not hold it.
+    #[napi]
+    pub fn get(&self, key: Buffer) -> Result<Option<Buffer>> {
+        let store = self
+            .inner
+            .as_ref()
+            .ok_or_else(|| coded_err("ERR_MEMWATCH_STORE_CLOSED", "store is closed"))?;
+        Ok(store.get(&key[..]).map_err(store_err)?.map(Buffer::from))
+    }
+
+    /// Closes the handle (unmaps the store from this process). Idempotent.
+    #[napi]
+    pub fn close(&mut self) {
+        self.inner.take();
+    }
+}
+
+/// Removes the store's name: true if it existed, false if there was none.
+/// Processes that have it open keep working on it.
+#[napi]
+pub fn store_unlink(name: String) -> Result<bool> {
+    match ms::Store::unlink(&name) {
+        Ok(()) => Ok(true),
+        Err(ms::Error::NotFound(_)) => Ok(false),
+        Err(e) => Err(store_err(e)),
     }
 }
 

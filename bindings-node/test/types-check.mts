@@ -7,6 +7,7 @@ import memwatch, {
   allocPageAligned,
   signalHandlerInstalled,
   BACKENDS,
+  Store,
   type Backend,
   type ChangeEvent,
   type ChangedRange,
@@ -59,6 +60,20 @@ w.once('error', (err: unknown) => void err);
 w.on('close', () => undefined);
 w.off('change', () => undefined);
 
+w.setValueStore(`types-check-${process.pid}`, 1 << 20);
+w.setValueStore(`types-check-${process.pid}`);
+const storeName: string | null = w.valueStore;
+w.setValueStore(null);
+const store: Store = Store.open(`types-check-${process.pid}`);
+const keyOld: string | null = w.checkChanges()[0]?.storageKeyOld ?? null;
+const value: Buffer | null = keyOld === null ? null : store.get(keyOld);
+const byBytes: Buffer | null = store.get(new Uint8Array([0x6b]));
+const storeClosed: boolean = store.closed;
+const sName: string = store.name;
+store.close();
+const unlinked: boolean = Store.unlink(`types-check-${process.pid}`);
+void [storeName, value, byBytes, storeClosed, sName, unlinked];
+
 const events: ChangeEvent[] = w.checkChanges();
 const stats: WatcherStats = w.getStats();
 const backend: string = stats.backend;
@@ -98,3 +113,12 @@ void events[0].variable_name;
 // @ts-expect-error 'closed' is read-only
 w.closed = true;
 void [wrongTs, wrongOld];
+// @ts-expect-error Store has no public constructor: use Store.open
+new Store();
+// @ts-expect-error get() may return null
+const wrongValue: Buffer = store.get('k');
+// @ts-expect-error the store name is a string or null
+w.setValueStore(42);
+// @ts-expect-error 'valueStore' is read-only
+w.valueStore = 'x';
+void wrongValue;

@@ -82,6 +82,29 @@ test('MemoryWatcher members: every runtime member is declared and every declared
   assert.ok(staticDeclared.includes('create'));
 });
 
+test('Store members: every runtime member is declared and every declared member exists', () => {
+  const { checker, byName } = declarations();
+  const cls = byName.get('Store');
+  const decl = cls.declarations[0];
+  const instanceDeclared = checker.getDeclaredTypeOfSymbol(cls).getProperties().map((p) => p.getName()).sort();
+  const runtimeOwn = Object.getOwnPropertyNames(memwatch.Store.prototype).filter((n) => n !== 'constructor').sort();
+  assert.deepEqual(runtimeOwn, instanceDeclared);
+  const staticDeclared = checker
+    .getTypeOfSymbolAtLocation(cls, decl)
+    .getProperties()
+    .map((p) => p.getName())
+    .filter((n) => n !== 'prototype')
+    .sort();
+  const runtimeStatic = Object.getOwnPropertyNames(memwatch.Store)
+    .filter((n) => !['length', 'name', 'prototype'].includes(n))
+    .sort();
+  assert.deepEqual(runtimeStatic, staticDeclared);
+  // The constructor is private in the declarations and refused at runtime.
+  const ctor = decl.members.find((m) => m.kind === ts.SyntaxKind.Constructor);
+  assert.ok(ctor && ctor.modifiers.some((m) => m.kind === ts.SyntaxKind.PrivateKeyword));
+  assert.throws(() => new memwatch.Store(), { code: 'ERR_ILLEGAL_CONSTRUCTOR' });
+});
+
 test('ChangeEvent, Where, ChangedRange and WatcherStats fields == runtime objects', () => {
   const { propsOf } = declarations();
   for (const backend of ['protect', 'poll']) {
