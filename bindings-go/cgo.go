@@ -2,10 +2,12 @@ package memwatch
 
 // Link flags: the static libmemwatch.a that build-lib.sh (go generate) copies
 // into lib/, plus the system libraries the Rust standard library inside it
-// needs. The header comes straight from the C ABI crate.
+// needs. The headers come straight from the C ABI crate (memwatch.h) and
+// the store crate (memwatch_store.h, whose cache_* functions libmemwatch.a
+// exports too).
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../crates/memwatch-capi/include
+#cgo CFLAGS: -I${SRCDIR}/../crates/memwatch-capi/include -I${SRCDIR}/../crates/memwatch-store/include
 #cgo LDFLAGS: ${SRCDIR}/lib/libmemwatch.a -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 #include <stdlib.h>
 #include "memwatch_go.h"

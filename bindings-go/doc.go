@@ -34,6 +34,14 @@
 // synchronous: every write made before the call is in its result or has been
 // handed to the receivers by the time it returns.
 //
+// # Large values
+//
+// Events carry whole values only up to [WithMaxValueBytes]. With
+// [Watcher.SetValueStore] the values of larger regions go to a MemStream
+// store in shared memory and events carry their keys (StorageKeyOld,
+// StorageKeyNew), which [OpenStore] and [Store.Get] read back, in this or any
+// other process. Use one store per watching process: keys name no process.
+//
 // # Memory
 //
 // Watch accepts any []byte. Slices in the Go heap are pinned with

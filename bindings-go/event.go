@@ -67,9 +67,14 @@ type ChangeEvent struct {
 	// NewValue is the whole new value, or nil when the region is larger than
 	// the max-value option.
 	NewValue []byte
-	// StorageKeyOld is the store key of a large old value; empty (reserved).
+	// StorageKeyOld is, for a region larger than the max-value option while
+	// a value store is set (Watcher.SetValueStore), the key under which the
+	// store holds the old value ("memwatch/{adapter_id}/{region_id}/{epoch}");
+	// empty otherwise, and when the store no longer holds it (evicted) or
+	// snapshots are off. Read it with OpenStore and Store.Get.
 	StorageKeyOld string
-	// StorageKeyNew is the store key of a large new value; empty (reserved).
+	// StorageKeyNew is the key of the new value in the value store, under
+	// the same conditions as StorageKeyOld; empty when the store refused it.
 	StorageKeyNew string
 	// Metadata is the metadata given to Watch (WithMetadata); empty when none.
 	Metadata string
