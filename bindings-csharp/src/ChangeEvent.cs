@@ -90,10 +90,19 @@ namespace MemWatch
         /// <summary>The whole new value, or null when the region is larger than MaxValueBytes.</summary>
         public byte[] NewValue { get; private set; }
 
-        /// <summary>Store key of a large old value (reserved; null for now).</summary>
+        /// <summary>
+        /// For a region larger than MaxValueBytes while a value store is set
+        /// (<see cref="MemoryWatcher.SetValueStore"/>): the key under which the store holds
+        /// the old value ("memwatch/{adapter_id}/{region_id}/{epoch}"); read it with
+        /// <see cref="MemStore.Get(string)"/>. Null otherwise, and once the store no longer
+        /// holds it (evicted) or without snapshots.
+        /// </summary>
         public string StorageKeyOld { get; private set; }
 
-        /// <summary>Store key of a large new value (reserved; null for now).</summary>
+        /// <summary>
+        /// The key of the new value in the value store, under the same conditions as
+        /// <see cref="StorageKeyOld"/>; null when the store refused it.
+        /// </summary>
         public string StorageKeyNew { get; private set; }
 
         /// <summary>The metadata given when the region was watched, or null.</summary>

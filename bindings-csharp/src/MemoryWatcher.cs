@@ -433,6 +433,67 @@ namespace MemWatch
             }
         }
 
+        /// <summary>
+        /// Sends the whole old and new values of regions larger than
+        /// <see cref="WatcherOptions.MaxValueBytes"/> (default 4096) to the MemStream store
+        /// <paramref name="storeName"/>, a key-value store in shared memory that any
+        /// process can read with <see cref="MemStore.Open"/>. Events of such regions
+        /// then carry <see cref="ChangeEvent.StorageKeyNew"/> (the new value's key) and
+        /// <see cref="ChangeEvent.StorageKeyOld"/> (the old value's, while the store still
+        /// holds it) instead of the values. Calling it again replaces the store;
+        /// <see cref="ClearValueStore"/> stops it.
+        /// </summary>
+        /// <remarks>
+        /// Keys are "memwatch/{adapter_id}/{region_id}/{epoch}". They name no process and
+        /// region ids are per process, so give each watching process a store of its own;
+        /// readers may be any number of processes. The current values of regions already
+        /// watched are stored at once.
+        /// </remarks>
+        /// <param name="storeName">The store: 1..200 characters of [A-Za-z0-9._-], one leading '/' optional.</param>
+        /// <param name="capacity">Bytes of the store if it has to be created (with least-recently-used
+        /// eviction); an existing store keeps its own size and policy. 0 only opens an existing store.</param>
+        /// <exception cref="ArgumentNullException"><paramref name="storeName"/> is null.</exception>
+        /// <exception cref="ArgumentException">An empty name, or one containing NUL.</exception>
+        /// <exception cref="ArgumentOutOfRangeException"><paramref name="capacity"/> is negative.</exception>
+        /// <exception cref="MemWatchArgumentException">The store cannot be created or opened (invalid name, no such store with capacity 0, ...).</exception>
+        /// <exception cref="ObjectDisposedException">The watcher was disposed.</exception>
+        public void SetValueStore(string storeName, long capacity)
+        {
+            if (storeName == null) throw new ArgumentNullException("storeName", "a store name is needed (ClearValueStore stops the value store)");
+            if (storeName.Length == 0) throw new ArgumentException("the store name is empty (ClearValueStore stops the value store)", "storeName");
+            if (capacity < 0) throw new ArgumentOutOfRangeException("capacity", capacity, "the capacity must not be negative");
+            byte[] name = Utf8.ToNative(storeName, "storeName");
+            IntPtr h = Enter();
+            try
+            {
+                int rc = Native.memwatch_watcher_set_value_store(h, name, (ulong)capacity);
+                Errors.Check(rc, "cannot set the value store", "storeName");
+            }
+            finally
+            {
+                Leave();
+            }
+        }
+
+        /// <summary>
+        /// Stops sending large values to the value store: later events of large regions
+        /// carry neither values nor storage keys. Values already stored stay there.
+        /// </summary>
+        /// <exception cref="ObjectDisposedException">The watcher was disposed.</exception>
+        public void ClearValueStore()
+        {
+            IntPtr h = Enter();
+            try
+            {
+                int rc = Native.memwatch_watcher_set_value_store(h, null, 0);
+                Errors.Check(rc, "cannot clear the value store");
+            }
+            finally
+            {
+                Leave();
+            }
+        }
+
         /// <summary>Counters of this watcher.</summary>
         /// <exception cref="ObjectDisposedException">The watcher was disposed.</exception>
         public WatcherStats GetStats()

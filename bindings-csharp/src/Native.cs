@@ -138,7 +138,33 @@ namespace MemWatch
         internal static extern int memwatch_watcher_report_callback_error(IntPtr watcher);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_watcher_set_value_store(IntPtr watcher, byte[] storeName, ulong capacity);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern UIntPtr memwatch_page_size();
+
+        // ---- MemStream's C API (crates/memwatch-store/include/memwatch_store.h),
+        //      exported by libmemwatch too ----
+
+        internal const int CACHE_ERR_NOT_FOUND = -1;
+        internal const int CACHE_ERR_INVALID = -2;
+
+        /// <summary>cache_open: NULL (an invalid handle) on error, see cache_last_error.</summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern StoreHandle cache_open(byte[] name);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern long cache_get(StoreHandle store, byte[] key, UIntPtr keyLen,
+            [Out] byte[] buf, UIntPtr bufLen);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int cache_close(IntPtr store);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int cache_unlink(byte[] name);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr cache_last_error();
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern IntPtr memwatch_version();

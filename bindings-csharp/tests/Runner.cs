@@ -129,6 +129,7 @@ namespace MemWatch.Tests
         public static int Main(string[] args)
         {
             if (args.Length == 2 && args[0] == ShutdownTests.ChildFlag) return ShutdownTests.Child(args[1]);
+            if (args.Length >= 2 && args[0] == ValueStoreTests.ReaderFlag) return ValueStoreTests.Reader(args[1], args.Skip(2).ToArray());
             var tests = Discover(Assembly.GetExecutingAssembly());
             if (args.Length > 0)
                 tests = tests.Where(t => args.Any(a => t.Name.IndexOf(a, StringComparison.OrdinalIgnoreCase) >= 0)).ToList();
