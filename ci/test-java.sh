@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Java package (bindings-java): builds the JNI library with cargo (from Maven), runs the JUnit 5
 # suite under Surefire twice (plain JVM, then with HotSpot's libjsig preloaded), packages the jar
-# with the native library inside, and runs examples/java against that jar.
+# with the native library inside, and runs both examples/java programs against that jar.
 # Needs: Rust, Java 17+ (JDK), Maven. Exits non-zero on any failure.
 set -euo pipefail
 
@@ -44,3 +44,14 @@ grep -qx 'buffer changed: bytes \[0, 1) 00 -> 2a.*' <<<"$out" || { echo "example
 grep -qx 'data changed: bytes \[0, 1) 00 -> 2a bytes \[10, 11) 00 -> 07' <<<"$out" || { echo "example: data event missing" >&2; exit 1; }
 grep -qx 'backend: .*, events: 2' <<<"$out" || { echo "example: wrong event count" >&2; exit 1; }
 echo "examples/java: ok"
+
+echo
+echo "== examples/java/ValueStoreExample.java (large values via the value store)"
+out="$(java -cp "$jar" examples/java/ValueStoreExample.java)"
+echo "$out"
+grep -qx 'image changed: bytes \[100, 102) 0000 -> 0102, inline value: null' <<<"$out" \
+    || { echo "value store example: event or stored values missing" >&2; exit 1; }
+grep -qx 'keys: memwatch/4/1/0, memwatch/4/1/1 (65536 bytes each)' <<<"$out" \
+    || { echo "value store example: wrong keys" >&2; exit 1; }
+grep -qx 'store unlinked: true' <<<"$out" || { echo "value store example: store not unlinked" >&2; exit 1; }
+echo "examples/java/ValueStoreExample: ok"

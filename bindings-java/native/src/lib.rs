@@ -21,13 +21,17 @@
 //!   time and refreshes the array mirrors. So callbacks of one watcher are
 //!   serialized, core threads never touch the JVM, and the thread attaches
 //!   and detaches exactly once.
+//! - The value store (`MemoryWatcher.setValueStore`): one MemStream
+//!   [`Store`] set on both core watchers (the companion gets it when it is
+//!   created later), so events of large `byte[]` regions carry keys too.
+//!   `ValueStore` is a separate read handle (`store*` natives at the end).
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
@@ -37,6 +41,7 @@ use jni::objects::{
 use jni::signature::{Primitive, ReturnType};
 use jni::sys::{jboolean, jint, jlong, jobject, jobjectArray, JNI_FALSE, JNI_TRUE};
 use jni::{JNIEnv, JavaVM};
+use memwatch_core::store::{Error as StoreError, FullPolicy, Store};
 use memwatch_core::{Backend, Callback, ChangeEvent, Error as CoreError, Options, Watcher};
 
 const EVENT_CTOR_SIG: &str = "(JJIILjava/lang/String;IJLjava/lang/String;Ljava/lang/String;IJ[J[B[B[B[BLjava/lang/String;Ljava/lang/String;Ljava/lang/String;)V";
@@ -67,10 +72,14 @@ enum Fail {
     Core(CoreError),
     /// A JNI failure; a Java exception may already be pending.
     Jni(jni::errors::Error),
+    /// A MemStream store error, mapped by kind.
+    Store(StoreError),
     /// Bad argument detected here.
     Arg(String),
     /// The watcher is closed.
     Closed,
+    /// The `ValueStore` handle is closed.
+    StoreClosed,
 }
 
 impl From<CoreError> for Fail {
@@ -82,6 +91,12 @@ impl From<CoreError> for Fail {
 impl From<jni::errors::Error> for Fail {
     fn from(e: jni::errors::Error) -> Self {
         Fail::Jni(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
     }
 }
 
@@ -106,8 +121,20 @@ fn throw(env: &mut JNIEnv, fail: Fail) {
             _ => (ILLEGAL_ARGUMENT, e.to_string()),
         },
         Fail::Jni(e) => ("", format!("JNI call failed: {e}")),
+        Fail::Store(e) => match e {
+            // The caller's input: a name, key, capacity or store that is not there.
+            StoreError::InvalidName { .. }
+            | StoreError::NotFound(_)
+            | StoreError::EmptyKey
+            | StoreError::KeyTooLong { .. }
+            | StoreError::ValueTooLarge { .. }
+            | StoreError::InvalidOptions(_)
+            | StoreError::BufferTooSmall { .. } => (ILLEGAL_ARGUMENT, e.to_string()),
+            _ => ("", e.to_string()),
+        },
         Fail::Arg(m) => (ILLEGAL_ARGUMENT, m),
         Fail::Closed => (ILLEGAL_STATE, "watcher is closed".into()),
+        Fail::StoreClosed => (ILLEGAL_STATE, "store is closed".into()),
     };
     let _ = if class.is_empty() {
         match CACHE.get() {
@@ -282,6 +309,9 @@ impl Mirror {
 #[derive(Default)]
 struct Arrays {
     companion: Option<Watcher>,
+    /// The value store of both core watchers (kept here, under the arrays
+    /// lock, so a companion created later gets it too).
+    value_store: Option<Arc<Store>>,
     mirrors: HashMap<u64, Mirror>,
     next_key: u64,
     region_to_mirror: HashMap<u32, u64>,
@@ -399,6 +429,7 @@ fn close_handle(env: &mut JNIEnv, h: &Handle) {
     let mut arrays = lock(&shared.arrays);
     arrays.region_to_mirror.clear();
     arrays.mirrors.clear();
+    arrays.value_store = None;
     let _ = env; // global refs are deleted by GlobalRef's Drop on this (attached) thread
 }
 
@@ -849,6 +880,9 @@ pub extern "system" fn Java_io_memwatch_Native_watchArray<'l>(
             if arrays.companion.is_none() {
                 let w = Watcher::new(shared.companion_options.clone())?;
                 w.set_callback(Some(trampoline(&shared.inbox)))?;
+                if let Some(store) = &arrays.value_store {
+                    w.set_value_store(Some(Arc::clone(store)))?;
+                }
                 arrays.companion = Some(w);
             }
             let mirror = &arrays.mirrors[&key];
@@ -1039,5 +1073,140 @@ pub extern "system" fn Java_io_memwatch_Native_destroy<'l>(mut env: JNIEnv<'l>, 
         close_handle(env, &boxed);
         drop(boxed);
         Ok(())
+    })
+}
+
+// ---------------------------------------------------------- value store ---
+
+/// `Native.setValueStore(handle, storeName, capacity)`: creates or opens the
+/// named store (LRU eviction) and sets it on both core watchers; a null name
+/// stops sending values to a store.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_setValueStore<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+    store_name: JString<'l>,
+    capacity: jlong,
+) {
+    run(&mut env, (), |env| {
+        // SAFETY: h comes from the Java MemoryWatcher (see `handle`).
+        let h = unsafe { handle(h) }?;
+        let shared = &h.shared;
+        shared.check_open()?;
+        let store = if store_name.is_null() {
+            None
+        } else {
+            let name = java_string(env, &store_name, "storeName")?;
+            let capacity = non_negative(capacity, "capacity")?;
+            Some(Arc::new(Store::connect(&name, capacity, FullPolicy::EvictLru)?))
+        };
+        // Under the arrays lock: a companion created meanwhile gets the same store.
+        let mut arrays = lock(&shared.arrays);
+        shared.check_open()?;
+        shared.main.set_value_store(store.clone())?;
+        if let Some(c) = &arrays.companion {
+            c.set_value_store(store.clone())?;
+        }
+        arrays.value_store = store;
+        Ok(())
+    })
+}
+
+/// What a Java `ValueStore` holds (as a jlong): the store until `close`.
+struct StoreHandle {
+    store: RwLock<Option<Store>>,
+}
+
+/// # Safety
+/// `h` must be 0 or a pointer from `storeOpen` not yet passed to
+/// `storeDestroy` (the Java ValueStore frees it only from its Cleaner).
+unsafe fn store_handle<'a>(h: jlong) -> Res<&'a StoreHandle> {
+    // SAFETY: see the function's contract.
+    unsafe { (h as *const StoreHandle).as_ref() }.ok_or(Fail::StoreClosed)
+}
+
+/// `Native.storeOpen(name)`: opens an existing store (never returns 0 on success).
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_storeOpen<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    name: JString<'l>,
+) -> jlong {
+    run(&mut env, 0, |env| {
+        let name = java_string(env, &name, "name")?;
+        let store = Store::open(&name).map_err(|e| match e {
+            StoreError::NotFound(_) => Fail::Arg(format!(
+                "no store named {name:?} exists (MemoryWatcher.setValueStore creates it)"
+            )),
+            e => Fail::Store(e),
+        })?;
+        let h = Box::new(StoreHandle { store: RwLock::new(Some(store)) });
+        Ok(Box::into_raw(h) as jlong)
+    })
+}
+
+/// `Native.storeGet(handle, key)`: a copy of the value, or null if absent.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_storeGet<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+    key: JString<'l>,
+) -> jni::sys::jbyteArray {
+    run(&mut env, std::ptr::null_mut(), |env| {
+        // SAFETY: h comes from the Java ValueStore (see `store_handle`).
+        let h = unsafe { store_handle(h) }?;
+        let key = java_string(env, &key, "key")?;
+        let value = {
+            let guard = h.store.read().unwrap_or_else(|p| p.into_inner());
+            guard.as_ref().ok_or(Fail::StoreClosed)?.get(key.as_bytes())?
+        };
+        Ok(match value {
+            Some(v) => env.byte_array_from_slice(&v)?.into_raw(),
+            None => std::ptr::null_mut(),
+        })
+    })
+}
+
+/// `Native.storeClose(handle)`: unmaps the store; waits for running gets.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_storeClose<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, h: jlong) {
+    run(&mut env, (), |_| {
+        // SAFETY: h comes from the Java ValueStore (see `store_handle`).
+        let h = unsafe { store_handle(h) }?;
+        let store = h.store.write().unwrap_or_else(|p| p.into_inner()).take();
+        drop(store);
+        Ok(())
+    })
+}
+
+/// `Native.storeDestroy(handle)`: closes and frees; called once, by the Cleaner.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_storeDestroy<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, h: jlong) {
+    run(&mut env, (), |_| {
+        if h != 0 {
+            // SAFETY: the Cleaner runs this once, after the ValueStore became
+            // unreachable, so no other call can use the handle any more.
+            drop(unsafe { Box::from_raw(h as *mut StoreHandle) });
+        }
+        Ok(())
+    })
+}
+
+/// `Native.storeUnlink(name)`: true if the store existed.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_storeUnlink<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    name: JString<'l>,
+) -> jboolean {
+    run(&mut env, JNI_FALSE, |env| {
+        let name = java_string(env, &name, "name")?;
+        match Store::unlink(&name) {
+            Ok(()) => Ok(JNI_TRUE),
+            Err(StoreError::NotFound(_)) => Ok(JNI_FALSE),
+            Err(e) => Err(e.into()),
+        }
     })
 }

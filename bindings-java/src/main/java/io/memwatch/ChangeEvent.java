@@ -196,7 +196,7 @@ public final class ChangeEvent {
 
     /**
      * The whole old value, or {@code null} when the region is larger than
-     * {@code maxValueBytes} or snapshots are off.
+     * {@code maxValueBytes} (see {@link #getStorageKeyOld()}) or snapshots are off.
      *
      * @return a copy of the old value, or null
      */
@@ -205,7 +205,8 @@ public final class ChangeEvent {
     }
 
     /**
-     * The whole new value, or {@code null} when the region is larger than {@code maxValueBytes}.
+     * The whole new value, or {@code null} when the region is larger than {@code maxValueBytes}
+     * (see {@link #getStorageKeyNew()}).
      *
      * @return a copy of the new value, or null
      */
@@ -214,7 +215,11 @@ public final class ChangeEvent {
     }
 
     /**
-     * Store key of a large old value (reserved; always null for now).
+     * Key of the whole old value in the watcher's value store, for a region larger than
+     * {@code maxValueBytes} while a value store is set ({@link MemoryWatcher#setValueStore}) and
+     * the store still holds that value; null otherwise. Read it with {@link ValueStore#get}.
+     * Keys look like {@code memwatch/4/<regionId>/<epoch>}; this is the previous event's
+     * {@link #getStorageKeyNew()}.
      *
      * @return the store key, or null
      */
@@ -223,7 +228,9 @@ public final class ChangeEvent {
     }
 
     /**
-     * Store key of a large new value (reserved; always null for now).
+     * Key of the whole new value in the watcher's value store, for a region larger than
+     * {@code maxValueBytes} while a value store is set ({@link MemoryWatcher#setValueStore});
+     * null otherwise, or if the store refused the value. Read it with {@link ValueStore#get}.
      *
      * @return the store key, or null
      */

@@ -49,6 +49,14 @@ import java.util.function.Consumer;
  * throws is reported to the error handler ({@link #setCallbackErrorHandler(Consumer)}) and
  * counted in {@link Stats#getCallbackErrors()}; delivery goes on.
  *
+ * <h2>Large values</h2>
+ * Events carry whole old and new values only for regions of at most
+ * {@link WatcherOptions#maxValueBytes(long) maxValueBytes} bytes. With a value store set
+ * ({@link #setValueStore(String, long)}), the values of larger regions go to a MemStream
+ * shared-memory store, and events carry their keys ({@link ChangeEvent#getStorageKeyOld()},
+ * {@link ChangeEvent#getStorageKeyNew()}), readable with {@link ValueStore} from this or another
+ * process.
+ *
  * <h2>Threads and lifetime</h2>
  * All methods are thread-safe. {@link #close()} unwatches everything, stops delivery and may be
  * called from inside the callback. A watcher that becomes unreachable without being closed is
@@ -72,6 +80,7 @@ public final class MemoryWatcher implements AutoCloseable {
             new AtomicReference<>(MemoryWatcher::printCallbackError);
     private final Object lifecycle = new Object();
     private volatile boolean closed;
+    private volatile String valueStoreName;
 
     /** Creates a watcher with the default options (backend {@link Backend#AUTO}). */
     public MemoryWatcher() {
@@ -384,6 +393,76 @@ public final class MemoryWatcher implements AutoCloseable {
      */
     public void setCallbackErrorHandler(Consumer<Throwable> handler) {
         errorHandler.set(handler == null ? MemoryWatcher::printCallbackError : handler);
+    }
+
+    /**
+     * Sends the whole values of regions larger than {@code maxValueBytes} to the MemStream store
+     * {@code storeName}, created with {@code capacityBytes} and LRU eviction if it does not exist
+     * (an existing store keeps its own capacity and full policy). From then on, each event of such
+     * a region ({@code byte[]} regions included) carries {@link ChangeEvent#getStorageKeyNew()},
+     * the key of its new value, and {@link ChangeEvent#getStorageKeyOld()}, the key of its old
+     * value while the store still holds it; {@link ChangeEvent#getOldValue()} and
+     * {@link ChangeEvent#getNewValue()} stay null. The current value of every large region
+     * already watched is stored right away, so the next event's old key resolves. Read values
+     * with {@link ValueStore#open(String)} and {@link ValueStore#get(String)}, in this process
+     * or another one. Replaces a store set before.
+     *
+     * <p>Keys ({@code memwatch/4/<regionId>/<epoch>}) name no process and region ids are per
+     * process: give each watching process a store of its own. Values the store cannot hold (or
+     * evicted ones) leave the key null (or the old key null). The store's name stays until
+     * {@link ValueStore#unlink(String)}.
+     *
+     * @param storeName     the store: 1 to 200 characters from {@code [A-Za-z0-9._-]}
+     * @param capacityBytes the data capacity when the store is created
+     * @throws IllegalArgumentException on a null or invalid name, a capacity out of range, or a
+     *                                  segment of that name that is not a usable store
+     * @throws IllegalStateException    if the watcher is closed
+     * @throws MemWatchException        if the shared memory cannot be created or mapped
+     */
+    public void setValueStore(String storeName, long capacityBytes) {
+        if (storeName == null) {
+            throw new IllegalArgumentException("storeName must not be null (clearValueStore() stops the store)");
+        }
+        if (capacityBytes <= 0) {
+            throw new IllegalArgumentException("capacityBytes must be positive, got " + capacityBytes);
+        }
+        synchronized (lifecycle) {
+            requireOpen();
+            try {
+                Native.setValueStore(handle, storeName, capacityBytes);
+                valueStoreName = storeName;
+            } finally {
+                Reference.reachabilityFence(this);
+            }
+        }
+    }
+
+    /**
+     * Stops sending large values to a store: later events of large regions carry no storage
+     * keys (and still no values). The store and the values in it stay; does nothing if no store
+     * is set.
+     *
+     * @throws IllegalStateException if the watcher is closed
+     */
+    public void clearValueStore() {
+        synchronized (lifecycle) {
+            requireOpen();
+            try {
+                Native.setValueStore(handle, null, 0);
+                valueStoreName = null;
+            } finally {
+                Reference.reachabilityFence(this);
+            }
+        }
+    }
+
+    /**
+     * The name of the value store set with {@link #setValueStore(String, long)}.
+     *
+     * @return the store name, or null if none is set (or the watcher is closed)
+     */
+    public String getValueStoreName() {
+        return closed ? null : valueStoreName;
     }
 
     /**

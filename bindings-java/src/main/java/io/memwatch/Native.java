@@ -35,4 +35,16 @@ final class Native {
     static native void close(long handle);
 
     static native void destroy(long handle);
+
+    static native void setValueStore(long handle, String storeName, long capacity);
+
+    static native long storeOpen(String name);
+
+    static native byte[] storeGet(long storeHandle, String key);
+
+    static native void storeClose(long storeHandle);
+
+    static native void storeDestroy(long storeHandle);
+
+    static native boolean storeUnlink(String name);
 }
