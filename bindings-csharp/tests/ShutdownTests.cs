@@ -38,33 +38,13 @@ namespace MemWatch.Tests
 
         private static void RunChild(string backend)
         {
-            string mono = Process.GetCurrentProcess().MainModule.FileName;
-            string exe = Assembly.GetExecutingAssembly().Location;
             for (int round = 0; round < 3; round++)
             {
-                var psi = new ProcessStartInfo(mono, "--debug \"" + exe + "\" " + ChildFlag + " " + backend)
-                {
-                    UseShellExecute = false,
-                    RedirectStandardOutput = true,
-                    RedirectStandardError = true,
-                };
-                using (Process p = Process.Start(psi))
-                {
-                    string err = null;
-                    var errReader = new Thread(() => err = p.StandardError.ReadToEnd());
-                    errReader.Start();
-                    string output = p.StandardOutput.ReadToEnd();
-                    bool exited = p.WaitForExit(30000);
-                    if (!exited)
-                    {
-                        try { p.Kill(); } catch (Exception) { }
-                    }
-                    errReader.Join(10000);
-                    Assert.True(exited, backend + " round " + round + ": the process exits (no hang at shutdown)");
-                    Assert.Equal(0, p.ExitCode, backend + " round " + round + ": exit code; stderr: " + err);
-                    Assert.True(output.Contains("child delivered enough events"), backend + " round " + round + ": child output: " + output);
-                    Assert.Equal("", (err ?? "").Trim(), backend + " round " + round + ": nothing on stderr");
-                }
+                ChildResult r = ChildProcess.Run(ChildFlag + " " + backend, 30000);
+                Assert.True(r.Exited, backend + " round " + round + ": the process exits (no hang at shutdown)");
+                Assert.Equal(0, r.ExitCode, backend + " round " + round + ": exit code; stderr: " + r.Error);
+                Assert.True(r.Output.Contains("child delivered enough events"), backend + " round " + round + ": child output: " + r.Output);
+                Assert.Equal("", r.Error.Trim(), backend + " round " + round + ": nothing on stderr");
             }
         }
 

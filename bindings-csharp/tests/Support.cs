@@ -1,5 +1,8 @@
 using System;
+using System.Diagnostics;
+using System.Reflection;
 using System.Runtime.InteropServices;
+using System.Threading;
 
 namespace MemWatch.Tests
 {
@@ -108,6 +111,50 @@ namespace MemWatch.Tests
                 Array.Copy(p, 0, b, off, p.Length);
             }
             return b;
+        }
+    }
+
+    /// <summary>What a child process run by <see cref="ChildProcess"/> did.</summary>
+    public sealed class ChildResult
+    {
+        /// <summary>False if it was still running at the timeout (it is then killed).</summary>
+        public bool Exited;
+        /// <summary>Exit code (meaningful when <see cref="Exited"/>).</summary>
+        public int ExitCode;
+        /// <summary>Everything it wrote to stdout.</summary>
+        public string Output;
+        /// <summary>Everything it wrote to stderr ("" if nothing).</summary>
+        public string Error;
+    }
+
+    /// <summary>Runs this test assembly again under mono, as a child process.</summary>
+    public static class ChildProcess
+    {
+        /// <summary>Starts <c>mono --debug THIS.exe args</c>, collects its output and waits up to <paramref name="timeoutMs"/>.</summary>
+        public static ChildResult Run(string args, int timeoutMs)
+        {
+            string mono = Process.GetCurrentProcess().MainModule.FileName;
+            string exe = Assembly.GetExecutingAssembly().Location;
+            var psi = new ProcessStartInfo(mono, "--debug \"" + exe + "\" " + args)
+            {
+                UseShellExecute = false,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            };
+            using (Process p = Process.Start(psi))
+            {
+                string err = null;
+                var errReader = new Thread(() => err = p.StandardError.ReadToEnd());
+                errReader.Start();
+                string output = p.StandardOutput.ReadToEnd();
+                bool exited = p.WaitForExit(timeoutMs);
+                if (!exited)
+                {
+                    try { p.Kill(); } catch (Exception) { }
+                }
+                errReader.Join(10000);
+                return new ChildResult { Exited = exited, ExitCode = exited ? p.ExitCode : -1, Output = output, Error = err ?? "" };
+            }
         }
     }
 }

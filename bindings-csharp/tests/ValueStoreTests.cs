@@ -32,33 +32,12 @@ namespace MemWatch.Tests
         /// <summary>Runs the reader in another process; null for an absent key.</summary>
         private static byte[][] ReadInAnotherProcess(string storeName, params string[] keys)
         {
-            string mono = Process.GetCurrentProcess().MainModule.FileName;
-            string exe = Assembly.GetExecutingAssembly().Location;
-            string args = "--debug \"" + exe + "\" " + ReaderFlag + " " + storeName + " " + string.Join(" ", keys);
-            var psi = new ProcessStartInfo(mono, args)
-            {
-                UseShellExecute = false,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-            };
-            using (Process p = Process.Start(psi))
-            {
-                string err = null;
-                var errReader = new Thread(() => err = p.StandardError.ReadToEnd());
-                errReader.Start();
-                string output = p.StandardOutput.ReadToEnd();
-                bool exited = p.WaitForExit(60000);
-                if (!exited)
-                {
-                    try { p.Kill(); } catch (Exception) { }
-                }
-                errReader.Join(10000);
-                Assert.True(exited, "the reader process exits");
-                Assert.Equal(0, p.ExitCode, "reader exit code; stderr: " + err);
-                string[] lines = output.Split(new[] { '\n' }, StringSplitOptions.RemoveEmptyEntries);
-                Assert.Equal(keys.Length, lines.Length, "reader lines: " + output);
-                return lines.Select(l => l == "absent" ? null : Bytes.Hex(l.Trim())).ToArray();
-            }
+            ChildResult r = ChildProcess.Run(ReaderFlag + " " + storeName + " " + string.Join(" ", keys), 60000);
+            Assert.True(r.Exited, "the reader process exits");
+            Assert.Equal(0, r.ExitCode, "reader exit code; stderr: " + r.Error);
+            string[] lines = r.Output.Split(new[] { '\n' }, StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal(keys.Length, lines.Length, "reader lines: " + r.Output);
+            return lines.Select(l => l == "absent" ? null : Bytes.Hex(l.Trim())).ToArray();
         }
 
         private static string StoreName(string what)
