@@ -2,8 +2,11 @@
 
 use memwatch_core::{Options, Watcher};
 
+// Heap memory on purpose: its pointer escapes into the watcher, so the write
+// below is a real store (a local array's write could be optimised away).
+#[allow(clippy::useless_vec)]
 fn main() -> Result<(), memwatch_core::Error> {
-    let mut counters = [0u8; 64];
+    let mut counters = vec![0u8; 64];
     let w = Watcher::new(Options::default())?; // auto: writewatch, else protect
     // SAFETY: `counters` outlives the watch (the watcher is closed first).
     let id = unsafe { w.watch(counters.as_ptr(), counters.len(), "counters", None) }?;

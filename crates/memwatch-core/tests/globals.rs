@@ -3,6 +3,9 @@
 //! memwatch keeps its statics there). Its own test binary: it protects the
 //! test harness's statics too.
 
+// `addr_of!` on a `static mut` needs `unsafe` before Rust 1.82 (our MSRV is 1.75).
+#![allow(unused_unsafe)]
+
 use memwatch_core::{page_size, Backend, Options, Watcher};
 
 static mut COUNTER: [u8; 64] = [0; 64];
