@@ -97,6 +97,11 @@ pub struct State {
     ww_pages: HashMap<usize, Vec<RegionId>>,
     /// writewatch: page -> consecutive scans that found it written.
     ww_heat: HashMap<usize, u8>,
+    /// writewatch: pages found written, not yet diffed -> when first found.
+    /// Scans serve every watcher, but each watcher's regions are diffed on
+    /// its own period (a tenth of its writable window), so writes within it
+    /// coalesce into one event whatever other watchers do.
+    ww_pending: HashMap<usize, u64>,
     /// writewatch: hot pages (written nonstop): not re-armed by scans, diffed
     /// every poll interval instead; value = quiet intervals in a row.
     ww_hot: HashMap<usize, u8>,
@@ -149,6 +154,7 @@ pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
                     table: PageTableWriter::new(),
                     ww_pages: HashMap::new(),
                     ww_heat: HashMap::new(),
+                    ww_pending: HashMap::new(),
                     ww_hot: HashMap::new(),
                     next_hot_poll_ns: 0,
                     ww_ranges: Vec::new(),
@@ -750,6 +756,20 @@ impl State {
         }
     }
 
+    /// How long a written page waits before its regions are diffed: a tenth
+    /// of the shortest writable window among the watchers of its regions.
+    fn ww_period_of_page(&self, page: usize) -> u64 {
+        self.ww_pages
+            .get(&page)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.regions.get(id))
+            .filter_map(|r| self.watchers.get(&r.watcher))
+            .map(|w| writewatch_scan_interval_ns(w.options.writable_window.as_nanos() as u64))
+            .min()
+            .unwrap_or(0)
+    }
+
     /// Registers the pages of a range not yet tracked by writewatch, in
     /// contiguous runs. On failure nothing stays registered for this range.
     fn register_writewatch(&mut self, addr: usize, len: usize) -> Result<(), i32> {
@@ -789,6 +809,7 @@ impl State {
                     self.ww_pages.remove(&page);
                     self.ww_heat.remove(&page);
                     self.ww_hot.remove(&page);
+                    self.ww_pending.remove(&page);
                     empty.push(page);
                 }
             }
@@ -853,11 +874,27 @@ impl State {
         let mut heat = HashMap::new();
         for (start, end) in written {
             for page in start / ps..end / ps {
-                if let Some(list) = self.ww_pages.get(&page) {
-                    touched.extend_from_slice(list);
+                if self.ww_pages.contains_key(&page) {
+                    self.ww_pending.entry(page).or_insert(now);
                     heat.insert(page, self.ww_heat.get(&page).map_or(1, |h| h.saturating_add(1)));
                 }
             }
+        }
+        // Pending pages whose watchers' period has passed (all of them for
+        // check_changes) are diffed now. A write is found up to one scan
+        // interval after it happened, so that much of the period has already
+        // gone by: for the watchers that set the scan rate, a page is due as
+        // soon as it is found.
+        let base = writewatch_scan_interval_ns(window);
+        let due: Vec<usize> = self
+            .ww_pending
+            .iter()
+            .filter(|(page, since)| force_liveness || now + base >= **since + self.ww_period_of_page(**page))
+            .map(|(page, _)| *page)
+            .collect();
+        for page in due {
+            self.ww_pending.remove(&page);
+            touched.extend_from_slice(&self.ww_pages[&page]);
         }
         // Pages written in WW_HOT_AFTER_SCANS scans in a row go hot: scans
         // stop re-arming them (each re-arm costs the writer a fault).

@@ -281,3 +281,34 @@ fn page_written_nonstop_goes_hot_and_stays_exact() {
     assert_eq!(events[0].changed_ranges.len(), 1);
     assert_eq!((events[0].changed_ranges[0].offset, events[0].changed_ranges[0].len), (7, 1));
 }
+
+#[test]
+fn each_watcher_coalesces_on_its_own_window_whatever_others_do() {
+    let _serial = serial();
+    let busy_mem = Pages::new(1);
+    let calm_mem = Pages::new(1);
+    // A default watcher makes the engine scan every 0.5 ms...
+    let busy = ww();
+    // SAFETY: busy_mem outlives the watcher.
+    unsafe { busy.watch(busy_mem.ptr, 8, "busy", None) }.unwrap();
+    busy_mem.write(0, 1);
+    // ...but a watcher with a 60 s window still sees writes 20 ms apart as one change.
+    let calm = Watcher::new(Options {
+        backend: Backend::WriteWatch,
+        writable_window: Duration::from_secs(60),
+        ..Options::default()
+    })
+    .unwrap();
+    // SAFETY: calm_mem outlives the watcher.
+    let id = unsafe { calm.watch(calm_mem.ptr, 8, "calm", None) }.unwrap();
+    calm_mem.write(1, 1);
+    std::thread::sleep(Duration::from_millis(20));
+    busy_mem.write(0, 2);
+    calm_mem.write(2, 2);
+    let events = calm.check_changes().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].region_id, id);
+    let ranges: Vec<(usize, usize)> = events[0].changed_ranges.iter().map(|r| (r.offset, r.len)).collect();
+    assert_eq!(ranges, vec![(1, 2)]);
+    assert_eq!(events[0].new_value.as_deref(), Some(&[0, 1, 2, 0, 0, 0, 0, 0][..]));
+}
