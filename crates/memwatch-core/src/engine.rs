@@ -747,6 +747,12 @@ impl State {
         bytes
     }
 
+    /// The shortest poll interval among all watchers (liveness checks and hot
+    /// writewatch pages run at this pace).
+    fn shortest_poll_interval_ns(&self) -> u64 {
+        self.watchers.values().map(|w| w.options.poll_interval.as_nanos() as u64).min().unwrap_or(100_000_000)
+    }
+
     /// Drops the regions found unmapped during this pass.
     fn reap_gone(&mut self) {
         for rid in std::mem::take(&mut self.newly_gone) {
@@ -850,7 +856,7 @@ impl State {
         let mut written = Vec::new();
         let check_liveness = force_liveness || now >= self.next_liveness_ns;
         if check_liveness {
-            let poll = self.watchers.values().map(|w| w.options.poll_interval.as_nanos() as u64).min().unwrap_or(100_000_000);
+            let poll = self.shortest_poll_interval_ns();
             self.next_liveness_ns = now + poll;
         }
         for &(start, end) in &self.ww_ranges {
@@ -908,7 +914,7 @@ impl State {
         // Hot pages: diffed every poll interval, and always by check_changes.
         let poll_hot = force_liveness || now >= self.next_hot_poll_ns;
         if poll_hot && !self.ww_hot.is_empty() {
-            let poll = self.watchers.values().map(|w| w.options.poll_interval.as_nanos() as u64).min().unwrap_or(100_000_000);
+            let poll = self.shortest_poll_interval_ns();
             self.next_hot_poll_ns = now + poll;
             for &page in self.ww_hot.keys() {
                 touched.extend_from_slice(&self.ww_pages[&page]);
