@@ -102,6 +102,12 @@ pub struct State {
     /// its own period (a tenth of its writable window), so writes within it
     /// coalesce into one event whatever other watchers do.
     ww_pending: HashMap<usize, u64>,
+    /// writewatch: when the last scan ran (and re-armed what it scanned).
+    ww_last_scan_ns: u64,
+    /// writewatch: pages armed after the last scan (registered, or watched
+    /// anew) -> when. A page found written was written after
+    /// max(last scan, armed): its period counts from there.
+    ww_armed: HashMap<usize, u64>,
     /// writewatch: hot pages (written nonstop): not re-armed by scans, diffed
     /// every poll interval instead; value = quiet intervals in a row.
     ww_hot: HashMap<usize, u8>,
@@ -155,6 +161,8 @@ pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
                     ww_pages: HashMap::new(),
                     ww_heat: HashMap::new(),
                     ww_pending: HashMap::new(),
+                    ww_last_scan_ns: 0,
+                    ww_armed: HashMap::new(),
                     ww_hot: HashMap::new(),
                     next_hot_poll_ns: 0,
                     ww_ranges: Vec::new(),
@@ -798,8 +806,13 @@ impl State {
             }
             done.push((first, last));
         }
+        let now = sys::monotonic_ns();
+        for p in known {
+            self.ww_armed.insert(p, now);
+        }
         for p in fresh {
             self.ww_pages.insert(p, Vec::new());
+            self.ww_armed.insert(p, now);
         }
         self.ww_ranges_stale = true;
         Ok(())
@@ -816,6 +829,7 @@ impl State {
                     self.ww_heat.remove(&page);
                     self.ww_hot.remove(&page);
                     self.ww_pending.remove(&page);
+                    self.ww_armed.remove(&page);
                     empty.push(page);
                 }
             }
@@ -881,21 +895,26 @@ impl State {
         for (start, end) in written {
             for page in start / ps..end / ps {
                 if self.ww_pages.contains_key(&page) {
-                    self.ww_pending.entry(page).or_insert(now);
+                    // Its first write came after it was last armed: the
+                    // previous scan, or its registration if later.
+                    let armed = self.ww_armed.get(&page).map_or(self.ww_last_scan_ns, |&a| a.max(self.ww_last_scan_ns));
+                    self.ww_pending.entry(page).or_insert(armed);
                     heat.insert(page, self.ww_heat.get(&page).map_or(1, |h| h.saturating_add(1)));
                 }
             }
         }
-        // Pending pages whose watchers' period has passed (all of them for
-        // check_changes) are diffed now. A write is found up to one scan
-        // interval after it happened, so that much of the period has already
-        // gone by: for the watchers that set the scan rate, a page is due as
-        // soon as it is found.
-        let base = writewatch_scan_interval_ns(window);
+        // Every scanned page is armed again as of now.
+        self.ww_last_scan_ns = now;
+        self.ww_armed.clear();
+        // Pending pages whose watchers' period, counted from the earliest
+        // their first write can have been, has passed (all of them for
+        // check_changes) are diffed now. For the watchers that set the scan
+        // rate a page is due as soon as it is found; and writes made within
+        // a period of a watch call land in one event, as under protect.
         let due: Vec<usize> = self
             .ww_pending
             .iter()
-            .filter(|(page, since)| force_liveness || now + base >= **since + self.ww_period_of_page(**page))
+            .filter(|(page, since)| force_liveness || now >= **since + self.ww_period_of_page(**page))
             .map(|(page, _)| *page)
             .collect();
         for page in due {

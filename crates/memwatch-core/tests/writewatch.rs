@@ -312,3 +312,33 @@ fn each_watcher_coalesces_on_its_own_window_whatever_others_do() {
     assert_eq!(ranges, vec![(1, 2)]);
     assert_eq!(events[0].new_value.as_deref(), Some(&[0, 1, 2, 0, 0, 0, 0, 0][..]));
 }
+
+#[test]
+fn a_lone_long_window_watcher_coalesces_writes_right_after_watch() {
+    let _serial = serial();
+    // A default watcher leaves the engine's next scan close at hand...
+    let warm_mem = Pages::new(1);
+    let warm = ww();
+    // SAFETY: warm_mem outlives the watcher.
+    unsafe { warm.watch(warm_mem.ptr, 8, "warm", None) }.unwrap();
+    warm.close();
+    // ...which then finds the first write of a 60 s watcher between its two
+    // writes: the pair is still one change, as under protect.
+    let mem = Pages::new(1);
+    let w = Watcher::new(Options {
+        backend: Backend::WriteWatch,
+        writable_window: Duration::from_secs(60),
+        ..Options::default()
+    })
+    .unwrap();
+    // SAFETY: mem outlives the watcher.
+    let id = unsafe { w.watch(mem.ptr, 64, "pair", None) }.unwrap();
+    mem.write(2, 0x77);
+    std::thread::sleep(Duration::from_millis(50));
+    mem.write(40, 0x88);
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].region_id, id);
+    let ranges: Vec<(usize, usize)> = events[0].changed_ranges.iter().map(|r| (r.offset, r.len)).collect();
+    assert_eq!(ranges, vec![(2, 1), (40, 1)]);
+}
