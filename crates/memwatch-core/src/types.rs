@@ -65,7 +65,8 @@ pub struct Options {
     /// How long a page stays writable after its first write before it is
     /// re-protected and diffed (protect backend); default 5 ms. Writes inside
     /// the window coalesce into one event per region. The writewatch backend
-    /// scans for written pages every tenth of it (0.5 ms by default).
+    /// scans for written pages every tenth of it (0.5 ms by default) and
+    /// coalesces the writes made within that tenth.
     pub writable_window: Duration,
     /// How often the poll backend hashes its regions; default 100 ms.
     pub poll_interval: Duration,
