@@ -76,7 +76,8 @@ pub struct Options {
     /// Bytes of old/new preview carried in every event; default 256.
     pub preview_bytes: usize,
     /// Capacity of the process-wide fault ring (entries), used when the
-    /// engine starts; default 65 536 (2.5 MiB). A full ring drops only the
+    /// engine starts; default 65 536 (2 MiB of address space, resident only
+    /// as faults reach its pages). A full ring drops only the
     /// *where* of a fault, never the change.
     pub ring_capacity: usize,
     /// Keep a copy of each region to report old values and exact changed
