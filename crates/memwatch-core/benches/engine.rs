@@ -256,10 +256,11 @@ fn idle_cpu(rows: &mut Vec<[String; 4]>) {
 }
 
 /// memwatch's own mappings (fault ring, page table, handler state), found
-/// through the public API: the anonymous writable mappings the engine
-/// refuses to watch because they are its own memory.
+/// through the public API: the pages of anonymous writable mappings that the
+/// engine refuses to watch because they are its own memory (bisecting, as
+/// the kernel may merge them with neighbouring mappings).
 fn engine_mappings() -> Vec<(usize, usize)> {
-    let probe = Watcher::new(Options { backend: Backend::Poll, ..Options::default() }).unwrap();
+    let probe = Watcher::new(Options { backend: Backend::Poll, snapshots: false, ..Options::default() }).unwrap();
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
     let mut own = Vec::new();
     for line in maps.lines() {
@@ -269,17 +270,33 @@ fn engine_mappings() -> Vec<(usize, usize)> {
         }
         let (start, end) = f[0].split_once('-').unwrap();
         let (start, end) = (usize::from_str_radix(start, 16).unwrap(), usize::from_str_radix(end, 16).unwrap());
-        // SAFETY: a readable, writable mapping; poll only reads the byte.
-        match unsafe { probe.watch(start as *const u8, 1, "probe", None) } {
-            Ok(id) => {
-                probe.unwatch(id).unwrap();
-            }
-            Err(err) if err.to_string().contains("memwatch's own memory") => own.push((start, end)),
-            Err(_) => {}
-        }
+        own_pages(&probe, start, end, &mut own);
     }
     probe.close();
     own
+}
+
+fn own_pages(probe: &Watcher, start: usize, end: usize, own: &mut Vec<(usize, usize)>) {
+    // SAFETY: part of a readable, writable mapping; poll only reads it.
+    match unsafe { probe.watch(start as *const u8, end - start, "probe", None) } {
+        Ok(id) => {
+            probe.unwatch(id).unwrap();
+        }
+        Err(err) if err.to_string().contains("memwatch's own memory") => {
+            let pages = (end - start) / page_size();
+            if pages == 1 {
+                match own.last_mut() {
+                    Some((_, e)) if *e == start => *e = end,
+                    _ => own.push((start, end)),
+                }
+            } else {
+                let mid = start + pages / 2 * page_size();
+                own_pages(probe, start, mid, own);
+                own_pages(probe, mid, end, own);
+            }
+        }
+        Err(_) => {}
+    }
 }
 
 fn native_bytes(rows: &mut Vec<[String; 4]>) {

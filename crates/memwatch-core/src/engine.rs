@@ -17,6 +17,7 @@ use crate::handler_state;
 use crate::maps;
 use crate::page_table::PageTableWriter;
 use crate::protect;
+use crate::regions::{IdList, Kind, Region, Regions};
 use crate::ring::{FaultRecord, Ring};
 use crate::sys::{self, EventFd};
 use crate::types::*;
@@ -30,41 +31,22 @@ const HOT_AFTER_REFAULTS: u8 = 8;
 /// A hot page unchanged for this many windows is protected again.
 const COOL_AFTER_QUIET_WINDOWS: u8 = 4;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
-    Protect,
-    Poll,
-    WriteWatch,
-}
-
-struct Region {
-    watcher: u32,
-    addr: usize,
-    len: usize,
-    kind: Kind,
-    name: Box<str>,
-    metadata: Option<Box<str>>,
-    snapshot: Option<Box<[u8]>>,
-    hash: u64,
-    /// Events so far; names the region's values in the value store.
-    epoch: u64,
-}
-
+/// A protect page that is writable now (pages not in State::open are
+/// read-only: their next write faults).
 #[derive(Clone, Copy, Debug)]
-enum PageMode {
-    /// Read-only; the next write faults.
-    Protected,
+enum OpenMode {
     /// Written at `since`; writable until since + window.
     Open { since: u64, who: Option<FaultRecord> },
     /// Written too often: left writable and diffed every window.
     Hot { since: u64, quiet: u8 },
 }
 
+/// A page of the protect backend (40 bytes; the state of a writable page is
+/// in State::open, so read-only pages do not carry it).
 struct PageInfo {
-    regions: Vec<RegionId>,
-    prot: i32,
-    mode: PageMode,
+    regions: IdList,
     reprotected_at: u64,
+    prot: i32,
     refaults: u8,
 }
 
@@ -75,11 +57,14 @@ struct WatcherEntry {
     /// Regions that could not use the watcher's backend (userfaultfd refused
     /// them, or protect on a thread stack), with the last reason.
     fallback_regions: usize,
-    /// Regions of this watcher using poll (its backend, or a fallback).
-    poll_regions: usize,
     fallback_reason: String,
-    /// Region start address -> id, for overlap checks and iteration.
-    regions: BTreeMap<usize, RegionId>,
+    /// Regions of this watcher.
+    regions: usize,
+    /// Of those, the ones on protect or writewatch pages (overlap checks
+    /// look for them in the page maps).
+    paged_regions: usize,
+    /// Poll regions by start address (overlap checks, polling).
+    poll: BTreeMap<usize, RegionId>,
     /// Where values larger than max_value_bytes go (storage_key_old/new).
     store: Option<Arc<Store>>,
     next_poll_ns: u64,
@@ -87,14 +72,14 @@ struct WatcherEntry {
 
 /// Everything the engine mutex protects.
 pub struct State {
-    regions: HashMap<RegionId, Region>,
+    regions: Regions,
     pages: HashMap<usize, PageInfo>,
-    /// Pages in Open or Hot mode.
-    open: HashSet<usize>,
+    /// Protect pages that are writable now (Open or Hot).
+    open: HashMap<usize, OpenMode>,
     watchers: HashMap<u32, WatcherEntry>,
     table: PageTableWriter,
     /// writewatch: page -> regions on it.
-    ww_pages: HashMap<usize, Vec<RegionId>>,
+    ww_pages: HashMap<usize, IdList>,
     /// writewatch: page -> consecutive scans that found it written.
     ww_heat: HashMap<usize, u8>,
     /// writewatch: pages found written, not yet diffed -> when first found.
@@ -153,9 +138,9 @@ pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
             protect::set_ring_and_wake(ring, wake.fd());
             let engine: &'static Engine = Box::leak(Box::new(Engine {
                 state: Mutex::new(State {
-                    regions: HashMap::new(),
+                    regions: Regions::new(),
                     pages: HashMap::new(),
-                    open: HashSet::new(),
+                    open: HashMap::new(),
                     watchers: HashMap::new(),
                     table: PageTableWriter::new(),
                     ww_pages: HashMap::new(),
@@ -228,9 +213,10 @@ impl Engine {
                 options: options.clone(),
                 backend,
                 fallback_regions: 0,
-                poll_regions: 0,
                 fallback_reason: String::new(),
-                regions: BTreeMap::new(),
+                regions: 0,
+                paged_regions: 0,
+                poll: BTreeMap::new(),
                 store: None,
                 next_poll_ns: sys::monotonic_ns() + options.poll_interval.as_nanos() as u64,
             },
@@ -243,11 +229,7 @@ impl Engine {
     /// Unwatches everything of a watcher and forgets it.
     pub fn remove_watcher(&self, watcher: u32) {
         let mut st = self.lock();
-        let ids: Vec<RegionId> = st
-            .watchers
-            .get(&watcher)
-            .map(|w| w.regions.values().copied().collect())
-            .unwrap_or_default();
+        let ids = st.region_ids_of(watcher);
         for id in ids {
             st.unwatch(id);
         }
@@ -274,13 +256,13 @@ impl Engine {
             return Err(Error::InvalidArgument("range covers memwatch's own memory (fault ring, page table or handler state)".into()));
         }
         let entry = st.watchers.get(&watcher).ok_or(Error::Closed)?;
-        if let Some((&start, &other)) = entry.regions.range(..addr + len).next_back() {
-            let other_len = st.regions.get(&other).map_or(0, |r| r.len);
-            if start + other_len > addr {
-                return Err(Error::Overlap(format!(
-                    "{len} bytes at {addr:#x} overlap region {other} ({other_len} bytes at {start:#x}) of this watcher"
-                )));
-            }
+        if let Some((other, start, other_len)) = st.overlapping(watcher, addr, len) {
+            return Err(Error::Overlap(format!(
+                "{len} bytes at {addr:#x} overlap region {other} ({other_len} bytes at {start:#x}) of this watcher"
+            )));
+        }
+        if name.len() >= u32::MAX as usize || metadata.is_some_and(|m| m.len() >= u32::MAX as usize) {
+            return Err(Error::InvalidArgument("name or metadata longer than 4 GiB".into()));
         }
         let mut kind = match entry.backend {
             Backend::Poll => Kind::Poll,
@@ -320,19 +302,10 @@ impl Engine {
         }
         st.next_region_id += 1;
         let bytes = read_bytes(addr, len);
-        let region = Region {
-            watcher,
-            addr,
-            len,
-            kind,
-            name: name.into(),
-            metadata: metadata.map(Into::into),
-            snapshot: snapshots.then(|| bytes.to_vec().into_boxed_slice()),
-            hash: xxh3_64(bytes),
-            epoch: 0,
-        };
+        let region = Region::new(watcher, addr, len, kind, name, metadata, snapshots.then_some(bytes), xxh3_64(bytes))
+            .map_err(Error::InvalidArgument)?;
         let entry = &st.watchers[&watcher];
-        if let (Some(store), Some(snap)) = (&entry.store, &region.snapshot) {
+        if let (Some(store), Some(snap)) = (&entry.store, region.snapshot()) {
             if len > entry.options.max_value_bytes {
                 // Epoch 0: the value at watch time, the first event's old value.
                 let _ = store.put(value_key(entry.options.adapter_id, u64::from(id), 0), snap);
@@ -354,9 +327,11 @@ impl Engine {
         }
         st.regions.insert(id, region);
         let w = st.watchers.get_mut(&watcher).expect("checked above");
-        w.regions.insert(addr, id);
+        w.regions += 1;
         if kind == Kind::Poll {
-            w.poll_regions += 1;
+            w.poll.insert(addr, id);
+        } else {
+            w.paged_regions += 1;
         }
         if kind != Kind::Protect {
             // Nothing else wakes the worker for writewatch and poll regions:
@@ -374,11 +349,9 @@ impl Engine {
         let w = st.watchers.get_mut(&watcher).ok_or(Error::Closed)?;
         w.store = store;
         if let Some(store) = &w.store {
-            for id in w.regions.values() {
-                if let Some(r) = st.regions.get(id) {
-                    if let Some(snap) = r.snapshot.as_ref().filter(|s| s.len() > w.options.max_value_bytes) {
-                        let _ = store.put(value_key(w.options.adapter_id, u64::from(*id), r.epoch), snap);
-                    }
+            for (id, r) in st.regions.iter().filter(|(_, r)| r.watcher == watcher).take(w.regions) {
+                if let Some(snap) = r.snapshot().filter(|s| s.len() > w.options.max_value_bytes) {
+                    let _ = store.put(value_key(w.options.adapter_id, u64::from(id), r.epoch), snap);
                 }
             }
         }
@@ -388,7 +361,7 @@ impl Engine {
     /// Stops watching; false if the id is not one of this watcher's regions.
     pub fn unwatch(&self, watcher: u32, id: RegionId) -> bool {
         let mut st = self.lock();
-        match st.regions.get(&id) {
+        match st.regions.get(id) {
             Some(r) if r.watcher == watcher => st.unwatch(id),
             _ => false,
         }
@@ -401,7 +374,7 @@ impl Engine {
         let now = sys::monotonic_ns();
         let mut events = Vec::new();
         self.collect_faults(&mut st, now);
-        let pages: Vec<usize> = st.open.iter().copied().collect();
+        let pages: Vec<usize> = st.open.keys().copied().collect();
         st.process_pages(&pages, now, &mut events);
         st.scan_writewatch(now, true, &mut events);
         st.poll_watcher(watcher, now, &mut events);
@@ -425,16 +398,14 @@ impl Engine {
         let mut snap = 0;
         let mut count = 0;
         if let Some(w) = st.watchers.get(&watcher) {
-            count = w.regions.len();
-            for id in w.regions.values() {
-                if let Some(r) = st.regions.get(id) {
-                    let s = r.snapshot.as_ref().map_or(0, |s| s.len());
-                    snap += s;
-                    native += st.region_bytes(r) + s;
-                }
+            count = w.regions;
+            let slab = st.regions.bytes_per_region();
+            for (_, r) in st.regions.iter().filter(|(_, r)| r.watcher == watcher).take(count) {
+                snap += r.snapshot().map_or(0, |s| s.len());
+                native += slab + st.region_bytes(r);
             }
         }
-        let protected = st.pages.values().filter(|p| matches!(p.mode, PageMode::Protected)).count() + st.ww_pages.len();
+        let protected = st.pages.len().saturating_sub(st.open.len()) + st.ww_pages.len();
         (count, native, snap, protected, self.ring.header().dropped.load(Ordering::Relaxed))
     }
 
@@ -456,7 +427,7 @@ impl Engine {
                 st.open_page(rec.page, Some(rec), now);
             }
             for page in st.table.take_all_dirty() {
-                if !st.open.contains(&page) {
+                if !st.open.contains_key(&page) {
                     st.open_page(page, None, now);
                 }
                 // The bit was taken here; re-set so processing sees it consistently.
@@ -495,14 +466,14 @@ impl Engine {
                 let due: Vec<usize> = st
                     .open
                     .iter()
-                    .copied()
-                    .filter(|p| st.pages.get(p).is_some_and(|i| st.deadline(i).is_some_and(|d| d <= now)))
+                    .filter(|(p, mode)| st.deadline(**p, mode) <= now)
+                    .map(|(p, _)| *p)
                     .collect();
                 st.process_pages(&due, now, &mut events);
                 let pollers: Vec<u32> = st
                     .watchers
                     .iter()
-                    .filter(|(_, w)| w.poll_regions > 0 && w.next_poll_ns <= now)
+                    .filter(|(_, w)| !w.poll.is_empty() && w.next_poll_ns <= now)
                     .map(|(id, _)| *id)
                     .collect();
                 for wid in pollers {
@@ -516,10 +487,9 @@ impl Engine {
                 self.deliver(&st, events);
                 // Next wake-up: the earliest page deadline or poll.
                 let mut next: Option<u64> = None;
-                for p in &st.open {
-                    if let Some(d) = st.pages.get(p).and_then(|i| st.deadline(i)) {
-                        next = Some(next.map_or(d, |n: u64| n.min(d)));
-                    }
+                for (p, mode) in &st.open {
+                    let d = st.deadline(*p, mode);
+                    next = Some(next.map_or(d, |n: u64| n.min(d)));
                 }
                 if st.ww_found_writes {
                     st.ww_last_write_ns = now;
@@ -541,7 +511,7 @@ impl Engine {
                 }
                 let page_deadline_pending = next.is_some();
                 for w in st.watchers.values() {
-                    if w.poll_regions > 0 {
+                    if !w.poll.is_empty() {
                         next = Some(next.map_or(w.next_poll_ns, |n| n.min(w.next_poll_ns)));
                     }
                 }
@@ -591,10 +561,51 @@ fn runs(pages: &[usize]) -> Vec<(usize, usize)> {
 }
 
 impl State {
+    /// The ids of a watcher's regions. O(all regions): there is no
+    /// per-watcher index (it would cost ~24 bytes a region); this serves
+    /// close, stats and set_value_store, not watch or unwatch.
+    fn region_ids_of(&self, watcher: u32) -> Vec<RegionId> {
+        let n = self.watchers.get(&watcher).map_or(0, |w| w.regions);
+        self.regions.iter().filter(|(_, r)| r.watcher == watcher).map(|(id, _)| id).take(n).collect()
+    }
+
+    /// A region of `watcher` overlapping [addr, addr+len): (id, start, len).
+    /// A watcher's protect and writewatch regions are found in the lists of
+    /// the pages the range lies on (O(those pages + the regions on them),
+    /// the same order as registering the pages); its poll regions in its
+    /// address-ordered index (O(log n)).
+    fn overlapping(&self, watcher: u32, addr: usize, len: usize) -> Option<(RegionId, usize, usize)> {
+        let w = self.watchers.get(&watcher)?;
+        let end = addr + len;
+        if let Some((&start, &other)) = w.poll.range(..end).next_back() {
+            let other_len = self.regions.get(other).map_or(0, |r| r.len);
+            if start + other_len > addr {
+                return Some((other, start, other_len));
+            }
+        }
+        if w.paged_regions == 0 {
+            return None;
+        }
+        let ps = sys::page_size();
+        for page in addr / ps..=(end - 1) / ps {
+            let protect = self.pages.get(&page).map(|p| p.regions.as_slice());
+            let ww = self.ww_pages.get(&page).map(IdList::as_slice);
+            for &id in protect.into_iter().chain(ww).flatten() {
+                if let Some(r) = self.regions.get(id) {
+                    if r.watcher == watcher && r.addr < end && r.addr + r.len > addr {
+                        return Some((id, r.addr, r.len));
+                    }
+                }
+            }
+        }
+        None
+    }
+
     fn window_ns_of_page(&self, info: &PageInfo) -> u64 {
         info.regions
+            .as_slice()
             .iter()
-            .filter_map(|id| self.regions.get(id))
+            .filter_map(|id| self.regions.get(*id))
             .filter_map(|r| self.watchers.get(&r.watcher))
             .map(|w| w.options.writable_window.as_nanos() as u64)
             .min()
@@ -604,8 +615,9 @@ impl State {
     /// The poll interval of the watchers of a page (the shortest).
     fn poll_ns_of_page(&self, info: &PageInfo) -> u64 {
         info.regions
+            .as_slice()
             .iter()
-            .filter_map(|id| self.regions.get(id))
+            .filter_map(|id| self.regions.get(*id))
             .filter_map(|r| self.watchers.get(&r.watcher))
             .map(|w| w.options.poll_interval.as_nanos() as u64)
             .min()
@@ -615,11 +627,11 @@ impl State {
     /// When an open page is due: after the writable window; a hot page every
     /// poll interval (reading memory that is being written steals the
     /// writer's cache lines, so hot pages are read no more often than that).
-    fn deadline(&self, info: &PageInfo) -> Option<u64> {
-        match info.mode {
-            PageMode::Protected => None,
-            PageMode::Open { since, .. } => Some(since + self.window_ns_of_page(info)),
-            PageMode::Hot { since, .. } => Some(since + self.poll_ns_of_page(info).max(self.window_ns_of_page(info))),
+    fn deadline(&self, page: usize, mode: &OpenMode) -> u64 {
+        let Some(info) = self.pages.get(&page) else { return 0 }; // unwatched: due now
+        match *mode {
+            OpenMode::Open { since, .. } => since + self.window_ns_of_page(info),
+            OpenMode::Hot { since, .. } => since + self.poll_ns_of_page(info).max(self.window_ns_of_page(info)),
         }
     }
 
@@ -630,21 +642,23 @@ impl State {
             None => return, // unwatched meanwhile
         };
         let info = self.pages.get_mut(&page).expect("checked");
-        if let (PageMode::Open { since, who: None }, Some(_)) = (info.mode, who) {
-            // Opened by a sweep just before its fault record arrived.
-            info.mode = PageMode::Open { since, who };
-        }
-        if let PageMode::Protected = info.mode {
-            let since = who.map_or(now, |w| w.timestamp_ns.min(now));
-            // Written again within half a window of being re-protected: the
-            // page is being written continuously.
-            info.refaults = if since.saturating_sub(info.reprotected_at) < window / 2 {
-                info.refaults.saturating_add(1)
-            } else {
-                0
-            };
-            info.mode = PageMode::Open { since, who };
-            self.open.insert(page);
+        match self.open.get_mut(&page) {
+            Some(OpenMode::Open { who: known @ None, .. }) if who.is_some() => {
+                // Opened by a sweep just before its fault record arrived.
+                *known = who;
+            }
+            Some(_) => {}
+            None => {
+                let since = who.map_or(now, |w| w.timestamp_ns.min(now));
+                // Written again within half a window of being re-protected: the
+                // page is being written continuously.
+                info.refaults = if since.saturating_sub(info.reprotected_at) < window / 2 {
+                    info.refaults.saturating_add(1)
+                } else {
+                    0
+                };
+                self.open.insert(page, OpenMode::Open { since, who });
+            }
         }
     }
 
@@ -654,7 +668,7 @@ impl State {
         let mut fresh = Vec::new();
         for page in addr / ps..=(addr + len - 1) / ps {
             if let Some(info) = self.pages.get(&page) {
-                if let PageMode::Protected = info.mode {
+                if !self.open.contains_key(&page) {
                     // Idempotent, and repairs a page whose memory was freed
                     // and mapped anew while still watched.
                     let _ = sys::mprotect(page * ps, ps, libc::PROT_READ | (info.prot & libc::PROT_EXEC));
@@ -666,10 +680,7 @@ impl State {
                 self.rollback(&fresh);
                 return Err(Error::Os(e));
             }
-            self.pages.insert(
-                page,
-                PageInfo { regions: Vec::new(), prot, mode: PageMode::Protected, reprotected_at: 0, refaults: 0 },
-            );
+            self.pages.insert(page, PageInfo { regions: IdList::new(), prot, reprotected_at: 0, refaults: 0 });
             fresh.push(page);
             if let Err(errno) = sys::mprotect(page * ps, ps, libc::PROT_READ | (prot & libc::PROT_EXEC)) {
                 self.rollback(&fresh);
@@ -694,11 +705,13 @@ impl State {
     }
 
     fn unwatch(&mut self, id: RegionId) -> bool {
-        let Some(region) = self.regions.remove(&id) else { return false };
+        let Some(region) = self.regions.remove(id) else { return false };
         if let Some(w) = self.watchers.get_mut(&region.watcher) {
-            w.regions.remove(&region.addr);
+            w.regions -= 1;
             if region.kind == Kind::Poll {
-                w.poll_regions -= 1;
+                w.poll.remove(&region.addr);
+            } else {
+                w.paged_regions -= 1;
             }
         }
         if region.kind == Kind::WriteWatch {
@@ -709,7 +722,7 @@ impl State {
             for page in region.addr / ps..=(region.addr + region.len - 1) / ps {
                 let now_empty = match self.pages.get_mut(&page) {
                     Some(info) => {
-                        info.regions.retain(|r| *r != id);
+                        info.regions.remove(id);
                         info.regions.is_empty()
                     }
                     None => false,
@@ -724,32 +737,47 @@ impl State {
                 }
             }
         }
+        if self.regions.len() == 0 {
+            // Nothing is watched any more: give the page maps' memory back.
+            self.pages.shrink_to_fit();
+            self.open.shrink_to_fit();
+            self.ww_pages.shrink_to_fit();
+        }
         true
     }
 
-    /// Native bytes one region costs apart from its snapshot: its hash-map
-    /// bucket (at the table's 7/8 maximum load, control byte included), its
-    /// overlap-index entry, name and metadata, and its share of the records
-    /// of the pages it lies on. An estimate of what the allocator holds, not
-    /// a measurement (benches/engine.rs measures).
+    /// Native bytes one region costs apart from its share of the slab and
+    /// id map (Regions::bytes_per_region): its data block (name, metadata,
+    /// snapshot), its poll-index entry, and its share of the records of the
+    /// pages it lies on (hash-map buckets at the table's load now, control
+    /// byte included) and of their id lists. An estimate of what the
+    /// allocator holds, not a measurement (benches/engine.rs measures).
     fn region_bytes(&self, r: &Region) -> usize {
         use std::mem::size_of;
-        let bucket = |entry: usize| (entry + 1) * 8 / 7;
+        // hashbrown: buckets a power of two, at most 7/8 full.
+        let bucket = |entry: usize, len: usize, cap: usize| {
+            let buckets = if cap == 0 { 0 } else { (cap * 8 / 7).next_power_of_two() };
+            buckets * (entry + 1) / len.max(1)
+        };
         let ps = sys::page_size();
-        let mut bytes = bucket(size_of::<(RegionId, Region)>())
-            + (size_of::<usize>() + size_of::<RegionId>()) * 3 / 2 // B-tree entry, nodes ~2/3 full
-            + r.name.len()
-            + r.metadata.as_ref().map_or(0, |m| m.len());
+        let mut bytes = r.block_bytes();
+        if r.kind == Kind::Poll {
+            bytes += (size_of::<usize>() + size_of::<RegionId>()) * 3 / 2; // B-tree entry, nodes ~2/3 full
+        }
         for page in r.addr / ps..=(r.addr + r.len - 1) / ps {
             let sharers = match r.kind {
-                Kind::Protect => self.pages.get(&page).map(|p| (p.regions.len(), bucket(size_of::<(usize, PageInfo)>()))),
-                Kind::WriteWatch => {
-                    self.ww_pages.get(&page).map(|l| (l.len(), bucket(size_of::<(usize, Vec<RegionId>)>())))
-                }
+                Kind::Protect => self.pages.get(&page).map(|p| {
+                    let record = bucket(size_of::<(usize, PageInfo)>(), self.pages.len(), self.pages.capacity());
+                    (p.regions.len(), record + p.regions.heap_bytes())
+                }),
+                Kind::WriteWatch => self.ww_pages.get(&page).map(|l| {
+                    let record = bucket(size_of::<(usize, IdList)>(), self.ww_pages.len(), self.ww_pages.capacity());
+                    (l.len(), record + l.heap_bytes())
+                }),
                 Kind::Poll => None,
             };
             if let Some((n, record)) = sharers {
-                bytes += record / n.max(1) + size_of::<RegionId>();
+                bytes += record / n.max(1);
             }
         }
         bytes
@@ -775,9 +803,9 @@ impl State {
     fn ww_period_of_page(&self, page: usize) -> u64 {
         self.ww_pages
             .get(&page)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.regions.get(id))
+            .map_or(&[][..], IdList::as_slice)
+            .iter()
+            .filter_map(|id| self.regions.get(*id))
             .filter_map(|r| self.watchers.get(&r.watcher))
             .map(|w| writewatch_scan_interval_ns(w.options.writable_window.as_nanos() as u64))
             .min()
@@ -811,7 +839,7 @@ impl State {
             self.ww_armed.insert(p, now);
         }
         for p in fresh {
-            self.ww_pages.insert(p, Vec::new());
+            self.ww_pages.insert(p, IdList::new());
             self.ww_armed.insert(p, now);
         }
         self.ww_ranges_stale = true;
@@ -823,7 +851,7 @@ impl State {
         let mut empty = Vec::new();
         for page in addr / ps..=(addr + len - 1) / ps {
             if let Some(list) = self.ww_pages.get_mut(&page) {
-                list.retain(|r| *r != id);
+                list.remove(id);
                 if list.is_empty() {
                     self.ww_pages.remove(&page);
                     self.ww_heat.remove(&page);
@@ -919,7 +947,7 @@ impl State {
             .collect();
         for page in due {
             self.ww_pending.remove(&page);
-            touched.extend_from_slice(&self.ww_pages[&page]);
+            touched.extend_from_slice(self.ww_pages[&page].as_slice());
         }
         // Pages written in WW_HOT_AFTER_SCANS scans in a row go hot: scans
         // stop re-arming them (each re-arm costs the writer a fault).
@@ -936,7 +964,7 @@ impl State {
             let poll = self.shortest_poll_interval_ns();
             self.next_hot_poll_ns = now + poll;
             for &page in self.ww_hot.keys() {
-                touched.extend_from_slice(&self.ww_pages[&page]);
+                touched.extend_from_slice(self.ww_pages[&page].as_slice());
             }
         }
         touched.sort_unstable();
@@ -953,7 +981,7 @@ impl State {
             // write-protected again and rejoin the scans.
             let mut cooled = Vec::new();
             for (&page, quiet) in self.ww_hot.iter_mut() {
-                if self.ww_pages[&page].iter().any(|r| changed.contains(r)) {
+                if self.ww_pages[&page].as_slice().iter().any(|r| changed.contains(r)) {
                     *quiet = 0;
                 } else {
                     *quiet += 1;
@@ -967,7 +995,7 @@ impl State {
                 if ww.protect(page * ps, ps).is_ok() {
                     self.ww_hot.remove(&page);
                     self.ww_ranges_stale = true;
-                    for rid in self.ww_pages[&page].clone() {
+                    for rid in self.ww_pages[&page].as_slice().to_vec() {
                         if let Some(ev) = self.diff_region(rid, None, now) {
                             events.push(ev);
                         }
@@ -988,36 +1016,33 @@ impl State {
         let mut touched: HashMap<RegionId, Option<FaultRecord>> = HashMap::new();
         let mut hot_pages = Vec::new();
         for &page in pages {
-            let Some(info) = self.pages.get_mut(&page) else {
+            let (Some(info), Some(&mode)) = (self.pages.get_mut(&page), self.open.get(&page)) else {
                 self.open.remove(&page);
                 continue;
             };
-            let who = match info.mode {
-                PageMode::Protected => continue,
-                PageMode::Open { who, .. } => who,
-                PageMode::Hot { .. } => None,
+            let who = match mode {
+                OpenMode::Open { who, .. } => who,
+                OpenMode::Hot { .. } => None,
             };
-            let stay_hot = match info.mode {
-                PageMode::Hot { quiet, .. } => quiet < COOL_AFTER_QUIET_WINDOWS,
-                PageMode::Open { .. } => info.refaults >= HOT_AFTER_REFAULTS,
-                PageMode::Protected => false,
+            let stay_hot = match mode {
+                OpenMode::Hot { quiet, .. } => quiet < COOL_AFTER_QUIET_WINDOWS,
+                OpenMode::Open { .. } => info.refaults >= HOT_AFTER_REFAULTS,
             };
             self.table.take_dirty(page);
             if stay_hot {
-                let quiet = match info.mode {
-                    PageMode::Hot { quiet, .. } => quiet,
+                let quiet = match mode {
+                    OpenMode::Hot { quiet, .. } => quiet,
                     _ => 0,
                 };
-                info.mode = PageMode::Hot { since: now, quiet };
+                self.open.insert(page, OpenMode::Hot { since: now, quiet });
                 hot_pages.push(page);
             } else {
                 // Protect first, then read: a write after this faults again.
                 let _ = sys::mprotect(page * ps, ps, libc::PROT_READ | (info.prot & libc::PROT_EXEC));
-                info.mode = PageMode::Protected;
                 info.reprotected_at = now;
                 self.open.remove(&page);
             }
-            for &rid in &info.regions {
+            for &rid in info.regions.as_slice() {
                 let e = touched.entry(rid).or_insert(who);
                 if let (Some(a), Some(b)) = (*e, who) {
                     if b.timestamp_ns < a.timestamp_ns {
@@ -1039,10 +1064,10 @@ impl State {
             }
         }
         for page in hot_pages {
-            if let Some(info) = self.pages.get_mut(&page) {
-                let changed = info.regions.iter().any(|r| changed_regions.contains(r));
-                if let PageMode::Hot { since, quiet } = info.mode {
-                    info.mode = PageMode::Hot { since, quiet: if changed { 0 } else { quiet.saturating_add(1) } };
+            if let (Some(info), Some(mode)) = (self.pages.get(&page), self.open.get_mut(&page)) {
+                let changed = info.regions.as_slice().iter().any(|r| changed_regions.contains(r));
+                if let OpenMode::Hot { since, quiet } = *mode {
+                    *mode = OpenMode::Hot { since, quiet: if changed { 0 } else { quiet.saturating_add(1) } };
                 }
             }
         }
@@ -1051,12 +1076,11 @@ impl State {
     /// Hashes every poll region of one watcher; events for those that changed.
     fn poll_watcher(&mut self, watcher: u32, now: u64, events: &mut Vec<(u32, ChangeEvent)>) {
         let Some(w) = self.watchers.get_mut(&watcher) else { return };
-        if w.poll_regions == 0 {
+        if w.poll.is_empty() {
             return;
         }
         w.next_poll_ns = now + w.options.poll_interval.as_nanos() as u64;
-        let ids: Vec<RegionId> = w.regions.values().copied().collect();
-        let ids: Vec<RegionId> = ids.into_iter().filter(|id| self.regions.get(id).is_some_and(|r| r.kind == Kind::Poll)).collect();
+        let ids: Vec<RegionId> = w.poll.values().copied().collect();
         for rid in ids {
             if let Some(ev) = self.diff_region(rid, None, now) {
                 events.push(ev);
@@ -1066,7 +1090,7 @@ impl State {
 
     /// Compares a region with its snapshot (or hash); an event if it changed.
     fn diff_region(&mut self, rid: RegionId, who: Option<FaultRecord>, now: u64) -> Option<(u32, ChangeEvent)> {
-        let region = self.regions.get_mut(&rid)?;
+        let region = self.regions.get_mut(rid)?;
         let entry = self.watchers.get(&region.watcher)?;
         let opts = &entry.options;
         let Some(current) = sys::read_self(region.addr, region.len) else {
@@ -1075,7 +1099,7 @@ impl State {
             return None;
         };
         let hash = xxh3_64(&current);
-        let unchanged = match &region.snapshot {
+        let unchanged = match region.snapshot() {
             Some(snap) => snap[..] == current[..],
             None => hash == region.hash,
         };
@@ -1084,7 +1108,7 @@ impl State {
         }
         let small = region.len <= opts.max_value_bytes;
         let preview = opts.preview_bytes.min(region.len);
-        let (ranges, old_preview, old_value) = match &region.snapshot {
+        let (ranges, old_preview, old_value) = match region.snapshot() {
             Some(snap) => (
                 changed_ranges(snap, &current),
                 snap[..preview].to_vec(),
@@ -1102,7 +1126,7 @@ impl State {
         if let (false, Some(store)) = (small, &entry.store) {
             let old_key = value_key(opts.adapter_id, u64::from(rid), region.epoch);
             let new_key = value_key(opts.adapter_id, u64::from(rid), region.epoch + 1);
-            if region.snapshot.is_some() && store.contains(&old_key).unwrap_or(false) {
+            if region.snapshot().is_some() && store.contains(&old_key).unwrap_or(false) {
                 storage_key_old = Some(old_key);
             }
             if store.put(&new_key, &current).is_ok() {
@@ -1115,7 +1139,7 @@ impl State {
             timestamp_ns: who.map_or(now, |w| w.timestamp_ns),
             adapter_id: opts.adapter_id,
             region_id: rid,
-            variable_name: region.name.to_string(),
+            variable_name: region.name().to_string(),
             where_: Where {
                 thread_id: who.map(|w| w.tid),
                 fault_ip: who.map(|w| w.ip).filter(|ip| *ip != 0),
@@ -1129,12 +1153,22 @@ impl State {
             new_value: small.then(|| current.to_vec()),
             storage_key_old,
             storage_key_new,
-            metadata: region.metadata.as_ref().map(|m| m.to_string()),
+            metadata: region.metadata().map(str::to_string),
         };
         region.hash = hash;
-        if region.snapshot.is_some() {
-            region.snapshot = Some(current);
-        }
+        region.set_snapshot(&current);
         Some((region.watcher, event))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_records_stay_small() {
+        // The native-bytes budget assumes these (benches/engine.rs measures).
+        assert!(std::mem::size_of::<PageInfo>() <= 40);
+        assert!(std::mem::size_of::<(usize, PageInfo)>() <= 48);
     }
 }

@@ -43,6 +43,7 @@ mod handler_state;
 mod maps;
 mod page_table;
 mod protect;
+mod regions;
 mod ring;
 mod sys;
 mod types;

@@ -304,3 +304,42 @@ fn protect_region_on_the_stack_falls_back_and_stays_exact() {
     w.close();
     std::hint::black_box(&mut local);
 }
+
+#[test]
+fn overlap_is_found_for_every_backend_and_across_pages() {
+    let ps = page_size();
+    for backend in [Backend::Protect, Backend::Poll, Backend::WriteWatch] {
+        let Ok(w) = Watcher::new(Options { backend, ..Options::default() }) else { continue };
+        let mem = Pages::new(6);
+        // SAFETY (all calls below): every range lies in mem, which outlives w.
+        unsafe {
+            // Three pages and a bit, starting mid-page.
+            let a = w.watch(mem.ptr.add(100), 3 * ps, "a", None).unwrap();
+            let end = 100 + 3 * ps;
+            for (offset, len) in [(2 * ps + 10, 10), (0, 6 * ps), (end - 1, 1), (0, 101), (ps, 1)] {
+                let err = w.watch(mem.ptr.add(offset), len, "b", None).unwrap_err();
+                assert!(matches!(err, Error::Overlap(_)), "{backend}: {offset}+{len}: {err}");
+                assert!(err.to_string().contains(&format!("region {a} ")), "{err}");
+            }
+            // Right before and right after it, on its first and last page.
+            let before = w.watch(mem.ptr, 100, "before", None).unwrap();
+            let after = w.watch(mem.ptr.add(end), 10, "after", None).unwrap();
+            assert!(w.unwatch(a).unwrap());
+            let again = w.watch(mem.ptr.add(2 * ps), 10, "inside the old range", None).unwrap();
+            assert!(matches!(w.watch(mem.ptr.add(2 * ps + 9), 2, "c", None), Err(Error::Overlap(_))));
+            // Another watcher's regions never conflict.
+            let other = Watcher::new(Options { backend, ..Options::default() }).unwrap();
+            other.watch(mem.ptr, 6 * ps, "all", None).unwrap();
+            mem.write(2 * ps + 3, 7);
+            let ids: Vec<u32> = w.check_changes().unwrap().iter().map(|e| e.region_id).collect();
+            assert_eq!(ids, vec![again], "{backend}");
+            assert_eq!(w.stats().regions, 3);
+            for id in [before, after, again] {
+                assert!(w.unwatch(id).unwrap());
+            }
+            assert_eq!(w.stats().regions, 0);
+            other.close();
+        }
+        w.close();
+    }
+}
