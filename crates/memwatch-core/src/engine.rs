@@ -578,7 +578,7 @@ impl State {
         let w = self.watchers.get(&watcher)?;
         let end = addr + len;
         if let Some((&start, &other)) = w.poll.range(..end).next_back() {
-            let other_len = self.regions.get(other).map_or(0, |r| r.len);
+            let other_len = self.regions.get(other).map_or(0, |r| r.size());
             if start + other_len > addr {
                 return Some((other, start, other_len));
             }
@@ -592,8 +592,8 @@ impl State {
             let ww = self.ww_pages.get(&page).map(IdList::as_slice);
             for &id in protect.into_iter().chain(ww).flatten() {
                 if let Some(r) = self.regions.get(id) {
-                    if r.watcher == watcher && r.addr < end && r.addr + r.len > addr {
-                        return Some((id, r.addr, r.len));
+                    if r.watcher == watcher && r.addr < end && r.addr + r.size() > addr {
+                        return Some((id, r.addr, r.size()));
                     }
                 }
             }
@@ -715,11 +715,11 @@ impl State {
             }
         }
         if region.kind == Kind::WriteWatch {
-            self.unregister_writewatch(id, region.addr, region.len);
+            self.unregister_writewatch(id, region.addr, region.size());
         }
         if region.kind == Kind::Protect {
             let ps = sys::page_size();
-            for page in region.addr / ps..=(region.addr + region.len - 1) / ps {
+            for page in region.addr / ps..=(region.addr + region.size() - 1) / ps {
                 let now_empty = match self.pages.get_mut(&page) {
                     Some(info) => {
                         info.regions.remove(id);
@@ -764,7 +764,7 @@ impl State {
         if r.kind == Kind::Poll {
             bytes += (size_of::<usize>() + size_of::<RegionId>()) * 3 / 2; // B-tree entry, nodes ~2/3 full
         }
-        for page in r.addr / ps..=(r.addr + r.len - 1) / ps {
+        for page in r.addr / ps..=(r.addr + r.size() - 1) / ps {
             let sharers = match r.kind {
                 Kind::Protect => self.pages.get(&page).map(|p| {
                     let record = bucket(size_of::<(usize, PageInfo)>(), self.pages.len(), self.pages.capacity());
@@ -1093,7 +1093,7 @@ impl State {
         let region = self.regions.get_mut(rid)?;
         let entry = self.watchers.get(&region.watcher)?;
         let opts = &entry.options;
-        let Some(current) = sys::read_self(region.addr, region.len) else {
+        let Some(current) = sys::read_self(region.addr, region.size()) else {
             // Unmapped while watched (a contract violation): drop the region.
             self.newly_gone.push(rid);
             return None;
@@ -1106,15 +1106,15 @@ impl State {
         if unchanged {
             return None;
         }
-        let small = region.len <= opts.max_value_bytes;
-        let preview = opts.preview_bytes.min(region.len);
+        let small = region.size() <= opts.max_value_bytes;
+        let preview = opts.preview_bytes.min(region.size());
         let (ranges, old_preview, old_value) = match region.snapshot() {
             Some(snap) => (
                 changed_ranges(snap, &current),
                 snap[..preview].to_vec(),
                 small.then(|| snap.to_vec()),
             ),
-            None => (vec![ByteRange { offset: 0, len: region.len }], Vec::new(), None),
+            None => (vec![ByteRange { offset: 0, len: region.size() }], Vec::new(), None),
         };
         if ranges.is_empty() {
             return None; // changed and changed back between the reads
@@ -1145,7 +1145,7 @@ impl State {
                 fault_ip: who.map(|w| w.ip).filter(|ip| *ip != 0),
                 ..Where::default()
             },
-            how_big: region.len,
+            how_big: region.size(),
             changed_ranges: ranges,
             old_preview,
             new_preview: current[..preview].to_vec(),

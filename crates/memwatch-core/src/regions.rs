@@ -25,7 +25,8 @@ const HEADER: usize = 8;
 /// [header][name][metadata][snapshot (len bytes, when kept)].
 pub struct Region {
     pub addr: usize,
-    pub len: usize,
+    /// Bytes watched; private: the data block's layout depends on it.
+    len: usize,
     /// xxh3 of the contents when last checked.
     pub hash: u64,
     /// Events so far; names the region's values in the value store.
@@ -60,7 +61,7 @@ impl Region {
             None => 0,
             Some(m) => u32::try_from(m.len()).ok().and_then(|l| l.checked_add(1)).ok_or_else(|| too_long("metadata"))?,
         };
-        debug_assert!(snapshot.iter().all(|s| s.len() == len));
+        assert!(snapshot.iter().all(|s| s.len() == len), "a snapshot is the region's length");
         let meta = metadata.unwrap_or("").as_bytes();
         let layout = Self::layout_for(name.len(), meta.len(), snapshot.map_or(0, |s| s.len())).ok_or("region too large")?;
         // SAFETY: the layout has a non-zero size (HEADER bytes at least).
@@ -106,6 +107,11 @@ impl Region {
         let (name, meta) = self.header();
         let snap = if self.has_snapshot { self.len } else { 0 };
         Self::layout_for(name, meta.saturating_sub(1), snap).expect("was valid in new()")
+    }
+
+    /// Bytes watched.
+    pub fn size(&self) -> usize {
+        self.len
     }
 
     /// Name given at watch time.
