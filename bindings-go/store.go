@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io/fs"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -97,8 +96,6 @@ type StoreError struct {
 	Name string
 	// Code is the C API's CACHE_ERR_* value (memwatch_store.h), such as -1
 	// (CACHE_ERR_NOT_FOUND) or -2 (CACHE_ERR_INVALID); 0 for a closed Store.
-	// cache_open returns no code: OpenStore reports -1 for a missing store
-	// and -2 for every other failure (Message has the details).
 	Code int
 	// Message describes the failure.
 	Message string
@@ -159,11 +156,7 @@ func OpenStore(name string) (*Store, error) {
 		if c = C.cache_open(cname); c != nil {
 			return 0
 		}
-		// cache_open returns no code: a missing store is told by its message.
-		if strings.HasPrefix(C.GoString(C.cache_last_error()), "no store named") {
-			return cacheErrNotFound
-		}
-		return cacheErrInvalid
+		return C.int64_t(C.cache_last_error_code())
 	})
 	if err != nil {
 		return nil, err

@@ -110,10 +110,9 @@ namespace MemWatch
             if (h.IsInvalid)
             {
                 string msg = LastError();
-                h.SetHandleAsInvalid();
-                // cache_open returns no code: a missing store is told by its message.
-                MemStoreError code = msg.StartsWith("no store named", StringComparison.Ordinal)
+                MemStoreError code = Native.cache_last_error_code() == Native.CACHE_ERR_NOT_FOUND
                     ? MemStoreError.NotFound : MemStoreError.Invalid;
+                h.SetHandleAsInvalid();
                 throw new MemStoreException(code, "cannot open store '" + name + "': " + msg);
             }
             return new MemStore(h, name);

@@ -166,6 +166,10 @@ namespace MemWatch
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern IntPtr cache_last_error();
 
+        /// <summary>cache_last_error_code: the CACHE_ERR_* code of this thread's last error.</summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int cache_last_error_code();
+
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern IntPtr memwatch_version();
 

@@ -1084,7 +1084,12 @@ static void t_value_store_large_values(void) {
     REQUIRE(memwatch_watcher_set_value_store(w, NULL, 0) == MEMWATCH_OK);
     memwatch_watcher_free(w);
     munmap(buf, page());
-    cache_unlink(name);
+    CHECK_EQ(cache_unlink(name), CACHE_OK);
+    /* Gone now: opening it says why by code, not only by message. */
+    CHECK(cache_open(name) == NULL);
+    CHECK_EQ(cache_last_error_code(), CACHE_ERR_NOT_FOUND);
+    CHECK(cache_open("bad/name") == NULL);
+    CHECK_EQ(cache_last_error_code(), CACHE_ERR_INVALID);
 }
 
 /* ---- watching the program's own globals -------------------------------------- */

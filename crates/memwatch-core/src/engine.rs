@@ -333,6 +333,12 @@ impl Engine {
         } else {
             w.paged_regions += 1;
         }
+        if kind == Kind::WriteWatch {
+            // The next scan may have been set by watchers with longer windows
+            // (or none): this watcher's writes are due within its own period.
+            let period = writewatch_scan_interval_ns(w.options.writable_window.as_nanos() as u64);
+            st.next_scan_ns = st.next_scan_ns.min(sys::monotonic_ns() + period);
+        }
         if kind != Kind::Protect {
             // Nothing else wakes the worker for writewatch and poll regions:
             // let it schedule their scans.

@@ -70,12 +70,18 @@ fn read_syscall_into_watched_memory_succeeds_and_is_reported() {
 fn munmap_while_watched_does_not_crash_and_region_is_gone() {
     let _serial = serial();
     let w = ww();
-    let mem = Pages::new(1);
+    // The watched page sits between two mapped ones: once unmapped, its
+    // one-page hole cannot be reused by a thread stack or any bigger mapping
+    // another thread of the test harness makes meanwhile.
+    let mem = Pages::new(3);
+    let page = mem.ptr.wrapping_add(page_size());
     // SAFETY: deliberately violated below to test the engine's defence.
-    let id = unsafe { w.watch(mem.ptr, 64, "doomed", None) }.unwrap();
-    mem.write(0, 1);
+    let id = unsafe { w.watch(page, 64, "doomed", None) }.unwrap();
+    mem.write(page_size(), 1);
     let before = w.stats().gone_regions;
-    drop(mem); // munmap while watched; check_changes checks the ranges are mapped
+    // munmap while watched; check_changes checks the ranges are mapped.
+    // SAFETY: the middle page of our own mapping; nothing touches it after.
+    assert_eq!(unsafe { libc::munmap(page as *mut libc::c_void, page_size()) }, 0);
     // The write made before the unmap may already have been reported by a
     // background scan; nothing else can be.
     let events = w.check_changes().unwrap();
@@ -95,6 +101,9 @@ fn memory_remapped_while_watched_is_reported_gone() {
     let mem = Pages::new(3);
     // SAFETY: deliberately replaced below to test the engine's defence.
     let id = unsafe { w.watch(mem.ptr.add(page_size()), 32, "replaced", None) }.unwrap();
+    // Read before the replacement: the worker's own liveness checks may
+    // find the region gone before check_changes does.
+    let before = w.stats().gone_regions;
     // Replace the middle page with an inaccessible mapping (what a careless
     // allocator or a guard page would do).
     // SAFETY: MAP_FIXED over our own page.
@@ -103,7 +112,6 @@ fn memory_remapped_while_watched_is_reported_gone() {
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0)
     };
     assert_ne!(p, libc::MAP_FAILED);
-    let before = w.stats().gone_regions;
     assert!(w.check_changes().unwrap().is_empty());
     assert_eq!(w.stats().gone_regions, before + 1, "{:?}", w.stats());
     assert!(!w.unwatch(id).unwrap());
@@ -341,4 +349,34 @@ fn a_lone_long_window_watcher_coalesces_writes_right_after_watch() {
     assert_eq!(events[0].region_id, id);
     let ranges: Vec<(usize, usize)> = events[0].changed_ranges.iter().map(|r| (r.offset, r.len)).collect();
     assert_eq!(ranges, vec![(2, 1), (40, 1)]);
+}
+
+#[test]
+fn a_new_short_window_watcher_is_scanned_at_its_own_pace() {
+    let _serial = serial();
+    // A 60 s watcher alone: its check_changes schedules the next scan 6 s ahead.
+    let slow_mem = Pages::new(1);
+    let slow = Watcher::new(Options {
+        backend: Backend::WriteWatch,
+        writable_window: Duration::from_secs(60),
+        ..Options::default()
+    })
+    .unwrap();
+    // SAFETY: slow_mem outlives the watcher.
+    unsafe { slow.watch(slow_mem.ptr, 8, "slow", None) }.unwrap();
+    assert!(slow.check_changes().unwrap().is_empty());
+    // A default watcher (5 ms window) started afterwards gets its writes
+    // without check_changes within its own pace, not after the 6 s.
+    let mem = Pages::new(1);
+    let w = ww();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    w.set_callback(Some(std::sync::Arc::new(move |e: &memwatch_core::ChangeEvent| {
+        tx.lock().unwrap().send(e.new_value.clone().unwrap()).unwrap();
+    })))
+    .unwrap();
+    // SAFETY: mem outlives the watcher.
+    unsafe { w.watch(mem.ptr, 4, "quick", None) }.unwrap();
+    mem.write(1, 7);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(3)).unwrap(), vec![0, 7, 0, 0]);
 }

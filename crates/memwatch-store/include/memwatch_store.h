@@ -14,7 +14,8 @@
  * Conventions
  *   - Functions return CACHE_OK (0) or a negative CACHE_ERR_* code;
  *     cache_connect/cache_open return NULL on error.
- *   - After an error, cache_last_error() describes it (per thread).
+ *   - After an error, cache_last_error() describes it and
+ *     cache_last_error_code() gives its code (per thread).
  *   - Keys and values are binary (pointer + length). Keys: 1..1024 bytes by
  *     default. Values: up to the store's capacity.
  *   - A cache_t handle may be used from several threads at once.
@@ -92,7 +93,8 @@ typedef struct cache_key_stats_t {
  * capacity == 0 only opens. Returns NULL on error. */
 cache_t *cache_connect(const char *name, uint64_t capacity, int policy);
 
-/* Opens an existing store. NULL on error (CACHE_ERR_NOT_FOUND in the message). */
+/* Opens an existing store. NULL on error; cache_last_error_code() is
+ * CACHE_ERR_NOT_FOUND when there is no such store. */
 cache_t *cache_open(const char *name);
 
 /* Stores a copy of value under key, replacing any previous value; readers see
@@ -150,6 +152,11 @@ int cache_unlink(const char *name);
 /* Message of this thread's last error ("" if none); valid until the next
  * call into the library from this thread. */
 const char *cache_last_error(void);
+
+/* Code (CACHE_ERR_*) of this thread's last error, CACHE_OK if none: tells
+ * why cache_connect/cache_open returned NULL (CACHE_ERR_NOT_FOUND: no such
+ * store). */
+int cache_last_error_code(void);
 
 /* Library version string. */
 const char *cache_version(void);

@@ -98,12 +98,13 @@ pub struct CacheKeyStats {
 }
 
 thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    /// This thread's last error: its code and message.
+    static LAST_ERROR: RefCell<(c_int, CString)> = RefCell::new((CACHE_OK, CString::default()));
 }
 
-fn set_error(msg: String) {
+fn set_error(code: c_int, msg: String) {
     let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+    LAST_ERROR.with(|e| *e.borrow_mut() = (code, c));
 }
 
 fn code_of(e: &Error) -> c_int {
@@ -124,12 +125,12 @@ fn code_of(e: &Error) -> c_int {
 
 fn fail(e: Error) -> c_int {
     let c = code_of(&e);
-    set_error(e.to_string());
+    set_error(c, e.to_string());
     c
 }
 
 fn invalid(msg: &str) -> c_int {
-    set_error(msg.to_string());
+    set_error(CACHE_ERR_INVALID, msg.to_string());
     CACHE_ERR_INVALID
 }
 
@@ -138,7 +139,7 @@ fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => v,
         Err(_) => {
-            set_error("internal error (panic) in memwatch-store".into());
+            set_error(CACHE_ERR_PANIC, "internal error (panic) in memwatch-store".into());
             on_panic
         }
     }
@@ -265,7 +266,7 @@ pub unsafe extern "C" fn cache_get(c: *mut CacheHandle, key: *const c_void, key_
         match s.get_to_slice(k, out) {
             Ok(Some(n)) => n as i64,
             Ok(None) => {
-                set_error("key not found".into());
+                set_error(CACHE_ERR_NOT_FOUND, "key not found".into());
                 CACHE_ERR_NOT_FOUND as i64
             }
             Err(e) => fail(e) as i64,
@@ -331,7 +332,7 @@ pub unsafe extern "C" fn cache_delete(c: *mut CacheHandle, key: *const c_void, k
         match s.delete(k) {
             Ok(true) => CACHE_OK,
             Ok(false) => {
-                set_error("key not found".into());
+                set_error(CACHE_ERR_NOT_FOUND, "key not found".into());
                 CACHE_ERR_NOT_FOUND
             }
             Err(e) => fail(e),
@@ -423,7 +424,7 @@ pub unsafe extern "C" fn cache_key_stats(c: *mut CacheHandle, key: *const c_void
                 CACHE_OK
             }
             Ok(None) => {
-                set_error("key not found".into());
+                set_error(CACHE_ERR_NOT_FOUND, "key not found".into());
                 CACHE_ERR_NOT_FOUND
             }
             Err(e) => fail(e),
@@ -520,7 +521,15 @@ pub unsafe extern "C" fn cache_unlink(name: *const c_char) -> c_int {
 /// the next call into this library from the same thread.
 #[no_mangle]
 pub extern "C" fn cache_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR.with(|e| e.borrow().1.as_ptr())
+}
+
+/// The code (`CACHE_ERR_*`) of the calling thread's last error, `CACHE_OK`
+/// if none: tells why `cache_connect`/`cache_open` returned NULL
+/// (`CACHE_ERR_NOT_FOUND`: no such store).
+#[no_mangle]
+pub extern "C" fn cache_last_error_code() -> c_int {
+    LAST_ERROR.with(|e| e.borrow().0)
 }
 
 /// The library version, e.g. "0.1.0".

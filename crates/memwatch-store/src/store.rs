@@ -791,7 +791,7 @@ impl Store {
     }
 
     fn claim_pin(&self) -> Result<usize> {
-        let pid = std::process::id();
+        let pid = current_pid();
         let h = self.header();
         let start = (pid as usize).wrapping_mul(31) ^ thread_salt();
         for k in 0..PIN_RECORDS {
@@ -2016,7 +2016,30 @@ impl std::fmt::Debug for Store {
 }
 
 fn shard_of_pid() -> usize {
-    std::process::id() as usize % SHARDS
+    current_pid() as usize % SHARDS
+}
+
+/// This process's id, without a getpid system call per zero-copy read: cached,
+/// and forgotten in the child of a fork (pthread_atfork), which has its own.
+fn current_pid() -> u32 {
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    extern "C" fn forget_in_child() {
+        PID.store(0, Relaxed);
+    }
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a plain function that only stores to an atomic,
+        // which is async-signal-safe as a fork child handler must be.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
+    });
+    match PID.load(Relaxed) {
+        0 => {
+            let pid = std::process::id();
+            PID.store(pid, Relaxed);
+            pid
+        }
+        pid => pid,
+    }
 }
 
 fn thread_salt() -> usize {
@@ -2033,4 +2056,27 @@ fn pid_alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 sends nothing; it only checks existence.
     let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
     r == 0 || shm::errno() != libc::ESRCH
+}
+
+#[cfg(test)]
+mod tests {
+    use super::current_pid;
+
+    #[test]
+    fn cached_pid_is_the_childs_own_after_fork() {
+        assert_eq!(current_pid(), std::process::id());
+        // SAFETY: the child only compares two pids and exits with _exit.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork failed");
+        if child == 0 {
+            let ok = current_pid() == std::process::id();
+            // SAFETY: leaving the forked child without running the test harness's destructors.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child saw a stale pid: {status:#x}");
+        assert_eq!(current_pid(), std::process::id());
+    }
 }
