@@ -237,15 +237,17 @@ impl Regions {
         self.slots.iter().filter_map(|(&id, &slot)| self.at(slot).as_ref().map(|r| (id, r)))
     }
 
-    /// Heap bytes of the slab, free list and id map, per region (for stats).
+    /// Heap bytes per region (for stats): its slab slot, and its share of the
+    /// free list and the id map. The unused slots of the last chunk (at most
+    /// 1023, 48 KiB) are the engine's, like the fault ring, and not charged
+    /// to the regions: a watcher with one region is not 48 KiB big.
     pub fn bytes_per_region(&self) -> usize {
-        let slab = self.chunks.len() * CHUNK * std::mem::size_of::<Option<Region>>();
         let free = self.free.capacity() * std::mem::size_of::<u32>();
         // hashbrown: one (key, value) entry and one control byte per bucket,
         // buckets a power of two at most 7/8 full.
         let buckets = if self.slots.capacity() == 0 { 0 } else { (self.slots.capacity() * 8 / 7).next_power_of_two() };
         let map = buckets * (std::mem::size_of::<(RegionId, u32)>() + 1);
-        (slab + free + map) / self.len().max(1)
+        std::mem::size_of::<Option<Region>>() + (free + map) / self.len().max(1)
     }
 }
 
