@@ -24,7 +24,7 @@ use crate::types::*;
 use crate::watcher::WatcherInner;
 use crate::writewatch;
 
-/// A page re-faulted within half a window of its re-protection this many times
+/// A page re-faulted within a window of its re-protection this many times
 /// in a row stays writable and is polled every poll interval instead
 /// (adaptive mode for hot pages: no fault storm for memory written nonstop).
 const HOT_AFTER_REFAULTS: u8 = 8;
@@ -656,9 +656,12 @@ impl State {
             Some(_) => {}
             None => {
                 let since = who.map_or(now, |w| w.timestamp_ns.min(now));
-                // Written again within half a window of being re-protected: the
-                // page is being written continuously.
-                info.refaults = if since.saturating_sub(info.reprotected_at) < window / 2 {
+                // Written again within a window of being re-protected: the
+                // page is being written continuously. (Not half a window: a
+                // loop over many pages refaults each one up to a few ms after
+                // the batch that re-protected it, and a single slow refault
+                // must not restart the count.)
+                info.refaults = if since.saturating_sub(info.reprotected_at) < window {
                     info.refaults.saturating_add(1)
                 } else {
                     0
@@ -1045,7 +1048,9 @@ impl State {
             } else {
                 // Protect first, then read: a write after this faults again.
                 let _ = sys::mprotect(page * ps, ps, libc::PROT_READ | (info.prot & libc::PROT_EXEC));
-                info.reprotected_at = now;
+                // When it really was re-protected: a batch of mprotect calls
+                // takes a while, and refaults are measured from here.
+                info.reprotected_at = sys::monotonic_ns();
                 self.open.remove(&page);
             }
             for &rid in info.regions.as_slice() {
