@@ -48,6 +48,9 @@ struct PageInfo {
     reprotected_at: u64,
     prot: i32,
     refaults: u8,
+    /// Last re-protected before its window ended (by check_changes): the
+    /// next refault says nothing about how often the page is written.
+    reprotected_early: bool,
 }
 
 struct WatcherEntry {
@@ -661,7 +664,9 @@ impl State {
                 // loop over many pages refaults each one up to a few ms after
                 // the batch that re-protected it, and a single slow refault
                 // must not restart the count.)
-                info.refaults = if since.saturating_sub(info.reprotected_at) < window {
+                info.refaults = if info.reprotected_early {
+                    info.refaults
+                } else if since.saturating_sub(info.reprotected_at) < window {
                     info.refaults.saturating_add(1)
                 } else {
                     0
@@ -689,7 +694,7 @@ impl State {
                 self.rollback(&fresh);
                 return Err(Error::Os(e));
             }
-            self.pages.insert(page, PageInfo { regions: IdList::new(), prot, reprotected_at: 0, refaults: 0 });
+            self.pages.insert(page, PageInfo { regions: IdList::new(), prot, reprotected_at: 0, refaults: 0, reprotected_early: false });
             fresh.push(page);
             if let Err(errno) = sys::mprotect(page * ps, ps, libc::PROT_READ | (prot & libc::PROT_EXEC)) {
                 self.rollback(&fresh);
@@ -1025,6 +1030,7 @@ impl State {
         let mut touched: HashMap<RegionId, Option<FaultRecord>> = HashMap::new();
         let mut hot_pages = Vec::new();
         for &page in pages {
+            let window = self.pages.get(&page).map_or(0, |info| self.window_ns_of_page(info));
             let (Some(info), Some(&mode)) = (self.pages.get_mut(&page), self.open.get(&page)) else {
                 self.open.remove(&page);
                 continue;
@@ -1051,6 +1057,7 @@ impl State {
                 // When it really was re-protected: a batch of mprotect calls
                 // takes a while, and refaults are measured from here.
                 info.reprotected_at = sys::monotonic_ns();
+                info.reprotected_early = matches!(mode, OpenMode::Open { since, .. } if now < since + window);
                 self.open.remove(&page);
             }
             for &rid in info.regions.as_slice() {

@@ -358,3 +358,22 @@ fn native_bytes_of_a_small_watcher_stay_small() {
         assert!(s.native_bytes >= 64 + 4 + 5 && s.native_bytes < 512, "{backend:?}: {s:?}");
     }
 }
+
+#[test]
+fn frequent_writes_each_followed_by_check_changes_keep_their_writer() {
+    // A page re-protected early by check_changes and written again soon after
+    // is not "written nonstop": it keeps faulting, so every event names the
+    // writing thread (a hot page would be polled, writer unknown).
+    let mem = Pages::new(1);
+    let w = watcher(Backend::Protect);
+    // SAFETY: mem outlives the watcher.
+    let id = unsafe { w.watch(mem.ptr, 16, "often", None) }.unwrap();
+    for i in 0..30u8 {
+        mem.write(0, i + 1);
+        let events = w.check_changes().unwrap();
+        assert_eq!(events.len(), 1, "write {i}: {events:?}");
+        assert_eq!(events[0].region_id, id);
+        assert!(events[0].where_.thread_id.is_some(), "write {i}: writer unknown, the page went hot");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
