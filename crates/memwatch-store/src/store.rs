@@ -612,6 +612,15 @@ impl Store {
                     }
                 }
             }
+            // Not our key, judged from fields read after `seq`: only if the
+            // slot did not change meanwhile. A value being replaced in place
+            // (fields and key bytes rewritten under an odd seq) can look like
+            // another key for a moment; without this check the probe went on
+            // and reported a miss for a key that never left the store.
+            fence(Acquire);
+            if !locked && s.seq.load(Relaxed) != seq {
+                return Probe::Retry;
+            }
             idx = s.next.load(Acquire);
             steps += 1;
         }

@@ -358,3 +358,48 @@ fn try_put_does_not_wait() {
     assert_eq!(s.get("b").unwrap().unwrap(), b"2");
     assert!(matches!(s.try_put("", "x"), Err(Error::EmptyKey)));
 }
+
+#[test]
+fn a_key_being_replaced_is_never_missing_to_readers() {
+    // One thread keeps replacing the values of keys that always exist (sizes
+    // alternate, so blocks move); readers must find every key every time,
+    // with one of its two versions.
+    let n = Name::new("replace");
+    let s = Store::connect(n.as_str(), 8 << 20, FullPolicy::Refuse).unwrap();
+    let keys: Vec<String> = (0..64).map(|i| format!("k{i}")).collect();
+    let v = |k: usize, version: usize| vec![(k + version) as u8; if version % 2 == 0 { 40 } else { 300 }];
+    for (i, k) in keys.iter().enumerate() {
+        s.put(k, v(i, 0)).unwrap();
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            for round in 1..=400 {
+                for (i, k) in keys.iter().enumerate() {
+                    s.put(k, v(i, round)).unwrap();
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut reads = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        for (i, k) in keys.iter().enumerate() {
+                            let got = s.get(k).unwrap().unwrap_or_else(|| panic!("{k} missing after {reads} reads"));
+                            assert!(got.iter().all(|&b| b == got[0]) && (got.len() == 40 || got.len() == 300), "{k}: torn value");
+                            assert_eq!((got[0] as usize + 256 - i) % 2, if got.len() == 40 { 0 } else { 1 }, "{k}: wrong version");
+                            reads += 1;
+                        }
+                    }
+                    reads
+                })
+            })
+            .collect();
+        writer.join().unwrap();
+        for r in readers {
+            assert!(r.join().unwrap() > 0);
+        }
+    });
+}
