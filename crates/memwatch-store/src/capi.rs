@@ -6,7 +6,7 @@
 //! `cache_last_error()` gives a message for the calling thread. No function
 //! unwinds into C: a Rust panic becomes `CACHE_ERR_PANIC`.
 
-use crate::{Error, FullPolicy, Options, Store};
+use crate::{Error, FullPolicy, Options, Store, StoreStats};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -51,35 +51,9 @@ pub struct CacheHandle {
     store: Store,
 }
 
-/// Store-wide statistics for C (`cache_stats_t`).
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CacheStats {
-    /// Live entries.
-    pub entries: u64,
-    /// Entry limit.
-    pub max_entries: u64,
-    /// Arena bytes.
-    pub capacity_bytes: u64,
-    /// Arena bytes allocated.
-    pub bytes_used: u64,
-    /// Sum of key + value lengths.
-    pub data_bytes: u64,
-    /// Gets that found their key.
-    pub hits: u64,
-    /// Gets that did not.
-    pub misses: u64,
-    /// LRU evictions.
-    pub evictions: u64,
-    /// Successful puts.
-    pub puts: u64,
-    /// Successful deletes.
-    pub deletes: u64,
-    /// Puts refused because full.
-    pub refusals: u64,
-    /// Repairs after a process died holding the lock.
-    pub recoveries: u64,
-}
+/// Store-wide statistics for C (`cache_stats_t`): [`StoreStats`] itself,
+/// laid out as C's struct.
+pub type CacheStats = StoreStats;
 
 /// Per-key statistics for C (`cache_key_stats_t`); times in ns since the epoch.
 #[repr(C)]
@@ -370,21 +344,7 @@ pub unsafe extern "C" fn cache_stats(c: *mut CacheHandle, out: *mut CacheStats) 
         if out.is_null() {
             return invalid("NULL output");
         }
-        let st = s.stats();
-        let v = CacheStats {
-            entries: st.entries,
-            max_entries: st.max_entries,
-            capacity_bytes: st.capacity_bytes,
-            bytes_used: st.bytes_used,
-            data_bytes: st.data_bytes,
-            hits: st.hits,
-            misses: st.misses,
-            evictions: st.evictions,
-            puts: st.puts,
-            deletes: st.deletes,
-            refusals: st.refusals,
-            recoveries: st.recoveries,
-        };
+        let v = s.stats();
         // SAFETY: out is non-NULL and valid for one write per the contract.
         unsafe { out.write(v) };
         CACHE_OK

@@ -82,7 +82,9 @@ impl Options {
     }
 }
 
-/// Store-wide statistics.
+/// Store-wide statistics. `repr(C)`: the C API hands it out as
+/// `cache_stats_t` (twelve `uint64_t`, in this order).
+#[repr(C)]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
     /// Live entries.
