@@ -849,12 +849,11 @@ impl State {
             done.push((first, last));
         }
         let now = sys::monotonic_ns();
-        for p in known {
+        for p in addr / ps..=(addr + len - 1) / ps {
             self.ww_armed.insert(p, now);
         }
         for p in fresh {
             self.ww_pages.insert(p, IdList::new());
-            self.ww_armed.insert(p, now);
         }
         self.ww_ranges_stale = true;
         Ok(())
@@ -939,7 +938,8 @@ impl State {
                 if self.ww_pages.contains_key(&page) {
                     // Its first write came after it was last armed: the
                     // previous scan, or its registration if later.
-                    let armed = self.ww_armed.get(&page).map_or(self.ww_last_scan_ns, |&a| a.max(self.ww_last_scan_ns));
+                    // (ww_armed only holds pages armed since the last scan.)
+                    let armed = self.ww_armed.get(&page).copied().unwrap_or(self.ww_last_scan_ns);
                     self.ww_pending.entry(page).or_insert(armed);
                     heat.insert(page, self.ww_heat.get(&page).map_or(1, |h| h.saturating_add(1)));
                 }
