@@ -73,10 +73,7 @@ fn check(status: sys::napi_status, what: &str) -> Result<()> {
     if status == sys::Status::napi_ok {
         Ok(())
     } else {
-        Err(coded_err(
-            "ERR_MEMWATCH_NODE_API",
-            format!("{what} failed (napi status {status})"),
-        ))
+        Err(coded_err("ERR_MEMWATCH_NODE_API", format!("{what} failed (napi status {status})")))
     }
 }
 
@@ -428,7 +425,10 @@ impl NativeWatcher {
             "napi_get_typedarray_info",
         )?;
         if kind != sys::TypedarrayType::uint8_array {
-            return Err(coded_err("ERR_MEMWATCH_INVALID_ARGUMENT", "internal: expected a Uint8Array"));
+            return Err(coded_err(
+                "ERR_MEMWATCH_INVALID_ARGUMENT",
+                "internal: expected a Uint8Array",
+            ));
         }
         let mut detached = false;
         // SAFETY: arraybuffer was just returned by napi_get_typedarray_info.

@@ -135,13 +135,16 @@ impl Pin {
         let contiguous = unsafe { PyBuffer_IsContiguous(&*pin.view, b'A' as c_char) } != 0;
         if !contiguous {
             let tname = type_name(obj);
-            return Err(errors(py).not_contiguous.bind(py).call1((format!(
+            return Err(errors(py)
+                .not_contiguous
+                .bind(py)
+                .call1((format!(
                 "memwatch can only watch contiguous memory, and this {tname} is not contiguous \
                  (a strided view such as a[::2] or a transposed slice); watch the array it views, \
                  or a contiguous copy (numpy.ascontiguousarray)"
             ),))
-            .map(PyErr::from_value)
-            .unwrap_or_else(|e| e));
+                .map(PyErr::from_value)
+                .unwrap_or_else(|e| e));
         }
         Ok(pin)
     }
@@ -189,10 +192,7 @@ fn probe_is_writable(view: &RawBuffer) -> bool {
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "object".to_string())
+    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".to_string())
 }
 
 fn supports_buffer(obj: &Bound<'_, PyAny>) -> bool {
@@ -209,9 +209,7 @@ fn supports_buffer(obj: &Bound<'_, PyAny>) -> bool {
 
 fn read_only_error(py: Python<'_>, tname: &str, strided_only: bool) -> PyErr {
     let msg = if strided_only {
-        format!(
-            "memwatch cannot watch this {tname}: it only exports its memory for reading here"
-        )
+        format!("memwatch cannot watch this {tname}: it only exports its memory for reading here")
     } else {
         format!(
             "memwatch cannot watch this {tname} object: it is read-only, so its memory can \
@@ -488,7 +486,8 @@ impl ChangeEvent {
         let name = PyTuple::new(py, [&self.variable_name])?.get_item(0)?.repr()?.to_string();
         // Show each changed range as [start:end] old -> new, from the whole
         // values when present, else from the previews when they cover it.
-        let old = self.old_value.as_ref().or(self.old_preview.as_ref()).map(|b| b.bind(py).as_bytes());
+        let old =
+            self.old_value.as_ref().or(self.old_preview.as_ref()).map(|b| b.bind(py).as_bytes());
         let new = self.new_value.as_ref().unwrap_or(&self.new_preview).bind(py).as_bytes();
         let slice = |src: Option<&[u8]>, o: usize, l: usize| -> String {
             match src {
@@ -500,7 +499,9 @@ impl ChangeEvent {
             .ranges
             .iter()
             .take(4)
-            .map(|&(o, l)| format!("[{}:{}] {} -> {}", o, o + l, slice(old, o, l), slice(Some(new), o, l)))
+            .map(|&(o, l)| {
+                format!("[{}:{}] {} -> {}", o, o + l, slice(old, o, l), slice(Some(new), o, l))
+            })
             .collect();
         if self.ranges.len() > 4 {
             changes.push(format!("... {} more", self.ranges.len() - 4));
@@ -561,10 +562,7 @@ fn make_event(py: Python<'_>, shared: &Shared, ev: &mw::ChangeEvent) -> PyResult
     let w = PyDict::new(py);
     w.set_item("thread_id", ev.where_.thread_id)?;
     w.set_item("fault_ip", ev.where_.fault_ip)?;
-    w.set_item(
-        "file",
-        (!ev.where_.file.is_empty()).then_some(ev.where_.file.as_str()),
-    )?;
+    w.set_item("file", (!ev.where_.file.is_empty()).then_some(ev.where_.file.as_str()))?;
     w.set_item(
         "function",
         (!ev.where_.function.is_empty()).then_some(ev.where_.function.as_str()),
@@ -640,9 +638,7 @@ impl Watcher {
             snapshots,
             adapter_id: mw::ADAPTER_PYTHON,
         };
-        let core = py
-            .detach(move || mw::Watcher::new(options))
-            .map_err(|e| to_pyerr(py, e))?;
+        let core = py.detach(move || mw::Watcher::new(options)).map_err(|e| to_pyerr(py, e))?;
         let shared = Arc::new(Shared {
             core,
             regions: Mutex::new(HashMap::new()),
@@ -691,14 +687,12 @@ impl Watcher {
                 // hold (`pin`). The export keeps the object alive and forbids it
                 // from resizing or freeing that memory, and the pin is released
                 // only after the core has unwatched the region (unwatch/close).
-                unsafe { shared.core.watch(addr as *const u8, len, &name_owned, meta_owned.as_deref()) }
+                unsafe {
+                    shared.core.watch(addr as *const u8, len, &name_owned, meta_owned.as_deref())
+                }
             })
             .map_err(|e| to_pyerr(py, e))?;
-        let region = Region {
-            _pin: pin,
-            object_id: obj.as_ptr() as usize,
-            metadata,
-        };
+        let region = Region { _pin: pin, object_id: obj.as_ptr() as usize, metadata };
         lock(&self.shared.regions).insert(id, region);
         if self.shared.closing.load(Ordering::SeqCst) {
             // A close() started around the core's watch, so its release of
@@ -718,9 +712,7 @@ impl Watcher {
     /// Stops watching a region; True if it was watched by this watcher.
     fn unwatch(&self, py: Python<'_>, region_id: u32) -> PyResult<bool> {
         let shared = self.shared.clone();
-        let was = py
-            .detach(move || shared.core.unwatch(region_id))
-            .map_err(|e| to_pyerr(py, e))?;
+        let was = py.detach(move || shared.core.unwatch(region_id)).map_err(|e| to_pyerr(py, e))?;
         let region = lock(&self.shared.regions).remove(&region_id);
         drop(region);
         Ok(was)
@@ -748,7 +740,8 @@ impl Watcher {
         let closure: Option<mw::Callback> = cell.as_ref().map(|cell| {
             let weak = Arc::downgrade(&self.shared);
             let cell = Arc::clone(cell);
-            let closure: mw::Callback = Arc::new(move |ev: &mw::ChangeEvent| deliver(&weak, &cell, ev));
+            let closure: mw::Callback =
+                Arc::new(move |ev: &mw::ChangeEvent| deliver(&weak, &cell, ev));
             closure
         });
         let shared = self.shared.clone();
@@ -802,7 +795,11 @@ impl Watcher {
 
     /// Attaches (or with None detaches) the MemStream store that receives
     /// values of regions larger than max_value_bytes.
-    fn set_value_store(&self, py: Python<'_>, store: Option<&Bound<'_, store::PyStore>>) -> PyResult<()> {
+    fn set_value_store(
+        &self,
+        py: Python<'_>,
+        store: Option<&Bound<'_, store::PyStore>>,
+    ) -> PyResult<()> {
         let arc = match store {
             Some(s) => Some(s.get().shared(py)?),
             None => None,

@@ -134,13 +134,7 @@ fn to_pyerr(py: Python<'_>, err: ms::Error) -> PyErr {
             set_attrs(py, &exc, &[("length", *len as u64), ("limit", *max as u64)]);
             exc
         }
-        ms::Error::Full {
-            needed,
-            available,
-            entries,
-            max_entries,
-            ..
-        } => {
+        ms::Error::Full { needed, available, entries, max_entries, .. } => {
             let exc = make_err(py, &e.full, (msg,));
             set_attrs(
                 py,
@@ -389,11 +383,7 @@ fn connect(
     let mut opts = Options::new(capacity as u64, policy);
     if let Some(n) = max_entries {
         if n <= 0 {
-            return Err(err_msg(
-                py,
-                |e| &e.argument,
-                format!("max_entries must be >= 1, got {n}"),
-            ));
+            return Err(err_msg(py, |e| &e.argument, format!("max_entries must be >= 1, got {n}")));
         }
         opts = opts.max_entries(n as u64);
     }
@@ -408,9 +398,8 @@ fn connect(
         opts = opts.max_key_len(n);
     }
     let name = name.to_owned();
-    let store = py
-        .detach(move || Store::connect_with(&name, &opts))
-        .map_err(|e| to_pyerr(py, e))?;
+    let store =
+        py.detach(move || Store::connect_with(&name, &opts)).map_err(|e| to_pyerr(py, e))?;
     Ok(PyStore::wrap(store))
 }
 
@@ -418,9 +407,7 @@ fn connect(
 #[pyfunction(name = "open")]
 fn open_store(py: Python<'_>, name: &str) -> PyResult<PyStore> {
     let name = name.to_owned();
-    let store = py
-        .detach(move || Store::open(&name))
-        .map_err(|e| to_pyerr(py, e))?;
+    let store = py.detach(move || Store::open(&name)).map_err(|e| to_pyerr(py, e))?;
     Ok(PyStore::wrap(store))
 }
 
@@ -461,9 +448,7 @@ fn get_bytes<'py>(
             Ok(b) => &mut **b,
             Err(_) => &mut local, // re-entered (cannot happen: no Python code runs in between)
         };
-        let got = py
-            .detach(|| store.get_into(key, buf))
-            .map_err(|e| to_pyerr(py, e))?;
+        let got = py.detach(|| store.get_into(key, buf)).map_err(|e| to_pyerr(py, e))?;
         let Some(len) = got else { return Ok(None) };
         let src = &buf[..len];
         let bytes = if len <= SMALL {
@@ -578,9 +563,7 @@ impl PyStore {
         let k = key_arg(key)?;
         let k = k.as_slice();
         let store = self.shared(py)?;
-        let pinned = py
-            .detach(|| PinnedValue::new(store, k))
-            .map_err(|e| to_pyerr(py, e))?;
+        let pinned = py.detach(|| PinnedValue::new(store, k)).map_err(|e| to_pyerr(py, e))?;
         let Some(pinned) = pinned else {
             return Err(PyKeyError::new_err(key.clone().unbind()));
         };
@@ -607,10 +590,7 @@ impl PyStore {
     fn contains(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let k = key_arg(key)?;
         let g = self.read(py)?;
-        g.as_ref()
-            .expect("checked by read")
-            .contains(k.as_slice())
-            .map_err(|e| to_pyerr(py, e))
+        g.as_ref().expect("checked by read").contains(k.as_slice()).map_err(|e| to_pyerr(py, e))
     }
 
     /// `key in store`.
@@ -634,9 +614,7 @@ impl PyStore {
     /// (entries written during the iteration may or may not show).
     fn items(&self, py: Python<'_>) -> PyResult<ItemIter> {
         let store = self.shared(py)?;
-        Ok(ItemIter {
-            state: Some(IterState::new(store)),
-        })
+        Ok(ItemIter { state: Some(IterState::new(store)) })
     }
 
     /// Number of entries.
@@ -709,10 +687,7 @@ impl PyStore {
     /// True once close() was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).is_none()
     }
 
     /// The store's name.
@@ -783,9 +758,7 @@ impl PyStore {
 }
 
 fn time_ns(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
 fn stats_dict<'py>(py: Python<'py>, s: &ms::StoreStats) -> PyResult<Bound<'py, PyDict>> {
@@ -823,10 +796,7 @@ impl IterState {
         // first, so dropped first) is gone. The 'static borrow never leaves
         // this struct.
         let s: &'static Store = unsafe { &*Arc::as_ptr(&store) };
-        IterState {
-            iter: s.iter(),
-            _store: store,
-        }
+        IterState { iter: s.iter(), _store: store }
     }
 }
 
@@ -848,10 +818,9 @@ impl ItemIter {
         };
         let next = py.detach(|| state.iter.next());
         match next {
-            Some(Ok((k, v))) => Ok(Some(PyTuple::new(
-                py,
-                [PyBytes::new(py, &k), PyBytes::new(py, &v)],
-            )?)),
+            Some(Ok((k, v))) => {
+                Ok(Some(PyTuple::new(py, [PyBytes::new(py, &k), PyBytes::new(py, &v)])?))
+            }
             Some(Err(e)) => Err(to_pyerr(py, e)),
             None => {
                 self.state = None;
@@ -885,10 +854,7 @@ impl PinnedValue {
         // SAFETY: as in IterState::new: the Store stays at this address, kept
         // alive by `_store`, until after `value` is dropped.
         let s: &'static Store = unsafe { &*Arc::as_ptr(&store) };
-        Ok(s.get_ref(key)?.map(|value| PinnedValue {
-            value,
-            _store: store,
-        }))
+        Ok(s.get_ref(key)?.map(|value| PinnedValue { value, _store: store }))
     }
 
     fn ptr(&self) -> *const u8 {
@@ -963,11 +929,7 @@ fn new_exporter(py: Python<'_>, pin: PinnedValue) -> PyResult<Py<PyAny>> {
     let obj = unsafe { ffi::PyType_GenericAlloc(tp.as_ptr() as *mut ffi::PyTypeObject, 0) };
     // SAFETY: a new reference or NULL with an exception set.
     let obj = unsafe { Bound::from_owned_ptr_or_err(py, obj)? };
-    let state = Box::new(ExporterState {
-        pin: Some(pin),
-        exports: 0,
-        closed: false,
-    });
+    let state = Box::new(ExporterState { pin: Some(pin), exports: 0, closed: false });
     // SAFETY: obj is an instance of our type, so it has ExporterObject's
     // layout; its state pointer is still NULL (zeroed), we set it once.
     unsafe { (*(obj.as_ptr() as *mut ExporterObject)).state = Box::into_raw(state) };
@@ -1210,10 +1172,7 @@ impl ValueView {
         if self.released {
             return Err(self.released_err());
         }
-        Ok(self
-            .state()
-            .and_then(|s| s.pin.as_ref())
-            .is_some_and(|p| p.value.is_current()))
+        Ok(self.state().and_then(|s| s.pin.as_ref()).is_some_and(|p| p.value.is_current()))
     }
 
     /// The key, as bytes.
@@ -1228,28 +1187,15 @@ impl ValueView {
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        let key = self
-            .key
-            .bind(py)
-            .repr()
-            .map(|r| r.to_string())
-            .unwrap_or_default();
+        let key = self.key.bind(py).repr().map(|r| r.to_string()).unwrap_or_default();
         let state = if self.released { "released" } else { "pinned" };
-        format!(
-            "<memwatch.store.ValueView key={key} len={} {state}>",
-            self.len
-        )
+        format!("<memwatch.store.ValueView key={key} len={} {state}>", self.len)
     }
 }
 
 impl ValueView {
     fn escaped_err(&self, py: Python<'_>) -> PyErr {
-        let key = self
-            .key
-            .bind(py)
-            .repr()
-            .map(|r| r.to_string())
-            .unwrap_or_default();
+        let key = self.key.bind(py).repr().map(|r| r.to_string()).unwrap_or_default();
         PyBufferError::new_err(format!(
             "the view of key {key} was still in use when it was released: a memoryview slice, \
              numpy array or other object made from it is alive outside the with block. Its \

@@ -103,9 +103,7 @@ impl From<StoreError> for Fail {
 type Res<T> = Result<T, Fail>;
 
 fn cache() -> Res<&'static Cache> {
-    CACHE
-        .get()
-        .ok_or_else(|| Fail::Arg("memwatch native library used before Native.init".into()))
+    CACHE.get().ok_or_else(|| Fail::Arg("memwatch native library used before Native.init".into()))
 }
 
 /// Throws the Java exception for `fail`, unless one is already pending.
@@ -165,7 +163,10 @@ fn run<'local, T>(
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            throw(env, Fail::Core(CoreError::Os(format!("memwatch internal error (panic): {what}"))));
+            throw(
+                env,
+                Fail::Core(CoreError::Os(format!("memwatch internal error (panic): {what}"))),
+            );
             default
         }
     }
@@ -264,8 +265,9 @@ impl MirrorMem {
             .map_err(|e| Fail::Arg(format!("array too large to mirror: {e}")))?;
         // SAFETY: layout has a non-zero size (at least one page).
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(ptr)
-            .ok_or_else(|| Fail::Core(CoreError::Os(format!("cannot allocate a {size}-byte mirror"))))?;
+        let ptr = NonNull::new(ptr).ok_or_else(|| {
+            Fail::Core(CoreError::Os(format!("cannot allocate a {size}-byte mirror")))
+        })?;
         Ok(MirrorMem { ptr, layout })
     }
 }
@@ -294,10 +296,16 @@ impl Mirror {
         // creating Rust references to the mirror (the core may read it
         // concurrently, as it reads any polled memory).
         unsafe {
-            let get = (**raw).GetByteArrayRegion.ok_or(Fail::Jni(jni::errors::Error::JNIEnvMethodNotFound(
-                "GetByteArrayRegion",
-            )))?;
-            get(raw, self.array.as_obj().as_raw(), 0, self.len as jint, self.mem.ptr.as_ptr() as *mut i8);
+            let get = (**raw)
+                .GetByteArrayRegion
+                .ok_or(Fail::Jni(jni::errors::Error::JNIEnvMethodNotFound("GetByteArrayRegion")))?;
+            get(
+                raw,
+                self.array.as_obj().as_raw(),
+                0,
+                self.len as jint,
+                self.mem.ptr.as_ptr() as *mut i8,
+            );
         }
         if env.exception_check()? {
             return Err(Fail::Jni(jni::errors::Error::JavaException));
@@ -462,7 +470,11 @@ fn delivery_main(shared: Arc<Shared>, vm: VmPtr, name: String) {
         }
     };
     // SAFETY: on success env_ptr is this thread's JNIEnv, valid until detached.
-    let env = if rc == 0 { unsafe { JNIEnv::from_raw(env_ptr as *mut jni::sys::JNIEnv) }.ok() } else { None };
+    let env = if rc == 0 {
+        unsafe { JNIEnv::from_raw(env_ptr as *mut jni::sys::JNIEnv) }.ok()
+    } else {
+        None
+    };
     {
         let mut s = lock(&shared.inbox.state);
         s.delivery_started = true;
@@ -503,7 +515,12 @@ fn deliver_loop(shared: &Arc<Shared>, env: &mut JNIEnv) {
                     s.delivering = true;
                     break Work::Deliver(Box::new(ev), d);
                 }
-                s = shared.inbox.cv.wait_timeout(s, next_sync - now).unwrap_or_else(|p| p.into_inner()).0;
+                s = shared
+                    .inbox
+                    .cv
+                    .wait_timeout(s, next_sync - now)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
         };
         match work {
@@ -577,7 +594,11 @@ fn opt_bytes<'l>(env: &mut JNIEnv<'l>, b: &Option<Vec<u8>>) -> jni::errors::Resu
     })
 }
 
-fn make_event<'l>(env: &mut JNIEnv<'l>, c: &Cache, ev: &ChangeEvent) -> jni::errors::Result<JObject<'l>> {
+fn make_event<'l>(
+    env: &mut JNIEnv<'l>,
+    c: &Cache,
+    ev: &ChangeEvent,
+) -> jni::errors::Result<JObject<'l>> {
     let name = env.new_string(ev.variable_name.as_str())?;
     let file = env.new_string(ev.where_.file.as_str())?;
     let function = env.new_string(ev.where_.function.as_str())?;
@@ -615,7 +636,9 @@ fn make_event<'l>(env: &mut JNIEnv<'l>, c: &Cache, ev: &ChangeEvent) -> jni::err
     ];
     // SAFETY: event_ctor was resolved on the ChangeEvent class with
     // EVENT_CTOR_SIG, and `args` matches that signature in count and types.
-    unsafe { env.new_object_unchecked(<&JClass>::from(c.event_class.as_obj()), c.event_ctor, &args) }
+    unsafe {
+        env.new_object_unchecked(<&JClass>::from(c.event_class.as_obj()), c.event_ctor, &args)
+    }
 }
 
 fn java_string(env: &mut JNIEnv, s: &JString, what: &str) -> Res<String> {
@@ -668,7 +691,10 @@ pub extern "system" fn Java_io_memwatch_Native_init<'l>(
 
 /// `Native.pageSize()`.
 #[no_mangle]
-pub extern "system" fn Java_io_memwatch_Native_pageSize<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>) -> jint {
+pub extern "system" fn Java_io_memwatch_Native_pageSize<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+) -> jint {
     run(&mut env, 0, |_| Ok(memwatch_core::page_size() as jint))
 }
 
@@ -709,7 +735,10 @@ pub extern "system" fn Java_io_memwatch_Native_create<'l>(
         }
         let options = Options {
             backend,
-            writable_window: Duration::from_nanos(non_negative(writable_window_ns, "writableWindow")?),
+            writable_window: Duration::from_nanos(non_negative(
+                writable_window_ns,
+                "writableWindow",
+            )?),
             poll_interval,
             max_value_bytes: non_negative(max_value_bytes, "maxValueBytes")? as usize,
             preview_bytes: non_negative(preview_bytes, "previewBytes")? as usize,
@@ -751,7 +780,9 @@ pub extern "system" fn Java_io_memwatch_Native_create<'l>(
                 drop(s);
                 let _ = t.join();
                 shared.main.close();
-                return Err(Fail::Core(CoreError::Os("the delivery thread could not attach to the JVM".into())));
+                return Err(Fail::Core(CoreError::Os(
+                    "the delivery thread could not attach to the JVM".into(),
+                )));
             }
         }
         let h = Box::new(Handle { shared, thread: Mutex::new(Some(t)) });
@@ -780,7 +811,9 @@ pub extern "system" fn Java_io_memwatch_Native_watchAddress<'l>(
         // SAFETY: the Java API documents that the caller keeps [address,
         // address+size) mapped until unwatch/close; the core checks that it
         // is mapped and writable now.
-        let id = unsafe { h.shared.main.watch(address as usize as *const u8, len, &name, metadata.as_deref()) }?;
+        let id = unsafe {
+            h.shared.main.watch(address as usize as *const u8, len, &name, metadata.as_deref())
+        }?;
         Ok(id as jint)
     })
 }
@@ -820,7 +853,12 @@ pub extern "system" fn Java_io_memwatch_Native_watchBuffer<'l>(
         // buffer, which the Java MemoryWatcher keeps reachable (so its memory
         // allocated) until the region is unwatched or the watcher closed.
         let id = unsafe {
-            h.shared.main.watch(base.add(offset as usize), length as usize, &name, metadata.as_deref())
+            h.shared.main.watch(
+                base.add(offset as usize),
+                length as usize,
+                &name,
+                metadata.as_deref(),
+            )
         }?;
         Ok(id as jint)
     })
@@ -868,8 +906,12 @@ pub extern "system" fn Java_io_memwatch_Native_watchArray<'l>(
         let (key, fresh) = match found {
             Some(k) => (k, false),
             None => {
-                let mirror =
-                    Mirror { array: env.new_global_ref(&array)?, len: array_len, mem: MirrorMem::new(array_len)?, regions: 0 };
+                let mirror = Mirror {
+                    array: env.new_global_ref(&array)?,
+                    len: array_len,
+                    mem: MirrorMem::new(array_len)?,
+                    regions: 0,
+                };
                 let k = arrays.next_key;
                 arrays.next_key += 1;
                 arrays.mirrors.insert(k, mirror);
@@ -893,7 +935,12 @@ pub extern "system" fn Java_io_memwatch_Native_watchArray<'l>(
             // stays allocated until this region is unwatched from the companion
             // (unwatch / close remove the region before freeing the mirror).
             let id = unsafe {
-                companion.watch(mirror.mem.ptr.as_ptr().add(offset), length, &name, metadata.as_deref())
+                companion.watch(
+                    mirror.mem.ptr.as_ptr().add(offset),
+                    length,
+                    &name,
+                    metadata.as_deref(),
+                )
             }?;
             Ok(id)
         })();
@@ -987,8 +1034,11 @@ pub extern "system" fn Java_io_memwatch_Native_checkChanges<'l>(
         let h = unsafe { handle(h) }?;
         let events = h.shared.check_changes(env)?;
         let c = cache()?;
-        let out: JObjectArray =
-            env.new_object_array(events.len() as jint, <&JClass>::from(c.event_class.as_obj()), JObject::null())?;
+        let out: JObjectArray = env.new_object_array(
+            events.len() as jint,
+            <&JClass>::from(c.event_class.as_obj()),
+            JObject::null(),
+        )?;
         for (i, ev) in events.iter().enumerate() {
             env.with_local_frame(32, |env| -> jni::errors::Result<()> {
                 let obj = make_event(env, c, ev)?;
@@ -1001,7 +1051,11 @@ pub extern "system" fn Java_io_memwatch_Native_checkChanges<'l>(
 
 /// `Native.stats(handle)`.
 #[no_mangle]
-pub extern "system" fn Java_io_memwatch_Native_stats<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, h: jlong) -> jobject {
+pub extern "system" fn Java_io_memwatch_Native_stats<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+) -> jobject {
     run(&mut env, std::ptr::null_mut(), |env| {
         // SAFETY: h comes from the Java MemoryWatcher (see `handle`).
         let h = unsafe { handle(h) }?;
@@ -1010,7 +1064,10 @@ pub extern "system" fn Java_io_memwatch_Native_stats<'l>(mut env: JNIEnv<'l>, _c
         let m = shared.main.stats();
         let (comp, mirror_bytes) = {
             let arrays = lock(&shared.arrays);
-            (arrays.companion.as_ref().map(|c| c.stats()).unwrap_or_default(), arrays.mirror_bytes())
+            (
+                arrays.companion.as_ref().map(|c| c.stats()).unwrap_or_default(),
+                arrays.mirror_bytes(),
+            )
         };
         let queued = lock(&shared.inbox.state).queue.len();
         let counters: [jlong; 13] = [
@@ -1030,28 +1087,37 @@ pub extern "system" fn Java_io_memwatch_Native_stats<'l>(mut env: JNIEnv<'l>, _c
         ];
         let backend = m.backend.unwrap_or(shared.companion_options.backend).name();
         let c = cache()?;
-        let obj = env.with_local_frame_returning_local(8, |env| -> jni::errors::Result<JObject> {
-            let b = env.new_string(backend)?;
-            let r = env.new_string(m.backend_reason.as_str())?;
-            let arr = env.new_long_array(counters.len() as jint)?;
-            env.set_long_array_region(&arr, 0, &counters)?;
-            // SAFETY: stats_ctor was resolved on Stats with STATS_CTOR_SIG
-            // (String, String, long[]), which these arguments match.
-            unsafe {
-                env.new_object_unchecked(
-                    <&JClass>::from(c.stats_class.as_obj()),
-                    c.stats_ctor,
-                    &[JValue::Object(&b).as_jni(), JValue::Object(&r).as_jni(), JValue::Object(&arr).as_jni()],
-                )
-            }
-        })?;
+        let obj =
+            env.with_local_frame_returning_local(8, |env| -> jni::errors::Result<JObject> {
+                let b = env.new_string(backend)?;
+                let r = env.new_string(m.backend_reason.as_str())?;
+                let arr = env.new_long_array(counters.len() as jint)?;
+                env.set_long_array_region(&arr, 0, &counters)?;
+                // SAFETY: stats_ctor was resolved on Stats with STATS_CTOR_SIG
+                // (String, String, long[]), which these arguments match.
+                unsafe {
+                    env.new_object_unchecked(
+                        <&JClass>::from(c.stats_class.as_obj()),
+                        c.stats_ctor,
+                        &[
+                            JValue::Object(&b).as_jni(),
+                            JValue::Object(&r).as_jni(),
+                            JValue::Object(&arr).as_jni(),
+                        ],
+                    )
+                }
+            })?;
         Ok(obj.into_raw())
     })
 }
 
 /// `Native.close(handle)`: closes; the handle stays valid until `destroy`.
 #[no_mangle]
-pub extern "system" fn Java_io_memwatch_Native_close<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, h: jlong) {
+pub extern "system" fn Java_io_memwatch_Native_close<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+) {
     run(&mut env, (), |env| {
         // SAFETY: h comes from the Java MemoryWatcher (see `handle`).
         let h = unsafe { handle(h) }?;
@@ -1062,7 +1128,11 @@ pub extern "system" fn Java_io_memwatch_Native_close<'l>(mut env: JNIEnv<'l>, _c
 
 /// `Native.destroy(handle)`: closes and frees; called once, by the Cleaner.
 #[no_mangle]
-pub extern "system" fn Java_io_memwatch_Native_destroy<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, h: jlong) {
+pub extern "system" fn Java_io_memwatch_Native_destroy<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+) {
     run(&mut env, (), |env| {
         if h == 0 {
             return Ok(());
@@ -1171,7 +1241,11 @@ pub extern "system" fn Java_io_memwatch_Native_storeGet<'l>(
 
 /// `Native.storeClose(handle)`: unmaps the store; waits for running gets.
 #[no_mangle]
-pub extern "system" fn Java_io_memwatch_Native_storeClose<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, h: jlong) {
+pub extern "system" fn Java_io_memwatch_Native_storeClose<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+) {
     run(&mut env, (), |_| {
         // SAFETY: h comes from the Java ValueStore (see `store_handle`).
         let h = unsafe { store_handle(h) }?;
@@ -1183,7 +1257,11 @@ pub extern "system" fn Java_io_memwatch_Native_storeClose<'l>(mut env: JNIEnv<'l
 
 /// `Native.storeDestroy(handle)`: closes and frees; called once, by the Cleaner.
 #[no_mangle]
-pub extern "system" fn Java_io_memwatch_Native_storeDestroy<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, h: jlong) {
+pub extern "system" fn Java_io_memwatch_Native_storeDestroy<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+) {
     run(&mut env, (), |_| {
         if h != 0 {
             // SAFETY: the Cleaner runs this once, after the ValueStore became

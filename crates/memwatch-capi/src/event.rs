@@ -110,8 +110,10 @@ pub(crate) fn to_c(ev: &ChangeEvent) -> memwatch_change_event_t {
     };
     let (old_preview, old_preview_len) = bytes_into_raw(&ev.old_preview);
     let (new_preview, new_preview_len) = bytes_into_raw(&ev.new_preview);
-    let (old_value, old_value_len) = ev.old_value.as_deref().map_or((std::ptr::null(), 0), bytes_into_raw);
-    let (new_value, new_value_len) = ev.new_value.as_deref().map_or((std::ptr::null(), 0), bytes_into_raw);
+    let (old_value, old_value_len) =
+        ev.old_value.as_deref().map_or((std::ptr::null(), 0), bytes_into_raw);
+    let (new_value, new_value_len) =
+        ev.new_value.as_deref().map_or((std::ptr::null(), 0), bytes_into_raw);
     memwatch_change_event_t {
         seq: ev.seq,
         timestamp_ns: ev.timestamp_ns,

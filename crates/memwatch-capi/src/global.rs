@@ -133,7 +133,10 @@ pub extern "C" fn memwatch_unwatch(region_id: u32) -> c_int {
 /// # Safety
 /// `cb` follows the header's callback rules.
 #[no_mangle]
-pub unsafe extern "C" fn memwatch_set_callback(cb: memwatch_callback_t, user_ctx: *mut c_void) -> c_int {
+pub unsafe extern "C" fn memwatch_set_callback(
+    cb: memwatch_callback_t,
+    user_ctx: *mut c_void,
+) -> c_int {
     guard(|| {
         let w = default_watcher()?;
         set_callback_impl(&w, cb, user_ctx)?;

@@ -103,8 +103,9 @@ pub struct memwatch_stats_t {
 /// exception escaping a callback is defined behaviour on the Rust side (it is
 /// caught and counted, or the process aborts) instead of undefined behaviour.
 /// Callbacks must not throw; see the header.
-pub type memwatch_callback_t =
-    Option<unsafe extern "C-unwind" fn(event: *const memwatch_change_event_t, user_ctx: *mut c_void)>;
+pub type memwatch_callback_t = Option<
+    unsafe extern "C-unwind" fn(event: *const memwatch_change_event_t, user_ctx: *mut c_void),
+>;
 
 /// The opaque `memwatch_watcher_t`: one core watcher.
 pub struct memwatch_watcher_t {
@@ -132,8 +133,7 @@ unsafe fn str_arg<'a>(p: *const c_char, what: &str, default: &'a str) -> Result<
     }
     // SAFETY: the caller guarantees a NUL-terminated string (header contract).
     let s = unsafe { CStr::from_ptr(p) };
-    s.to_str()
-        .map_err(|_| Error::InvalidArgument(format!("{what} is not valid UTF-8")))
+    s.to_str().map_err(|_| Error::InvalidArgument(format!("{what} is not valid UTF-8")))
 }
 
 /// Converts C options to core options, checking them.
@@ -142,10 +142,7 @@ unsafe fn str_arg<'a>(p: *const c_char, what: &str, default: &'a str) -> Result<
 /// `opts` is NULL or points to a valid `memwatch_options_t` whose `backend`
 /// is NULL or a NUL-terminated string.
 pub(crate) unsafe fn options_from_c(opts: *const memwatch_options_t) -> Result<Options, Error> {
-    let mut o = Options {
-        adapter_id: memwatch_core::ADAPTER_C,
-        ..Options::default()
-    };
+    let mut o = Options { adapter_id: memwatch_core::ADAPTER_C, ..Options::default() };
     if opts.is_null() {
         return Ok(o);
     }
@@ -502,7 +499,10 @@ pub unsafe extern "C" fn memwatch_watcher_watch(
 /// # Safety
 /// `w` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn memwatch_watcher_unwatch(w: *mut memwatch_watcher_t, region_id: u32) -> c_int {
+pub unsafe extern "C" fn memwatch_watcher_unwatch(
+    w: *mut memwatch_watcher_t,
+    region_id: u32,
+) -> c_int {
     guard(|| {
         // SAFETY: NULL or live per the caller's contract.
         let h = unsafe { handle(w) }?;
@@ -563,7 +563,10 @@ pub unsafe extern "C" fn memwatch_events_free(events: *mut memwatch_change_event
 /// # Safety
 /// `w` is NULL or a live handle; `out` is valid for writes.
 #[no_mangle]
-pub unsafe extern "C" fn memwatch_watcher_get_stats(w: *mut memwatch_watcher_t, out: *mut memwatch_stats_t) -> c_int {
+pub unsafe extern "C" fn memwatch_watcher_get_stats(
+    w: *mut memwatch_watcher_t,
+    out: *mut memwatch_stats_t,
+) -> c_int {
     guard(|| {
         // SAFETY: NULL or live per the caller's contract.
         let h = unsafe { handle(w) }?;
@@ -595,8 +598,12 @@ pub unsafe extern "C" fn memwatch_watcher_set_value_store(
         let name = unsafe { std::ffi::CStr::from_ptr(store_name) }
             .to_str()
             .map_err(|_| Error::InvalidArgument("store_name is not UTF-8".into()))?;
-        let store = memwatch_core::store::Store::connect(name, capacity, memwatch_core::store::FullPolicy::EvictLru)
-            .map_err(|e| Error::InvalidArgument(format!("value store {name:?}: {e}")))?;
+        let store = memwatch_core::store::Store::connect(
+            name,
+            capacity,
+            memwatch_core::store::FullPolicy::EvictLru,
+        )
+        .map_err(|e| Error::InvalidArgument(format!("value store {name:?}: {e}")))?;
         h.inner.set_value_store(Some(std::sync::Arc::new(store)))?;
         Ok(MEMWATCH_OK)
     })
@@ -615,7 +622,9 @@ pub extern "C" fn memwatch_reassert_signal_handler() -> c_int {
 /// # Safety
 /// `w` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn memwatch_watcher_report_callback_error(w: *mut memwatch_watcher_t) -> c_int {
+pub unsafe extern "C" fn memwatch_watcher_report_callback_error(
+    w: *mut memwatch_watcher_t,
+) -> c_int {
     guard(|| {
         // SAFETY: NULL or live per the caller's contract.
         let h = unsafe { handle(w) }?;

@@ -44,8 +44,14 @@ static GLOBAL: Counting = Counting;
 fn map(len: usize) -> *mut u8 {
     // SAFETY: anonymous mapping, no preconditions.
     let p = unsafe {
-        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     assert_ne!(p, libc::MAP_FAILED);
     p as *mut u8
@@ -118,7 +124,8 @@ fn first_write(rows: &mut Vec<[String; 4]>) {
     // SAFETY: installing a valid handler and saving the old one.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = raw_handler as extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) as usize;
+        sa.sa_sigaction =
+            raw_handler as extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) as usize;
         sa.sa_flags = libc::SA_SIGINFO;
         libc::sigaction(libc::SIGSEGV, &sa, &mut old);
     }
@@ -137,7 +144,12 @@ fn first_write(rows: &mut Vec<[String; 4]>) {
     unsafe { libc::sigaction(libc::SIGSEGV, &old, std::ptr::null_mut()) };
     let mut ours = f64::MAX;
     for round in 0..3 {
-        let w = Watcher::new(Options { backend: Backend::Protect, writable_window: Duration::from_secs(10), ..Options::default() }).unwrap();
+        let w = Watcher::new(Options {
+            backend: Backend::Protect,
+            writable_window: Duration::from_secs(10),
+            ..Options::default()
+        })
+        .unwrap();
         // SAFETY: buf stays mapped.
         unsafe { w.watch(buf, pages * ps, "pages", None) }.unwrap();
         let t = Instant::now();
@@ -150,7 +162,8 @@ fn first_write(rows: &mut Vec<[String; 4]>) {
     }
     let mut wwcost = f64::MAX;
     for round in 0..3 {
-        let w = Watcher::new(Options { backend: Backend::WriteWatch, ..Options::default() }).unwrap();
+        let w =
+            Watcher::new(Options { backend: Backend::WriteWatch, ..Options::default() }).unwrap();
         // SAFETY: buf stays mapped.
         unsafe { w.watch(buf, pages * ps, "pages", None) }.unwrap();
         let t = Instant::now();
@@ -169,7 +182,12 @@ fn first_write(rows: &mut Vec<[String; 4]>) {
     ]);
     rows.push([
         "first write to a protected page (writewatch)".into(),
-        format!("{:.2} us vs protect {:.2} us vs raw floor {:.2} us", wwcost / 1e3, ours / 1e3, floor / 1e3),
+        format!(
+            "{:.2} us vs protect {:.2} us vs raw floor {:.2} us",
+            wwcost / 1e3,
+            ours / 1e3,
+            floor / 1e3
+        ),
         format!("{:.2}x the floor, {:.1}x cheaper than protect", wwcost / floor, ours / wwcost),
         "cheaper than protect".into(),
     ]);
@@ -260,7 +278,9 @@ fn idle_cpu(rows: &mut Vec<[String; 4]>) {
 /// engine refuses to watch because they are its own memory (bisecting, as
 /// the kernel may merge them with neighbouring mappings).
 fn engine_mappings() -> Vec<(usize, usize)> {
-    let probe = Watcher::new(Options { backend: Backend::Poll, snapshots: false, ..Options::default() }).unwrap();
+    let probe =
+        Watcher::new(Options { backend: Backend::Poll, snapshots: false, ..Options::default() })
+            .unwrap();
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
     let mut own = Vec::new();
     for line in maps.lines() {
@@ -269,7 +289,8 @@ fn engine_mappings() -> Vec<(usize, usize)> {
             continue; // file-backed or named ([heap], [stack]) or not writable
         }
         let (start, end) = f[0].split_once('-').unwrap();
-        let (start, end) = (usize::from_str_radix(start, 16).unwrap(), usize::from_str_radix(end, 16).unwrap());
+        let (start, end) =
+            (usize::from_str_radix(start, 16).unwrap(), usize::from_str_radix(end, 16).unwrap());
         own_pages(&probe, start, end, &mut own);
     }
     probe.close();
@@ -303,7 +324,9 @@ fn native_bytes(rows: &mut Vec<[String; 4]>) {
     let n = 100_000;
     let len = n * 1024;
     let buf = map(len);
-    let w = Watcher::new(Options { backend: Backend::Protect, snapshots: false, ..Options::default() }).unwrap();
+    let w =
+        Watcher::new(Options { backend: Backend::Protect, snapshots: false, ..Options::default() })
+            .unwrap();
     let names: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
     let before = LIVE.load(Ordering::Relaxed);
     for (i, name) in names.iter().enumerate() {

@@ -20,8 +20,12 @@ fn show(bytes: &Option<Vec<u8>>) -> String {
 }
 
 fn main() {
-    let mut state = Box::new(State { counter: [0; 8], name: *b"memwatch\0\0\0\0\0\0\0\0", scores: [0; 32] });
-    let backend = std::env::args().nth(1).map_or(Ok(Backend::Auto), |b| Backend::from_name(&b)).expect("backend name");
+    let mut state =
+        Box::new(State { counter: [0; 8], name: *b"memwatch\0\0\0\0\0\0\0\0", scores: [0; 32] });
+    let backend = std::env::args()
+        .nth(1)
+        .map_or(Ok(Backend::Auto), |b| Backend::from_name(&b))
+        .expect("backend name");
     let watcher = Watcher::new(Options { backend, ..Options::default() }).expect("watcher");
     println!("backend: {}", watcher.backend());
     // SAFETY: `state` outlives the watcher (closed at the end of main).
@@ -32,7 +36,8 @@ fn main() {
     }
     watcher
         .set_callback(Some(Arc::new(|e: &ChangeEvent| {
-            let ranges: Vec<String> = e.changed_ranges.iter().map(|r| format!("{}+{}", r.offset, r.len)).collect();
+            let ranges: Vec<String> =
+                e.changed_ranges.iter().map(|r| format!("{}+{}", r.offset, r.len)).collect();
             println!(
                 "#{:<3} {:<8} bytes [{}]  {} -> {}  (thread {})",
                 e.seq,
@@ -62,6 +67,12 @@ fn main() {
     state.counter[0] = 2;
     watcher.check_changes().unwrap();
     let stats = watcher.stats();
-    println!("stats: {} regions, {} events, {} faults, backend {}", stats.regions, stats.events, stats.faults, watcher.backend());
+    println!(
+        "stats: {} regions, {} events, {} faults, backend {}",
+        stats.regions,
+        stats.events,
+        stats.faults,
+        watcher.backend()
+    );
     watcher.close();
 }

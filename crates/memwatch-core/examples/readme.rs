@@ -8,13 +8,18 @@ use memwatch_core::{Options, Watcher};
 fn main() -> Result<(), memwatch_core::Error> {
     let mut counters = vec![0u8; 64];
     let w = Watcher::new(Options::default())?; // auto: writewatch, else protect
-    // SAFETY: `counters` outlives the watch (the watcher is closed first).
+                                               // SAFETY: `counters` outlives the watch (the watcher is closed first).
     let id = unsafe { w.watch(counters.as_ptr(), counters.len(), "counters", None) }?;
     counters[3] = 42;
     for e in w.check_changes()? {
         assert_eq!(e.region_id, id);
-        println!("{} changed at {:?}: {:?} -> {:?}", e.variable_name, e.changed_ranges,
-                 e.old_value.as_deref().map(|v| v[3]), e.new_value.as_deref().map(|v| v[3]));
+        println!(
+            "{} changed at {:?}: {:?} -> {:?}",
+            e.variable_name,
+            e.changed_ranges,
+            e.old_value.as_deref().map(|v| v[3]),
+            e.new_value.as_deref().map(|v| v[3])
+        );
     }
     println!("backend {}", w.backend());
     w.close();

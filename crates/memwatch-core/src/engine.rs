@@ -191,11 +191,18 @@ impl Engine {
     }
 
     /// Registers a watcher; returns its id and the backend it will use.
-    pub fn add_watcher(&self, inner: Weak<WatcherInner>, options: &Options) -> Result<(u32, Backend, String), Error> {
+    pub fn add_watcher(
+        &self,
+        inner: Weak<WatcherInner>,
+        options: &Options,
+    ) -> Result<(u32, Backend, String), Error> {
         let (backend, reason) = match options.backend {
             Backend::Auto => match writewatch::get() {
                 Ok(_) => (Backend::WriteWatch, String::new()),
-                Err(why) => (Backend::Protect, format!("writewatch unavailable ({why}); auto chose protect")),
+                Err(why) => (
+                    Backend::Protect,
+                    format!("writewatch unavailable ({why}); auto chose protect"),
+                ),
             },
             Backend::WriteWatch => match writewatch::get() {
                 Ok(_) => (Backend::WriteWatch, String::new()),
@@ -240,7 +247,14 @@ impl Engine {
     }
 
     /// Starts watching a range for a watcher.
-    pub fn watch(&self, watcher: u32, addr: usize, len: usize, name: &str, metadata: Option<&str>) -> Result<RegionId, Error> {
+    pub fn watch(
+        &self,
+        watcher: u32,
+        addr: usize,
+        len: usize,
+        name: &str,
+        metadata: Option<&str>,
+    ) -> Result<RegionId, Error> {
         if addr == 0 {
             return Err(Error::InvalidArgument("address is null".into()));
         }
@@ -248,15 +262,22 @@ impl Engine {
             return Err(Error::InvalidArgument("length is zero".into()));
         }
         if addr.checked_add(len).is_none() {
-            return Err(Error::InvalidArgument(format!("{len} bytes at {addr:#x} wrap around the address space")));
+            return Err(Error::InvalidArgument(format!(
+                "{len} bytes at {addr:#x} wrap around the address space"
+            )));
         }
         let mut st = self.lock();
         let st = &mut *st;
         let ps = sys::page_size();
-        let mappings = maps::writable_mappings(addr, len, |page_addr| st.pages.get(&(page_addr / ps)).map(|p| p.prot))?;
+        let mappings = maps::writable_mappings(addr, len, |page_addr| {
+            st.pages.get(&(page_addr / ps)).map(|p| p.prot)
+        })?;
         let own = [Some(self.ring.range()), Some(handler_state::range()), st.table.range()];
         if own.iter().flatten().any(|&(s, e)| addr < e && addr + len > s) {
-            return Err(Error::InvalidArgument("range covers memwatch's own memory (fault ring, page table or handler state)".into()));
+            return Err(Error::InvalidArgument(
+                "range covers memwatch's own memory (fault ring, page table or handler state)"
+                    .into(),
+            ));
         }
         let entry = st.watchers.get(&watcher).ok_or(Error::Closed)?;
         if let Some((other, start, other_len)) = st.overlapping(watcher, addr, len) {
@@ -264,7 +285,8 @@ impl Engine {
                 "{len} bytes at {addr:#x} overlap region {other} ({other_len} bytes at {start:#x}) of this watcher"
             )));
         }
-        if name.len() >= u32::MAX as usize || metadata.is_some_and(|m| m.len() >= u32::MAX as usize) {
+        if name.len() >= u32::MAX as usize || metadata.is_some_and(|m| m.len() >= u32::MAX as usize)
+        {
             return Err(Error::InvalidArgument("name or metadata longer than 4 GiB".into()));
         }
         let mut kind = match entry.backend {
@@ -305,8 +327,17 @@ impl Engine {
         }
         st.next_region_id += 1;
         let bytes = read_bytes(addr, len);
-        let region = Region::new(watcher, addr, len, kind, name, metadata, snapshots.then_some(bytes), xxh3_64(bytes))
-            .map_err(Error::InvalidArgument)?;
+        let region = Region::new(
+            watcher,
+            addr,
+            len,
+            kind,
+            name,
+            metadata,
+            snapshots.then_some(bytes),
+            xxh3_64(bytes),
+        )
+        .map_err(Error::InvalidArgument)?;
         let entry = &st.watchers[&watcher];
         if let (Some(store), Some(snap)) = (&entry.store, region.snapshot()) {
             if len > entry.options.max_value_bytes {
@@ -360,7 +391,8 @@ impl Engine {
         if let Some(store) = &w.store {
             for (id, r) in st.regions.iter().filter(|(_, r)| r.watcher == watcher).take(w.regions) {
                 if let Some(snap) = r.snapshot().filter(|s| s.len() > w.options.max_value_bytes) {
-                    let _ = store.put(value_key(w.options.adapter_id, u64::from(id), r.epoch), snap);
+                    let _ =
+                        store.put(value_key(w.options.adapter_id, u64::from(id), r.epoch), snap);
                 }
             }
         }
@@ -395,7 +427,10 @@ impl Engine {
     /// and the engine-wide count of regions found unmapped.
     pub fn fallback_of(&self, watcher: u32) -> (usize, String, u64) {
         let st = self.lock();
-        let (n, why) = st.watchers.get(&watcher).map_or((0, String::new()), |w| (w.fallback_regions, w.fallback_reason.clone()));
+        let (n, why) = st
+            .watchers
+            .get(&watcher)
+            .map_or((0, String::new()), |w| (w.fallback_regions, w.fallback_reason.clone()));
         (n, why, st.gone_regions)
     }
 
@@ -575,7 +610,12 @@ impl State {
     /// close, stats and set_value_store, not watch or unwatch.
     fn region_ids_of(&self, watcher: u32) -> Vec<RegionId> {
         let n = self.watchers.get(&watcher).map_or(0, |w| w.regions);
-        self.regions.iter().filter(|(_, r)| r.watcher == watcher).map(|(id, _)| id).take(n).collect()
+        self.regions
+            .iter()
+            .filter(|(_, r)| r.watcher == watcher)
+            .map(|(id, _)| id)
+            .take(n)
+            .collect()
     }
 
     /// A region of `watcher` overlapping [addr, addr+len): (id, start, len).
@@ -583,7 +623,12 @@ impl State {
     /// the pages the range lies on (O(those pages + the regions on them),
     /// the same order as registering the pages); its poll regions in its
     /// address-ordered index (O(log n)).
-    fn overlapping(&self, watcher: u32, addr: usize, len: usize) -> Option<(RegionId, usize, usize)> {
+    fn overlapping(
+        &self,
+        watcher: u32,
+        addr: usize,
+        len: usize,
+    ) -> Option<(RegionId, usize, usize)> {
         let w = self.watchers.get(&watcher)?;
         let end = addr + len;
         if let Some((&start, &other)) = w.poll.range(..end).next_back() {
@@ -640,7 +685,9 @@ impl State {
         let Some(info) = self.pages.get(&page) else { return 0 }; // unwatched: due now
         match *mode {
             OpenMode::Open { since, .. } => since + self.window_ns_of_page(info),
-            OpenMode::Hot { since, .. } => since + self.poll_ns_of_page(info).max(self.window_ns_of_page(info)),
+            OpenMode::Hot { since, .. } => {
+                since + self.poll_ns_of_page(info).max(self.window_ns_of_page(info))
+            }
         }
     }
 
@@ -677,7 +724,12 @@ impl State {
     }
 
     /// Makes new pages of [addr, addr+len) read-only and registers them.
-    fn protect_pages(&mut self, addr: usize, len: usize, mappings: &[maps::Mapping]) -> Result<(), Error> {
+    fn protect_pages(
+        &mut self,
+        addr: usize,
+        len: usize,
+        mappings: &[maps::Mapping],
+    ) -> Result<(), Error> {
         let ps = sys::page_size();
         let mut fresh = Vec::new();
         for page in addr / ps..=(addr + len - 1) / ps {
@@ -685,7 +737,11 @@ impl State {
                 if !self.open.contains_key(&page) {
                     // Idempotent, and repairs a page whose memory was freed
                     // and mapped anew while still watched.
-                    let _ = sys::mprotect(page * ps, ps, libc::PROT_READ | (info.prot & libc::PROT_EXEC));
+                    let _ = sys::mprotect(
+                        page * ps,
+                        ps,
+                        libc::PROT_READ | (info.prot & libc::PROT_EXEC),
+                    );
                 }
                 continue;
             }
@@ -694,9 +750,20 @@ impl State {
                 self.rollback(&fresh);
                 return Err(Error::Os(e));
             }
-            self.pages.insert(page, PageInfo { regions: IdList::new(), prot, reprotected_at: 0, refaults: 0, reprotected_early: false });
+            self.pages.insert(
+                page,
+                PageInfo {
+                    regions: IdList::new(),
+                    prot,
+                    reprotected_at: 0,
+                    refaults: 0,
+                    reprotected_early: false,
+                },
+            );
             fresh.push(page);
-            if let Err(errno) = sys::mprotect(page * ps, ps, libc::PROT_READ | (prot & libc::PROT_EXEC)) {
+            if let Err(errno) =
+                sys::mprotect(page * ps, ps, libc::PROT_READ | (prot & libc::PROT_EXEC))
+            {
                 self.rollback(&fresh);
                 return Err(if errno == libc::ENOMEM {
                     Error::Unmapped(format!("page {:#x} is not mapped", page * ps))
@@ -781,11 +848,19 @@ impl State {
         for page in r.addr / ps..=(r.addr + r.size() - 1) / ps {
             let sharers = match r.kind {
                 Kind::Protect => self.pages.get(&page).map(|p| {
-                    let record = bucket(size_of::<(usize, PageInfo)>(), self.pages.len(), self.pages.capacity());
+                    let record = bucket(
+                        size_of::<(usize, PageInfo)>(),
+                        self.pages.len(),
+                        self.pages.capacity(),
+                    );
                     (p.regions.len(), record + p.regions.heap_bytes())
                 }),
                 Kind::WriteWatch => self.ww_pages.get(&page).map(|l| {
-                    let record = bucket(size_of::<(usize, IdList)>(), self.ww_pages.len(), self.ww_pages.capacity());
+                    let record = bucket(
+                        size_of::<(usize, IdList)>(),
+                        self.ww_pages.len(),
+                        self.ww_pages.capacity(),
+                    );
                     (l.len(), record + l.heap_bytes())
                 }),
                 Kind::Poll => None,
@@ -800,7 +875,11 @@ impl State {
     /// The shortest poll interval among all watchers (liveness checks and hot
     /// writewatch pages run at this pace).
     fn shortest_poll_interval_ns(&self) -> u64 {
-        self.watchers.values().map(|w| w.options.poll_interval.as_nanos() as u64).min().unwrap_or(100_000_000)
+        self.watchers
+            .values()
+            .map(|w| w.options.poll_interval.as_nanos() as u64)
+            .min()
+            .unwrap_or(100_000_000)
     }
 
     /// Drops the regions found unmapped during this pass.
@@ -887,7 +966,12 @@ impl State {
     /// same call) and diffs the regions on them.
     /// `force_liveness`: also check now that the ranges are still mapped
     /// (check_changes does; the worker every poll interval).
-    fn scan_writewatch(&mut self, now: u64, force_liveness: bool, events: &mut Vec<(u32, ChangeEvent)>) {
+    fn scan_writewatch(
+        &mut self,
+        now: u64,
+        force_liveness: bool,
+        events: &mut Vec<(u32, ChangeEvent)>,
+    ) {
         let window = self
             .watchers
             .values()
@@ -903,9 +987,11 @@ impl State {
         let Ok(ww) = writewatch::get() else { return };
         let ps = sys::page_size();
         if self.ww_ranges_stale {
-            let mut pages: Vec<usize> = self.ww_pages.keys().filter(|p| !self.ww_hot.contains_key(p)).copied().collect();
+            let mut pages: Vec<usize> =
+                self.ww_pages.keys().filter(|p| !self.ww_hot.contains_key(p)).copied().collect();
             pages.sort_unstable();
-            self.ww_ranges = runs(&pages).into_iter().map(|(f, l)| (f * ps, (l + 1) * ps)).collect();
+            self.ww_ranges =
+                runs(&pages).into_iter().map(|(f, l)| (f * ps, (l + 1) * ps)).collect();
             self.ww_ranges_stale = false;
         }
         let mut written = Vec::new();
@@ -956,7 +1042,9 @@ impl State {
         let due: Vec<usize> = self
             .ww_pending
             .iter()
-            .filter(|(page, since)| force_liveness || now >= **since + self.ww_period_of_page(**page))
+            .filter(|(page, since)| {
+                force_liveness || now >= **since + self.ww_period_of_page(**page)
+            })
             .map(|(page, _)| *page)
             .collect();
         for page in due {
@@ -1031,7 +1119,8 @@ impl State {
         let mut hot_pages = Vec::new();
         for &page in pages {
             let window = self.pages.get(&page).map_or(0, |info| self.window_ns_of_page(info));
-            let (Some(info), Some(&mode)) = (self.pages.get_mut(&page), self.open.get(&page)) else {
+            let (Some(info), Some(&mode)) = (self.pages.get_mut(&page), self.open.get(&page))
+            else {
                 self.open.remove(&page);
                 continue;
             };
@@ -1053,11 +1142,13 @@ impl State {
                 hot_pages.push(page);
             } else {
                 // Protect first, then read: a write after this faults again.
-                let _ = sys::mprotect(page * ps, ps, libc::PROT_READ | (info.prot & libc::PROT_EXEC));
+                let _ =
+                    sys::mprotect(page * ps, ps, libc::PROT_READ | (info.prot & libc::PROT_EXEC));
                 // When it really was re-protected: a batch of mprotect calls
                 // takes a while, and refaults are measured from here.
                 info.reprotected_at = sys::monotonic_ns();
-                info.reprotected_early = matches!(mode, OpenMode::Open { since, .. } if now < since + window);
+                info.reprotected_early =
+                    matches!(mode, OpenMode::Open { since, .. } if now < since + window);
                 self.open.remove(&page);
             }
             for &rid in info.regions.as_slice() {
@@ -1085,7 +1176,10 @@ impl State {
             if let (Some(info), Some(mode)) = (self.pages.get(&page), self.open.get_mut(&page)) {
                 let changed = info.regions.as_slice().iter().any(|r| changed_regions.contains(r));
                 if let OpenMode::Hot { since, quiet } = *mode {
-                    *mode = OpenMode::Hot { since, quiet: if changed { 0 } else { quiet.saturating_add(1) } };
+                    *mode = OpenMode::Hot {
+                        since,
+                        quiet: if changed { 0 } else { quiet.saturating_add(1) },
+                    };
                 }
             }
         }
@@ -1107,7 +1201,12 @@ impl State {
     }
 
     /// Compares a region with its snapshot (or hash); an event if it changed.
-    fn diff_region(&mut self, rid: RegionId, who: Option<FaultRecord>, now: u64) -> Option<(u32, ChangeEvent)> {
+    fn diff_region(
+        &mut self,
+        rid: RegionId,
+        who: Option<FaultRecord>,
+        now: u64,
+    ) -> Option<(u32, ChangeEvent)> {
         let region = self.regions.get_mut(rid)?;
         let entry = self.watchers.get(&region.watcher)?;
         let opts = &entry.options;

@@ -47,7 +47,11 @@ pub fn get() -> &'static HandlerState {
 pub fn get_in_handler() -> Option<&'static HandlerState> {
     let p = STATE.load(Ordering::SeqCst);
     // SAFETY: as in get(); published only after the page was mapped.
-    if p.is_null() { None } else { Some(unsafe { &*p }) }
+    if p.is_null() {
+        None
+    } else {
+        Some(unsafe { &*p })
+    }
 }
 
 /// Address range of the state page (watches may not cover it).

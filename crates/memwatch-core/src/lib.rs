@@ -50,9 +50,9 @@ mod types;
 mod watcher;
 mod writewatch;
 
-pub use types::*;
 /// The MemStream value store (crates/memwatch-store), re-exported.
 pub use memwatch_store as store;
+pub use types::*;
 pub use watcher::{Callback, Watcher};
 
 /// Environment variable that makes the writewatch backend unavailable in this

@@ -39,7 +39,11 @@ fn parse_line(line: &str) -> Option<Mapping> {
 /// that the range is fully mapped and writable. `own_prot(page_addr)` gives
 /// the saved protection of pages the engine itself made read-only; their
 /// current protection in the maps is ours, not the owner's.
-pub fn writable_mappings(addr: usize, len: usize, own_prot: impl Fn(usize) -> Option<i32>) -> Result<Vec<Mapping>, Error> {
+pub fn writable_mappings(
+    addr: usize,
+    len: usize,
+    own_prot: impl Fn(usize) -> Option<i32>,
+) -> Result<Vec<Mapping>, Error> {
     let text = std::fs::read_to_string("/proc/self/maps")
         .map_err(|e| Error::Os(format!("cannot read /proc/self/maps: {e}")))?;
     let end = addr + len;

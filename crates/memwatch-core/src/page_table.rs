@@ -103,7 +103,11 @@ pub fn current() -> Option<&'static Table> {
     // SAFETY: a published table stays mapped until it is replaced AND no
     // handler is in flight (grow); callers outside handlers hold the engine
     // mutex, which serialises with grow.
-    if p.is_null() { None } else { Some(unsafe { &*p }) }
+    if p.is_null() {
+        None
+    } else {
+        Some(unsafe { &*p })
+    }
 }
 
 /// Writer side, owned by the engine state (called under the engine mutex).

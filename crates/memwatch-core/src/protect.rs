@@ -203,7 +203,11 @@ extern "C" fn handler(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_vo
 ///
 /// # Safety
 /// info/ctx as passed to an SA_SIGINFO handler.
-unsafe fn handle_ours(hs: &handler_state::HandlerState, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) -> bool {
+unsafe fn handle_ours(
+    hs: &handler_state::HandlerState,
+    info: *mut libc::siginfo_t,
+    ctx: *mut libc::c_void,
+) -> bool {
     if info.is_null() {
         return false;
     }
@@ -309,7 +313,13 @@ unsafe fn forward(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) 
 ///
 /// # Safety
 /// Arguments as received by our handler; `prev` is the saved action.
-unsafe fn call_previous(prev: &libc::sigaction, h: usize, sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+unsafe fn call_previous(
+    prev: &libc::sigaction,
+    h: usize,
+    sig: i32,
+    info: *mut libc::siginfo_t,
+    ctx: *mut libc::c_void,
+) {
     if h == libc::SIG_DFL || h == libc::SIG_IGN {
         // Restore the old disposition and return: the instruction faults
         // again and the kernel applies it (terminating with SIGSEGV).
@@ -320,7 +330,8 @@ unsafe fn call_previous(prev: &libc::sigaction, h: usize, sig: i32, info: *mut l
     if prev.sa_flags & libc::SA_SIGINFO != 0 {
         // SAFETY: the previous handler was installed with SA_SIGINFO, so it
         // has this signature.
-        let f: extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) = unsafe { std::mem::transmute(h) };
+        let f: extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(h) };
         f(sig, info, ctx);
     } else {
         // SAFETY: installed without SA_SIGINFO: a plain fn(int).

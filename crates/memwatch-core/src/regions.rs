@@ -59,11 +59,15 @@ impl Region {
         let name_len = u32::try_from(name.len()).map_err(|_| too_long("name"))?;
         let meta_field = match metadata {
             None => 0,
-            Some(m) => u32::try_from(m.len()).ok().and_then(|l| l.checked_add(1)).ok_or_else(|| too_long("metadata"))?,
+            Some(m) => u32::try_from(m.len())
+                .ok()
+                .and_then(|l| l.checked_add(1))
+                .ok_or_else(|| too_long("metadata"))?,
         };
         assert!(snapshot.iter().all(|s| s.len() == len), "a snapshot is the region's length");
         let meta = metadata.unwrap_or("").as_bytes();
-        let layout = Self::layout_for(name.len(), meta.len(), snapshot.map_or(0, |s| s.len())).ok_or("region too large")?;
+        let layout = Self::layout_for(name.len(), meta.len(), snapshot.map_or(0, |s| s.len()))
+            .ok_or("region too large")?;
         // SAFETY: the layout has a non-zero size (HEADER bytes at least).
         let raw = unsafe { alloc::alloc(layout) };
         let Some(data) = NonNull::new(raw) else { alloc::handle_alloc_error(layout) };
@@ -77,10 +81,23 @@ impl Region {
             std::ptr::copy_nonoverlapping(name.as_ptr(), p.add(HEADER), name.len());
             std::ptr::copy_nonoverlapping(meta.as_ptr(), p.add(HEADER + name.len()), meta.len());
             if let Some(s) = snapshot {
-                std::ptr::copy_nonoverlapping(s.as_ptr(), p.add(HEADER + name.len() + meta.len()), s.len());
+                std::ptr::copy_nonoverlapping(
+                    s.as_ptr(),
+                    p.add(HEADER + name.len() + meta.len()),
+                    s.len(),
+                );
             }
         }
-        Ok(Region { addr, len, hash, epoch: 0, data, watcher, kind, has_snapshot: snapshot.is_some() })
+        Ok(Region {
+            addr,
+            len,
+            hash,
+            epoch: 0,
+            data,
+            watcher,
+            kind,
+            has_snapshot: snapshot.is_some(),
+        })
     }
 
     fn layout_for(name: usize, meta: usize, snapshot: usize) -> Option<Layout> {
@@ -125,7 +142,8 @@ impl Region {
     pub fn metadata(&self) -> Option<&str> {
         let (name, meta) = self.header();
         // SAFETY: these bytes were copied from a &str in new().
-        (meta > 0).then(|| unsafe { std::str::from_utf8_unchecked(self.bytes(HEADER + name, meta - 1)) })
+        (meta > 0)
+            .then(|| unsafe { std::str::from_utf8_unchecked(self.bytes(HEADER + name, meta - 1)) })
     }
 
     fn snapshot_offset(&self) -> usize {
@@ -145,7 +163,13 @@ impl Region {
             assert_eq!(current.len(), self.len);
             // SAFETY: the snapshot occupies [offset, offset + len) of the
             // block, which self owns exclusively (&mut self).
-            unsafe { std::ptr::copy_nonoverlapping(current.as_ptr(), self.data.as_ptr().add(offset), self.len) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    current.as_ptr(),
+                    self.data.as_ptr().add(offset),
+                    self.len,
+                )
+            };
         }
     }
 
@@ -245,7 +269,11 @@ impl Regions {
         let free = self.free.capacity() * std::mem::size_of::<u32>();
         // hashbrown: one (key, value) entry and one control byte per bucket,
         // buckets a power of two at most 7/8 full.
-        let buckets = if self.slots.capacity() == 0 { 0 } else { (self.slots.capacity() * 8 / 7).next_power_of_two() };
+        let buckets = if self.slots.capacity() == 0 {
+            0
+        } else {
+            (self.slots.capacity() * 8 / 7).next_power_of_two()
+        };
         let map = buckets * (std::mem::size_of::<(RegionId, u32)>() + 1);
         std::mem::size_of::<Option<Region>>() + (free + map) / self.len().max(1)
     }
@@ -341,8 +369,13 @@ mod tests {
 
     #[test]
     fn region_texts_and_snapshot() {
-        let mut r = Region::new(3, 0x1000, 4, Kind::Poll, "név", Some("{\"a\":1}"), Some(&[1, 2, 3, 4]), 7).unwrap();
-        assert_eq!((r.name(), r.metadata(), r.snapshot()), ("név", Some("{\"a\":1}"), Some(&[1u8, 2, 3, 4][..])));
+        let mut r =
+            Region::new(3, 0x1000, 4, Kind::Poll, "név", Some("{\"a\":1}"), Some(&[1, 2, 3, 4]), 7)
+                .unwrap();
+        assert_eq!(
+            (r.name(), r.metadata(), r.snapshot()),
+            ("név", Some("{\"a\":1}"), Some(&[1u8, 2, 3, 4][..]))
+        );
         r.set_snapshot(&[9, 8, 7, 6]);
         assert_eq!(r.snapshot(), Some(&[9u8, 8, 7, 6][..]));
         assert_eq!(r.block_bytes(), HEADER + 4 + 7 + 4);
@@ -355,7 +388,8 @@ mod tests {
     #[test]
     fn slab_reuses_slots_and_frees_when_empty() {
         let mut regions = Regions::new();
-        let region = |i: usize| Region::new(1, i, 1, Kind::Poll, &format!("r{i}"), None, None, 0).unwrap();
+        let region =
+            |i: usize| Region::new(1, i, 1, Kind::Poll, &format!("r{i}"), None, None, 0).unwrap();
         for id in 1..=2500u32 {
             regions.insert(id, region(id as usize));
         }

@@ -3,8 +3,8 @@
 //! the consumer is whoever holds the engine mutex. A full ring drops only the
 //! *where* of a fault: the page's dirty bit still carries the change.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::sys;
 
@@ -99,7 +99,9 @@ impl Ring {
     }
 
     fn set_seq(&self, pos: usize, seq: usize) {
-        self.cell(pos).seq.store((seq as u32).wrapping_sub((pos & self.mask) as u32), Ordering::Release);
+        self.cell(pos)
+            .seq
+            .store((seq as u32).wrapping_sub((pos & self.mask) as u32), Ordering::Release);
     }
 
     /// Pushes a record; false when full (counted; the caller flags the overflow).
@@ -110,7 +112,12 @@ impl Ring {
         loop {
             let diff = self.seq(pos).wrapping_sub(pos as u32) as i32;
             if diff == 0 {
-                match h.tail.compare_exchange_weak(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                match h.tail.compare_exchange_weak(
+                    pos,
+                    pos + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
                     Ok(_) => {
                         let cell = self.cell(pos);
                         // SAFETY: we own this cell until we publish seq = pos + 1.
@@ -145,7 +152,12 @@ impl Ring {
         // SAFETY: the producer published this cell (seq == pos + 1); we own it
         // until we release it with seq = pos + capacity.
         let rec = unsafe {
-            FaultRecord { page: *cell.page.get(), ip: *cell.ip.get(), tid: *cell.tid.get(), timestamp_ns: *cell.timestamp_ns.get() }
+            FaultRecord {
+                page: *cell.page.get(),
+                ip: *cell.ip.get(),
+                tid: *cell.tid.get(),
+                timestamp_ns: *cell.timestamp_ns.get(),
+            }
         };
         self.set_seq(pos, pos + self.mask + 1);
         self.header().head.store(pos + 1, Ordering::Relaxed);
@@ -200,7 +212,10 @@ mod tests {
             assert!(!ring.push(rec(99)), "full after 4");
             for _ in 0..4 {
                 let r = ring.pop().unwrap();
-                assert_eq!((r.page, r.ip, r.tid, r.timestamp_ns), (next, next as u64 * 3, next as u32 + 7, next as u64 * 11));
+                assert_eq!(
+                    (r.page, r.ip, r.tid, r.timestamp_ns),
+                    (next, next as u64 * 3, next as u32 + 7, next as u64 * 11)
+                );
                 next += 1;
             }
             assert!(ring.pop().is_none() && !ring.has_pending());

@@ -119,7 +119,10 @@ impl EventFd {
     /// writewatch scans are sub-millisecond apart.
     pub fn wait(&self, timeout_ns: Option<u64>) {
         let mut pfd = libc::pollfd { fd: self.0, events: libc::POLLIN, revents: 0 };
-        let ts = timeout_ns.map(|ns| libc::timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ });
+        let ts = timeout_ns.map(|ns| libc::timespec {
+            tv_sec: (ns / 1_000_000_000) as _,
+            tv_nsec: (ns % 1_000_000_000) as _,
+        });
         let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: pfd is a valid pollfd array of length 1; ts_ptr is null or
         // points to a live timespec; no signal mask change.
@@ -147,8 +150,12 @@ pub fn read_self(addr: usize, len: usize) -> Option<Box<[u8]>> {
     let mut buf = vec![0u8; len].into_boxed_slice();
     let mut done = 0;
     while done < len {
-        let local = libc::iovec { iov_base: buf[done..].as_mut_ptr() as *mut libc::c_void, iov_len: len - done };
-        let remote = libc::iovec { iov_base: (addr + done) as *mut libc::c_void, iov_len: len - done };
+        let local = libc::iovec {
+            iov_base: buf[done..].as_mut_ptr() as *mut libc::c_void,
+            iov_len: len - done,
+        };
+        let remote =
+            libc::iovec { iov_base: (addr + done) as *mut libc::c_void, iov_len: len - done };
         // SAFETY: local points into our own buffer of the stated length; the
         // kernel checks the remote range and fails instead of faulting.
         let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
@@ -158,7 +165,11 @@ pub fn read_self(addr: usize, len: usize) -> Option<Box<[u8]>> {
         }
         let e = errno();
         if n < 0 && (e == libc::EPERM || e == libc::ENOSYS) {
-            if crate::maps::writable_mappings(addr, len, |_| Some(libc::PROT_READ | libc::PROT_WRITE)).is_err() {
+            if crate::maps::writable_mappings(addr, len, |_| {
+                Some(libc::PROT_READ | libc::PROT_WRITE)
+            })
+            .is_err()
+            {
                 return None;
             }
             // SAFETY: the range is mapped (checked just above); watched
@@ -176,5 +187,7 @@ pub fn read_self(addr: usize, len: usize) -> Option<Box<[u8]>> {
 pub fn is_mapped(addr: usize, len: usize) -> bool {
     // SAFETY: MS_ASYNC on anonymous or file memory has no effect besides the
     // range check; the kernel validates the range.
-    unsafe { libc::msync(addr as *mut libc::c_void, len, libc::MS_ASYNC) != -1 || errno() != libc::ENOMEM }
+    unsafe {
+        libc::msync(addr as *mut libc::c_void, len, libc::MS_ASYNC) != -1 || errno() != libc::ENOMEM
+    }
 }

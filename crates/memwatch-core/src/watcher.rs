@@ -147,7 +147,13 @@ impl Watcher {
     /// watcher is closed. With the protect backend the whole pages holding the
     /// range become read-only between writes: a system call that writes into
     /// them (read(2) into a buffer there) fails with EFAULT instead.
-    pub unsafe fn watch(&self, addr: *const u8, len: usize, name: &str, metadata: Option<&str>) -> Result<RegionId, Error> {
+    pub unsafe fn watch(
+        &self,
+        addr: *const u8,
+        len: usize,
+        name: &str,
+        metadata: Option<&str>,
+    ) -> Result<RegionId, Error> {
         self.check_open()?;
         self.engine.watch(self.id, addr as usize, len, name, metadata)
     }
@@ -216,7 +222,10 @@ impl Watcher {
     /// this costs; a value the store refuses leaves its key `None`. Region
     /// ids are per process and the key names no process: give each watching
     /// process a store of its own (readers may be any number of processes).
-    pub fn set_value_store(&self, store: Option<std::sync::Arc<memwatch_store::Store>>) -> Result<(), Error> {
+    pub fn set_value_store(
+        &self,
+        store: Option<std::sync::Arc<memwatch_store::Store>>,
+    ) -> Result<(), Error> {
         self.check_open()?;
         self.engine.set_store(self.id, store)
     }

@@ -95,7 +95,11 @@ fn ioctl(fd: i32, request: u64, arg: *mut libc::c_void) -> Result<i64, i32> {
     // SAFETY: every caller passes a pointer to the repr(C) struct the request
     // expects, valid for reads and writes for the duration of the call.
     let r = unsafe { libc::ioctl(fd, request as _, arg) };
-    if r < 0 { Err(sys::errno()) } else { Ok(r as i64) }
+    if r < 0 {
+        Err(sys::errno())
+    } else {
+        Ok(r as i64)
+    }
 }
 
 fn close(fd: i32) {
@@ -122,7 +126,8 @@ fn open_uffd() -> Result<i32, String> {
     let user_mode = sys::errno();
     let path = b"/dev/userfaultfd\0";
     // SAFETY: NUL-terminated path.
-    let dev = unsafe { libc::open(path.as_ptr() as *const libc::c_char, libc::O_RDWR | libc::O_CLOEXEC) };
+    let dev =
+        unsafe { libc::open(path.as_ptr() as *const libc::c_char, libc::O_RDWR | libc::O_CLOEXEC) };
     if dev >= 0 {
         // SAFETY: USERFAULTFD_IOC_NEW takes the new descriptor's flags by value.
         let fd = unsafe { libc::ioctl(dev, USERFAULTFD_IOC_NEW as _, flags) };
@@ -163,7 +168,9 @@ impl WriteWatch {
         }
         let path = b"/proc/self/pagemap\0";
         // SAFETY: NUL-terminated path.
-        let pagemap = unsafe { libc::open(path.as_ptr() as *const libc::c_char, libc::O_RDONLY | libc::O_CLOEXEC) };
+        let pagemap = unsafe {
+            libc::open(path.as_ptr() as *const libc::c_char, libc::O_RDONLY | libc::O_CLOEXEC)
+        };
         if pagemap < 0 {
             close(uffd);
             return Err(format!("cannot open /proc/self/pagemap: errno {}", sys::errno()));
@@ -191,7 +198,9 @@ impl WriteWatch {
             range: UffdioRange { start: start as u64, len: len as u64 },
             mode: UFFDIO_WRITEPROTECT_MODE_WP,
         };
-        if let Err(e) = ioctl(self.uffd, UFFDIO_WRITEPROTECT, &mut wp as *mut _ as *mut libc::c_void) {
+        if let Err(e) =
+            ioctl(self.uffd, UFFDIO_WRITEPROTECT, &mut wp as *mut _ as *mut libc::c_void)
+        {
             self.unregister(start, len);
             return Err(e);
         }
@@ -242,7 +251,8 @@ impl WriteWatch {
                 return_mask: PAGE_IS_WRITTEN,
                 ..PmScanArg::default()
             };
-            let n = ioctl(self.pagemap, PAGEMAP_SCAN, &mut arg as *mut _ as *mut libc::c_void)? as usize;
+            let n = ioctl(self.pagemap, PAGEMAP_SCAN, &mut arg as *mut _ as *mut libc::c_void)?
+                as usize;
             for r in &vec[..n.min(vec.len())] {
                 out.push((r.start as usize, r.end as usize));
             }

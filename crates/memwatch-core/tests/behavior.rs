@@ -63,8 +63,14 @@ impl Buffer {
         let map_len = len.div_ceil(page_size()) * page_size();
         // SAFETY: anonymous private mapping, no preconditions.
         let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
         assert_ne!(ptr, libc::MAP_FAILED);
         // SAFETY: fresh writable mapping of map_len >= len bytes.
@@ -93,9 +99,15 @@ fn run(scenario: &Value, backend: Backend) {
     let ctx = |step: usize| format!("scenario {name}, backend {backend}, step {step}");
     let mut opts = Options { backend, ..Options::default() };
     if let Some(o) = scenario.get("options") {
-        if let Some(v) = o.get("max_value_bytes") { opts.max_value_bytes = size(v); }
-        if let Some(v) = o.get("preview_bytes") { opts.preview_bytes = size(v); }
-        if let Some(v) = o.get("snapshots") { opts.snapshots = v.as_bool().unwrap(); }
+        if let Some(v) = o.get("max_value_bytes") {
+            opts.max_value_bytes = size(v);
+        }
+        if let Some(v) = o.get("preview_bytes") {
+            opts.preview_bytes = size(v);
+        }
+        if let Some(v) = o.get("snapshots") {
+            opts.snapshots = v.as_bool().unwrap();
+        }
         if let Some(v) = o.get("writable_window_ms") {
             opts.writable_window = std::time::Duration::from_millis(v.as_u64().unwrap());
         }
@@ -103,7 +115,8 @@ fn run(scenario: &Value, backend: Backend) {
     let mut buffers = HashMap::new();
     for b in scenario["buffers"].as_array().unwrap() {
         let fill = b.get("fill").and_then(Value::as_str).map_or(0, |f| hex(f)[0]);
-        buffers.insert(b["name"].as_str().unwrap().to_string(), Buffer::new(size(&b["size"]), fill));
+        buffers
+            .insert(b["name"].as_str().unwrap().to_string(), Buffer::new(size(&b["size"]), fill));
     }
     let watcher = Watcher::new(opts).unwrap();
     let mut ids = HashMap::new();
@@ -114,7 +127,12 @@ fn run(scenario: &Value, backend: Backend) {
         let len = size(&r["length"]);
         // SAFETY: the buffer outlives the watcher (closed before buffers drop).
         let id = unsafe {
-            watcher.watch(buf.ptr.add(off), len, r["name"].as_str().unwrap(), r.get("metadata").and_then(Value::as_str))
+            watcher.watch(
+                buf.ptr.add(off),
+                len,
+                r["name"].as_str().unwrap(),
+                r.get("metadata").and_then(Value::as_str),
+            )
         }
         .unwrap();
         ids.insert(r["key"].as_str().unwrap().to_string(), id);
@@ -133,7 +151,12 @@ fn run(scenario: &Value, backend: Backend) {
             let id = ids[u["region"].as_str().unwrap()];
             assert_eq!(watcher.unwatch(id).unwrap(), u["expect"].as_bool().unwrap(), "{}", ctx(i));
         } else if let Some(u) = step.get("unwatch_unknown") {
-            assert_eq!(watcher.unwatch(4_000_000_000).unwrap(), u["expect"].as_bool().unwrap(), "{}", ctx(i));
+            assert_eq!(
+                watcher.unwatch(4_000_000_000).unwrap(),
+                u["expect"].as_bool().unwrap(),
+                "{}",
+                ctx(i)
+            );
         } else if let Some(expected) = step.get("check") {
             let events = watcher.check_changes().unwrap();
             let expected = expected.as_array().unwrap();
@@ -141,7 +164,8 @@ fn run(scenario: &Value, backend: Backend) {
             for exp in expected {
                 let key = exp["region"].as_str().unwrap();
                 let id = ids[key];
-                let matching: Vec<&ChangeEvent> = events.iter().filter(|e| e.region_id == id).collect();
+                let matching: Vec<&ChangeEvent> =
+                    events.iter().filter(|e| e.region_id == id).collect();
                 assert_eq!(matching.len(), 1, "{}: region {key} in {:?}", ctx(i), events);
                 check_event(matching[0], exp, &ctx(i));
             }
@@ -160,7 +184,8 @@ fn check_event(e: &ChangeEvent, exp: &Value, ctx: &str) {
         assert_eq!(e.how_big, size(v), "{ctx}: how_big");
     }
     if let Some(v) = exp.get("changed_ranges") {
-        let want: Vec<(usize, usize)> = v.as_array().unwrap().iter().map(|r| (size(&r[0]), size(&r[1]))).collect();
+        let want: Vec<(usize, usize)> =
+            v.as_array().unwrap().iter().map(|r| (size(&r[0]), size(&r[1]))).collect();
         let got: Vec<(usize, usize)> = e.changed_ranges.iter().map(|r| (r.offset, r.len)).collect();
         assert_eq!(got, want, "{ctx}: changed_ranges");
     }

@@ -21,7 +21,9 @@ fn eight_threads_every_region_final_bytes_no_duplicates() {
         let stride = page_size() / 4; // 4 regions per page, 2 pages
         let ids: Vec<u32> = (0..8)
             // SAFETY: mem outlives the watcher's regions (closed below).
-            .map(|t| unsafe { w.watch(mem.ptr.add(t * stride), 64, &format!("t{t}"), None) }.unwrap())
+            .map(|t| {
+                unsafe { w.watch(mem.ptr.add(t * stride), 64, &format!("t{t}"), None) }.unwrap()
+            })
             .collect();
         let threads: Vec<_> = (0..8)
             .map(|t| {
@@ -44,13 +46,23 @@ fn eight_threads_every_region_final_bytes_no_duplicates() {
             // is missed or reported twice.
             assert_eq!(mine[0].old_value.as_deref(), Some(&[0u8; 64][..]), "{backend}");
             for pair in mine.windows(2) {
-                assert_eq!(pair[0].new_value, pair[1].old_value, "{backend}: chain broken for t{t}");
+                assert_eq!(
+                    pair[0].new_value, pair[1].old_value,
+                    "{backend}: chain broken for t{t}"
+                );
                 assert!(pair[0].seq < pair[1].seq);
             }
             let last = mine.last().unwrap();
-            assert_eq!(last.new_value.as_deref(), Some(&mem.read(t * stride, 64)[..]), "{backend}: final bytes");
+            assert_eq!(
+                last.new_value.as_deref(),
+                Some(&mem.read(t * stride, 64)[..]),
+                "{backend}: final bytes"
+            );
         }
-        assert!(w.check_changes().unwrap().is_empty(), "{backend}: nothing left after the final check");
+        assert!(
+            w.check_changes().unwrap().is_empty(),
+            "{backend}: nothing left after the final check"
+        );
         w.close();
     }
 }
@@ -86,7 +98,8 @@ fn callback_then_check_changes_exactly_once() {
     let id = unsafe { w.watch(mem.ptr, 16, "cb", Some("meta")) }.unwrap();
     let seen: Arc<Mutex<Vec<ChangeEvent>>> = Arc::default();
     let sink = Arc::clone(&seen);
-    w.set_callback(Some(Arc::new(move |e: &ChangeEvent| sink.lock().unwrap().push(e.clone())))).unwrap();
+    w.set_callback(Some(Arc::new(move |e: &ChangeEvent| sink.lock().unwrap().push(e.clone()))))
+        .unwrap();
     mem.write(1, 0xab);
     assert!(w.check_changes().unwrap().is_empty(), "with a callback, events go to it");
     {
@@ -183,7 +196,11 @@ fn bad_input_gives_clear_errors() {
         let err = w.watch(ro.ptr, 8, "ro", None).unwrap_err();
         assert!(matches!(err, Error::ReadOnly(_)), "{err}");
         assert!(err.to_string().contains("not writable"));
-        libc::mprotect(ro.ptr as *mut libc::c_void, page_size(), libc::PROT_READ | libc::PROT_WRITE);
+        libc::mprotect(
+            ro.ptr as *mut libc::c_void,
+            page_size(),
+            libc::PROT_READ | libc::PROT_WRITE,
+        );
         let a = w.watch(mem.ptr, 100, "a", None).unwrap();
         assert!(matches!(w.watch(mem.ptr.add(50), 100, "b", None), Err(Error::Overlap(_))));
         // Adjacent is fine; another watcher may watch the same bytes.
@@ -196,7 +213,10 @@ fn bad_input_gives_clear_errors() {
         assert_eq!(w.unwatch(b), Ok(false), "not this watcher's region");
         assert_eq!(w.unwatch(999_999), Ok(false));
     }
-    assert!(matches!(Watcher::new(Options { ring_capacity: 0, ..Options::default() }), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        Watcher::new(Options { ring_capacity: 0, ..Options::default() }),
+        Err(Error::InvalidArgument(_))
+    ));
     assert!(matches!(Backend::from_name("bogus"), Err(Error::InvalidArgument(_))));
 }
 
@@ -260,7 +280,8 @@ fn write_to_unmapped_memory_still_kills_with_sigsegv_quickly() {
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(0) };
     }
-    let status = wait_child(pid, Duration::from_secs(1)).expect("child died within 1 s, no fault loop");
+    let status =
+        wait_child(pid, Duration::from_secs(1)).expect("child died within 1 s, no fault loop");
     assert!(libc::WIFSIGNALED(status), "status {status:#x}");
     assert_eq!(libc::WTERMSIG(status), libc::SIGSEGV);
     assert!(start.elapsed() < Duration::from_secs(1));
@@ -269,7 +290,9 @@ fn write_to_unmapped_memory_still_kills_with_sigsegv_quickly() {
 #[test]
 fn snapshots_off_reports_new_value_and_whole_range() {
     let mem = Pages::new(1);
-    let w = Watcher::new(Options { backend: Backend::Protect, snapshots: false, ..Options::default() }).unwrap();
+    let w =
+        Watcher::new(Options { backend: Backend::Protect, snapshots: false, ..Options::default() })
+            .unwrap();
     // SAFETY: mem outlives the watch.
     unsafe { w.watch(mem.ptr, 8, "nosnap", None) }.unwrap();
     mem.write(3, 4);
@@ -326,7 +349,10 @@ fn overlap_is_found_for_every_backend_and_across_pages() {
             let after = w.watch(mem.ptr.add(end), 10, "after", None).unwrap();
             assert!(w.unwatch(a).unwrap());
             let again = w.watch(mem.ptr.add(2 * ps), 10, "inside the old range", None).unwrap();
-            assert!(matches!(w.watch(mem.ptr.add(2 * ps + 9), 2, "c", None), Err(Error::Overlap(_))));
+            assert!(matches!(
+                w.watch(mem.ptr.add(2 * ps + 9), 2, "c", None),
+                Err(Error::Overlap(_))
+            ));
             // Another watcher's regions never conflict.
             let other = Watcher::new(Options { backend, ..Options::default() }).unwrap();
             other.watch(mem.ptr, 6 * ps, "all", None).unwrap();
@@ -373,7 +399,10 @@ fn frequent_writes_each_followed_by_check_changes_keep_their_writer() {
         let events = w.check_changes().unwrap();
         assert_eq!(events.len(), 1, "write {i}: {events:?}");
         assert_eq!(events[0].region_id, id);
-        assert!(events[0].where_.thread_id.is_some(), "write {i}: writer unknown, the page went hot");
+        assert!(
+            events[0].where_.thread_id.is_some(),
+            "write {i}: writer unknown, the page went hot"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }

@@ -57,7 +57,9 @@ fn protect_watching_all_globals_keeps_working() {
     assert!(events.iter().all(|e| e.region_id == id));
     assert!(w.stats().faults > 0);
     let offset = counter as usize - start;
-    let last = events.iter().rev().find(|e| e.changed_ranges.iter().any(|r| r.offset <= offset + 63 && offset < r.offset + r.len));
+    let last = events.iter().rev().find(|e| {
+        e.changed_ranges.iter().any(|r| r.offset <= offset + 63 && offset < r.offset + r.len)
+    });
     assert!(last.is_some(), "the writes to COUNTER were reported");
     w.close();
     // SAFETY: reading our own static after the watcher is closed.

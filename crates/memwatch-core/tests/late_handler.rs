@@ -16,7 +16,8 @@ struct Saved(UnsafeCell<libc::sigaction>);
 // SAFETY: written once before the late handler is installed, then only read.
 unsafe impl Sync for Saved {}
 // SAFETY: all-zero is a valid sigaction.
-static SAVED: Saved = Saved(UnsafeCell::new(unsafe { std::mem::MaybeUninit::zeroed().assume_init() }));
+static SAVED: Saved =
+    Saved(UnsafeCell::new(unsafe { std::mem::MaybeUninit::zeroed().assume_init() }));
 static mut REPORT_FD: i32 = -1;
 
 /// Like faulthandler: report, restore the previous handler, re-raise.
@@ -35,7 +36,8 @@ fn install_late_handler(report_fd: i32) {
     unsafe {
         REPORT_FD = report_fd;
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = late_handler as extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) as usize;
+        sa.sa_sigaction =
+            late_handler as extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) as usize;
         sa.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_ONSTACK;
         libc::sigemptyset(&mut sa.sa_mask);
         assert_eq!(libc::sigaction(libc::SIGSEGV, &sa, SAVED.0.get()), 0);
@@ -74,7 +76,10 @@ fn late_handler_then_reassert() {
         unsafe { libc::_exit(0) };
     }
     let status = wait_child(pid, Duration::from_secs(2)).expect("child died, no loop");
-    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV, "status {status:#x}");
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
+        "status {status:#x}"
+    );
     // SAFETY: closing our write end, then reading what the child reported.
     unsafe { libc::close(fds[1]) };
     let mut buf = [0u8; 16];

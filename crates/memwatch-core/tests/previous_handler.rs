@@ -18,7 +18,9 @@ extern "C" fn app_handler(_sig: i32, info: *mut libc::siginfo_t, _ctx: *mut libc
     let addr = unsafe { (*info).si_addr() } as usize;
     let page = addr & !(page_size() - 1);
     // SAFETY: mprotect is async-signal-safe; the page belongs to the test.
-    unsafe { libc::mprotect(page as *mut libc::c_void, page_size(), libc::PROT_READ | libc::PROT_WRITE) };
+    unsafe {
+        libc::mprotect(page as *mut libc::c_void, page_size(), libc::PROT_READ | libc::PROT_WRITE)
+    };
 }
 
 #[test]
@@ -26,7 +28,8 @@ fn earlier_handler_gets_foreign_faults_and_memwatch_its_own() {
     // SAFETY: installing a valid SA_SIGINFO handler.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = app_handler as extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) as usize;
+        sa.sa_sigaction =
+            app_handler as extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) as usize;
         sa.sa_flags = libc::SA_SIGINFO;
         libc::sigemptyset(&mut sa.sa_mask);
         assert_eq!(libc::sigaction(libc::SIGSEGV, &sa, std::ptr::null_mut()), 0);

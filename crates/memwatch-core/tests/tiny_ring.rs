@@ -9,19 +9,24 @@ use memwatch_core::{page_size, Backend, Options, Watcher};
 
 #[test]
 fn full_ring_loses_no_change() {
-    let w = Watcher::new(Options { backend: Backend::Protect, ring_capacity: 4, ..Options::default() }).unwrap();
+    let w =
+        Watcher::new(Options { backend: Backend::Protect, ring_capacity: 4, ..Options::default() })
+            .unwrap();
     let pages = 256;
     let mem = Pages::new(pages);
     let ids: Vec<u32> = (0..pages)
         // SAFETY: mem outlives the watcher (dropped after it).
-        .map(|p| unsafe { w.watch(mem.ptr.add(p * page_size()), 8, &format!("p{p}"), None) }.unwrap())
+        .map(|p| {
+            unsafe { w.watch(mem.ptr.add(p * page_size()), 8, &format!("p{p}"), None) }.unwrap()
+        })
         .collect();
     for p in 0..pages {
         mem.write(p * page_size() + 1, (p % 255) as u8 + 1);
     }
     let events = w.check_changes().unwrap();
     if events.len() != pages {
-        let missing: Vec<usize> = (0..pages).filter(|p| !events.iter().any(|e| e.region_id == ids[*p])).collect();
+        let missing: Vec<usize> =
+            (0..pages).filter(|p| !events.iter().any(|e| e.region_id == ids[*p])).collect();
         panic!("missing pages {missing:?}, stats {:?}", w.stats());
     }
     for (p, id) in ids.iter().enumerate() {
@@ -34,6 +39,9 @@ fn full_ring_loses_no_change() {
     // Events can only carry a where that a ring record delivered.
     let with_where = (events.len() - without_where) as u64;
     assert!(without_where > 0, "{stats:?}");
-    assert!(with_where <= stats.faults - stats.dropped_wheres, "{with_where} events with where, {stats:?}");
+    assert!(
+        with_where <= stats.faults - stats.dropped_wheres,
+        "{with_where} events with where, {stats:?}"
+    );
     assert!(stats.faults >= pages as u64, "every page faulted at least once: {stats:?}");
 }

@@ -22,7 +22,8 @@ fn large_values_read_back_from_another_process() {
         let store = Arc::new(Store::connect(&name, 8 << 20, FullPolicy::EvictLru).unwrap());
         let len = 3 * page_size();
         let mem = Pages::new(3);
-        let w = Watcher::new(Options { backend, max_value_bytes: 64, ..Options::default() }).unwrap();
+        let w =
+            Watcher::new(Options { backend, max_value_bytes: 64, ..Options::default() }).unwrap();
         w.set_value_store(Some(Arc::clone(&store))).unwrap();
         let initial = pattern(len, 1);
         // SAFETY: inside the mapping.
@@ -34,7 +35,11 @@ fn large_values_read_back_from_another_process() {
         let events = w.check_changes().unwrap();
         assert_eq!(events.len(), 1, "{backend}");
         let e = &events[0];
-        assert_eq!((e.old_value.as_ref(), e.new_value.as_ref()), (None, None), "too large to carry");
+        assert_eq!(
+            (e.old_value.as_ref(), e.new_value.as_ref()),
+            (None, None),
+            "too large to carry"
+        );
         let old_key = e.storage_key_old.clone().expect("old value stored");
         let new_key = e.storage_key_new.clone().expect("new value stored");
         assert_eq!(old_key, format!("memwatch/0/{id}/0"));
@@ -49,12 +54,19 @@ fn large_values_read_back_from_another_process() {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && text.contains("1 passed"), "{backend}: {text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "{backend}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // The next event's old key is this event's new key.
         mem.write(20, 0x01);
         let next = w.check_changes().unwrap();
         assert_eq!(next[0].storage_key_old.as_deref(), Some(new_key.as_str()));
-        assert_eq!(store.get(next[0].storage_key_new.as_ref().unwrap()).unwrap().unwrap()[20], 0x01);
+        assert_eq!(
+            store.get(next[0].storage_key_new.as_ref().unwrap()).unwrap().unwrap()[20],
+            0x01
+        );
         w.close();
         Store::unlink(&name).unwrap();
     }
@@ -66,7 +78,8 @@ fn large_values_read_back_from_another_process() {
 fn child_reads_values() {
     let arg = std::env::var(NAME_ENV).unwrap();
     let parts: Vec<&str> = arg.split(' ').collect();
-    let (name, old_key, new_key, len) = (parts[0], parts[1], parts[2], parts[3].parse::<usize>().unwrap());
+    let (name, old_key, new_key, len) =
+        (parts[0], parts[1], parts[2], parts[3].parse::<usize>().unwrap());
     let store = Store::open(name).unwrap();
     let old = store.get(old_key).unwrap().expect("old value present");
     let new = store.get(new_key).unwrap().expect("new value present");

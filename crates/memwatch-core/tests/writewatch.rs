@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{wait_child, Pages};
-use memwatch_core::{page_size, signal_handler_installed, Backend, Options, Watcher, DISABLE_WRITEWATCH_ENV};
+use memwatch_core::{
+    page_size, signal_handler_installed, Backend, Options, Watcher, DISABLE_WRITEWATCH_ENV,
+};
 
 /// Tests here map and unmap memory and check address reuse: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -17,7 +19,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn ww() -> Watcher {
-    Watcher::new(Options { backend: Backend::WriteWatch, ..Options::default() }).expect("writewatch available on this kernel")
+    Watcher::new(Options { backend: Backend::WriteWatch, ..Options::default() })
+        .expect("writewatch available on this kernel")
 }
 
 #[test]
@@ -34,7 +37,8 @@ fn auto_picks_writewatch_and_installs_no_signal_handler() {
     mem.write(page_size() + 5, 2);
     let events = w.check_changes().unwrap();
     assert_eq!(events.len(), 1);
-    let ranges: Vec<(usize, usize)> = events[0].changed_ranges.iter().map(|r| (r.offset, r.len)).collect();
+    let ranges: Vec<(usize, usize)> =
+        events[0].changed_ranges.iter().map(|r| (r.offset, r.len)).collect();
     assert_eq!(ranges, vec![(5, 1), (page_size() + 5, 1)]);
     assert_eq!(events[0].where_.thread_id, None, "writewatch does not know the writer");
     assert!(!signal_handler_installed(), "writewatch needs no SIGSEGV handler");
@@ -58,7 +62,10 @@ fn read_syscall_into_watched_memory_succeeds_and_is_reported() {
     let n = unsafe { libc::read(fds[0], mem.ptr.add(100) as *mut libc::c_void, 16) };
     assert_eq!(n, 16, "read(2) into writewatch-watched memory succeeds");
     // SAFETY: closing our descriptors.
-    unsafe { libc::close(fds[0]); libc::close(fds[1]) };
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1])
+    };
     let events = w.check_changes().unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].region_id, id);
@@ -108,8 +115,14 @@ fn memory_remapped_while_watched_is_reported_gone() {
     // allocator or a guard page would do).
     // SAFETY: MAP_FIXED over our own page.
     let p = unsafe {
-        libc::mmap(mem.ptr.add(page_size()) as *mut libc::c_void, page_size(), libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0)
+        libc::mmap(
+            mem.ptr.add(page_size()) as *mut libc::c_void,
+            page_size(),
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        )
     };
     assert_ne!(p, libc::MAP_FAILED);
     assert!(w.check_changes().unwrap().is_empty());
@@ -130,8 +143,14 @@ fn freed_and_reused_address_is_watched_again() {
     // Map a page at exactly that address again, as an allocator reusing it would.
     // SAFETY: MAP_FIXED_NOREPLACE at an address we just unmapped.
     let p = unsafe {
-        libc::mmap(addr as *mut libc::c_void, page_size(), libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE, -1, 0)
+        libc::mmap(
+            addr as *mut libc::c_void,
+            page_size(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
     };
     assert_eq!(p as *mut u8, addr);
     let again = Pages { ptr: addr, len: page_size() };
@@ -189,7 +208,13 @@ fn auto_falls_back_to_protect_when_writewatch_is_disabled() {
     let _serial = serial();
     // The choice is made once per process: check it in a child process.
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "child_auto_with_writewatch_disabled", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "child_auto_with_writewatch_disabled",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(DISABLE_WRITEWATCH_ENV, "1")
         .output()
         .unwrap();
@@ -207,7 +232,11 @@ fn child_auto_with_writewatch_disabled() {
     let mem = Pages::new(1);
     let w = Watcher::new(Options::default()).unwrap();
     assert_eq!(w.backend(), Backend::Protect);
-    assert!(w.stats().backend_reason.contains(DISABLE_WRITEWATCH_ENV), "{}", w.stats().backend_reason);
+    assert!(
+        w.stats().backend_reason.contains(DISABLE_WRITEWATCH_ENV),
+        "{}",
+        w.stats().backend_reason
+    );
     assert!(Watcher::new(Options { backend: Backend::WriteWatch, ..Options::default() }).is_err());
     // SAFETY: mem outlives the watcher.
     unsafe { w.watch(mem.ptr, 8, "p", None) }.unwrap();
@@ -240,11 +269,21 @@ fn protect_makes_read_syscall_fail_with_efault() {
     // The documented limit of protect (which is why auto prefers writewatch);
     // in a child so this binary never installs the signal handler.
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "child_protect_read_efault", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "child_protect_read_efault",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("1 passed"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -277,7 +316,11 @@ fn page_written_nonstop_goes_hot_and_stays_exact() {
     for pair in events.windows(2) {
         assert_eq!(pair[0].new_value, pair[1].old_value, "events chain exactly");
     }
-    assert_eq!(events.last().unwrap().new_value.as_deref(), Some(&mem.read(0, 64)[..]), "final bytes");
+    assert_eq!(
+        events.last().unwrap().new_value.as_deref(),
+        Some(&mem.read(0, 64)[..]),
+        "final bytes"
+    );
     // Quiet for > 4 poll intervals: protected and scanned again; a single
     // write is still reported exactly.
     std::thread::sleep(Duration::from_millis(100));
@@ -316,7 +359,8 @@ fn each_watcher_coalesces_on_its_own_window_whatever_others_do() {
     let events = calm.check_changes().unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].region_id, id);
-    let ranges: Vec<(usize, usize)> = events[0].changed_ranges.iter().map(|r| (r.offset, r.len)).collect();
+    let ranges: Vec<(usize, usize)> =
+        events[0].changed_ranges.iter().map(|r| (r.offset, r.len)).collect();
     assert_eq!(ranges, vec![(1, 2)]);
     assert_eq!(events[0].new_value.as_deref(), Some(&[0, 1, 2, 0, 0, 0, 0, 0][..]));
 }
@@ -347,7 +391,8 @@ fn a_lone_long_window_watcher_coalesces_writes_right_after_watch() {
     let events = w.check_changes().unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].region_id, id);
-    let ranges: Vec<(usize, usize)> = events[0].changed_ranges.iter().map(|r| (r.offset, r.len)).collect();
+    let ranges: Vec<(usize, usize)> =
+        events[0].changed_ranges.iter().map(|r| (r.offset, r.len)).collect();
     assert_eq!(ranges, vec![(2, 1), (40, 1)]);
 }
 

@@ -231,7 +231,10 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, BridgeError> {
                 .map(|s| (*s).to_owned())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(BridgeError { code: ERR_INTERNAL, message: format!("internal error (caught panic): {what}") })
+            Err(BridgeError {
+                code: ERR_INTERNAL,
+                message: format!("internal error (caught panic): {what}"),
+            })
         }
     }
 }
@@ -290,7 +293,11 @@ pub fn to_ffi(e: &ChangeEvent) -> ffi::FfiEvent {
         function: e.where_.function.clone(),
         line: e.where_.line,
         how_big: e.how_big,
-        changed_ranges: e.changed_ranges.iter().map(|r| ffi::FfiRange { offset: r.offset, length: r.len }).collect(),
+        changed_ranges: e
+            .changed_ranges
+            .iter()
+            .map(|r| ffi::FfiRange { offset: r.offset, length: r.len })
+            .collect(),
         old_preview: e.old_preview.clone(),
         new_preview: e.new_preview.clone(),
         has_old_value: e.old_value.is_some(),
@@ -400,7 +407,8 @@ impl Drop for RustWatcher {
     fn drop(&mut self) {
         let _ = catch_unwind(AssertUnwindSafe(|| {
             self.inner.close();
-            let in_own_callback = IN_CALLBACK_OF.with(|c| c.get() == Arc::as_ptr(&self.inner) as usize);
+            let in_own_callback =
+                IN_CALLBACK_OF.with(|c| c.get() == Arc::as_ptr(&self.inner) as usize);
             if in_own_callback {
                 // Destroyed from inside its own callback: let the last
                 // reference go on another thread so the delivery thread is

@@ -25,7 +25,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("parent read: {}", String::from_utf8_lossy(&reply));
     }
     for (key, stats) in store.entries()? {
-        println!("{:<10} {:>3} bytes, {} reads", String::from_utf8_lossy(&key), stats.value_size, stats.access_count);
+        println!(
+            "{:<10} {:>3} bytes, {} reads",
+            String::from_utf8_lossy(&key),
+            stats.value_size,
+            stats.access_count
+        );
     }
     println!("{:?}", store.stats());
     store.close();

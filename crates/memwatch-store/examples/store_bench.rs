@@ -37,7 +37,16 @@ fn now_ns() -> u64 {
 /// together), runs `ops` operations untimed for throughput, then `ops` timed
 /// ones for latency; writes start, end and the samples to `out`.
 #[allow(clippy::too_many_arguments)]
-fn worker(store: &str, op: &str, ops: u64, keys: u64, value_size: usize, seed: u64, out: &str, go_ns: u64) {
+fn worker(
+    store: &str,
+    op: &str,
+    ops: u64,
+    keys: u64,
+    value_size: usize,
+    seed: u64,
+    out: &str,
+    go_ns: u64,
+) {
     let s = Store::open(store).expect("open store");
     let value = vec![0xabu8; value_size];
     let names: Vec<String> = (0..keys).map(key).collect();
@@ -89,7 +98,16 @@ fn worker(store: &str, op: &str, ops: u64, keys: u64, value_size: usize, seed: u
 fn main() {
     if let Ok(spec) = std::env::var("STORE_BENCH_CHILD") {
         let p: Vec<&str> = spec.split('|').collect();
-        worker(p[0], p[1], p[2].parse().unwrap(), p[3].parse().unwrap(), p[4].parse().unwrap(), p[5].parse().unwrap(), p[6], p[7].parse().unwrap());
+        worker(
+            p[0],
+            p[1],
+            p[2].parse().unwrap(),
+            p[3].parse().unwrap(),
+            p[4].parse().unwrap(),
+            p[5].parse().unwrap(),
+            p[6],
+            p[7].parse().unwrap(),
+        );
         return;
     }
     let max_procs = arg("--procs", 4);
@@ -97,7 +115,11 @@ fn main() {
     let value_size = arg("--value-size", 100) as usize;
     let keys = arg("--keys", 10_000);
     let name = format!("store-bench-{}", std::process::id());
-    let store = Store::connect_with(&name, &Options::new(256 << 20, FullPolicy::EvictLru).max_entries(keys * 2)).unwrap();
+    let store = Store::connect_with(
+        &name,
+        &Options::new(256 << 20, FullPolicy::EvictLru).max_entries(keys * 2),
+    )
+    .unwrap();
     let value = vec![0xabu8; value_size];
     for i in 0..keys {
         store.put(key(i), &value).unwrap();
@@ -109,7 +131,13 @@ fn main() {
     }
     for op in ["get", "put"] {
         for &procs in &procs_list {
-            let outs: Vec<String> = (0..procs).map(|i| tmp.join(format!("store-bench-{}-{i}", std::process::id())).display().to_string()).collect();
+            let outs: Vec<String> = (0..procs)
+                .map(|i| {
+                    tmp.join(format!("store-bench-{}-{i}", std::process::id()))
+                        .display()
+                        .to_string()
+                })
+                .collect();
             // Everyone starts at the same wall-clock moment, after setup.
             let go = now_ns() + 300_000_000 + ops * 100;
             let kids: Vec<_> = outs
@@ -117,7 +145,13 @@ fn main() {
                 .enumerate()
                 .map(|(i, out)| {
                     Command::new(std::env::current_exe().unwrap())
-                        .env("STORE_BENCH_CHILD", format!("{name}|{op}|{ops}|{keys}|{value_size}|{}|{out}|{go}", 0x9E37_79B9u64 * (i as u64 + 1)))
+                        .env(
+                            "STORE_BENCH_CHILD",
+                            format!(
+                                "{name}|{op}|{ops}|{keys}|{value_size}|{}|{out}|{go}",
+                                0x9E37_79B9u64 * (i as u64 + 1)
+                            ),
+                        )
                         .spawn()
                         .unwrap()
                 })
@@ -130,7 +164,8 @@ fn main() {
             for out in &outs {
                 let text = std::fs::read_to_string(out).unwrap();
                 let mut lines = text.lines();
-                let se: Vec<u64> = lines.next().unwrap().split(' ').map(|v| v.parse().unwrap()).collect();
+                let se: Vec<u64> =
+                    lines.next().unwrap().split(' ').map(|v| v.parse().unwrap()).collect();
                 first = first.min(se[0]);
                 last = last.max(se[1]);
                 all.extend(lines.map(|l| l.parse::<u32>().unwrap()));

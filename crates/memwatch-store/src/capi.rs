@@ -89,7 +89,10 @@ fn code_of(e: &Error) -> c_int {
         Error::KeyTooLong { .. } => CACHE_ERR_KEY_TOO_LONG,
         Error::ValueTooLarge { .. } => CACHE_ERR_VALUE_TOO_LARGE,
         Error::Full { .. } => CACHE_ERR_FULL,
-        Error::BadMagic { .. } | Error::VersionMismatch { .. } | Error::Truncated { .. } | Error::Corrupt { .. } => CACHE_ERR_CORRUPT,
+        Error::BadMagic { .. }
+        | Error::VersionMismatch { .. }
+        | Error::Truncated { .. }
+        | Error::Corrupt { .. } => CACHE_ERR_CORRUPT,
         Error::LockTimeout(_) | Error::NotRecoverable => CACHE_ERR_LOCK,
         Error::TooManyPins(_) => CACHE_ERR_TOO_MANY_PINS,
         Error::BufferTooSmall { .. } => CACHE_ERR_BUFFER_TOO_SMALL,
@@ -156,7 +159,11 @@ unsafe fn name_of<'a>(name: *const c_char) -> Result<&'a str, c_int> {
 /// # Safety
 /// `name` must be NULL or a NUL-terminated string.
 #[no_mangle]
-pub unsafe extern "C" fn cache_connect(name: *const c_char, capacity: u64, policy: c_int) -> *mut CacheHandle {
+pub unsafe extern "C" fn cache_connect(
+    name: *const c_char,
+    capacity: u64,
+    policy: c_int,
+) -> *mut CacheHandle {
     guard(std::ptr::null_mut(), || {
         // SAFETY: forwarded caller contract.
         let name = match unsafe { name_of(name) } {
@@ -201,10 +208,20 @@ pub unsafe extern "C" fn cache_open(name: *const c_char) -> *mut CacheHandle {
 /// # Safety
 /// `c` is a live handle; `key`/`value` are valid for their lengths.
 #[no_mangle]
-pub unsafe extern "C" fn cache_put(c: *mut CacheHandle, key: *const c_void, key_len: usize, value: *const c_void, value_len: usize) -> c_int {
+pub unsafe extern "C" fn cache_put(
+    c: *mut CacheHandle,
+    key: *const c_void,
+    key_len: usize,
+    value: *const c_void,
+    value_len: usize,
+) -> c_int {
     guard(CACHE_ERR_PANIC, || {
         // SAFETY: forwarded caller contract.
-        let (Some(s), Some(k), Some(v)) = (unsafe { handle(c) }, unsafe { bytes(key, key_len) }, unsafe { bytes(value, value_len) }) else {
+        let (Some(s), Some(k), Some(v)) =
+            (unsafe { handle(c) }, unsafe { bytes(key, key_len) }, unsafe {
+                bytes(value, value_len)
+            })
+        else {
             return invalid("NULL handle, key or value");
         };
         match s.put(k, v) {
@@ -222,7 +239,13 @@ pub unsafe extern "C" fn cache_put(c: *mut CacheHandle, key: *const c_void, key_
 /// `c` is a live handle; `key` is valid for `key_len` bytes; `buf` is valid
 /// for `buf_len` writable bytes (may be NULL when `buf_len` is 0).
 #[no_mangle]
-pub unsafe extern "C" fn cache_get(c: *mut CacheHandle, key: *const c_void, key_len: usize, buf: *mut c_void, buf_len: usize) -> i64 {
+pub unsafe extern "C" fn cache_get(
+    c: *mut CacheHandle,
+    key: *const c_void,
+    key_len: usize,
+    buf: *mut c_void,
+    buf_len: usize,
+) -> i64 {
     guard(CACHE_ERR_PANIC as i64, || {
         // SAFETY: forwarded caller contract.
         let (Some(s), Some(k)) = (unsafe { handle(c) }, unsafe { bytes(key, key_len) }) else {
@@ -254,7 +277,13 @@ pub unsafe extern "C" fn cache_get(c: *mut CacheHandle, key: *const c_void, key_
 /// # Safety
 /// As `cache_put`.
 #[no_mangle]
-pub unsafe extern "C" fn cache_put32(c: *mut CacheHandle, key: *const c_void, key_len: u32, value: *const c_void, value_len: u32) -> c_int {
+pub unsafe extern "C" fn cache_put32(
+    c: *mut CacheHandle,
+    key: *const c_void,
+    key_len: u32,
+    value: *const c_void,
+    value_len: u32,
+) -> c_int {
     // SAFETY: forwarded caller contract.
     unsafe { cache_put(c, key, key_len as usize, value, value_len as usize) }
 }
@@ -267,10 +296,20 @@ pub unsafe extern "C" fn cache_put32(c: *mut CacheHandle, key: *const c_void, ke
 /// # Safety
 /// As `cache_put`.
 #[no_mangle]
-pub unsafe extern "C" fn cache_try_put32(c: *mut CacheHandle, key: *const c_void, key_len: u32, value: *const c_void, value_len: u32) -> c_int {
+pub unsafe extern "C" fn cache_try_put32(
+    c: *mut CacheHandle,
+    key: *const c_void,
+    key_len: u32,
+    value: *const c_void,
+    value_len: u32,
+) -> c_int {
     guard(CACHE_ERR_PANIC, || {
         // SAFETY: forwarded caller contract.
-        let (Some(s), Some(k), Some(v)) = (unsafe { handle(c) }, unsafe { bytes(key, key_len as usize) }, unsafe { bytes(value, value_len as usize) }) else {
+        let (Some(s), Some(k), Some(v)) =
+            (unsafe { handle(c) }, unsafe { bytes(key, key_len as usize) }, unsafe {
+                bytes(value, value_len as usize)
+            })
+        else {
             return invalid("NULL handle, key or value");
         };
         match s.try_put(k, v) {
@@ -287,7 +326,13 @@ pub unsafe extern "C" fn cache_try_put32(c: *mut CacheHandle, key: *const c_void
 /// # Safety
 /// As `cache_get`.
 #[no_mangle]
-pub unsafe extern "C" fn cache_get32(c: *mut CacheHandle, key: *const c_void, key_len: u32, buf: *mut c_void, buf_len: u32) -> i64 {
+pub unsafe extern "C" fn cache_get32(
+    c: *mut CacheHandle,
+    key: *const c_void,
+    key_len: u32,
+    buf: *mut c_void,
+    buf_len: u32,
+) -> i64 {
     // SAFETY: forwarded caller contract.
     unsafe { cache_get(c, key, key_len as usize, buf, buf_len as usize) }
 }
@@ -297,7 +342,11 @@ pub unsafe extern "C" fn cache_get32(c: *mut CacheHandle, key: *const c_void, ke
 /// # Safety
 /// `c` is a live handle; `key` is valid for `key_len` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn cache_delete(c: *mut CacheHandle, key: *const c_void, key_len: usize) -> c_int {
+pub unsafe extern "C" fn cache_delete(
+    c: *mut CacheHandle,
+    key: *const c_void,
+    key_len: usize,
+) -> c_int {
     guard(CACHE_ERR_PANIC, || {
         // SAFETY: forwarded caller contract.
         let (Some(s), Some(k)) = (unsafe { handle(c) }, unsafe { bytes(key, key_len) }) else {
@@ -319,7 +368,11 @@ pub unsafe extern "C" fn cache_delete(c: *mut CacheHandle, key: *const c_void, k
 /// # Safety
 /// `c` is a live handle; `key` is valid for `key_len` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn cache_contains(c: *mut CacheHandle, key: *const c_void, key_len: usize) -> c_int {
+pub unsafe extern "C" fn cache_contains(
+    c: *mut CacheHandle,
+    key: *const c_void,
+    key_len: usize,
+) -> c_int {
     guard(CACHE_ERR_PANIC, || {
         // SAFETY: forwarded caller contract.
         let (Some(s), Some(k)) = (unsafe { handle(c) }, unsafe { bytes(key, key_len) }) else {
@@ -361,7 +414,12 @@ fn ns(t: std::time::SystemTime) -> u64 {
 /// `c` is a live handle; `key` is valid for `key_len` bytes; `out` is valid
 /// for writing one `cache_key_stats_t`.
 #[no_mangle]
-pub unsafe extern "C" fn cache_key_stats(c: *mut CacheHandle, key: *const c_void, key_len: usize, out: *mut CacheKeyStats) -> c_int {
+pub unsafe extern "C" fn cache_key_stats(
+    c: *mut CacheHandle,
+    key: *const c_void,
+    key_len: usize,
+    out: *mut CacheKeyStats,
+) -> c_int {
     guard(CACHE_ERR_PANIC, || {
         // SAFETY: forwarded caller contract.
         let (Some(s), Some(k)) = (unsafe { handle(c) }, unsafe { bytes(key, key_len) }) else {
@@ -509,12 +567,18 @@ mod tests {
         unsafe {
             let c = cache_connect(name.as_ptr(), 1 << 20, CACHE_POLICY_REFUSE);
             assert!(!c.is_null());
-            assert_eq!(cache_put(c, b"k".as_ptr().cast(), 1, b"value".as_ptr().cast(), 5), CACHE_OK);
+            assert_eq!(
+                cache_put(c, b"k".as_ptr().cast(), 1, b"value".as_ptr().cast(), 5),
+                CACHE_OK
+            );
             let mut buf = [0u8; 16];
             assert_eq!(cache_get(c, b"k".as_ptr().cast(), 1, buf.as_mut_ptr().cast(), 16), 5);
             assert_eq!(&buf[..5], b"value");
             assert_eq!(cache_get(c, b"k".as_ptr().cast(), 1, buf.as_mut_ptr().cast(), 2), 5);
-            assert_eq!(cache_get(c, b"zz".as_ptr().cast(), 2, buf.as_mut_ptr().cast(), 16), CACHE_ERR_NOT_FOUND as i64);
+            assert_eq!(
+                cache_get(c, b"zz".as_ptr().cast(), 2, buf.as_mut_ptr().cast(), 16),
+                CACHE_ERR_NOT_FOUND as i64
+            );
             assert_eq!(cache_contains(c, b"k".as_ptr().cast(), 1), 1);
             let mut st = CacheStats::default();
             assert_eq!(cache_stats(c, &mut st), CACHE_OK);
@@ -528,10 +592,16 @@ mod tests {
             assert_eq!(cache_keys(c, kb.as_mut_ptr().cast(), kb.len()), 5);
             assert_eq!(&kb, &[1, 0, 0, 0, b'k']);
             let long = vec![b'x'; 5000];
-            assert_eq!(cache_put(c, long.as_ptr().cast(), long.len(), b"v".as_ptr().cast(), 1), CACHE_ERR_KEY_TOO_LONG);
+            assert_eq!(
+                cache_put(c, long.as_ptr().cast(), long.len(), b"v".as_ptr().cast(), 1),
+                CACHE_ERR_KEY_TOO_LONG
+            );
             let msg = CStr::from_ptr(cache_last_error()).to_str().unwrap();
             assert!(msg.contains("longer than"), "{msg}");
-            assert_eq!(cache_put(std::ptr::null_mut(), b"k".as_ptr().cast(), 1, b"v".as_ptr().cast(), 1), CACHE_ERR_INVALID);
+            assert_eq!(
+                cache_put(std::ptr::null_mut(), b"k".as_ptr().cast(), 1, b"v".as_ptr().cast(), 1),
+                CACHE_ERR_INVALID
+            );
             assert_eq!(cache_delete(c, b"k".as_ptr().cast(), 1), CACHE_OK);
             assert_eq!(cache_delete(c, b"k".as_ptr().cast(), 1), CACHE_ERR_NOT_FOUND);
             assert_eq!(cache_clear(c), CACHE_OK);
@@ -539,7 +609,10 @@ mod tests {
             assert!(cache_connect(std::ptr::null(), 1, 0).is_null());
             let bad = CString::new("a/b").unwrap();
             assert!(cache_connect(bad.as_ptr(), 1 << 20, 0).is_null());
-            assert!(CStr::from_ptr(cache_last_error()).to_str().unwrap().contains("invalid store name"));
+            assert!(CStr::from_ptr(cache_last_error())
+                .to_str()
+                .unwrap()
+                .contains("invalid store name"));
             assert!(cache_connect(name.as_ptr(), 1 << 20, 7).is_null());
             assert_eq!(cache_unlink(name.as_ptr()), CACHE_OK);
             assert_eq!(cache_unlink(name.as_ptr()), CACHE_ERR_NOT_FOUND);

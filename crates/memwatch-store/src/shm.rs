@@ -23,7 +23,9 @@ pub fn shm_name(name: &str) -> Result<CString> {
         return bad("'.' and '..' are not names");
     }
     if !bare.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
-        return bad("only letters, digits, '.', '_' and '-' are allowed (one leading '/' is optional)");
+        return bad(
+            "only letters, digits, '.', '_' and '-' are allowed (one leading '/' is optional)",
+        );
     }
     // No NUL possible after the check above.
     Ok(CString::new(format!("/{bare}")).expect("validated name has no NUL"))

@@ -70,7 +70,9 @@ impl Options {
         }
         let slots = self.max_entries.unwrap_or((self.capacity / 256).clamp(16, 1 << 24));
         if !(1..=MAX_SLOTS).contains(&slots) {
-            return Err(Error::InvalidOptions(format!("max_entries {slots} is outside 1..={MAX_SLOTS}")));
+            return Err(Error::InvalidOptions(format!(
+                "max_entries {slots} is outside 1..={MAX_SLOTS}"
+            )));
         }
         if !(1..=MAX_KEY_LIMIT).contains(&self.max_key_len) {
             return Err(Error::InvalidOptions(format!(
@@ -281,15 +283,23 @@ impl Store {
         let mode = if create.is_some() { OpenMode::CreateOrOpen } else { OpenMode::OpenOnly };
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
-            let (fd, _created) = shm::open(&cname, name, match mode {
-                OpenMode::CreateOrOpen => OpenMode::CreateOrOpen,
-                OpenMode::OpenOnly => OpenMode::OpenOnly,
-            })?;
+            let (fd, _created) = shm::open(
+                &cname,
+                name,
+                match mode {
+                    OpenMode::CreateOrOpen => OpenMode::CreateOrOpen,
+                    OpenMode::OpenOnly => OpenMode::OpenOnly,
+                },
+            )?;
             shm::lock_exclusive(&fd)?;
             let size = shm::size(&fd)?;
             if size > 0 && size < 8 {
                 shm::unlock(&fd);
-                return Err(Error::Truncated { name: name.to_string(), size, expected: Layout::compute(MIN_CAPACITY, 1, 1).total_size });
+                return Err(Error::Truncated {
+                    name: name.to_string(),
+                    size,
+                    expected: Layout::compute(MIN_CAPACITY, 1, 1).total_size,
+                });
             }
             let initialized = size >= 8 && {
                 let m = Mapping::map(&fd, 8.max(size.min(4096)) as usize)?;
@@ -381,7 +391,11 @@ impl Store {
             let r2 = libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
             let r3 = libc::pthread_mutex_init(m, &attr);
             libc::pthread_mutexattr_destroy(&mut attr);
-            for (r, op) in [(r1, "pthread_mutexattr_setpshared"), (r2, "pthread_mutexattr_setrobust"), (r3, "pthread_mutex_init")] {
+            for (r, op) in [
+                (r1, "pthread_mutexattr_setpshared"),
+                (r2, "pthread_mutexattr_setrobust"),
+                (r3, "pthread_mutex_init"),
+            ] {
                 if r != 0 {
                     return Err(Error::os_code(op, r));
                 }
@@ -406,7 +420,11 @@ impl Store {
         // SAFETY: offset 8 is inside the mapping (size >= 16) and 4-aligned.
         let version = unsafe { &*(peek.ptr.add(8) as *const AtomicU32) }.load(Relaxed);
         if version != VERSION {
-            return Err(Error::VersionMismatch { name: name.to_string(), found: version, expected: VERSION });
+            return Err(Error::VersionMismatch {
+                name: name.to_string(),
+                found: version,
+                expected: VERSION,
+            });
         }
         if size < hsize {
             return Err(Error::Truncated { name: name.to_string(), size, expected: hsize });
@@ -418,7 +436,9 @@ impl Store {
         let slots = h.slot_count.load(Relaxed) as u64;
         let max_key = h.max_key_len.load(Relaxed);
         let policy_raw = h.policy.load(Relaxed);
-        if !(MIN_CAPACITY..=MAX_CAPACITY + BLOCK_ALIGN).contains(&arena_size) || arena_size % BLOCK_ALIGN != 0 {
+        if !(MIN_CAPACITY..=MAX_CAPACITY + BLOCK_ALIGN).contains(&arena_size)
+            || arena_size % BLOCK_ALIGN != 0
+        {
             return Err(corrupt(format!("arena size {arena_size} out of range")));
         }
         if !(1..=MAX_SLOTS).contains(&slots) {
@@ -427,7 +447,8 @@ impl Store {
         if !(1..=MAX_KEY_LIMIT).contains(&max_key) {
             return Err(corrupt(format!("key limit {max_key} out of range")));
         }
-        let policy = FullPolicy::from_u32(policy_raw).ok_or_else(|| corrupt(format!("unknown full policy {policy_raw}")))?;
+        let policy = FullPolicy::from_u32(policy_raw)
+            .ok_or_else(|| corrupt(format!("unknown full policy {policy_raw}")))?;
         let layout = Layout::compute(arena_size, slots, max_key);
         let stored = Layout {
             header_size: h.header_size.load(Relaxed) as u64,
@@ -442,13 +463,19 @@ impl Store {
             max_key_len: max_key,
         };
         if stored != layout {
-            return Err(corrupt(format!("layout fields do not match: stored {stored:?}, expected {layout:?}")));
+            return Err(corrupt(format!(
+                "layout fields do not match: stored {stored:?}, expected {layout:?}"
+            )));
         }
         if h.layout_check.load(Relaxed) != layout.check(VERSION, policy_raw) {
             return Err(corrupt("header checksum mismatch".to_string()));
         }
         if size < layout.total_size {
-            return Err(Error::Truncated { name: name.to_string(), size, expected: layout.total_size });
+            return Err(Error::Truncated {
+                name: name.to_string(),
+                size,
+                expected: layout.total_size,
+            });
         }
         drop(peek);
         let map = Mapping::map(fd, layout.total_size as usize)?;
@@ -471,13 +498,18 @@ impl Store {
         let i = i.min(self.layout.slot_count - 1);
         // SAFETY: i < slot_count (clamped), so the slot lies inside the slot
         // array of the mapping, 128-aligned; all fields are atomics.
-        unsafe { &*(self.map.ptr.add((self.layout.slots_off + i as u64 * 128) as usize) as *const Slot) }
+        unsafe {
+            &*(self.map.ptr.add((self.layout.slots_off + i as u64 * 128) as usize) as *const Slot)
+        }
     }
 
     fn bucket(&self, b: u32) -> &AtomicU32 {
         let b = b & (self.layout.bucket_count - 1);
         // SAFETY: b < bucket_count (masked), inside the bucket array, 4-aligned.
-        unsafe { &*(self.map.ptr.add((self.layout.buckets_off + b as u64 * 4) as usize) as *const AtomicU32) }
+        unsafe {
+            &*(self.map.ptr.add((self.layout.buckets_off + b as u64 * 4) as usize)
+                as *const AtomicU32)
+        }
     }
 
     fn pin(&self, i: usize) -> &PinRecord {
@@ -499,7 +531,9 @@ impl Store {
         debug_assert!(off <= self.layout.arena_size);
         // SAFETY: off <= arena_size (callers validate), so the pointer is
         // inside the mapping or one past the arena's end.
-        unsafe { self.map.ptr.add((self.layout.arena_off + off.min(self.layout.arena_size)) as usize) }
+        unsafe {
+            self.map.ptr.add((self.layout.arena_off + off.min(self.layout.arena_size)) as usize)
+        }
     }
 
     fn hash(key: &[u8]) -> u64 {
@@ -532,7 +566,9 @@ impl Store {
         // SAFETY: entry_of checked the key lies inside the arena. Another
         // process may be rewriting these bytes; the caller discards the result
         // unless the slot's seqlock version is unchanged afterwards.
-        let stored = unsafe { std::slice::from_raw_parts(self.arena_ptr(e.block_off + BLOCK_HDR), key.len()) };
+        let stored = unsafe {
+            std::slice::from_raw_parts(self.arena_ptr(e.block_off + BLOCK_HDR), key.len())
+        };
         stored == key
     }
 
@@ -541,7 +577,10 @@ impl Store {
             return Err(Error::EmptyKey);
         }
         if key.len() > self.layout.max_key_len as usize {
-            return Err(Error::KeyTooLong { len: key.len(), max: self.layout.max_key_len as usize });
+            return Err(Error::KeyTooLong {
+                len: key.len(),
+                max: self.layout.max_key_len as usize,
+            });
         }
         Ok(())
     }
@@ -672,7 +711,12 @@ impl Store {
         }
     }
 
-    fn read_locked<T>(&self, key: &[u8], h: u64, mut f: impl FnMut(u32, &Entry) -> T) -> Result<Option<T>> {
+    fn read_locked<T>(
+        &self,
+        key: &[u8],
+        h: u64,
+        mut f: impl FnMut(u32, &Entry) -> T,
+    ) -> Result<Option<T>> {
         let _g = self.lock()?;
         match self.probe(key, h, true) {
             Probe::Found(i, e) => {
@@ -743,7 +787,13 @@ impl Store {
                 // SAFETY: the source is inside the arena (entry_of); the
                 // destination has `cap >= n` bytes. Torn copies are discarded
                 // by the caller's seqlock check and redone.
-                unsafe { std::ptr::copy_nonoverlapping(self.arena_ptr(e.block_off + BLOCK_HDR + e.key_len), ptr, n) };
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        self.arena_ptr(e.block_off + BLOCK_HDR + e.key_len),
+                        ptr,
+                        n,
+                    )
+                };
             }
             n
         })
@@ -808,7 +858,9 @@ impl Store {
         for k in 0..PIN_RECORDS {
             let i = (start + k) % PIN_RECORDS;
             let p = self.pin(i);
-            if p.owner.load(Relaxed) == 0 && p.owner.compare_exchange(0, pid, SeqCst, Relaxed).is_ok() {
+            if p.owner.load(Relaxed) == 0
+                && p.owner.compare_exchange(0, pid, SeqCst, Relaxed).is_ok()
+            {
                 p.block_off.store(NIL64, SeqCst);
                 h.pin_bitmap.0[i / 64].fetch_or(1 << (i % 64), SeqCst);
                 return Ok(i);
@@ -932,7 +984,13 @@ impl Store {
             };
             // SAFETY: entry_of checked the key is inside the arena; a torn
             // copy is discarded by the version check below.
-            let key = unsafe { std::slice::from_raw_parts(self.arena_ptr(e.block_off + BLOCK_HDR), e.key_len as usize) }.to_vec();
+            let key = unsafe {
+                std::slice::from_raw_parts(
+                    self.arena_ptr(e.block_off + BLOCK_HDR),
+                    e.key_len as usize,
+                )
+            }
+            .to_vec();
             let mut val = Vec::new();
             if with_value {
                 self.copy_value(&e, &mut val);
@@ -952,7 +1010,10 @@ impl Store {
         }
         let Some(e) = self.entry_of(s, seq) else { return Ok(None) };
         // SAFETY: as above; under the lock no writer changes the block.
-        let key = unsafe { std::slice::from_raw_parts(self.arena_ptr(e.block_off + BLOCK_HDR), e.key_len as usize) }.to_vec();
+        let key = unsafe {
+            std::slice::from_raw_parts(self.arena_ptr(e.block_off + BLOCK_HDR), e.key_len as usize)
+        }
+        .to_vec();
         let mut val = Vec::new();
         if with_value {
             self.copy_value(&e, &mut val);
@@ -1043,7 +1104,10 @@ impl Store {
             }
             let deadline = SystemTime::now() + LOCK_TIMEOUT;
             let d = deadline.duration_since(UNIX_EPOCH).unwrap_or_default();
-            let ts = libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long };
+            let ts = libc::timespec {
+                tv_sec: d.as_secs() as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            };
             // SAFETY: as above; `ts` is a valid absolute CLOCK_REALTIME time.
             r = unsafe { libc::pthread_mutex_timedlock(m, &ts) };
         }
@@ -1144,7 +1208,12 @@ impl Store {
             let valid = self.entry_of(s, q).filter(|e| {
                 // SAFETY: entry_of checked the key is inside the arena; we
                 // hold the lock, so no writer changes it.
-                let key = unsafe { std::slice::from_raw_parts(self.arena_ptr(e.block_off + BLOCK_HDR), e.key_len as usize) };
+                let key = unsafe {
+                    std::slice::from_raw_parts(
+                        self.arena_ptr(e.block_off + BLOCK_HDR),
+                        e.key_len as usize,
+                    )
+                };
                 Store::hash(key) == s.hash.load(Relaxed)
             });
             match valid {
@@ -1176,7 +1245,13 @@ impl Store {
                 continue;
             }
             let (off, size) = (p.block_off.load(SeqCst), p.block_size.load(SeqCst));
-            if off == NIL64 || off % BLOCK_ALIGN != 0 || size % BLOCK_ALIGN != 0 || size < MIN_BLOCK || off >= self.layout.arena_size || size > self.layout.arena_size - off {
+            if off == NIL64
+                || off % BLOCK_ALIGN != 0
+                || size % BLOCK_ALIGN != 0
+                || size < MIN_BLOCK
+                || off >= self.layout.arena_size
+                || size > self.layout.arena_size - off
+            {
                 continue;
             }
             let pos = kept.partition_point(|b| b.0 < off);
@@ -1277,8 +1352,12 @@ impl Store {
                     self.lru_remove(dup);
                     is_live[dup as usize] = false;
                     entries -= 1;
-                    data_bytes -= self.slot(dup).key_len.load(Relaxed) as u64 + self.slot(dup).val_len.load(Relaxed);
-                    let (o, sz) = (self.slot(dup).block_off.load(Relaxed), self.slot(dup).block_size.load(Relaxed));
+                    data_bytes -= self.slot(dup).key_len.load(Relaxed) as u64
+                        + self.slot(dup).val_len.load(Relaxed);
+                    let (o, sz) = (
+                        self.slot(dup).block_off.load(Relaxed),
+                        self.slot(dup).block_size.load(Relaxed),
+                    );
                     bump_free(self.slot(dup));
                     bytes_used -= sz;
                     let _ = self.free_block(o, sz);
@@ -1320,7 +1399,10 @@ impl Store {
         let s = self.slot(i);
         let e = self.entry_of(s, 0)?;
         // SAFETY: entry_of validated the key range; we hold the lock.
-        let key = unsafe { std::slice::from_raw_parts(self.arena_ptr(e.block_off + BLOCK_HDR), e.key_len as usize) }.to_vec();
+        let key = unsafe {
+            std::slice::from_raw_parts(self.arena_ptr(e.block_off + BLOCK_HDR), e.key_len as usize)
+        }
+        .to_vec();
         self.find_locked(&key, s.hash.load(Relaxed)).ok().flatten().filter(|&d| d != i)
     }
 
@@ -1401,7 +1483,8 @@ impl Store {
         }
         let mut sl_map = a.sl_bitmap[f].load(Relaxed) & (!0u64 << s);
         if sl_map == 0 {
-            let fl_map = if f + 1 >= 64 { 0 } else { a.fl_bitmap.load(Relaxed) & (!0u64 << (f + 1)) };
+            let fl_map =
+                if f + 1 >= 64 { 0 } else { a.fl_bitmap.load(Relaxed) & (!0u64 << (f + 1)) };
             if fl_map == 0 {
                 return Ok(None);
             }
@@ -1448,7 +1531,12 @@ impl Store {
     /// Frees the block at `off` of `size`, coalescing with free neighbours.
     fn free_block(&self, off: u64, size: u64) -> Result<()> {
         let arena = self.layout.arena_size;
-        if !self.in_arena(off) || !self.block_used_at(off) || self.block_size_at(off) != size || size < MIN_BLOCK || size > arena - off {
+        if !self.in_arena(off)
+            || !self.block_used_at(off)
+            || self.block_size_at(off) != size
+            || size < MIN_BLOCK
+            || size > arena - off
+        {
             return Err(self.corrupt("freeing a block that is not allocated"));
         }
         let w = &self.header().w.0;
@@ -1707,7 +1795,10 @@ impl Store {
             cur = self.slot(cur).lru_next.load(Relaxed);
             steps += 1;
         }
-        if cur == w.lru_head.load(Relaxed) || steps >= 64 || cur >= self.layout.slot_count && cur != NIL {
+        if cur == w.lru_head.load(Relaxed)
+            || steps >= 64
+            || cur >= self.layout.slot_count && cur != NIL
+        {
             self.lru_push_head(i);
             return;
         }
@@ -1799,7 +1890,14 @@ impl Store {
         }
     }
 
-    fn put_locked(&self, key: &[u8], h: u64, parts: &[&[u8]], val_len: u64, need: u64) -> Result<()> {
+    fn put_locked(
+        &self,
+        key: &[u8],
+        h: u64,
+        parts: &[&[u8]],
+        val_len: u64,
+        need: u64,
+    ) -> Result<()> {
         let w = &self.header().w.0;
         self.reclaim_retired()?;
         // 1. space for the block.
@@ -1830,7 +1928,8 @@ impl Store {
                         return Err(e);
                     }
                 }
-                let evicted = if self.policy == FullPolicy::EvictLru { self.evict_one() } else { Ok(false) };
+                let evicted =
+                    if self.policy == FullPolicy::EvictLru { self.evict_one() } else { Ok(false) };
                 match evicted {
                     Ok(true) => continue,
                     Ok(false) => {
@@ -1862,7 +1961,11 @@ impl Store {
         let (old_off, old_size, old_data) = if is_new {
             (NIL64, 0, 0)
         } else {
-            (s.block_off.load(Relaxed), s.block_size.load(Relaxed), s.key_len.load(Relaxed) as u64 + s.val_len.load(Relaxed))
+            (
+                s.block_off.load(Relaxed),
+                s.block_size.load(Relaxed),
+                s.key_len.load(Relaxed) as u64 + s.val_len.load(Relaxed),
+            )
         };
         let created = if is_new { now } else { s.created_at.load(Relaxed) };
         let j = &w.journal;
@@ -2087,7 +2190,10 @@ mod tests {
         let mut status = 0;
         // SAFETY: waiting for our own child.
         assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child saw a stale pid: {status:#x}");
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child saw a stale pid: {status:#x}"
+        );
         assert_eq!(current_pid(), std::process::id());
     }
 }

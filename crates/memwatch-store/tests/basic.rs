@@ -44,7 +44,11 @@ fn put_get_overwrite_delete() {
 #[test]
 fn second_handle_sees_data_and_layout() {
     let n = Name::new("reopen");
-    let s = Store::connect_with(n.as_str(), &Options::new(1 << 20, FullPolicy::Refuse).max_entries(100)).unwrap();
+    let s = Store::connect_with(
+        n.as_str(),
+        &Options::new(1 << 20, FullPolicy::Refuse).max_entries(100),
+    )
+    .unwrap();
     s.put("k", "v").unwrap();
     // connect with other parameters opens the existing store as it is.
     let t = Store::connect(n.as_str(), 4 << 20, FullPolicy::EvictLru).unwrap();
@@ -127,7 +131,11 @@ fn freed_space_is_reused() {
 #[test]
 fn full_refuse_policy() {
     let n = Name::new("refuse");
-    let s = Store::connect_with(n.as_str(), &Options::new(64 << 10, FullPolicy::Refuse).max_entries(1000)).unwrap();
+    let s = Store::connect_with(
+        n.as_str(),
+        &Options::new(64 << 10, FullPolicy::Refuse).max_entries(1000),
+    )
+    .unwrap();
     let mut stored = 0;
     let err = loop {
         match s.put(format!("key{stored}"), vec![9u8; 1000]) {
@@ -150,7 +158,9 @@ fn full_refuse_policy() {
     s.put("again", vec![1u8; 1000]).unwrap();
     // Entry-count limit refuses as well.
     let m = Name::new("refuse-slots");
-    let t = Store::connect_with(m.as_str(), &Options::new(1 << 20, FullPolicy::Refuse).max_entries(4)).unwrap();
+    let t =
+        Store::connect_with(m.as_str(), &Options::new(1 << 20, FullPolicy::Refuse).max_entries(4))
+            .unwrap();
     for i in 0..4 {
         t.put(format!("{i}"), "v").unwrap();
     }
@@ -161,7 +171,11 @@ fn full_refuse_policy() {
 #[test]
 fn full_evict_lru_policy() {
     let n = Name::new("lru");
-    let s = Store::connect_with(n.as_str(), &Options::new(64 << 10, FullPolicy::EvictLru).max_entries(1000)).unwrap();
+    let s = Store::connect_with(
+        n.as_str(),
+        &Options::new(64 << 10, FullPolicy::EvictLru).max_entries(1000),
+    )
+    .unwrap();
     // 64 KiB holds exactly 64 entries of 1024-byte blocks.
     for i in 0..40 {
         s.put(format!("key{i}"), vec![i as u8; 1000]).unwrap();
@@ -184,7 +198,11 @@ fn full_evict_lru_policy() {
     }
     // Entry-count limit evicts too.
     let m = Name::new("lru-slots");
-    let t = Store::connect_with(m.as_str(), &Options::new(1 << 20, FullPolicy::EvictLru).max_entries(3)).unwrap();
+    let t = Store::connect_with(
+        m.as_str(),
+        &Options::new(1 << 20, FullPolicy::EvictLru).max_entries(3),
+    )
+    .unwrap();
     for i in 0..10 {
         t.put(format!("{i}"), "v").unwrap();
     }
@@ -197,7 +215,11 @@ fn full_evict_lru_policy() {
 #[test]
 fn oversize_key_and_value() {
     let n = Name::new("oversize");
-    let s = Store::connect_with(n.as_str(), &Options::new(64 << 10, FullPolicy::EvictLru).max_key_len(200)).unwrap();
+    let s = Store::connect_with(
+        n.as_str(),
+        &Options::new(64 << 10, FullPolicy::EvictLru).max_key_len(200),
+    )
+    .unwrap();
     let e = s.put("k".repeat(201), "v").unwrap_err();
     assert_eq!(e, Error::KeyTooLong { len: 201, max: 200 });
     assert!(e.to_string().contains("longer than this store's limit of 200"));
@@ -223,8 +245,13 @@ fn names_and_missing_stores() {
     assert!(e.to_string().contains("no store named"));
     assert!(matches!(Store::unlink("mwtest-does-not-exist-12345"), Err(Error::NotFound(_))));
     let n = Name::new("opts");
-    assert!(matches!(Store::connect(n.as_str(), 10, FullPolicy::Refuse), Err(Error::InvalidOptions(_))));
-    let e = Store::connect_with(n.as_str(), &Options::new(1 << 20, FullPolicy::Refuse).max_entries(0)).unwrap_err();
+    assert!(matches!(
+        Store::connect(n.as_str(), 10, FullPolicy::Refuse),
+        Err(Error::InvalidOptions(_))
+    ));
+    let e =
+        Store::connect_with(n.as_str(), &Options::new(1 << 20, FullPolicy::Refuse).max_entries(0))
+            .unwrap_err();
     assert!(e.to_string().contains("max_entries"), "{e}");
 }
 
@@ -312,7 +339,13 @@ fn threads_share_a_handle() {
                         check_value(shared.as_bytes(), &v).unwrap();
                     }
                     let got = s.get(&k).unwrap();
-                    let got = got.unwrap_or_else(|| panic!("own key {k} missing after put; contains={:?} keys={}", s.contains(&k), s.keys().unwrap().len()));
+                    let got = got.unwrap_or_else(|| {
+                        panic!(
+                            "own key {k} missing after put; contains={:?} keys={}",
+                            s.contains(&k),
+                            s.keys().unwrap().len()
+                        )
+                    });
                     assert_eq!(check_value(k.as_bytes(), &got).unwrap(), i);
                 }
             });
@@ -367,7 +400,9 @@ fn a_key_being_replaced_is_never_missing_to_readers() {
     let n = Name::new("replace");
     let s = Store::connect(n.as_str(), 8 << 20, FullPolicy::Refuse).unwrap();
     let keys: Vec<String> = (0..64).map(|i| format!("k{i}")).collect();
-    let v = |k: usize, version: usize| vec![(k + version) as u8; if version % 2 == 0 { 40 } else { 300 }];
+    let v = |k: usize, version: usize| {
+        vec![(k + version) as u8; if version % 2 == 0 { 40 } else { 300 }]
+    };
     for (i, k) in keys.iter().enumerate() {
         s.put(k, v(i, 0)).unwrap();
     }
@@ -387,9 +422,20 @@ fn a_key_being_replaced_is_never_missing_to_readers() {
                     let mut reads = 0u64;
                     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                         for (i, k) in keys.iter().enumerate() {
-                            let got = s.get(k).unwrap().unwrap_or_else(|| panic!("{k} missing after {reads} reads"));
-                            assert!(got.iter().all(|&b| b == got[0]) && (got.len() == 40 || got.len() == 300), "{k}: torn value");
-                            assert_eq!((got[0] as usize + 256 - i) % 2, if got.len() == 40 { 0 } else { 1 }, "{k}: wrong version");
+                            let got = s
+                                .get(k)
+                                .unwrap()
+                                .unwrap_or_else(|| panic!("{k} missing after {reads} reads"));
+                            assert!(
+                                got.iter().all(|&b| b == got[0])
+                                    && (got.len() == 40 || got.len() == 300),
+                                "{k}: torn value"
+                            );
+                            assert_eq!(
+                                (got[0] as usize + 256 - i) % 2,
+                                if got.len() == 40 { 0 } else { 1 },
+                                "{k}: wrong version"
+                            );
                             reads += 1;
                         }
                     }

@@ -24,7 +24,13 @@ fn shm_path(name: &str) -> String {
 
 fn write_segment(name: &str, bytes: &[u8]) {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(shm_path(name)).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(shm_path(name))
+        .unwrap();
     std::io::Write::write_all(&mut f, bytes).unwrap();
 }
 
@@ -35,7 +41,9 @@ fn patch(name: &str, off: u64, bytes: &[u8]) {
 }
 
 fn make_store(name: &str) -> Store {
-    let s = Store::connect_with(name, &Options::new(256 << 10, FullPolicy::EvictLru).max_entries(512)).unwrap();
+    let s =
+        Store::connect_with(name, &Options::new(256 << 10, FullPolicy::EvictLru).max_entries(512))
+            .unwrap();
     for i in 0..200u64 {
         let k = format!("key{i}");
         s.put(&k, make_value(k.as_bytes(), i, 24 + (i as usize * 37) % 1500)).unwrap();
@@ -62,7 +70,10 @@ fn wrong_version() {
     drop(make_store(n.as_str()));
     patch(n.as_str(), 8, &999u32.to_le_bytes());
     let e = Store::open(n.as_str()).unwrap_err();
-    assert_eq!(e, Error::VersionMismatch { name: n.0.clone(), found: 999, expected: layout::VERSION });
+    assert_eq!(
+        e,
+        Error::VersionMismatch { name: n.0.clone(), found: 999, expected: layout::VERSION }
+    );
     assert!(e.to_string().contains("layout version 999"), "{e}");
 }
 
@@ -199,7 +210,8 @@ fn fuzz_damaged_live_store() {
             let k = format!("key{}", next() % 220);
             match next() % 6 {
                 0 => {
-                    let _ = s.put(&k, make_value(k.as_bytes(), 1000 + i, 24 + (next() % 3000) as usize));
+                    let _ = s
+                        .put(&k, make_value(k.as_bytes(), 1000 + i, 24 + (next() % 3000) as usize));
                 }
                 1 => {
                     let _ = s.delete(&k);

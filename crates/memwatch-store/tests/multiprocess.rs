@@ -62,12 +62,25 @@ fn child() {
                 let k2 = (rng.next() % 64) as usize;
                 let own2 = format!("p{id}/own/{k2}");
                 match store.get(&own2).unwrap() {
-                    Some(v) => assert_eq!(check_value(own2.as_bytes(), &v).unwrap(), versions[k2], "{own2}"),
+                    Some(v) => assert_eq!(
+                        check_value(own2.as_bytes(), &v).unwrap(),
+                        versions[k2],
+                        "{own2}"
+                    ),
                     None => assert_eq!(versions[k2], 0, "{own2} lost"),
                 }
                 let sk = format!("shared/{}", rng.next() % SHARED_KEYS);
                 if rng.next() % 3 == 0 {
-                    store.put(&sk, make_value(sk.as_bytes(), id << 32 | op, 100 + (rng.next() % 4000) as usize)).unwrap();
+                    store
+                        .put(
+                            &sk,
+                            make_value(
+                                sk.as_bytes(),
+                                id << 32 | op,
+                                100 + (rng.next() % 4000) as usize,
+                            ),
+                        )
+                        .unwrap();
                 } else if let Some(v) = store.get(&sk).unwrap() {
                     check_value(sk.as_bytes(), &v).unwrap();
                 }
@@ -118,7 +131,9 @@ fn child() {
                     break;
                 }
             }
-            eprintln!("survivor {id}: {op} rounds, {seen} shared reads verified, worst op {worst:?}");
+            eprintln!(
+                "survivor {id}: {op} rounds, {seen} shared reads verified, worst op {worst:?}"
+            );
         }
         // Writes big values to the shared keys as fast as it can until killed.
         "victim" => {
@@ -159,8 +174,13 @@ fn child() {
 #[test]
 fn processes_share_disjoint_and_shared_keys() {
     let n = Name::new("mp");
-    let store = Store::connect_with(n.as_str(), &Options::new(32 << 20, FullPolicy::Refuse).max_entries(4096)).unwrap();
-    let kids: Vec<Child> = (0..4).map(|id| spawn("mixed", n.as_str(), id, &[("MW_OPS", "3000".into())])).collect();
+    let store = Store::connect_with(
+        n.as_str(),
+        &Options::new(32 << 20, FullPolicy::Refuse).max_entries(4096),
+    )
+    .unwrap();
+    let kids: Vec<Child> =
+        (0..4).map(|id| spawn("mixed", n.as_str(), id, &[("MW_OPS", "3000".into())])).collect();
     // The parent reads along, verifying every shared value it sees.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut reads = 0;
@@ -196,12 +216,17 @@ fn processes_share_disjoint_and_shared_keys() {
 #[test]
 fn sigkill_writer_100_times() {
     let n = Name::new("kill");
-    let store = Store::connect_with(n.as_str(), &Options::new(8 << 20, FullPolicy::EvictLru).max_entries(1024)).unwrap();
+    let store = Store::connect_with(
+        n.as_str(),
+        &Options::new(8 << 20, FullPolicy::EvictLru).max_entries(1024),
+    )
+    .unwrap();
     for k in 0..SHARED_KEYS {
         let sk = format!("shared/{k}");
         store.put(&sk, make_value(sk.as_bytes(), 0, 100)).unwrap();
     }
-    let mut survivors: Vec<Child> = (0..2).map(|id| spawn("survivor", n.as_str(), id, &[])).collect();
+    let mut survivors: Vec<Child> =
+        (0..2).map(|id| spawn("survivor", n.as_str(), id, &[])).collect();
     let ready = std::env::temp_dir().join(format!("mwtest-ready-{}", std::process::id()));
     let mut rng = Rng(42);
     let mut worst_recovery = Duration::ZERO;
@@ -231,11 +256,17 @@ fn sigkill_writer_100_times() {
         let t = Instant::now();
         let k = format!("parent/{round}");
         store.put(&k, make_value(k.as_bytes(), round as u64, 300)).unwrap();
-        assert_eq!(check_value(k.as_bytes(), &store.get(&k).unwrap().unwrap()).unwrap(), round as u64);
+        assert_eq!(
+            check_value(k.as_bytes(), &store.get(&k).unwrap().unwrap()).unwrap(),
+            round as u64
+        );
         let took = t.elapsed();
         worst_recovery = worst_recovery.max(took);
         recovery_times.push(took);
-        assert!(took < Duration::from_secs(1), "round {round}: store unusable for {took:?} after SIGKILL");
+        assert!(
+            took < Duration::from_secs(1),
+            "round {round}: store unusable for {took:?} after SIGKILL"
+        );
         for j in 0..SHARED_KEYS {
             let sk = format!("shared/{j}");
             if let Some(v) = store.get(&sk).unwrap() {

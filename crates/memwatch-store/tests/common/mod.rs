@@ -58,11 +58,17 @@ pub fn check_value(key: &[u8], v: &[u8]) -> Result<u64, String> {
     let version = u64::from_le_bytes(v[8..16].try_into().unwrap());
     let sum = u64::from_le_bytes(v[16..24].try_into().unwrap());
     if sum != xxhash_rust::xxh3::xxh3_64(&v[24..]) {
-        return Err(format!("torn/corrupt value for {:?} (checksum)", String::from_utf8_lossy(key)));
+        return Err(format!(
+            "torn/corrupt value for {:?} (checksum)",
+            String::from_utf8_lossy(key)
+        ));
     }
     // Full pattern check for small values (the checksum covers the rest).
     if v.len() <= 4096 && make_value(key, version, v.len()) != v {
-        return Err(format!("value for {:?} does not match its pattern", String::from_utf8_lossy(key)));
+        return Err(format!(
+            "value for {:?} does not match its pattern",
+            String::from_utf8_lossy(key)
+        ));
     }
     Ok(version)
 }
