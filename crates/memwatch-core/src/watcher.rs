@@ -191,6 +191,15 @@ impl Watcher {
     /// from the callback itself), returning an empty list.
     pub fn check_changes(&self) -> Result<Vec<ChangeEvent>, Error> {
         self.check_open()?;
+        // A SIGSEGV handler on another thread makes its page writable before
+        // it announces the page in the fault ring; a write of ours made in
+        // between does not fault. Once no handler runs, every page made
+        // writable before this call is announced and scan_now diffs it.
+        if let Some(hs) = crate::handler_state::get_in_handler() {
+            while hs.in_flight.load(Ordering::SeqCst) != 0 {
+                std::thread::yield_now();
+            }
+        }
         self.engine.scan_now(self.id);
         let mut q = self.inner.lock();
         if q.callback.is_none() {
