@@ -47,12 +47,14 @@ mod regions;
 mod ring;
 mod sys;
 mod types;
+mod watched;
 mod watcher;
 mod writewatch;
 
 /// The MemStream value store (crates/memwatch-store), re-exported.
 pub use memwatch_store as store;
 pub use types::*;
+pub use watched::{StableBytes, Watched};
 pub use watcher::{Callback, Watcher};
 
 /// Environment variable that makes the writewatch backend unavailable in this
