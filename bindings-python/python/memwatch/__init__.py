@@ -220,6 +220,7 @@ class MemoryWatcher:
                 self._native = inner._native
                 self._native_args = inner._native_args
                 self._side = inner._side
+                self._value_store = inner._value_store
             else:
                 from .adapters import _UserAdapterNative
 
@@ -262,8 +263,6 @@ class MemoryWatcher:
 
     def _store_native(self) -> Any:
         """The force_store watcher, made (with the current value store) on first use."""
-        if self._native_args is None:
-            return self._native  # a user adapter gets force_store in track()'s metadata
         if self._side is None:
             if self._native.closed:
                 raise WatcherClosedError("watcher is closed")
