@@ -14,7 +14,15 @@ use std::time::{Duration, Instant};
 #[test]
 fn write_then_check_changes_on_a_page_another_thread_writes() {
     let pages = Arc::new(Pages::new(1));
-    let w = Watcher::new(Options { backend: Backend::Protect, ..Options::default() }).unwrap();
+    // A window longer than the test: only check_changes() re-protects the
+    // page (early, which never counts toward "written nonstop"), so the
+    // page keeps cycling through protection instead of being left open.
+    let w = Watcher::new(Options {
+        backend: Backend::Protect,
+        writable_window: Duration::from_secs(60),
+        ..Options::default()
+    })
+    .unwrap();
     // SAFETY: the mapping outlives the watcher (closed below, before drop).
     unsafe { w.watch(pages.ptr, 16, "shared", None) }.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
