@@ -105,6 +105,15 @@ impl Watcher {
     /// from the callback itself), returning an empty list.
     pub fn check_changes(&self) -> Result<Vec<ChangeEvent>, Error> {
         self.check_open()?;
+        // A SIGSEGV handler on another thread makes its page writable before
+        // it announces the page in the fault ring; a write of ours made in
+        // between does not fault. Once no handler runs, every page made
+        // writable before this call is announced and scan_now diffs it.
+        if let Some(hs) = crate::backend::protect::handler_state::get_in_handler() {
+            while hs.in_flight.load(Ordering::SeqCst) != 0 {
+                std::thread::yield_now();
+            }
+        }
         self.engine.scan_now(self.id);
         Ok(self.delivery.drain_or_wait())
     }
