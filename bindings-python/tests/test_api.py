@@ -281,8 +281,8 @@ def test_stats_count_regions_and_events(watcher: memwatch.MemoryWatcher) -> None
     assert stats["snapshot_bytes"] == 30
     assert stats["native_bytes"] >= 30
     assert set(stats) == {
-        "backend", "backend_reason", "regions", "protected_pages", "faults", "events", "dropped_wheres",
-        "native_bytes", "snapshot_bytes", "pending_events", "callback_errors", "latency_p50_ns", "latency_p99_ns",
+        "backend", "backend_reason", "regions", "protected_pages", "faults", "events", "fallback_regions",
+        "gone_regions", "dropped_wheres", "native_bytes", "snapshot_bytes", "pending_events", "callback_errors", "latency_p50_ns", "latency_p99_ns",
     }
 
 

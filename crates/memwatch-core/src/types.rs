@@ -256,6 +256,21 @@ impl Error {
             Error::Os(_) => -7,
         }
     }
+
+    /// Stable snake_case name of the error's kind (`"invalid_argument"`,
+    /// `"unmapped"`, `"read_only"`, `"overlap"`, `"unsupported"`, `"closed"`,
+    /// `"os"`): what the shared scenarios and the bindings' error types name.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Error::InvalidArgument(_) => "invalid_argument",
+            Error::Unmapped(_) => "unmapped",
+            Error::ReadOnly(_) => "read_only",
+            Error::Overlap(_) => "overlap",
+            Error::Unsupported(_) => "unsupported",
+            Error::Closed => "closed",
+            Error::Os(_) => "os",
+        }
+    }
 }
 
 impl fmt::Display for Error {

@@ -170,6 +170,8 @@ struct Stats {
   std::size_t protected_pages = 0;  ///< pages kept write-protected (engine-wide)
   std::uint64_t faults = 0;         ///< write faults handled (engine-wide)
   std::uint64_t events = 0;         ///< events this watcher produced
+  std::size_t fallback_regions = 0;  ///< regions on another backend than the watcher's (reason in backend_reason)
+  std::uint64_t gone_regions = 0;    ///< regions dropped: memory unmapped while watched (engine-wide)
   std::uint64_t dropped_wheres = 0; ///< fault "wheres" lost to a full ring (engine-wide); changes never are
   std::size_t native_bytes = 0;     ///< native memory held for this watcher's regions
   std::size_t snapshot_bytes = 0;   ///< of which snapshots
@@ -355,9 +357,23 @@ class Watcher {
   /// Statistics of this watcher.
   Stats stats() const {
     auto s = get().stats();
-    return Stats{std::string(s.backend), std::string(s.backend_reason), s.regions, s.protected_pages,
-                 s.faults, s.events, s.dropped_wheres, s.native_bytes, s.snapshot_bytes, s.pending_events,
-                 s.callback_errors, s.latency_p50_ns, s.latency_p99_ns};
+    Stats out;
+    out.backend = std::string(s.backend);
+    out.backend_reason = std::string(s.backend_reason);
+    out.regions = s.regions;
+    out.protected_pages = s.protected_pages;
+    out.faults = s.faults;
+    out.events = s.events;
+    out.fallback_regions = s.fallback_regions;
+    out.gone_regions = s.gone_regions;
+    out.dropped_wheres = s.dropped_wheres;
+    out.native_bytes = s.native_bytes;
+    out.snapshot_bytes = s.snapshot_bytes;
+    out.pending_events = s.pending_events;
+    out.callback_errors = s.callback_errors;
+    out.latency_p50_ns = s.latency_p50_ns;
+    out.latency_p99_ns = s.latency_p99_ns;
+    return out;
   }
 
   /// Closes the watcher (unwatching everything); later calls throw Closed. Idempotent.

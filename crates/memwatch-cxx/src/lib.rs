@@ -128,6 +128,10 @@ pub mod ffi {
         pub faults: u64,
         /// Events produced.
         pub events: u64,
+        /// Regions on another backend than the watcher's (reason in backend_reason).
+        pub fallback_regions: usize,
+        /// Regions dropped because their memory was unmapped (engine-wide).
+        pub gone_regions: u64,
         /// Wheres dropped by a full ring (engine-wide).
         pub dropped_wheres: u64,
         /// Native bytes held.
@@ -382,6 +386,8 @@ impl RustWatcher {
             protected_pages: s.protected_pages,
             faults: s.faults,
             events: s.events,
+            fallback_regions: s.fallback_regions,
+            gone_regions: s.gone_regions,
             dropped_wheres: s.dropped_wheres,
             native_bytes: s.native_bytes,
             snapshot_bytes: s.snapshot_bytes,
