@@ -22,12 +22,11 @@ use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::time::Duration;
 
 use memwatch_core as mw;
 
 mod store;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -601,43 +600,42 @@ struct Watcher {
     shared: Arc<Shared>,
 }
 
-fn duration_ms(what: &str, ms: f64) -> PyResult<Duration> {
-    if !(0.0..=86_400_000.0).contains(&ms) {
-        return Err(PyValueError::new_err(format!(
-            "{what} must be a finite number of milliseconds between 0 and 86400000, got {ms}"
-        )));
-    }
-    Ok(Duration::from_secs_f64(ms / 1000.0))
-}
-
 #[pymethods]
 impl Watcher {
     /// Creates a watcher. See `memwatch.MemoryWatcher` for the options.
     #[allow(clippy::too_many_arguments)] // mirrors the Python signature
     #[new]
-    #[pyo3(signature = (backend="auto", writable_window_ms=5.0, poll_interval_ms=100.0,
-                        max_value_bytes=4096, preview_bytes=256, snapshots=true,
-                        ring_capacity=65536))]
+    /// Every argument left out (None) keeps the engine's default.
+    #[pyo3(signature = (backend="auto", writable_window_ms=None, poll_interval_ms=None,
+                        max_value_bytes=None, preview_bytes=None, snapshots=None,
+                        ring_capacity=None))]
     fn new(
         py: Python<'_>,
         backend: &str,
-        writable_window_ms: f64,
-        poll_interval_ms: f64,
-        max_value_bytes: usize,
-        preview_bytes: usize,
-        snapshots: bool,
-        ring_capacity: usize,
+        writable_window_ms: Option<f64>,
+        poll_interval_ms: Option<f64>,
+        max_value_bytes: Option<usize>,
+        preview_bytes: Option<usize>,
+        snapshots: Option<bool>,
+        ring_capacity: Option<usize>,
     ) -> PyResult<Self> {
+        let err = |e| to_pyerr(py, e);
+        let d = mw::Options::default();
+        let ms =
+            |name, v: Option<f64>, default| v.map_or(Ok(default), |v| mw::Options::millis(name, v));
         let options = mw::Options {
-            backend: mw::Backend::from_name(backend).map_err(|e| to_pyerr(py, e))?,
-            writable_window: duration_ms("writable_window_ms", writable_window_ms)?,
-            poll_interval: duration_ms("poll_interval_ms", poll_interval_ms)?,
-            max_value_bytes,
-            preview_bytes,
-            ring_capacity,
-            snapshots,
+            backend: mw::Backend::from_name(backend).map_err(err)?,
+            writable_window: ms("writable_window_ms", writable_window_ms, d.writable_window)
+                .map_err(err)?,
+            poll_interval: ms("poll_interval_ms", poll_interval_ms, d.poll_interval)
+                .map_err(err)?,
+            max_value_bytes: max_value_bytes.unwrap_or(d.max_value_bytes),
+            preview_bytes: preview_bytes.unwrap_or(d.preview_bytes),
+            ring_capacity: ring_capacity.unwrap_or(d.ring_capacity),
+            snapshots: snapshots.unwrap_or(d.snapshots),
             adapter_id: mw::ADAPTER_PYTHON,
         };
+        let snapshots = options.snapshots;
         let core = py.detach(move || mw::Watcher::new(options)).map_err(|e| to_pyerr(py, e))?;
         let shared = Arc::new(Shared {
             core,
@@ -813,21 +811,12 @@ impl Watcher {
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.shared.core.stats();
         let d = PyDict::new(py);
-        d.set_item("backend", s.backend.map(|b| b.name()))?;
-        d.set_item("backend_reason", s.backend_reason)?;
-        d.set_item("regions", s.regions)?;
-        d.set_item("protected_pages", s.protected_pages)?;
-        d.set_item("faults", s.faults)?;
-        d.set_item("events", s.events)?;
-        d.set_item("fallback_regions", s.fallback_regions)?;
-        d.set_item("gone_regions", s.gone_regions)?;
-        d.set_item("dropped_wheres", s.dropped_wheres)?;
-        d.set_item("native_bytes", s.native_bytes)?;
-        d.set_item("snapshot_bytes", s.snapshot_bytes)?;
-        d.set_item("pending_events", s.pending_events)?;
-        d.set_item("callback_errors", s.callback_errors)?;
-        d.set_item("latency_p50_ns", s.latency_p50_ns)?;
-        d.set_item("latency_p99_ns", s.latency_p99_ns)?;
+        for (name, value) in s.fields() {
+            match value {
+                mw::StatValue::Count(n) => d.set_item(name, n)?,
+                mw::StatValue::Text(t) => d.set_item(name, t)?,
+            }
+        }
         Ok(d)
     }
 
@@ -939,6 +928,19 @@ fn _memwatch(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reassert_signal_handler, m)?)?;
     m.add_function(wrap_pyfunction!(_close_all, m)?)?;
     m.add("ADAPTER_PYTHON", mw::ADAPTER_PYTHON)?;
+    // The engine's default options, in the Python keyword arguments' units.
+    let d = mw::Options::default();
+    let defaults = PyDict::new(m.py());
+    defaults.set_item("backend", d.backend.name())?;
+    defaults.set_item("writable_window_ms", d.writable_window.as_secs_f64() * 1000.0)?;
+    defaults.set_item("poll_interval_ms", d.poll_interval.as_secs_f64() * 1000.0)?;
+    defaults.set_item("max_value_bytes", d.max_value_bytes)?;
+    defaults.set_item("preview_bytes", d.preview_bytes)?;
+    defaults.set_item("snapshots", d.snapshots)?;
+    defaults.set_item("ring_capacity", d.ring_capacity)?;
+    m.add("DEFAULT_OPTIONS", defaults)?;
+    let backends: Vec<&str> = mw::Backend::ALL.iter().map(|b| b.name()).collect();
+    m.add("BACKENDS", backends)?;
     // memwatch._memwatch.store: re-exported by the Python module memwatch.store.
     let sub = PyModule::new(m.py(), "store")?;
     store::init(&sub)?;

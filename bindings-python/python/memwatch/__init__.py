@@ -27,7 +27,7 @@ from __future__ import annotations
 import atexit
 import json
 import sys
-from types import FrameType
+from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
 from . import _memwatch
@@ -53,6 +53,7 @@ __all__ = [
     "page_size",
     "reassert_signal_handler",
     "BACKENDS",
+    "DEFAULT_OPTIONS",
     "MemwatchError",
     "InvalidArgumentError",
     "UnmappedError",
@@ -67,8 +68,13 @@ __all__ = [
 #: Version of the package (and of the engine it was built with).
 __version__: str = _memwatch.__version__
 
-#: Backend names accepted by :class:`MemoryWatcher`.
-BACKENDS = ("auto", "protect", "writewatch", "poll")
+#: Backend names accepted by :class:`MemoryWatcher` (the engine's list).
+BACKENDS = tuple(_memwatch.BACKENDS)
+
+#: The engine's default watcher options, as :class:`MemoryWatcher` keyword
+#: arguments (read-only; the engine is the one source of these numbers).
+DEFAULT_OPTIONS = MappingProxyType(dict(_memwatch.DEFAULT_OPTIONS))
+_D = DEFAULT_OPTIONS
 
 #: Type of a change callback.
 Callback = Callable[[ChangeEvent], Any]
@@ -160,13 +166,13 @@ class MemoryWatcher:
 
     def __init__(
         self,
-        backend: str = "auto",
-        writable_window_ms: float = 5.0,
-        poll_interval_ms: float = 100.0,
-        max_value_bytes: int = 4096,
-        preview_bytes: int = 256,
-        snapshots: bool = True,
-        ring_capacity: int = 65536,
+        backend: str = _D["backend"],
+        writable_window_ms: float = _D["writable_window_ms"],
+        poll_interval_ms: float = _D["poll_interval_ms"],
+        max_value_bytes: int = _D["max_value_bytes"],
+        preview_bytes: int = _D["preview_bytes"],
+        snapshots: bool = _D["snapshots"],
+        ring_capacity: int = _D["ring_capacity"],
     ) -> None:
         if not isinstance(backend, str):
             raise TypeError(f"backend must be a str, got {type(backend).__name__}")
