@@ -209,7 +209,7 @@ function runScenario(scenario, backend) {
 const files = fs.readdirSync(SCENARIO_DIR).filter((f) => f.endsWith('.json')).sort();
 
 test('the shared scenario folder has scenarios', () => {
-  assert.ok(files.length >= 11, `only ${files.length} scenario files in ${SCENARIO_DIR}`);
+  assert.ok(files.length >= 12, `only ${files.length} scenario files in ${SCENARIO_DIR}`);
 });
 
 for (const file of files) {

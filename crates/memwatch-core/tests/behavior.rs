@@ -241,7 +241,7 @@ fn shared_behavior_scenarios() {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 11, "scenarios found: {files:?}");
+    assert!(files.len() >= 12, "scenarios found: {files:?}");
     let mut runs = 0;
     for f in files {
         let scenario: Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();

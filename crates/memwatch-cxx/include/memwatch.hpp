@@ -113,22 +113,33 @@ class InternalError : public Error {
   explicit InternalError(const std::string& m) : Error(ErrorCode::Internal, m) {}
 };
 
-/// Watcher settings; the defaults are memwatch's.
+namespace detail {
+/// The engine's default options, asked once.
+inline const ffi::FfiOptions& defaults() {
+  static const ffi::FfiOptions d = ffi::default_options();
+  return d;
+}
+}  // namespace detail
+
+/// Watcher settings; every default is the engine's (5 ms window, 100 ms poll
+/// interval, 4096 max value bytes, 256 preview bytes, 65536 ring entries,
+/// snapshots on). A zero or negative window or interval is rejected with
+/// InvalidArgument when the watcher is made.
 struct Options {
   /// "auto", "protect", "writewatch" or "poll".
-  std::string backend = "auto";
+  std::string backend = std::string(detail::defaults().backend);
   /// How long a written page stays writable before it is diffed (protect).
-  std::chrono::milliseconds writable_window{5};
+  std::chrono::milliseconds writable_window{static_cast<std::int64_t>(detail::defaults().writable_window_ms)};
   /// How often the poll backend hashes its regions.
-  std::chrono::milliseconds poll_interval{100};
+  std::chrono::milliseconds poll_interval{static_cast<std::int64_t>(detail::defaults().poll_interval_ms)};
   /// Events carry whole old/new values for regions up to this size.
-  std::size_t max_value_bytes = 4096;
+  std::size_t max_value_bytes = detail::defaults().max_value_bytes;
   /// Bytes of old/new preview in every event.
-  std::size_t preview_bytes = 256;
+  std::size_t preview_bytes = detail::defaults().preview_bytes;
   /// Process-wide fault ring capacity (used when the engine starts).
-  std::size_t ring_capacity = 65536;
+  std::size_t ring_capacity = detail::defaults().ring_capacity;
   /// Keep snapshots: old values and exact changed ranges.
-  bool snapshots = true;
+  bool snapshots = detail::defaults().snapshots;
 };
 
 /// A run of changed bytes, relative to the region start.
