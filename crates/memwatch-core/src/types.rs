@@ -304,6 +304,21 @@ impl Stats {
         "latency_p99_ns",
     ];
 
+    /// Adds another watcher's per-watcher counts (regions, events,
+    /// fallback_regions, native and snapshot bytes, pending events, callback
+    /// errors) to these, for a binding that serves one user-facing watcher
+    /// with two engine watchers. Engine-wide fields, the backend and the
+    /// latencies stay this watcher's.
+    pub fn absorb(&mut self, other: &Stats) {
+        self.regions += other.regions;
+        self.events += other.events;
+        self.fallback_regions += other.fallback_regions;
+        self.native_bytes += other.native_bytes;
+        self.snapshot_bytes += other.snapshot_bytes;
+        self.pending_events += other.pending_events;
+        self.callback_errors += other.callback_errors;
+    }
+
     /// Every field with its name, in [`Stats::FIELDS`] order, so that a
     /// binding converts stats with one loop instead of one line per field
     /// (`backend` is `""` when unknown).
