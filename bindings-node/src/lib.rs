@@ -636,6 +636,12 @@ pub fn store_unlink(name: String) -> Result<bool> {
     }
 }
 
+/// The engine's backend names (`Backend::ALL`), in order.
+#[napi]
+pub fn backends() -> Vec<&'static str> {
+    mw::Backend::ALL.iter().map(|b| b.name()).collect()
+}
+
 /// The operating system's page size in bytes.
 #[napi]
 pub fn page_size() -> u32 {
