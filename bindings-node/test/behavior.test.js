@@ -8,7 +8,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const memwatch = require('..');
 
-const SCENARIO_DIR = path.resolve(__dirname, '..', '..', 'tests', 'behavior');
+const SCENARIO_DIR = process.env.MEMWATCH_BEHAVIOR_DIR ?? path.resolve(__dirname, '..', '..', 'tests', 'behavior');
 const PAGE = memwatch.pageSize();
 
 /** Resolves a size/offset: an integer, or "Np", "Np+M", "Np-M". */
