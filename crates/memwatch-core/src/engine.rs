@@ -120,6 +120,8 @@ pub struct State {
 
 /// The process-wide engine.
 pub struct Engine {
+    /// The process the engine (and its worker thread) was started in.
+    pid: u32,
     state: Mutex<State>,
     ring: &'static Ring,
     wake: EventFd,
@@ -140,6 +142,7 @@ pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
             let wake = EventFd::new().map_err(|e| format!("eventfd: {e}"))?;
             protect::set_ring_and_wake(ring, wake.fd());
             let engine: &'static Engine = Box::leak(Box::new(Engine {
+                pid: std::process::id(),
                 state: Mutex::new(State {
                     regions: Regions::new(),
                     pages: HashMap::new(),
@@ -176,6 +179,22 @@ pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
         })
         .clone()
         .map_err(Error::Os)
+        .and_then(|e| match forked_child_of(e.pid) {
+            Some(why) => Err(why),
+            None => Ok(e),
+        })
+}
+
+/// `Some(error)` when called in a process forked from `pid` (the process a
+/// watcher or the engine was started in): its threads and locks are the
+/// parent's, so the child may only free what it inherited.
+pub fn forked_child_of(pid: u32) -> Option<Error> {
+    let me = std::process::id();
+    (me != pid).then(|| {
+        Error::Unsupported(format!(
+            "memwatch was started in process {pid}; this process ({me}) is a fork of it, where watchers are not watched and memwatch cannot be used"
+        ))
+    })
 }
 
 fn read_bytes(addr: usize, len: usize) -> &'static [u8] {

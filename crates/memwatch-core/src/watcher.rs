@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, ThreadId};
 
-use crate::engine::{engine, Engine};
+use crate::engine::{engine, forked_child_of, Engine};
 use crate::sys;
 use crate::types::*;
 
@@ -91,6 +91,8 @@ impl WatcherInner {
 /// Dropping a watcher closes it.
 pub struct Watcher {
     id: u32,
+    /// The process the watcher was created in (a forked child has a copy).
+    pid: u32,
     backend: Backend,
     backend_reason: String,
     closed: AtomicBool,
@@ -119,7 +121,15 @@ impl Watcher {
             callback_errors: AtomicU64::new(0),
         });
         let (id, backend, backend_reason) = engine.add_watcher(Arc::downgrade(&inner), &options)?;
-        Ok(Watcher { id, backend, backend_reason, closed: AtomicBool::new(false), inner, engine })
+        Ok(Watcher {
+            id,
+            pid: std::process::id(),
+            backend,
+            backend_reason,
+            closed: AtomicBool::new(false),
+            inner,
+            engine,
+        })
     }
 
     /// The backend this watcher's regions use (never `Auto`).
@@ -128,11 +138,19 @@ impl Watcher {
     }
 
     fn check_open(&self) -> Result<(), Error> {
+        if let Some(e) = forked_child_of(self.pid) {
+            return Err(e);
+        }
         if self.closed.load(Ordering::SeqCst) {
             Err(Error::Closed)
         } else {
             Ok(())
         }
+    }
+
+    /// True in a process forked from the one that created this watcher.
+    fn in_forked_child(&self) -> bool {
+        forked_child_of(self.pid).is_some()
     }
 
     /// Starts watching `len` bytes at `addr` under `name`.
@@ -237,6 +255,15 @@ impl Watcher {
 
     /// Statistics of this watcher.
     pub fn stats(&self) -> Stats {
+        if let Some(e) = forked_child_of(self.pid) {
+            // The engine's lock may be held by a parent thread that is not
+            // here: report only what the watcher itself knows.
+            return Stats {
+                backend: Some(self.backend),
+                backend_reason: e.to_string(),
+                ..Stats::default()
+            };
+        }
         let (regions, native, snapshot, protected_pages, dropped) = self.engine.stats_of(self.id);
         let (fallback_regions, fallback_reason, gone_regions) = self.engine.fallback_of(self.id);
         let backend_reason = match (self.backend_reason.is_empty(), fallback_reason.is_empty()) {
@@ -270,6 +297,9 @@ impl Watcher {
     /// Bytes of the engine's own mappings (fault ring, page table), shared by
     /// all watchers and not counted in any watcher's `native_bytes`.
     pub fn engine_bytes(&self) -> usize {
+        if self.in_forked_child() {
+            return 0;
+        }
         self.engine.shared_bytes()
     }
 
@@ -280,9 +310,11 @@ impl Watcher {
 
     /// Unwatches everything, stops the delivery thread (after the callback
     /// running now returns) and drops pending events. Idempotent; may be
-    /// called from inside the callback.
+    /// called from inside the callback. In a forked child it only marks the
+    /// watcher closed: the engine's worker and the delivery thread are the
+    /// parent's (not in the child), and so may be the locks they held.
     pub fn close(&self) {
-        if self.closed.swap(true, Ordering::SeqCst) {
+        if self.closed.swap(true, Ordering::SeqCst) || self.in_forked_child() {
             return;
         }
         self.engine.remove_watcher(self.id);
