@@ -14,7 +14,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::diff::changed_ranges;
 use crate::handler_state;
-use crate::maps;
+use crate::maps::{self, MapsCache};
 use crate::page_table::PageTableWriter;
 use crate::protect;
 use crate::regions::{IdList, Kind, Region, Regions};
@@ -112,6 +112,9 @@ pub struct State {
     next_liveness_ns: u64,
     /// Regions found unmapped while watched (dropped, counted).
     gone_regions: u64,
+    /// protect: when to check next that the protected pages still hold the
+    /// mappings the engine protected.
+    next_protect_sweep_ns: u64,
     /// Found unmapped during the current pass; dropped at its end.
     newly_gone: Vec<RegionId>,
     next_region_id: RegionId,
@@ -163,6 +166,7 @@ pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
                     ww_last_write_ns: 0,
                     next_liveness_ns: 0,
                     gone_regions: 0,
+                    next_protect_sweep_ns: 0,
                     newly_gone: Vec::new(),
                     next_region_id: 1,
                     next_watcher_id: 1,
@@ -259,8 +263,9 @@ impl Engine {
     pub fn remove_watcher(&self, watcher: u32) {
         let mut st = self.lock();
         let ids = st.region_ids_of(watcher);
+        let mut maps = MapsCache::default();
         for id in ids {
-            st.unwatch(id);
+            st.unwatch(id, &mut maps);
         }
         st.watchers.remove(&watcher);
     }
@@ -288,6 +293,17 @@ impl Engine {
         let mut st = self.lock();
         let st = &mut *st;
         let ps = sys::page_size();
+        // Pages protected for earlier regions whose mapping was replaced
+        // since: those regions are gone, and the new mapping is judged on
+        // its own protection below.
+        let tracked: Vec<usize> =
+            (addr / ps..=(addr + len - 1) / ps).filter(|p| st.pages.contains_key(p)).collect();
+        if !tracked.is_empty() {
+            let mut cache = MapsCache::default();
+            let replaced = st.replaced_pages(&tracked, &mut cache);
+            st.drop_replaced(&replaced);
+            st.reap_gone(&mut cache);
+        }
         let mappings = maps::writable_mappings(addr, len, |page_addr| {
             st.pages.get(&(page_addr / ps)).map(|p| p.prot)
         })?;
@@ -421,8 +437,23 @@ impl Engine {
     /// Stops watching; false if the id is not one of this watcher's regions.
     pub fn unwatch(&self, watcher: u32, id: RegionId) -> bool {
         let mut st = self.lock();
+        let mut maps = MapsCache::default();
         match st.regions.get(id) {
-            Some(r) if r.watcher == watcher => st.unwatch(id),
+            Some(r) if r.watcher == watcher => {
+                if r.kind == Kind::Protect {
+                    // A region whose memory was unmapped or replaced is
+                    // gone (counted), not unwatched.
+                    let ps = sys::page_size();
+                    let pages: Vec<usize> = (r.addr / ps..=(r.addr + r.size() - 1) / ps).collect();
+                    let replaced = st.replaced_pages(&pages, &mut maps);
+                    if !replaced.is_empty() {
+                        st.drop_replaced(&replaced);
+                        st.reap_gone(&mut maps);
+                        return false;
+                    }
+                }
+                st.unwatch(id, &mut maps)
+            }
             _ => false,
         }
     }
@@ -433,12 +464,14 @@ impl Engine {
         let mut st = self.lock();
         let now = sys::monotonic_ns();
         let mut events = Vec::new();
+        let mut maps = MapsCache::default();
         self.collect_faults(&mut st, now);
+        st.sweep_protect_pages(now, &mut maps);
         let pages: Vec<usize> = st.open.keys().copied().collect();
-        st.process_pages(&pages, now, &mut events);
+        st.process_pages(&pages, now, &mut events, &mut maps);
         st.scan_writewatch(now, true, &mut events);
         st.poll_watcher(watcher, now, &mut events);
-        st.reap_gone();
+        st.reap_gone(&mut maps);
         self.deliver(&st, events);
     }
 
@@ -524,7 +557,11 @@ impl Engine {
                 let mut st = self.lock();
                 let now = sys::monotonic_ns();
                 let had_writewatch = !st.ww_pages.is_empty();
+                let mut maps = MapsCache::default();
                 self.collect_faults(&mut st, now);
+                if !st.pages.is_empty() && now >= st.next_protect_sweep_ns {
+                    st.sweep_protect_pages(now, &mut maps);
+                }
                 let mut events = Vec::new();
                 let due: Vec<usize> = st
                     .open
@@ -532,7 +569,7 @@ impl Engine {
                     .filter(|(p, mode)| st.deadline(**p, mode) <= now)
                     .map(|(p, _)| *p)
                     .collect();
-                st.process_pages(&due, now, &mut events);
+                st.process_pages(&due, now, &mut events, &mut maps);
                 let pollers: Vec<u32> = st
                     .watchers
                     .iter()
@@ -545,7 +582,7 @@ impl Engine {
                 if !st.ww_pages.is_empty() && st.next_scan_ns <= now {
                     st.scan_writewatch(now, false, &mut events);
                 }
-                st.reap_gone();
+                st.reap_gone(&mut maps);
                 last_was_idle = events.is_empty() && !st.ww_found_writes;
                 self.deliver(&st, events);
                 // Next wake-up: the earliest page deadline or poll.
@@ -573,6 +610,10 @@ impl Engine {
                     next = Some(next.map_or(st.next_scan_ns, |n: u64| n.min(st.next_scan_ns)));
                 }
                 let page_deadline_pending = next.is_some();
+                if !st.pages.is_empty() {
+                    let d = st.next_protect_sweep_ns;
+                    next = Some(next.map_or(d, |n| n.min(d)));
+                }
                 for w in st.watchers.values() {
                     if !w.poll.is_empty() {
                         next = Some(next.map_or(w.next_poll_ns, |n| n.min(w.next_poll_ns)));
@@ -804,7 +845,7 @@ impl State {
         }
     }
 
-    fn unwatch(&mut self, id: RegionId) -> bool {
+    fn unwatch(&mut self, id: RegionId, maps: &mut MapsCache) -> bool {
         let Some(region) = self.regions.remove(id) else { return false };
         if let Some(w) = self.watchers.get_mut(&region.watcher) {
             w.regions -= 1;
@@ -819,22 +860,30 @@ impl State {
         }
         if region.kind == Kind::Protect {
             let ps = sys::page_size();
+            let mut emptied = Vec::new();
             for page in region.addr / ps..=(region.addr + region.size() - 1) / ps {
-                let now_empty = match self.pages.get_mut(&page) {
-                    Some(info) => {
-                        info.regions.remove(id);
-                        info.regions.is_empty()
+                if let Some(info) = self.pages.get_mut(&page) {
+                    info.regions.remove(id);
+                    if info.regions.is_empty() {
+                        emptied.push(page);
                     }
-                    None => false,
-                };
-                if now_empty {
-                    let info = self.pages.remove(&page).expect("present");
-                    // Writable again first, then the tombstone: a fault that
-                    // raced with this retries and succeeds.
-                    let _ = sys::mprotect(page * ps, ps, info.prot);
-                    self.table.deactivate(page);
-                    self.open.remove(&page);
                 }
+            }
+            // Never restore (raise) the protection of a mapping that
+            // replaced ours: such pages are only forgotten.
+            let replaced: HashSet<usize> =
+                self.replaced_pages(&emptied, maps).into_iter().collect();
+            for page in emptied {
+                let info = self.pages.remove(&page).expect("present");
+                self.open.remove(&page);
+                if replaced.contains(&page) {
+                    self.table.forget(page);
+                    continue;
+                }
+                // Writable again first, then the tombstone: a fault that
+                // raced with this retries and succeeds.
+                let _ = sys::mprotect(page * ps, ps, info.prot);
+                self.table.deactivate(page);
             }
         }
         if self.regions.len() == 0 {
@@ -901,10 +950,74 @@ impl State {
             .unwrap_or(100_000_000)
     }
 
+    /// protect: the pages of `pages` (tracked ones) that no longer hold the
+    /// mapping the engine protected. Ours is mapped with the protection the
+    /// engine left it in: read-only between writes (`PROT_READ`, plus
+    /// `PROT_EXEC` if it had it), or written (its own protection plus
+    /// read-write, as the handler leaves it). A read-only private anonymous
+    /// page must also be populated (in memory or swapped): the engine read
+    /// it when it was watched, while a mapping made over it since is empty
+    /// until touched. Anything else (unmapped, another protection) was
+    /// replaced. When /proc/self/maps cannot be read nothing is judged
+    /// replaced.
+    fn replaced_pages(&self, pages: &[usize], maps: &mut MapsCache) -> Vec<usize> {
+        if pages.is_empty() {
+            return Vec::new();
+        }
+        let Some(all) = maps.get() else { return Vec::new() };
+        let ps = sys::page_size();
+        let mut replaced = Vec::new();
+        let mut populated_needed = Vec::new();
+        for &page in pages {
+            let Some(info) = self.pages.get(&page) else { continue };
+            let written = info.prot | libc::PROT_READ | libc::PROT_WRITE;
+            let read_only = libc::PROT_READ | (info.prot & libc::PROT_EXEC);
+            match maps::find(all, page * ps) {
+                Some(m) if m.prot == written => {}
+                Some(m) if m.prot == read_only => {
+                    if m.anon {
+                        populated_needed.push(page);
+                    }
+                }
+                _ => replaced.push(page),
+            }
+        }
+        populated_needed.sort_unstable();
+        populated_needed.dedup();
+        for (first, last) in runs(&populated_needed) {
+            if let Some(flags) = sys::pages_populated(first * ps, last - first + 1) {
+                replaced
+                    .extend(flags.iter().enumerate().filter(|(_, p)| !**p).map(|(i, _)| first + i));
+            }
+        }
+        replaced
+    }
+
+    /// Forgets replaced pages without touching their protection; every
+    /// region on them is gone (dropped and counted by reap_gone).
+    fn drop_replaced(&mut self, pages: &[usize]) {
+        for &page in pages {
+            if let Some(info) = self.pages.remove(&page) {
+                self.open.remove(&page);
+                self.table.forget(page);
+                self.newly_gone.extend_from_slice(info.regions.as_slice());
+            }
+        }
+    }
+
+    /// Checks every protect page (check_changes, and the worker every poll
+    /// interval): regions on replaced ones are gone.
+    fn sweep_protect_pages(&mut self, now: u64, maps: &mut MapsCache) {
+        self.next_protect_sweep_ns = now + self.shortest_poll_interval_ns();
+        let pages: Vec<usize> = self.pages.keys().copied().collect();
+        let replaced = self.replaced_pages(&pages, maps);
+        self.drop_replaced(&replaced);
+    }
+
     /// Drops the regions found unmapped during this pass.
-    fn reap_gone(&mut self) {
+    fn reap_gone(&mut self, maps: &mut MapsCache) {
         for rid in std::mem::take(&mut self.newly_gone) {
-            if self.unwatch(rid) {
+            if self.unwatch(rid, maps) {
                 self.gone_regions += 1;
             }
         }
@@ -1128,10 +1241,19 @@ impl State {
 
     /// Re-protects (or keeps polling, when hot) the given open pages and turns
     /// changed regions on them into events.
-    fn process_pages(&mut self, pages: &[usize], now: u64, events: &mut Vec<(u32, ChangeEvent)>) {
+    fn process_pages(
+        &mut self,
+        pages: &[usize],
+        now: u64,
+        events: &mut Vec<(u32, ChangeEvent)>,
+        maps: &mut MapsCache,
+    ) {
         if pages.is_empty() {
             return;
         }
+        // Never re-protect a mapping that replaced ours.
+        let replaced = self.replaced_pages(pages, maps);
+        self.drop_replaced(&replaced);
         let ps = sys::page_size();
         // Region -> the earliest known writer among its pages in this batch.
         let mut touched: HashMap<RegionId, Option<FaultRecord>> = HashMap::new();
