@@ -188,3 +188,46 @@ fn writewatch_never_touches_a_mapping_it_did_not_register() {
 fn poll_drops_unmapped_and_replaced_regions() {
     all_cases(Backend::Poll);
 }
+
+#[test]
+fn protect_a_stray_write_to_a_read_only_replacement_crashes_once_it_is_found() {
+    // Once check_changes found the page replaced, a write to the new
+    // read-only mapping is the program's own fault: forwarded at once (no
+    // grace period), so the default action kills. The write is made in a
+    // child (it is meant to die), which inherits the engine's page table
+    // and handler.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = Watcher::new(Options { backend: Backend::Protect, ..Options::default() }).unwrap();
+    let mem = Pages::new(3);
+    let addr = mem.ptr as usize + page_size();
+    // SAFETY: replaced below on purpose.
+    let id = unsafe { w.watch(addr as *const u8, 8, "doomed", None) }.unwrap();
+    doom(addr, Doom::Replace(libc::PROT_READ));
+    assert!(w.check_changes().unwrap().is_empty());
+    assert!(!w.unwatch(id).unwrap(), "found gone");
+    assert_eq!(perms_at(addr).as_deref(), Some("r--p"));
+    let start = std::time::Instant::now();
+    // SAFETY: the child only sets a limit and writes; it dies or _exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: no core file for the crash under test; then the
+        // deliberate write to a read-only mapping.
+        unsafe {
+            libc::setrlimit(libc::RLIMIT_CORE, &rl);
+            std::ptr::write_volatile(addr as *mut u8, 1);
+            libc::_exit(4); // the write went through
+        }
+    }
+    let status = common::wait_child(pid, Duration::from_secs(1)).expect("child ended within 1 s");
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
+        "status {status:#x} (exit code {})",
+        libc::WEXITSTATUS(status)
+    );
+    assert!(start.elapsed() < Duration::from_secs(1));
+    w.close();
+    assert_eq!(perms_at(addr).as_deref(), Some("r--p"));
+    // SAFETY: the replacement page is ours to unmap.
+    unsafe { libc::munmap(addr as *mut libc::c_void, page_size()) };
+}
