@@ -48,6 +48,7 @@ mod engine;
 mod regions;
 mod sys;
 mod types;
+mod watched;
 mod watcher;
 
 use backend::protect::handler;
@@ -56,6 +57,7 @@ pub use delivery::Callback;
 /// The MemStream value store (crates/memwatch-store), re-exported.
 pub use memwatch_store as store;
 pub use types::*;
+pub use watched::{StableBytes, Watched};
 pub use watcher::Watcher;
 
 /// Environment variable that makes the writewatch backend unavailable in this

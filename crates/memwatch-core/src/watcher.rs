@@ -27,15 +27,7 @@ impl Watcher {
     /// Creates a watcher. Fails with [`Error::Unsupported`] when the chosen
     /// backend cannot work here, or [`Error::InvalidArgument`] for bad options.
     pub fn new(options: Options) -> Result<Watcher, Error> {
-        if options.writable_window.is_zero() {
-            return Err(Error::InvalidArgument("writable_window must be > 0".into()));
-        }
-        if options.poll_interval.is_zero() {
-            return Err(Error::InvalidArgument("poll_interval must be > 0".into()));
-        }
-        if options.ring_capacity == 0 {
-            return Err(Error::InvalidArgument("ring_capacity must be > 0".into()));
-        }
+        options.validate()?;
         let engine = engine(options.ring_capacity)?;
         let delivery = Delivery::new();
         let (id, backend, backend_reason) =
@@ -111,6 +103,15 @@ impl Watcher {
     /// from the callback itself), returning an empty list.
     pub fn check_changes(&self) -> Result<Vec<ChangeEvent>, Error> {
         self.check_open()?;
+        // A SIGSEGV handler on another thread makes its page writable before
+        // it announces the page in the fault ring; a write of ours made in
+        // between does not fault. Once no handler runs, every page made
+        // writable before this call is announced and scan_now diffs it.
+        if let Some(hs) = crate::backend::protect::handler_state::get_in_handler() {
+            while hs.in_flight.load(Ordering::SeqCst) != 0 {
+                std::thread::yield_now();
+            }
+        }
         self.engine.scan_now(self.id);
         Ok(self.delivery.drain_or_wait())
     }
