@@ -460,7 +460,7 @@ class MemoryWatcher:
         ``backend_reason``, ``regions``, ``protected_pages``, ``faults``,
         ``events``, ``fallback_regions`` (regions on another backend than the
         watcher's, reason in ``backend_reason``), ``gone_regions`` (regions
-        dropped because their memory was unmapped, process-wide),
+        dropped because their memory was unmapped or replaced, process-wide),
         ``dropped_wheres``, ``native_bytes``, ``snapshot_bytes``,
         ``pending_events``, ``callback_errors``, ``latency_p50_ns``,
         ``latency_p99_ns``.
