@@ -53,7 +53,7 @@ mod writewatch;
 /// The MemStream value store (crates/memwatch-store), re-exported.
 pub use memwatch_store as store;
 pub use types::*;
-pub use watcher::{Callback, Watcher};
+pub use watcher::{Callback, EventSink, SinkId, Watcher};
 
 /// Environment variable that makes the writewatch backend unavailable in this
 /// process (set to anything but "" or "0"): `auto` then picks protect.

@@ -15,6 +15,16 @@ use crate::types::*;
 /// time, never inside the signal handler.
 pub type Callback = Arc<dyn Fn(&ChangeEvent) + Send + Sync + 'static>;
 
+/// An event sink: sees every event of a watcher once, on the engine's side,
+/// before it is queued for the callback or `check_changes()`. It runs with
+/// the engine's lock held, so it must return quickly and never block (hand
+/// the event to a bounded queue, for instance) and must not call back into
+/// the watcher.
+pub type EventSink = Arc<dyn Fn(&ChangeEvent) + Send + Sync + 'static>;
+
+/// Identifies one sink added by [`Watcher::add_event_sink`].
+pub type SinkId = u64;
+
 const LATENCY_SAMPLES: usize = 4096;
 
 #[derive(Default)]
@@ -35,6 +45,8 @@ pub struct WatcherInner {
     cond: Condvar,
     events: AtomicU64,
     callback_errors: AtomicU64,
+    sinks: Mutex<Vec<(SinkId, EventSink)>>,
+    next_sink: AtomicU64,
 }
 
 impl WatcherInner {
@@ -48,6 +60,11 @@ impl WatcherInner {
         let mut q = self.lock();
         if q.closing {
             return;
+        }
+        for (_, sink) in self.sinks.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if catch_unwind(AssertUnwindSafe(|| sink(&event))).is_err() {
+                self.callback_errors.fetch_add(1, Ordering::Relaxed);
+            }
         }
         q.events.push_back(event);
         self.cond.notify_all();
@@ -117,6 +134,8 @@ impl Watcher {
             cond: Condvar::new(),
             events: AtomicU64::new(0),
             callback_errors: AtomicU64::new(0),
+            sinks: Mutex::new(Vec::new()),
+            next_sink: AtomicU64::new(1),
         });
         let (id, backend, backend_reason) = engine.add_watcher(Arc::downgrade(&inner), &options)?;
         Ok(Watcher { id, backend, backend_reason, closed: AtomicBool::new(false), inner, engine })
@@ -228,6 +247,31 @@ impl Watcher {
     ) -> Result<(), Error> {
         self.check_open()?;
         self.engine.set_store(self.id, store)
+    }
+
+    /// Adds a sink that sees every event of this watcher, whether it is then
+    /// delivered to the callback or to `check_changes()` (see [`EventSink`]:
+    /// it must not block). Used by recorders. A sink that panics is counted
+    /// in `callback_errors`; the event is still delivered.
+    pub fn add_event_sink(&self, sink: EventSink) -> Result<SinkId, Error> {
+        self.check_open()?;
+        let id = self.inner.next_sink.fetch_add(1, Ordering::Relaxed);
+        self.inner.sinks.lock().unwrap_or_else(|e| e.into_inner()).push((id, sink));
+        Ok(id)
+    }
+
+    /// Removes a sink; `false` if the id is unknown. Once this returns the
+    /// sink is never called again.
+    pub fn remove_event_sink(&self, id: SinkId) -> bool {
+        let mut sinks = self.inner.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        let before = sinks.len();
+        sinks.retain(|(i, _)| *i != id);
+        sinks.len() != before
+    }
+
+    /// This watcher's number, unique in the process (recorded with its events).
+    pub fn id(&self) -> u32 {
+        self.id
     }
 
     /// Counts an error a binding's callback raised (an exception it caught).
