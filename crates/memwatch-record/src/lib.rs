@@ -349,6 +349,21 @@ impl Recorder {
         }
     }
 
+    /// Records the events of one more watcher into this recording too (a
+    /// binding that runs two core watchers behind one of its own, say). Its
+    /// events carry their own region ids; `memwatch_recordings.watcher`
+    /// stays the first watcher's id.
+    pub fn attach(&self, watcher: &Watcher) -> Result<(), RecordError> {
+        if self.shared.closing.load(Ordering::SeqCst) {
+            return Err(RecordError::Closed);
+        }
+        let sink_shared = Arc::clone(&self.shared);
+        watcher
+            .add_event_sink(Arc::new(move |e: &ChangeEvent| sink_shared.offer(e)))
+            .map(|_| ())
+            .map_err(|_| RecordError::Closed)
+    }
+
     /// The id of this recording in `memwatch_recordings`.
     pub fn recording_id(&self) -> i64 {
         self.recording_id
