@@ -35,6 +35,7 @@ export MEMWATCH_TEST_PG_STOP="$stop_cmd"
 # Every target (unit, sqlite, postgres, doc tests; the examples the
 # multi-process tests run are built by this too).
 cargo test -p memwatch-record
-if [ -d crates/memwatch-sqlite ]; then
-    (cd crates/memwatch-sqlite && cargo test)
-fi
+# The SQLite extension: its own cargo project (a loadable extension uses the
+# loading program's SQLite), tested through the sqlite3 shell.
+export MEMWATCH_TEST_RECORD_LOAD="$CARGO_TARGET_DIR/debug/examples/record_load"
+(cd crates/memwatch-sqlite && cargo fmt --check && cargo clippy --all-targets -- -D warnings && cargo test)
