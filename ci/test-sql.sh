@@ -8,30 +8,13 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v sqlite3 >/dev/null; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql sqlite3 >/dev/null
-fi
-pgbin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+. ci/pg-cluster.sh
+trap stop_pg_cluster EXIT
+pg_cluster "$CARGO_TARGET_DIR/pg-test"
 
-cluster="$CARGO_TARGET_DIR/pg-test"
-rm -rf "$cluster"
-mkdir -p "$cluster"
-chown postgres "$cluster"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-as_pg() { runuser -u postgres -- "$@"; }
-as_pg "$pgbin/initdb" -D "$cluster/data" -A trust -U memwatch --no-sync >"$cluster/initdb.log"
-pg_opts="-c listen_addresses=127.0.0.1 -p $port -k $cluster -c fsync=off"
-start_cmd="runuser -u postgres -- $pgbin/pg_ctl -D $cluster/data -l $cluster/server.log -w -o '$pg_opts' start"
-stop_cmd="runuser -u postgres -- $pgbin/pg_ctl -D $cluster/data -m fast -w stop"
-stop_server() { eval "$stop_cmd" >/dev/null 2>&1 || true; }
-trap stop_server EXIT
-eval "$start_cmd" >/dev/null
-as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$port" -U memwatch memwatch
-
-export MEMWATCH_TEST_PG_URL="postgresql://memwatch@127.0.0.1:$port/memwatch"
-export MEMWATCH_TEST_PG_START="$start_cmd"
-export MEMWATCH_TEST_PG_STOP="$stop_cmd"
+export MEMWATCH_TEST_PG_URL="$PG_URL"
+export MEMWATCH_TEST_PG_START="$PG_START"
+export MEMWATCH_TEST_PG_STOP="$PG_STOP"
 # Every target (unit, sqlite, postgres, doc tests; the examples the
 # multi-process tests run are built by this too).
 cargo test -p memwatch-record
