@@ -12,11 +12,19 @@
 //!   `SELECT * FROM mw_events('events.db') WHERE variable_name = 'x'`
 //!   (`variable_name = ...` is pushed down).
 //!
+//! - `mg_sessions`, `mg_objects`, `mg_fields(session, object, path, type,
+//!   atomicity, value, torn)`: memglass sessions observed live (read-only);
+//!   each object of mg_fields is one consistent snapshot; `session = ...`
+//!   and `object = ...` are pushed down (without them: every session that is
+//!   not dead).
+//!
 //! Load it into the sqlite3 shell with `.load path/to/libmemwatch_sqlite`, or
 //! embed it with [`register`] (build with the `bundled` feature then).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
+
+mod glass;
 
 use std::ffi::c_int;
 use std::marker::PhantomData;
@@ -28,10 +36,14 @@ use rusqlite::vtab::{
 };
 use rusqlite::{ffi, Connection, Error, OpenFlags, Result};
 
-/// Registers the tables (`kv`, `mw_events`) on `conn`.
+/// Registers the tables (`kv`, `mw_events`, `mg_sessions`, `mg_objects`,
+/// `mg_fields`) on `conn`.
 pub fn register(conn: &Connection) -> Result<()> {
     conn.create_module(c"kv", eponymous_only_module::<KvTab>(), None)?;
     conn.create_module(c"mw_events", eponymous_only_module::<EventsTab>(), None)?;
+    conn.create_module(c"mg_sessions", eponymous_only_module::<glass::SessionsTab>(), None)?;
+    conn.create_module(c"mg_objects", eponymous_only_module::<glass::ObjectsTab>(), None)?;
+    conn.create_module(c"mg_fields", eponymous_only_module::<glass::FieldsTab>(), None)?;
     Ok(())
 }
 

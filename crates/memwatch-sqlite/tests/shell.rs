@@ -156,3 +156,101 @@ fn mw_events_reads_a_recording_and_joins_a_live_store() {
     assert_eq!(out, format!("{}|{}\n", seq42.trim(), hex(&42u64.to_le_bytes())));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+mod glass {
+    use super::ok;
+    use memglass::{Observe, Producer, ProducerOptions, Seqlock};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Observe, Clone, Copy, Default)]
+    #[repr(C)]
+    struct Quote {
+        bid: f64,
+        ask: f64,
+    }
+
+    #[derive(Observe)]
+    #[repr(C)]
+    struct Book {
+        #[observe(counter, help = "orders seen")]
+        orders: AtomicU64,
+        quote: Seqlock<Quote>,
+        level: i32,
+    }
+
+    /// This test process is the producer; the sqlite3 shell, another
+    /// process, observes its session read-only through the mg_* tables.
+    #[test]
+    fn mg_tables_agree_with_what_the_producer_wrote() {
+        let session = format!("mwsql{}", std::process::id());
+        let p = Producer::init(&session, ProducerOptions::default()).unwrap();
+        let mut aapl = p.create::<Book>("AAPL").unwrap();
+        aapl.orders.store(7, Ordering::Relaxed);
+        aapl.quote.write(Quote { bid: 1.5, ask: 2.25 });
+        let mut msft = p.create::<Book>("MSFT").unwrap();
+        msft.orders.store(u64::MAX / 2, Ordering::Relaxed);
+        msft.quote.write(Quote { bid: -3.0, ask: 0.125 });
+
+        let where_ = format!("WHERE session = '{session}'");
+        let sessions = ok(&format!(
+            "SELECT name, pid, liveness, objects FROM mg_sessions WHERE name = '{session}';"
+        ));
+        assert_eq!(sessions, format!("{session}|{}|alive|2\n", std::process::id()));
+        let objects =
+            ok(&format!("SELECT object, type, count, state FROM mg_objects {where_} ORDER BY 1;"));
+        assert_eq!(objects, "AAPL|Book|1|alive\nMSFT|Book|1|alive\n");
+        let fields = ok(&format!(
+            "SELECT object, path, type, atomicity, value, torn FROM mg_fields {where_} \
+             ORDER BY object, path;"
+        ));
+        assert_eq!(
+            fields.lines().collect::<Vec<_>>(),
+            vec![
+                "AAPL|level|i32|none|0|0".to_string(),
+                "AAPL|orders|u64|atomic|7|0".to_string(),
+                "AAPL|quote.ask|f64|seqlock|2.25|0".to_string(),
+                "AAPL|quote.bid|f64|seqlock|1.5|0".to_string(),
+                "MSFT|level|i32|none|0|0".to_string(),
+                format!("MSFT|orders|u64|atomic|{}|0", u64::MAX / 2),
+                "MSFT|quote.ask|f64|seqlock|0.125|0".to_string(),
+                "MSFT|quote.bid|f64|seqlock|-3.0|0".to_string(),
+            ]
+        );
+        // object = ... pushed down; live: a write now is seen by the next query.
+        aapl.quote.write(Quote { bid: 10.0, ask: 11.0 });
+        assert_eq!(
+            ok(&format!(
+                "SELECT path, value FROM mg_fields {where_} AND object = 'AAPL' \
+                 AND path LIKE 'quote.%' ORDER BY path;"
+            )),
+            "quote.ask|11.0\nquote.bid|10.0\n"
+        );
+        assert_eq!(
+            ok(&format!("SELECT count(*) FROM mg_fields {where_} AND object = 'nope';")),
+            "0\n"
+        );
+        // Live fields joined with recorded events: an object labelled like a
+        // recorded variable, its live field next to the recording's count.
+        let mut counter = p.create::<Book>("counter").unwrap();
+        counter.orders.store(100, Ordering::Relaxed);
+        counter.level = 3;
+        let dir = std::env::temp_dir().join(format!("mw-sqlite-join-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = super::make_recording(&dir, 100);
+        assert_eq!(
+            ok(&format!(
+                "SELECT f.object, f.value, count(e.seq), max(e.seq) - min(e.seq) + 1 \
+                 FROM mg_fields f JOIN mw_events('{}') e ON e.variable_name = f.object \
+                 {where_} AND f.path = 'orders' GROUP BY 1, 2;",
+                db.display()
+            )),
+            "counter|100|100|100\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let (success, _, err) =
+            super::shell("SELECT * FROM mg_fields WHERE session = 'mwsql-no-such-session';");
+        assert!(!success && err.contains("memglass session"), "{err}");
+        p.shutdown().unwrap();
+    }
+}
