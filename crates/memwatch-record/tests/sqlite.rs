@@ -7,11 +7,36 @@ use std::time::Duration;
 use memwatch_core::{Backend, ChangeEvent, Options, Watcher};
 use memwatch_record::{record_to, record_to_with, RecordError, RecordOptions, Target};
 
-fn temp_db(name: &str) -> PathBuf {
+/// `events.db` in a fresh temporary folder, removed when dropped.
+struct TempDb {
+    dir: PathBuf,
+    db: PathBuf,
+}
+
+impl std::ops::Deref for TempDb {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.db
+    }
+}
+
+impl AsRef<std::path::Path> for TempDb {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.db
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn temp_db(name: &str) -> TempDb {
     let dir = std::env::temp_dir().join(format!("mwrec-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir.join("events.db")
+    TempDb { db: dir.join("events.db"), dir }
 }
 
 /// Writes that the compiler cannot drop (it cannot see the engine read them).
