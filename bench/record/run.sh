@@ -2,8 +2,9 @@
 # Recorder benchmarks (crates/memwatch-record), one run, printed as a table:
 #   - events/second recorded into SQLite and into PostgreSQL (a throwaway
 #     cluster on 127.0.0.1, like the sql suite's) from 1 process and from 4
-#     at once (4 into one SQLite file / one server); each process writes and
-#     checks one watched counter N times and flushes (examples/record_load);
+#     at once (4 into one SQLite file / one server); each process writes 64
+#     watched counters, checks changes (64 events), and so on until N events,
+#     then flushes (examples/record_load);
 #     the rate is all events written / wall time until the last flush;
 #   - the watched program's write loop with a recorder attached vs without
 #     (examples/record_overhead: 1 MiB, 256 regions, default backend; the
@@ -33,7 +34,7 @@ rate() {
     local url="$1" procs="$2" start end total=0 dropped=0
     start=$(date +%s.%N)
     for i in $(seq "$procs"); do
-        "$bin/record_load" "$url" --events "$events" --queue "$events" >"$work/out.$i" &
+        "$bin/record_load" "$url" --events "$events" --queue "$events" --regions 64 >"$work/out.$i" &
     done
     wait
     end=$(date +%s.%N)

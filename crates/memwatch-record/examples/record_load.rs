@@ -2,8 +2,9 @@
 //! every change recorded. Used by the PostgreSQL tests (several of these run
 //! at once) and by the benchmark.
 //!
-//! `record_load URL [--events N] [--until PATH] [--queue N] [--sleep-us N]`
-//! writes N events (or until the file PATH exists), flushes, and prints one
+//! `record_load URL [--events N] [--until PATH] [--queue N] [--sleep-us N] [--regions K]`
+//! writes N events (or until the file PATH exists), K counters (default 1,
+//! each its own region) per write-and-check round, flushes, and prints one
 //! line: `produced=.. written=.. dropped=.. abandoned=.. reconnects=..
 //! recording_id=.. seconds=..`.
 
@@ -19,6 +20,7 @@ fn main() {
     let mut until: Option<String> = None;
     let mut options = RecordOptions::default();
     let mut sleep_us = 0u64;
+    let mut regions = 1usize;
     let mut i = 2;
     while i < args.len() {
         let v = args.get(i + 1).cloned().unwrap_or_default();
@@ -27,35 +29,47 @@ fn main() {
             "--until" => until = Some(v),
             "--queue" => options.queue_capacity = v.parse().expect("--queue N"),
             "--sleep-us" => sleep_us = v.parse().expect("--sleep-us N"),
+            "--regions" => regions = v.parse().expect("--regions K"),
             other => panic!("unknown option {other}"),
         }
         i += 2;
     }
     let w = Watcher::new(Options { backend: Backend::Poll, ..Options::default() }).unwrap();
-    let counter = Box::into_raw(Box::new(0u64));
-    let ptr = counter as *const u8;
-    // SAFETY: the allocation outlives the watcher (closed before it is freed).
-    unsafe { w.watch(ptr, 8, "counter", Some("record_load")) }.unwrap();
+    assert!(regions >= 1, "--regions must be >= 1");
+    // One 64-byte slot per counter, so that each is its own region.
+    let counters = Box::into_raw(vec![[0u64; 8]; regions].into_boxed_slice());
+    // SAFETY: counters is a live allocation of `regions` slots.
+    let slot = |i: usize| unsafe { (counters as *mut [u64; 8]).add(i) as *mut u64 };
+    for i in 0..regions {
+        let name = if i == 0 { "counter".to_string() } else { format!("counter{i}") };
+        // SAFETY: the allocation outlives the watcher (closed before it is freed).
+        unsafe { w.watch(slot(i) as *const u8, 8, &name, Some("record_load")) }.unwrap();
+    }
     let rec = record_to_with(&w, &url, options).unwrap_or_else(|e| {
         eprintln!("record_load: {e}");
         std::process::exit(2)
     });
     let start = Instant::now();
     let mut produced = 0u64;
+    let mut rounds = 0u64;
     loop {
+        rounds += 1;
         if let Some(n) = events {
             if produced >= n {
                 break;
             }
         }
         if let Some(p) = &until {
-            if produced & 63 == 0 && std::path::Path::new(p).exists() {
+            if rounds & 63 == 0 && std::path::Path::new(p).exists() {
                 break;
             }
         }
-        // SAFETY: counter is a live allocation only this loop touches;
-        // volatile so that every write happens.
-        unsafe { std::ptr::write_volatile(counter, std::ptr::read_volatile(counter) + 1) };
+        for i in 0..regions {
+            let c = slot(i);
+            // SAFETY: c points into the live allocation only this loop
+            // touches; volatile so that every write happens.
+            unsafe { std::ptr::write_volatile(c, std::ptr::read_volatile(c) + 1) };
+        }
         produced += w.check_changes().unwrap().len() as u64;
         if sleep_us > 0 {
             std::thread::sleep(Duration::from_micros(sleep_us));
@@ -63,8 +77,8 @@ fn main() {
     }
     let write_seconds = start.elapsed().as_secs_f64();
     w.close();
-    // SAFETY: the watcher is closed; nothing refers to the counter any more.
-    drop(unsafe { Box::from_raw(counter) });
+    // SAFETY: the watcher is closed; nothing refers to the counters any more.
+    drop(unsafe { Box::from_raw(counters) });
     rec.flush(Duration::from_secs(60));
     let seconds = start.elapsed().as_secs_f64();
     rec.close();
