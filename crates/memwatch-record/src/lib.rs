@@ -55,7 +55,8 @@ pub use db::{SCHEMA_POSTGRES, SCHEMA_SQLITE};
 /// Why [`record_to`] failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordError {
-    /// The URL is not one the recorder understands (with the reason).
+    /// The URL is not one the recorder understands, or an option of
+    /// [`record_to_with`] is out of range (with the reason).
     InvalidUrl(String),
     /// The database could not be opened or reached, or refused the schema.
     Database(String),
