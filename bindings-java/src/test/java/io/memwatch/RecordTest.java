@@ -24,9 +24,13 @@ class RecordTest {
 
     /** Lines of `sqlite3 db sql` (list mode, '|' between columns). */
     static List<String> query(Path db, String sql) throws IOException, InterruptedException {
-        Process p = new ProcessBuilder("sqlite3", db.toString(), sql).redirectErrorStream(true).start();
+        ProcessBuilder pb = new ProcessBuilder("sqlite3", db.toString(), sql);
+        // The libjsig run preloads the JVM's signal library: not for sqlite3.
+        pb.environment().remove("LD_PRELOAD");
+        Process p = pb.start();
         String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertEquals(0, p.waitFor(), out);
+        String err = new String(p.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertEquals(0, p.waitFor(), err);
         return out.isEmpty() ? List.of() : Arrays.asList(out.split("\n"));
     }
 
