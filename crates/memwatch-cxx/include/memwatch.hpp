@@ -290,6 +290,21 @@ struct RecorderStats {
 /// throws Closed.
 class Recorder {
  public:
+  /// Takes over other's recording; other then throws Closed.
+  Recorder(Recorder&& other) noexcept : impl_(std::move(other.impl_)) { other.impl_.reset(); }
+  /// Stops this recording (writing its queue), then takes over other's.
+  Recorder& operator=(Recorder&& other) noexcept {
+    if (this != &other) {
+      impl_.reset();
+      impl_ = std::move(other.impl_);
+      other.impl_.reset();
+    }
+    return *this;
+  }
+  Recorder(const Recorder&) = delete;
+  Recorder& operator=(const Recorder&) = delete;
+  ~Recorder() = default;
+
   /// The counters now.
   RecorderStats stats() const {
     auto s = get().recorder_stats();
