@@ -140,6 +140,31 @@ namespace MemWatch
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int memwatch_watcher_set_value_store(IntPtr watcher, byte[] storeName, ulong capacity);
 
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct RecorderStats
+        {
+            public ulong written;
+            public ulong dropped;
+            public ulong abandoned;
+            public ulong queued;
+            public ulong batches;
+            public ulong reconnects;
+            public int connected;
+            public long recording_id;
+        }
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_record_to(IntPtr watcher, byte[] url, out IntPtr recorder);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_recorder_flush(IntPtr recorder, uint timeoutMs);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_recorder_stats(IntPtr recorder, out RecorderStats stats);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void memwatch_recorder_free(IntPtr recorder);
+
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern UIntPtr memwatch_page_size();
 

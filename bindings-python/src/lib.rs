@@ -236,6 +236,7 @@ struct Errors {
     closed: Py<PyType>,
     os: Py<PyType>,
     not_contiguous: Py<PyType>,
+    database: Py<PyType>,
 }
 
 static ERRORS: PyOnceLock<Errors> = PyOnceLock::new();
@@ -256,6 +257,7 @@ fn errors(py: Python<'_>) -> &Errors {
                 closed: get("WatcherClosedError")?,
                 os: get("MemwatchOSError")?,
                 not_contiguous: get("NotContiguousError")?,
+                database: get("DatabaseError")?,
             })
         })
         .expect("memwatch._errors is part of the memwatch package and must import")
@@ -835,6 +837,29 @@ impl Watcher {
         py.detach(move || shared.core.set_value_store(arc)).map_err(|e| to_pyerr(py, e))
     }
 
+    /// Records every event into SQLite or PostgreSQL (see MemoryWatcher.record_to).
+    fn record_to(&self, py: Python<'_>, url: &str) -> PyResult<Recorder> {
+        let shared = self.shared.clone();
+        let url = url.to_string();
+        // Connecting may take a while: GIL released.
+        let rec = py.detach(move || memwatch_record::record_to(&shared.core, &url));
+        match rec {
+            Ok(inner) => Ok(Recorder { inner }),
+            Err(e) => {
+                let err = errors(py);
+                let ty = match &e {
+                    memwatch_record::RecordError::InvalidUrl(_) => &err.invalid_argument,
+                    memwatch_record::RecordError::Database(_) => &err.database,
+                    memwatch_record::RecordError::Closed => &err.closed,
+                };
+                Err(match ty.bind(py).call1((e.to_string(),)) {
+                    Ok(v) => PyErr::from_value(v),
+                    Err(e) => e,
+                })
+            }
+        }
+    }
+
     /// Statistics as a dict (see MemoryWatcher.get_stats).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.shared.core.stats();
@@ -904,6 +929,56 @@ impl Drop for Watcher {
     }
 }
 
+/// A running recorder (see MemoryWatcher.record_to).
+#[pyclass(module = "memwatch._memwatch", name = "Recorder", frozen)]
+struct Recorder {
+    inner: memwatch_record::Recorder,
+}
+
+#[pymethods]
+impl Recorder {
+    /// Counters as a dict: written, dropped, abandoned, queued, batches,
+    /// reconnects, connected, last_error, recording_id.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.stats();
+        let d = PyDict::new(py);
+        d.set_item("written", s.written)?;
+        d.set_item("dropped", s.dropped)?;
+        d.set_item("abandoned", s.abandoned)?;
+        d.set_item("queued", s.queued)?;
+        d.set_item("batches", s.batches)?;
+        d.set_item("reconnects", s.reconnects)?;
+        d.set_item("connected", s.connected)?;
+        d.set_item("last_error", s.last_error)?;
+        d.set_item("recording_id", s.recording_id)?;
+        Ok(d)
+    }
+
+    /// Waits up to `timeout` seconds until every event queued before the
+    /// call is written; False on timeout.
+    #[pyo3(signature = (timeout=10.0))]
+    fn flush(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        if !(0.0..=86_400.0).contains(&timeout) {
+            return Err(PyValueError::new_err(format!(
+                "timeout must be between 0 and 86400 seconds, got {timeout}"
+            )));
+        }
+        let t = Duration::from_secs_f64(timeout);
+        Ok(py.detach(|| self.inner.flush(t)))
+    }
+
+    /// Stops recording after writing what is queued. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.inner.close());
+    }
+
+    /// The id of this recording in memwatch_recordings.
+    #[getter]
+    fn recording_id(&self) -> i64 {
+        self.inner.recording_id()
+    }
+}
+
 /// Runs on the core's delivery thread for every event while a callback is set.
 fn deliver(weak: &Weak<Shared>, cell: &CallbackCell, ev: &mw::ChangeEvent) {
     let Some(shared) = weak.upgrade() else { return };
@@ -951,6 +1026,7 @@ fn reassert_signal_handler(py: Python<'_>) -> PyResult<bool> {
 #[pymodule]
 fn _memwatch(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Watcher>()?;
+    m.add_class::<Recorder>()?;
     m.add_class::<ChangeEvent>()?;
     m.add_function(wrap_pyfunction!(page_size, m)?)?;
     m.add_function(wrap_pyfunction!(reassert_signal_handler, m)?)?;

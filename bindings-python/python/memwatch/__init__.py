@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
 from . import _memwatch
 from ._errors import (
+    DatabaseError,
     InvalidArgumentError,
     MemwatchError,
     MemwatchOSError,
@@ -42,7 +43,7 @@ from ._errors import (
     UnsupportedError,
     WatcherClosedError,
 )
-from ._memwatch import ChangeEvent
+from ._memwatch import ChangeEvent, Recorder
 from .adapters import Change, EngineAdapter, PollingAdapter, TrackerAdapter, TrackingLevel
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ __all__ = [
     "UnsupportedError",
     "WatcherClosedError",
     "MemwatchOSError",
+    "DatabaseError",
+    "Recorder",
 ]
 
 #: Version of the package (and of the engine it was built with).
@@ -471,6 +474,31 @@ class MemoryWatcher:
                 if key in _PER_WATCHER_COUNTS and isinstance(value, int):
                     stats[key] = int(stats[key] or 0) + value
         return stats
+
+    # -- recording ------------------------------------------------------------------
+
+    def record_to(self, url: str) -> Recorder:
+        """Records every change event of this watcher into a database.
+
+        ``url`` is a file path or ``"sqlite:PATH"`` (SQLite, WAL mode) or
+        ``"postgresql://user@host:port/db"``. Every event is recorded, whether
+        it goes to the callback or to :meth:`check_changes`, into the tables
+        ``memwatch_recordings``, ``memwatch_events`` and ``memwatch_losses``
+        (created if missing; schema in crates/memwatch-record/README.md).
+        Recording never blocks the watched program: events wait in a bounded
+        queue for the recorder's own thread; what does not fit is counted
+        (``stats()["dropped"]``) and written to ``memwatch_losses``. Returns a
+        :class:`Recorder`: ``flush(timeout=10.0)``, ``stats()``, ``close()``.
+
+        Raises:
+            InvalidArgumentError: the URL is not SQLite or PostgreSQL.
+            DatabaseError: the database cannot be opened or reached.
+            WatcherClosedError: the watcher is closed.
+        """
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a str, got {type(url).__name__}")
+        rec: Recorder = self._native.record_to(url)
+        return rec
 
     # -- value store ------------------------------------------------------------
 

@@ -66,7 +66,8 @@ typedef enum memwatch_error {
     MEMWATCH_ERR_UNSUPPORTED = -5,      /* backend not available here */
     MEMWATCH_ERR_CLOSED = -6,           /* watcher closed / not initialised */
     MEMWATCH_ERR_OS = -7,               /* a system call failed */
-    MEMWATCH_ERR_INTERNAL = -8          /* a bug in memwatch (caught panic) */
+    MEMWATCH_ERR_INTERNAL = -8,         /* a bug in memwatch (caught panic) */
+    MEMWATCH_ERR_DATABASE = -9          /* memwatch_record_to: database unreachable or refused */
 } memwatch_error_t;
 
 /** Adapter ids used by the official bindings (memwatch_options_t.adapter_id). */
@@ -256,6 +257,50 @@ int memwatch_reassert_signal_handler(void);
 /** Counts one failed callback in stats.callback_errors. For bindings whose
  *  callback trampolines catch their own language's exceptions. */
 int memwatch_watcher_report_callback_error(memwatch_watcher_t *w);
+
+/* ---- recording into SQLite / PostgreSQL (crates/memwatch-record) ------ */
+
+/** A running recorder (opaque). */
+typedef struct memwatch_recorder memwatch_recorder_t;
+
+/** A recorder's counters. Every event produced while it records is in
+ *  exactly one of written, dropped, abandoned, queued. */
+typedef struct memwatch_recorder_stats {
+    uint64_t written;     /* events committed to the database */
+    uint64_t dropped;     /* events the full queue could not take (rows in memwatch_losses) */
+    uint64_t abandoned;   /* queued but unwritten when the recorder closed, database down */
+    uint64_t queued;      /* waiting to be written */
+    uint64_t batches;     /* transactions committed */
+    uint64_t reconnects;  /* connections made again after a loss */
+    int32_t connected;    /* 1 while connected */
+    int64_t recording_id; /* this recording in memwatch_recordings */
+} memwatch_recorder_stats_t;
+
+/**
+ * Records every event of `w` (NULL: the default watcher), whether it goes to
+ * the callback or to check_changes, into `url`: a file path or "sqlite:PATH"
+ * (SQLite, WAL mode) or "postgresql://user@host:port/db" (PostgreSQL). The
+ * schema (memwatch_recordings, memwatch_events, memwatch_losses) is created if
+ * missing; see crates/memwatch-record/README.md. Never blocks the watched
+ * program: a bounded queue feeds the recorder's own thread; what does not fit
+ * is counted (stats.dropped) and written to memwatch_losses; a lost
+ * connection is retried with backoff. On success *out is the recorder (free
+ * it with memwatch_recorder_free); on failure *out is NULL and the code is
+ * MEMWATCH_ERR_INVALID_ARGUMENT (bad URL) or MEMWATCH_ERR_DATABASE (cannot
+ * open or reach the database), with the reason in memwatch_last_error().
+ */
+int memwatch_record_to(memwatch_watcher_t *w, const char *url, memwatch_recorder_t **out);
+
+/** Waits up to timeout_ms until every event queued before the call is
+ *  written: 1 if so, 0 on timeout (database down), < 0 on error. */
+int memwatch_recorder_flush(memwatch_recorder_t *r, uint32_t timeout_ms);
+
+/** Fills *out with the recorder's counters. */
+int memwatch_recorder_stats(memwatch_recorder_t *r, memwatch_recorder_stats_t *out);
+
+/** Stops recording (writing what is queued first, trying up to 5 s while the
+ *  database is down) and frees the recorder. NULL is ignored. */
+void memwatch_recorder_free(memwatch_recorder_t *r);
 
 /** The operating system's page size in bytes. */
 size_t memwatch_page_size(void);

@@ -23,6 +23,7 @@ macro_rules! cstr {
 mod event;
 mod global;
 mod last_error;
+mod record;
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -33,11 +34,14 @@ use memwatch_core::{Backend, Error, Options, Stats, Watcher};
 
 pub use event::{memwatch_change_event_t, memwatch_range_t};
 use last_error::{fail, fail_internal};
+pub use record::{memwatch_recorder_stats_t, memwatch_recorder_t};
 
 /// Success.
 pub const MEMWATCH_OK: c_int = 0;
 /// A panic inside memwatch was caught (a bug in memwatch).
 pub const MEMWATCH_ERR_INTERNAL: c_int = -8;
+/// A database could not be opened or reached (memwatch_record_to).
+pub const MEMWATCH_ERR_DATABASE: c_int = -9;
 /// Adapter id of watchers made through this ABI unless the options say otherwise.
 pub const MEMWATCH_ADAPTER_C: u32 = memwatch_core::ADAPTER_C;
 

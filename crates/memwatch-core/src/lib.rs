@@ -53,7 +53,7 @@ mod watcher;
 
 use backend::protect::handler;
 
-pub use delivery::Callback;
+pub use delivery::{Callback, EventSink, SinkId};
 /// The MemStream value store (crates/memwatch-store), re-exported.
 pub use memwatch_store as store;
 pub use types::*;
