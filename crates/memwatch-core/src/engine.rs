@@ -14,6 +14,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::diff::changed_ranges;
 use crate::handler_state;
+use crate::location::{self, Captures};
 use crate::maps;
 use crate::page_table::PageTableWriter;
 use crate::protect;
@@ -116,6 +117,8 @@ pub struct State {
     newly_gone: Vec<RegionId>,
     next_region_id: RegionId,
     next_watcher_id: u32,
+    /// Writer location: stacks of fault records not yet turned into events.
+    captures: Captures,
 }
 
 /// The process-wide engine.
@@ -163,6 +166,7 @@ pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
                     newly_gone: Vec::new(),
                     next_region_id: 1,
                     next_watcher_id: 1,
+                    captures: Captures::default(),
                 }),
                 ring,
                 wake,
@@ -196,7 +200,10 @@ impl Engine {
         inner: Weak<WatcherInner>,
         options: &Options,
     ) -> Result<(u32, Backend, String), Error> {
+        let located = location::choose_backend(options)?;
         let (backend, reason) = match options.backend {
+            // Writer location hook: locate_writers picks protect.
+            _ if located.is_some() => located.expect("checked"),
             Backend::Auto => match writewatch::get() {
                 Ok(_) => (Backend::WriteWatch, String::new()),
                 Err(why) => (
@@ -214,6 +221,10 @@ impl Engine {
             protect::install().map_err(Error::Os)?;
         }
         let mut st = self.lock();
+        if options.locate_writers {
+            let depth = st.location_depth().max(options.stack_depth);
+            location::set_depth(depth, self.ring.capacity())?;
+        }
         let id = st.next_watcher_id;
         st.next_watcher_id += 1;
         st.watchers.insert(
@@ -243,7 +254,10 @@ impl Engine {
         for id in ids {
             st.unwatch(id);
         }
-        st.watchers.remove(&watcher);
+        if st.watchers.remove(&watcher).is_some_and(|w| w.options.locate_writers) {
+            // Writer location hook: capture only as deep as the others ask.
+            let _ = location::set_depth(st.location_depth(), self.ring.capacity());
+        }
     }
 
     /// Starts watching a range for a watcher.
@@ -272,7 +286,12 @@ impl Engine {
         let mappings = maps::writable_mappings(addr, len, |page_addr| {
             st.pages.get(&(page_addr / ps)).map(|p| p.prot)
         })?;
-        let own = [Some(self.ring.range()), Some(handler_state::range()), st.table.range()];
+        let own = [
+            Some(self.ring.range()),
+            Some(handler_state::range()),
+            st.table.range(),
+            location::capture::range(),
+        ];
         if own.iter().flatten().any(|&(s, e)| addr < e && addr + len > s) {
             return Err(Error::InvalidArgument(
                 "range covers memwatch's own memory (fault ring, page table or handler state)"
@@ -462,14 +481,19 @@ impl Engine {
     /// Drains the fault ring (and sweeps the page table if the ring overflowed)
     /// into the open set.
     fn collect_faults(&self, st: &mut State, now: u64) {
-        while let Some(rec) = self.ring.pop() {
+        // Writer location hook: each record's frames leave the ring with it.
+        while let Some((mut rec, id)) = self.ring.pop_with(|s, r| st.captures.take(s, r.tid)) {
+            rec.capture = id;
             st.open_page(rec.page, Some(rec), now);
         }
+        st.captures.end_batch();
         if self.ring.header().overflowed.swap(false, Ordering::SeqCst) {
             // Drain again: records pushed before the flag was cleared.
-            while let Some(rec) = self.ring.pop() {
+            while let Some((mut rec, id)) = self.ring.pop_with(|s, r| st.captures.take(s, r.tid)) {
+                rec.capture = id;
                 st.open_page(rec.page, Some(rec), now);
             }
+            st.captures.end_batch();
             for page in st.table.take_all_dirty() {
                 if !st.open.contains_key(&page) {
                     st.open_page(page, None, now);
@@ -605,6 +629,16 @@ fn runs(pages: &[usize]) -> Vec<(usize, usize)> {
 }
 
 impl State {
+    /// Writer location: the deepest stack a locating watcher asks for (0 = none).
+    fn location_depth(&self) -> usize {
+        self.watchers
+            .values()
+            .filter(|w| w.options.locate_writers)
+            .map(|w| w.options.stack_depth)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The ids of a watcher's regions. O(all regions): there is no
     /// per-watcher index (it would cost ~24 bytes a region); this serves
     /// close, stats and set_value_store, not watch or unwatch.
@@ -1116,6 +1150,8 @@ impl State {
         let ps = sys::page_size();
         // Region -> the earliest known writer among its pages in this batch.
         let mut touched: HashMap<RegionId, Option<FaultRecord>> = HashMap::new();
+        // Writer location: page first-writes (fault records) per region.
+        let mut faults: HashMap<RegionId, u32> = HashMap::new();
         let mut hot_pages = Vec::new();
         for &page in pages {
             let window = self.pages.get(&page).map_or(0, |info| self.window_ns_of_page(info));
@@ -1152,6 +1188,7 @@ impl State {
                 self.open.remove(&page);
             }
             for &rid in info.regions.as_slice() {
+                *faults.entry(rid).or_insert(0) += u32::from(who.is_some());
                 let e = touched.entry(rid).or_insert(who);
                 if let (Some(a), Some(b)) = (*e, who) {
                     if b.timestamp_ns < a.timestamp_ns {
@@ -1167,11 +1204,26 @@ impl State {
         ids.sort_unstable();
         for rid in ids {
             let who = touched[&rid];
-            if let Some(ev) = self.diff_region(rid, who, now) {
+            if let Some(mut ev) = self.diff_region(rid, who, now) {
+                // Writer location hook: resolve the captured stack.
+                if self.watchers.get(&ev.0).is_some_and(|w| w.options.locate_writers) {
+                    let (id, n) = (who.map_or(0, |w| w.capture), faults[&rid]);
+                    location::fill_where(&mut ev.1.where_, id, &self.captures, n);
+                }
                 changed_regions.insert(rid);
                 events.push(ev);
             }
         }
+        // Writer location hook: stacks of pages still open stay for them.
+        let open = &self.open;
+        let live: HashSet<u32> = open
+            .values()
+            .filter_map(|m| match m {
+                OpenMode::Open { who: Some(w), .. } if w.capture != 0 => Some(w.capture),
+                _ => None,
+            })
+            .collect();
+        self.captures.retain(|id| live.contains(&id));
         for page in hot_pages {
             if let (Some(info), Some(mode)) = (self.pages.get(&page), self.open.get_mut(&page)) {
                 let changed = info.regions.as_slice().iter().any(|r| changed_regions.contains(r));

@@ -40,6 +40,7 @@
 mod diff;
 mod engine;
 mod handler_state;
+mod location;
 mod maps;
 mod page_table;
 mod protect;
@@ -50,9 +51,22 @@ mod types;
 mod watcher;
 mod writewatch;
 
+pub use location::{set_frame_resolver, FrameResolver};
 /// The MemStream value store (crates/memwatch-store), re-exported.
 pub use memwatch_store as store;
 pub use types::*;
+
+/// Resolves one code address the way located writes are resolved (module +
+/// offset, function, file, line; inlined frames first), through the same
+/// caches. For benchmarks and tools.
+pub fn resolve_address(addr: u64) -> Vec<Frame> {
+    location::resolve_address(addr)
+}
+
+/// Drops the symbol caches: the next resolution opens modules anew.
+pub fn clear_symbol_cache() {
+    location::clear_symbol_cache()
+}
 pub use watcher::{Callback, Watcher};
 
 /// Environment variable that makes the writewatch backend unavailable in this

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 use std::sync::Mutex;
 
 use crate::handler_state;
+use crate::location;
 use crate::page_table::{self, ACTIVE, DIRTY, PROT_SHIFT};
 use crate::ring::{FaultRecord, Ring};
 use crate::sys;
@@ -176,6 +177,12 @@ unsafe fn fault_ip(ctx: *mut libc::c_void) -> u64 {
 }
 
 extern "C" fn handler(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // Writer location hook: a fault of the stack walk's probe read (a bad
+    // frame pointer) resumes at the probe's fixup (location/capture.rs).
+    // SAFETY: ctx is the kernel's ucontext for this SA_SIGINFO handler.
+    if unsafe { location::capture::recover_probe_fault(ctx) } {
+        return;
+    }
     let saved_errno = sys::errno();
     let handled = match handler_state::get_in_handler() {
         Some(hs) => {
@@ -241,13 +248,19 @@ unsafe fn handle_ours(
     // SAFETY: the ring is 'static once published; push writes only into the
     // ring's own mapping.
     let pushed = !ring.is_null()
-        && unsafe { &*ring }.push(FaultRecord {
-            page,
-            // SAFETY: ctx is the kernel's ucontext.
-            ip: unsafe { fault_ip(ctx) },
-            tid: sys::gettid(),
-            timestamp_ns: sys::monotonic_ns(),
-        });
+        && unsafe { &*ring }.push_with(
+            FaultRecord {
+                page,
+                // SAFETY: ctx is the kernel's ucontext.
+                ip: unsafe { fault_ip(ctx) },
+                tid: sys::gettid(),
+                timestamp_ns: sys::monotonic_ns(),
+                capture: 0,
+            },
+            // Writer location hook: frames into the slot beside this cell.
+            // SAFETY: ctx is the kernel's ucontext; the slot is claimed.
+            |slot| unsafe { location::capture::on_fault(slot, ctx) },
+        );
     if !pushed {
         slot.state.fetch_or(DIRTY, Ordering::SeqCst);
         if !ring.is_null() {

@@ -87,7 +87,19 @@ pub struct Options {
     /// Tag copied into every event: which language adapter made the watcher.
     /// See the `ADAPTER_*` constants.
     pub adapter_id: u32,
+    /// Locate writers: each event's [`Where`] gets the writing thread's name,
+    /// the source file, function and line of the write and a stack of up to
+    /// `stack_depth` frames; default false. Needs the protect backend (`auto`
+    /// then picks it and says so in [`Stats::backend_reason`]). Only the first
+    /// write to a page in its writable window faults, so only it is located.
+    pub locate_writers: bool,
+    /// Most frames captured per located write (1..=[`MAX_STACK_DEPTH`]);
+    /// default 8. Used only with `locate_writers`.
+    pub stack_depth: usize,
 }
+
+/// Largest [`Options::stack_depth`].
+pub const MAX_STACK_DEPTH: usize = crate::location::MAX_DEPTH;
 
 /// Adapter ids used by the official bindings.
 pub const ADAPTER_RUST: u32 = 0;
@@ -117,8 +129,32 @@ impl Default for Options {
             ring_capacity: 65_536,
             snapshots: true,
             adapter_id: ADAPTER_RUST,
+            locate_writers: false,
+            stack_depth: 8,
         }
     }
+}
+
+/// One frame of a writer's stack (innermost first).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frame {
+    /// Instruction address: the faulting instruction itself for the first
+    /// frame, a return address minus one for callers.
+    pub ip: u64,
+    /// Path of the module (executable or shared library) holding `ip`; empty
+    /// for code outside any module (JIT code, unless a resolver named it).
+    pub module: String,
+    /// `ip` relative to the module's load address (what `addr2line -e
+    /// MODULE OFFSET` takes); the absolute address when there is no module.
+    pub module_offset: u64,
+    /// Function (demangled); empty without symbols.
+    pub function: String,
+    /// Source file; empty without debug info.
+    pub file: String,
+    /// Source line; 0 without debug info.
+    pub line: u32,
+    /// This frame was inlined into the next one (same `ip`).
+    pub inlined: bool,
 }
 
 /// Where a change was made, as far as the backend can tell.
@@ -128,14 +164,31 @@ pub struct Where {
     /// this page's writable window; `None` for the poll backend or when the
     /// fault ring was full.
     pub thread_id: Option<u32>,
+    /// Name of that thread (`/proc/self/task/TID/comm`); empty unless
+    /// [`Options::locate_writers`].
+    pub thread_name: String,
     /// Instruction pointer of that write; `None` when unknown.
     pub fault_ip: Option<u64>,
-    /// Source file; empty until symbolization lands.
+    /// Module of the user frame (see `stack`); empty when not located.
+    pub module: String,
+    /// Offset of the user frame in `module`.
+    pub module_offset: u64,
+    /// Source file of the user frame: the innermost frame outside memwatch
+    /// and memcpy-style helpers; empty when not located or without debug info.
     pub file: String,
-    /// Function; empty until symbolization lands.
+    /// Function of the user frame; empty when unknown.
     pub function: String,
-    /// Source line; 0 when unknown.
+    /// Source line of the user frame; 0 when unknown.
     pub line: u32,
+    /// The writer's stack, innermost first (helpers included), up to
+    /// [`Options::stack_depth`] captured frames plus their inlined frames;
+    /// empty unless [`Options::locate_writers`].
+    pub stack: Vec<Frame>,
+    /// First writes to other pages of the region merged into this event
+    /// without a location of their own (each page faults once per writable
+    /// window; later writes to it are merged unseen, so only the earliest
+    /// fault is attributed). Counted only with [`Options::locate_writers`].
+    pub unattributed_faults: u32,
 }
 
 /// A run of changed bytes inside a region.

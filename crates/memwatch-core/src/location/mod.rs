@@ -1,0 +1,193 @@
+//! Writer location (Options::locate_writers): which thread, function, file,
+//! line and stack made the first write to a page in its writable window.
+//!
+//! - capture.rs runs in the SIGSEGV handler: registers and a frame-pointer
+//!   walk into a frame buffer beside the fault ring (only mapped, and only
+//!   written, while a locating watcher exists: ring cells stay 32 bytes).
+//! - The engine takes each record's frames when it pops the record
+//!   ([`Captures::take`]) and resolves them when it builds the event
+//!   ([`fill_where`]), with symbolize.rs and its caches.
+
+pub mod capture;
+pub mod symbolize;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::types::{Backend, Error, Frame, Options, Where};
+
+pub use capture::MAX_DEPTH;
+
+/// A runtime's own frame resolver (JIT code, interpreters): given an
+/// address, the frame it names, or None to let memwatch resolve it. Runs on
+/// the engine's worker (or a check_changes caller) with the engine locked:
+/// it must not call memwatch.
+pub type FrameResolver = Arc<dyn Fn(u64) -> Option<Frame> + Send + Sync + 'static>;
+
+static RESOLVER: RwLock<Option<FrameResolver>> = RwLock::new(None);
+static SYMBOLIZER: Mutex<Option<symbolize::Symbolizer>> = Mutex::new(None);
+
+/// Sets (or with None removes) the process-wide frame resolver, asked first
+/// for every captured address.
+pub fn set_frame_resolver(resolver: Option<FrameResolver>) {
+    *RESOLVER.write().unwrap_or_else(|e| e.into_inner()) = resolver;
+}
+
+/// Checks the location options and picks the backend: `auto` becomes
+/// protect (with the reason), writewatch and poll cannot locate writers.
+pub fn choose_backend(options: &Options) -> Result<Option<(Backend, String)>, Error> {
+    if !options.locate_writers {
+        return Ok(None);
+    }
+    if options.stack_depth == 0 || options.stack_depth > MAX_DEPTH {
+        return Err(Error::InvalidArgument(format!(
+            "stack_depth must be 1..={MAX_DEPTH}, got {}",
+            options.stack_depth
+        )));
+    }
+    match options.backend {
+        Backend::Auto => Ok(Some((
+            Backend::Protect,
+            "locate_writers: auto chose protect, the backend that sees each writer".into(),
+        ))),
+        Backend::Protect => Ok(Some((Backend::Protect, String::new()))),
+        other => Err(Error::InvalidArgument(format!(
+            "locate_writers needs the protect backend (or auto); {other} cannot see the writer"
+        ))),
+    }
+}
+
+/// Turns capture on for the given depth (the deepest of the locating
+/// watchers; 0 = off), mapping the frame buffer for a ring of `slots` cells.
+pub fn set_depth(depth: usize, slots: usize) -> Result<(), Error> {
+    if depth > 0 {
+        capture::allocate(slots).map_err(Error::Os)?;
+    }
+    capture::set_depth(depth);
+    Ok(())
+}
+
+/// A stack taken out of the frame buffer, waiting for its event.
+#[derive(Clone, Debug)]
+struct Captured {
+    raw: capture::RawStack,
+    thread_name: String,
+}
+
+/// Captured stacks of open pages, by id (FaultRecord::capture).
+#[derive(Default)]
+pub struct Captures {
+    next: u32,
+    map: HashMap<u32, Captured>,
+    /// Thread names read during the current batch.
+    names: HashMap<u32, String>,
+}
+
+fn thread_name(tid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+        .map(|s| s.trim_end_matches('\n').to_string())
+        .unwrap_or_default()
+}
+
+impl Captures {
+    /// Ring hook: the frames of `slot` (popped with `tid`), stored under a
+    /// fresh id, or 0 when nothing was captured. The thread's name is read
+    /// now, while the thread most likely still runs.
+    pub fn take(&mut self, slot: usize, tid: u32) -> u32 {
+        let Some(raw) = capture::take(slot) else { return 0 };
+        let thread_name = self.names.entry(tid).or_insert_with(|| thread_name(tid)).clone();
+        self.next = self.next.wrapping_add(1).max(1);
+        self.map.insert(self.next, Captured { raw, thread_name });
+        self.next
+    }
+
+    /// Ends a batch of takes (thread names may change between batches).
+    pub fn end_batch(&mut self) {
+        self.names.clear();
+    }
+
+    /// Keeps only the stacks whose ids `live` returns true for.
+    pub fn retain(&mut self, mut live: impl FnMut(u32) -> bool) {
+        if !self.map.is_empty() {
+            self.map.retain(|id, _| live(*id));
+        }
+    }
+}
+
+/// A frame the user would point at: not memwatch itself, not a
+/// memcpy-style helper (libc, compiler builtins, core::ptr).
+fn is_helper(f: &Frame) -> bool {
+    let module = f.module.rsplit('/').next().unwrap_or("");
+    let func = f.function.trim_start_matches('<');
+    module.starts_with("libmemwatch")
+        || in_libc(f)
+        || ["memwatch_core::", "memwatch_capi::", "core::ptr::", "core::intrinsics::"]
+            .iter()
+            .any(|p| func.starts_with(p))
+        || func.starts_with("compiler_builtins::")
+}
+
+/// A frame in the C library (whose memcpy-style routines keep no frame).
+fn in_libc(f: &Frame) -> bool {
+    let module = f.module.rsplit('/').next().unwrap_or("");
+    module.starts_with("libc.so") || module.starts_with("libc-")
+}
+
+fn resolve_one(sym: &mut symbolize::Symbolizer, addr: u64) -> Vec<Frame> {
+    let hook = RESOLVER.read().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(frame) = hook.and_then(|h| h(addr)) {
+        return vec![frame];
+    }
+    sym.resolve(addr)
+}
+
+/// Event hook: fills `w` from the stack captured under `capture` (no-op for
+/// 0 or an id already dropped). `faults` = page first-writes merged into
+/// this event (all but the attributed one are counted as unattributed).
+pub fn fill_where(w: &mut Where, capture: u32, captures: &Captures, faults: u32) {
+    w.unattributed_faults = faults.saturating_sub(1);
+    let Some(c) = captures.map.get(&capture) else { return };
+    w.thread_name = c.thread_name.clone();
+    let mut guard = SYMBOLIZER.lock().unwrap_or_else(|e| e.into_inner());
+    let sym = guard.get_or_insert_with(symbolize::Symbolizer::new);
+    let mut addrs: Vec<u64> = Vec::with_capacity(c.raw.frames.len() + 1);
+    for (i, &a) in c.raw.frames.iter().enumerate() {
+        // Callers: the call instruction is just before the return address.
+        addrs.push(if i == 0 { a } else { a.wrapping_sub(1) });
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    for (i, &a) in addrs.iter().enumerate() {
+        let frames = resolve_one(sym, a);
+        stack.extend(frames);
+        if i == 0 && c.raw.sp_word != 0 && stack.iter().all(in_libc) {
+            // A frameless libc routine (memcpy) faulted: the frame pointer
+            // still names its caller's frame, whose return address the walk
+            // took as frame 1; the routine's own return address is the word
+            // at SP (libc's string routines push nothing before storing).
+            let caller = resolve_one(sym, c.raw.sp_word.wrapping_sub(1));
+            if caller.iter().any(|f| !f.module.is_empty()) {
+                stack.extend(caller);
+            }
+        }
+    }
+    if let Some(user) = stack.iter().find(|f| !is_helper(f)).or(stack.first()) {
+        w.module = user.module.clone();
+        w.module_offset = user.module_offset;
+        w.file = user.file.clone();
+        w.function = user.function.clone();
+        w.line = user.line;
+    }
+    w.stack = stack;
+}
+
+/// Resolves one address now (benchmarks, tests): the frames fill_where would
+/// put in a stack for it.
+pub fn resolve_address(addr: u64) -> Vec<Frame> {
+    let mut guard = SYMBOLIZER.lock().unwrap_or_else(|e| e.into_inner());
+    resolve_one(guard.get_or_insert_with(symbolize::Symbolizer::new), addr)
+}
+
+/// Drops the symbolizer's caches (benchmarks measure cold resolution).
+pub fn clear_symbol_cache() {
+    *SYMBOLIZER.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
