@@ -482,18 +482,16 @@ impl Engine {
     /// into the open set.
     fn collect_faults(&self, st: &mut State, now: u64) {
         // Writer location hook: each record's frames leave the ring with it.
-        while let Some((mut rec, id)) = self.ring.pop_with(|s, r| st.captures.take(s, r.tid)) {
+        while let Some((mut rec, id)) = self.ring.pop_with(|s, _| st.captures.take(s)) {
             rec.capture = id;
             st.open_page(rec.page, Some(rec), now);
         }
-        st.captures.end_batch();
         if self.ring.header().overflowed.swap(false, Ordering::SeqCst) {
             // Drain again: records pushed before the flag was cleared.
-            while let Some((mut rec, id)) = self.ring.pop_with(|s, r| st.captures.take(s, r.tid)) {
+            while let Some((mut rec, id)) = self.ring.pop_with(|s, _| st.captures.take(s)) {
                 rec.capture = id;
                 st.open_page(rec.page, Some(rec), now);
             }
-            st.captures.end_batch();
             for page in st.table.take_all_dirty() {
                 if !st.open.contains_key(&page) {
                     st.open_page(page, None, now);
@@ -1206,9 +1204,10 @@ impl State {
             let who = touched[&rid];
             if let Some(mut ev) = self.diff_region(rid, who, now) {
                 // Writer location hook: resolve the captured stack.
-                if self.watchers.get(&ev.0).is_some_and(|w| w.options.locate_writers) {
+                let opts = self.watchers.get(&ev.0).map(|w| &w.options);
+                if let Some(o) = opts.filter(|o| o.locate_writers) {
                     let (id, n) = (who.map_or(0, |w| w.capture), faults[&rid]);
-                    location::fill_where(&mut ev.1.where_, id, &self.captures, n);
+                    location::fill_where(&mut ev.1.where_, id, &self.captures, o.stack_depth, n);
                 }
                 changed_regions.insert(rid);
                 events.push(ev);

@@ -184,10 +184,11 @@ pub struct Where {
     /// [`Options::stack_depth`] captured frames plus their inlined frames;
     /// empty unless [`Options::locate_writers`].
     pub stack: Vec<Frame>,
-    /// First writes to other pages of the region merged into this event
-    /// without a location of their own (each page faults once per writable
-    /// window; later writes to it are merged unseen, so only the earliest
-    /// fault is attributed). Counted only with [`Options::locate_writers`].
+    /// Faults (first writes) on other pages of the region whose writable
+    /// windows ended with this one, merged into this event without a
+    /// location of their own: only the earliest fault is attributed. Writes
+    /// after a page's first write in its window never fault and are merged
+    /// unseen, uncounted. Counted only with [`Options::locate_writers`].
     pub unattributed_faults: u32,
 }
 

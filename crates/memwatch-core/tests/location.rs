@@ -70,3 +70,198 @@ fn line_function_file_and_caller_chain_of_the_write() {
     assert_eq!(wh.stack[outer].line, call_line, "{:#?}", wh.stack);
     w.close();
 }
+
+#[test]
+fn a_second_thread_is_named_and_located() {
+    let pages = Pages::new(1);
+    let w = locating(8);
+    // SAFETY: pages outlives the watch (closed below).
+    unsafe { w.watch(pages.ptr, 16, "buf", None) }.unwrap();
+    let addr = pages.ptr as usize;
+    let (tid, (line, _)) = std::thread::Builder::new()
+        .name("writer-7".into())
+        .spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() } as u32;
+            (tid, outer_call((addr + 3) as *mut u8, 9))
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1);
+    let wh = &events[0].where_;
+    assert_eq!(wh.thread_id, Some(tid));
+    assert_eq!(wh.thread_name, "writer-7");
+    assert_eq!(wh.line, line);
+    assert!(position(&wh.stack, "inner_write") < position(&wh.stack, "outer_call"));
+    w.close();
+}
+
+#[test]
+fn only_the_first_fault_is_attributed_the_others_are_counted() {
+    let pages = Pages::new(3);
+    let w = locating(4);
+    // SAFETY: pages outlives the watch (closed below).
+    unsafe { w.watch(pages.ptr, pages.len, "three", None) }.unwrap();
+    let ps = page_size();
+    let (line, _) = outer_call(pages.ptr, 1);
+    pages.write(ps + 1, 2);
+    pages.write(2 * ps + 2, 3);
+    pages.write(2 * ps + 3, 4); // same page again: no fault, merged unseen
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(
+        e.changed_ranges,
+        vec![
+            ByteRange { offset: 0, len: 1 },
+            ByteRange { offset: ps + 1, len: 1 },
+            ByteRange { offset: 2 * ps + 2, len: 2 }
+        ]
+    );
+    assert_eq!(e.where_.line, line);
+    assert_eq!(e.where_.unattributed_faults, 2);
+    assert!(e.where_.stack.len() <= 4 + 4, "depth 4 plus inlined frames");
+    w.close();
+}
+
+#[test]
+fn stack_depth_bounds_the_walk() {
+    let pages = Pages::new(1);
+    let w = locating(2);
+    // SAFETY: pages outlives the watch (closed below).
+    unsafe { w.watch(pages.ptr, 16, "buf", None) }.unwrap();
+    outer_call(pages.ptr, 1);
+    let events = w.check_changes().unwrap();
+    let stack = &events[0].where_.stack;
+    // Two captured frames (inner_write, outer_call), no inlining at opt-level 0.
+    let names: Vec<&str> = stack.iter().map(|f| f.function.as_str()).collect();
+    assert_eq!(names, ["location::inner_write", "location::outer_call"], "{stack:#?}");
+    w.close();
+}
+
+#[test]
+fn without_locate_writers_nothing_is_located() {
+    let pages = Pages::new(1);
+    let w = Watcher::new(Options { backend: Backend::Protect, ..Options::default() }).unwrap();
+    // SAFETY: pages outlives the watch (closed below).
+    unsafe { w.watch(pages.ptr, 16, "buf", None) }.unwrap();
+    outer_call(pages.ptr, 1);
+    let events = w.check_changes().unwrap();
+    let wh = &events[0].where_;
+    assert!(wh.thread_id.is_some() && wh.fault_ip.is_some());
+    assert_eq!((wh.stack.len(), wh.line, wh.thread_name.as_str()), (0, 0, ""));
+    assert_eq!(wh.function, "");
+    w.close();
+}
+
+#[test]
+fn auto_picks_protect_and_says_why_bad_options_are_refused() {
+    let w = Watcher::new(Options { locate_writers: true, ..Options::default() }).unwrap();
+    assert_eq!(w.backend(), Backend::Protect);
+    let stats = w.stats();
+    assert!(stats.backend_reason.contains("locate_writers"), "{}", stats.backend_reason);
+    w.close();
+    for depth in [0, MAX_STACK_DEPTH + 1] {
+        let bad = Options { locate_writers: true, stack_depth: depth, ..Options::default() };
+        assert!(
+            matches!(Watcher::new(bad), Err(Error::InvalidArgument(m)) if m.contains("stack_depth"))
+        );
+    }
+    for backend in [Backend::WriteWatch, Backend::Poll] {
+        let bad = Options { locate_writers: true, backend, ..Options::default() };
+        assert!(
+            matches!(Watcher::new(bad), Err(Error::InvalidArgument(m)) if m.contains("protect"))
+        );
+    }
+}
+
+#[test]
+fn fault_storm_of_10000_pages_with_capture_on() {
+    const N: usize = 10_000;
+    let pages = Pages::new(N);
+    let w = locating(8);
+    // SAFETY: pages outlives the watch (closed below).
+    unsafe { w.watch(pages.ptr, pages.len, "storm", None) }.unwrap();
+    let ps = page_size();
+    for i in 0..N {
+        pages.write(i * ps + i % 64, (i % 251) as u8 + 1);
+    }
+    let events = w.check_changes().unwrap();
+    let ranges: usize = events.iter().map(|e| e.changed_ranges.len()).sum();
+    assert_eq!(ranges, N);
+    for e in &events {
+        for r in &e.changed_ranges {
+            let i = r.offset / ps;
+            assert_eq!((r.offset % ps, r.len), (i % 64, 1));
+            assert_eq!(
+                e.new_value.as_ref().map(|v| v[r.offset]),
+                None,
+                "a 40 MB region has no value"
+            );
+        }
+        assert!(e.where_.function.ends_with("Pages::write"), "{:#?}", e.where_);
+    }
+    // Every fault is either the located one of an event or counted as
+    // unattributed in one, except those of pages whose bytes an earlier
+    // event already carried (diffed with a neighbour due sooner).
+    let faults: u32 = events.iter().map(|e| 1 + e.where_.unattributed_faults).sum();
+    assert!(faults as usize <= N && faults as usize >= events.len());
+    assert_eq!(w.stats().dropped_wheres, 0);
+    w.close();
+}
+
+/// A write made with a frame pointer that points at a PROT_NONE page above
+/// the stack pointer: the walk's probe read faults, is recovered, and the
+/// event still carries the faulting instruction.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_bad_frame_pointer_ends_the_walk_without_a_crash() {
+    let pages = Pages::new(1);
+    let w = locating(8);
+    // SAFETY: pages outlives the watch (closed below).
+    unsafe { w.watch(pages.ptr, 16, "buf", None) }.unwrap();
+    let sp = &pages as *const Pages as usize;
+    let ps = page_size();
+    // A PROT_NONE page 64 MiB..1 GiB above this stack (the first free one).
+    let trap = (1..16)
+        .map(|i| (sp & !(ps - 1)) + (i << 26))
+        .find_map(|hint| {
+            // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
+            let p = unsafe {
+                libc::mmap(
+                    hint as *mut libc::c_void,
+                    ps,
+                    libc::PROT_NONE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                    -1,
+                    0,
+                )
+            };
+            (p as usize == hint).then_some(hint)
+        })
+        .expect("a free page above the stack");
+    // SAFETY: rbp is saved and restored around one store into the watched
+    // page; nothing in between reads rbp.
+    unsafe {
+        std::arch::asm!(
+            "push rbp",
+            "mov rbp, {trap}",
+            "mov byte ptr [{p}], 7",
+            "pop rbp",
+            trap = in(reg) trap,
+            p = in(reg) pages.ptr,
+        );
+    }
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].new_value.as_ref().unwrap()[0], 7);
+    let wh = &events[0].where_;
+    assert_eq!(wh.stack.len(), 1, "{:#?}", wh.stack);
+    assert_eq!(wh.stack[0].ip, wh.fault_ip.unwrap());
+    assert!(wh.function.ends_with("a_bad_frame_pointer_ends_the_walk_without_a_crash"));
+    // SAFETY: the page mapped above.
+    unsafe { libc::munmap(trap as *mut libc::c_void, ps) };
+    w.close();
+}

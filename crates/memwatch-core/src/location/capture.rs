@@ -20,8 +20,9 @@ use crate::sys;
 
 /// Largest stack depth a watcher may ask for.
 pub const MAX_DEPTH: usize = 32;
-/// Words before the frames in a slot: count, sp, fp, the word at sp.
-const HEAD_WORDS: usize = 4;
+/// Words before the frames in a slot: count, sp, fp, the word at sp, and
+/// two words of thread name (PR_GET_NAME: 16 bytes, NUL-padded).
+const HEAD_WORDS: usize = 6;
 /// Words per slot.
 const SLOT_WORDS: usize = HEAD_WORDS + MAX_DEPTH;
 /// Frame pointers more than this far above SP end the walk.
@@ -72,6 +73,9 @@ pub struct RawStack {
     /// The word at SP: the return address when the fault is in a frameless
     /// leaf (memcpy); 0 when unreadable.
     pub sp_word: u64,
+    /// The thread's name at the fault (read there: the thread may be gone
+    /// by the time the event is built).
+    pub thread_name: String,
 }
 
 fn slot_ptr(slot: usize) -> Option<*mut u64> {
@@ -95,7 +99,12 @@ pub fn take(slot: usize) -> Option<RawStack> {
             return None;
         }
         let frames = (0..n).map(|i| *s.add(HEAD_WORDS + i)).collect();
-        Some(RawStack { frames, sp: *s.add(1), fp: *s.add(2), sp_word: *s.add(3) })
+        let mut name = [0u8; 16];
+        name[..8].copy_from_slice(&(*s.add(4)).to_ne_bytes());
+        name[8..].copy_from_slice(&(*s.add(5)).to_ne_bytes());
+        let len = name.iter().position(|&b| b == 0).unwrap_or(16);
+        let thread_name = String::from_utf8_lossy(&name[..len]).into_owned();
+        Some(RawStack { frames, sp: *s.add(1), fp: *s.add(2), sp_word: *s.add(3), thread_name })
     }
 }
 
@@ -282,6 +291,11 @@ pub unsafe fn on_fault(slot: usize, ctx: *mut libc::c_void) {
         *s.add(1) = sp as u64;
         *s.add(2) = fp as u64;
         *s.add(3) = probe_read(sp).unwrap_or(0);
+        // The name, through syscall(2) (already bound: the handler calls it
+        // for gettid), into the slot's own two words; 0 on failure.
+        *s.add(4) = 0;
+        *s.add(5) = 0;
+        libc::syscall(libc::SYS_prctl, libc::PR_GET_NAME, s.add(4));
         *s = n as u64;
     }
 }

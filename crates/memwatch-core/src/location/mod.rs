@@ -67,43 +67,21 @@ pub fn set_depth(depth: usize, slots: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// A stack taken out of the frame buffer, waiting for its event.
-#[derive(Clone, Debug)]
-struct Captured {
-    raw: capture::RawStack,
-    thread_name: String,
-}
-
 /// Captured stacks of open pages, by id (FaultRecord::capture).
 #[derive(Default)]
 pub struct Captures {
     next: u32,
-    map: HashMap<u32, Captured>,
-    /// Thread names read during the current batch.
-    names: HashMap<u32, String>,
-}
-
-fn thread_name(tid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
-        .map(|s| s.trim_end_matches('\n').to_string())
-        .unwrap_or_default()
+    map: HashMap<u32, capture::RawStack>,
 }
 
 impl Captures {
-    /// Ring hook: the frames of `slot` (popped with `tid`), stored under a
-    /// fresh id, or 0 when nothing was captured. The thread's name is read
-    /// now, while the thread most likely still runs.
-    pub fn take(&mut self, slot: usize, tid: u32) -> u32 {
+    /// Ring hook: the frames of `slot`, stored under a fresh id, or 0 when
+    /// nothing was captured.
+    pub fn take(&mut self, slot: usize) -> u32 {
         let Some(raw) = capture::take(slot) else { return 0 };
-        let thread_name = self.names.entry(tid).or_insert_with(|| thread_name(tid)).clone();
         self.next = self.next.wrapping_add(1).max(1);
-        self.map.insert(self.next, Captured { raw, thread_name });
+        self.map.insert(self.next, raw);
         self.next
-    }
-
-    /// Ends a batch of takes (thread names may change between batches).
-    pub fn end_batch(&mut self) {
-        self.names.clear();
     }
 
     /// Keeps only the stacks whose ids `live` returns true for.
@@ -142,16 +120,17 @@ fn resolve_one(sym: &mut symbolize::Symbolizer, addr: u64) -> Vec<Frame> {
 }
 
 /// Event hook: fills `w` from the stack captured under `capture` (no-op for
-/// 0 or an id already dropped). `faults` = page first-writes merged into
-/// this event (all but the attributed one are counted as unattributed).
-pub fn fill_where(w: &mut Where, capture: u32, captures: &Captures, faults: u32) {
+/// 0 or an id already dropped), keeping `depth` captured frames. `faults` =
+/// page first-writes merged into this event (all but the attributed one are
+/// counted as unattributed).
+pub fn fill_where(w: &mut Where, capture: u32, captures: &Captures, depth: usize, faults: u32) {
     w.unattributed_faults = faults.saturating_sub(1);
     let Some(c) = captures.map.get(&capture) else { return };
     w.thread_name = c.thread_name.clone();
     let mut guard = SYMBOLIZER.lock().unwrap_or_else(|e| e.into_inner());
     let sym = guard.get_or_insert_with(symbolize::Symbolizer::new);
-    let mut addrs: Vec<u64> = Vec::with_capacity(c.raw.frames.len() + 1);
-    for (i, &a) in c.raw.frames.iter().enumerate() {
+    let mut addrs: Vec<u64> = Vec::with_capacity(c.frames.len() + 1);
+    for (i, &a) in c.frames.iter().take(depth).enumerate() {
         // Callers: the call instruction is just before the return address.
         addrs.push(if i == 0 { a } else { a.wrapping_sub(1) });
     }
@@ -159,12 +138,12 @@ pub fn fill_where(w: &mut Where, capture: u32, captures: &Captures, faults: u32)
     for (i, &a) in addrs.iter().enumerate() {
         let frames = resolve_one(sym, a);
         stack.extend(frames);
-        if i == 0 && c.raw.sp_word != 0 && stack.iter().all(in_libc) {
+        if i == 0 && c.sp_word != 0 && stack.iter().all(in_libc) {
             // A frameless libc routine (memcpy) faulted: the frame pointer
             // still names its caller's frame, whose return address the walk
             // took as frame 1; the routine's own return address is the word
             // at SP (libc's string routines push nothing before storing).
-            let caller = resolve_one(sym, c.raw.sp_word.wrapping_sub(1));
+            let caller = resolve_one(sym, c.sp_word.wrapping_sub(1));
             if caller.iter().any(|f| !f.module.is_empty()) {
                 stack.extend(caller);
             }
