@@ -227,7 +227,7 @@ fn a_bad_frame_pointer_ends_the_walk_without_a_crash() {
     // A PROT_NONE page 64 MiB..1 GiB above this stack (the first free one).
     let trap = (1..16)
         .map(|i| (sp & !(ps - 1)) + (i << 26))
-        .find_map(|hint| {
+        .find(|&hint| {
             // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
             let p = unsafe {
                 libc::mmap(
@@ -239,7 +239,7 @@ fn a_bad_frame_pointer_ends_the_walk_without_a_crash() {
                     0,
                 )
             };
-            (p as usize == hint).then_some(hint)
+            p as usize == hint
         })
         .expect("a free page above the stack");
     // SAFETY: rbp is saved and restored around one store into the watched
