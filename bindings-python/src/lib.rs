@@ -438,7 +438,10 @@ struct ChangeEvent {
 impl ChangeEvent {
     /// Where the change was made: a dict with `thread_id` (kernel thread id of
     /// the writer, or None), `fault_ip`, `file`, `function` and `line`
-    /// (None where the backend cannot tell).
+    /// (None where the backend cannot tell); with `locate_writers=True` also
+    /// `thread_name`, `module`, `module_offset`, `stack` (a list of frame
+    /// dicts, innermost first: native frames for now) and
+    /// `unattributed_faults`.
     #[getter(r#where)]
     fn where_dict(&self, py: Python<'_>) -> Py<PyDict> {
         self.where_.clone_ref(py)
@@ -568,6 +571,27 @@ fn make_event(py: Python<'_>, shared: &Shared, ev: &mw::ChangeEvent) -> PyResult
         (!ev.where_.function.is_empty()).then_some(ev.where_.function.as_str()),
     )?;
     w.set_item("line", (ev.where_.line != 0).then_some(ev.where_.line))?;
+    // Writer location (locate_writers): thread name, module + offset, the
+    // native stack (innermost first) and the unattributed fault count.
+    let located = !ev.where_.stack.is_empty();
+    let wh = &ev.where_;
+    w.set_item("thread_name", located.then_some(wh.thread_name.as_str()))?;
+    w.set_item("module", located.then_some(wh.module.as_str()))?;
+    w.set_item("module_offset", located.then_some(wh.module_offset))?;
+    w.set_item("unattributed_faults", wh.unattributed_faults)?;
+    let stack = PyList::empty(py);
+    for f in &wh.stack {
+        let d = PyDict::new(py);
+        d.set_item("ip", f.ip)?;
+        d.set_item("module", f.module.as_str())?;
+        d.set_item("module_offset", f.module_offset)?;
+        d.set_item("function", (!f.function.is_empty()).then_some(f.function.as_str()))?;
+        d.set_item("file", (!f.file.is_empty()).then_some(f.file.as_str()))?;
+        d.set_item("line", (f.line != 0).then_some(f.line))?;
+        d.set_item("inlined", f.inlined)?;
+        stack.append(d)?;
+    }
+    w.set_item("stack", stack)?;
     let bytes = |v: &[u8]| PyBytes::new(py, v).unbind();
     Ok(ChangeEvent {
         seq: ev.seq,
@@ -617,7 +641,7 @@ impl Watcher {
     #[new]
     #[pyo3(signature = (backend="auto", writable_window_ms=5.0, poll_interval_ms=100.0,
                         max_value_bytes=4096, preview_bytes=256, snapshots=true,
-                        ring_capacity=65536))]
+                        ring_capacity=65536, locate_writers=false, stack_depth=8))]
     fn new(
         py: Python<'_>,
         backend: &str,
@@ -627,6 +651,8 @@ impl Watcher {
         preview_bytes: usize,
         snapshots: bool,
         ring_capacity: usize,
+        locate_writers: bool,
+        stack_depth: usize,
     ) -> PyResult<Self> {
         let options = mw::Options {
             backend: mw::Backend::from_name(backend).map_err(|e| to_pyerr(py, e))?,
@@ -637,6 +663,8 @@ impl Watcher {
             ring_capacity,
             snapshots,
             adapter_id: mw::ADAPTER_PYTHON,
+            locate_writers,
+            stack_depth,
         };
         let core = py.detach(move || mw::Watcher::new(options)).map_err(|e| to_pyerr(py, e))?;
         let shared = Arc::new(Shared {

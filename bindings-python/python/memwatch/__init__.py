@@ -153,6 +153,17 @@ class MemoryWatcher:
             changed ranges. Default True.
         ring_capacity: size of the engine's fault ring, used when the engine
             starts (first watcher of the process). Default 65536.
+        locate_writers: every event's ``where`` also names the writing
+            thread (``thread_name``), the native ``stack`` (a list of frame
+            dicts, innermost first: ``ip``, ``module``, ``module_offset``,
+            ``function``, ``file``, ``line``, ``inlined``) and the user frame's
+            ``module``/``module_offset``/``function``/``file``/``line``.
+            Needs ``"protect"``: ``"auto"`` picks it (the stats'
+            ``backend_reason`` says so), ``"writewatch"``/``"poll"`` raise
+            :class:`InvalidArgumentError`. Only the first write to a page in
+            its writable window is located (``unattributed_faults`` counts
+            the other pages' faults merged into the event). Default False.
+        stack_depth: most frames captured per located write, 1..32. Default 8.
 
     A watcher is a context manager; leaving the ``with`` block closes it.
     All methods may be called from any thread.
@@ -167,6 +178,8 @@ class MemoryWatcher:
         preview_bytes: int = 256,
         snapshots: bool = True,
         ring_capacity: int = 65536,
+        locate_writers: bool = False,
+        stack_depth: int = 8,
     ) -> None:
         if not isinstance(backend, str):
             raise TypeError(f"backend must be a str, got {type(backend).__name__}")
@@ -174,6 +187,7 @@ class MemoryWatcher:
             ("max_value_bytes", max_value_bytes),
             ("preview_bytes", preview_bytes),
             ("ring_capacity", ring_capacity),
+            ("stack_depth", stack_depth),
         ):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{label} must be an int, got {type(value).__name__}")
@@ -191,6 +205,8 @@ class MemoryWatcher:
             preview_bytes,
             bool(snapshots),
             ring_capacity,
+            bool(locate_writers),
+            stack_depth,
         )
 
     # -- watching ---------------------------------------------------------

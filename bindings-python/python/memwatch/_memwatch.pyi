@@ -39,8 +39,10 @@ class ChangeEvent:
     def variable_name(self) -> str:
         """The name given to (or inferred by) watch()."""
     @property
-    def where(self) -> Dict[str, Optional[Union[int, str]]]:
-        """{"thread_id", "fault_ip", "file", "function", "line"}; None where unknown."""
+    def where(self) -> Dict[str, Any]:
+        """{"thread_id", "fault_ip", "file", "function", "line"}; None where unknown.
+        With locate_writers also "thread_name", "module", "module_offset",
+        "unattributed_faults" and "stack" (list of frame dicts)."""
     @property
     def thread_id(self) -> Optional[int]:
         """Kernel thread id of the writer (threading.get_native_id()), None if unknown."""
@@ -87,6 +89,8 @@ class Watcher:
         preview_bytes: int = 256,
         snapshots: bool = True,
         ring_capacity: int = 65536,
+        locate_writers: bool = False,
+        stack_depth: int = 8,
     ) -> None: ...
     def watch(
         self, obj: Any, name: str, metadata_text: Optional[str] = None, metadata: Any = None
