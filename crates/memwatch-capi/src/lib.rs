@@ -33,8 +33,8 @@ use std::time::Duration;
 use memwatch_core::{Backend, Error, Options, Stats, Watcher};
 
 pub use event::{memwatch_change_event_t, memwatch_frame_t, memwatch_range_t, memwatch_where_t};
-pub use resolver::{memwatch_register_resolver, memwatch_resolved_frame_t, memwatch_resolver_t};
 use last_error::{fail, fail_internal};
+pub use resolver::{memwatch_register_resolver, memwatch_resolved_frame_t, memwatch_resolver_t};
 
 /// Success.
 pub const MEMWATCH_OK: c_int = 0;

@@ -37,24 +37,28 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+// Module layers, each using only those above it: types, sys (system calls,
+// /proc/self/maps), diff and regions; backend (protect, writewatch, poll:
+// which regions may have changed); delivery (a watcher's queue and
+// callback); engine (regions, worker, diff -> event); watcher (the API).
+mod backend;
+mod delivery;
 mod diff;
 mod engine;
-mod handler_state;
 mod location;
-mod maps;
-mod page_table;
-mod protect;
 mod regions;
-mod ring;
 mod sys;
 mod types;
 mod watcher;
-mod writewatch;
 
+use backend::protect::handler;
+
+pub use delivery::Callback;
 pub use location::{set_frame_resolver, FrameResolver};
 /// The MemStream value store (crates/memwatch-store), re-exported.
 pub use memwatch_store as store;
 pub use types::*;
+pub use watcher::Watcher;
 
 /// Resolves one code address the way located writes are resolved (module +
 /// offset, function, file, line; inlined frames first), through the same
@@ -67,11 +71,10 @@ pub fn resolve_address(addr: u64) -> Vec<Frame> {
 pub fn clear_symbol_cache() {
     location::clear_symbol_cache()
 }
-pub use watcher::{Callback, Watcher};
 
 /// Environment variable that makes the writewatch backend unavailable in this
 /// process (set to anything but "" or "0"): `auto` then picks protect.
-pub const DISABLE_WRITEWATCH_ENV: &str = writewatch::DISABLE_ENV;
+pub const DISABLE_WRITEWATCH_ENV: &str = backend::writewatch::uffd::DISABLE_ENV;
 
 /// The operating system's page size in bytes.
 pub fn page_size() -> usize {
@@ -82,7 +85,7 @@ pub fn page_size() -> usize {
 /// first watcher using the protect backend does; it then stays installed,
 /// forwarding every fault that is not memwatch's own).
 pub fn signal_handler_installed() -> bool {
-    protect::installed()
+    handler::installed()
 }
 
 /// Puts memwatch's SIGSEGV handler back on top after another library
@@ -91,5 +94,5 @@ pub fn signal_handler_installed() -> bool {
 /// the protect backend keeps working. Returns `Ok(true)` if anything changed;
 /// a no-op before the first protect watcher.
 pub fn reassert_signal_handler() -> Result<bool, Error> {
-    protect::reassert().map_err(Error::Os)
+    handler::reassert().map_err(Error::Os)
 }

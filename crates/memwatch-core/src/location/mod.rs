@@ -11,9 +11,10 @@
 pub mod capture;
 pub mod symbolize;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::backend::FaultRecord;
 use crate::types::{Backend, Error, Frame, Options, Where};
 
 pub use capture::MAX_DEPTH;
@@ -69,27 +70,35 @@ pub fn set_depth(depth: usize, slots: usize) -> Result<(), Error> {
 
 /// Captured stacks of open pages, by id (FaultRecord::capture).
 #[derive(Default)]
-pub struct Captures {
+struct Captures {
     next: u32,
     map: HashMap<u32, capture::RawStack>,
 }
 
-impl Captures {
-    /// Ring hook: the frames of `slot`, stored under a fresh id, or 0 when
-    /// nothing was captured.
-    pub fn take(&mut self, slot: usize) -> u32 {
-        let Some(raw) = capture::take(slot) else { return 0 };
-        self.next = self.next.wrapping_add(1).max(1);
-        self.map.insert(self.next, raw);
-        self.next
-    }
+static CAPTURES: Mutex<Option<Captures>> = Mutex::new(None);
 
-    /// Keeps only the stacks whose ids `live` returns true for.
-    pub fn retain(&mut self, mut live: impl FnMut(u32) -> bool) {
-        if !self.map.is_empty() {
-            self.map.retain(|id, _| live(*id));
-        }
-    }
+fn captures() -> std::sync::MutexGuard<'static, Option<Captures>> {
+    CAPTURES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Ring hook (protect backend, engine mutex held): the frames of `slot`,
+/// stored under a fresh id, or 0 when nothing was captured.
+pub fn take(slot: usize) -> u32 {
+    let Some(raw) = capture::take(slot) else { return 0 };
+    let mut guard = captures();
+    let c = guard.get_or_insert_with(Captures::default);
+    c.next = c.next.wrapping_add(1).max(1);
+    c.map.insert(c.next, raw);
+    c.next
+}
+
+/// Keeps only the stacks whose ids are in `live` (records still waiting
+/// for their event).
+pub fn retain_captures(live: impl Iterator<Item = u32>) {
+    let mut guard = captures();
+    let Some(c) = guard.as_mut().filter(|c| !c.map.is_empty()) else { return };
+    let live: HashSet<u32> = live.filter(|&id| id != 0).collect();
+    c.map.retain(|id, _| live.contains(id));
 }
 
 /// A frame the user would point at: not memwatch itself, not a
@@ -119,13 +128,16 @@ fn resolve_one(sym: &mut symbolize::Symbolizer, addr: u64) -> Vec<Frame> {
     sym.resolve(addr)
 }
 
-/// Event hook: fills `w` from the stack captured under `capture` (no-op for
-/// 0 or an id already dropped), keeping `depth` captured frames. `faults` =
-/// page first-writes merged into this event (all but the attributed one are
-/// counted as unattributed).
-pub fn fill_where(w: &mut Where, capture: u32, captures: &Captures, depth: usize, faults: u32) {
-    w.unattributed_faults = faults.saturating_sub(1);
-    let Some(c) = captures.map.get(&capture) else { return };
+/// Event hook: fills `w` from the stack captured with `who` (nothing when
+/// none was), keeping `depth` captured frames; counts the other faults
+/// merged into the event as unattributed.
+pub fn fill_where(w: &mut Where, who: Option<FaultRecord>, depth: usize) {
+    let Some(who) = who else { return };
+    w.unattributed_faults = who.faults.saturating_sub(1);
+    let c = match captures().as_ref().and_then(|c| c.map.get(&who.capture)) {
+        Some(c) => c.clone(),
+        None => return,
+    };
     w.thread_name = c.thread_name.clone();
     let mut guard = SYMBOLIZER.lock().unwrap_or_else(|e| e.into_inner());
     let sym = guard.get_or_insert_with(symbolize::Symbolizer::new);

@@ -6,19 +6,8 @@
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use crate::backend::FaultRecord;
 use crate::sys;
-
-/// Who wrote a page first in its writable window.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FaultRecord {
-    pub page: usize,
-    pub ip: u64,
-    pub tid: u32,
-    pub timestamp_ns: u64,
-    /// Writer location: id of the stack the engine took from the ring slot
-    /// (location::Captures), 0 = none. Not stored in the ring's cells.
-    pub capture: u32,
-}
 
 /// The ring's atomics, kept in its own mapping (see handler_state.rs).
 #[repr(C)]
@@ -187,6 +176,7 @@ impl Ring {
                 tid: *cell.tid.get(),
                 timestamp_ns: *cell.timestamp_ns.get(),
                 capture: 0,
+                faults: 0,
             }
         };
         let taken = take(pos & self.mask, &rec);
@@ -223,6 +213,7 @@ mod tests {
             tid: i as u32 + 7,
             timestamp_ns: i as u64 * 11,
             capture: 0,
+            faults: 0,
         }
     }
 
