@@ -142,6 +142,23 @@ fn stack_depth_bounds_the_walk() {
 }
 
 #[test]
+fn a_first_write_outside_the_region_locates_nothing_for_it() {
+    let pages = Pages::new(1);
+    let w = locating(8);
+    // SAFETY: pages outlives the watch (closed below).
+    unsafe { w.watch(pages.ptr.wrapping_add(64), 16, "inner", None) }.unwrap();
+    pages.write(0, 1); // same page, another object: this fault opens the page
+    outer_call(pages.ptr.wrapping_add(64), 2); // no fault: merged unseen
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1);
+    let wh = &events[0].where_;
+    assert_eq!(events[0].new_value.as_ref().unwrap()[0], 2);
+    assert_eq!((wh.stack.len(), wh.line, wh.function.as_str()), (0, 0, ""));
+    assert_eq!(wh.unattributed_faults, 1);
+    w.close();
+}
+
+#[test]
 fn without_locate_writers_nothing_is_located() {
     let pages = Pages::new(1);
     let w = Watcher::new(Options { backend: Backend::Protect, ..Options::default() }).unwrap();

@@ -107,7 +107,8 @@ impl Registry {
         let mut event = event;
         if opts.locate_writers {
             // Writer location hook: resolve the captured stack.
-            crate::location::fill_where(&mut event.where_, who, opts.stack_depth);
+            let range = (region.addr, region.addr + region.size());
+            crate::location::fill_where(&mut event.where_, who, opts.stack_depth, range);
         }
         region.hash = hash;
         region.set_snapshot(&current);

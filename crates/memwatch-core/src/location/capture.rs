@@ -20,9 +20,10 @@ use crate::sys;
 
 /// Largest stack depth a watcher may ask for.
 pub const MAX_DEPTH: usize = 32;
-/// Words before the frames in a slot: count, sp, fp, the word at sp, and
-/// two words of thread name (PR_GET_NAME: 16 bytes, NUL-padded).
-const HEAD_WORDS: usize = 6;
+/// Words before the frames in a slot: count, sp, fp, the word at sp, two
+/// words of thread name (PR_GET_NAME: 16 bytes, NUL-padded), the faulting
+/// data address.
+const HEAD_WORDS: usize = 7;
 /// Words per slot.
 const SLOT_WORDS: usize = HEAD_WORDS + MAX_DEPTH;
 /// Frame pointers more than this far above SP end the walk.
@@ -76,6 +77,8 @@ pub struct RawStack {
     /// The thread's name at the fault (read there: the thread may be gone
     /// by the time the event is built).
     pub thread_name: String,
+    /// The data address written (si_addr).
+    pub addr: u64,
 }
 
 fn slot_ptr(slot: usize) -> Option<*mut u64> {
@@ -104,7 +107,8 @@ pub fn take(slot: usize) -> Option<RawStack> {
         name[8..].copy_from_slice(&(*s.add(5)).to_ne_bytes());
         let len = name.iter().position(|&b| b == 0).unwrap_or(16);
         let thread_name = String::from_utf8_lossy(&name[..len]).into_owned();
-        Some(RawStack { frames, sp: *s.add(1), fp: *s.add(2), sp_word: *s.add(3), thread_name })
+        let (sp, fp, sp_word, addr) = (*s.add(1), *s.add(2), *s.add(3), *s.add(6));
+        Some(RawStack { frames, sp, fp, sp_word, thread_name, addr })
     }
 }
 
@@ -250,13 +254,13 @@ unsafe fn registers(ctx: *mut libc::c_void) -> Option<(usize, usize, usize)> {
     }
 }
 
-/// Handler hook: fills the frame slot of the ring cell being pushed.
-/// Async-signal-safe (see the module docs).
+/// Handler hook: fills the frame slot of the ring cell being pushed for a
+/// write to `addr`. Async-signal-safe (see the module docs).
 ///
 /// # Safety
 /// `ctx` as for recover_probe_fault; `slot` is a ring cell the caller has
 /// claimed and not yet published.
-pub unsafe fn on_fault(slot: usize, ctx: *mut libc::c_void) {
+pub unsafe fn on_fault(slot: usize, ctx: *mut libc::c_void, addr: usize) {
     let Some(s) = slot_ptr(slot) else { return };
     let depth = DEPTH.load(Ordering::Relaxed);
     // SAFETY: ctx is the kernel's ucontext (null-checked).
@@ -288,6 +292,7 @@ pub unsafe fn on_fault(slot: usize, ctx: *mut libc::c_void) {
             }
             frame = next as usize;
         }
+        *s.add(6) = addr as u64;
         *s.add(1) = sp as u64;
         *s.add(2) = fp as u64;
         *s.add(3) = probe_read(sp).unwrap_or(0);

@@ -130,14 +130,20 @@ fn resolve_one(sym: &mut symbolize::Symbolizer, addr: u64) -> Vec<Frame> {
 
 /// Event hook: fills `w` from the stack captured with `who` (nothing when
 /// none was), keeping `depth` captured frames; counts the other faults
-/// merged into the event as unattributed.
-pub fn fill_where(w: &mut Where, who: Option<FaultRecord>, depth: usize) {
+/// merged into the event as unattributed. `region` = the region's
+/// [start, end): a fault on its page that wrote outside it (another object
+/// sharing the page wrote first) locates nothing for this region.
+pub fn fill_where(w: &mut Where, who: Option<FaultRecord>, depth: usize, region: (usize, usize)) {
     let Some(who) = who else { return };
     w.unattributed_faults = who.faults.saturating_sub(1);
     let c = match captures().as_ref().and_then(|c| c.map.get(&who.capture)) {
         Some(c) => c.clone(),
         None => return,
     };
+    if !(region.0 as u64..region.1 as u64).contains(&c.addr) {
+        w.unattributed_faults = who.faults;
+        return;
+    }
     w.thread_name = c.thread_name.clone();
     let mut guard = SYMBOLIZER.lock().unwrap_or_else(|e| e.into_inner());
     let sym = guard.get_or_insert_with(symbolize::Symbolizer::new);

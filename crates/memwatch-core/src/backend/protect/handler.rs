@@ -259,7 +259,7 @@ unsafe fn handle_ours(
             },
             // Writer location hook: frames into the slot beside this cell.
             // SAFETY: ctx is the kernel's ucontext; the slot is claimed.
-            |slot| unsafe { location::capture::on_fault(slot, ctx) },
+            |slot| unsafe { location::capture::on_fault(slot, ctx, addr) },
         );
     if !pushed {
         slot.state.fetch_or(DIRTY, Ordering::SeqCst);
