@@ -76,7 +76,7 @@ def test_a_second_thread_is_located_with_its_own_name() -> None:
 
 def test_auto_picks_protect_and_says_why() -> None:
     with memwatch.MemoryWatcher(locate_writers=True) as w:
-        stats = w.stats()
+        stats = w.get_stats()
         assert stats["backend"] == "protect"
         assert "locate_writers" in stats["backend_reason"]
 
