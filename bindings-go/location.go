@@ -12,10 +12,10 @@ import (
 	"unsafe"
 )
 
-// locate copies a C writer location into w, expanding the frames of Go
-// code with runtime.CallersFrames (inlined calls included), and picks the
-// user frame again: the innermost outside the Go runtime, this package, cgo
-// glue and libc.
+// locate copies a C writer location into w, resolving the frames of Go code
+// with runtime.CallersFrames (Go's own tables: inlined calls expanded), and
+// picks the user frame again: the innermost outside the Go runtime, this
+// package, cgo glue and libc. Other frames keep the engine's resolution.
 func locate(w *Where, loc *C.memwatch_where_t) {
 	w.ThreadName = goStringOrEmpty(loc.thread_name)
 	w.UnattributedFaults = uint32(loc.unattributed_faults)
@@ -23,7 +23,8 @@ func locate(w *Where, loc *C.memwatch_where_t) {
 	if n == 0 || loc.frames == nil {
 		return
 	}
-	for _, f := range unsafe.Slice(loc.frames, n) {
+	var lastIP uint64
+	for i, f := range unsafe.Slice(loc.frames, n) {
 		native := Frame{
 			IP:           uint64(f.ip),
 			Module:       goStringOrEmpty(f.module),
@@ -33,33 +34,34 @@ func locate(w *Where, loc *C.memwatch_where_t) {
 			Line:         uint32(f.line),
 			Inlined:      f.inlined != 0,
 		}
-		if f.inlined != 0 {
-			// The engine's inline expansion of a Go PC is replaced below.
-			if runtime.FuncForPC(uintptr(f.ip)) != nil {
-				continue
-			}
+		goCode := runtime.FuncForPC(uintptr(native.IP)) != nil
+		if goCode && i > 0 && native.IP == lastIP {
+			continue // the engine's inlined frames of this IP: expanded below once
 		}
-		w.Stack = append(w.Stack, goFrames(native)...)
-	}
-	for i := range w.Stack {
-		if !isHelper(&w.Stack[i]) {
-			u := &w.Stack[i]
-			w.Module, w.ModuleOffset, w.Function, w.File, w.Line = u.Module, u.ModuleOffset, u.Function, u.File, u.Line
-			return
+		lastIP = native.IP
+		if goCode {
+			w.Stack = append(w.Stack, goFrames(native)...)
+		} else {
+			w.Stack = append(w.Stack, native)
 		}
 	}
 	u := &w.Stack[0]
+	for i := range w.Stack {
+		if !isHelper(&w.Stack[i]) {
+			u = &w.Stack[i]
+			break
+		}
+	}
 	w.Module, w.ModuleOffset, w.Function, w.File, w.Line = u.Module, u.ModuleOffset, u.Function, u.File, u.Line
 }
 
-// goFrames expands a frame of Go code into its inlined calls (innermost
-// first); other frames are returned as they are.
+// goFrames expands the Go code at native.IP into its inlined calls,
+// innermost first, keeping native's module and offset.
 func goFrames(native Frame) []Frame {
-	if runtime.FuncForPC(uintptr(native.IP)) == nil {
-		return []Frame{native}
-	}
-	// CallersFrames takes return addresses and looks up pc-1: pass IP+1.
-	frames := runtime.CallersFrames([]uintptr{uintptr(native.IP) + 1})
+	// CallersFrames takes return addresses (it looks up pc-1: pass IP+1) and
+	// expands inlined calls only while more PCs follow: the trailing 1 is no
+	// function's PC and yields no frame.
+	frames := runtime.CallersFrames([]uintptr{uintptr(native.IP) + 1, 1})
 	var out []Frame
 	for {
 		f, more := frames.Next()
@@ -73,7 +75,6 @@ func goFrames(native Frame) []Frame {
 			Function:     f.Function,
 			File:         f.File,
 			Line:         uint32(f.Line),
-			Inlined:      more,
 		})
 		if !more {
 			break
@@ -81,6 +82,9 @@ func goFrames(native Frame) []Frame {
 	}
 	if len(out) == 0 {
 		return []Frame{native}
+	}
+	for i := range out[:len(out)-1] {
+		out[i].Inlined = true
 	}
 	return out
 }

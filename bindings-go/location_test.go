@@ -11,7 +11,8 @@ import (
 )
 
 // writeAt is small enough for the compiler to inline into callWrite: the
-// stack must show both anyway (runtime.CallersFrames expands inlined calls).
+// stack must show both anyway (the binding expands inlined calls with
+// runtime.CallersFrames).
 func writeAt(buf []byte, v byte) int {
 	buf[5] = v
 	_, _, line, _ := runtime.Caller(0)

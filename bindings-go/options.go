@@ -103,9 +103,9 @@ func WithSnapshots(on bool) Option {
 }
 
 // WithLocateWriters makes every event's Where name the writing thread, the
-// function, file and line of the write and its Stack (Go frames expanded,
-// inlined ones included, with runtime.CallersFrames; native frames resolved by
-// the engine). It needs BackendProtect: BackendAuto then picks it (Stats'
+// function, file and line of the write and its Stack (resolved by the engine
+// from DWARF, inlined calls expanded; Go frames it cannot name, in a binary
+// built with -ldflags=-s -w, are named with runtime.CallersFrames). It needs BackendProtect: BackendAuto then picks it (Stats'
 // BackendReason says so); BackendWriteWatch and BackendPoll are refused with an
 // ErrInvalidArgument error. Only the first write to a page in its writable
 // window is located (Where.UnattributedFaults counts the others merged in).
