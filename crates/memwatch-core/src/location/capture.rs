@@ -10,8 +10,11 @@
 //! (recover_probe_fault) and resumes at the probe's fixup, which returns
 //! "unreadable", and the walk gives up there. The walk is also bounded:
 //! frame pointers must be aligned, above SP, strictly increasing and within
-//! MAX_SPAN of SP. No allocation, no locks, no TLS, no PLT (the probe and its
-//! labels are hidden symbols of this library).
+//! MAX_SPAN of SP. When SIGSEGV is blocked (memwatch's handler called by
+//! another one installed over it without SA_NODEFER) a probe fault could not
+//! be recovered, so only the faulting IP is kept. No allocation, no locks, no
+//! TLS; the probe and its labels are hidden symbols of this library (no PLT),
+//! and syscall(2) is bound before capture is first turned on.
 
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -52,7 +55,35 @@ pub fn allocate(slots: usize) -> Result<(), String> {
 
 /// Sets how many frames the handler captures (0 = none); clamped to MAX_DEPTH.
 pub fn set_depth(depth: usize) {
+    if depth > 0 {
+        // Bind syscall(2) now, outside any handler, in case this library was
+        // linked without -z now (the handler calls it).
+        let mut set = 0u64;
+        // SAFETY: rt_sigprocmask with a null new set only reads the mask.
+        unsafe { sigsegv_blocked(&mut set) };
+    }
     DEPTH.store(depth.min(MAX_DEPTH), Ordering::SeqCst);
+}
+
+/// Whether SIGSEGV is blocked in the calling thread: then memwatch's handler
+/// was called by another handler installed over it without SA_NODEFER, a
+/// fault in the probe could not be recovered, and the walk is skipped.
+/// Async-signal-safe (one system call).
+///
+/// # Safety
+/// `set` is valid for an 8-byte write.
+unsafe fn sigsegv_blocked(set: &mut u64) -> bool {
+    // SAFETY: the kernel writes the 8-byte mask into *set.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            std::ptr::null::<u64>(),
+            set as *mut u64,
+            8usize,
+        )
+    };
+    rc != 0 || *set & (1 << (libc::SIGSEGV - 1)) != 0
 }
 
 /// Address range of the frame buffer, if mapped (watches may not cover it).
@@ -270,12 +301,15 @@ pub unsafe fn on_fault(slot: usize, ctx: *mut libc::c_void, addr: usize) {
         unsafe { *s = 0 };
         return;
     };
+    let mut mask = 0u64;
+    // SAFETY: mask is a local u64.
+    let can_probe = !unsafe { sigsegv_blocked(&mut mask) };
     // SAFETY: every store below is inside the claimed slot (n < MAX_DEPTH).
     unsafe {
         *s.add(HEAD_WORDS) = ip as u64;
         let mut n = 1;
         let mut frame = fp;
-        while n < depth {
+        while n < depth && can_probe {
             if frame < sp || frame - sp > MAX_SPAN {
                 break;
             }
@@ -295,7 +329,7 @@ pub unsafe fn on_fault(slot: usize, ctx: *mut libc::c_void, addr: usize) {
         *s.add(6) = addr as u64;
         *s.add(1) = sp as u64;
         *s.add(2) = fp as u64;
-        *s.add(3) = probe_read(sp).unwrap_or(0);
+        *s.add(3) = if can_probe { probe_read(sp).unwrap_or(0) } else { 0 };
         // The name, through syscall(2) (already bound: the handler calls it
         // for gettid), into the slot's own two words; 0 on failure.
         *s.add(4) = 0;
