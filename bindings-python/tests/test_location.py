@@ -6,6 +6,7 @@ id and name, the faulting instruction as the stack's first frame, the
 module that holds it, and the option's errors.
 """
 
+import mmap
 import os
 import threading
 
@@ -31,14 +32,15 @@ def _module_of(addr: int) -> str:
     raise AssertionError(f"{addr:#x} is in no file mapping")
 
 
-# A buffer with pages of its own (malloc maps large blocks): only the first
-# write to a page is located, and a small bytearray shares its page with
-# other objects the interpreter writes.
-BIG = 1 << 20
+# A buffer with pages of its own (an anonymous mmap): only the first write to
+# a page is located, and a bytearray may share its first and last page with
+# other objects (malloc puts even large blocks on the heap once its mmap
+# threshold has grown).
+SIZE = 1 << 16
 
 
 def test_a_located_write_names_thread_instruction_and_module() -> None:
-    buf = bytearray(BIG)
+    buf = mmap.mmap(-1, SIZE)
     with memwatch.MemoryWatcher(backend="protect", locate_writers=True, stack_depth=8) as w:
         w.watch(buf, "buf")
         buf[3] = 7
@@ -56,7 +58,7 @@ def test_a_located_write_names_thread_instruction_and_module() -> None:
 
 
 def test_a_second_thread_is_located_with_its_own_name() -> None:
-    buf = bytearray(BIG)
+    buf = mmap.mmap(-1, SIZE)
     seen = {}
 
     def writer() -> None:

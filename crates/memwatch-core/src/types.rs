@@ -162,7 +162,9 @@ pub struct Frame {
 pub struct Where {
     /// Kernel thread id (gettid) of the thread whose write faulted first in
     /// this page's writable window; `None` for the poll backend or when the
-    /// fault ring was full.
+    /// fault ring was full. With [`Options::locate_writers`] only a fault
+    /// that wrote inside this region counts (another object on the page may
+    /// have faulted first).
     pub thread_id: Option<u32>,
     /// Name of that thread (`/proc/self/task/TID/comm`); empty unless
     /// [`Options::locate_writers`].

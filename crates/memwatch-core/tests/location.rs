@@ -154,6 +154,7 @@ fn a_first_write_outside_the_region_locates_nothing_for_it() {
     let wh = &events[0].where_;
     assert_eq!(events[0].new_value.as_ref().unwrap()[0], 2);
     assert_eq!((wh.stack.len(), wh.line, wh.function.as_str()), (0, 0, ""));
+    assert_eq!((wh.thread_id, wh.fault_ip), (None, None));
     assert_eq!(wh.unattributed_faults, 1);
     w.close();
 }

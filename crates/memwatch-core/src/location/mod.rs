@@ -141,7 +141,10 @@ pub fn fill_where(w: &mut Where, who: Option<FaultRecord>, depth: usize, region:
         None => return,
     };
     if !(region.0 as u64..region.1 as u64).contains(&c.addr) {
+        // Not this region's writer: it neither names the thread nor the IP.
         w.unattributed_faults = who.faults;
+        w.thread_id = None;
+        w.fault_ip = None;
         return;
     }
     w.thread_name = c.thread_name.clone();
