@@ -49,6 +49,7 @@ mod location;
 mod regions;
 mod sys;
 mod types;
+mod watched;
 mod watcher;
 
 use backend::protect::handler;
@@ -58,6 +59,7 @@ pub use location::{set_frame_resolver, FrameResolver};
 /// The MemStream value store (crates/memwatch-store), re-exported.
 pub use memwatch_store as store;
 pub use types::*;
+pub use watched::{StableBytes, Watched};
 pub use watcher::Watcher;
 
 /// Resolves one code address the way located writes are resolved (module +
