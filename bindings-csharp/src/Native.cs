@@ -31,6 +31,8 @@ namespace MemWatch
             public ulong ring_capacity;
             public int snapshots;
             public uint adapter_id;
+            public int locate_writers;
+            public uint stack_depth;
         }
 
         /// <summary>memwatch_range_t.</summary>
@@ -69,6 +71,8 @@ namespace MemWatch
             public IntPtr storage_key_old;
             public IntPtr storage_key_new;
             public IntPtr metadata;
+            /// <summary>memwatch_where_t*, NULL unless located (not read yet).</summary>
+            public IntPtr location;
         }
 
         /// <summary>memwatch_stats_t.</summary>

@@ -489,7 +489,10 @@ impl ChangeEvent {
 
     /// Where the change was made: a dict with `thread_id` (kernel thread id of
     /// the writer, or None), `fault_ip`, `file`, `function` and `line`
-    /// (None where the backend cannot tell).
+    /// (None where the backend cannot tell); with `locate_writers=True` also
+    /// `thread_name`, `module`, `module_offset`, `stack` (a list of frame
+    /// dicts, innermost first: native frames for now) and
+    /// `unattributed_faults`.
     #[getter(r#where)]
     fn where_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let w = &self.ev.where_;
@@ -499,6 +502,26 @@ impl ChangeEvent {
         d.set_item("file", (!w.file.is_empty()).then_some(w.file.as_str()))?;
         d.set_item("function", (!w.function.is_empty()).then_some(w.function.as_str()))?;
         d.set_item("line", (w.line != 0).then_some(w.line))?;
+        // Writer location (locate_writers): thread name, module + offset, the
+        // native stack (innermost first) and the unattributed fault count.
+        let located = !w.stack.is_empty();
+        d.set_item("thread_name", located.then_some(w.thread_name.as_str()))?;
+        d.set_item("module", located.then_some(w.module.as_str()))?;
+        d.set_item("module_offset", located.then_some(w.module_offset))?;
+        d.set_item("unattributed_faults", w.unattributed_faults)?;
+        let stack = PyList::empty(py);
+        for f in &w.stack {
+            let fd = PyDict::new(py);
+            fd.set_item("ip", f.ip)?;
+            fd.set_item("module", f.module.as_str())?;
+            fd.set_item("module_offset", f.module_offset)?;
+            fd.set_item("function", (!f.function.is_empty()).then_some(f.function.as_str()))?;
+            fd.set_item("file", (!f.file.is_empty()).then_some(f.file.as_str()))?;
+            fd.set_item("line", (f.line != 0).then_some(f.line))?;
+            fd.set_item("inlined", f.inlined)?;
+            stack.append(fd)?;
+        }
+        d.set_item("stack", stack)?;
         Ok(d)
     }
 
@@ -638,7 +661,7 @@ impl Watcher {
     /// Every argument left out (None) keeps the engine's default.
     #[pyo3(signature = (backend="auto", writable_window_ms=None, poll_interval_ms=None,
                         max_value_bytes=None, preview_bytes=None, snapshots=None,
-                        ring_capacity=None))]
+                        ring_capacity=None, locate_writers=None, stack_depth=None))]
     fn new(
         py: Python<'_>,
         backend: &str,
@@ -648,6 +671,8 @@ impl Watcher {
         preview_bytes: Option<usize>,
         snapshots: Option<bool>,
         ring_capacity: Option<usize>,
+        locate_writers: Option<bool>,
+        stack_depth: Option<usize>,
     ) -> PyResult<Self> {
         let err = |e| to_pyerr(py, e);
         let d = mw::Options::default();
@@ -664,6 +689,8 @@ impl Watcher {
             ring_capacity: ring_capacity.unwrap_or(d.ring_capacity),
             snapshots: snapshots.unwrap_or(d.snapshots),
             adapter_id: mw::ADAPTER_PYTHON,
+            locate_writers: locate_writers.unwrap_or(d.locate_writers),
+            stack_depth: stack_depth.unwrap_or(d.stack_depth),
         };
         let snapshots = options.snapshots;
         let core = py.detach(move || mw::Watcher::new(options)).map_err(|e| to_pyerr(py, e))?;

@@ -398,9 +398,13 @@ static void t_bad_options(void) {
 static void t_abi_layout(void) {
 #if defined(__x86_64__) || defined(__aarch64__)
     /* The Rust side asserts the same numbers in its unit tests. */
-    CHECK_EQ(sizeof(memwatch_options_t), 48);
+    CHECK_EQ(sizeof(memwatch_options_t), 56);
+    CHECK_EQ(sizeof(memwatch_where_t), 40);
+    CHECK_EQ(sizeof(memwatch_frame_t), 48);
+    CHECK_EQ(sizeof(memwatch_resolved_frame_t), 1028);
+    CHECK_EQ(offsetof(memwatch_change_event_t, location), 184);
     CHECK_EQ(sizeof(memwatch_range_t), 16);
-    CHECK_EQ(sizeof(memwatch_change_event_t), 184);
+    CHECK_EQ(sizeof(memwatch_change_event_t), 192);
     CHECK_EQ(offsetof(memwatch_change_event_t, fault_ip), 40);
     CHECK_EQ(offsetof(memwatch_change_event_t, how_big), 72);
     CHECK_EQ(offsetof(memwatch_change_event_t, metadata), 176);
@@ -413,6 +417,8 @@ static void t_abi_layout(void) {
     memwatch_options_default(&o);
     CHECK_EQ(o.ring_capacity, 65536);
     CHECK_EQ(o.adapter_id, MEMWATCH_ADAPTER_C);
+    CHECK_EQ(o.locate_writers, 0);
+    CHECK_EQ(o.stack_depth, 8);
 }
 
 /* ---- SIGSEGV handlers installed before memwatch keep working ----------------- */

@@ -802,6 +802,7 @@ pub extern "system" fn Java_io_memwatch_Native_create<'l>(
             ring_capacity: non_negative(ring_capacity, "ringCapacity")? as usize,
             snapshots: snapshots != JNI_FALSE,
             adapter_id: memwatch_core::ADAPTER_JAVA,
+            ..Options::default()
         };
         options.validate()?;
         let inbox = Arc::new(Inbox::new());

@@ -188,6 +188,17 @@ class MemoryWatcher:
             changed ranges. Default True.
         ring_capacity: size of the engine's fault ring, used when the engine
             starts (first watcher of the process). Default 65536.
+        locate_writers: every event's ``where`` also names the writing
+            thread (``thread_name``), the native ``stack`` (a list of frame
+            dicts, innermost first: ``ip``, ``module``, ``module_offset``,
+            ``function``, ``file``, ``line``, ``inlined``) and the user frame's
+            ``module``/``module_offset``/``function``/``file``/``line``.
+            Needs ``"protect"``: ``"auto"`` picks it (the stats'
+            ``backend_reason`` says so), ``"writewatch"``/``"poll"`` raise
+            :class:`InvalidArgumentError`. Only the first write to a page in
+            its writable window is located (``unattributed_faults`` counts
+            the other pages' faults merged into the event). Default False.
+        stack_depth: most frames captured per located write, 1..32. Default 8.
 
         adapter: a :class:`TrackerAdapter` to watch with instead of the
             options above (keyword, or in place of ``backend``):
@@ -208,6 +219,8 @@ class MemoryWatcher:
         preview_bytes: int = _D["preview_bytes"],
         snapshots: bool = _D["snapshots"],
         ring_capacity: int = _D["ring_capacity"],
+        locate_writers: bool = False,
+        stack_depth: int = 8,
         *,
         adapter: Optional[TrackerAdapter] = None,
     ) -> None:
@@ -219,9 +232,9 @@ class MemoryWatcher:
                     f"adapter must be a memwatch.TrackerAdapter, got {type(adapter).__name__}"
                 )
             if (backend, writable_window_ms, poll_interval_ms, max_value_bytes, preview_bytes,
-                    snapshots, ring_capacity) != tuple(_D[k] for k in (
+                    snapshots, ring_capacity, locate_writers, stack_depth) != tuple(_D[k] for k in (
                     "backend", "writable_window_ms", "poll_interval_ms", "max_value_bytes",
-                    "preview_bytes", "snapshots", "ring_capacity")):
+                    "preview_bytes", "snapshots", "ring_capacity")) + (False, 8):
                 raise TypeError("pass either an adapter or backend options, not both")
             self._side: Optional[Any] = None
             self._value_store: "Optional[Store]" = None
@@ -244,6 +257,7 @@ class MemoryWatcher:
             ("max_value_bytes", max_value_bytes),
             ("preview_bytes", preview_bytes),
             ("ring_capacity", ring_capacity),
+            ("stack_depth", stack_depth),
         ):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{label} must be an int, got {type(value).__name__}")
@@ -261,6 +275,8 @@ class MemoryWatcher:
             preview_bytes,
             bool(snapshots),
             ring_capacity,
+            bool(locate_writers),
+            stack_depth,
         )
         self._native = _memwatch.Watcher(*self._native_args)
         # Regions watched with force_store=True: a second engine watcher with

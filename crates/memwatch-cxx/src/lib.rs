@@ -371,6 +371,7 @@ pub fn new_watcher(o: &ffi::FfiOptions) -> Result<Box<RustWatcher>, BridgeError>
             ring_capacity: o.ring_capacity,
             snapshots: o.snapshots,
             adapter_id: memwatch_core::ADAPTER_CPP,
+            ..Options::default()
         };
         Ok(Box::new(RustWatcher {
             inner: Arc::new(Watcher::new(options)?),
