@@ -200,6 +200,17 @@ impl protocol::SeqCell for RawCell {
     }
 }
 
+/// Publishes `src` into a seqlock-guarded range in raw memory (for
+/// producers in other languages, through the C ABI): `guard` is the 8-byte
+/// sequence word, `data` the guarded bytes. Single writer per guard.
+///
+/// # Safety
+/// `guard` must be 8-aligned and valid; `data..data+src.len()` valid for
+/// writes; both inside a live object of this producer.
+pub unsafe fn write_guarded(guard: *const AtomicU64, data: *mut u8, src: &[u8]) {
+    protocol::write(&RawCell { seq: guard, data }, src, true);
+}
+
 fn bytes_of<T: Copy>(v: &T) -> &[u8] {
     // SAFETY: any T: Copy is readable as size_of::<T>() bytes for the copy;
     // padding bytes are copied as they are (observers never interpret them).
