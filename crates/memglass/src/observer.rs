@@ -574,8 +574,14 @@ impl Observer {
             self.objects.iter().map(|o| (o.id, o.clone())).collect();
         // Destroyed.
         let mut ws = self.watch.take().expect("set above");
-        let gone: Vec<ObjectId> =
-            ws.objects.keys().filter(|id| !live.contains_key(id)).copied().collect();
+        // Gone: not listed any more, or destroyed since the refresh read its
+        // slot (its memory may already hold a new object).
+        let gone: Vec<ObjectId> = ws
+            .objects
+            .keys()
+            .filter(|id| !live.get(id).is_some_and(|o| self.is_alive(o)))
+            .copied()
+            .collect();
         for id in gone {
             let w = ws.objects.remove(&id).expect("listed");
             let _ = ws.watcher.unwatch(w.region);
@@ -659,7 +665,7 @@ impl Observer {
             }
             // Created.
             for (id, obj) in &live {
-                if ws.objects.contains_key(id) {
+                if ws.objects.contains_key(id) || !self.is_alive(obj) {
                     continue;
                 }
                 let t = self.type_of(obj)?;

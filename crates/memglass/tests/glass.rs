@@ -114,6 +114,7 @@ fn producer_child() {
     .unwrap();
     let mut books: HashMap<String, memglass::Handle<Book>> = HashMap::new();
     let mut blobs: Vec<memglass::Handle<Blob>> = Vec::new();
+    let mut arrays: Vec<memglass::ArrayHandle<Quote>> = Vec::new();
     let mut out = std::io::stdout();
     writeln!(out, "@ready {}", std::process::id()).unwrap();
     for line in std::io::stdin().lock().lines() {
@@ -189,6 +190,22 @@ fn producer_child() {
                 drop(b);
                 format!("ok {i}")
             }
+            "arr" => {
+                let n: usize = args[1].parse().unwrap();
+                let mut a = p.create_array::<Quote>("quotes", n).unwrap();
+                for (i, q) in a.iter_mut().enumerate() {
+                    *q = Quote { bid: i as f64, ask: 0.5, size: 0, venue: i as u32 };
+                }
+                arrays.push(a);
+                "ok".into()
+            }
+            "arrset" => {
+                let i: usize = args[1].parse().unwrap();
+                let a = arrays.last_mut().unwrap();
+                a[i].bid = args[2].parse().unwrap();
+                a[i].venue += 100;
+                "ok".into()
+            }
             "quit" => break,
             c => panic!("unknown command {c}"),
         };
@@ -196,6 +213,7 @@ fn producer_child() {
     }
     drop(books);
     drop(blobs);
+    drop(arrays);
     p.shutdown().unwrap();
 }
 
@@ -746,4 +764,84 @@ fn the_stress_test_detects_mixed_values_without_the_seqlock() {
     // which shows the stress test can fail.
     let (mixed, _, _) = stress("plain", "fenced", 1_000_000);
     assert!(mixed > 0, "no mixed value seen: the stress test could not fail");
+}
+
+#[test]
+fn array_elements_are_read_and_changed_by_index() {
+    let mut p = Proc::producer("arrays", &[]);
+    p.cmd("arr 3");
+    let mut o = connect("arrays");
+    let a = o.find("quotes").unwrap();
+    assert_eq!(a.count, 3);
+    assert_eq!(o.read(&a, "[2].bid").unwrap(), Value::Float(2.0));
+    assert_eq!(o.read(&a, "[1].venue").unwrap(), Value::UInt(1));
+    assert!(matches!(o.read(&a, "[3].bid"), Err(Error::InvalidArgument(_))));
+    assert!(matches!(o.read(&a, "[x].bid"), Err(Error::InvalidArgument(_))));
+    let s = o.snapshot(&a).unwrap();
+    assert_eq!(s.values.len(), 12);
+    assert_eq!(s.values[4], ("[1].bid".to_string(), Value::Float(1.0)));
+    assert_eq!(o.changes().unwrap().len(), 1); // created
+    p.cmd("arrset 1 7.5");
+    let ev: Vec<(String, Value, Value)> = o
+        .changes()
+        .unwrap()
+        .into_iter()
+        .map(|e| match e.kind {
+            ChangeKind::Field { path, old, new } => (path, old, new),
+            k => panic!("{k:?}"),
+        })
+        .collect();
+    assert_eq!(
+        ev,
+        vec![
+            ("[1].bid".into(), Value::Float(1.0), Value::Float(7.5)),
+            ("[1].venue".into(), Value::UInt(1), Value::UInt(101)),
+        ]
+    );
+    p.quit();
+}
+
+#[test]
+fn change_events_during_churn_belong_to_their_object() {
+    let mut p = Proc::producer("churnev", &[("GLASS_GRACE_MS", "5")]);
+    let mut o = connect("churnev");
+    writeln!(p.stdin, "churn 1200").unwrap();
+    let until = Instant::now() + Duration::from_millis(1100);
+    let (mut created, mut destroyed, mut fields) = (0u64, 0u64, 0u64);
+    let mut live = std::collections::HashSet::new();
+    while Instant::now() < until {
+        for e in o.changes().unwrap() {
+            let n: u64 = e.label[1..].parse().unwrap();
+            match e.kind {
+                ChangeKind::Created => {
+                    assert!(live.insert(e.object), "{} created twice", e.label);
+                    created += 1;
+                }
+                ChangeKind::Destroyed => {
+                    assert!(live.remove(&e.object), "{} destroyed unseen", e.label);
+                    destroyed += 1;
+                }
+                ChangeKind::Field { path, old, new } => {
+                    assert!(live.contains(&e.object), "{}: event of an unknown object", e.label);
+                    // Only ever 0 -> own number (written right after create).
+                    match path.as_str() {
+                        "id" => assert_eq!((old, new), (Value::UInt(0), Value::UInt(n))),
+                        "wide" => assert_eq!(
+                            (old, new),
+                            (
+                                Value::Array(vec![Value::UInt(0); 8]),
+                                Value::Array(vec![Value::UInt(n); 8])
+                            )
+                        ),
+                        p => panic!("unexpected field {p}"),
+                    }
+                    fields += 1;
+                }
+            }
+        }
+    }
+    let total: u64 = p.line().strip_prefix("ok ").unwrap().parse().unwrap();
+    eprintln!("churn events: {total} objects, {created} created, {destroyed} destroyed, {fields} field events");
+    assert!(created > 100 && destroyed > 100, "{created} {destroyed}");
+    p.quit();
 }
