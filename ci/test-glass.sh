@@ -26,3 +26,12 @@ g++ -std=c++17 -Wall -Wextra -Werror -I crates/memwatch-capi/include tests/glass
     -L "$CARGO_TARGET_DIR/release" -lmemwatch -Wl,-rpath,"$CARGO_TARGET_DIR/release" \
     -o "$CARGO_TARGET_DIR/test_glass_cpp"
 "$CARGO_TARGET_DIR/test_glass_cpp"
+# memglass-gen (libclang from PyPI): [[memglass::observe]] C++ structs ->
+# registration header -> a C++ producer -> the Rust observer (glass_peer).
+. "$root/ci/python-venv.sh"
+venv="$CARGO_TARGET_DIR/glass-venv"
+make_venv python3 "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "libclang==18.1.1" "pytest>=7"
+cargo build --release -p memglass --example glass_peer
+MEMGLASS_LIBDIR="$CARGO_TARGET_DIR/release" MEMGLASS_PEER="$CARGO_TARGET_DIR/release/examples/glass_peer" \
+    "$venv/bin/python" -m pytest tests/glass/test_gen.py -ra -p no:cacheprovider

@@ -145,6 +145,15 @@ class producer {
         return idx;
     }
 
+    /// Registers a layout from a field table (what memglass-gen emits).
+    uint32_t register_fields(const char *name, size_t size, size_t align,
+                             const memglass_field_t *fields, size_t n) {
+        uint32_t idx = 0;
+        check(memglass_register_type(p_, name, static_cast<uint32_t>(size),
+                                     static_cast<uint32_t>(align), fields, n, &idx));
+        return idx;
+    }
+
     /// A zero-initialised T labelled `label`.
     template <class T> object<T> create(uint32_t type, const std::string &label) {
         void *data = nullptr;
