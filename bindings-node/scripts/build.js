@@ -35,4 +35,5 @@ const dest = path.join(root, `memwatch.${process.platform}-${process.arch}.node`
 const tmp = `${dest}.tmp-${process.pid}`;
 fs.copyFileSync(src, tmp);
 fs.renameSync(tmp, dest);
-console.log(`memwatch build: ${path.relative(root, src)} -> ${path.basename(dest)}`);
+// stderr, so that `npm pack --json` (which runs this as prepack) prints only its JSON.
+console.error(`memwatch build: ${path.relative(root, src)} -> ${path.basename(dest)}`);

@@ -6,16 +6,43 @@ const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { tempDir, run, node, describeRun, buildTsExample, EXAMPLES_DIR, PACKAGE_DIR } = require('./helpers');
+const { tempDir, run, node, describeRun, buildTsExample, EXAMPLES_DIR, PACKAGE_DIR, REPO_DIR } = require('./helpers');
 
 const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 const npmEnv = { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' };
 
-test('npm pack -> npm install into an empty project -> the examples run there', { timeout: 300000 }, () => {
+/**
+ * A fresh copy of the package's sources, as a clean checkout has them: no
+ * memwatch.*.node, node_modules or target. `crates/` (the engine the addon
+ * is built from) is linked in at the same relative place, beside the
+ * workspace manifest they inherit from.
+ */
+function cleanCheckout(dir) {
+  const pkg = path.join(dir, 'bindings-node');
+  for (const f of ['package.json', 'index.js', 'index.mjs', 'index.d.ts', 'README.md', 'Cargo.toml', 'Cargo.lock', 'build.rs']) {
+    fs.mkdirSync(pkg, { recursive: true });
+    fs.copyFileSync(path.join(PACKAGE_DIR, f), path.join(pkg, f));
+  }
+  for (const d of ['src', 'scripts']) fs.cpSync(path.join(PACKAGE_DIR, d), path.join(pkg, d), { recursive: true });
+  fs.symlinkSync(path.join(REPO_DIR, 'crates'), path.join(dir, 'crates'), 'dir');
+  fs.copyFileSync(path.join(REPO_DIR, 'Cargo.toml'), path.join(dir, 'Cargo.toml')); // the workspace the crates inherit from
+  assert.ok(!fs.readdirSync(pkg).some((f) => f.endsWith('.node')), 'no prebuilt addon in the copy');
+  return pkg;
+}
+
+test('npm pack (as the README says, from a clean checkout) -> npm install into an empty project -> the examples run there', { timeout: 600000 }, () => {
   const t = tempDir('pack');
   try {
-    // 1. Pack.
-    const packed = run(NPM, ['pack', '--json', '--pack-destination', t.dir], { cwd: PACKAGE_DIR, env: npmEnv });
+    // 1. Pack: the prepack script builds the addon (cargo, release) first.
+    //    The copy shares the real target directory, so only the two path
+    //    crates are compiled again.
+    const src = cleanCheckout(path.join(t.dir, 'checkout'));
+    const targetDir = process.env.CARGO_TARGET_DIR || path.join(PACKAGE_DIR, 'target');
+    const packed = run(NPM, ['pack', '--json', '--pack-destination', t.dir], {
+      cwd: src,
+      env: { ...npmEnv, CARGO_TARGET_DIR: targetDir },
+      timeout: 540000,
+    });
     assert.equal(packed.status, 0, describeRun(packed));
     const info = JSON.parse(packed.stdout)[0];
     const files = info.files.map((f) => f.path).sort();

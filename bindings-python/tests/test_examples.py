@@ -94,7 +94,7 @@ def _readme_python_blocks() -> list:
 
 def test_readme_examples_run() -> None:
     blocks = _readme_python_blocks()
-    assert len(blocks) == 4
+    assert len(blocks) == 6
     import memwatch.store
 
     for name in ("demo-store", "memwatch-values"):  # left over by an interrupted run
@@ -109,13 +109,16 @@ def test_readme_examples_run() -> None:
     assert line.startswith("counter: 0000000000000000 -> 0100000000000000 (thread ")
     tid, main = re.search(r"thread (\d+), main is (\d+)", line).groups()
     assert tid == main and line.endswith("{'unit': 'requests'})")
+    # all(level) and a user-written adapter: the outputs their comments show
+    assert outputs[2] == "['scratch', 'weights']\n['weights']\n"
+    assert outputs[3] == "data b'abc' -> b'Abc'\n"
     # memwatch.store: the output the README shows after the block
     text = (REPO_ROOT / "bindings-python" / "README.md").read_text()
-    after = text[text.index(blocks[2]) + len(blocks[2]) :]
+    after = text[text.index(blocks[4]) + len(blocks[4]) :]
     assert after.startswith("```\n\nprints\n\n```\n")
-    assert outputs[2] == after[len("```\n\nprints\n\n```\n") :].split("```")[0]
-    assert outputs[2] == "b'\\x00\\x01\\x02\\x03' None\nb'sec'\nb'second'\n2 1\n"
-    assert outputs[3] == "None memwatch/2/1/0 memwatch/2/1/1\nb'\\x00\\x00\\x00\\x00' b'\\xff\\xff\\xff\\xff'\n"
+    assert outputs[4] == after[len("```\n\nprints\n\n```\n") :].split("```")[0]
+    assert outputs[4] == "b'\\x00\\x01\\x02\\x03' None\nb'sec'\nb'second'\n2 1\n"
+    assert outputs[5] == "None memwatch/2/1/0 memwatch/2/1/1\nb'\\x00\\x00\\x00\\x00' b'\\xff\\xff\\xff\\xff'\n"
 
 
 def test_package_docstring_example() -> None:
@@ -125,3 +128,7 @@ def test_package_docstring_example() -> None:
 
     failures, tried = doctest.testmod(memwatch, verbose=False)
     assert tried >= 4 and failures == 0
+    import memwatch.adapters
+
+    failures, tried = doctest.testmod(memwatch.adapters, verbose=False)
+    assert tried == 5 and failures == 0

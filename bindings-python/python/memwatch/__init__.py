@@ -27,7 +27,7 @@ from __future__ import annotations
 import atexit
 import json
 import sys
-from types import FrameType
+from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
 from . import _memwatch
@@ -43,6 +43,7 @@ from ._errors import (
     WatcherClosedError,
 )
 from ._memwatch import ChangeEvent
+from .adapters import Change, EngineAdapter, PollingAdapter, TrackerAdapter, TrackingLevel
 
 if TYPE_CHECKING:
     from .store import Store
@@ -50,9 +51,15 @@ if TYPE_CHECKING:
 __all__ = [
     "MemoryWatcher",
     "ChangeEvent",
+    "TrackerAdapter",
+    "EngineAdapter",
+    "PollingAdapter",
+    "Change",
+    "TrackingLevel",
     "page_size",
     "reassert_signal_handler",
     "BACKENDS",
+    "DEFAULT_OPTIONS",
     "MemwatchError",
     "InvalidArgumentError",
     "UnmappedError",
@@ -67,13 +74,38 @@ __all__ = [
 #: Version of the package (and of the engine it was built with).
 __version__: str = _memwatch.__version__
 
-#: Backend names accepted by :class:`MemoryWatcher`.
-BACKENDS = ("auto", "protect", "writewatch", "poll")
+#: Backend names accepted by :class:`MemoryWatcher` (the engine's list).
+BACKENDS = tuple(_memwatch.BACKENDS)
+
+#: The engine's default watcher options, as :class:`MemoryWatcher` keyword
+#: arguments (read-only; the engine is the one source of these numbers).
+DEFAULT_OPTIONS = MappingProxyType(dict(_memwatch.DEFAULT_OPTIONS))
+_D = DEFAULT_OPTIONS
 
 #: Type of a change callback.
 Callback = Callable[[ChangeEvent], Any]
 
 _MAX_REGION_ID = 0xFFFF_FFFF
+
+# Stats that are per engine watcher: summed over a watcher's two (force_store).
+_PER_WATCHER_COUNTS = (
+    "regions", "events", "native_bytes", "snapshot_bytes", "pending_events", "callback_errors",
+)
+
+
+def _counts(value: Any) -> bool:
+    """True for what :meth:`MemoryWatcher.all` watches: a writable,
+    C-contiguous, non-empty buffer."""
+    if isinstance(value, (bytes, str, int, float, type(None))):
+        return False
+    try:
+        view = memoryview(value)
+    except TypeError:
+        return False
+    try:
+        return not view.readonly and view.c_contiguous and view.nbytes > 0
+    finally:
+        view.release()
 
 
 def page_size() -> int:
@@ -154,20 +186,55 @@ class MemoryWatcher:
         ring_capacity: size of the engine's fault ring, used when the engine
             starts (first watcher of the process). Default 65536.
 
+        adapter: a :class:`TrackerAdapter` to watch with instead of the
+            options above (keyword, or in place of ``backend``):
+            ``PollingAdapter(poll_interval_ms=50)``, ``EngineAdapter("protect",
+            ...)``, or a subclass of your own (see :mod:`memwatch.adapters`).
+            Passing both an adapter and other options is a TypeError.
+
     A watcher is a context manager; leaving the ``with`` block closes it.
     All methods may be called from any thread.
     """
 
     def __init__(
         self,
-        backend: str = "auto",
-        writable_window_ms: float = 5.0,
-        poll_interval_ms: float = 100.0,
-        max_value_bytes: int = 4096,
-        preview_bytes: int = 256,
-        snapshots: bool = True,
-        ring_capacity: int = 65536,
+        backend: "Union[str, TrackerAdapter]" = _D["backend"],
+        writable_window_ms: float = _D["writable_window_ms"],
+        poll_interval_ms: float = _D["poll_interval_ms"],
+        max_value_bytes: int = _D["max_value_bytes"],
+        preview_bytes: int = _D["preview_bytes"],
+        snapshots: bool = _D["snapshots"],
+        ring_capacity: int = _D["ring_capacity"],
+        *,
+        adapter: Optional[TrackerAdapter] = None,
     ) -> None:
+        if isinstance(backend, TrackerAdapter):
+            backend, adapter = "auto", backend if adapter is None else adapter
+        if adapter is not None:
+            if not isinstance(adapter, TrackerAdapter):
+                raise TypeError(
+                    f"adapter must be a memwatch.TrackerAdapter, got {type(adapter).__name__}"
+                )
+            if (backend, writable_window_ms, poll_interval_ms, max_value_bytes, preview_bytes,
+                    snapshots, ring_capacity) != tuple(_D[k] for k in (
+                    "backend", "writable_window_ms", "poll_interval_ms", "max_value_bytes",
+                    "preview_bytes", "snapshots", "ring_capacity")):
+                raise TypeError("pass either an adapter or backend options, not both")
+            self._side: Optional[Any] = None
+            self._value_store: "Optional[Store]" = None
+            if isinstance(adapter, EngineAdapter):
+                # The engine itself: every feature, the adapter's options.
+                inner = adapter._watcher
+                self._native = inner._native
+                self._native_args = inner._native_args
+                self._side = inner._side
+                self._value_store = inner._value_store
+            else:
+                from .adapters import _UserAdapterNative
+
+                self._native = _UserAdapterNative(adapter)
+                self._native_args = None
+            return
         if not isinstance(backend, str):
             raise TypeError(f"backend must be a str, got {type(backend).__name__}")
         for label, value in (
@@ -182,8 +249,8 @@ class MemoryWatcher:
         for label, ms in (("writable_window_ms", writable_window_ms), ("poll_interval_ms", poll_interval_ms)):
             if isinstance(ms, bool) or not isinstance(ms, (int, float)):
                 raise TypeError(f"{label} must be a number of milliseconds, got {type(ms).__name__}")
-        self._value_store: "Optional[Store]" = None
-        self._native = _memwatch.Watcher(
+        self._value_store = None
+        self._native_args = (
             backend,
             float(writable_window_ms),
             float(poll_interval_ms),
@@ -192,10 +259,37 @@ class MemoryWatcher:
             bool(snapshots),
             ring_capacity,
         )
+        self._native = _memwatch.Watcher(*self._native_args)
+        # Regions watched with force_store=True: a second engine watcher with
+        # the same options but max_value_bytes=0, so that every value goes to
+        # the value store. Made on first use.
+        self._side = None
+
+    def _natives(self) -> List[Any]:
+        """The engine watchers behind this one (the force_store one if made)."""
+        return [self._native] if self._side is None else [self._native, self._side]
+
+    def _store_native(self) -> Any:
+        """The force_store watcher, made (with the current value store) on first use."""
+        if self._side is None:
+            if self._native.closed:
+                raise WatcherClosedError("watcher is closed")
+            args = list(self._native_args)
+            args[3] = 0  # max_value_bytes
+            side = _memwatch.Watcher(*args)
+            cb = self._native.get_callback()
+            if cb is not None:
+                side.set_callback(cb)
+            if self._value_store is not None:
+                side.set_value_store(self._value_store)
+            self._side = side
+        return self._side
 
     # -- watching ---------------------------------------------------------
 
-    def watch(self, obj: Any, name: Optional[str] = None, metadata: Any = None) -> int:
+    def watch(
+        self, obj: Any, name: Optional[str] = None, force_store: bool = False, metadata: Any = None
+    ) -> int:
         """Starts watching ``obj``'s memory; returns the region id.
 
         Args:
@@ -205,6 +299,13 @@ class MemoryWatcher:
             name: the name events report. When None it is the caller's
                 variable name for ``obj`` if exactly one variable binds it,
                 else ``"<type at 0x...>"``.
+            force_store: put this region's values into the value store (see
+                :meth:`set_value_store`) however small they are: its events
+                carry ``storage_key_old``/``storage_key_new`` and previews
+                instead of inline ``old_value``/``new_value``. Without a value
+                store attached, no keys (until one is set). Overlap is checked
+                among force_store regions and among the others, not across
+                the two kinds.
             metadata: anything you want back in every event of this region:
                 a str is passed through; any other JSON-serializable value
                 (dict, list, number) is stored by the engine as JSON and
@@ -235,7 +336,12 @@ class MemoryWatcher:
         text = _metadata_text(metadata)
         if text is not None and "\x00" in text:
             raise InvalidArgumentError("metadata must not contain NUL characters")
-        region_id: int = self._native.watch(obj, name, text, metadata)
+        if not isinstance(force_store, bool):
+            raise TypeError(f"force_store must be a bool, got {type(force_store).__name__}")
+        if self._native_args is None:  # a user adapter
+            return int(self._native.watch(obj, name, force_store, metadata))
+        native = self._store_native() if force_store else self._native
+        region_id: int = native.watch(obj, name, text, metadata)
         return region_id
 
     def unwatch(self, region_id: int) -> bool:
@@ -251,16 +357,65 @@ class MemoryWatcher:
             if self._native.closed:
                 raise WatcherClosedError("watcher is closed")
             return False
+        if self._side is not None and region_id in self._side.region_ids():
+            return bool(self._side.unwatch(region_id))
         return bool(self._native.unwatch(region_id))
 
     def stop_all(self) -> None:
         """Unwatches every region of this watcher (the watcher stays usable)."""
-        for region_id in self._native.region_ids():
-            self._native.unwatch(region_id)
+        for native in self._natives():
+            for region_id in native.region_ids():
+                native.unwatch(region_id)
 
     def watched(self) -> List[int]:
         """Ids of the regions this watcher currently watches, ascending."""
-        return list(self._native.region_ids())
+        return sorted(r for native in self._natives() for r in native.region_ids())
+
+    def all(self, level: TrackingLevel = TrackingLevel.ALL) -> Dict[str, int]:
+        """Watches every buffer variable of the caller's scope; returns {name: region_id}.
+
+        ``level`` picks the scope: :attr:`TrackingLevel.LOCALS` (the caller's
+        local variables), :attr:`TrackingLevel.GLOBALS` (its module's
+        globals) or :attr:`TrackingLevel.ALL` (default: locals, then
+        globals; at module level the two are the same dict).
+
+        What counts, in the scope's order: a variable whose name does not
+        start with ``_`` and whose value is a writable, C-contiguous,
+        non-empty buffer-protocol object (bytearray, writable memoryview,
+        numpy array, mmap, array.array, ctypes array, ...). Each is watched
+        under its variable name. Skipped: read-only buffers (``bytes``),
+        strided views, empty buffers, non-buffers (ints, str, modules, ...),
+        an object already watched by this watcher or bound to an earlier
+        name, and memory overlapping an earlier region (a view of a counted
+        bytearray); the last two come from the engine's overlap check, so
+        calling it again watches only what is new.
+        """
+        if not isinstance(level, TrackingLevel):
+            raise TypeError(f"level must be a memwatch.TrackingLevel, got {type(level).__name__}")
+        frame = sys._getframe(1)
+        try:
+            scopes = []
+            if level in (TrackingLevel.LOCALS, TrackingLevel.ALL):
+                scopes.append(dict(frame.f_locals))
+            if level in (TrackingLevel.GLOBALS, TrackingLevel.ALL):
+                if not scopes or frame.f_globals is not frame.f_locals:
+                    scopes.append(dict(frame.f_globals))
+        finally:
+            del frame
+        seen = set()  # ids of objects already counted in this call
+        result: Dict[str, int] = {}
+        for scope in scopes:
+            for name, value in scope.items():
+                if name.startswith("_") or id(value) in seen or not _counts(value):
+                    continue
+                try:
+                    region_id = self.watch(value, name)
+                except (OverlapError, ReadOnlyError, NotContiguousError, InvalidArgumentError,
+                        UnmappedError):
+                    continue
+                seen.add(id(value))
+                result[name] = region_id
+        return result
 
     # -- events -------------------------------------------------------------
 
@@ -276,7 +431,8 @@ class MemoryWatcher:
         """
         if fn is not None and not callable(fn):
             raise TypeError(f"callback must be callable or None, got {type(fn).__name__}")
-        self._native.set_callback(fn)
+        for native in self._natives():
+            native.set_callback(fn)
 
     @property
     def callback(self) -> Optional[Callback]:
@@ -293,6 +449,8 @@ class MemoryWatcher:
         empty. The GIL is released while the engine works.
         """
         events: List[ChangeEvent] = self._native.check_changes()
+        if self._side is not None:
+            events = sorted(events + self._side.check_changes(), key=lambda e: e.seq)
         return events
 
     def get_stats(self) -> Dict[str, Union[int, str, None]]:
@@ -300,11 +458,18 @@ class MemoryWatcher:
 
         Keys: ``backend`` (the backend in use, never "auto"),
         ``backend_reason``, ``regions``, ``protected_pages``, ``faults``,
-        ``events``, ``dropped_wheres``, ``native_bytes``, ``snapshot_bytes``,
+        ``events``, ``fallback_regions`` (regions on another backend than the
+        watcher's, reason in ``backend_reason``), ``gone_regions`` (regions
+        dropped because their memory was unmapped, process-wide),
+        ``dropped_wheres``, ``native_bytes``, ``snapshot_bytes``,
         ``pending_events``, ``callback_errors``, ``latency_p50_ns``,
         ``latency_p99_ns``.
         """
         stats: Dict[str, Union[int, str, None]] = self._native.stats()
+        if self._side is not None:
+            for key, value in self._side.stats().items():
+                if key in _PER_WATCHER_COUNTS and isinstance(value, int):
+                    stats[key] = int(stats[key] or 0) + value
         return stats
 
     # -- value store ------------------------------------------------------------
@@ -334,7 +499,8 @@ class MemoryWatcher:
                 raise TypeError(
                     f"store must be a memwatch.store.Store or None, got {type(store).__name__}"
                 )
-        self._native.set_value_store(store)
+        for native in self._natives():
+            native.set_value_store(store)
         self._value_store = store
 
     @property
@@ -356,7 +522,8 @@ class MemoryWatcher:
         Idempotent. Safe to call from inside the callback and while callbacks
         run. Any later call except close() raises WatcherClosedError.
         """
-        self._native.close()
+        for native in self._natives():
+            native.close()
 
     @property
     def closed(self) -> bool:

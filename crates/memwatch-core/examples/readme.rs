@@ -1,18 +1,14 @@
-//! The example of crates/memwatch-core/README.md, kept compiling and running.
+//! The example of crates/memwatch-core/README.md, kept compiling and running
+//! (`cargo run -p memwatch-core --example readme`).
 
-use memwatch_core::{Options, Watcher};
+use memwatch_core::{Options, Watched, Watcher};
 
-// Heap memory on purpose: its pointer escapes into the watcher, so the write
-// below is a real store (a local array's write could be optimised away).
-#[allow(clippy::useless_vec)]
 fn main() -> Result<(), memwatch_core::Error> {
-    let mut counters = vec![0u8; 64];
     let w = Watcher::new(Options::default())?; // auto: writewatch, else protect
-                                               // SAFETY: `counters` outlives the watch (the watcher is closed first).
-    let id = unsafe { w.watch(counters.as_ptr(), counters.len(), "counters", None) }?;
+    let mut counters = Watched::new(&w, vec![0u8; 64], "counters")?; // unwatched on drop
     counters[3] = 42;
     for e in w.check_changes()? {
-        assert_eq!(e.region_id, id);
+        assert_eq!(e.region_id, counters.id());
         println!(
             "{} changed at {:?}: {:?} -> {:?}",
             e.variable_name,
@@ -22,6 +18,5 @@ fn main() -> Result<(), memwatch_core::Error> {
         );
     }
     println!("backend {}", w.backend());
-    w.close();
     Ok(())
 }

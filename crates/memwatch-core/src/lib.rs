@@ -37,27 +37,32 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+// Module layers, each using only those above it: types, sys (system calls,
+// /proc/self/maps), diff and regions; backend (protect, writewatch, poll:
+// which regions may have changed); delivery (a watcher's queue and
+// callback); engine (regions, worker, diff -> event); watcher (the API).
+mod backend;
+mod delivery;
 mod diff;
 mod engine;
-mod handler_state;
-mod maps;
-mod page_table;
-mod protect;
 mod regions;
-mod ring;
 mod sys;
 mod types;
+mod watched;
 mod watcher;
-mod writewatch;
 
+use backend::protect::handler;
+
+pub use delivery::Callback;
 /// The MemStream value store (crates/memwatch-store), re-exported.
 pub use memwatch_store as store;
 pub use types::*;
-pub use watcher::{Callback, Watcher};
+pub use watched::{StableBytes, Watched};
+pub use watcher::Watcher;
 
 /// Environment variable that makes the writewatch backend unavailable in this
 /// process (set to anything but "" or "0"): `auto` then picks protect.
-pub const DISABLE_WRITEWATCH_ENV: &str = writewatch::DISABLE_ENV;
+pub const DISABLE_WRITEWATCH_ENV: &str = backend::writewatch::uffd::DISABLE_ENV;
 
 /// The operating system's page size in bytes.
 pub fn page_size() -> usize {
@@ -68,7 +73,7 @@ pub fn page_size() -> usize {
 /// first watcher using the protect backend does; it then stays installed,
 /// forwarding every fault that is not memwatch's own).
 pub fn signal_handler_installed() -> bool {
-    protect::installed()
+    handler::installed()
 }
 
 /// Puts memwatch's SIGSEGV handler back on top after another library
@@ -77,5 +82,5 @@ pub fn signal_handler_installed() -> bool {
 /// the protect backend keeps working. Returns `Ok(true)` if anything changed;
 /// a no-op before the first protect watcher.
 pub fn reassert_signal_handler() -> Result<bool, Error> {
-    protect::reassert().map_err(Error::Os)
+    handler::reassert().map_err(Error::Os)
 }

@@ -46,7 +46,7 @@
 #![warn(missing_docs)]
 
 mod error;
-pub mod layout;
+mod layout;
 mod shm;
 mod store;
 
@@ -55,6 +55,10 @@ pub mod capi;
 
 pub use error::{Error, OsError, Result};
 pub use shm::MAX_NAME_LEN;
+
+/// The segment layout version this library reads and writes (a segment with
+/// another one is refused with [`Error::VersionMismatch`]).
+pub const LAYOUT_VERSION: u32 = layout::VERSION;
 pub use store::{FullPolicy, Iter, KeyStats, Options, Store, StoreStats, ValueRef};
 
 /// The key under which memwatch stores a large old or new value of a region:

@@ -67,7 +67,7 @@ pub fn writable_mappings(
             "{len} bytes at {addr:#x}: no mapping at {covered:#x}"
         )));
     }
-    let page_size = crate::sys::page_size();
+    let page_size = super::page_size();
     for m in found.iter_mut().filter(|m| m.prot & libc::PROT_WRITE == 0) {
         // Writable after all if every page of it inside the range is one we
         // protected ourselves.

@@ -221,11 +221,9 @@ impl PageTableWriter {
         let old_ptr = CURRENT.swap(new_ptr, Ordering::SeqCst);
         self.used = used;
         if !old_ptr.is_null() {
-            // Handlers that loaded the old pointer increment `in_flight`
-            // first; once it reads zero after the swap, none can still use it.
-            while crate::handler_state::get().in_flight.load(Ordering::SeqCst) != 0 {
-                std::thread::yield_now();
-            }
+            // Handlers that loaded the old pointer have finished once none is
+            // in flight after the swap.
+            super::handler_state::wait_for_handlers();
             // SAFETY: old_ptr came from Box::into_raw and no handler uses it now.
             let old = unsafe { Box::from_raw(old_ptr) };
             // Carry over dirty bits set between the copy and the swap.

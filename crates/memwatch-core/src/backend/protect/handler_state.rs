@@ -59,3 +59,14 @@ pub fn range() -> (usize, usize) {
     let start = get() as *const HandlerState as usize;
     (start, start + sys::page_size())
 }
+
+/// Waits until no SIGSEGV handler is running. A handler that loaded a
+/// pointer or a slot before the caller replaced it increments `in_flight`
+/// first, so once this returns none can still be using the old one (page
+/// table growth frees the old table after it; reassert reuses the old slot).
+/// Never called from the handler (it would wait for itself).
+pub fn wait_for_handlers() {
+    while get().in_flight.load(Ordering::SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+}

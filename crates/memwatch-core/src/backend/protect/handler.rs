@@ -11,9 +11,10 @@ use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 use std::sync::Mutex;
 
-use crate::handler_state;
-use crate::page_table::{self, ACTIVE, DIRTY, PROT_SHIFT};
-use crate::ring::{FaultRecord, Ring};
+use super::handler_state;
+use super::page_table::{self, ACTIVE, DIRTY, PROT_SHIFT};
+use super::ring::Ring;
+use crate::backend::FaultRecord;
 use crate::sys;
 
 struct PrevAction(UnsafeCell<libc::sigaction>);
@@ -113,9 +114,7 @@ pub fn reassert() -> Result<bool, String> {
     PREV_INDEX.store(spare, Ordering::SeqCst);
     // A handler that read the old slot has finished once none is in flight;
     // only then may a later reassert overwrite it.
-    while handler_state::get().in_flight.load(Ordering::SeqCst) != 0 {
-        std::thread::yield_now();
-    }
+    handler_state::wait_for_handlers();
     // SAFETY: under INSTALL_LOCK.
     unsafe { put_ours_on_top()? };
     Ok(true)

@@ -6,16 +6,8 @@
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use crate::backend::FaultRecord;
 use crate::sys;
-
-/// Who wrote a page first in its writable window.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FaultRecord {
-    pub page: usize,
-    pub ip: u64,
-    pub tid: u32,
-    pub timestamp_ns: u64,
-}
 
 /// The ring's atomics, kept in its own mapping (see handler_state.rs).
 #[repr(C)]

@@ -1,4 +1,8 @@
-//! Thin, async-signal-safe wrappers over the system calls the engine uses.
+//! Thin, async-signal-safe wrappers over the system calls the engine uses,
+//! and ([`maps`]) the reading of /proc/self/maps. Depends on nothing else in
+//! the crate.
+
+pub mod maps;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -145,7 +149,7 @@ pub fn eventfd_signal(fd: i32) {
 /// Copies `len` bytes at `addr` of this process without risking a fault:
 /// None if any of it is not mapped (process_vm_readv reports EFAULT instead
 /// of raising SIGSEGV). Falls back to a plain copy where the call is refused
-/// (seccomp), after checking the range in /proc/self/maps.
+/// (seccomp), after checking that the range is mapped ([`is_mapped`]).
 pub fn read_self(addr: usize, len: usize) -> Option<Box<[u8]>> {
     let mut buf = vec![0u8; len].into_boxed_slice();
     let mut done = 0;
@@ -165,11 +169,9 @@ pub fn read_self(addr: usize, len: usize) -> Option<Box<[u8]>> {
         }
         let e = errno();
         if n < 0 && (e == libc::EPERM || e == libc::ENOSYS) {
-            if crate::maps::writable_mappings(addr, len, |_| {
-                Some(libc::PROT_READ | libc::PROT_WRITE)
-            })
-            .is_err()
-            {
+            let ps = page_size();
+            let start = addr / ps * ps;
+            if !is_mapped(start, addr + len - start) {
                 return None;
             }
             // SAFETY: the range is mapped (checked just above); watched

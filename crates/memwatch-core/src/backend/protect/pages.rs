@@ -1,0 +1,426 @@
+//! The engine side of the protect backend: which pages are watched and by
+//! which regions, which are writable now (open), and when each is due to be
+//! re-protected and diffed. Pages written nonstop go hot: left writable and
+//! diffed every poll interval instead of faulting on every window.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+
+use super::handler;
+use super::handler_state;
+use super::page_table::PageTableWriter;
+use super::ring::Ring;
+use crate::backend::{self, Detector, Dirty, FaultRecord, NewRegion, Owners, Pass};
+use crate::regions::IdList;
+use crate::sys::{self, maps};
+use crate::types::{Error, RegionId};
+
+/// A page re-faulted within a window of its re-protection this many times
+/// in a row stays writable and is polled every poll interval instead
+/// (adaptive mode for hot pages: no fault storm for memory written nonstop).
+const HOT_AFTER_REFAULTS: u8 = 8;
+/// A hot page unchanged for this many windows is protected again.
+const COOL_AFTER_QUIET_WINDOWS: u8 = 4;
+
+/// A protect page that is writable now (pages not in `open` are read-only:
+/// their next write faults).
+#[derive(Clone, Copy, Debug)]
+enum OpenMode {
+    /// Written at `since`; writable until since + window.
+    Open { since: u64, who: Option<FaultRecord> },
+    /// Written too often: left writable and diffed every window.
+    Hot { since: u64, quiet: u8 },
+}
+
+/// A page of the protect backend (40 bytes; the state of a writable page is
+/// in `open`, so read-only pages do not carry it).
+struct PageInfo {
+    regions: IdList,
+    reprotected_at: u64,
+    prot: i32,
+    refaults: u8,
+    /// Last re-protected before its window ended (by check_changes): the
+    /// next refault says nothing about how often the page is written.
+    reprotected_early: bool,
+}
+
+/// The protect backend's pages.
+pub struct ProtectPages {
+    pages: HashMap<usize, PageInfo>,
+    /// Pages that are writable now (Open or Hot).
+    open: HashMap<usize, OpenMode>,
+    table: PageTableWriter,
+    ring: &'static Ring,
+    /// Hot pages of the last collect, waiting for after_diff.
+    hot_batch: Vec<usize>,
+}
+
+/// What the worker checks, without the engine mutex, before it blocks: the
+/// handler wakes it only when told it is idle.
+#[derive(Clone, Copy)]
+pub struct IdleGate {
+    ring: &'static Ring,
+}
+
+impl IdleGate {
+    /// Tells handlers the worker is about to block with no deadline. False
+    /// (and not idle) when a fault arrived meanwhile: run again instead.
+    pub fn going_idle(&self) -> bool {
+        let hs = handler_state::get();
+        hs.worker_idle.store(true, Ordering::SeqCst);
+        if self.ring.has_pending() || self.ring.header().overflowed.load(Ordering::SeqCst) {
+            hs.worker_idle.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// The worker woke up.
+    pub fn awake(&self) {
+        handler_state::get().worker_idle.store(false, Ordering::SeqCst);
+    }
+}
+
+impl ProtectPages {
+    /// Maps the fault ring and the handler state and points the handler at
+    /// them; `wake_fd` is the worker's eventfd. The handler itself is
+    /// installed by the first protect watcher ([`handler::install`]).
+    pub fn new(ring_capacity: usize, wake_fd: i32) -> Result<(ProtectPages, IdleGate), String> {
+        // memwatch's own mappings are made now, not lazily inside a watch
+        // (where they could land in a hole the caller is about to name).
+        handler_state::get();
+        let ring = Ring::new(ring_capacity).ok_or("cannot map the fault ring")?;
+        let ring: &'static Ring = Box::leak(Box::new(ring));
+        handler::set_ring_and_wake(ring, wake_fd);
+        let pages = ProtectPages {
+            pages: HashMap::new(),
+            open: HashMap::new(),
+            table: PageTableWriter::new(),
+            ring,
+            hot_batch: Vec::new(),
+        };
+        Ok((pages, IdleGate { ring }))
+    }
+
+    /// The protection a page had before we made it read-only (None if it is
+    /// not ours): /proc/self/maps shows ours, not the owner's.
+    pub fn saved_prot(&self, page: usize) -> Option<i32> {
+        self.pages.get(&page).map(|p| p.prot)
+    }
+
+    /// Address ranges of memwatch's own mappings (fault ring, handler state,
+    /// page table): no watch may cover them.
+    pub fn own_ranges(&self) -> [Option<(usize, usize)>; 3] {
+        [Some(self.ring.range()), Some(handler_state::range()), self.table.range()]
+    }
+
+    /// The regions on a page.
+    pub fn regions_on(&self, page: usize) -> &[RegionId] {
+        self.pages.get(&page).map_or(&[], |p| p.regions.as_slice())
+    }
+
+    /// Pages kept read-only now.
+    pub fn protected_pages(&self) -> usize {
+        self.pages.len().saturating_sub(self.open.len())
+    }
+
+    /// Bytes of the fault ring and the page table.
+    pub fn shared_bytes(&self) -> usize {
+        self.ring.bytes() + self.table.bytes()
+    }
+
+    /// Faults whose writer was dropped because the ring was full.
+    pub fn dropped_wheres(&self) -> u64 {
+        self.ring.header().dropped.load(Ordering::Relaxed)
+    }
+
+    /// Write faults handled since the process started.
+    pub fn faults(&self) -> u64 {
+        handler_state::get().faults.load(Ordering::Relaxed)
+    }
+
+    /// For stats: (regions sharing the page, bytes of its record and id list).
+    pub fn page_share(&self, page: usize) -> Option<(usize, usize)> {
+        let p = self.pages.get(&page)?;
+        let record = backend::record_bytes(
+            std::mem::size_of::<(usize, PageInfo)>(),
+            self.pages.len(),
+            self.pages.capacity(),
+        );
+        Some((p.regions.len(), record + p.regions.heap_bytes()))
+    }
+
+    /// When an open page is due: after the writable window; a hot page every
+    /// poll interval (reading memory that is being written steals the
+    /// writer's cache lines, so hot pages are read no more often than that).
+    fn deadline(&self, owners: &dyn Owners, page: usize, mode: &OpenMode) -> u64 {
+        let Some(info) = self.pages.get(&page) else { return 0 }; // unwatched: due now
+        match *mode {
+            OpenMode::Open { since, .. } => since + backend::window_ns(owners, &info.regions),
+            OpenMode::Hot { since, .. } => {
+                since
+                    + backend::poll_ns(owners, &info.regions)
+                        .max(backend::window_ns(owners, &info.regions))
+            }
+        }
+    }
+
+    /// Drains the fault ring (and sweeps the page table if the ring
+    /// overflowed) into the open set.
+    fn collect_faults(&mut self, owners: &dyn Owners, now: u64) {
+        while let Some(rec) = self.ring.pop() {
+            self.open_page(owners, rec.page, Some(rec), now);
+        }
+        if self.ring.header().overflowed.swap(false, Ordering::SeqCst) {
+            // Drain again: records pushed before the flag was cleared.
+            while let Some(rec) = self.ring.pop() {
+                self.open_page(owners, rec.page, Some(rec), now);
+            }
+            for page in self.table.take_all_dirty() {
+                if !self.open.contains_key(&page) {
+                    self.open_page(owners, page, None, now);
+                }
+            }
+        }
+    }
+
+    /// A page was written (fault record or dirty bit): it enters Open mode.
+    fn open_page(&mut self, owners: &dyn Owners, page: usize, who: Option<FaultRecord>, now: u64) {
+        let window = match self.pages.get(&page) {
+            Some(info) => backend::window_ns(owners, &info.regions),
+            None => return, // unwatched meanwhile
+        };
+        let info = self.pages.get_mut(&page).expect("checked");
+        match self.open.get_mut(&page) {
+            Some(OpenMode::Open { who: known @ None, .. }) if who.is_some() => {
+                // Opened by a sweep just before its fault record arrived.
+                *known = who;
+            }
+            Some(_) => {}
+            None => {
+                let since = who.map_or(now, |w| w.timestamp_ns.min(now));
+                // Written again within a window of being re-protected: the
+                // page is being written continuously. (Not half a window: a
+                // loop over many pages refaults each one up to a few ms after
+                // the batch that re-protected it, and a single slow refault
+                // must not restart the count.)
+                info.refaults = if info.reprotected_early {
+                    info.refaults
+                } else if since.saturating_sub(info.reprotected_at) < window {
+                    info.refaults.saturating_add(1)
+                } else {
+                    0
+                };
+                self.open.insert(page, OpenMode::Open { since, who });
+            }
+        }
+    }
+
+    /// Makes new pages of [addr, addr+len) read-only and registers them.
+    fn protect_pages(
+        &mut self,
+        addr: usize,
+        len: usize,
+        mappings: &[maps::Mapping],
+    ) -> Result<(), Error> {
+        let ps = sys::page_size();
+        let mut fresh = Vec::new();
+        for page in backend::pages_of(addr, len) {
+            if let Some(info) = self.pages.get(&page) {
+                if !self.open.contains_key(&page) {
+                    // Idempotent, and repairs a page whose memory was freed
+                    // and mapped anew while still watched.
+                    let _ = sys::mprotect(
+                        page * ps,
+                        ps,
+                        libc::PROT_READ | (info.prot & libc::PROT_EXEC),
+                    );
+                }
+                continue;
+            }
+            let prot = maps::prot_at(mappings, page * ps);
+            if let Err(e) = self.table.activate(page, prot) {
+                self.rollback(&fresh);
+                return Err(Error::Os(e));
+            }
+            self.pages.insert(
+                page,
+                PageInfo {
+                    regions: IdList::new(),
+                    prot,
+                    reprotected_at: 0,
+                    refaults: 0,
+                    reprotected_early: false,
+                },
+            );
+            fresh.push(page);
+            if let Err(errno) =
+                sys::mprotect(page * ps, ps, libc::PROT_READ | (prot & libc::PROT_EXEC))
+            {
+                self.rollback(&fresh);
+                return Err(if errno == libc::ENOMEM {
+                    Error::Unmapped(format!("page {:#x} is not mapped", page * ps))
+                } else {
+                    Error::Os(format!("mprotect failed: errno {errno}"))
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self, pages: &[usize]) {
+        let ps = sys::page_size();
+        for &page in pages {
+            if let Some(info) = self.pages.remove(&page) {
+                let _ = sys::mprotect(page * ps, ps, info.prot);
+            }
+            self.table.deactivate(page);
+        }
+    }
+
+    /// Re-protects (or keeps polling, when hot) the given open pages; the
+    /// regions on them, each with the earliest known writer among its pages.
+    fn process_pages(&mut self, owners: &dyn Owners, pages: &[usize], now: u64) -> Vec<Dirty> {
+        let ps = sys::page_size();
+        // Region -> the earliest known writer among its pages in this batch.
+        let mut touched: HashMap<RegionId, Option<FaultRecord>> = HashMap::new();
+        for &page in pages {
+            let window =
+                self.pages.get(&page).map_or(0, |i| backend::window_ns(owners, &i.regions));
+            let (Some(info), Some(&mode)) = (self.pages.get_mut(&page), self.open.get(&page))
+            else {
+                self.open.remove(&page);
+                continue;
+            };
+            let who = match mode {
+                OpenMode::Open { who, .. } => who,
+                OpenMode::Hot { .. } => None,
+            };
+            let stay_hot = match mode {
+                OpenMode::Hot { quiet, .. } => quiet < COOL_AFTER_QUIET_WINDOWS,
+                OpenMode::Open { .. } => info.refaults >= HOT_AFTER_REFAULTS,
+            };
+            self.table.take_dirty(page);
+            if stay_hot {
+                let quiet = match mode {
+                    OpenMode::Hot { quiet, .. } => quiet,
+                    _ => 0,
+                };
+                self.open.insert(page, OpenMode::Hot { since: now, quiet });
+                self.hot_batch.push(page);
+            } else {
+                // Protect first, then read: a write after this faults again.
+                let _ =
+                    sys::mprotect(page * ps, ps, libc::PROT_READ | (info.prot & libc::PROT_EXEC));
+                // When it really was re-protected: a batch of mprotect calls
+                // takes a while, and refaults are measured from here.
+                info.reprotected_at = sys::monotonic_ns();
+                info.reprotected_early =
+                    matches!(mode, OpenMode::Open { since, .. } if now < since + window);
+                self.open.remove(&page);
+            }
+            for &rid in info.regions.as_slice() {
+                let e = touched.entry(rid).or_insert(who);
+                if let (Some(a), Some(b)) = (*e, who) {
+                    if b.timestamp_ns < a.timestamp_ns {
+                        *e = Some(b);
+                    }
+                } else if e.is_none() {
+                    *e = who;
+                }
+            }
+        }
+        let mut dirty: Vec<Dirty> = touched.into_iter().collect();
+        dirty.sort_unstable_by_key(|(rid, _)| *rid);
+        dirty
+    }
+}
+
+impl Detector for ProtectPages {
+    fn register(&mut self, _owners: &dyn Owners, r: &NewRegion<'_>) -> Result<(), Error> {
+        self.protect_pages(r.addr, r.len, r.mappings)?;
+        for page in backend::pages_of(r.addr, r.len) {
+            self.pages.get_mut(&page).expect("page registered").regions.push(r.id);
+        }
+        Ok(())
+    }
+
+    fn unregister(&mut self, id: RegionId, addr: usize, len: usize) {
+        let ps = sys::page_size();
+        for page in backend::pages_of(addr, len) {
+            let now_empty = match self.pages.get_mut(&page) {
+                Some(info) => {
+                    info.regions.remove(id);
+                    info.regions.is_empty()
+                }
+                None => false,
+            };
+            if now_empty {
+                let info = self.pages.remove(&page).expect("present");
+                // Writable again first, then the tombstone: a fault that
+                // raced with this retries and succeeds.
+                let _ = sys::mprotect(page * ps, ps, info.prot);
+                self.table.deactivate(page);
+                self.open.remove(&page);
+            }
+        }
+        if self.pages.is_empty() {
+            // Nothing is watched here any more: give the maps' memory back.
+            self.pages.shrink_to_fit();
+            self.open.shrink_to_fit();
+        }
+    }
+
+    fn collect(&mut self, owners: &dyn Owners, now: u64, pass: Pass) -> Vec<Dirty> {
+        self.collect_faults(owners, now);
+        let pages: Vec<usize> = match pass {
+            Pass::Now(_) => self.open.keys().copied().collect(),
+            Pass::Due => self
+                .open
+                .iter()
+                .filter(|(p, mode)| self.deadline(owners, **p, mode) <= now)
+                .map(|(p, _)| *p)
+                .collect(),
+        };
+        if pages.is_empty() {
+            return Vec::new();
+        }
+        self.process_pages(owners, &pages, now)
+    }
+
+    fn after_diff(
+        &mut self,
+        _owners: &dyn Owners,
+        changed: &HashSet<RegionId>,
+        _now: u64,
+    ) -> Vec<RegionId> {
+        for page in std::mem::take(&mut self.hot_batch) {
+            if let (Some(info), Some(mode)) = (self.pages.get(&page), self.open.get_mut(&page)) {
+                let changed = info.regions.as_slice().iter().any(|r| changed.contains(r));
+                if let OpenMode::Hot { since, quiet } = *mode {
+                    *mode = OpenMode::Hot {
+                        since,
+                        quiet: if changed { 0 } else { quiet.saturating_add(1) },
+                    };
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    fn next_deadline(&self, owners: &dyn Owners) -> Option<u64> {
+        self.open.iter().map(|(p, mode)| self.deadline(owners, *p, mode)).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_records_stay_small() {
+        // The native-bytes budget assumes these (benches/engine.rs measures).
+        assert!(std::mem::size_of::<PageInfo>() <= 40);
+        assert!(std::mem::size_of::<(usize, PageInfo)>() <= 48);
+    }
+}

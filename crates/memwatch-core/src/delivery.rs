@@ -1,0 +1,191 @@
+//! Delivery of one watcher's events: its queue, its callback and the
+//! delivery thread that calls it, and the latency samples for stats. The
+//! engine only enqueues; nothing here knows about backends.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{JoinHandle, ThreadId};
+
+use crate::sys;
+use crate::types::{ChangeEvent, Error};
+
+/// A change callback. Runs on the watcher's delivery thread, one event at a
+/// time, never inside the signal handler.
+pub type Callback = Arc<dyn Fn(&ChangeEvent) + Send + Sync + 'static>;
+
+const LATENCY_SAMPLES: usize = 4096;
+
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<ChangeEvent>,
+    callback: Option<Callback>,
+    /// A callback call is running.
+    in_flight: bool,
+    closing: bool,
+    latencies: VecDeque<u64>,
+    delivery_thread: Option<JoinHandle<()>>,
+    delivery_thread_id: Option<ThreadId>,
+}
+
+/// The delivery side of a watcher's stats.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeliveryCounts {
+    /// Events produced for this watcher.
+    pub events: u64,
+    /// Events waiting for check_changes() or the callback.
+    pub pending_events: usize,
+    /// Callbacks that panicked or whose binding reported an error.
+    pub callback_errors: u64,
+    /// Median first-write-to-delivery latency, nanoseconds.
+    pub latency_p50_ns: u64,
+    /// 99th percentile of the same, nanoseconds.
+    pub latency_p99_ns: u64,
+}
+
+/// One watcher's event queue and callback (the engine holds a weak reference).
+pub struct Delivery {
+    queue: Mutex<Queue>,
+    cond: Condvar,
+    events: AtomicU64,
+    callback_errors: AtomicU64,
+}
+
+impl Delivery {
+    /// An empty queue without a callback.
+    pub fn new() -> Arc<Delivery> {
+        Arc::new(Delivery {
+            queue: Mutex::new(Queue::default()),
+            cond: Condvar::new(),
+            events: AtomicU64::new(0),
+            callback_errors: AtomicU64::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Called by the engine (under its mutex) for each detected change.
+    pub fn enqueue(&self, event: ChangeEvent) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+        let mut q = self.lock();
+        if q.closing {
+            return;
+        }
+        q.events.push_back(event);
+        self.cond.notify_all();
+    }
+
+    fn record_latency(q: &mut Queue, event: &ChangeEvent) {
+        let latency = sys::monotonic_ns().saturating_sub(event.timestamp_ns);
+        if q.latencies.len() == LATENCY_SAMPLES {
+            q.latencies.pop_front();
+        }
+        q.latencies.push_back(latency);
+    }
+
+    fn delivery_loop(self: Arc<Self>) {
+        let mut q = self.lock();
+        loop {
+            if q.closing {
+                break;
+            }
+            if let (Some(cb), false) = (q.callback.clone(), q.events.is_empty()) {
+                let event = q.events.pop_front().expect("not empty");
+                Self::record_latency(&mut q, &event);
+                q.in_flight = true;
+                drop(q);
+                if catch_unwind(AssertUnwindSafe(|| cb(&event))).is_err() {
+                    self.callback_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                q = self.lock();
+                q.in_flight = false;
+                self.cond.notify_all();
+                continue;
+            }
+            q = self.cond.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Sets or clears the callback, starting the delivery thread the first
+    /// time one is set. Queued events go to the new callback.
+    pub fn set_callback(self: &Arc<Self>, callback: Option<Callback>) -> Result<(), Error> {
+        let mut q = self.lock();
+        q.callback = callback;
+        if q.callback.is_some() && q.delivery_thread.is_none() {
+            let me = Arc::clone(self);
+            let handle = std::thread::Builder::new()
+                .name("memwatch-delivery".into())
+                .spawn(move || me.delivery_loop())
+                .map_err(|e| Error::Os(format!("cannot start the delivery thread: {e}")))?;
+            q.delivery_thread_id = Some(handle.thread().id());
+            q.delivery_thread = Some(handle);
+        }
+        self.cond.notify_all();
+        Ok(())
+    }
+
+    /// After the engine's synchronous pass: without a callback, the queued
+    /// events; with one, waits until the callback got them (unless called
+    /// from the callback itself) and returns none.
+    pub fn drain_or_wait(&self) -> Vec<ChangeEvent> {
+        let mut q = self.lock();
+        if q.callback.is_none() {
+            let events: Vec<ChangeEvent> = q.events.drain(..).collect();
+            for e in &events {
+                Self::record_latency(&mut q, e);
+            }
+            return events;
+        }
+        if q.delivery_thread_id == Some(std::thread::current().id()) {
+            return Vec::new();
+        }
+        while (!q.events.is_empty() || q.in_flight) && !q.closing && q.callback.is_some() {
+            q = self.cond.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        if q.callback.is_none() {
+            // The callback was cleared while we waited: the rest is ours.
+            return q.events.drain(..).collect();
+        }
+        Vec::new()
+    }
+
+    /// Counts an error a binding's callback raised.
+    pub fn report_callback_error(&self) {
+        self.callback_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counters and latency percentiles.
+    pub fn counts(&self) -> DeliveryCounts {
+        let q = self.lock();
+        let mut lat: Vec<u64> = q.latencies.iter().copied().collect();
+        lat.sort_unstable();
+        let pct = |p: usize| if lat.is_empty() { 0 } else { lat[(lat.len() - 1) * p / 100] };
+        DeliveryCounts {
+            events: self.events.load(Ordering::Relaxed),
+            pending_events: q.events.len(),
+            callback_errors: self.callback_errors.load(Ordering::Relaxed),
+            latency_p50_ns: pct(50),
+            latency_p99_ns: pct(99),
+        }
+    }
+
+    /// Stops delivery: drops queued events and joins the delivery thread
+    /// (after the callback running now returns; not when called from it).
+    pub fn close(&self) {
+        let handle = {
+            let mut q = self.lock();
+            q.closing = true;
+            q.events.clear();
+            self.cond.notify_all();
+            q.delivery_thread.take()
+        };
+        if let Some(h) = handle {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+}

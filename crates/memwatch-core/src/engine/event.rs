@@ -1,0 +1,111 @@
+//! The step every backend shares: a region that may have changed is read,
+//! compared with its snapshot (or hash), and turned into a [`ChangeEvent`]
+//! when it did change.
+
+use std::collections::HashSet;
+
+use memwatch_store::value_key;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::Registry;
+use crate::backend::{Dirty, FaultRecord};
+use crate::diff::changed_ranges;
+use crate::sys;
+use crate::types::*;
+
+impl Registry {
+    /// Diffs the regions a backend collected, in its order; appends an
+    /// event (with its watcher) for each that changed and returns their ids.
+    pub(super) fn diff_all(
+        &mut self,
+        dirty: Vec<Dirty>,
+        now: u64,
+        events: &mut Vec<(u32, ChangeEvent)>,
+    ) -> HashSet<RegionId> {
+        let mut changed = HashSet::new();
+        for (rid, who) in dirty {
+            if let Some(ev) = self.diff_region(rid, who, now) {
+                changed.insert(rid);
+                events.push(ev);
+            }
+        }
+        changed
+    }
+
+    /// Compares a region with its snapshot (or hash); an event if it changed.
+    fn diff_region(
+        &mut self,
+        rid: RegionId,
+        who: Option<FaultRecord>,
+        now: u64,
+    ) -> Option<(u32, ChangeEvent)> {
+        let region = self.regions.get_mut(rid)?;
+        let entry = self.watchers.get(&region.watcher)?;
+        let opts = &entry.options;
+        let Some(current) = sys::read_self(region.addr, region.size()) else {
+            // Unmapped while watched (a contract violation): drop the region.
+            self.newly_gone.push(rid);
+            return None;
+        };
+        let hash = xxh3_64(&current);
+        let unchanged = match region.snapshot() {
+            Some(snap) => snap[..] == current[..],
+            None => hash == region.hash,
+        };
+        if unchanged {
+            return None;
+        }
+        let small = region.size() <= opts.max_value_bytes;
+        let preview = opts.preview_bytes.min(region.size());
+        let (ranges, old_preview, old_value) = match region.snapshot() {
+            Some(snap) => (
+                changed_ranges(snap, &current),
+                snap[..preview].to_vec(),
+                small.then(|| snap.to_vec()),
+            ),
+            None => (vec![ByteRange { offset: 0, len: region.size() }], Vec::new(), None),
+        };
+        if ranges.is_empty() {
+            return None; // changed and changed back between the reads
+        }
+        // Large values go to the value store: the new one under the next
+        // epoch; the old one is there under the current epoch if it was put
+        // (at watch time or by the previous event) and not evicted since.
+        let (mut storage_key_old, mut storage_key_new) = (None, None);
+        if let (false, Some(store)) = (small, &entry.store) {
+            let old_key = value_key(opts.adapter_id, u64::from(rid), region.epoch);
+            let new_key = value_key(opts.adapter_id, u64::from(rid), region.epoch + 1);
+            if region.snapshot().is_some() && store.contains(&old_key).unwrap_or(false) {
+                storage_key_old = Some(old_key);
+            }
+            if store.put(&new_key, &current).is_ok() {
+                storage_key_new = Some(new_key);
+            }
+        }
+        region.epoch += 1;
+        let event = ChangeEvent {
+            seq: 0,
+            timestamp_ns: who.map_or(now, |w| w.timestamp_ns),
+            adapter_id: opts.adapter_id,
+            region_id: rid,
+            variable_name: region.name().to_string(),
+            where_: Where {
+                thread_id: who.map(|w| w.tid),
+                fault_ip: who.map(|w| w.ip).filter(|ip| *ip != 0),
+                ..Where::default()
+            },
+            how_big: region.size(),
+            changed_ranges: ranges,
+            old_preview,
+            new_preview: current[..preview].to_vec(),
+            old_value,
+            new_value: small.then(|| current.to_vec()),
+            storage_key_old,
+            storage_key_new,
+            metadata: region.metadata().map(str::to_string),
+        };
+        region.hash = hash;
+        region.set_snapshot(&current);
+        Some((region.watcher, event))
+    }
+}

@@ -1,0 +1,500 @@
+//! The process-wide engine: the regions of every watcher, the backends that
+//! say which of them may have changed (crate::backend), the worker thread
+//! ([`worker`]), the diff -> event step ([`event`]) and the counters for
+//! stats ([`accounting`]). Events go to each watcher's crate::delivery.
+//!
+//! Lock order: engine state mutex, then a watcher's queue mutex. Callbacks
+//! never run under either.
+
+mod accounting;
+mod event;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+
+use memwatch_store::{value_key, Store};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::backend::poll::PollRegions;
+use crate::backend::protect::{handler, IdleGate, ProtectPages};
+use crate::backend::writewatch::{uffd, WriteWatchPages};
+use crate::backend::{self, Detector, Dirty, NewRegion, Owners, Pass};
+use crate::delivery::Delivery;
+use crate::regions::{Kind, Region, Regions};
+use crate::sys::{self, maps, EventFd};
+use crate::types::*;
+
+struct WatcherEntry {
+    delivery: Weak<Delivery>,
+    options: Options,
+    backend: Backend,
+    /// Regions that could not use the watcher's backend (userfaultfd refused
+    /// them, or protect on a thread stack), with the last reason.
+    fallback_regions: usize,
+    fallback_reason: String,
+    /// Regions of this watcher.
+    regions: usize,
+    /// Of those, the ones on protect or writewatch pages (overlap checks
+    /// look for them in the page maps).
+    paged_regions: usize,
+    /// Where values larger than max_value_bytes go (storage_key_old/new).
+    store: Option<Arc<Store>>,
+}
+
+/// The regions and the watchers they belong to: what backends may read
+/// ([`Owners`]) and what diffing updates.
+struct Registry {
+    regions: Regions,
+    watchers: HashMap<u32, WatcherEntry>,
+    /// Found unmapped during the current pass; dropped at its end.
+    newly_gone: Vec<RegionId>,
+}
+
+impl Owners for Registry {
+    fn options_of(&self, id: RegionId) -> Option<&Options> {
+        let r = self.regions.get(id)?;
+        self.watchers.get(&r.watcher).map(|w| &w.options)
+    }
+
+    fn options_of_backend(&self, backend: Backend) -> Vec<&Options> {
+        self.watchers.values().filter(|w| w.backend == backend).map(|w| &w.options).collect()
+    }
+
+    fn all_options(&self) -> Vec<&Options> {
+        self.watchers.values().map(|w| &w.options).collect()
+    }
+}
+
+/// One instance of every backend.
+struct Backends {
+    protect: ProtectPages,
+    writewatch: WriteWatchPages,
+    poll: PollRegions,
+}
+
+impl Backends {
+    fn get_mut(&mut self, kind: Kind) -> &mut dyn Detector {
+        match kind {
+            Kind::Protect => &mut self.protect,
+            Kind::WriteWatch => &mut self.writewatch,
+            Kind::Poll => &mut self.poll,
+        }
+    }
+}
+
+/// Everything the engine mutex protects.
+struct State {
+    registry: Registry,
+    backends: Backends,
+    /// Regions found unmapped while watched (dropped, counted).
+    gone_regions: u64,
+    next_region_id: RegionId,
+    next_watcher_id: u32,
+}
+
+/// The process-wide engine.
+pub struct Engine {
+    state: Mutex<State>,
+    wake: EventFd,
+    idle: IdleGate,
+    seq: AtomicU64,
+}
+
+static ENGINE: OnceLock<Result<&'static Engine, String>> = OnceLock::new();
+
+/// The engine, started on first use with the given ring capacity.
+pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
+    ENGINE
+        .get_or_init(|| {
+            let wake = EventFd::new().map_err(|e| format!("eventfd: {e}"))?;
+            let (protect, idle) = ProtectPages::new(ring_capacity, wake.fd())?;
+            let engine: &'static Engine = Box::leak(Box::new(Engine {
+                state: Mutex::new(State {
+                    registry: Registry {
+                        regions: Regions::new(),
+                        watchers: HashMap::new(),
+                        newly_gone: Vec::new(),
+                    },
+                    backends: Backends {
+                        protect,
+                        writewatch: WriteWatchPages::default(),
+                        poll: PollRegions::default(),
+                    },
+                    gone_regions: 0,
+                    next_region_id: 1,
+                    next_watcher_id: 1,
+                }),
+                wake,
+                idle,
+                seq: AtomicU64::new(1),
+            }));
+            std::thread::Builder::new()
+                .name("memwatch-worker".into())
+                .spawn(move || engine.worker_loop())
+                .map_err(|e| format!("cannot start the worker thread: {e}"))?;
+            Ok(engine)
+        })
+        .clone()
+        .map_err(Error::Os)
+}
+
+impl Engine {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a watcher; returns its id, the backend it will use, and why
+    /// a better one was not used (empty if it was).
+    pub fn add_watcher(
+        &self,
+        delivery: Weak<Delivery>,
+        options: &Options,
+    ) -> Result<(u32, Backend, String), Error> {
+        let (backend, reason) = match options.backend {
+            Backend::Auto => match uffd::get() {
+                Ok(_) => (Backend::WriteWatch, String::new()),
+                Err(why) => (
+                    Backend::Protect,
+                    format!("writewatch unavailable ({why}); auto chose protect"),
+                ),
+            },
+            Backend::WriteWatch => match uffd::get() {
+                Ok(_) => (Backend::WriteWatch, String::new()),
+                Err(why) => return Err(Error::Unsupported(format!("writewatch: {why}"))),
+            },
+            b => (b, String::new()),
+        };
+        if backend == Backend::Protect {
+            handler::install().map_err(Error::Os)?;
+        }
+        let mut st = self.lock();
+        let id = st.next_watcher_id;
+        st.next_watcher_id += 1;
+        st.registry.watchers.insert(
+            id,
+            WatcherEntry {
+                delivery,
+                options: options.clone(),
+                backend,
+                fallback_regions: 0,
+                fallback_reason: String::new(),
+                regions: 0,
+                paged_regions: 0,
+                store: None,
+            },
+        );
+        let poll_ns = options.poll_interval.as_nanos() as u64;
+        st.backends.poll.add_watcher(id, poll_ns, sys::monotonic_ns());
+        drop(st);
+        sys::eventfd_signal(self.wake.fd());
+        Ok((id, backend, reason))
+    }
+
+    /// Unwatches everything of a watcher and forgets it.
+    pub fn remove_watcher(&self, watcher: u32) {
+        let mut st = self.lock();
+        let ids = st.registry.region_ids_of(watcher);
+        for id in ids {
+            st.unwatch(id);
+        }
+        st.registry.watchers.remove(&watcher);
+        st.backends.poll.remove_watcher(watcher);
+    }
+
+    /// Starts watching a range for a watcher.
+    pub fn watch(
+        &self,
+        watcher: u32,
+        addr: usize,
+        len: usize,
+        name: &str,
+        metadata: Option<&str>,
+    ) -> Result<RegionId, Error> {
+        if addr == 0 {
+            return Err(Error::InvalidArgument("address is null".into()));
+        }
+        if len == 0 {
+            return Err(Error::InvalidArgument("length is zero".into()));
+        }
+        if addr.checked_add(len).is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "{len} bytes at {addr:#x} wrap around the address space"
+            )));
+        }
+        let mut st = self.lock();
+        let st = &mut *st;
+        let ps = sys::page_size();
+        // Poll only reads: it may watch read-only memory that another process
+        // (or another mapping of the same file) writes, e.g. a memglass observer.
+        let poll_only =
+            st.registry.watchers.get(&watcher).is_some_and(|w| w.backend == Backend::Poll);
+        let mappings = match maps::writable_mappings(addr, len, |page_addr| {
+            st.backends.protect.saved_prot(page_addr / ps)
+        }) {
+            Err(Error::ReadOnly(_)) if poll_only => Vec::new(),
+            r => r?,
+        };
+        let own = st.backends.protect.own_ranges();
+        if own.iter().flatten().any(|&(s, e)| addr < e && addr + len > s) {
+            return Err(Error::InvalidArgument(
+                "range covers memwatch's own memory (fault ring, page table or handler state)"
+                    .into(),
+            ));
+        }
+        let entry = st.registry.watchers.get(&watcher).ok_or(Error::Closed)?;
+        if let Some((other, start, other_len)) = st.overlapping(watcher, addr, len) {
+            return Err(Error::Overlap(format!(
+                "{len} bytes at {addr:#x} overlap region {other} ({other_len} bytes at {start:#x}) of this watcher"
+            )));
+        }
+        if name.len() >= u32::MAX as usize || metadata.is_some_and(|m| m.len() >= u32::MAX as usize)
+        {
+            return Err(Error::InvalidArgument("name or metadata longer than 4 GiB".into()));
+        }
+        let kind = match entry.backend {
+            Backend::Poll => Kind::Poll,
+            Backend::WriteWatch => Kind::WriteWatch,
+            _ => Kind::Protect,
+        };
+        let id = st.next_region_id;
+        let kind = st.register(kind, id, watcher, addr, len, &mappings)?;
+        st.next_region_id += 1;
+        // Read after registering: a write from here on is detected.
+        let region = sys::read_self(addr, len)
+            .ok_or_else(|| Error::Unmapped(format!("{len} bytes at {addr:#x} are not readable")))
+            .and_then(|current| {
+                let snapshots = st.registry.watchers[&watcher].options.snapshots;
+                Region::new(
+                    watcher,
+                    addr,
+                    len,
+                    kind,
+                    name,
+                    metadata,
+                    snapshots.then_some(&current[..]),
+                    xxh3_64(&current),
+                )
+                .map_err(Error::InvalidArgument)
+            });
+        let region = match region {
+            Ok(region) => region,
+            Err(e) => {
+                st.backends.get_mut(kind).unregister(id, addr, len);
+                return Err(e);
+            }
+        };
+        let w = st.registry.watchers.get_mut(&watcher).expect("checked above");
+        if let (Some(store), Some(snap)) = (&w.store, region.snapshot()) {
+            if len > w.options.max_value_bytes {
+                // Epoch 0: the value at watch time, the first event's old value.
+                let _ = store.put(value_key(w.options.adapter_id, u64::from(id), 0), snap);
+            }
+        }
+        w.regions += 1;
+        if kind != Kind::Poll {
+            w.paged_regions += 1;
+        }
+        st.registry.regions.insert(id, region);
+        if kind != Kind::Protect {
+            // Nothing else wakes the worker for writewatch and poll regions:
+            // let it schedule their scans.
+            sys::eventfd_signal(self.wake.fd());
+        }
+        Ok(id)
+    }
+
+    /// Sets the store that receives values larger than max_value_bytes, and
+    /// puts the current value of every such region of the watcher there.
+    pub fn set_store(&self, watcher: u32, store: Option<Arc<Store>>) -> Result<(), Error> {
+        let mut st = self.lock();
+        let reg = &mut st.registry;
+        let w = reg.watchers.get_mut(&watcher).ok_or(Error::Closed)?;
+        w.store = store;
+        if let Some(store) = &w.store {
+            for (id, r) in reg.regions.iter().filter(|(_, r)| r.watcher == watcher).take(w.regions)
+            {
+                if let Some(snap) = r.snapshot().filter(|s| s.len() > w.options.max_value_bytes) {
+                    let _ =
+                        store.put(value_key(w.options.adapter_id, u64::from(id), r.epoch), snap);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops watching; false if the id is not one of this watcher's regions.
+    pub fn unwatch(&self, watcher: u32, id: RegionId) -> bool {
+        let mut st = self.lock();
+        match st.registry.regions.get(id) {
+            Some(r) if r.watcher == watcher => st.unwatch(id),
+            _ => false,
+        }
+    }
+
+    /// Detects changes now for every page written so far and for the poll
+    /// regions of `watcher`, delivering the events before returning.
+    pub fn scan_now(&self, watcher: u32) {
+        let mut st = self.lock();
+        let now = sys::monotonic_ns();
+        let mut events = Vec::new();
+        let pass = Pass::Now(watcher);
+        for kind in [Kind::Protect, Kind::WriteWatch, Kind::Poll] {
+            st.detect(kind, now, pass, &mut events);
+        }
+        st.reap_gone();
+        self.deliver(&st, events);
+    }
+
+    /// Bytes of the engine's own mappings: the fault ring and the page table.
+    pub fn shared_bytes(&self) -> usize {
+        self.lock().backends.protect.shared_bytes()
+    }
+
+    /// Hands events to their watchers' queues, numbering them.
+    fn deliver(&self, st: &State, events: Vec<(u32, ChangeEvent)>) {
+        for (wid, mut ev) in events {
+            if let Some(d) = st.registry.watchers.get(&wid).and_then(|w| w.delivery.upgrade()) {
+                ev.seq = self.seq.fetch_add(1, Ordering::SeqCst);
+                d.enqueue(ev);
+            }
+        }
+    }
+}
+
+impl Registry {
+    /// The ids of a watcher's regions. O(all regions): there is no
+    /// per-watcher index (it would cost ~24 bytes a region); this serves
+    /// close, stats and set_value_store, not watch or unwatch.
+    fn region_ids_of(&self, watcher: u32) -> Vec<RegionId> {
+        let n = self.watchers.get(&watcher).map_or(0, |w| w.regions);
+        self.regions
+            .iter()
+            .filter(|(_, r)| r.watcher == watcher)
+            .map(|(id, _)| id)
+            .take(n)
+            .collect()
+    }
+}
+
+impl State {
+    /// Registers a new region with the backend of its kind, falling back to
+    /// another backend where that one cannot watch it; returns the kind used.
+    fn register(
+        &mut self,
+        kind: Kind,
+        id: RegionId,
+        watcher: u32,
+        addr: usize,
+        len: usize,
+        mappings: &[maps::Mapping],
+    ) -> Result<Kind, Error> {
+        let reg = &mut self.registry;
+        let b = &mut self.backends;
+        let options = reg.watchers[&watcher].options.clone();
+        let new = NewRegion { watcher, id, addr, len, mappings, options: &options };
+        let mut kind = kind;
+        if kind == Kind::Protect && maps::on_a_stack(mappings, addr, len) {
+            // A read-only stack page would leave the kernel nowhere to push
+            // the fault's signal frame: such a region uses writewatch (no
+            // signals) or, without it, poll.
+            kind = if uffd::get().is_ok() { Kind::WriteWatch } else { Kind::Poll };
+            let w = reg.watchers.get_mut(&watcher).expect("checked by the caller");
+            w.fallback_regions += 1;
+            w.fallback_reason = format!(
+                "{len} bytes at {addr:#x} are on a thread stack, which protect cannot watch; that region uses {}",
+                if kind == Kind::WriteWatch { "writewatch" } else { "poll" }
+            );
+            if kind == Kind::WriteWatch && b.writewatch.register(&*reg, &new).is_err() {
+                kind = Kind::Poll;
+            }
+        } else if kind == Kind::WriteWatch {
+            if let Err(e) = b.writewatch.register(&*reg, &new) {
+                // A mapping userfaultfd refuses: this region alone uses protect.
+                handler::install().map_err(Error::Os)?;
+                let why = match e {
+                    Error::Unsupported(why) => why,
+                    e => e.to_string(),
+                };
+                let w = reg.watchers.get_mut(&watcher).expect("checked by the caller");
+                w.fallback_regions += 1;
+                w.fallback_reason = format!("{why}; that region uses protect");
+                kind = Kind::Protect;
+            }
+        }
+        match kind {
+            Kind::Protect => b.protect.register(&*reg, &new)?,
+            Kind::Poll => b.poll.register(&*reg, &new)?,
+            Kind::WriteWatch => {} // registered above
+        }
+        Ok(kind)
+    }
+
+    /// One backend's part of a pass: the regions it collects are diffed,
+    /// it hears which changed, and diffs what it asks for again.
+    fn detect(&mut self, kind: Kind, now: u64, pass: Pass, events: &mut Vec<(u32, ChangeEvent)>) {
+        let det = self.backends.get_mut(kind);
+        let dirty = det.collect(&self.registry, now, pass);
+        let changed = self.registry.diff_all(dirty, now, events);
+        let again = det.after_diff(&self.registry, &changed, now);
+        let again: Vec<Dirty> = again.into_iter().map(|rid| (rid, None)).collect();
+        self.registry.diff_all(again, now, events);
+    }
+
+    /// A region of `watcher` overlapping [addr, addr+len): (id, start, len).
+    /// A watcher's protect and writewatch regions are found in the lists of
+    /// the pages the range lies on (O(those pages + the regions on them),
+    /// the same order as registering the pages); its poll regions in its
+    /// address-ordered index (O(log n)).
+    fn overlapping(
+        &self,
+        watcher: u32,
+        addr: usize,
+        len: usize,
+    ) -> Option<(RegionId, usize, usize)> {
+        let reg = &self.registry;
+        let w = reg.watchers.get(&watcher)?;
+        let end = addr + len;
+        let size_of = |id| reg.regions.get(id).map_or(0, |r: &Region| r.size());
+        if let Some((other, start)) = self.backends.poll.overlapping(watcher, addr, end, size_of) {
+            return Some((other, start, size_of(other)));
+        }
+        if w.paged_regions == 0 {
+            return None;
+        }
+        for page in backend::pages_of(addr, len) {
+            let protect = self.backends.protect.regions_on(page);
+            let ww = self.backends.writewatch.regions_on(page);
+            for &id in protect.iter().chain(ww) {
+                if let Some(r) = reg.regions.get(id) {
+                    if r.watcher == watcher && r.addr < end && r.addr + r.size() > addr {
+                        return Some((id, r.addr, r.size()));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn unwatch(&mut self, id: RegionId) -> bool {
+        let Some(region) = self.registry.regions.remove(id) else { return false };
+        if let Some(w) = self.registry.watchers.get_mut(&region.watcher) {
+            w.regions -= 1;
+            if region.kind != Kind::Poll {
+                w.paged_regions -= 1;
+            }
+        }
+        self.backends.get_mut(region.kind).unregister(id, region.addr, region.size());
+        true
+    }
+
+    /// Drops the regions found unmapped during this pass.
+    fn reap_gone(&mut self) {
+        for rid in std::mem::take(&mut self.registry.newly_gone) {
+            if self.unwatch(rid) {
+                self.gone_regions += 1;
+            }
+        }
+    }
+}
