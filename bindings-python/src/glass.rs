@@ -106,6 +106,8 @@ impl Producer {
 
 #[pymethods]
 impl Producer {
+    // The keyword arguments of the Python constructor, one each.
+    #[allow(clippy::too_many_arguments)]
     #[new]
     #[pyo3(signature = (session, dir=None, group_readable=false, grace_period=1.0, first_region_bytes=1<<20, max_region_bytes=64<<20, heartbeat_interval=0.1))]
     fn new(
@@ -160,7 +162,12 @@ impl Producer {
 
     /// Creates `count` zeroed elements; returns (address, size, slot, generation).
     #[pyo3(signature = (type_index, label, count=1))]
-    fn create(&self, type_index: u32, label: &str, count: u32) -> PyResult<(usize, usize, u32, u64)> {
+    fn create(
+        &self,
+        type_index: u32,
+        label: &str,
+        count: u32,
+    ) -> PyResult<(usize, usize, u32, u64)> {
         let r = self.with(|p| p.create_raw(type_index, label, count))?;
         Ok((r.ptr as usize, r.len, r.id.slot, r.id.generation))
     }
@@ -223,7 +230,12 @@ impl Observer {
 impl Observer {
     #[new]
     #[pyo3(signature = (session, dir=None, owner=None))]
-    fn new(py: Python<'_>, session: &str, dir: Option<PathBuf>, owner: Option<u32>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        session: &str,
+        dir: Option<PathBuf>,
+        owner: Option<u32>,
+    ) -> PyResult<Self> {
         let opts = mg::ObserverOptions { dir, owner, ..mg::ObserverOptions::default() };
         let o = py.detach(|| mg::Observer::connect_with(session, &opts)).map_err(err)?;
         Ok(Observer { inner: Mutex::new(o) })
@@ -247,7 +259,8 @@ impl Observer {
     /// Fields of the type of object `label`: a list of dicts.
     fn fields<'py>(&self, py: Python<'py>, label: &str) -> PyResult<Bound<'py, PyList>> {
         let o = self.lock();
-        let obj = o.find(label).ok_or_else(|| PyLookupError::new_err(format!("no object {label:?}")))?;
+        let obj =
+            o.find(label).ok_or_else(|| PyLookupError::new_err(format!("no object {label:?}")))?;
         let t = o.type_of(&obj).map_err(err)?;
         let l = PyList::empty(py);
         for f in &t.fields {
@@ -269,14 +282,16 @@ impl Observer {
     /// The value of `path` in object `label`.
     fn read(&self, py: Python<'_>, label: &str, path: &str) -> PyResult<Py<PyAny>> {
         let o = self.lock();
-        let obj = o.find(label).ok_or_else(|| PyLookupError::new_err(format!("no object {label:?}")))?;
+        let obj =
+            o.find(label).ok_or_else(|| PyLookupError::new_err(format!("no object {label:?}")))?;
         value(py, &o.read(&obj, path).map_err(err)?)
     }
 
     /// Every field of object `label`: {path: value}.
     fn snapshot<'py>(&self, py: Python<'py>, label: &str) -> PyResult<Bound<'py, PyDict>> {
         let o = self.lock();
-        let obj = o.find(label).ok_or_else(|| PyLookupError::new_err(format!("no object {label:?}")))?;
+        let obj =
+            o.find(label).ok_or_else(|| PyLookupError::new_err(format!("no object {label:?}")))?;
         let s = o.snapshot(&obj).map_err(err)?;
         let d = PyDict::new(py);
         for (p, v) in &s.values {
