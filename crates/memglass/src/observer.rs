@@ -673,11 +673,12 @@ impl Observer {
                 let base = self.base(obj)?;
                 // SAFETY: base..base+len is inside a region mapping that this
                 // observer keeps mapped until it is dropped (after the watcher).
-                let region = unsafe { ws.watcher.watch(base, len, &obj.label, None) }
+                let region = unsafe { ws.watcher.watch_read_only(base, len, &obj.label, None) }
                     .map_err(|e| Error::Os(format!("memwatch watch {}: {e}", obj.label)))?;
                 let snap = match self.snapshot(obj) {
                     Ok(s) => s,
-                    Err(Error::Gone(_)) => {
+                    // Destroyed meanwhile, or a seqlock mid-write: seen next call.
+                    Err(Error::Gone(_) | Error::Torn(_)) => {
                         let _ = ws.watcher.unwatch(region);
                         continue;
                     }

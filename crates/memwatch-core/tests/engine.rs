@@ -196,7 +196,11 @@ fn poll_watches_read_only_memory_written_through_another_mapping() {
         let rw = map(libc::PROT_READ | libc::PROT_WRITE);
         let ro = map(libc::PROT_READ);
         let w = watcher(Backend::Poll);
-        w.watch(ro, 16, "ro", None).unwrap();
+        assert!(matches!(w.watch(ro, 16, "ro", None), Err(Error::ReadOnly(_))));
+        w.watch_read_only(ro, 16, "ro", None).unwrap();
+        let p = watcher(Backend::Protect);
+        assert!(matches!(p.watch_read_only(ro, 16, "x", None), Err(Error::InvalidArgument(_))));
+        p.close();
         *rw.add(3) = 7;
         let ev = w.check_changes().unwrap();
         assert_eq!(ev.len(), 1);

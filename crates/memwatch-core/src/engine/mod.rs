@@ -211,6 +211,7 @@ impl Engine {
         len: usize,
         name: &str,
         metadata: Option<&str>,
+        read_only_ok: bool,
     ) -> Result<RegionId, Error> {
         if addr == 0 {
             return Err(Error::InvalidArgument("address is null".into()));
@@ -226,14 +227,12 @@ impl Engine {
         let mut st = self.lock();
         let st = &mut *st;
         let ps = sys::page_size();
-        // Poll only reads: it may watch read-only memory that another process
-        // (or another mapping of the same file) writes, e.g. a memglass observer.
-        let poll_only =
-            st.registry.watchers.get(&watcher).is_some_and(|w| w.backend == Backend::Poll);
+        // Watcher::watch_read_only (poll only, which only reads): memory
+        // another process writes through a shared mapping, e.g. a memglass observer's.
         let mappings = match maps::writable_mappings(addr, len, |page_addr| {
             st.backends.protect.saved_prot(page_addr / ps)
         }) {
-            Err(Error::ReadOnly(_)) if poll_only => Vec::new(),
+            Err(Error::ReadOnly(_)) if read_only_ok => Vec::new(),
             r => r?,
         };
         let own = st.backends.protect.own_ranges();
