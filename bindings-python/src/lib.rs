@@ -25,6 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use memwatch_core as mw;
 
+mod glass;
 mod store;
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
@@ -1076,6 +1077,10 @@ fn _memwatch(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let sub = PyModule::new(m.py(), "store")?;
     store::init(&sub)?;
     m.add_submodule(&sub)?;
+    // memwatch._memwatch.glass: re-exported by the Python module memwatch.glass.
+    let glass = PyModule::new(m.py(), "glass")?;
+    glass::init(&glass)?;
+    m.add_submodule(&glass)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
