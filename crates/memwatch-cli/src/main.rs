@@ -3,6 +3,7 @@
 
 mod metrics;
 mod model;
+mod serve;
 #[cfg(test)]
 mod testing;
 mod top;
