@@ -1,6 +1,8 @@
 //! `memwatch`: look at live memglass sessions from the terminal, a browser or
 //! Prometheus. See the crate README for the subcommands and examples.
 
+mod events;
+mod glass;
 mod metrics;
 mod model;
 mod serve;
@@ -105,10 +107,108 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
+        Cmd::Ls { json } => ls(json),
+        Cmd::Clean { dry_run } => clean(dry_run),
         Cmd::Top { session, refresh_ms } => {
-            let _ = (session, Duration::from_millis(refresh_ms));
-            anyhow::bail!("not built yet")
+            let src = glass::GlassSource::connect(&session)?;
+            top::run(Box::new(src), Duration::from_millis(refresh_ms))
         }
-        _ => anyhow::bail!("not built yet"),
+        Cmd::Events { session, json, filter, count, refresh_ms } => {
+            events::run(&session, json, filter.as_deref(), count, Duration::from_millis(refresh_ms))
+        }
+        Cmd::Serve { sessions, listen, token, refresh_ms } => {
+            serve::check_listen(&listen, token.as_deref())?;
+            let mut sources: Vec<Box<dyn model::Source>> = Vec::new();
+            for (i, name) in sessions.iter().enumerate() {
+                eprint!("memwatch: connecting to {name} ({}/{})... ", i + 1, sessions.len());
+                let src = glass::GlassSource::connect(name).inspect_err(|_| eprintln!("failed"))?;
+                let s = model::Source::schema(&src);
+                eprintln!(
+                    "pid {}, {} objects, {} fields",
+                    model::Source::meta(&src).pid,
+                    s.objects.len(),
+                    s.fields.len()
+                );
+                sources.push(Box::new(src));
+            }
+            serve::run(sources, listen, token, Duration::from_millis(refresh_ms))
+        }
     }
+}
+
+fn human_age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{:02}m", s / 3600, s / 60 % 60),
+        _ => format!("{}d{:02}h", s / 86_400, s / 3600 % 24),
+    }
+}
+
+fn ls(json: bool) -> anyhow::Result<()> {
+    let dir = memglass::default_dir();
+    let sessions = memglass::list_sessions(None)
+        .map_err(|e| anyhow::anyhow!("cannot list sessions in {}: {e}", dir.display()))?;
+    if json {
+        for s in &sessions {
+            let j = serde_json::json!({
+                "name": s.name, "pid": s.pid, "liveness": s.liveness.name(), "reason": s.reason,
+                "objects": s.object_count, "types": s.type_count, "age_s": s.age.as_secs_f64(),
+                "heartbeat_age_s": s.heartbeat_age.as_secs_f64(), "problem": s.problem,
+            });
+            println!("{j}");
+        }
+        return Ok(());
+    }
+    if sessions.is_empty() {
+        eprintln!(
+            "no sessions in {} (a producer creates one with memglass's Producer::init; \
+             MEMGLASS_DIR selects another directory)",
+            dir.display()
+        );
+        return Ok(());
+    }
+    println!("{:<24} {:>8} {:<6} {:>8} {:>9}  NOTE", "SESSION", "PID", "STATE", "OBJECTS", "AGE");
+    for s in &sessions {
+        let note = s.problem.clone().unwrap_or_else(|| s.reason.clone());
+        println!(
+            "{:<24} {:>8} {:<6} {:>8} {:>9}  {note}",
+            s.name,
+            s.pid,
+            s.liveness.name(),
+            s.object_count,
+            human_age(s.age)
+        );
+    }
+    let dead = sessions.iter().filter(|s| s.liveness == memglass::Liveness::Dead).count();
+    if dead > 0 {
+        eprintln!("{dead} dead session(s): `memwatch clean` removes them");
+    }
+    Ok(())
+}
+
+fn clean(dry_run: bool) -> anyhow::Result<()> {
+    let dir = memglass::default_dir();
+    if dry_run {
+        let sessions = memglass::list_sessions(None)?;
+        let dead: Vec<_> =
+            sessions.iter().filter(|s| s.liveness == memglass::Liveness::Dead).collect();
+        for s in &dead {
+            println!("would remove {} (pid {}: {})", s.name, s.pid, s.reason);
+        }
+        eprintln!(
+            "{} dead session(s) in {}; nothing removed (--dry-run)",
+            dead.len(),
+            dir.display()
+        );
+        return Ok(());
+    }
+    let removed = memglass::remove_stale(None)
+        .map_err(|e| anyhow::anyhow!("cannot clean {}: {e}", dir.display()))?;
+    for name in &removed {
+        println!("removed {name}");
+    }
+    eprintln!("{} dead session(s) removed from {}", removed.len(), dir.display());
+    Ok(())
 }

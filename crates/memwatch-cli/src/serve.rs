@@ -157,7 +157,7 @@ fn snapshot_json(st: &State) -> J {
             json!({
                 "name": s.meta.name,
                 "pid": s.meta.pid,
-                "alive": s.liveness == Liveness::Alive,
+                "liveness": s.liveness.name(),
                 "error": err,
                 "objects": objects,
             })
@@ -176,8 +176,8 @@ fn update_json(st: &State, since: u64) -> J {
             }
         }
     }
-    let alive: Vec<bool> = st.sessions.iter().map(|s| s.liveness == Liveness::Alive).collect();
-    json!({ "version": st.version, "time": now_ms(), "alive": alive, "changes": v, "errors": st.errors })
+    let live: Vec<&str> = st.sessions.iter().map(|s| s.liveness.name()).collect();
+    json!({ "version": st.version, "time": now_ms(), "liveness": live, "changes": v, "errors": st.errors })
 }
 
 fn now_ms() -> u64 {
@@ -440,7 +440,7 @@ mod tests {
         let mut s = TcpStream::connect(r.addr).unwrap();
         write!(s, "GET /api/events?token={tok} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut rd = BufReader::new(s);
-        let mut next_event = |rd: &mut BufReader<TcpStream>| -> (String, J) {
+        let next_event = |rd: &mut BufReader<TcpStream>| -> (String, J) {
             let (mut ev, mut line) = (String::new(), String::new());
             loop {
                 line.clear();

@@ -135,7 +135,7 @@ impl Source for FakeSource {
             Liveness::Alive
         }
     }
-    fn object_bytes(&mut self, i: usize) -> Option<Vec<u8>> {
+    fn object_bytes(&mut self, i: usize) -> Option<Vec<Option<u8>>> {
         let st = self.state.lock().unwrap();
         let o = self.schema.objects.get(i)?;
         let mut out = Vec::new();
@@ -147,6 +147,6 @@ impl Source for FakeSource {
                 _ => out.extend([0; 8]),
             }
         }
-        Some(out)
+        Some(out.into_iter().map(Some).collect())
     }
 }

@@ -51,7 +51,7 @@ pub struct App {
     filter: String,
     mode: Mode,
     watch: Vec<String>,
-    hex: Option<Vec<u8>>,
+    hex: Option<Vec<Option<u8>>>,
     /// Sampling stopped by the user.
     pub paused: bool,
     /// Time between samples.
@@ -378,6 +378,10 @@ impl App {
             Liveness::Alive => {
                 Span::styled(" ALIVE ", Style::new().fg(Color::Black).bg(Color::Green))
             }
+            Liveness::Stale => Span::styled(
+                " STALE: producer's heartbeat stopped ",
+                Style::new().fg(Color::Black).bg(Color::LightRed).add_modifier(Modifier::BOLD),
+            ),
             Liveness::Dead => Span::styled(
                 " DEAD: producer gone, values frozen ",
                 Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
@@ -592,14 +596,18 @@ impl App {
                         } else {
                             Style::new()
                         };
-                        spans.push(Span::styled(format!("{b:02x}"), st));
+                        let txt = b.map_or_else(|| "··".to_string(), |b| format!("{b:02x}"));
+                        spans.push(Span::styled(txt, st));
                         spans.push(Span::raw(if i == 7 { "  " } else { " " }));
                     }
                     let pad = 16 - chunk.len();
                     spans.push(Span::raw(" ".repeat(pad * 3 + usize::from(chunk.len() <= 7))));
                     let ascii: String = chunk
                         .iter()
-                        .map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' })
+                        .map(|b| match b {
+                            Some(b) if b.is_ascii_graphic() || *b == b' ' => *b as char,
+                            _ => '.',
+                        })
                         .collect();
                     spans.push(Span::raw(format!(" |{ascii}|")));
                     lines.push(Line::from(spans));
