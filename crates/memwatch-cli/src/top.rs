@@ -145,6 +145,11 @@ impl App {
 
     fn sample(&mut self, now: Instant) {
         self.liveness = self.source.liveness();
+        if self.liveness == Liveness::Dead && self.tracker.samples > 0 {
+            // Keep what the producer showed last (a shutdown destroys every
+            // object; a crash leaves them): frozen, and marked DEAD.
+            return;
+        }
         match self.source.refresh() {
             Ok(Some(s)) => self.set_schema(s),
             Ok(None) => {}
@@ -797,12 +802,18 @@ mod tests {
         key(&mut app, KeyCode::Enter);
         assert_eq!(app.rows.len(), 5);
         assert_eq!(app.rows[1], RowRef::Object(1));
-        h.kill();
         h.tear(4);
         app.tick(Instant::now());
         let (text, _) = screen(&mut app, Instant::now());
-        assert!(text.contains("DEAD"), "{text}");
         assert!(text.contains("TORN"), "{text}");
+        assert!(text.contains("ALIVE") && !text.contains("DEAD"), "{text}");
+        // A dead producer's last values stay on screen, frozen.
+        h.kill();
+        h.set(3, Value::Float(7.5));
+        app.tick(Instant::now());
+        let (text, _) = screen(&mut app, Instant::now());
+        assert!(text.contains("DEAD"), "{text}");
+        assert!(text.contains("1.5 USD") && !text.contains("7.5 USD"), "{text}");
     }
 
     #[test]
