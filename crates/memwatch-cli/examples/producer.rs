@@ -135,7 +135,7 @@ impl World {
     fn churn(&mut self, step: u64) {
         for q in self.quotes.values() {
             let px = q.quote.read().unwrap_or_default();
-            let d = if step % 3 == 0 { -0.25 } else { 0.25 };
+            let d = if step.is_multiple_of(3) { -0.25 } else { 0.25 };
             q.quote.write(Px { bid: px.bid + d, ask: px.bid + d + 0.5 });
             q.trades.fetch_add(1, Ordering::Relaxed);
             q.last_size.store((step % 7 * 100) as u32, Ordering::Relaxed);

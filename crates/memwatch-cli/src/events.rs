@@ -12,17 +12,18 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
+/// What one line of output reports.
+struct Ev<'a> {
+    kind: &'a str,
+    label: &'a str,
+    field: Option<usize>,
+    old: &'a Value,
+    new: &'a Value,
+}
+
 /// One line of output.
-fn line(
-    as_json: bool,
-    session: &str,
-    kind: &str,
-    schema: &Schema,
-    f: Option<usize>,
-    label: &str,
-    old: &Value,
-    new: &Value,
-) -> String {
+fn line(as_json: bool, session: &str, schema: &Schema, ev: Ev) -> String {
+    let Ev { kind, label, field: f, old, new } = ev;
     let now = SystemTime::now();
     let time = rfc3339(now);
     let ts_ns = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
@@ -87,12 +88,14 @@ pub fn run(
                         line(
                             as_json,
                             session,
-                            "destroyed",
                             &schema,
-                            None,
-                            &o.label,
-                            &Value::Missing,
-                            &Value::Missing,
+                            Ev {
+                                kind: "destroyed",
+                                label: &o.label,
+                                field: None,
+                                old: &Value::Missing,
+                                new: &Value::Missing,
+                            },
                         ),
                     ));
                 }
@@ -104,12 +107,14 @@ pub fn run(
                         line(
                             as_json,
                             session,
-                            "created",
                             &next,
-                            None,
-                            &o.label,
-                            &Value::Missing,
-                            &Value::Missing,
+                            Ev {
+                                kind: "created",
+                                label: &o.label,
+                                field: None,
+                                old: &Value::Missing,
+                                new: &Value::Missing,
+                            },
                         ),
                     ));
                 }
@@ -132,7 +137,12 @@ pub fn run(
                 let label = &schema.objects[schema.fields[i].object].label;
                 lines.push((
                     schema.full_path(i),
-                    line(as_json, session, "field", &schema, Some(i), label, old, new),
+                    line(
+                        as_json,
+                        session,
+                        &schema,
+                        Ev { kind: "field", label, field: Some(i), old, new },
+                    ),
                 ));
             }
         }

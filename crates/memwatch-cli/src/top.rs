@@ -279,11 +279,9 @@ impl App {
                 self.rebuild_rows();
             }
             KeyCode::Char('/') => self.mode = Mode::Filter(self.filter.clone()),
-            KeyCode::Esc => {
-                if !self.filter.is_empty() {
-                    self.filter.clear();
-                    self.rebuild_rows();
-                }
+            KeyCode::Esc if !self.filter.is_empty() => {
+                self.filter.clear();
+                self.rebuild_rows();
             }
             KeyCode::Char('w') => {
                 if let Some(f) = self.selected_field() {
