@@ -287,7 +287,9 @@ def test_tui_values_highlight_filter_watch_hex_pause_dead(producer, tmux):
     t.keys("?")
     t.wait_for("the key help", lambda s: "expand all / collapse all" in s)
     t.keys("Escape")
-    t.keys("Escape")
+    t.wait_for("the help to close", lambda s: "expand all / collapse all" not in s)
+    t.keys("Escape")  # (two at once would read as Alt+Escape)
+    t.wait_for("the filter to clear", lambda s: "filter:" not in s)
     t.keys("+")
     t.wait_for("all objects and 50 ms", lambda s: "AAPL" in s and "GOOG" in s and "refresh 50 ms" in s)
     # The producer dies: DEAD, last values kept.
