@@ -269,9 +269,15 @@ impl Engine {
         let mut st = self.lock();
         let st = &mut *st;
         let ps = sys::page_size();
-        let mappings = maps::writable_mappings(addr, len, |page_addr| {
+        // Poll only reads: it may watch read-only memory that another process
+        // (or another mapping of the same file) writes, e.g. a memglass observer.
+        let poll_only = st.watchers.get(&watcher).is_some_and(|w| w.backend == Backend::Poll);
+        let mappings = match maps::writable_mappings(addr, len, |page_addr| {
             st.pages.get(&(page_addr / ps)).map(|p| p.prot)
-        })?;
+        }) {
+            Err(Error::ReadOnly(_)) if poll_only => Vec::new(),
+            r => r?,
+        };
         let own = [Some(self.ring.range()), Some(handler_state::range()), st.table.range()];
         if own.iter().flatten().any(|&(s, e)| addr < e && addr + len > s) {
             return Err(Error::InvalidArgument(

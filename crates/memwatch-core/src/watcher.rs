@@ -139,7 +139,8 @@ impl Watcher {
     ///
     /// Errors: null address or zero length ([`Error::InvalidArgument`]),
     /// memory not mapped ([`Error::Unmapped`]) or not writable
-    /// ([`Error::ReadOnly`]), a range overlapping one of this watcher's
+    /// ([`Error::ReadOnly`]; the poll backend accepts read-only memory,
+    /// which another process may write), a range overlapping one of this watcher's
     /// regions ([`Error::Overlap`]; other watchers may watch the same bytes).
     ///
     /// # Safety
