@@ -1,50 +1,69 @@
-//! `memwatch events`: field changes of one session as lines of text or JSON.
-//!
-//! Samples every field each refresh (the reads memglass's atomicity asks
-//! for) and reports every field whose value differs from the previous
-//! sample, plus objects created and destroyed in between. A value that
-//! changes and changes back between two samples is not seen.
+//! `memwatch events`: memglass's change events of one session as lines of
+//! text or JSON. Detection is memglass's (`Observer::changes`: memwatch-core's
+//! poll backend over the read-only mapping, then typed re-reads); this only
+//! formats. A value that changes and changes back between two calls is not seen.
 
-use crate::glass::GlassSource;
-use crate::model::{rfc3339, Liveness, Sample, Schema, Source, Value};
-use serde_json::json;
-use std::collections::{HashMap, HashSet};
+use crate::glass::{connect_hint, convert};
+use crate::model::rfc3339;
+use memglass::{ChangeEvent, ChangeKind, Observer};
+use serde_json::{json, Value as J};
 use std::io::Write;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, UNIX_EPOCH};
 
-/// What one line of output reports.
-struct Ev<'a> {
-    kind: &'a str,
-    label: &'a str,
-    field: Option<usize>,
-    old: &'a Value,
-    new: &'a Value,
+/// memglass's value as JSON (arrays stay arrays).
+fn to_json(v: &memglass::Value) -> J {
+    match v {
+        memglass::Value::Array(a) => J::Array(a.iter().map(to_json).collect()),
+        other => convert(other.clone()).to_json(),
+    }
 }
 
-/// One line of output.
-fn line(as_json: bool, session: &str, schema: &Schema, ev: Ev) -> String {
-    let Ev { kind, label, field: f, old, new } = ev;
-    let now = SystemTime::now();
-    let time = rfc3339(now);
-    let ts_ns = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let (field, path, ty) = match f {
-        Some(i) => {
-            let m = &schema.fields[i];
-            (Some(m.path.as_str()), format!("{label}.{}", m.path), m.ty.as_str())
+/// The primitive type name of `path` (`[i].` stripped) in `obs`'s type `type_name`.
+fn type_of(obs: &Observer, type_name: &str, path: &str) -> String {
+    let p = path.split_once("].").map_or(path, |(_, rest)| rest);
+    obs.types()
+        .iter()
+        .find(|t| t.name == type_name)
+        .and_then(|t| t.field(p))
+        .map(|f| {
+            if f.array_len > 0 {
+                format!("{}[{}]", f.prim.name(), f.array_len)
+            } else {
+                f.prim.name().to_string()
+            }
+        })
+        .unwrap_or_default()
+}
+
+/// One line of output for `e`, and the `object.field` path it is filtered by.
+fn format(obs: &Observer, session: &str, e: &ChangeEvent, as_json: bool) -> (String, String) {
+    let time = rfc3339(UNIX_EPOCH + Duration::from_nanos(e.timestamp_ns));
+    let (kind, field, old, new) = match &e.kind {
+        ChangeKind::Field { path, old, new } => {
+            ("field", Some(path.as_str()), Some(old), Some(new))
         }
-        None => (None, label.to_string(), ""),
+        ChangeKind::Created => ("created", None, None, None),
+        ChangeKind::Destroyed => ("destroyed", None, None, None),
     };
-    if as_json {
+    let path = match field {
+        Some(f) => format!("{}.{f}", e.label),
+        None => e.label.clone(),
+    };
+    let line = if as_json {
         json!({
-            "time": time, "ts_ns": ts_ns, "session": session, "kind": kind, "object": label,
-            "field": field, "path": path, "type": ty, "old": old.to_json(), "new": new.to_json(),
+            "time": time, "ts_ns": e.timestamp_ns, "session": session, "kind": kind,
+            "object": e.label, "object_type": e.type_name, "field": field, "path": path,
+            "type": field.map(|f| type_of(obs, &e.type_name, f)),
+            "old": old.map(to_json), "new": new.map(to_json),
         })
         .to_string()
-    } else if kind == "field" {
-        format!("{time} {path} {old} -> {new}")
     } else {
-        format!("{time} {path} ({kind})")
-    }
+        match (old, new) {
+            (Some(o), Some(n)) => format!("{time} {path} {o} -> {n}"),
+            _ => format!("{time} {path} ({} {kind})", e.type_name),
+        }
+    };
+    (line, path)
 }
 
 /// Prints the changes of `session` until the producer dies, `count` lines
@@ -56,103 +75,29 @@ pub fn run(
     count: Option<u64>,
     refresh: Duration,
 ) -> anyhow::Result<()> {
-    let mut src = GlassSource::connect(session)?;
-    let mut schema = src.refresh()?.unwrap_or_else(|| src.schema().clone());
-    let mut prev = Sample::default();
-    src.sample(&mut prev)?;
+    let mut obs =
+        Observer::connect(session).map_err(|e| anyhow::anyhow!(connect_hint(session, &e)))?;
+    // The first call reports every existing object as created and starts
+    // watching: that is the starting point, not news.
+    obs.changes().map_err(|e| anyhow::anyhow!("cannot watch {session}: {e}"))?;
+    let info = obs.session_info();
     eprintln!(
-        "memwatch: watching {session} (pid {}, {} objects, {} fields); Ctrl-C stops",
-        src.meta().pid,
-        schema.objects.len(),
-        schema.fields.len()
+        "memwatch: watching {session} (pid {}, {} objects); Ctrl-C stops",
+        info.pid, info.object_count
     );
     let mut printed = 0u64;
     let stdout = std::io::stdout();
     loop {
         std::thread::sleep(refresh);
-        let dead = src.liveness() == Liveness::Dead;
-        let mut lines = Vec::new();
-        let mut cur = Sample::default();
-        if let Some(next) = src.refresh()? {
-            // Carry the previous values over by path, so a field's change in
-            // the same sample as another object's creation is still seen.
-            let old: HashMap<String, usize> =
-                (0..schema.fields.len()).map(|i| (schema.full_path(i), i)).collect();
-            let labels_old: HashSet<&str> =
-                schema.objects.iter().map(|o| o.label.as_str()).collect();
-            let labels_new: HashSet<&str> = next.objects.iter().map(|o| o.label.as_str()).collect();
-            for o in &schema.objects {
-                if !labels_new.contains(o.label.as_str()) {
-                    lines.push((
-                        o.label.clone(),
-                        line(
-                            as_json,
-                            session,
-                            &schema,
-                            Ev {
-                                kind: "destroyed",
-                                label: &o.label,
-                                field: None,
-                                old: &Value::Missing,
-                                new: &Value::Missing,
-                            },
-                        ),
-                    ));
-                }
-            }
-            for o in &next.objects {
-                if !labels_old.contains(o.label.as_str()) {
-                    lines.push((
-                        o.label.clone(),
-                        line(
-                            as_json,
-                            session,
-                            &next,
-                            Ev {
-                                kind: "created",
-                                label: &o.label,
-                                field: None,
-                                old: &Value::Missing,
-                                new: &Value::Missing,
-                            },
-                        ),
-                    ));
-                }
-            }
-            let mut carried = Sample {
-                values: vec![Value::Missing; next.fields.len()],
-                torn: vec![false; next.fields.len()],
-            };
-            for i in 0..next.fields.len() {
-                if let Some(&j) = old.get(&next.full_path(i)) {
-                    carried.values[i] = prev.values[j].clone();
-                }
-            }
-            prev = carried;
-            schema = next;
-        }
-        src.sample(&mut cur)?;
-        for (i, (old, new)) in prev.values.iter().zip(&cur.values).enumerate() {
-            if old != new && *old != Value::Missing {
-                let label = &schema.objects[schema.fields[i].object].label;
-                lines.push((
-                    schema.full_path(i),
-                    line(
-                        as_json,
-                        session,
-                        &schema,
-                        Ev { kind: "field", label, field: Some(i), old, new },
-                    ),
-                ));
-            }
-        }
-        prev = cur;
+        let dead = obs.liveness() == memglass::Liveness::Dead;
+        let evs = obs.changes()?;
         let mut out = stdout.lock();
-        for (path, l) in lines {
+        for e in &evs {
+            let (line, path) = format(&obs, session, e, as_json);
             if filter.is_some_and(|f| !path.contains(f)) {
                 continue;
             }
-            if writeln!(out, "{l}").is_err() {
+            if writeln!(out, "{line}").is_err() {
                 return Ok(()); // stdout closed (| head): done
             }
             printed += 1;
@@ -165,7 +110,10 @@ pub fn run(
             return Ok(());
         }
         if dead {
-            eprintln!("memwatch: the producer of {session} is dead; stopping");
+            eprintln!(
+                "memwatch: the producer of {session} is dead ({}); stopping",
+                obs.session_info().reason
+            );
             return Ok(());
         }
     }
