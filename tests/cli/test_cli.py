@@ -463,6 +463,33 @@ def test_loopback_without_token_refuses_foreign_host_header(producer):
         srv.stop()
 
 
+def test_a_restarted_producer_is_picked_up_by_serve_and_top(producer, tmux):
+    first = producer()
+    first.cmd("set AAPL quote.bid 101.25")
+    srv = Serve("demo")
+    t = tmux(f"{MEMWATCH} top demo")
+    try:
+        snap = lambda: json.loads(http_get(f"http://127.0.0.1:{srv.port}/api/snapshot")[1])["sessions"][0]
+        metrics = lambda: http_get(f"http://127.0.0.1:{srv.port}/metrics")[1]
+        wait_until("the first producer", lambda: snap()["pid"] == first.pid and snap()["liveness"] == "alive")
+        t.wait_for("the first pid", lambda s: f"pid {first.pid}" in s and "101.25 USD" in s)
+        first.kill()
+        wait_until("dead in the API", lambda: snap()["liveness"] == "dead")
+        # A dead producer's values leave /metrics; its up gauge says why.
+        m = wait_until("up 0", lambda: (lambda m: m if 'memglass_producer_up{session="demo"} 0' in m else None)(metrics()))
+        assert "memglass_quote_quote_bid_usd" not in m, m
+        t.wait_for("DEAD on screen", lambda s: "DEAD" in s and "101.25 USD" in s)
+        second = producer()
+        assert second.pid != first.pid
+        second.cmd("set AAPL quote.bid 55.5")
+        wait_until("the second producer in the API", lambda: snap()["pid"] == second.pid and snap()["liveness"] == "alive")
+        wait_until("its value in /metrics", lambda: 'object="AAPL",field="quote.bid"} 55.5' in metrics())
+        t.wait_for("the second producer on screen",
+                   lambda s: f"pid {second.pid}" in s and "ALIVE" in s and "55.5 USD" in s)
+    finally:
+        srv.stop()
+
+
 # ---------------------------------------------------------------- Prometheus
 
 

@@ -15,7 +15,12 @@ pub struct GlassSource {
     objects: Vec<ObjectInfo>,
     /// Set after connect so the first `refresh` hands out the schema.
     fresh: bool,
+    /// When a dead producer's successor was last looked for.
+    last_retry: Option<std::time::Instant>,
 }
+
+/// How often a dead session is looked up again for a restarted producer.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What to tell the user when connecting fails.
 pub fn connect_hint(session: &str, e: &Error) -> String {
@@ -41,8 +46,13 @@ impl GlassSource {
     pub fn connect(session: &str) -> anyhow::Result<GlassSource> {
         let obs =
             Observer::connect(session).map_err(|e| anyhow::anyhow!(connect_hint(session, &e)))?;
-        let mut s =
-            GlassSource { obs, schema: Schema::default(), objects: Vec::new(), fresh: true };
+        let mut s = GlassSource {
+            obs,
+            schema: Schema::default(),
+            objects: Vec::new(),
+            fresh: true,
+            last_retry: None,
+        };
         s.rebuild()?;
         Ok(s)
     }
@@ -160,7 +170,33 @@ impl Source for GlassSource {
         SessionMeta { name: self.obs.session().to_string(), pid: info.pid }
     }
 
+    /// While the producer lives: the observer's structure when it moved.
+    /// Once it is dead: the last structure stays (a shutdown destroys every
+    /// object, and the user wants to see what was there), and every second
+    /// the session is looked up again; a new producer of the same name
+    /// (memglass replaces a dead one's segments) is connected to and its
+    /// structure handed out.
     fn refresh(&mut self) -> anyhow::Result<Option<Schema>> {
+        if self.obs.liveness() == memglass::Liveness::Dead {
+            if self.last_retry.is_some_and(|t| t.elapsed() < RETRY) {
+                return Ok(std::mem::take(&mut self.fresh).then(|| self.schema.clone()));
+            }
+            self.last_retry = Some(std::time::Instant::now());
+            let old = self.obs.session_info();
+            match Observer::connect(self.obs.session()) {
+                Ok(obs)
+                    if obs.liveness() != memglass::Liveness::Dead
+                        && (obs.session_info().pid, obs.session_info().start_time)
+                            != (old.pid, old.start_time) =>
+                {
+                    self.obs = obs;
+                    self.rebuild()?;
+                    self.fresh = false;
+                    return Ok(Some(self.schema.clone()));
+                }
+                _ => return Ok(std::mem::take(&mut self.fresh).then(|| self.schema.clone())),
+            }
+        }
         let changed = self.obs.refresh()?;
         if changed {
             self.rebuild()?;

@@ -4,7 +4,9 @@
 //! One metric family per (type, field path): `memglass_<type>_<path>[_<unit>]`,
 //! a counter (`_total`) or a gauge by the field's declared semantics, with the
 //! field's help text and the labels `session`, `object` and `field`. Fields
-//! declared discrete, and text fields, are not metrics and are left out.
+//! declared discrete, and text fields, are not metrics and are left out, and
+//! so are all fields of a session whose producer is dead (its series go
+//! stale); `memglass_producer_up{session}` says which.
 
 use crate::model::{Kind, Liveness, Sample, Schema, SessionMeta, Value};
 use prometheus_client::collector::Collector;
@@ -58,6 +60,9 @@ impl Collector for Fields {
         // Group fields into families: (type, path) -> [(session, field)].
         let mut families: BTreeMap<(String, String), Vec<(usize, usize)>> = BTreeMap::new();
         for (si, s) in self.0.iter().enumerate() {
+            if s.liveness == Liveness::Dead {
+                continue; // its values are history: the series go stale
+            }
             for (fi, f) in s.schema.fields.iter().enumerate() {
                 if f.kind.is_some() && s.sample.values.get(fi).and_then(|v| v.as_f64()).is_some() {
                     let o = &s.schema.objects[f.object];
@@ -174,6 +179,19 @@ mod tests {
         // 3 families of fields + producer_up, 2 objects each.
         assert_eq!(text.matches("# TYPE").count(), 4);
         assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 3 * 2 + 1);
+    }
+
+    #[test]
+    fn a_dead_producer_exports_only_up_0() {
+        let mut s = snap(1);
+        s.liveness = Liveness::Dead;
+        let text = encode(vec![s]);
+        assert_eq!(
+            text,
+            "# HELP memglass_producer_up 1 while the session's producer is alive\n\
+             # TYPE memglass_producer_up gauge\n\
+             memglass_producer_up{session=\"fake\"} 0\n"
+        );
     }
 
     #[test]

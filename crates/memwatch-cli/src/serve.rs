@@ -226,6 +226,9 @@ fn sampler(shared: Arc<Shared>, mut sources: Vec<Box<dyn Source>>, refresh: Dura
             st.sessions[i].liveness = live;
             match src.refresh() {
                 Ok(Some(schema)) => {
+                    // New objects, or a restarted producer (a new pid).
+                    st.sessions[i].meta = src.meta();
+                    st.sessions[i].liveness = src.liveness();
                     trackers[i].reset(schema.fields.len());
                     st.changed[i] = vec![version; schema.fields.len()];
                     st.sessions[i].schema = Arc::new(schema);

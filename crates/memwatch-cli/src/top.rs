@@ -144,20 +144,25 @@ impl App {
     }
 
     fn sample(&mut self, now: Instant) {
-        self.liveness = self.source.liveness();
-        if self.liveness == Liveness::Dead && self.tracker.samples > 0 {
-            // Keep what the producer showed last (a shutdown destroys every
-            // object; a crash leaves them): frozen, and marked DEAD.
-            return;
-        }
+        let dead = self.source.liveness() == Liveness::Dead;
         match self.source.refresh() {
-            Ok(Some(s)) => self.set_schema(s),
+            Ok(Some(s)) => {
+                // New objects, or a restarted producer of the same session.
+                self.meta = self.source.meta();
+                self.set_schema(s);
+            }
+            // Keep what the producer showed last: frozen, and marked DEAD.
+            Ok(None) if dead && self.tracker.samples > 0 => {
+                self.liveness = Liveness::Dead;
+                return;
+            }
             Ok(None) => {}
             Err(e) => {
                 self.error = Some(format!("{e:#}"));
                 return;
             }
         }
+        self.liveness = self.source.liveness();
         let mut s = Sample::default();
         match self.source.sample(&mut s) {
             Ok(()) => {
