@@ -52,6 +52,8 @@ pub struct App {
     mode: Mode,
     watch: Vec<String>,
     hex: Option<Vec<Option<u8>>>,
+    /// First hex row shown (objects taller than the screen scroll).
+    hex_scroll: usize,
     /// Sampling stopped by the user.
     pub paused: bool,
     /// Time between samples.
@@ -86,6 +88,7 @@ impl App {
             mode: Mode::Normal,
             watch: Vec::new(),
             hex: None,
+            hex_scroll: 0,
             paused: false,
             refresh,
             quit: false,
@@ -239,7 +242,14 @@ impl App {
                 KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('x') | KeyCode::Char('?') => {
                     self.mode = Mode::Normal;
                     self.hex = None;
+                    self.hex_scroll = 0;
                 }
+                KeyCode::Down | KeyCode::Char('j') => self.hex_scroll += 1,
+                KeyCode::Up | KeyCode::Char('k') => {
+                    self.hex_scroll = self.hex_scroll.saturating_sub(1)
+                }
+                KeyCode::PageDown => self.hex_scroll += 16,
+                KeyCode::PageUp => self.hex_scroll = self.hex_scroll.saturating_sub(16),
                 _ => {}
             },
             Mode::Normal => self.key_normal(k.code),
@@ -625,10 +635,13 @@ impl App {
         let w = 80.min(area.width);
         let h = (lines.len() as u16 + 2).min(area.height);
         let r = Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h);
+        let rows = h.saturating_sub(2) as usize;
+        let top = self.hex_scroll.min(lines.len().saturating_sub(rows));
+        let more = if lines.len() > rows { "  ↑↓ scroll" } else { "" };
         frame.render_widget(Clear, r);
         frame.render_widget(
-            Paragraph::new(lines).block(Block::bordered().title(format!(
-                " hex: {} ({}, {} bytes)  Esc close ",
+            Paragraph::new(lines).scroll((top as u16, 0)).block(Block::bordered().title(format!(
+                " hex: {} ({}, {} bytes)  Esc close{more} ",
                 m.label, m.type_name, m.size
             ))),
             r,
@@ -644,7 +657,7 @@ fn draw_help(frame: &mut Frame, area: Rect) {
         ("e / c", "expand all / collapse all"),
         ("/", "filter by path (substring); Esc clears it"),
         ("w", "add or remove the field from the watch list"),
-        ("x", "hex view of the object (selected field highlighted)"),
+        ("x", "hex view of the object (selected field highlighted; ↑↓ scroll)"),
         ("p / space", "pause or resume sampling"),
         ("+ / -", "refresh faster / slower"),
         ("?", "this help; Esc closes it"),
@@ -817,6 +830,31 @@ mod tests {
         let (text, _) = screen(&mut app, Instant::now());
         assert!(text.contains("DEAD"), "{text}");
         assert!(text.contains("1.5 USD") && !text.contains("7.5 USD"), "{text}");
+    }
+
+    #[test]
+    fn tiny_terminals_and_tall_hex_views_do_not_break() {
+        let (src, _h) = FakeSource::many(200);
+        let mut app = App::new(Box::new(src), Duration::from_millis(100)).unwrap();
+        let now = Instant::now();
+        for (w, h) in [(1, 1), (20, 4), (40, 10)] {
+            let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+            t.draw(|f| app.draw(f, now)).unwrap();
+            key(&mut app, KeyCode::Char('x'));
+            t.draw(|f| app.draw(f, now)).unwrap();
+            key(&mut app, KeyCode::Esc);
+            key(&mut app, KeyCode::Char('?'));
+            t.draw(|f| app.draw(f, now)).unwrap();
+            key(&mut app, KeyCode::Esc);
+        }
+        // 800 bytes = 50 hex rows in a 30-row screen: scrolling reaches the end.
+        key(&mut app, KeyCode::Char('x'));
+        for _ in 0..100 {
+            key(&mut app, KeyCode::Down);
+        }
+        let (text, _) = screen(&mut app, now);
+        assert!(text.contains("000310  "), "{text}"); // the last row, offset 784
+        assert!(!text.contains("000000  "), "{text}");
     }
 
     #[test]
