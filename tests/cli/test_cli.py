@@ -145,6 +145,21 @@ def test_unknown_session_says_what_to_do(shm):
     assert r.returncode == 1 and "Session names are" in r.stderr, r.stderr
 
 
+def test_top_without_a_terminal_points_to_events(producer):
+    producer()
+    r = memwatch("top", "demo", stdin=subprocess.DEVNULL)
+    assert r.returncode == 1 and "needs a terminal" in r.stderr and "memwatch events" in r.stderr, r.stderr
+
+
+def test_serve_on_a_busy_port_says_so(producer):
+    producer()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        r = memwatch("serve", "demo", "--listen", f"127.0.0.1:{s.getsockname()[1]}")
+    assert r.returncode == 1 and "cannot listen" in r.stderr and "--listen" in r.stderr, r.stderr
+
+
 def test_every_subcommand_has_help_with_examples():
     for sub in ["ls", "clean", "top", "events", "serve"]:
         r = memwatch(sub, "--help")

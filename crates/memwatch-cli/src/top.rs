@@ -684,8 +684,16 @@ fn draw_help(frame: &mut Frame, area: Rect) {
 /// Runs the TUI on the terminal until the user quits.
 pub fn run(source: Box<dyn Source>, refresh: Duration) -> anyhow::Result<()> {
     use crossterm::event::{self, Event, KeyEventKind};
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "memwatch top needs a terminal (stdin and stdout); in scripts and pipes use \
+             `memwatch events SESSION --json`, or `memwatch serve` for a browser"
+        );
+    }
     let mut app = App::new(source, refresh)?;
-    let mut terminal = ratatui::init();
+    let mut terminal =
+        ratatui::try_init().map_err(|e| anyhow::anyhow!("cannot set up the terminal: {e}"))?;
     let result = (|| -> anyhow::Result<()> {
         let mut next = Instant::now() + app.refresh;
         loop {
