@@ -53,7 +53,7 @@ fn unit_of(u: &str) -> Option<Unit> {
 #[derive(Debug)]
 struct Fields(Vec<SessionSnapshot>);
 
-type Labels = [(&'static str, String); 3];
+type Labels<'a> = [(&'static str, &'a str); 3];
 
 impl Collector for Fields {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -91,9 +91,9 @@ impl Collector for Fields {
                 let s = &self.0[si];
                 let f = &s.schema.fields[fi];
                 let labels: Labels = [
-                    ("session", s.meta.name.clone()),
-                    ("object", s.schema.objects[f.object].label.clone()),
-                    ("field", f.path.clone()),
+                    ("session", s.meta.name.as_str()),
+                    ("object", s.schema.objects[f.object].label.as_str()),
+                    ("field", f.path.as_str()),
                 ];
                 let v = s.sample.values[fi].as_f64().unwrap_or(f64::NAN);
                 let fam = m.encode_family(&labels)?;
@@ -117,7 +117,7 @@ impl Collector for Fields {
             MetricType::Gauge,
         )?;
         for s in &self.0 {
-            let labels = [("session", s.meta.name.clone())];
+            let labels = [("session", s.meta.name.as_str())];
             let up = i64::from(s.liveness == Liveness::Alive);
             ConstGauge::new(up).encode(m.encode_family(&labels)?)?;
         }
