@@ -2,7 +2,7 @@
 # The README's test command: installs what the tests need and runs every test
 # of every language, each under its own runner (which prints its own totals).
 #   bash ci/test.sh            # everything
-#   bash ci/test.sh rust c     # only some suites (rust, c, python, node, java, go, csharp, store, cli)
+#   bash ci/test.sh rust c     # only some suites (rust, c, python, node, java, go, csharp, store, glass, cli)
 # Exits non-zero if any suite failed; prints a summary table at the end.
 set -uo pipefail
 
@@ -16,7 +16,7 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 
-all_suites=(rust c store python node java go csharp cli)
+all_suites=(rust c store glass python node java go csharp cli)
 suites=("$@")
 [ ${#suites[@]} -eq 0 ] && suites=("${all_suites[@]}")
 
