@@ -430,6 +430,24 @@ def test_dashboard_shows_a_value_and_sees_it_change(producer, browser):
         srv.stop()
 
 
+def test_dashboard_keeps_up_with_10000_changing_fields(producer, browser):
+    p = producer("wide", "--symbols", "AAPL", "--wide", "10000")
+    srv = Serve("wide")
+    try:
+        browser.go(f"http://127.0.0.1:{srv.port}/")
+        wait_until("10 006 rows", lambda: browser.js("return document.querySelectorAll('tr[data-path]').length") == 10006)
+        assert browser.js(VALUE_JS % "wide/w99.f99") == "0"
+        # Field f99 of all 100 objects changes, three times; the page follows
+        # each round to the last object, and has the first one too.
+        for n in range(1, 4):
+            for i in range(100):
+                p.cmd(f"set w{i} f99 {n}")
+            wait_until(f"w99.f99 = {n}", lambda: browser.js(VALUE_JS % "wide/w99.f99") == str(n))
+            assert browser.js(VALUE_JS % "wide/w0.f99") == str(n)
+    finally:
+        srv.stop()
+
+
 def non_loopback_addresses():
     """The machine's own IPv4 addresses other than loopback (none on some machines)."""
     try:
