@@ -39,7 +39,6 @@ struct Shared {
     state: Mutex<State>,
     cond: Condvar,
     token: Option<String>,
-    stop: std::sync::atomic::AtomicBool,
 }
 
 /// Checks that `listen` and `token` are an allowed combination.
@@ -217,7 +216,7 @@ fn now_ms() -> u64 {
 fn sampler(shared: Arc<Shared>, mut sources: Vec<Box<dyn Source>>, refresh: Duration) {
     let mut trackers: Vec<Tracker> = sources.iter().map(|_| Tracker::default()).collect();
     let mut next = Instant::now();
-    while !shared.stop.load(std::sync::atomic::Ordering::Relaxed) {
+    loop {
         let mut st = shared.state.lock().unwrap();
         st.version += 1;
         let version = st.version;
@@ -292,7 +291,7 @@ fn sse(shared: Arc<Shared>, mut out: Box<dyn Write + Send>) {
             Some((ev, data)) => send(&mut out, ev, &data),
             None => out.write_all(b": keep-alive\n\n").and_then(|_| out.flush()),
         };
-        if r.is_err() || shared.stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if r.is_err() {
             return;
         }
     }
@@ -319,7 +318,7 @@ fn handle(shared: &Arc<Shared>, req: tiny_http::Request) {
                 .with_header(hdr("Content-Type", "text/html; charset=utf-8"))
                 .with_header(hdr(
                     "Content-Security-Policy",
-                    "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+                    "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
                 ))
                 .with_header(hdr("Cache-Control", "no-store")),
         ),
@@ -385,7 +384,6 @@ pub fn start(
         }),
         cond: Condvar::new(),
         token,
-        stop: false.into(),
     });
     let listener = std::net::TcpListener::bind(listen).map_err(|e| {
         anyhow::anyhow!(
