@@ -42,6 +42,8 @@ pub struct App {
     meta: SessionMeta,
     schema: Schema,
     full_paths: Vec<String>,
+    /// Field index by `label.path` (for the watch list).
+    by_path: std::collections::HashMap<String, usize>,
     tracker: Tracker,
     liveness: Liveness,
     expanded: Vec<bool>,
@@ -78,6 +80,7 @@ impl App {
             meta,
             schema: Schema::default(),
             full_paths: Vec::new(),
+            by_path: Default::default(),
             tracker: Tracker::default(),
             liveness: Liveness::Alive,
             expanded: Vec::new(),
@@ -112,6 +115,7 @@ impl App {
         self.expanded =
             schema.objects.iter().map(|o| old.get(&o.label).copied().unwrap_or(small)).collect();
         self.full_paths = (0..schema.fields.len()).map(|i| schema.full_path(i)).collect();
+        self.by_path = self.full_paths.iter().enumerate().map(|(i, p)| (p.clone(), i)).collect();
         self.tracker.reset(schema.fields.len());
         self.schema = schema;
         self.rebuild_rows();
@@ -527,7 +531,7 @@ impl App {
             let lines: Vec<Line> = self
                 .watch
                 .iter()
-                .map(|p| match self.full_paths.iter().position(|q| q == p) {
+                .map(|p| match self.by_path.get(p).copied() {
                     Some(f) => Line::from(vec![
                         Span::raw(format!("{p} ")),
                         Span::styled(self.value_text(f), self.change_style(f, now)),
