@@ -212,14 +212,19 @@ def test_events_text_and_exit_when_producer_dies(producer):
 
 
 class Tmux:
+    made = 0
+
     def __init__(self, cmd, env):
-        self.sock = f"memwatch-test-{os.getpid()}"
+        # A server of its own per test: a killed one may still be exiting.
+        Tmux.made += 1
+        self.sock = f"memwatch-test-{os.getpid()}-{Tmux.made}"
         self.run("new-session", "-d", "-x", "120", "-y", "32",
                  *sum((["-e", f"{k}={v}"] for k, v in env.items()), []), cmd)
 
     def run(self, *args):
-        return subprocess.run(["tmux", "-L", self.sock, *args], check=True,
-                              capture_output=True, text=True).stdout
+        r = subprocess.run(["tmux", "-L", self.sock, *args], capture_output=True, text=True)
+        assert r.returncode == 0, f"tmux {args}: {r.stderr}"
+        return r.stdout
 
     def keys(self, *keys):
         self.run("send-keys", "-t", "0", *keys)
