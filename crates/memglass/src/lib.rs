@@ -58,7 +58,7 @@ pub use observer::{ChangeEvent, ChangeKind, Observer, ObserverOptions, Snapshot}
 pub use producer::{ArrayHandle, Handle, Producer, ProducerOptions, RawObject};
 #[doc(hidden)]
 pub use seqlock::protocol;
-pub use seqlock::{Locked, ReadError, Seqlock, READ_ATTEMPTS};
+pub use seqlock::{write_guarded, Locked, ReadError, Seqlock, READ_ATTEMPTS};
 pub use session::{list_sessions, remove_session, remove_stale, Liveness, SessionInfo};
 pub use shm::{default_dir, validate_name};
 pub use types::{
