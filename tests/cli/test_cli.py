@@ -453,6 +453,36 @@ def test_dashboard_keeps_up_with_10000_changing_fields(producer, browser):
         srv.stop()
 
 
+def test_torn_reads_are_flagged_in_top_and_the_dashboard(producer, tmux, browser):
+    p = producer()
+    p.cmd("set MSFT quote.bid 42.5")
+    srv = Serve("demo")
+    t = tmux(f"{MEMWATCH} top demo")
+    try:
+        browser.go(f"http://127.0.0.1:{srv.port}/")
+        torn_js = """const r = document.querySelector('tr[data-path="demo/MSFT.quote.bid"] td.torn'); return r ? r.textContent : null;"""
+        wait_until("the page", lambda: browser.js(VALUE_JS % "demo/MSFT.quote.bid") == "42.5 USD")
+        assert browser.js(torn_js) == ""
+        t.wait_for("the tree", lambda s: "42.5 USD" in s)
+        assert "TORN" not in t.screen()
+        # A writer stuck mid-write: MSFT's quote cannot be read consistently.
+        p.cmd("stick MSFT")
+        s = t.wait_for("TORN", lambda s: "TORN" in s)
+        torn = [l for l in s.splitlines() if "TORN" in l]
+        assert len(torn) == 2 and "quote.bid" in torn[0] and "42.5 USD" in torn[0], s  # last value kept
+        assert "quote.ask" in torn[1] and "100.5 USD" in torn[1], s
+        wait_until("TORN in the page", lambda: browser.js(torn_js) == "TORN")
+        assert browser.js(VALUE_JS % "demo/MSFT.quote.bid") == "42.5 USD"
+        # The writer finishes: readable again, the flag goes.
+        p.cmd("unstick MSFT")
+        p.cmd("set MSFT quote.bid 43.5")
+        t.wait_for("readable again", lambda s: "TORN" not in s and "43.5 USD" in s)
+        wait_until("the page readable again", lambda: browser.js(torn_js) == "" and
+                   browser.js(VALUE_JS % "demo/MSFT.quote.bid") == "43.5 USD")
+    finally:
+        srv.stop()
+
+
 def non_loopback_addresses():
     """The machine's own IPv4 addresses other than loopback (none on some machines)."""
     try:

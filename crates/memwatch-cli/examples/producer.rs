@@ -8,6 +8,10 @@
 //! set LABEL FIELD VALUE   e.g. `set AAPL quote.bid 101.25`, `set w0 f7 42`
 //! create LABEL            a new quote
 //! destroy LABEL
+//! stick LABEL             leave the quote's lock word odd, as a writer that
+//!                         died mid-write would: observers' reads of quote.*
+//!                         tear (no writes to quote.* until `unstick`)
+//! unstick LABEL
 //! quit
 //! ```
 //!
@@ -131,6 +135,21 @@ impl World {
         Ok(())
     }
 
+    /// Moves the sequence word guarding `label`'s quote by one: odd (a write
+    /// in progress that never ends) or back to even.
+    fn bump_guard(&self, label: &str) -> Result<(), String> {
+        let q = self.quotes.get(label).ok_or_else(|| format!("no object {label}"))?;
+        let desc = Quote::type_desc();
+        let guard = desc.fields.iter().find(|f| f.path == "quote.bid").expect("field").guard_offset;
+        let base = &**q as *const Quote as *const u8;
+        // SAFETY: guard_offset is the offset of the 8-byte, 8-aligned
+        // sequence word inside Quote that the derive published; the object
+        // is alive while its handle is in the map; the access is atomic.
+        let seq = unsafe { &*(base.add(guard as usize) as *const AtomicU64) };
+        seq.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
     /// One step of the background movement.
     fn churn(&mut self, step: u64) {
         for q in self.quotes.values() {
@@ -202,6 +221,7 @@ fn main() {
         let r = match words.as_slice() {
             ["set", label, field, value] => w.set(label, field, value),
             ["create", label] => w.create(label),
+            ["stick", label] | ["unstick", label] => w.bump_guard(label),
             ["destroy", label] => match (w.quotes.remove(*label), w.wide.remove(*label)) {
                 (Some(h), _) => {
                     w.producer.destroy(h);

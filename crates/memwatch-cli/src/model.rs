@@ -177,6 +177,8 @@ pub trait Source: Send {
     /// The current schema.
     fn schema(&self) -> &Schema;
     /// Reads every field into `out` (resized to the schema's field count).
+    /// A field that cannot be read consistently is flagged in `out.torn`
+    /// and keeps the value `out` held: pass the previous sample in.
     fn sample(&mut self, out: &mut Sample) -> anyhow::Result<()>;
     /// Producer liveness now.
     fn liveness(&mut self) -> Liveness;

@@ -229,6 +229,7 @@ fn sampler(shared: Arc<Shared>, mut sources: Vec<Box<dyn Source>>, refresh: Dura
                     st.sessions[i].meta = src.meta();
                     st.sessions[i].liveness = src.liveness();
                     trackers[i].reset(schema.fields.len());
+                    st.sessions[i].sample = Sample::default();
                     st.changed[i] = vec![version; schema.fields.len()];
                     st.sessions[i].schema = Arc::new(schema);
                     st.schema_version += 1;
@@ -237,11 +238,18 @@ fn sampler(shared: Arc<Shared>, mut sources: Vec<Box<dyn Source>>, refresh: Dura
                 Err(e) => st.errors[i] = Some(format!("{e:#}")),
             }
             let mut sample = std::mem::take(&mut st.sessions[i].sample);
+            let was_torn = sample.torn.clone();
             match src.sample(&mut sample) {
                 Ok(()) => {
                     st.errors[i] = None;
                     for c in trackers[i].update(sample.clone(), Instant::now()) {
                         st.changed[i][c.field] = version;
+                    }
+                    // A field that became torn (or readable again) is news too.
+                    for (f, (a, b)) in was_torn.iter().zip(&sample.torn).enumerate() {
+                        if a != b {
+                            st.changed[i][f] = version;
+                        }
                     }
                 }
                 Err(e) => st.errors[i] = Some(format!("{e:#}")),

@@ -123,8 +123,15 @@ impl Source for FakeSource {
         &self.schema
     }
     fn sample(&mut self, out: &mut Sample) -> anyhow::Result<()> {
+        // Like a real source: a torn field is flagged and keeps the value
+        // `out` already holds (the last consistent one).
         let st = self.state.lock().unwrap();
-        out.values.clone_from(&st.values);
+        out.values.resize(st.values.len(), Value::Missing);
+        for (i, v) in st.values.iter().enumerate() {
+            if !st.torn[i] {
+                out.values[i] = v.clone();
+            }
+        }
         out.torn.clone_from(&st.torn);
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! [`App::draw`] renders it. Only the rows that fit the screen are built per
 //! frame, so 10 000 fields cost no more to draw than 40.
 
-use crate::model::{Kind, Liveness, Sample, Schema, SessionMeta, Source, Tracker};
+use crate::model::{Kind, Liveness, Schema, SessionMeta, Source, Tracker};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -170,7 +170,8 @@ impl App {
             }
         }
         self.liveness = self.source.liveness();
-        let mut s = Sample::default();
+        // Start from the current values: a torn field keeps its last one.
+        let mut s = self.tracker.current.clone();
         match self.source.sample(&mut s) {
             Ok(()) => {
                 self.error = None;
@@ -831,9 +832,13 @@ mod tests {
         assert_eq!(app.rows.len(), 5);
         assert_eq!(app.rows[1], RowRef::Object(1));
         h.tear(4);
+        h.set(4, Value::Float(8.25)); // not readable: the last value stays
         app.tick(Instant::now());
         let (text, _) = screen(&mut app, Instant::now());
         assert!(text.contains("TORN"), "{text}");
+        let torn = text.lines().find(|l| l.contains("TORN")).unwrap();
+        assert!(torn.contains("ask") && torn.contains("2.5 USD"), "{text}");
+        assert!(!text.contains("8.25"), "{text}");
         assert!(text.contains("ALIVE") && !text.contains("DEAD"), "{text}");
         // A dead producer's last values stay on screen, frozen.
         h.kill();
