@@ -20,3 +20,9 @@ cc -std=c11 -Wall -Wextra -Werror -I crates/memwatch-capi/include tests/glass/te
     -L "$CARGO_TARGET_DIR/release" -lmemwatch -Wl,-rpath,"$CARGO_TARGET_DIR/release" \
     -o "$CARGO_TARGET_DIR/test_glass_c"
 "$CARGO_TARGET_DIR/test_glass_c"
+# The C++ RAII header (memglass.hpp) over the same ABI.
+command -v g++ >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null; }
+g++ -std=c++17 -Wall -Wextra -Werror -I crates/memwatch-capi/include tests/glass/test_glass.cpp \
+    -L "$CARGO_TARGET_DIR/release" -lmemwatch -Wl,-rpath,"$CARGO_TARGET_DIR/release" \
+    -o "$CARGO_TARGET_DIR/test_glass_cpp"
+"$CARGO_TARGET_DIR/test_glass_cpp"
