@@ -184,7 +184,7 @@ class MemoryWatcher:
         snapshots: keep a copy of each region to report old values and exact
             changed ranges. Default True.
         ring_capacity: size of the engine's fault ring, used when the engine
-            starts (first watcher of the process). Default 65536.
+            starts (first watcher of the process). Default 32768.
 
         adapter: a :class:`TrackerAdapter` to watch with instead of the
             options above (keyword, or in place of ``backend``):
