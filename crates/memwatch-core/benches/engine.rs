@@ -2,8 +2,8 @@
 //!
 //! `cargo bench -p memwatch-core --bench engine` (or `ci/bench.sh`); extra
 //! arguments pick rows by name: `... --bench engine -- native` runs only the
-//! native-bytes row (first, steady, latency, idle, latency-1g, idle-1g,
-//! native; `1g` picks both 1 GiB rows).
+//! native-bytes row (first, steady, latency, idle, latency-1g, silence,
+//! idle-1g, native; `1g` picks both 1 GiB rows).
 //! 1. steady-state overhead of a tight write loop over a watched 1 MiB buffer
 //! 2. first write to a protected page vs the raw mprotect + fault floor
 //! 3. write -> callback latency at default settings
@@ -282,6 +282,48 @@ fn latency(rows: &mut Vec<[String; 4]>, backend: Backend, background: usize) {
     }
 }
 
+/// Write -> callback latency of a write after 1 s of silence (writewatch,
+/// defaults): the worker has backed off to its idle pace. `pages` watched
+/// in all: a 64-byte region that is written and one that never is.
+fn silence_latency(rows: &mut Vec<[String; 4]>, pages: usize) {
+    let big = populated((pages - 1) * page_size());
+    let buf = populated(page_size());
+    let w = Watcher::new(Options { backend: Backend::WriteWatch, ..Options::default() }).unwrap();
+    // SAFETY: big and buf stay mapped until after close.
+    unsafe { w.watch(big, (pages - 1) * page_size(), "background", None) }.unwrap();
+    // SAFETY: as above.
+    unsafe { w.watch(buf, 64, "quiet", None) }.unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    w.set_callback(Some(Arc::new(move |_e: &ChangeEvent| {
+        tx.lock().unwrap().send(Instant::now()).unwrap();
+    })))
+    .unwrap();
+    let mut v = Vec::new();
+    for i in 0..10 {
+        std::thread::sleep(Duration::from_secs(1));
+        let t = Instant::now();
+        // SAFETY: inside the mapping.
+        unsafe { std::ptr::write_volatile(buf.add(i), i as u8 + 2) };
+        let got = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        v.push(got.duration_since(t).as_secs_f64() * 1e3);
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    rows.push([
+        format!(
+            "write after 1 s of silence -> callback (writewatch, {pages} pages watched), 10 writes"
+        ),
+        format!("median {:.1} ms, max {:.1} ms", v[5], v[9]),
+        format!("max {:.1} ms", v[9]),
+        "(the idle pace; no target)".into(),
+    ]);
+    w.close();
+    // SAFETY: unwatched (closed) and not used any more.
+    unsafe { libc::munmap(big as *mut libc::c_void, (pages - 1) * page_size()) };
+    // SAFETY: as above.
+    unsafe { libc::munmap(buf as *mut libc::c_void, page_size()) };
+}
+
 fn cpu_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid timespec.
@@ -421,6 +463,10 @@ fn main() {
     }
     if run("latency-1g") {
         latency(&mut rows, Backend::WriteWatch, 1 << 30);
+    }
+    if run("silence") {
+        silence_latency(&mut rows, 10_000);
+        silence_latency(&mut rows, (1 << 30) / page_size());
     }
     if run("idle-1g") {
         idle_cpu(&mut rows, (1 << 30) / page_size(), "<= 1% of one core");

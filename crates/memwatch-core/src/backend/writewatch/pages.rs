@@ -22,9 +22,12 @@ fn scan_interval_ns(window_ns: u64) -> u64 {
 /// then they back off to the idle CPU budget.
 const ACTIVE_HOLD_NS: u64 = 100_000_000;
 /// Idle, a worker iteration comes at most every this many times its own
-/// CPU cost: <= 1/800 of a core (0.125%). An iteration is mostly the
-/// wake-up (tens of us on a VM) once the fault count gates the scan.
-const IDLE_SPACING: u64 = 800;
+/// CPU cost: <= 1% of a core. Once the fault count gates the scan, an
+/// iteration is mostly the wake-up (~0.1 ms of CPU on the 2-core VM of the
+/// benchmarks), whatever the watched size; the spacing is also how long a
+/// first write after silence may wait (~10 ms there). 800 would give
+/// <= 0.125% but waits up to ~40 ms (README, Benchmarks).
+const IDLE_SPACING: u64 = 100;
 /// A page written in this many consecutive scans goes hot.
 const HOT_AFTER_SCANS: u8 = 8;
 /// A hot page unchanged for this many poll intervals cools down.
