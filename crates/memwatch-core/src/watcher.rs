@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::delivery::{Callback, Delivery};
+use crate::delivery::{Callback, Delivery, EventSink, SinkId};
 use crate::engine::{engine, forked_child_of, Engine};
 use crate::types::*;
 
@@ -63,7 +63,7 @@ impl Watcher {
     ///
     /// Errors: null address or zero length ([`Error::InvalidArgument`]),
     /// memory not mapped ([`Error::Unmapped`]) or not writable
-    /// ([`Error::ReadOnly`]), a range overlapping one of this watcher's
+    /// ([`Error::ReadOnly`]; see [`Watcher::watch_read_only`]), a range overlapping one of this watcher's
     /// regions ([`Error::Overlap`]; other watchers may watch the same bytes).
     ///
     /// # Safety
@@ -79,7 +79,32 @@ impl Watcher {
         metadata: Option<&str>,
     ) -> Result<RegionId, Error> {
         self.check_open()?;
-        self.engine.watch(self.id, addr as usize, len, name, metadata)
+        self.engine.watch(self.id, addr as usize, len, name, metadata, false)
+    }
+
+    /// Like [`Watcher::watch`], but also accepts memory this process can
+    /// only read, which another process writes through a shared mapping (a
+    /// memglass observer's `PROT_READ` view of a producer's segment). Only
+    /// for watchers of the poll backend, which only reads; others get
+    /// [`Error::InvalidArgument`].
+    ///
+    /// # Safety
+    /// As for [`Watcher::watch`].
+    pub unsafe fn watch_read_only(
+        &self,
+        addr: *const u8,
+        len: usize,
+        name: &str,
+        metadata: Option<&str>,
+    ) -> Result<RegionId, Error> {
+        self.check_open()?;
+        if self.backend != Backend::Poll {
+            return Err(Error::InvalidArgument(format!(
+                "watch_read_only needs the poll backend, this watcher uses {}",
+                self.backend
+            )));
+        }
+        self.engine.watch(self.id, addr as usize, len, name, metadata, true)
     }
 
     /// Stops watching a region. `Ok(false)` if the id is not a region of this
@@ -136,6 +161,26 @@ impl Watcher {
     /// Counts an error a binding's callback raised (an exception it caught).
     pub fn report_callback_error(&self) {
         self.delivery.report_callback_error();
+    }
+
+    /// Adds a sink that sees every event of this watcher, whether it is then
+    /// delivered to the callback or to `check_changes()` (see [`EventSink`]:
+    /// it must not block). Used by recorders. A sink that panics is counted
+    /// in `callback_errors`; the event is still delivered.
+    pub fn add_event_sink(&self, sink: EventSink) -> Result<SinkId, Error> {
+        self.check_open()?;
+        Ok(self.delivery.add_sink(sink))
+    }
+
+    /// Removes a sink; `false` if the id is unknown. Once this returns the
+    /// sink is never called again.
+    pub fn remove_event_sink(&self, id: SinkId) -> bool {
+        self.delivery.remove_sink(id)
+    }
+
+    /// This watcher's number, unique in the process (recorded with its events).
+    pub fn id(&self) -> u32 {
+        self.id
     }
 
     /// Statistics of this watcher.

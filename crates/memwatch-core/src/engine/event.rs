@@ -104,6 +104,12 @@ impl Registry {
             storage_key_new,
             metadata: region.metadata().map(str::to_string),
         };
+        let mut event = event;
+        if opts.locate_writers {
+            // Writer location hook: resolve the captured stack.
+            let range = (region.addr, region.addr + region.size());
+            crate::location::fill_where(&mut event.where_, who, opts.stack_depth, range);
+        }
         region.hash = hash;
         region.set_snapshot(&current);
         Some((region.watcher, event))
