@@ -89,7 +89,7 @@ func WithPreviewBytes(n int) Option {
 }
 
 // WithRingCapacity sets the capacity of the process-wide fault ring (default
-// 65536). It only takes effect when the engine starts, i.e. for the first
+// 32768). It only takes effect when the engine starts, i.e. for the first
 // watcher of the process. A full ring loses the writer's thread id, never a change.
 func WithRingCapacity(n int) Option {
 	return func(c *config) { c.ringCapacity = &n }

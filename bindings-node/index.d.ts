@@ -30,7 +30,7 @@ export interface WatcherOptions {
   maxValueBytes?: number;
   /** Bytes of old/new preview carried in every event; default 256. */
   previewBytes?: number;
-  /** Capacity of the process-wide fault ring, used when the engine starts; default 65536. */
+  /** Capacity of the process-wide fault ring, used when the engine starts; default 32768. */
   ringCapacity?: number;
   /** Keep a copy of each region for old values and exact ranges; default true. */
   snapshots?: boolean;

@@ -47,7 +47,7 @@ namespace MemWatch
         /// <summary>Bytes of old/new preview in every event; null = engine default (256).</summary>
         public long? PreviewBytes { get; set; }
 
-        /// <summary>Capacity of the process-wide fault ring, used when the engine starts; null = engine default (65 536).</summary>
+        /// <summary>Capacity of the process-wide fault ring, used when the engine starts; null = engine default (32 768).</summary>
         public long? RingCapacity { get; set; }
 
         /// <summary>Keep a copy of each region to report old values and exact ranges; null = engine default (true).</summary>

@@ -79,7 +79,7 @@ def test_bad_options_raise(kwargs: dict, error: type) -> None:
 def test_defaults_are_the_engines() -> None:
     assert dict(memwatch.DEFAULT_OPTIONS) == {
         "backend": "auto", "writable_window_ms": 5.0, "poll_interval_ms": 100.0,
-        "max_value_bytes": 4096, "preview_bytes": 256, "snapshots": True, "ring_capacity": 65536,
+        "max_value_bytes": 4096, "preview_bytes": 256, "snapshots": True, "ring_capacity": 32768,
     }
     signature = inspect.signature(memwatch.MemoryWatcher)
     for name, default in memwatch.DEFAULT_OPTIONS.items():

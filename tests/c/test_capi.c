@@ -384,7 +384,7 @@ static void t_bad_options(void) {
     CHECK_EQ(o.poll_interval_ms, 100);
     CHECK_EQ(o.max_value_bytes, 4096);
     CHECK_EQ(o.preview_bytes, 256);
-    CHECK_EQ(o.ring_capacity, 65536);
+    CHECK_EQ(o.ring_capacity, 32768);
     CHECK_EQ(o.snapshots, 1);
     CHECK_EQ(o.adapter_id, MEMWATCH_ADAPTER_C);
     CHECK_EQ(memwatch_page_size(), page());
@@ -415,7 +415,7 @@ static void t_abi_layout(void) {
     memwatch_options_t o;
     memset(&o, 0xAB, sizeof o);
     memwatch_options_default(&o);
-    CHECK_EQ(o.ring_capacity, 65536);
+    CHECK_EQ(o.ring_capacity, 32768);
     CHECK_EQ(o.adapter_id, MEMWATCH_ADAPTER_C);
     CHECK_EQ(o.locate_writers, 0);
     CHECK_EQ(o.stack_depth, 8);

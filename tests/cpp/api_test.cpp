@@ -175,7 +175,7 @@ TEST(Options, DefaultsAreTheEngines) {
   EXPECT_EQ(o.poll_interval, std::chrono::milliseconds(100));
   EXPECT_EQ(o.max_value_bytes, 4096u);
   EXPECT_EQ(o.preview_bytes, 256u);
-  EXPECT_EQ(o.ring_capacity, 65536u);
+  EXPECT_EQ(o.ring_capacity, 32768u);
   EXPECT_TRUE(o.snapshots);
 }
 

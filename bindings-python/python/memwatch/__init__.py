@@ -187,7 +187,7 @@ class MemoryWatcher:
         snapshots: keep a copy of each region to report old values and exact
             changed ranges. Default True.
         ring_capacity: size of the engine's fault ring, used when the engine
-            starts (first watcher of the process). Default 65536.
+            starts (first watcher of the process). Default 32768.
         locate_writers: every event's ``where`` also names the writing
             thread (``thread_name``), the native ``stack`` (a list of frame
             dicts, innermost first: ``ip``, ``module``, ``module_offset``,

@@ -88,7 +88,7 @@ typedef struct memwatch_options {
     uint32_t poll_interval_ms;   /* default 100 */
     uint64_t max_value_bytes;    /* default 4096 */
     uint64_t preview_bytes;      /* default 256 */
-    uint64_t ring_capacity;      /* default 65536; used when the engine starts */
+    uint64_t ring_capacity;      /* default 32768; used when the engine starts */
     int32_t snapshots;           /* default 1; 0 = no old values, less memory */
     uint32_t adapter_id;         /* default MEMWATCH_ADAPTER_C */
     int32_t locate_writers;      /* default 0; 1 = every event of a "protect" watcher

@@ -2,7 +2,8 @@
 //!
 //! `cargo bench -p memwatch-core --bench engine` (or `ci/bench.sh`); extra
 //! arguments pick rows by name: `... --bench engine -- native` runs only the
-//! native-bytes row (first, steady, latency, idle, native).
+//! native-bytes row (first, steady, latency, idle, latency-1g, silence,
+//! idle-1g, native; `1g` picks both 1 GiB rows).
 //! 1. steady-state overhead of a tight write loop over a watched 1 MiB buffer
 //! 2. first write to a protected page vs the raw mprotect + fault floor
 //! 3. write -> callback latency at default settings
@@ -272,13 +273,31 @@ fn locate(rows: &mut Vec<[String; 4]>) {
     ]);
 }
 
-fn latency(rows: &mut Vec<[String; 4]>, backend: Backend) {
+/// Maps `len` bytes and writes one byte of every page (all populated).
+fn populated(len: usize) -> *mut u8 {
+    let buf = map(len);
+    for p in 0..len / page_size() {
+        // SAFETY: inside the mapping.
+        unsafe { *buf.add(p * page_size()) = 1 };
+    }
+    buf
+}
+
+/// `background`: bytes of other memory the same watcher watches meanwhile
+/// (populated, never written during the measurement).
+fn latency(rows: &mut Vec<[String; 4]>, backend: Backend, background: usize) {
     let ps = page_size();
     let samples = 300;
     let buf = map(ps * 4);
     let w = Watcher::new(Options { backend, ..Options::default() }).unwrap();
     // SAFETY: buf stays mapped.
     unsafe { w.watch(buf, 64, "lat", None) }.unwrap();
+    let big = (background > 0).then(|| populated(background));
+    if let Some(big) = big {
+        // SAFETY: big stays mapped (leaked) for the whole benchmark.
+        unsafe { w.watch(big, background, "background", None) }.unwrap();
+        std::thread::sleep(Duration::from_millis(300)); // past the registration's scans
+    }
     // Latency from the writer's own clock (the event's timestamp is the
     // first fault for protect but the detection time for writewatch).
     let lat: Arc<Mutex<Vec<u64>>> = Arc::default();
@@ -291,12 +310,17 @@ fn latency(rows: &mut Vec<[String; 4]>, backend: Backend) {
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
         ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
     };
+    // wrote_at: the earliest write no event has reported yet (0: none), so
+    // writes that coalesce into one event count from the first of them.
     w.set_callback(Some(Arc::new(move |_e: &ChangeEvent| {
-        sink.lock().unwrap().push(now_ns() - wrote.load(Ordering::SeqCst));
+        let first = wrote.swap(0, Ordering::SeqCst);
+        if first != 0 {
+            sink.lock().unwrap().push(now_ns() - first);
+        }
     })))
     .unwrap();
     for i in 0..samples {
-        wrote_at.store(now_ns(), Ordering::SeqCst);
+        let _ = wrote_at.compare_exchange(0, now_ns(), Ordering::SeqCst, Ordering::SeqCst);
         // SAFETY: inside the mapping.
         unsafe { std::ptr::write_volatile(buf.add(i % 64), (i % 250) as u8 + 1) };
         std::thread::sleep(Duration::from_millis(12)); // past window + delivery
@@ -311,15 +335,72 @@ fn latency(rows: &mut Vec<[String; 4]>, backend: Backend) {
             format!("p99 {:.2} ms beyond the window", p(99) - 5.0),
             "p99 <= 2 ms beyond the window".into(),
         ]);
-    } else {
+    } else if background == 0 {
         rows.push([
             format!("write -> callback latency ({backend}, defaults), {} events", v.len()),
             format!("p50 {:.2} ms, p99 {:.2} ms", p(50), p(99)),
             format!("p99 {:.2} ms", p(99)),
             "p99 <= 1 ms".into(),
         ]);
+    } else {
+        rows.push([
+            format!(
+                "write -> callback latency ({backend}, defaults, {} MiB more watched), {} events",
+                background >> 20,
+                v.len()
+            ),
+            format!("p50 {:.2} ms, p99 {:.2} ms", p(50), p(99)),
+            format!("p99 {:.2} ms", p(99)),
+            "p99 <= 5 ms".into(),
+        ]);
     }
     w.close();
+    if let Some(big) = big {
+        // SAFETY: unwatched (closed) and not used any more.
+        unsafe { libc::munmap(big as *mut libc::c_void, background) };
+    }
+}
+
+/// Write -> callback latency of a write after 1 s of silence (writewatch,
+/// defaults): the worker has backed off to its idle pace. `pages` watched
+/// in all: a 64-byte region that is written and one that never is.
+fn silence_latency(rows: &mut Vec<[String; 4]>, pages: usize) {
+    let big = populated((pages - 1) * page_size());
+    let buf = populated(page_size());
+    let w = Watcher::new(Options { backend: Backend::WriteWatch, ..Options::default() }).unwrap();
+    // SAFETY: big and buf stay mapped until after close.
+    unsafe { w.watch(big, (pages - 1) * page_size(), "background", None) }.unwrap();
+    // SAFETY: as above.
+    unsafe { w.watch(buf, 64, "quiet", None) }.unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    w.set_callback(Some(Arc::new(move |_e: &ChangeEvent| {
+        tx.lock().unwrap().send(Instant::now()).unwrap();
+    })))
+    .unwrap();
+    let mut v = Vec::new();
+    for i in 0..10 {
+        std::thread::sleep(Duration::from_secs(1));
+        let t = Instant::now();
+        // SAFETY: inside the mapping.
+        unsafe { std::ptr::write_volatile(buf.add(i), i as u8 + 2) };
+        let got = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        v.push(got.duration_since(t).as_secs_f64() * 1e3);
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    rows.push([
+        format!(
+            "write after 1 s of silence -> callback (writewatch, {pages} pages watched), 10 writes"
+        ),
+        format!("median {:.1} ms, max {:.1} ms", v[5], v[9]),
+        format!("max {:.1} ms", v[9]),
+        "(the idle pace; no target)".into(),
+    ]);
+    w.close();
+    // SAFETY: unwatched (closed) and not used any more.
+    unsafe { libc::munmap(big as *mut libc::c_void, (pages - 1) * page_size()) };
+    // SAFETY: as above.
+    unsafe { libc::munmap(buf as *mut libc::c_void, page_size()) };
 }
 
 fn cpu_ns() -> u64 {
@@ -329,13 +410,8 @@ fn cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn idle_cpu(rows: &mut Vec<[String; 4]>) {
-    let pages = 10_000;
-    let buf = map(pages * page_size());
-    for p in 0..pages {
-        // SAFETY: inside the mapping (populate every page).
-        unsafe { *buf.add(p * page_size()) = 1 };
-    }
+fn idle_cpu(rows: &mut Vec<[String; 4]>, pages: usize, target: &str) {
+    let buf = populated(pages * page_size());
     let w = Watcher::new(Options { backend: Backend::WriteWatch, ..Options::default() }).unwrap();
     // SAFETY: buf stays mapped.
     unsafe { w.watch(buf, pages * page_size(), "idle", None) }.unwrap();
@@ -344,12 +420,17 @@ fn idle_cpu(rows: &mut Vec<[String; 4]>) {
     std::thread::sleep(Duration::from_secs(3));
     let share = (cpu_ns() - c0) as f64 / t0.elapsed().as_nanos() as f64;
     rows.push([
-        "idle CPU, 10 000 pages watched, no writes (writewatch)".into(),
+        format!(
+            "idle CPU, {pages} pages ({} MiB) watched, no writes (writewatch)",
+            (pages * page_size()) >> 20
+        ),
         format!("{:.3}% of one core (whole process)", share * 100.0),
         format!("{:.3}%", share * 100.0),
-        "<= 1% of one core".into(),
+        target.into(),
     ]);
     w.close();
+    // SAFETY: unwatched (closed) and not used any more.
+    unsafe { libc::munmap(buf as *mut libc::c_void, pages * page_size()) };
 }
 
 /// memwatch's own mappings (fault ring, page table, handler state), found
@@ -453,11 +534,21 @@ fn main() {
         steady_state(&mut rows);
     }
     if run("latency") {
-        latency(&mut rows, Backend::Protect);
-        latency(&mut rows, Backend::WriteWatch);
+        latency(&mut rows, Backend::Protect, 0);
+        latency(&mut rows, Backend::WriteWatch, 0);
     }
     if run("idle") {
-        idle_cpu(&mut rows);
+        idle_cpu(&mut rows, 10_000, "<= 0.2% of one core");
+    }
+    if run("latency-1g") {
+        latency(&mut rows, Backend::WriteWatch, 1 << 30);
+    }
+    if run("silence") {
+        silence_latency(&mut rows, 10_000);
+        silence_latency(&mut rows, (1 << 30) / page_size());
+    }
+    if run("idle-1g") {
+        idle_cpu(&mut rows, (1 << 30) / page_size(), "<= 1% of one core");
     }
     if run("native") {
         native_bytes(&mut rows);

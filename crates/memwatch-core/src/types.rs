@@ -80,7 +80,7 @@ pub struct Options {
     /// Bytes of old/new preview carried in every event; default 256.
     pub preview_bytes: usize,
     /// Capacity of the process-wide fault ring (entries), used when the
-    /// engine starts; default 65 536 (2 MiB of address space, resident only
+    /// engine starts; default 32 768 (1 MiB of address space, resident only
     /// as faults reach its pages). A full ring drops only the
     /// *where* of a fault, never the change.
     pub ring_capacity: usize,
@@ -131,8 +131,8 @@ impl Options {
     pub const DEFAULT_MAX_VALUE_BYTES: usize = 4096;
     /// Default [`Options::preview_bytes`]: 256.
     pub const DEFAULT_PREVIEW_BYTES: usize = 256;
-    /// Default [`Options::ring_capacity`]: 65 536 entries.
-    pub const DEFAULT_RING_CAPACITY: usize = 65_536;
+    /// Default [`Options::ring_capacity`]: 32 768 entries.
+    pub const DEFAULT_RING_CAPACITY: usize = 32_768;
     /// The longest window or interval [`Options::millis`] accepts: one day.
     pub const MAX_DURATION: Duration = Duration::from_secs(86_400);
 

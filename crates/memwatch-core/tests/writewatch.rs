@@ -203,6 +203,45 @@ fn callback_gets_writes_without_check_changes() {
     assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), vec![0, 0, 9, 0]);
 }
 
+/// Idle, the worker skips the page-table scan while the process's fault
+/// count is unchanged: writes after a long silence (the gate closed, the
+/// wake-ups backed off), by the program and by the kernel (read(2)), each
+/// still reach the callback, exactly, without check_changes.
+#[test]
+fn writes_after_long_idle_reach_the_callback() {
+    let _serial = serial();
+    let mem = Pages::new(64);
+    let w = ww();
+    // SAFETY: mem outlives the watcher.
+    unsafe { w.watch(mem.ptr, 64 * page_size(), "idle", None) }.unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    w.set_callback(Some(std::sync::Arc::new(move |e: &memwatch_core::ChangeEvent| {
+        let ranges: Vec<(usize, usize)> =
+            e.changed_ranges.iter().map(|r| (r.offset, r.len)).collect();
+        tx.lock().unwrap().send(ranges).unwrap();
+    })))
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(400)); // idle: past the active hold
+    mem.write(40 * page_size() + 7, 5);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), vec![(40 * page_size() + 7, 1)]);
+    std::thread::sleep(Duration::from_millis(400));
+    let mut fds = [0; 2];
+    // SAFETY: valid array of two ints.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: writing 3 bytes from a valid buffer to our pipe.
+    assert_eq!(unsafe { libc::write(fds[1], b"abc".as_ptr() as *const libc::c_void, 3) }, 3);
+    // SAFETY: reading 3 bytes into watched memory (inside the mapping).
+    let n = unsafe { libc::read(fds[0], mem.ptr.add(9 * page_size()) as *mut libc::c_void, 3) };
+    assert_eq!(n, 3);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), vec![(9 * page_size(), 3)]);
+    // SAFETY: closing our pipe.
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: as above.
+    unsafe { libc::close(fds[1]) };
+    assert!(rx.try_recv().is_err(), "one event per write");
+}
+
 #[test]
 fn auto_falls_back_to_protect_when_writewatch_is_disabled() {
     let _serial = serial();

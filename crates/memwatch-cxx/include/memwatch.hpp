@@ -130,7 +130,7 @@ inline const ffi::FfiOptions& defaults() {
 }  // namespace detail
 
 /// Watcher settings; every default is the engine's (5 ms window, 100 ms poll
-/// interval, 4096 max value bytes, 256 preview bytes, 65536 ring entries,
+/// interval, 4096 max value bytes, 256 preview bytes, 32768 ring entries,
 /// snapshots on). A zero or negative window or interval is rejected with
 /// InvalidArgument when the watcher is made.
 struct Options {

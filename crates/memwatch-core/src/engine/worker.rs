@@ -14,9 +14,11 @@ impl Engine {
         let mut idle_cpu_ns: u64 = 0;
         let mut cpu_mark = sys::thread_cpu_ns();
         let mut last_was_idle = false;
+        let mut scan_cost_ns = 0;
         loop {
             let cpu_now = sys::thread_cpu_ns();
-            let spent = cpu_now.saturating_sub(cpu_mark);
+            // Writewatch's scans are paced by their own cost (see take_scan_cost).
+            let spent = cpu_now.saturating_sub(cpu_mark).saturating_sub(scan_cost_ns);
             cpu_mark = cpu_now;
             if last_was_idle {
                 idle_cpu_ns = if idle_cpu_ns == 0 { spent } else { (idle_cpu_ns * 7 + spent) / 8 };
@@ -32,6 +34,7 @@ impl Engine {
                 st.reap_gone();
                 last_was_idle = events.is_empty() && !st.backends.writewatch.found_writes();
                 self.deliver(&st, events);
+                scan_cost_ns = st.backends.writewatch.take_scan_cost();
                 st.backends.writewatch.pace(now, had_writewatch, last_was_idle, idle_cpu_ns);
                 // Next wake-up: the earliest page deadline, scan or poll.
                 let b = &st.backends;

@@ -43,6 +43,16 @@ pub fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Page faults (minor + major) of the whole process so far, all threads,
+/// living and exited (getrusage): never decreases.
+pub fn process_faults() -> u64 {
+    // SAFETY: an all-zero rusage is valid; getrusage only writes into it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: ru is a valid, writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    ru.ru_minflt as u64 + ru.ru_majflt as u64
+}
+
 /// mprotect over whole pages; returns the errno on failure. Async-signal-safe.
 pub fn mprotect(addr: usize, len: usize, prot: i32) -> Result<(), i32> {
     // SAFETY: mprotect only changes page permissions; callers pass page-aligned

@@ -21,6 +21,13 @@ fn scan_interval_ns(window_ns: u64) -> u64 {
 /// Scans stay at the base interval this long after the last write seen;
 /// then they back off to the idle CPU budget.
 const ACTIVE_HOLD_NS: u64 = 100_000_000;
+/// Idle, a worker iteration comes at most every this many times its own
+/// CPU cost: <= 1% of a core. Once the fault count gates the scan, an
+/// iteration is mostly the wake-up (~0.1 ms of CPU on the 2-core VM of the
+/// benchmarks), whatever the watched size; the spacing is also how long a
+/// first write after silence may wait (~10 ms there). 800 would give
+/// <= 0.125% but waits up to ~40 ms (README, Benchmarks).
+const IDLE_SPACING: u64 = 100;
 /// A page written in this many consecutive scans goes hot.
 const HOT_AFTER_SCANS: u8 = 8;
 /// A hot page unchanged for this many poll intervals cools down.
@@ -60,6 +67,24 @@ pub struct WriteWatchPages {
     next_liveness_ns: u64,
     /// The last collect polled the hot pages: after_diff cools quiet ones.
     polled_hot: bool,
+    /// The process's page-fault count when the last scan began. A watched
+    /// page can only become written through a fault of a thread of this
+    /// process (the first write to a write-protected page faults, and the
+    /// kernel counts it), so while the count stays the same a scan would find
+    /// nothing and is skipped: a check costs one getrusage, not a walk of
+    /// every watched page's page-table entry.
+    faults_at_scan: u64,
+    /// Scan at the next collect whatever the count says: pages were
+    /// registered without write protection (re-registered after their
+    /// mapping was replaced) or rejoined the scans.
+    must_scan: bool,
+    /// Writes the count cannot see (another process writing ours through
+    /// process_vm_writev or /proc/pid/mem, a kernel thread through our
+    /// memory) are found by a full scan at least this often: 2000x the last
+    /// scan's cost, <= 0.05% of a core.
+    next_backstop_ns: u64,
+    /// Nanoseconds the scans of collects since the last `take_scan_cost` took.
+    scan_cost_ns: u64,
 }
 
 impl WriteWatchPages {
@@ -94,11 +119,19 @@ impl WriteWatchPages {
         self.found_writes
     }
 
+    /// Time the page-table scans took since the last call. The worker leaves
+    /// it out of an idle iteration's cost: scans are paced on their own
+    /// (100x their cost after one, the backstop 2000x), so a rare full scan
+    /// of much memory does not stretch the idle wake-ups after it.
+    pub fn take_scan_cost(&mut self) -> u64 {
+        std::mem::take(&mut self.scan_cost_ns)
+    }
+
     /// After a worker pass: while memory is being written (a write seen in
     /// the last ACTIVE_HOLD_NS) scans come at the base interval, for low
     /// latency; idle for longer, an iteration (its measured CPU time
-    /// `idle_cpu_ns`, wake-up and scan included) comes at most every 100x its
-    /// cost, <= 1% of a core. `had_pages`: pages were registered when the
+    /// `idle_cpu_ns`, wake-up and scan included) comes at most every
+    /// IDLE_SPACING times its cost. `had_pages`: pages were registered when the
     /// pass began; `pass_idle`: it found nothing.
     pub fn pace(&mut self, now: u64, had_pages: bool, pass_idle: bool, idle_cpu_ns: u64) {
         if self.found_writes {
@@ -109,7 +142,7 @@ impl WriteWatchPages {
             && now.saturating_sub(self.last_write_ns) > ACTIVE_HOLD_NS
             && !self.pages.is_empty()
         {
-            self.next_scan_ns = self.next_scan_ns.max(now + idle_cpu_ns * 100);
+            self.next_scan_ns = self.next_scan_ns.max(now + idle_cpu_ns * IDLE_SPACING);
         }
     }
 
@@ -156,6 +189,7 @@ impl WriteWatchPages {
             self.pages.insert(p, IdList::new());
         }
         self.ranges_stale = true;
+        self.must_scan = true;
         Ok(())
     }
 }
@@ -238,14 +272,27 @@ impl Detector for WriteWatchPages {
             self.ranges =
                 backend::runs(&pages).into_iter().map(|(f, l)| (f * ps, (l + 1) * ps)).collect();
             self.ranges_stale = false;
+            self.must_scan = true;
         }
         let mut written = Vec::new();
         let check_liveness = force || now >= self.next_liveness_ns;
         if check_liveness {
             self.next_liveness_ns = now + backend::shortest_poll_ns(owners);
         }
+        // Read the fault count before scanning: a write whose fault ends
+        // after this read changes it (seen by the next collect), one that
+        // ended before is in the page tables this scan walks.
+        let faults = sys::process_faults();
+        let scan = force
+            || self.must_scan
+            || faults != self.faults_at_scan
+            || now >= self.next_backstop_ns;
+        if scan {
+            self.faults_at_scan = faults;
+            self.must_scan = false;
+        }
         for &(start, end) in &self.ranges {
-            let failed = ww.scan(start, end, &mut written).is_err();
+            let failed = scan && ww.scan(start, end, &mut written).is_err();
             // A failed scan means a mapping there was replaced (EPERM: not
             // registered); a hole scans as "nothing written", so holes are
             // looked for every poll interval. Either way every page of the
@@ -260,6 +307,10 @@ impl Detector for WriteWatchPages {
         // 1% of a core by spacing scans at least 100x the scan's own cost.
         let cost = sys::monotonic_ns().saturating_sub(scan_started);
         self.next_scan_ns = now + scan_interval_ns(window).max(cost.saturating_mul(100));
+        if scan {
+            self.next_backstop_ns = now + cost.saturating_mul(2000);
+            self.scan_cost_ns += cost;
+        }
         self.found_writes = !written.is_empty();
         let mut touched = Vec::new();
         let mut heat = HashMap::new();

@@ -98,7 +98,7 @@ public final class WatcherOptions {
     }
 
     /**
-     * Capacity of the process-wide fault ring, used when the engine starts. Default 65536.
+     * Capacity of the process-wide fault ring, used when the engine starts. Default 32768.
      *
      * @param entries a non-negative number of entries
      * @return this

@@ -175,7 +175,7 @@ class BadInputTest {
         assertEquals(java.time.Duration.ofMillis(100), o.getPollInterval());
         assertEquals(4096, o.getMaxValueBytes());
         assertEquals(256, o.getPreviewBytes());
-        assertEquals(65_536, o.getRingCapacity());
+        assertEquals(32_768, o.getRingCapacity());
         assertTrue(o.getSnapshots());
     }
 }
