@@ -341,11 +341,14 @@ def test_tui_values_highlight_filter_watch_hex_pause_dead(producer, tmux):
     assert "counter" in s and "trades seen" in s, s
     p.cmd("set MSFT trades 7")
     t.wait_for("the watched value", lambda s: "MSFT.trades 7" in s)
-    # Hex view of MSFT: seq word unknown (not a field), bid 100.0, ask 100.5, trades 7.
+    # Hex view of MSFT, its raw bytes: the quote's seqlock word (2: one
+    # write), bid 100.0, ask 100.5, trades 7, last_size 0, open 1, symbol
+    # "MSFT" NUL-padded, then the 3 padding bytes up to the size, 48.
     t.keys("x")
-    s = t.wait_for("the hex view", lambda s: "hex: MSFT (Quote" in s)
-    assert "000000  ·· ·· ·· ·· ·· ·· ·· ··  00 00 00 00 00 00 59 40" in s, s
-    assert "000010  00 00 00 00 00 20 59 40  07 00 00 00 00 00 00 00" in s, s
+    s = t.wait_for("the hex view", lambda s: "hex: MSFT (Quote, 48 bytes)" in s)
+    assert "000000  02 00 00 00 00 00 00 00  00 00 00 00 00 00 59 40  |..............Y@|" in s, s
+    assert "000010  00 00 00 00 00 20 59 40  07 00 00 00 00 00 00 00  |..... Y@........|" in s, s
+    assert "000020  00 00 00 00 01 4d 53 46  54 00 00 00 00 00 00 00  |.....MSFT.......|" in s, s
     t.keys("Escape")
     t.wait_for("the hex view to close", lambda s: "hex:" not in s)
     # Pause: a write is not shown until resumed.
