@@ -161,7 +161,7 @@ def test_serve_on_a_busy_port_says_so(producer):
 
 
 def test_every_subcommand_has_help_with_examples():
-    for sub in ["ls", "clean", "top", "events", "serve"]:
+    for sub in ["ls", "clean", "top", "events", "serve", "sql"]:
         r = memwatch(sub, "--help")
         assert r.returncode == 0 and "Examples:" in r.stdout, (sub, r.stdout)
 
@@ -206,6 +206,59 @@ def test_events_text_and_exit_when_producer_dies(producer):
     p.kill()
     assert ev.wait(10) == 0
     assert "is dead" in ev.stderr.read()
+
+
+# ---------------------------------------------------------------- sql
+
+
+def test_sql_json_returns_the_values_the_producer_wrote(producer):
+    p = producer()
+    p.cmd("set AAPL quote.bid 101.25")
+    p.cmd("set AAPL trades 42")
+    p.cmd("set AAPL symbol XYZ")
+    p.cmd("set AAPL open false")
+    r = memwatch("sql", "--json",
+                 "SELECT path, value FROM mg_fields WHERE session = 'demo' AND object = 'AAPL'")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert rows == [
+        {"path": "quote.bid", "value": 101.25},
+        {"path": "quote.ask", "value": 100.5},
+        {"path": "trades", "value": 42},
+        {"path": "last_size", "value": 0},
+        {"path": "open", "value": 0},
+        {"path": "symbol", "value": "XYZ"},
+    ], r.stdout
+    # The table form, a blob as hex, and a second write seen by the next query.
+    p.cmd("set MSFT last_size 300")
+    r = memwatch("sql", "SELECT object, value, x'00ff' AS b FROM mg_fields "
+                 "WHERE session = 'demo' AND path = 'last_size' ORDER BY object")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "object  value  b",
+        "------  -----  -------",
+        "AAPL    0      x'00ff'",
+        "GOOG    0      x'00ff'",
+        "MSFT    300    x'00ff'",
+    ], r.stdout
+    r = memwatch("sql", "--json", "SELECT x'00ff10' AS b, name, pid FROM mg_sessions")
+    assert [json.loads(line) for line in r.stdout.splitlines()] == [
+        {"b": "00ff10", "name": "demo", "pid": p.pid}], r.stdout
+
+
+def test_sql_errors_say_what_to_do(producer):
+    producer()
+    r = memwatch("sql", "SELECT * FROM mg_fields WHERE session = 'nosuch'")
+    assert r.returncode == 1 and r.stdout == ""
+    assert 'memglass session "nosuch"' in r.stderr and "memwatch ls" in r.stderr, r.stderr
+    r = memwatch("sql", "SELECT * FROM mg_feilds")
+    assert r.returncode == 1 and "no such table: mg_feilds" in r.stderr, r.stderr
+    assert "memwatch sql --help" in r.stderr, r.stderr
+    r = memwatch("sql", "--store", "memwatch-cli-nosuch", "SELECT * FROM kv")
+    assert r.returncode == 1 and 'kv: store "memwatch-cli-nosuch"' in r.stderr, r.stderr
+    assert "--store NAME" in r.stderr, r.stderr
+    r = memwatch("sql", "--recording", "/nonexistent/events.db", "SELECT * FROM mw_events")
+    assert r.returncode == 1 and "no such file" in r.stderr, r.stderr
 
 
 # ---------------------------------------------------------------- TUI in tmux
@@ -288,11 +341,14 @@ def test_tui_values_highlight_filter_watch_hex_pause_dead(producer, tmux):
     assert "counter" in s and "trades seen" in s, s
     p.cmd("set MSFT trades 7")
     t.wait_for("the watched value", lambda s: "MSFT.trades 7" in s)
-    # Hex view of MSFT: seq word unknown (not a field), bid 100.0, ask 100.5, trades 7.
+    # Hex view of MSFT, its raw bytes: the quote's seqlock word (2: one
+    # write), bid 100.0, ask 100.5, trades 7, last_size 0, open 1, symbol
+    # "MSFT" NUL-padded, then the 3 padding bytes up to the size, 48.
     t.keys("x")
-    s = t.wait_for("the hex view", lambda s: "hex: MSFT (Quote" in s)
-    assert "000000  ·· ·· ·· ·· ·· ·· ·· ··  00 00 00 00 00 00 59 40" in s, s
-    assert "000010  00 00 00 00 00 20 59 40  07 00 00 00 00 00 00 00" in s, s
+    s = t.wait_for("the hex view", lambda s: "hex: MSFT (Quote, 48 bytes)" in s)
+    assert "000000  02 00 00 00 00 00 00 00  00 00 00 00 00 00 59 40  |..............Y@|" in s, s
+    assert "000010  00 00 00 00 00 20 59 40  07 00 00 00 00 00 00 00  |..... Y@........|" in s, s
+    assert "000020  00 00 00 00 01 4d 53 46  54 00 00 00 00 00 00 00  |.....MSFT.......|" in s, s
     t.keys("Escape")
     t.wait_for("the hex view to close", lambda s: "hex:" not in s)
     # Pause: a write is not shown until resumed.

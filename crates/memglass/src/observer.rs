@@ -449,13 +449,13 @@ impl Observer {
         }
         let base = self.base(obj)?.wrapping_add(elem as usize * t.size as usize);
         let mut buf = vec![0u8; f.size as usize];
-        self.read_bytes(base, f, &mut buf)?;
+        self.field_bytes(base, f, &mut buf)?;
         fence(Ordering::Acquire);
         self.gone(obj)?;
         Ok(Value::decode(f.prim, f.array_len, &buf))
     }
 
-    fn read_bytes(&self, base: *const u8, f: &FieldInfo, buf: &mut [u8]) -> Result<()> {
+    fn field_bytes(&self, base: *const u8, f: &FieldInfo, buf: &mut [u8]) -> Result<()> {
         let p = base.wrapping_add(f.offset as usize);
         match f.atomicity {
             // SAFETY (all arms): base..base+type size lies inside a mapped
@@ -486,6 +486,63 @@ impl Observer {
             }
         }
         Ok(())
+    }
+
+    /// The raw bytes of `obj` (`count` elements of its type's size, in
+    /// memory order), padding and seqlock sequence words included, read with
+    /// the same rules as [`Observer::snapshot`]:
+    ///
+    /// - the byte span of each seqlock group (from its first to the end of
+    ///   its last guarded field, padding between them included) is copied in
+    ///   one consistent read, so it comes from one write; a group whose
+    ///   every read attempt (`read_attempts`) overlapped a write makes the
+    ///   whole call fail with [`Error::Torn`], as snapshot does;
+    /// - atomic fields are copied with one atomic load each;
+    /// - every other byte (plain fields, padding, the sequence words
+    ///   themselves) is a relaxed copy, which may mix bytes of different
+    ///   writes, like a plain field's read.
+    ///
+    /// Fails with [`Error::Gone`] if the object was destroyed meanwhile.
+    pub fn read_bytes(&self, obj: &ObjectInfo) -> Result<Vec<u8>> {
+        let t = self.type_of(obj)?;
+        let size = t.size as usize;
+        let base0 = self.base(obj)?;
+        let mut out = vec![0u8; size * obj.count as usize];
+        // Seqlock groups: guard offset -> byte span of its fields.
+        let mut groups: BTreeMap<u32, (u32, u32)> = BTreeMap::new();
+        for f in &t.fields {
+            if matches!(f.atomicity, Atomicity::Seqlock | Atomicity::Locked) {
+                let g = groups.entry(f.guard_offset).or_insert((u32::MAX, 0));
+                g.0 = g.0.min(f.offset);
+                g.1 = g.1.max(f.offset + f.size);
+            }
+        }
+        for (elem, chunk) in out.chunks_exact_mut(size).enumerate() {
+            let base = base0.wrapping_add(elem * size);
+            // SAFETY: base..base+size is one element of the object, inside a
+            // mapped region (checked by base()); the copy is of atomic loads.
+            unsafe { load_relaxed(base, chunk) };
+            for f in t.fields.iter().filter(|f| f.atomicity == Atomicity::Atomic) {
+                let (a, b) = (f.offset as usize, (f.offset + f.size) as usize);
+                self.field_bytes(base, f, &mut chunk[a..b])?;
+            }
+            for (&g, &(start, end)) in &groups {
+                let cell = RawCell {
+                    seq: base.wrapping_add(g as usize) as *const AtomicU64,
+                    data: base.wrapping_add(start as usize) as *mut u8,
+                };
+                protocol::read(
+                    &cell,
+                    &mut chunk[start as usize..end as usize],
+                    self.opts.read_attempts,
+                    true,
+                )
+                .map_err(|e| Error::Torn(format!("{}: {e}", obj.label)))?;
+            }
+        }
+        fence(Ordering::Acquire);
+        self.gone(obj)?;
+        Ok(out)
     }
 
     /// A consistent copy of every field of `obj`: the fields under one
@@ -527,12 +584,12 @@ impl Observer {
                     }
                     None if f.size <= 8 => {
                         let buf = &mut small[..f.size as usize];
-                        self.read_bytes(base, f, buf)?;
+                        self.field_bytes(base, f, buf)?;
                         Value::decode(f.prim, f.array_len, buf)
                     }
                     None => {
                         let mut buf = vec![0u8; f.size as usize];
-                        self.read_bytes(base, f, &mut buf)?;
+                        self.field_bytes(base, f, &mut buf)?;
                         Value::decode(f.prim, f.array_len, &buf)
                     }
                 };
@@ -634,7 +691,7 @@ impl Observer {
                 for (k, _) in hit.iter().enumerate().filter(|(_, h)| **h) {
                     let (elem, f) = (k / nf, &t.fields[k % nf]);
                     buf.resize(f.size as usize, 0);
-                    match self.read_bytes(base.wrapping_add(elem * size), f, &mut buf) {
+                    match self.field_bytes(base.wrapping_add(elem * size), f, &mut buf) {
                         Ok(()) => {}
                         // Still being written: its bytes differ again at the next call.
                         Err(Error::Torn(_)) => continue,

@@ -135,6 +135,14 @@ fn producer_child() {
                 b.level = 42;
                 "ok".into()
             }
+            "tear" => {
+                // Moves the quote's sequence word by one: odd (a write that
+                // never ends) or back to even.
+                let b = books.get(args[1]).unwrap();
+                let cell = Raw(&b.quote as *const Seqlock<Quote> as *const u8);
+                cell.store_seq(cell.load_seq(Ordering::Relaxed) + 1, Ordering::Release);
+                "ok".into()
+            }
             "drop" => {
                 books.remove(args[1]).unwrap();
                 "ok".into()
@@ -435,6 +443,87 @@ fn observer_reads_typed_fields_of_another_process() {
     assert!(o.find("AAPL").is_none());
     p.quit();
     assert_eq!(o.liveness(), Liveness::Dead);
+}
+
+/// Puts `v`'s bytes at `at` of `buf`.
+fn put(buf: &mut [u8], at: usize, v: &[u8]) {
+    buf[at..at + v.len()].copy_from_slice(v);
+}
+
+/// The bytes of a Book as new_book(label) wrote it, then after `trades`
+/// trade commands: native byte order, padding zero.
+fn book_bytes(label: &str, trades: u32) -> Vec<u8> {
+    let mut b = vec![0u8; 72];
+    put(&mut b, 0, &(3 + trades as u64).to_ne_bytes()); // orders
+    put(&mut b, 8, &(2 + 2 * trades as u64).to_ne_bytes()); // quote's sequence word
+    put(&mut b, 16, &(1.5 + trades as f64).to_ne_bytes()); // quote.bid
+    put(&mut b, 24, &2.5f64.to_ne_bytes()); // quote.ask
+    put(&mut b, 32, &(100 + 10 * trades).to_ne_bytes()); // quote.size
+    put(&mut b, 36, &7u32.to_ne_bytes()); // quote.venue
+    put(&mut b, 40, &(if trades > 0 { 42i32 } else { -7 }).to_ne_bytes()); // level
+    b[44] = 1; // active
+    put(&mut b, 45, label.as_bytes()); // symbol (8 bytes, NUL-padded)
+    for (i, h) in [1i16, -2, 3, -4].iter().enumerate() {
+        put(&mut b, 54 + 2 * i, &h.to_ne_bytes()); // history
+    }
+    put(&mut b, 64, &0.5f32.to_ne_bytes()); // temp
+    b
+}
+
+#[test]
+fn read_bytes_copies_an_object_of_another_process_exactly() {
+    let mut p = Proc::producer("rawbytes", &[]);
+    p.cmd("book AAPL");
+    p.cmd("arr 2");
+    let o = Observer::connect_with(
+        "rawbytes",
+        &ObserverOptions { read_attempts: 100, ..ObserverOptions::default() },
+    )
+    .unwrap();
+    let b = o.find("AAPL").unwrap();
+    // The layout the expected bytes assume (padding at 53, 62..64, 68..72).
+    let t = o.type_of(&b).unwrap();
+    let offsets: Vec<(&str, u32)> = t.fields.iter().map(|f| (f.path.as_str(), f.offset)).collect();
+    assert_eq!(
+        offsets,
+        [
+            ("orders", 0),
+            ("quote.bid", 16),
+            ("quote.ask", 24),
+            ("quote.size", 32),
+            ("quote.venue", 36),
+            ("level", 40),
+            ("active", 44),
+            ("symbol", 45),
+            ("history", 54),
+            ("temp", 64)
+        ]
+    );
+    assert_eq!(t.size, 72);
+    assert_eq!(o.read_bytes(&b).unwrap(), book_bytes("AAPL", 0));
+    p.cmd("trade AAPL");
+    assert_eq!(o.read_bytes(&b).unwrap(), book_bytes("AAPL", 1));
+    // Array objects: every element, in order.
+    let a = o.find("quotes").unwrap();
+    let mut want = vec![0u8; 48];
+    put(&mut want, 8, &0.5f64.to_ne_bytes());
+    put(&mut want, 24, &1.0f64.to_ne_bytes());
+    put(&mut want, 32, &0.5f64.to_ne_bytes());
+    put(&mut want, 44, &1u32.to_ne_bytes());
+    assert_eq!(o.read_bytes(&a).unwrap(), want);
+    // A write that never ends: the seqlock-guarded span cannot be copied
+    // consistently, so the read is torn (as snapshot is); it ends, it reads.
+    p.cmd("tear AAPL");
+    assert!(matches!(o.read_bytes(&b), Err(Error::Torn(_))), "{:?}", o.read_bytes(&b));
+    assert!(matches!(o.snapshot(&b), Err(Error::Torn(_))));
+    p.cmd("tear AAPL");
+    let mut after = book_bytes("AAPL", 1);
+    put(&mut after, 8, &6u64.to_ne_bytes());
+    assert_eq!(o.read_bytes(&b).unwrap(), after);
+    // A destroyed object is gone.
+    p.cmd("drop AAPL");
+    assert!(matches!(o.read_bytes(&b), Err(Error::Gone(_))));
+    p.quit();
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! (layout, atomicity, seqlock reads, liveness); this only translates.
 
 use crate::model::{
-    self, FieldMeta, Kind, Liveness, ObjectMeta, Sample, Schema, SessionMeta, Source, Value,
+    FieldMeta, Kind, Liveness, ObjectMeta, Sample, Schema, SessionMeta, Source, Value,
 };
 use memglass::{Atomicity, Error, ObjectInfo, Observer, Semantics};
 
@@ -17,6 +17,9 @@ pub struct GlassSource {
     fresh: bool,
     /// When a dead producer's successor was last looked for.
     last_retry: Option<std::time::Instant>,
+    /// The hex view's last consistent bytes (object index, bytes), shown
+    /// again while a seqlock keeps tearing.
+    last_bytes: Option<(usize, Vec<Option<u8>>)>,
 }
 
 /// How often a dead session is looked up again for a restarted producer.
@@ -52,6 +55,7 @@ impl GlassSource {
             objects: Vec::new(),
             fresh: true,
             last_retry: None,
+            last_bytes: None,
         };
         s.rebuild()?;
         Ok(s)
@@ -229,24 +233,20 @@ impl Source for GlassSource {
     }
 
     fn object_bytes(&mut self, i: usize) -> Option<Vec<Option<u8>>> {
-        // The observer gives typed reads, not raw bytes: the bytes of each
-        // field are its value re-encoded; bytes outside every field (padding)
-        // are shown as unknown.
-        let o = self.schema.objects.get(i)?;
-        let mut out = vec![None; o.size];
-        let mut values = vec![Value::Missing; o.fields.len()];
-        let mut torn = vec![false; o.fields.len()];
-        self.sample_object(i, &mut values, &mut torn).ok()?;
-        for (k, fi) in o.fields.clone().enumerate() {
-            let f = &self.schema.fields[fi];
-            if let Some(bytes) = model::encode(&values[k], &f.ty, f.size) {
-                for (j, b) in bytes.into_iter().enumerate() {
-                    if let Some(slot) = out.get_mut(f.offset + j) {
-                        *slot = Some(b);
-                    }
-                }
+        // The object's raw bytes (padding and sequence words included), each
+        // seqlock group copied consistently. While a group keeps tearing the
+        // last consistent copy stays shown; a destroyed object shows none.
+        let obj = self.objects.get(i)?;
+        match self.obs.read_bytes(obj) {
+            Ok(bytes) => {
+                let bytes: Vec<Option<u8>> = bytes.into_iter().map(Some).collect();
+                self.last_bytes = Some((i, bytes.clone()));
+                Some(bytes)
             }
+            Err(Error::Torn(_)) => {
+                self.last_bytes.as_ref().filter(|(o, _)| *o == i).map(|(_, b)| b.clone())
+            }
+            Err(_) => None,
         }
-        Some(out)
     }
 }

@@ -6,6 +6,7 @@ mod glass;
 mod metrics;
 mod model;
 mod serve;
+mod sql;
 #[cfg(test)]
 mod testing;
 mod top;
@@ -26,7 +27,8 @@ Examples:
   memwatch ls                         sessions, their producers, alive or dead
   memwatch top demo                   live tree of session \"demo\"
   memwatch events demo --json | jq .  one JSON object per field change
-  memwatch serve demo --listen 127.0.0.1:9477   dashboard on / and Prometheus on /metrics";
+  memwatch serve demo --listen 127.0.0.1:9477   dashboard on / and Prometheus on /metrics
+  memwatch sql \"SELECT path, value FROM mg_fields WHERE session = 'demo'\"";
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
@@ -95,7 +97,41 @@ enum Cmd {
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=10_000))]
         refresh_ms: u64,
     },
+    /// Run one SQL query over the memwatch tables (mg_fields, kv, mw_events, ...).
+    #[command(after_help = SQL_HELP)]
+    Sql {
+        /// The query (one statement).
+        query: String,
+        /// One JSON object per row (BLOBs as hex) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Recording file that `mw_events` without an argument reads.
+        #[arg(long, value_name = "FILE")]
+        recording: Option<String>,
+        /// MemStream store that `kv` without an argument reads.
+        #[arg(long, value_name = "NAME")]
+        store: Option<String>,
+    },
 }
+
+const SQL_HELP: &str = "\
+Tables (those of the SQLite extension, crates/memwatch-sqlite):
+  mg_sessions                          memglass sessions: name, pid, liveness, objects, ...
+  mg_objects                           session, object, type, count, state, slot, generation
+  mg_fields                            session, object, path, type, atomicity, value, torn
+  kv('store')                          key, value, version of a MemStream store
+  mw_events('recording.db')            events of a recording made by record_to(...)
+
+Examples:
+  memwatch sql \"SELECT path, value FROM mg_fields WHERE session = 'demo'\"
+  memwatch sql --json \"SELECT * FROM mg_fields WHERE session = 'demo' AND object = 'AAPL'\"
+  memwatch sql \"SELECT key, value, version FROM kv('prices')\"
+  memwatch sql --store prices \"SELECT key, length(value) FROM kv\"
+  memwatch sql \"SELECT variable_name, count(*) FROM mw_events('events.db') GROUP BY 1\"
+  memwatch sql --recording events.db \"SELECT seq, new_value FROM mw_events WHERE variable_name = 'x'\"
+
+With --recording / --store, `mw_events` / `kv` without an argument read that
+recording / store. --json prints one object per row; BLOBs become hex strings.";
 
 fn main() {
     let cli = Cli::parse();
@@ -132,6 +168,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 sources.push(Box::new(src));
             }
             serve::run(sources, listen, token, Duration::from_millis(refresh_ms))
+        }
+        Cmd::Sql { query, json, recording, store } => {
+            sql::run(&query, json, &sql::Defaults { recording, store })
         }
     }
 }

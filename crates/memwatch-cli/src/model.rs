@@ -182,8 +182,9 @@ pub trait Source: Send {
     fn sample(&mut self, out: &mut Sample) -> anyhow::Result<()>;
     /// Producer liveness now.
     fn liveness(&mut self) -> Liveness;
-    /// The bytes of object `i` (for the hex view), if still there; `None`
-    /// for a byte the source cannot tell (padding between fields).
+    /// The raw bytes of object `i` (for the hex view), if it is still there
+    /// and could be read consistently; `None` for a byte the source cannot
+    /// tell (memglass tells every byte, padding included).
     fn object_bytes(&mut self, i: usize) -> Option<Vec<Option<u8>>>;
 }
 
@@ -252,25 +253,6 @@ impl Tracker {
     }
 }
 
-/// The native-endian bytes of `v` stored as type `ty` in `size` bytes
-/// (`None` for arrays other than text, which the model keeps as text).
-pub fn encode(v: &Value, ty: &str, size: usize) -> Option<Vec<u8>> {
-    let int = |u: u64| Some(u.to_ne_bytes()[..size.min(8)].to_vec());
-    match (v, ty) {
-        (Value::Float(f), "f64") => Some(f.to_ne_bytes().to_vec()),
-        (Value::Float(f), "f32") => Some((*f as f32).to_ne_bytes().to_vec()),
-        (Value::Uint(u), _) => int(*u),
-        (Value::Int(i), _) => int(*i as u64),
-        (Value::Bool(b), _) => Some(vec![u8::from(*b)]),
-        (Value::Text(t), _) if ty.starts_with("char") => {
-            let mut b = t.as_bytes().to_vec();
-            b.resize(size, 0);
-            Some(b)
-        }
-        _ => None,
-    }
-}
-
 /// `SystemTime` as RFC 3339 UTC with milliseconds (`2026-12-06T21:00:00.123Z`).
 pub fn rfc3339(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
@@ -321,15 +303,6 @@ mod tests {
         }
         assert_eq!(t.history[0].len(), HISTORY);
         assert_eq!(t.history[0].back(), Some(&199.0));
-    }
-
-    #[test]
-    fn encode_matches_the_native_layout() {
-        assert_eq!(encode(&Value::Float(1.5), "f64", 8), Some(1.5f64.to_ne_bytes().to_vec()));
-        assert_eq!(encode(&Value::Uint(0x0102), "u16", 2), Some(0x0102u16.to_ne_bytes().to_vec()));
-        assert_eq!(encode(&Value::Int(-1), "i32", 4), Some(vec![0xff; 4]));
-        assert_eq!(encode(&Value::Text("ab".into()), "char[4]", 4), Some(b"ab\0\0".to_vec()));
-        assert_eq!(encode(&Value::Text("[1, 2]".into()), "u8[2]", 2), None);
     }
 
     #[test]
