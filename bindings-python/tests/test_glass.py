@@ -194,6 +194,65 @@ def test_rust_producer_python_observer(peer):
         proc.wait()
 
 
+@pytest.fixture(scope="module")
+def cpp_producer(tmp_path_factory):
+    """tests/glass_cpp_producer.cpp built with g++ against libmemwatch
+    (memglass.hpp over the C ABI)."""
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    libdir = os.environ.get("MEMGLASS_LIBDIR")
+    if not libdir:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "memwatch-capi"], cwd=ROOT, check=True)
+        libdir = str(target / "release")
+    exe = tmp_path_factory.mktemp("cpp") / "glass_cpp_producer"
+    include = ROOT / "crates" / "memwatch-capi" / "include"
+    src = pathlib.Path(__file__).with_name("glass_cpp_producer.cpp")
+    subprocess.run(
+        ["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{include}", str(src),
+         f"-L{libdir}", "-lmemwatch", f"-Wl,-rpath,{libdir}", "-o", str(exe)],
+        check=True,
+    )
+    return str(exe)
+
+
+def test_cpp_producer_python_observer(cpp_producer):
+    proc = subprocess.Popen([cpp_producer, "cpp2py"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        o = glass.Observer("cpp2py")
+        assert o.snapshot("AAPL") == {
+            "fills": 2,
+            "quantity": -300,
+            "avg_price": 189.25,
+            "symbol": "AAPL",
+            "levels": [1, -2, 300],
+            "open": True,
+            "ratio": 0.75,
+            "quote.bid": 189.5,
+            "quote.ask": 190.0,
+        }
+        assert o.read("AAPL", "quote.ask") == 190.0
+        f = {x["path"]: x for x in o.fields("AAPL")}
+        assert (f["fills"]["atomicity"], f["fills"]["semantics"], f["fills"]["help"]) == (
+            "atomic", "counter", "fills seen")
+        assert (f["quote.bid"]["atomicity"], f["quote.bid"]["unit"]) == ("seqlock", "USD")
+        assert f["quantity"]["atomicity"] == "none"
+        o.changes()
+        proc.stdin.write("trade\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "ok"
+        ev = [(e["path"], e["old"], e["new"]) for e in o.changes()]
+        assert ev == [("fills", 2, 3), ("quantity", -300, 42), ("quote.bid", 189.5, 190.5),
+                      ("quote.ask", 190.0, 191.0)]
+        proc.stdin.write("quit\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=10) == 0
+        assert o.liveness() == "dead"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
 def test_layouts_read_from_ctypes_and_numpy():
     class In(ctypes.Structure):
         _fields_ = [("a", ctypes.c_uint16), ("b", ctypes.c_float)]
@@ -270,3 +329,4 @@ def test_trading_example_two_processes():
     assert "AMZN {'symbol': 'AMZN', 'quote.bid_price':" in out
     assert out.rstrip().endswith("producer alive")
     assert rest.strip().endswith("ticks")
+
