@@ -28,6 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use memwatch_core as mw;
 use memwatch_core::store as ms;

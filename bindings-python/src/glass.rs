@@ -94,9 +94,25 @@ type FieldTuple = (String, u32, String, u32, String, u32, String, String, String
 #[pyclass(module = "memwatch.glass", name = "_Producer", frozen)]
 struct Producer {
     inner: Mutex<Option<mg::Producer>>,
+    /// Live objects' memory (address, length): the only ranges the guarded
+    /// writes below accept.
+    live: Mutex<Vec<(usize, usize, mg::ObjectId)>>,
 }
 
 impl Producer {
+    /// Checks that `[addr, addr+len)` lies inside one live object.
+    fn check_range(&self, addr: usize, len: usize) -> PyResult<()> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let end = addr.checked_add(len).ok_or_else(|| PyValueError::new_err("range overflows"))?;
+        if live.iter().any(|&(a, l, _)| addr >= a && end <= a + l) {
+            Ok(())
+        } else {
+            Err(PyValueError::new_err(format!(
+                "{addr:#x}..{end:#x} is not inside a live object of this producer"
+            )))
+        }
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut mg::Producer) -> mg::Result<T>) -> PyResult<T> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let p = g.as_mut().ok_or_else(|| PyValueError::new_err("the producer was shut down"))?;
@@ -133,7 +149,7 @@ impl Producer {
             ..mg::ProducerOptions::default()
         };
         let p = py.detach(|| mg::Producer::init(session, opts)).map_err(err)?;
-        Ok(Producer { inner: Mutex::new(Some(p)) })
+        Ok(Producer { inner: Mutex::new(Some(p)), live: Mutex::new(Vec::new()) })
     }
 
     /// Registers a layout; returns its type index (idempotent).
@@ -169,12 +185,62 @@ impl Producer {
         count: u32,
     ) -> PyResult<(usize, usize, u32, u64)> {
         let r = self.with(|p| p.create_raw(type_index, label, count))?;
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).push((r.ptr as usize, r.len, r.id));
         Ok((r.ptr as usize, r.len, r.id.slot, r.id.generation))
     }
 
     /// Destroys an object created by `create`.
     fn destroy(&self, slot: u32, generation: u64) -> PyResult<()> {
-        self.with(|p| p.destroy_raw(mg::ObjectId { slot, generation }))
+        let id = mg::ObjectId { slot, generation };
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).retain(|o| o.2 != id);
+        self.with(|p| p.destroy_raw(id))
+    }
+
+    /// Seqlock write: publishes `data` at `data_addr` under the 8-byte
+    /// sequence word at `guard_addr` (odd, release fence, the bytes, even
+    /// with release: memglass's writer protocol). Both ranges must lie in
+    /// one live object of this producer; one writer per guard.
+    fn seqlock_write(&self, guard_addr: usize, data_addr: usize, data: &[u8]) -> PyResult<()> {
+        if !guard_addr.is_multiple_of(8) {
+            return Err(PyValueError::new_err("the sequence word is not 8-aligned"));
+        }
+        self.check_range(guard_addr, 8)?;
+        self.check_range(data_addr, data.len())?;
+        if guard_addr < data_addr + data.len() && data_addr < guard_addr + 8 {
+            return Err(PyValueError::new_err("the sequence word overlaps the guarded bytes"));
+        }
+        // SAFETY: both ranges lie inside a live object's writable mapping
+        // (checked above), the guard is 8-aligned and apart from the data.
+        unsafe {
+            mg::write_guarded(
+                guard_addr as *const std::sync::atomic::AtomicU64,
+                data_addr as *mut u8,
+                data,
+            )
+        };
+        Ok(())
+    }
+
+    /// Atomic store (release) of the low `size` bytes of `bits` (native
+    /// endian) at `addr`: size 1, 2, 4 or 8, `addr` aligned to it, inside a
+    /// live object of this producer.
+    fn atomic_store(&self, addr: usize, size: usize, bits: u64) -> PyResult<()> {
+        use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::Release};
+        if !matches!(size, 1 | 2 | 4 | 8) || !addr.is_multiple_of(size) {
+            return Err(PyValueError::new_err("atomic fields are 1, 2, 4 or 8 aligned bytes"));
+        }
+        self.check_range(addr, size)?;
+        // SAFETY: addr..addr+size lies inside a live object's writable
+        // mapping and is aligned to size (checked above).
+        unsafe {
+            match size {
+                1 => (*(addr as *const AtomicU8)).store(bits as u8, Release),
+                2 => (*(addr as *const AtomicU16)).store(bits as u16, Release),
+                4 => (*(addr as *const AtomicU32)).store(bits as u32, Release),
+                _ => (*(addr as *const AtomicU64)).store(bits, Release),
+            }
+        }
+        Ok(())
     }
 
     /// Marks the session dead and removes its segments; the memory of the

@@ -194,6 +194,65 @@ def test_rust_producer_python_observer(peer):
         proc.wait()
 
 
+@pytest.fixture(scope="module")
+def cpp_producer(tmp_path_factory):
+    """tests/glass_cpp_producer.cpp built with g++ against libmemwatch
+    (memglass.hpp over the C ABI)."""
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    libdir = os.environ.get("MEMGLASS_LIBDIR")
+    if not libdir:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "memwatch-capi"], cwd=ROOT, check=True)
+        libdir = str(target / "release")
+    exe = tmp_path_factory.mktemp("cpp") / "glass_cpp_producer"
+    include = ROOT / "crates" / "memwatch-capi" / "include"
+    src = pathlib.Path(__file__).with_name("glass_cpp_producer.cpp")
+    subprocess.run(
+        ["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{include}", str(src),
+         f"-L{libdir}", "-lmemwatch", f"-Wl,-rpath,{libdir}", "-o", str(exe)],
+        check=True,
+    )
+    return str(exe)
+
+
+def test_cpp_producer_python_observer(cpp_producer):
+    proc = subprocess.Popen([cpp_producer, "cpp2py"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        o = glass.Observer("cpp2py")
+        assert o.snapshot("AAPL") == {
+            "fills": 2,
+            "quantity": -300,
+            "avg_price": 189.25,
+            "symbol": "AAPL",
+            "levels": [1, -2, 300],
+            "open": True,
+            "ratio": 0.75,
+            "quote.bid": 189.5,
+            "quote.ask": 190.0,
+        }
+        assert o.read("AAPL", "quote.ask") == 190.0
+        f = {x["path"]: x for x in o.fields("AAPL")}
+        assert (f["fills"]["atomicity"], f["fills"]["semantics"], f["fills"]["help"]) == (
+            "atomic", "counter", "fills seen")
+        assert (f["quote.bid"]["atomicity"], f["quote.bid"]["unit"]) == ("seqlock", "USD")
+        assert f["quantity"]["atomicity"] == "none"
+        o.changes()
+        proc.stdin.write("trade\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "ok"
+        ev = [(e["path"], e["old"], e["new"]) for e in o.changes()]
+        assert ev == [("fills", 2, 3), ("quantity", -300, 42), ("quote.bid", 189.5, 190.5),
+                      ("quote.ask", 190.0, 191.0)]
+        proc.stdin.write("quit\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=10) == 0
+        assert o.liveness() == "dead"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
 def test_layouts_read_from_ctypes_and_numpy():
     class In(ctypes.Structure):
         _fields_ = [("a", ctypes.c_uint16), ("b", ctypes.c_float)]
@@ -270,3 +329,101 @@ def test_trading_example_two_processes():
     assert "AMZN {'symbol': 'AMZN', 'quote.bid_price':" in out
     assert out.rstrip().endswith("producer alive")
     assert rest.strip().endswith("ticks")
+
+
+class _Quad(ctypes.Structure):
+    _fields_ = [("a", ctypes.c_uint64), ("b", ctypes.c_uint64), ("c", ctypes.c_uint64), ("d", ctypes.c_uint64)]
+
+
+class _Tick(ctypes.Structure):
+    _fields_ = [("n", ctypes.c_uint64), ("q_seq", ctypes.c_uint64), ("q", _Quad), ("note", ctypes.c_char * 8)]
+    _glass_meta_ = {"n": {"atomicity": "atomic"}, "q": {"atomicity": "seqlock", "guard": "q_seq"}}
+
+
+class _PlainTick(ctypes.Structure):
+    _fields_ = [("n", ctypes.c_uint64), ("q_seq", ctypes.c_uint64), ("q", _Quad), ("note", ctypes.c_char * 8)]
+
+
+def _check(peer, session, label, reads):
+    return subprocess.Popen([peer, "check", session, label, str(reads)], stdout=subprocess.PIPE, text=True)
+
+
+def _result(proc):
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    return {k: int(v) for k, v in (x.split("=") for x in out.split())}
+
+
+def test_python_seqlock_and_atomic_writes_rust_observer(peer):
+    with glass.Producer("pyseq") as p:
+        t = p.create("tick", _Tick)
+        f = {x[0]: x for x in glass.layout_from_ctypes(_Tick)[3]}
+        assert "q_seq" not in f  # the sequence word is not a value
+        assert (f["n"][4], f["q.a"][4], f["q.d"][4], f["q.a"][5], f["note"][4]) == (
+            "atomic", "seqlock", "seqlock", 8, "none")
+        # Single writes, exact values through the Rust observer.
+        p.write(t, "n", 5)
+        p.write(t, "q.b", 7)
+        p.write(t, "note", b"hi")
+        with p.seqlock(t, "q") as q:
+            q.a, q.c = 11, 13
+        assert t.q_seq == 4  # two seqlock writes, each odd then even
+        out = subprocess.run([peer, "dump", "pyseq"], check=True, capture_output=True, text=True).stdout
+        assert out.split() == ["tick", "n=5", "q.a=11", "q.b=7", "q.c=13", "q.d=0", 'note="hi"']
+        with pytest.raises(RuntimeError):
+            with p.seqlock(t, "q") as q:
+                q.a = 99
+                raise RuntimeError("abandoned")
+        assert (t.q.a, t.q_seq) == (11, 4)  # nothing published
+        with pytest.raises(LookupError):
+            p.write(t, "nope", 1)
+        with pytest.raises(LookupError):
+            with p.seqlock(t, "note"):
+                pass
+
+        # Python writes nonstop while a Rust observer in another process
+        # snapshots: q = (i, 2i, 3i, 4i) under the seqlock, n = i atomic.
+        # Start from a consistent state (i = 5) so every value the observer
+        # can see is one of the writes, and n only grows.
+        i = 5
+        with p.seqlock(t, "q") as q:
+            q.a, q.b, q.c, q.d = i, 2 * i, 3 * i, 4 * i
+        p.write(t, "n", i)
+        proc = _check(peer, "pyseq", "tick", 300_000)
+        while proc.poll() is None:
+            i += 1
+            with p.seqlock(t, "q") as q:
+                q.a, q.b, q.c, q.d = i, 2 * i, 3 * i, 4 * i
+            p.write(t, "n", i)
+        r = _result(proc)
+        assert r["mixed"] == 0, r
+        assert r["consistent"] + r["torn"] == 300_000 and r["consistent"] > 0, r
+        assert r["distinct"] >= 2, (r, i)  # writes landed while it read
+
+
+def test_plain_python_writes_are_seen_mixed(peer):
+    """The control: the same fields written plainly (no seqlock) are seen
+    mixed by the same observer, so the test above can fail."""
+    with glass.Producer("pyplain") as p:
+        t = p.create("tick", _PlainTick)
+        proc = _check(peer, "pyplain", "tick", 300_000)
+        i = 0
+        while proc.poll() is None:
+            i += 1
+            t.q.a, t.q.b, t.q.c, t.q.d = i, 2 * i, 3 * i, 4 * i
+        r = _result(proc)
+        assert r["mixed"] > 0, r
+
+
+def test_bad_seqlock_declarations_are_refused():
+    class NoGuard(ctypes.Structure):
+        _fields_ = [("q", _Quad)]
+        _glass_meta_ = {"q": {"atomicity": "seqlock", "guard": "missing"}}
+
+    class WideAtomic(ctypes.Structure):
+        _fields_ = [("q", _Quad)]
+        _glass_meta_ = {"q": {"atomicity": "atomic"}}
+
+    for cls in (NoGuard, WideAtomic):
+        with pytest.raises(TypeError):
+            glass.layout_from_ctypes(cls)

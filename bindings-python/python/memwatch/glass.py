@@ -24,15 +24,40 @@ Observer (another process)::
     for e in o.events(timeout=1.0):        # {"kind": "field", "path": "bid", "old": .., "new": ..}
         print(e)
 
-Fields written from Python are plain memory (atomicity "none"): an observer
-may see a value being written torn. Fields whose layout the Rust or C
-producer declared atomic or seqlock-guarded are read accordingly.
-The implementation is the Rust crate ``memglass``.
+Fields assigned from Python (``q.bid = ...``) are plain memory (atomicity
+"none"): an observer may see a value being written torn. For consistent
+values declare fields atomic or seqlock-guarded in ``_glass_meta_`` and
+write them through the producer; the Rust producer does the sequence
+protocol, Python never touches the sequence word::
+
+    class Pair(ctypes.Structure):
+        _fields_ = [("bid", ctypes.c_double), ("ask", ctypes.c_double)]
+
+    class Book(ctypes.Structure):
+        _fields_ = [("orders", ctypes.c_uint64),
+                    ("quote_seq", ctypes.c_uint64),   # the sequence word (not published)
+                    ("quote", Pair)]
+        _glass_meta_ = {"orders": {"atomicity": "atomic"},
+                        "quote": {"atomicity": "seqlock", "guard": "quote_seq"}}
+
+    b = p.create("AAPL", Book)
+    p.write(b, "orders", 7)                # one atomic (release) store
+    p.write(b, "quote.bid", 189.5)         # one seqlock write of the group
+    with p.seqlock(b, "quote") as q:       # q: a private copy of b.quote
+        q.bid, q.ask = 189.6, 189.7        # published together on exit
+                                           # (nothing if the block raises)
+
+Observers (Rust, C, Python, the CLI) then never see a mixed quote, nor a
+torn ``orders``. One writer per object (as for every memglass producer).
+Fields whose layout a Rust or C producer declared atomic or seqlock-guarded
+are read accordingly. The implementation is the Rust crate ``memglass``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import sys
 import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -72,6 +97,10 @@ _CTYPES_PRIM = {
 }
 
 
+_PRIM_SIZE = {"bool": 1, "i8": 1, "u8": 1, "char": 1, "i16": 2, "u16": 2, "i32": 4, "u32": 4,
+              "i64": 8, "u64": 8, "f32": 4, "f64": 8}
+
+
 def _ctypes_prim(t: Any) -> Optional[str]:
     for k, v in _CTYPES_PRIM.items():
         # c_int, c_long etc. are aliases of the fixed-width types.
@@ -85,31 +114,95 @@ def _meta(cls: Any, name: str) -> Tuple[str, str, str]:
     return m.get("unit", ""), m.get("help", ""), m.get("semantics", "gauge")
 
 
-def _ctypes_fields(cls: Any, prefix: str, base: int, out: List[Field]) -> None:
+# (atomicity, guard offset) a field inherits from an enclosing seqlock group.
+_Guard = Tuple[str, int]
+
+
+def _guard_of(cls: Any, name: str, base: int, inherited: _Guard) -> _Guard:
+    """The atomicity ``_glass_meta_`` gives ``cls.name`` (or the inherited one)."""
+    m = getattr(cls, "_glass_meta_", {}).get(name, {})
+    a = m.get("atomicity", "none")
+    if a == "none":
+        return inherited
+    if inherited[0] != "none":
+        raise TypeError(f"{cls.__name__}.{name}: already inside a seqlock group")
+    if a == "atomic":
+        return ("atomic", 0)
+    if a != "seqlock":
+        raise TypeError(f"{cls.__name__}.{name}: atomicity {a!r} (use 'atomic' or 'seqlock')")
+    g = m.get("guard")
+    gt = dict(cls._fields_).get(g)
+    if gt is None or _ctypes_prim(gt) != "u64":
+        raise TypeError(f"{cls.__name__}.{name}: guard {g!r} must name a c_uint64 field of {cls.__name__}")
+    goff = base + getattr(cls, g).offset
+    if goff % 8:
+        raise TypeError(f"{cls.__name__}.{g}: the sequence word must be 8-byte aligned")
+    return ("seqlock", goff)
+
+
+def _guards(cls: Any) -> set:
+    return {m["guard"] for m in getattr(cls, "_glass_meta_", {}).values() if m.get("atomicity") == "seqlock"}
+
+
+def _ctypes_fields(cls: Any, prefix: str, base: int, out: List[Field], inherited: _Guard = ("none", 0)) -> None:
+    guards = _guards(cls)
     for entry in cls._fields_:
         if len(entry) != 2:
             raise TypeError(f"{cls.__name__}.{entry[0]}: bit fields are not supported")
         name, t = entry
+        if name in guards:
+            continue  # a sequence word: not a value
         off = base + getattr(cls, name).offset
         path = prefix + name
         unit, help_, sem = _meta(cls, name)
+        atom, goff = _guard_of(cls, name, base, inherited)
         p = _ctypes_prim(t)
         if p is not None:
-            out.append((path, off, p, 0, "none", 0, unit, help_, sem))
+            if atom == "atomic" and off % ctypes.sizeof(t):
+                raise TypeError(f"{cls.__name__}.{name}: an atomic field must be aligned to its size")
+            out.append((path, off, p, 0, atom, goff, unit, help_, sem))
+        elif atom == "atomic":
+            raise TypeError(f"{cls.__name__}.{name}: only scalar fields can be atomic")
         elif isinstance(t, type) and issubclass(t, ctypes.Array):
             elem = t._type_
             ep = _ctypes_prim(elem)
             if ep is not None:
-                out.append((path, off, ep, t._length_, "none", 0, unit, help_, sem))
+                out.append((path, off, ep, t._length_, atom, goff, unit, help_, sem))
             elif isinstance(elem, type) and issubclass(elem, ctypes.Structure):
                 for i in range(t._length_):
-                    _ctypes_fields(elem, f"{path}.{i}.", off + i * ctypes.sizeof(elem), out)
+                    _ctypes_fields(elem, f"{path}.{i}.", off + i * ctypes.sizeof(elem), out, (atom, goff))
             else:
                 raise TypeError(f"{cls.__name__}.{name}: arrays of {elem!r} are not supported")
         elif isinstance(t, type) and issubclass(t, ctypes.Structure):
-            _ctypes_fields(t, path + ".", off, out)
+            _ctypes_fields(t, path + ".", off, out, (atom, goff))
         else:
             raise TypeError(f"{cls.__name__}.{name}: ctypes type {t!r} is not supported")
+
+
+def _leaf_type(cls: Any, path: str) -> Any:
+    """The ctypes type at dotted ``path`` of ``cls`` (``a.0.b`` indexes an array)."""
+    t = cls
+    for part in path.split("."):
+        if part.isdigit():
+            t = t._type_
+        else:
+            t = dict(t._fields_)[part]
+    return t
+
+
+def _to_bytes(t: Any, value: Any) -> bytes:
+    size = ctypes.sizeof(t)
+    if isinstance(t, type) and issubclass(t, ctypes.Array):
+        if isinstance(value, (bytes, bytearray)):
+            if len(value) > size:
+                raise ValueError(f"{len(value)} bytes do not fit in {size}")
+            return bytes(value).ljust(size, b"\0")
+        return bytes(t(*value))
+    if isinstance(t, type) and issubclass(t, ctypes.Structure):
+        if not isinstance(value, t):
+            raise TypeError(f"expected a {t.__name__}")
+        return bytes(value)
+    return bytes(t(value))
 
 
 def layout_from_ctypes(cls: Any) -> Layout:
@@ -200,6 +293,8 @@ class Producer:
         self._p = _native._Producer(session, **options)
         self._types: Dict[Any, int] = {}
         self._ids: Dict[int, Tuple[int, int, Any]] = {}
+        # ctypes class -> {path: Field}, for write() and seqlock().
+        self._fields: Dict[Any, Dict[str, Field]] = {}
 
     def register(self, layout: Any) -> int:
         """Registers a ctypes.Structure class, a numpy dtype, or a layout
@@ -215,7 +310,72 @@ class Producer:
             lay = layout_from_dtype(layout)
         idx = self._p.register_type(*lay)
         self._types[key] = idx
+        if isinstance(layout, type):
+            self._fields[layout] = {f[0]: f for f in lay[3]}
         return idx
+
+    def _field(self, obj: Any, path: str) -> Tuple[Dict[str, Field], Field]:
+        fields = self._fields.get(type(obj))
+        if fields is None:
+            raise TypeError("write() and seqlock() take an object (or element) of a ctypes layout created by this producer")
+        f = fields.get(path)
+        if f is None:
+            raise LookupError(f"{type(obj).__name__} has no field {path!r}")
+        return fields, f
+
+    @staticmethod
+    def _span(fields: Dict[str, Field], guard: int) -> Tuple[int, int]:
+        """Byte range [start, end) of the seqlock group guarded at ``guard``."""
+        ends = [(f[1], f[1] + _PRIM_SIZE[f[2]] * max(f[3], 1)) for f in fields.values()
+                if f[4] == "seqlock" and f[5] == guard]
+        return min(s for s, _ in ends), max(e for _, e in ends)
+
+    def write(self, obj: Any, path: str, value: Any) -> None:
+        """Writes ``value`` to field ``path`` of ``obj`` (a ctypes object
+        from create(), or an element of an array of them) honouring the
+        field's atomicity: an atomic (release) store, a seqlock write of its
+        whole group (the other fields keep their values), or a plain copy."""
+        fields, f = self._field(obj, path)
+        raw = _to_bytes(_leaf_type(type(obj), path), value)
+        base = ctypes.addressof(obj)
+        off, atom, guard = f[1], f[4], f[5]
+        if atom == "atomic":
+            self._p.atomic_store(base + off, len(raw), int.from_bytes(raw, sys.byteorder))
+        elif atom == "seqlock":
+            start, end = self._span(fields, guard)
+            buf = bytearray(ctypes.string_at(base + start, end - start))
+            buf[off - start : off - start + len(raw)] = raw
+            self._p.seqlock_write(base + guard, base + start, bytes(buf))
+        else:
+            ctypes.memmove(base + off, raw, len(raw))
+
+    @contextlib.contextmanager
+    def seqlock(self, obj: Any, path: str) -> Iterator[Any]:
+        """Context manager over the seqlock group ``path`` (a nested
+        structure or array declared ``"atomicity": "seqlock"``) of ``obj``:
+        yields a private copy of it; on a normal exit the whole group is
+        published in one seqlock write, so observers see all of the block's
+        changes or none. Nothing is written if the block raises."""
+        t = _leaf_type(type(obj), path)
+        fields = self._fields.get(type(obj))
+        if fields is None:
+            raise TypeError("seqlock() takes an object (or element) of a ctypes layout created by this producer")
+        inner = [f for f in fields.values() if f[0] == path or f[0].startswith(path + ".")]
+        guards = {f[5] for f in inner if f[4] == "seqlock"}
+        if not inner or len(guards) != 1 or any(f[4] != "seqlock" for f in inner):
+            raise LookupError(f"{path!r} is not a seqlock-guarded group of {type(obj).__name__}")
+        guard = guards.pop()
+        base = ctypes.addressof(obj)
+        off = min(f[1] for f in inner)
+        if isinstance(t, type) and issubclass(t, (ctypes.Structure, ctypes.Array)):
+            copy = t.from_buffer_copy(ctypes.string_at(base + off, ctypes.sizeof(t)))
+        else:
+            raise TypeError(f"{path!r}: use write() for a scalar field")
+        yield copy
+        start, end = self._span(fields, guard)
+        buf = bytearray(ctypes.string_at(base + start, end - start))
+        buf[off - start : off - start + ctypes.sizeof(t)] = bytes(copy)
+        self._p.seqlock_write(base + guard, base + start, bytes(buf))
 
     def create(self, label: str, layout: Any, count: int = 1) -> Any:
         """A new zeroed object in shared memory: an instance of the ctypes

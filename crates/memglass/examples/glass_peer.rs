@@ -6,6 +6,11 @@
 //!     glass_peer dump SESSION      # prints every object as
 //!                                  # "label path=value ..." (values in Rust
 //!                                  # Display form), one line per object
+//!     glass_peer check SESSION LABEL N # snapshots LABEL N times; its fields
+//!                                  # q.a..q.d must be a, 2a, 3a, 4a (one
+//!                                  # seqlock write) and n never decrease;
+//!                                  # prints "reads=N consistent=C mixed=M
+//!                                  # torn=T distinct=D"
 
 use memglass::{FixedStr, Observe, Observer, Producer, ProducerOptions, Seqlock};
 use std::io::BufRead;
@@ -76,6 +81,50 @@ fn main() -> Result<(), memglass::Error> {
                 let kv: Vec<String> = s.values.iter().map(|(p, v)| format!("{p}={v}")).collect();
                 println!("{} {}", obj.label, kv.join(" "));
             }
+            Ok(())
+        }
+        "check" => {
+            let (label, n): (&str, u64) = match (args.get(3), args.get(4)) {
+                (Some(l), Some(n)) => (l, n.parse().expect("N")),
+                _ => {
+                    eprintln!("usage: glass_peer check SESSION LABEL N");
+                    std::process::exit(2);
+                }
+            };
+            let o = Observer::connect(session)?;
+            let obj = o.find(label).ok_or_else(|| memglass::Error::NotFound(label.into()))?;
+            let (mut consistent, mut mixed, mut torn, mut distinct) = (0u64, 0u64, 0u64, 0u64);
+            let (mut last_a, mut last_n) = (u64::MAX, 0u64);
+            let uint = |s: &memglass::Snapshot, p: &str| match s.get(p) {
+                Some(memglass::Value::UInt(v)) => *v,
+                v => panic!("{p}: {v:?}"),
+            };
+            for _ in 0..n {
+                let s = match o.snapshot(&obj) {
+                    Ok(s) => s,
+                    Err(memglass::Error::Torn(_)) => {
+                        torn += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let a = uint(&s, "q.a");
+                let nv = uint(&s, "n");
+                let q = [uint(&s, "q.b"), uint(&s, "q.c"), uint(&s, "q.d")];
+                if q == [2 * a, 3 * a, 4 * a] && nv >= last_n {
+                    consistent += 1;
+                } else {
+                    mixed += 1;
+                }
+                if a != last_a {
+                    distinct += 1;
+                    last_a = a;
+                }
+                last_n = last_n.max(nv);
+            }
+            println!(
+                "reads={n} consistent={consistent} mixed={mixed} torn={torn} distinct={distinct}"
+            );
             Ok(())
         }
         m => {

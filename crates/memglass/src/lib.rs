@@ -44,6 +44,7 @@
 
 extern crate self as memglass;
 
+mod guard;
 mod layout;
 mod observer;
 mod producer;

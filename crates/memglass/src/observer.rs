@@ -168,16 +168,45 @@ impl Observer {
 
     /// Reloads types, regions and objects if the structural sequence moved;
     /// `Ok(true)` if it did.
+    /// [`Error::BadSegment`] if a segment was truncated while mapped (see
+    /// the `fstat` check of every refresh, and the truncation guard).
     pub fn refresh(&mut self) -> Result<bool> {
+        self.check_segments(true)?;
         let seq = self.h().sequence.load(Ordering::Acquire);
         if seq == self.seq {
             return Ok(false);
         }
-        self.load_types()?;
-        self.load_regions()?;
-        self.load_objects()?;
+        let r =
+            self.load_types().and_then(|_| self.load_regions()).and_then(|_| self.load_objects());
+        // What was loaded may be the guard's zeros: checked before it counts.
+        self.check_segments(false)?;
+        r?;
         self.seq = seq;
         Ok(true)
+    }
+
+    /// `BadSegment` if a read from any mapped segment hit a truncated file;
+    /// with `size`, also if a segment file is now shorter than its mapping.
+    fn check_segments(&self, size: bool) -> Result<()> {
+        for m in std::iter::once(&self.header).chain(&self.regions) {
+            if size {
+                m.check_size()?;
+            } else {
+                m.check()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `BadSegment` if a read of `obj` (its region or the header) hit a
+    /// truncated file: call after reading, before trusting the bytes.
+    #[inline]
+    fn check_obj(&self, obj: &ObjectInfo) -> Result<()> {
+        self.header.check()?;
+        match self.regions.get((obj.region as usize).wrapping_sub(1)) {
+            Some(r) => r.check(),
+            None => Ok(()),
+        }
     }
 
     fn load_types(&mut self) -> Result<()> {
@@ -449,9 +478,12 @@ impl Observer {
         }
         let base = self.base(obj)?.wrapping_add(elem as usize * t.size as usize);
         let mut buf = vec![0u8; f.size as usize];
-        self.field_bytes(base, f, &mut buf)?;
+        let r = self.field_bytes(base, f, &mut buf);
         fence(Ordering::Acquire);
-        self.gone(obj)?;
+        let r = r.and_then(|_| self.gone(obj));
+        // Truncated meanwhile: the bytes are the guard's zeros, not a value.
+        self.check_obj(obj)?;
+        r?;
         Ok(Value::decode(f.prim, f.array_len, &buf))
     }
 
@@ -504,6 +536,13 @@ impl Observer {
     ///
     /// Fails with [`Error::Gone`] if the object was destroyed meanwhile.
     pub fn read_bytes(&self, obj: &ObjectInfo) -> Result<Vec<u8>> {
+        let r = self.read_bytes_inner(obj);
+        // Truncated meanwhile: the bytes are the guard's zeros, not the object's.
+        self.check_obj(obj)?;
+        r
+    }
+
+    fn read_bytes_inner(&self, obj: &ObjectInfo) -> Result<Vec<u8>> {
         let t = self.type_of(obj)?;
         let size = t.size as usize;
         let base0 = self.base(obj)?;
@@ -548,6 +587,13 @@ impl Observer {
     /// A consistent copy of every field of `obj`: the fields under one
     /// seqlock are copied in one pass, so they belong to the same write.
     pub fn snapshot(&self, obj: &ObjectInfo) -> Result<Snapshot> {
+        let r = self.snapshot_inner(obj);
+        // Truncated meanwhile: the bytes are the guard's zeros, not values.
+        self.check_obj(obj)?;
+        r
+    }
+
+    fn snapshot_inner(&self, obj: &ObjectInfo) -> Result<Snapshot> {
         let t = self.type_of(obj)?;
         let base0 = self.base(obj)?;
         let mut values = Vec::with_capacity(t.fields.len() * obj.count as usize);
@@ -762,6 +808,9 @@ impl Observer {
             Ok(())
         })();
         self.watch = Some(ws);
+        // Truncated meanwhile (a guard's zeros, or the poll's EFAULT): no
+        // event of this call counts.
+        self.check_segments(result.is_err())?;
         result?;
         Ok(out)
     }

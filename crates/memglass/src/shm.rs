@@ -1,5 +1,6 @@
 //! Segments: files in a per-user directory on tmpfs, mapped shared.
 
+use crate::guard::Guard;
 use crate::{Error, Result};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -167,10 +168,13 @@ pub(crate) fn fstat(fd: i32) -> Result<libc::stat> {
     Ok(st)
 }
 
-/// A mapped segment. Read-only mappings never store.
+/// A mapped segment. Read-only mappings never store; they keep their file
+/// open (for the size check) and are registered with the truncation guard.
 pub(crate) struct Mapping {
     pub ptr: *mut u8,
     pub len: usize,
+    guard: Option<(Guard, OwnedFd)>,
+    name: String,
 }
 
 // SAFETY: the mapping is plain shared memory; all concurrent accesses go
@@ -181,7 +185,7 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Maps `len` bytes of `fd` shared, writable or read-only.
-    pub fn map(fd: &OwnedFd, len: usize, writable: bool) -> Result<Mapping> {
+    pub fn map(fd: OwnedFd, len: usize, writable: bool, name: &str) -> Result<Mapping> {
         let prot = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
         // SAFETY: a fresh shared mapping of a file we hold open; checked below.
         let p = unsafe {
@@ -190,12 +194,51 @@ impl Mapping {
         if p == libc::MAP_FAILED {
             return Err(os_err("mmap"));
         }
-        Ok(Mapping { ptr: p as *mut u8, len })
+        let mut m = Mapping { ptr: p as *mut u8, len, guard: None, name: name.to_string() };
+        if !writable {
+            m.guard = Some((Guard::register(m.ptr, len)?, fd));
+        }
+        Ok(m)
+    }
+
+    /// Read-only mappings: [`Error::BadSegment`] if a read from the mapping
+    /// hit the end of a truncated file (call after reading: the bytes read
+    /// are zeros then, not the producer's).
+    #[inline]
+    pub fn check(&self) -> Result<()> {
+        match &self.guard {
+            Some((g, _)) if g.truncated() => Err(self.truncated_err(None)),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Mapping::check`] plus an `fstat` of the file: `BadSegment` if it is
+    /// now shorter than the mapping.
+    pub fn check_size(&self) -> Result<()> {
+        self.check()?;
+        if let Some((_, fd)) = &self.guard {
+            let size = fstat(fd.as_raw_fd())?.st_size as usize;
+            if size < self.len {
+                return Err(self.truncated_err(Some(size)));
+            }
+        }
+        Ok(())
+    }
+
+    fn truncated_err(&self, size: Option<usize>) -> Error {
+        let now = size.map_or(String::new(), |s| format!(" to {s} bytes"));
+        Error::BadSegment(format!(
+            "{} was truncated{now} while mapped ({} bytes): the producer's segment is gone",
+            self.name, self.len
+        ))
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        // Unregistered before the unmap, so the handler never remaps an
+        // address range this mapping no longer owns.
+        drop(self.guard.take());
         // SAFETY: ptr/len came from our mmap and nothing borrows it past drop.
         unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
     }
@@ -222,7 +265,7 @@ pub(crate) fn create_segment(
         let _ = dir.unlink(name);
         return Err(os_err(&format!("ftruncate {name} to {len} bytes")));
     }
-    Mapping::map(&fd, len, true)
+    Mapping::map(fd, len, true, name)
 }
 
 /// Opens an existing segment read-only (O_RDONLY | O_NOFOLLOW): a regular
@@ -261,7 +304,7 @@ pub(crate) fn open_segment(
             min_len.max(want)
         )));
     }
-    Mapping::map(&fd, want, false)
+    Mapping::map(fd, want, false, name)
 }
 
 /// CLOCK_REALTIME in nanoseconds.

@@ -214,6 +214,17 @@ fn producer_child() {
                 a[i].venue += 100;
                 "ok".into()
             }
+            "truncate" => {
+                // truncate ID BYTES: shrink region ID's file (as anyone with
+                // write access could) under the observers' mappings.
+                let dir = PathBuf::from(std::env::var("MEMGLASS_DIR").unwrap());
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(dir.join(format!("{session}.region.{}", args[1])))
+                    .unwrap();
+                f.set_len(args[2].parse().unwrap()).unwrap();
+                "ok".into()
+            }
             "quit" => break,
             c => panic!("unknown command {c}"),
         };
@@ -939,4 +950,56 @@ fn change_events_during_churn_belong_to_their_object() {
     eprintln!("churn events: {total} objects, {created} created, {destroyed} destroyed, {fields} field events");
     assert!(created > 100 && destroyed > 100, "{created} {destroyed}");
     p.quit();
+}
+
+#[test]
+fn a_truncated_segment_is_bad_segment_never_sigbus() {
+    let mut p = Proc::producer("trunc", &[]);
+    p.cmd("book AAPL");
+    let mut o = connect("trunc");
+    let book = o.find("AAPL").unwrap();
+    assert_eq!(o.changes().unwrap().len(), 1); // Created
+                                               // Reads in a loop while the producer truncates the data segment: every
+                                               // read is the exact value or BadSegment, and after the first error
+                                               // never a value again (what the mapping holds then is not the producer's).
+    writeln!(p.stdin, "truncate 1 0").unwrap();
+    let (mut values, mut errors) = (0u64, 0u64);
+    let until = Instant::now() + Duration::from_secs(20);
+    while errors < 1000 {
+        assert!(Instant::now() < until, "no error within 20 s ({values} values read)");
+        for r in [
+            o.read(&book, "quote.bid"),
+            o.read(&book, "level"),
+            o.read(&book, "orders"),
+            o.snapshot(&book).map(|s| s.get("history").unwrap().clone()),
+        ] {
+            match r {
+                Ok(v) => {
+                    assert_eq!(errors, 0, "a value after an error: {v:?}");
+                    let history = Value::Array([1, -2, 3, -4].map(Value::Int).to_vec());
+                    assert!(
+                        [Value::Float(1.5), Value::Int(-7), Value::UInt(3), history].contains(&v),
+                        "{v:?}"
+                    );
+                    values += 1;
+                }
+                Err(Error::BadSegment(m)) => {
+                    assert!(m.contains("trunc.region.1 was truncated"), "{m}");
+                    errors += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    assert_eq!(p.line(), "ok");
+    assert!(matches!(o.changes(), Err(Error::BadSegment(_))));
+    assert!(matches!(o.refresh(), Err(Error::BadSegment(_))));
+    // The size check alone: a second observer of the same session refuses
+    // the short file at connect.
+    assert!(matches!(Observer::connect("trunc"), Err(Error::BadSegment(_))));
+    drop(o);
+    // The producer's own mapping is truncated too: it is killed, not shut down.
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+    memglass::remove_session("trunc", None).unwrap();
 }
