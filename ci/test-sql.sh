@@ -21,4 +21,6 @@ cargo test -p memwatch-record
 # The SQLite extension: its own cargo project (a loadable extension uses the
 # loading program's SQLite), tested through the sqlite3 shell.
 export MEMWATCH_TEST_RECORD_LOAD="$CARGO_TARGET_DIR/debug/examples/record_load"
-(cd crates/memwatch-sqlite && cargo fmt --check && cargo clippy --all-targets -- -D warnings && cargo test)
+# cargo build --lib first: the shell tests load the cdylib, which `cargo test`
+# alone does not build.
+(cd crates/memwatch-sqlite && cargo fmt --check && cargo clippy --all-targets -- -D warnings && cargo build --lib && cargo test)
