@@ -508,6 +508,89 @@ static void prior_handler(int siginfo_style) {
 static void t_prior_sigsegv_handler_siginfo(void) { prior_handler(1); }
 static void t_prior_sigsegv_handler_plain(void) { prior_handler(0); }
 
+/* A prior SA_SIGINFO handler that leaves by siglongjmp (never returning to
+   memwatch) gets every fault that is not memwatch's: 100 000 raised, 100 000
+   real ones. Then, in a child with no handler before memwatch, a real crash
+   still kills within 1 s. */
+static volatile sig_atomic_t g_user_sent;
+
+static void jumping_handler(int sig, siginfo_t *si, void *uc) {
+    (void)sig;
+    (void)uc;
+    g_own_faults++;
+    if (si->si_code <= 0) g_user_sent++;
+    siglongjmp(g_jmp, 1);
+}
+
+static void wait_child_deadline(pid_t pid, int *status, double limit_s, int *timed_out);
+
+static void t_prior_handler_siglongjmp_100k(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_sigaction = jumping_handler;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    REQUIRE(sigaction(SIGSEGV, &sa, NULL) == 0);
+    memwatch_watcher_t *w = new_watcher("protect");
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    uint8_t *guard = map_pages(1, PROT_NONE);
+    uint32_t id = 0;
+    REQUIRE(memwatch_watcher_watch(w, buf, 8, "watched", NULL, &id) == MEMWATCH_OK);
+    const int n = 100000;
+    volatile int missed = 0; /* volatile: live across siglongjmp */
+    for (volatile int i = 0; i < n; i++) {
+        if (sigsetjmp(g_jmp, 1) == 0) {
+            raise(SIGSEGV);
+            missed++;
+        }
+    }
+    CHECK_EQ(missed, 0);
+    CHECK_EQ(g_own_faults, n);
+    CHECK_EQ(g_user_sent, n);
+    for (volatile int i = 0; i < n; i++) {
+        if (sigsetjmp(g_jmp, 1) == 0) {
+            store(guard + (size_t)(i % 64), 1);
+            missed++;
+        }
+    }
+    CHECK_EQ(missed, 0);
+    CHECK_EQ(g_own_faults, 2 * n);
+    CHECK_EQ(g_user_sent, n);
+    store(buf + 3, 0x33);
+    memwatch_change_event_t *ev = NULL;
+    size_t count = 0;
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &count) == MEMWATCH_OK);
+    CHECK_EQ(count, 1);
+    if (count == 1) {
+        CHECK_EQ(ev[0].region_id, id);
+        CHECK_EQ(ev[0].old_value[3], 0);
+        CHECK_EQ(ev[0].new_value[3], 0x33);
+    }
+    memwatch_events_free(ev, count);
+    CHECK_EQ(g_own_faults, 2 * n); /* memwatch's own fault was not forwarded */
+
+    fflush(NULL);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        struct rlimit nocore = {0, 0};
+        setrlimit(RLIMIT_CORE, &nocore);
+        signal(SIGSEGV, SIG_DFL);
+        if (memwatch_reassert_signal_handler() != 1) _exit(3);
+        store(guard, 1); /* a real crash, no handler before memwatch */
+        _exit(4);
+    }
+    int status = 0, timed_out = 0;
+    wait_child_deadline(pid, &status, 1.0, &timed_out);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK(!timed_out);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV);
+    CHECK((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) < 1000000000L);
+    memwatch_watcher_free(w);
+}
+
 /* ---- a real crash still crashes ------------------------------------------------ */
 
 static void wait_child_deadline(pid_t pid, int *status, double limit_s, int *timed_out) {
@@ -626,6 +709,225 @@ typedef struct {
     uint8_t *slot;
     int index;
 } writer_arg_t;
+
+/* ---- fork with live watchers (issue 17) ---------------------------------------------- */
+
+static void noop_cb(const memwatch_change_event_t *ev, void *ctx) { (void)ev; (void)ctx; }
+
+static double elapsed_s(const struct timespec *t0) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* A child writes watched memory (its own copy), sees every call but free
+   fail with MEMWATCH_ERR_UNSUPPORTED, frees the inherited watchers (and the
+   global one) and exits normally (exit(3): atexit handlers and all), within
+   1 s; every backend, callback set or not. */
+static void t_fork_child_frees_and_exits(void) {
+    const char *backends[] = {"protect", "writewatch", "poll"};
+    for (int b = 0; b < 3; b++) {
+        for (int with_cb = 0; with_cb < 2; with_cb++) {
+            memwatch_watcher_t *w = new_watcher(backends[b]);
+            if (with_cb) REQUIRE(memwatch_watcher_set_callback(w, noop_cb, NULL) == MEMWATCH_OK);
+            REQUIRE(memwatch_init() == MEMWATCH_OK);
+            uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+            uint32_t id = 0;
+            REQUIRE(memwatch_watcher_watch(w, buf, 64, "inherited", NULL, &id) == MEMWATCH_OK);
+            REQUIRE(memwatch_watch((uint64_t)(uintptr_t)(buf + 64), 64, "global", NULL) != 0);
+            store(buf + 1, 1);
+            struct timespec t0;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            fflush(NULL);
+            pid_t pid = fork();
+            REQUIRE(pid >= 0);
+            if (pid == 0) {
+                for (int i = 0; i < 128; i++) store(buf + i, 0xC0);
+                for (int i = 0; i < 128; i++) if (buf[i] != 0xC0) _exit(5);
+                memwatch_change_event_t *ev = NULL;
+                size_t n = 0;
+                if (memwatch_watcher_check_changes(w, &ev, &n) != MEMWATCH_ERR_UNSUPPORTED) _exit(6);
+                if (memwatch_watcher_unwatch(w, id) != MEMWATCH_ERR_UNSUPPORTED) _exit(7);
+                memwatch_watcher_t *fresh = NULL;
+                if (memwatch_watcher_new(NULL, &fresh) != MEMWATCH_ERR_UNSUPPORTED) _exit(8);
+                memwatch_watcher_free(w);
+                memwatch_shutdown();
+                exit(0);
+            }
+            int status = 0, timed_out = 0;
+            wait_child_deadline(pid, &status, 1.0, &timed_out);
+            if (timed_out || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                fprintf(stderr, "%s callback=%d: timed_out=%d status=%#x\n", backends[b], with_cb, timed_out, status);
+            CHECK(!timed_out);
+            CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+            CHECK(elapsed_s(&t0) < 1.0);
+            CHECK_EQ(buf[0], 0);
+            CHECK_EQ(buf[1], 1);
+            if (!with_cb) {
+                memwatch_change_event_t *ev = NULL;
+                size_t n = 0;
+                REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+                CHECK_EQ(n, 1);
+                if (n == 1) {
+                    CHECK_EQ(ev[0].region_id, id);
+                    CHECK_EQ(ev[0].new_value[1], 1);
+                    CHECK_EQ(ev[0].new_value[0], 0);
+                }
+                memwatch_events_free(ev, n);
+            }
+            memwatch_watcher_free(w);
+            memwatch_shutdown();
+            munmap(buf, page());
+        }
+    }
+}
+
+struct busy { uint8_t *buf; size_t len; atomic_int stop; };
+
+static void *busy_writer(void *p) {
+    struct busy *b = p;
+    size_t i = 0;
+    while (!atomic_load(&b->stop)) {
+        store(b->buf + (i * 4099) % b->len, (uint8_t)i);
+        i++;
+    }
+    return NULL;
+}
+
+/* 300 forks per backend while a parent thread writes watched memory (the
+   worker and the delivery thread busy with it): every child frees the
+   inherited watcher and exits within 1 s. */
+static void t_fork_300_while_writing(void) {
+    const char *backends[] = {"protect", "writewatch", "poll"};
+    for (int b = 0; b < 3; b++) {
+        memwatch_watcher_t *w = new_watcher(backends[b]);
+        REQUIRE(memwatch_watcher_set_callback(w, noop_cb, NULL) == MEMWATCH_OK);
+        struct busy busy = {map_pages(4, PROT_READ | PROT_WRITE), 4 * page(), 0};
+        uint32_t id = 0;
+        REQUIRE(memwatch_watcher_watch(w, busy.buf, busy.len, "busy", NULL, &id) == MEMWATCH_OK);
+        pthread_t th;
+        REQUIRE(pthread_create(&th, NULL, busy_writer, &busy) == 0);
+        int bad = 0;
+        for (int i = 0; i < 300; i++) {
+            fflush(NULL);
+            pid_t pid = fork();
+            REQUIRE(pid >= 0);
+            if (pid == 0) {
+                store(busy.buf, 0xEE);
+                memwatch_watcher_free(w);
+                exit(0);
+            }
+            int status = 0, timed_out = 0;
+            wait_child_deadline(pid, &status, 1.0, &timed_out);
+            if (timed_out || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                if (!bad) fprintf(stderr, "%s fork %d: timed_out=%d status=%#x\n", backends[b], i, timed_out, status);
+                bad++;
+            }
+        }
+        CHECK_EQ(bad, 0);
+        atomic_store(&busy.stop, 1);
+        pthread_join(th, NULL);
+        memwatch_watcher_free(w);
+        munmap(busy.buf, busy.len);
+    }
+}
+
+/* ---- memory unmapped or replaced while watched (issue 17) ------------------------------ */
+
+/* The permissions of the page at p in /proc/self/maps ("---p", "r--p"...), or "" if unmapped. */
+static void perms_at(const void *p, char out[5]) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    out[0] = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long s, e;
+        char perms[5];
+        if (sscanf(line, "%lx-%lx %4s", &s, &e, perms) == 3 && s <= (uintptr_t)p && (uintptr_t)p < e) {
+            memcpy(out, perms, 5);
+            break;
+        }
+    }
+    if (f) fclose(f);
+}
+
+#define CHECK_PERMS(p, want, when)                                                            \
+    do {                                                                                      \
+        char _got[5];                                                                         \
+        perms_at(p, _got);                                                                    \
+        if (strcmp(_got, want) != 0) {                                                        \
+            fprintf(stderr, "%s:%d: %s %s in_window=%d: perms '%s' after %s, want '%s'\n",    \
+                    __FILE__, __LINE__, backend, doom_name[how], in_window, _got, when, want); \
+            g_failures++;                                                                     \
+        }                                                                                     \
+    } while (0)
+
+static const char *doom_name[] = {"munmap", "PROT_NONE", "PROT_READ"};
+
+/* how: 0 munmap, 1 MAP_FIXED PROT_NONE, 2 MAP_FIXED PROT_READ. */
+static void replaced_case(const char *backend, int how, int in_window, int first_is_check) {
+    memwatch_options_t o;
+    memwatch_options_default(&o);
+    o.backend = backend;
+    o.writable_window_ms = 30000; /* a written page stays open until check_changes */
+    o.poll_interval_ms = 30000;
+    memwatch_watcher_t *w = NULL;
+    REQUIRE(memwatch_watcher_new(&o, &w) == MEMWATCH_OK);
+    uint8_t *mem = map_pages(3, PROT_READ | PROT_WRITE);
+    uint8_t *doomed = mem + page();
+    uint32_t id = 0, keep = 0;
+    REQUIRE(memwatch_watcher_watch(w, doomed, 64, "doomed", NULL, &id) == MEMWATCH_OK);
+    REQUIRE(memwatch_watcher_watch(w, mem, 16, "neighbour", NULL, &keep) == MEMWATCH_OK);
+    memwatch_stats_t st;
+    REQUIRE(memwatch_watcher_get_stats(w, &st) == MEMWATCH_OK);
+    uint64_t gone_before = st.gone_regions;
+    store(doomed + 1, 7);
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 0;
+    if (!in_window) {
+        REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+        CHECK_EQ(n, 1);
+        memwatch_events_free(ev, n);
+    }
+    const char *want = how == 0 ? "" : how == 1 ? "---p" : "r--p";
+    if (how == 0) REQUIRE(munmap(doomed, page()) == 0);
+    else REQUIRE(mmap(doomed, page(), how == 1 ? PROT_NONE : PROT_READ,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == doomed);
+    CHECK_PERMS(doomed, want, "the replacement");
+    /* writewatch and poll read a readable replacement as the region's memory. */
+    int dropped = strcmp(backend, "protect") == 0 || how != 2;
+    if (first_is_check) {
+        REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+        CHECK_PERMS(doomed, want, "check_changes");
+        for (size_t i = 0; i < n; i++) CHECK_EQ(ev[i].region_id, id);
+        memwatch_events_free(ev, n);
+        REQUIRE(memwatch_watcher_get_stats(w, &st) == MEMWATCH_OK);
+        CHECK_PERMS(doomed, want, "get_stats");
+        CHECK_EQ(st.gone_regions - gone_before, dropped ? 1 : 0);
+        CHECK_EQ(st.regions, dropped ? 1 : 2);
+        CHECK_EQ(memwatch_watcher_unwatch(w, id), dropped ? 0 : 1);
+        CHECK_PERMS(doomed, want, "unwatch");
+        store(mem + 2, 9);
+        REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+        CHECK_EQ(n, 1);
+        if (n == 1) { CHECK_EQ(ev[0].region_id, keep); CHECK_EQ(ev[0].new_value[2], 9); }
+        memwatch_events_free(ev, n);
+    }
+    memwatch_watcher_free(w);
+    CHECK_PERMS(doomed, want, "free");
+    CHECK_PERMS(mem, "rw-p", "free (the neighbour)");
+    store(mem, 1);
+    munmap(mem, 3 * page());
+}
+
+static void replaced(const char *backend) {
+    for (int how = 0; how < 3; how++)
+        for (int in_window = 0; in_window < 2; in_window++)
+            for (int first_is_check = 0; first_is_check < 2; first_is_check++)
+                replaced_case(backend, how, in_window, first_is_check);
+}
+static void t_replaced_mapping_protect(void) { replaced("protect"); }
+static void t_replaced_mapping_writewatch(void) { replaced("writewatch"); }
+static void t_replaced_mapping_poll(void) { replaced("poll"); }
 
 static void *writer(void *p) {
     writer_arg_t *a = p;
@@ -1204,9 +1506,15 @@ static const test_t TESTS[] = {
     T(abi_layout),
     T(prior_sigsegv_handler_siginfo),
     T(prior_sigsegv_handler_plain),
+    T(prior_handler_siglongjmp_100k),
     T(unmapped_write_kills_child),
     T(readonly_write_kills_child),
     T(fork_child_writes),
+    T(fork_child_frees_and_exits),
+    T(fork_300_while_writing),
+    T(replaced_mapping_protect),
+    T(replaced_mapping_writewatch),
+    T(replaced_mapping_poll),
     T(threads_protect),
     T(threads_poll),
     T(threads_writewatch),

@@ -450,7 +450,10 @@ class MemoryWatcher:
 
         Keys: ``backend`` (the backend in use, never "auto"),
         ``backend_reason``, ``regions``, ``protected_pages``, ``faults``,
-        ``events``, ``dropped_wheres``, ``native_bytes``, ``snapshot_bytes``,
+        ``events``, ``dropped_wheres``, ``fallback_regions`` (regions on
+        another backend than the watcher's), ``gone_regions`` (regions
+        dropped because their memory was unmapped or replaced while watched;
+        process-wide), ``native_bytes``, ``snapshot_bytes``,
         ``pending_events``, ``callback_errors``, ``latency_p50_ns``,
         ``latency_p99_ns``.
         """

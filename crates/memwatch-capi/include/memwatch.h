@@ -15,7 +15,15 @@
  *   - Strings are UTF-8, NUL-terminated. Anything memwatch hands out is freed
  *     with the matching memwatch_*_free function.
  *   - The watched memory must stay mapped until it is unwatched (or the
- *     watcher is freed). Memory freed after memwatch_unwatch() is fine.
+ *     watcher is freed). Memory freed after memwatch_unwatch() is fine. If it
+ *     is unmapped or replaced anyway, the region is dropped and counted
+ *     (stats.gone_regions) and memwatch never changes the new mapping's
+ *     protection.
+ *   - fork(): the child's copy of watched memory is not watched. In the
+ *     child, memwatch_watcher_free(), memwatch_watcher_close() and
+ *     memwatch_shutdown() only release memory (they never wait on the
+ *     parent's threads); every other call, and creating a watcher, fails with
+ *     MEMWATCH_ERR_UNSUPPORTED.
  *
  * Thread safety: every function may be called from any thread. Callbacks run
  * on the watcher's delivery thread, one at a time per watcher.

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::delivery::{Callback, Delivery};
-use crate::engine::{engine, Engine};
+use crate::engine::{engine, forked_child_of, Engine};
 use crate::types::*;
 
 /// Watches memory regions and reports their changes.
@@ -14,6 +14,8 @@ use crate::types::*;
 /// Dropping a watcher closes it.
 pub struct Watcher {
     id: u32,
+    /// The process the watcher was created in (a forked child has a copy).
+    pid: u32,
     backend: Backend,
     backend_reason: String,
     closed: AtomicBool,
@@ -40,6 +42,7 @@ impl Watcher {
             engine.add_watcher(Arc::downgrade(&delivery), &options)?;
         Ok(Watcher {
             id,
+            pid: std::process::id(),
             backend,
             backend_reason,
             closed: AtomicBool::new(false),
@@ -54,6 +57,9 @@ impl Watcher {
     }
 
     fn check_open(&self) -> Result<(), Error> {
+        if let Some(e) = forked_child_of(self.pid) {
+            return Err(e);
+        }
         if self.closed.load(Ordering::SeqCst) {
             Err(Error::Closed)
         } else {
@@ -142,6 +148,15 @@ impl Watcher {
 
     /// Statistics of this watcher.
     pub fn stats(&self) -> Stats {
+        if let Some(e) = forked_child_of(self.pid) {
+            // The engine's lock may be held by a parent thread that is not
+            // here: report only what the watcher itself knows.
+            return Stats {
+                backend: Some(self.backend),
+                backend_reason: e.to_string(),
+                ..Stats::default()
+            };
+        }
         let c = self.engine.counts_of(self.id);
         let backend_reason = match (self.backend_reason.is_empty(), c.fallback_reason.is_empty()) {
             (_, true) => self.backend_reason.clone(),
@@ -171,6 +186,9 @@ impl Watcher {
     /// Bytes of the engine's own mappings (fault ring, page table), shared by
     /// all watchers and not counted in any watcher's `native_bytes`.
     pub fn engine_bytes(&self) -> usize {
+        if forked_child_of(self.pid).is_some() {
+            return 0;
+        }
         self.engine.shared_bytes()
     }
 
@@ -181,9 +199,11 @@ impl Watcher {
 
     /// Unwatches everything, stops the delivery thread (after the callback
     /// running now returns) and drops pending events. Idempotent; may be
-    /// called from inside the callback.
+    /// called from inside the callback. In a forked child it only marks the
+    /// watcher closed: the engine's worker and the delivery thread are the
+    /// parent's (not in the child), and so may be the locks they held.
     pub fn close(&self) {
-        if self.closed.swap(true, Ordering::SeqCst) {
+        if self.closed.swap(true, Ordering::SeqCst) || forked_child_of(self.pid).is_some() {
             return;
         }
         self.engine.remove_watcher(self.id);

@@ -96,6 +96,8 @@ struct State {
 
 /// The process-wide engine.
 pub struct Engine {
+    /// The process the engine (and its worker thread) was started in.
+    pid: u32,
     state: Mutex<State>,
     wake: EventFd,
     idle: IdleGate,
@@ -111,6 +113,7 @@ pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
             let wake = EventFd::new().map_err(|e| format!("eventfd: {e}"))?;
             let (protect, idle) = ProtectPages::new(ring_capacity, wake.fd())?;
             let engine: &'static Engine = Box::leak(Box::new(Engine {
+                pid: std::process::id(),
                 state: Mutex::new(State {
                     registry: Registry {
                         regions: Regions::new(),
@@ -138,11 +141,31 @@ pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
         })
         .clone()
         .map_err(Error::Os)
+        .and_then(|e| match forked_child_of(e.pid) {
+            Some(why) => Err(why),
+            None => Ok(e),
+        })
+}
+
+/// `Some(error)` when called in a process forked from `pid` (the process a
+/// watcher or the engine was started in): its threads and locks are the
+/// parent's, so the child may only free what it inherited.
+pub fn forked_child_of(pid: u32) -> Option<Error> {
+    let me = std::process::id();
+    (me != pid).then(|| {
+        Error::Unsupported(format!(
+            "memwatch was started in process {pid}; this process ({me}) is a fork of it, where watchers are not watched and memwatch cannot be used"
+        ))
+    })
 }
 
 impl Engine {
+    /// The state; every lock starts a pass, with a fresh view of the
+    /// process's mappings for the protect backend's checks.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.backends.protect.new_pass();
+        st
     }
 
     /// Registers a watcher; returns its id, the backend it will use, and why
@@ -226,6 +249,12 @@ impl Engine {
         let mut st = self.lock();
         let st = &mut *st;
         let ps = sys::page_size();
+        // Pages protected for earlier regions whose mapping was replaced
+        // since: those regions are gone, and the new mapping is judged on
+        // its own protection below.
+        if st.backends.protect.drop_if_replaced(addr, len) {
+            st.reap_gone();
+        }
         let mappings = maps::writable_mappings(addr, len, |page_addr| {
             st.backends.protect.saved_prot(page_addr / ps)
         })?;
@@ -321,7 +350,18 @@ impl Engine {
     pub fn unwatch(&self, watcher: u32, id: RegionId) -> bool {
         let mut st = self.lock();
         match st.registry.regions.get(id) {
-            Some(r) if r.watcher == watcher => st.unwatch(id),
+            Some(r) if r.watcher == watcher => {
+                // A protect region whose memory was unmapped or replaced is
+                // gone (dropped and counted), not unwatched.
+                let (kind, addr, len) = (r.kind, r.addr, r.size());
+                if kind == Kind::Protect && st.backends.protect.drop_if_replaced(addr, len) {
+                    st.reap_gone();
+                    if st.registry.regions.get(id).is_none() {
+                        return false;
+                    }
+                }
+                st.unwatch(id)
+            }
             _ => false,
         }
     }
@@ -482,8 +522,9 @@ impl State {
         true
     }
 
-    /// Drops the regions found unmapped during this pass.
+    /// Drops the regions found unmapped or replaced during this pass.
     fn reap_gone(&mut self) {
+        self.registry.newly_gone.extend(self.backends.protect.take_gone());
         for rid in std::mem::take(&mut self.registry.newly_gone) {
             if self.unwatch(rid) {
                 self.gone_regions += 1;

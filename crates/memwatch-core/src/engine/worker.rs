@@ -38,7 +38,11 @@ impl Engine {
                 let reg = &st.registry;
                 let pages = [b.protect.next_deadline(reg), b.writewatch.next_deadline(reg)];
                 let page_deadline = pages.into_iter().flatten().min();
-                let next = page_deadline.into_iter().chain(b.poll.next_deadline(reg)).min();
+                let next = page_deadline
+                    .into_iter()
+                    .chain(b.poll.next_deadline(reg))
+                    .chain(b.protect.next_sweep())
+                    .min();
                 let now = sys::monotonic_ns();
                 (next.map(|d| d.saturating_sub(now)), page_deadline.is_some())
             };

@@ -12,6 +12,8 @@ pub struct Mapping {
     pub prot: i32,
     /// The main thread's stack (`[stack]`).
     pub is_stack: bool,
+    /// Private anonymous memory (inode 0: heap, stacks, anonymous mmap).
+    pub anon: bool,
 }
 
 fn parse_line(line: &str) -> Option<Mapping> {
@@ -21,7 +23,9 @@ fn parse_line(line: &str) -> Option<Mapping> {
     let (start, end) = range.split_once('-')?;
     let start = usize::from_str_radix(start, 16).ok()?;
     let end = usize::from_str_radix(end, 16).ok()?;
-    let is_stack = parts.nth(3) == Some("[stack]");
+    let inode = parts.nth(2);
+    let anon = inode == Some("0");
+    let is_stack = parts.next() == Some("[stack]");
     let mut prot = 0;
     if perms.first() == Some(&b'r') {
         prot |= libc::PROT_READ;
@@ -32,7 +36,34 @@ fn parse_line(line: &str) -> Option<Mapping> {
     if perms.get(2) == Some(&b'x') {
         prot |= libc::PROT_EXEC;
     }
-    Some(Mapping { start, end, prot, is_stack })
+    Some(Mapping { start, end, prot, is_stack, anon })
+}
+
+/// Every mapping of the process, in address order.
+pub fn all() -> Result<Vec<Mapping>, Error> {
+    let text = std::fs::read_to_string("/proc/self/maps")
+        .map_err(|e| Error::Os(format!("cannot read /proc/self/maps: {e}")))?;
+    Ok(text.lines().filter_map(parse_line).collect())
+}
+
+/// The mapping holding `addr`, from the sorted list `all()` returned.
+pub fn find(maps: &[Mapping], addr: usize) -> Option<&Mapping> {
+    let i = maps.partition_point(|m| m.end <= addr);
+    maps.get(i).filter(|m| m.start <= addr)
+}
+
+/// /proc/self/maps read at most once per engine pass, on first need. Only
+/// valid while the engine lock is held: the protection states it is
+/// consulted for (ours read-only or ours written) are both accepted, so the
+/// engine's own mprotect calls during the pass do not make it stale.
+#[derive(Default)]
+pub struct MapsCache(Option<Result<Vec<Mapping>, ()>>);
+
+impl MapsCache {
+    /// The mappings, or None if /proc/self/maps cannot be read.
+    pub fn get(&mut self) -> Option<&[Mapping]> {
+        self.0.get_or_insert_with(|| all().map_err(|_| ())).as_deref().ok()
+    }
 }
 
 /// The mappings covering `[addr, addr+len)`, in address order, after checking

@@ -193,3 +193,38 @@ pub fn is_mapped(addr: usize, len: usize) -> bool {
         libc::msync(addr as *mut libc::c_void, len, libc::MS_ASYNC) != -1 || errno() != libc::ENOMEM
     }
 }
+
+/// For each of `count` pages from page-aligned `addr`: true if it is in
+/// memory or swapped out (bits 63 and 62 of /proc/self/pagemap), false if
+/// it was never touched since it was mapped (or its memory was discarded).
+/// None if pagemap cannot be read.
+pub fn pages_populated(addr: usize, count: usize) -> Option<Vec<bool>> {
+    static PAGEMAP: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    let fd = *PAGEMAP.get_or_init(|| {
+        // SAFETY: NUL-terminated path.
+        unsafe { libc::open(c"/proc/self/pagemap".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }
+    });
+    if fd < 0 {
+        return None;
+    }
+    let mut entries = vec![0u64; count];
+    let bytes = count * 8;
+    let mut done = 0;
+    while done < bytes {
+        let offset = (addr / page_size() * 8 + done) as libc::off_t;
+        // SAFETY: reading into our own buffer, within its length.
+        let n = unsafe {
+            libc::pread(
+                fd,
+                (entries.as_mut_ptr() as *mut u8).add(done) as *mut libc::c_void,
+                bytes - done,
+                offset,
+            )
+        };
+        if n <= 0 {
+            return None;
+        }
+        done += n as usize;
+    }
+    Some(entries.iter().map(|e| e & (3 << 62) != 0).collect())
+}

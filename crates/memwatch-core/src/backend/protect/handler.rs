@@ -264,48 +264,145 @@ unsafe fn handle_ours(
 }
 
 /// Passes a fault that is not ours to the previously installed handler.
+/// Its frame stays small (the previous handler runs on top of it, maybe on
+/// a small alternate signal stack): the bookkeeping is in helpers that
+/// return before the call.
 ///
 /// # Safety
 /// Arguments as received by our handler.
 unsafe fn forward(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the selected slot was fully written before it was selected.
     let prev = unsafe { &*PREV[PREV_INDEX.load(Ordering::SeqCst)].0.get() };
-    let h = prev.sa_sigaction;
-    // A forward nested in a forward on this thread means the previous handler
-    // re-raised into us (faulthandler restores its predecessor, memwatch, and
-    // raises): end the loop with the default action, so the process dies with
-    // the real SIGSEGV after that handler did its work.
-    // Only a signal sent by software (raise, kill: si_code <= 0) can be such
-    // a loop; a hardware fault on a thread already marked means its previous
-    // handler left by siglongjmp, and the mark is simply reused.
-    let tid = sys::gettid();
+    // This forward's mark: a nonce in this stack frame (see ForwardMark).
+    let mut canary = [0u64; 2];
     // SAFETY: info is the kernel's siginfo (null-checked).
     let user_sent = !info.is_null() && unsafe { (*info).si_code } <= 0;
-    let slot = handler_state::get_in_handler().and_then(|hs| {
-        if let Some(mine) = hs.forwarding.iter().find(|s| s.load(Ordering::SeqCst) == tid) {
-            return Some(if user_sent { None } else { Some(mine) });
-        }
-        hs.forwarding
-            .iter()
-            .find(|s| s.compare_exchange(0, tid, Ordering::SeqCst, Ordering::SeqCst).is_ok())
-            .map(Some)
-    });
-    let slot = match slot {
-        Some(None) => {
-            let mut dfl = unsafe_zeroed_sigaction();
-            dfl.sa_sigaction = libc::SIG_DFL;
-            // SAFETY: sigaction is async-signal-safe; dfl is a valid sigaction.
-            unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
-            return;
-        }
-        Some(Some(s)) => Some(s),
-        None => None,
+    let Some(mark) = begin_forward(&mut canary, user_sent) else {
+        // A loop: end it with the default action.
+        let mut dfl = unsafe_zeroed_sigaction();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        // SAFETY: sigaction is async-signal-safe; dfl is a valid sigaction.
+        unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
+        return;
     };
     // SAFETY: forwarding the kernel's arguments to the previous handler.
-    unsafe { call_previous(prev, h, sig, info, ctx) };
-    if let Some(s) = slot {
-        s.store(0, Ordering::SeqCst);
+    unsafe { call_previous(prev, prev.sa_sigaction, sig, info, ctx) };
+    end_forward(mark);
+    // Keep the canary in memory until the previous handler returned.
+    // SAFETY: reading our own local.
+    let _ = unsafe { std::ptr::read_volatile(&canary) };
+}
+
+/// What end_forward restores: the thread's mark slot and the outer live
+/// forward's (frame, nonce), if this one is nested in it.
+type Mark = Option<(&'static handler_state::ForwardMark, Option<(usize, u64)>)>;
+
+/// Marks the forward whose frame holds `canary`. None if it is a loop: a
+/// forward nested in a live forward on this thread, for a signal sent by
+/// software (raise, kill: si_code <= 0), means the previous handler
+/// re-raised into us (faulthandler restores its predecessor, memwatch, and
+/// raises); the caller ends it with the default action, so the process dies
+/// with the real SIGSEGV after that handler did its work. A nested hardware
+/// fault is a fault inside that handler, forwarded like any other. A mark
+/// that is not live was left by a previous handler that left by siglongjmp
+/// (it never returned to us): it is simply replaced.
+#[inline(never)]
+fn begin_forward(canary: &mut [u64; 2], user_sent: bool) -> Option<Mark> {
+    let here = canary.as_mut_ptr() as usize;
+    let Some(hs) = handler_state::get_in_handler() else { return Some(None) };
+    let nonce = hs.next_nonce.fetch_add(1, Ordering::Relaxed) | 1;
+    // SAFETY: canary is the caller's live local; volatile so the store is kept.
+    unsafe { std::ptr::write_volatile(canary, seal(nonce, here)) };
+    let Some(slot) = mark_slot(hs, sys::gettid()) else { return Some(None) };
+    let (frame, old) = (slot.frame.load(Ordering::Relaxed), slot.nonce.load(Ordering::Relaxed));
+    let live = frame > here && old != 0 && frame_holds(frame, seal(old, frame));
+    if live && user_sent {
+        return None;
     }
+    slot.frame.store(here, Ordering::Relaxed);
+    slot.nonce.store(nonce, Ordering::Relaxed);
+    Some(Some((slot, live.then_some((frame, old)))))
+}
+
+/// After the previous handler returned: the outer forward's mark is current
+/// again, or the slot is free.
+#[inline(never)]
+fn end_forward(mark: Mark) {
+    let Some((slot, outer)) = mark else { return };
+    let (frame, nonce) = outer.unwrap_or((0, 0));
+    slot.frame.store(frame, Ordering::Relaxed);
+    slot.nonce.store(nonce, Ordering::Relaxed);
+    if outer.is_none() {
+        slot.tid.store(0, Ordering::SeqCst);
+    }
+}
+
+/// The two words a forwarding frame holds: a nonce and a check word tied to
+/// the frame's address (a stale copy elsewhere does not match).
+fn seal(nonce: u64, frame: usize) -> [u64; 2] {
+    [nonce, nonce.rotate_left(17) ^ frame as u64 ^ 0x6d65_6d77_6174_6368]
+}
+
+/// The calling thread's mark slot: its own, a free one, or one of a thread
+/// that no longer exists (a thread whose handler left by siglongjmp and that
+/// then exited). None when all are taken: forwarding then has no loop check.
+/// Async-signal-safe.
+fn mark_slot(
+    hs: &'static handler_state::HandlerState,
+    tid: u32,
+) -> Option<&'static handler_state::ForwardMark> {
+    if let Some(mine) = hs.forwarding.iter().find(|s| s.tid.load(Ordering::SeqCst) == tid) {
+        return Some(mine);
+    }
+    let claim = |s: &handler_state::ForwardMark, expect: u32| {
+        s.tid.compare_exchange(expect, tid, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+    };
+    if let Some(free) = hs.forwarding.iter().find(|s| claim(s, 0)) {
+        free.frame.store(0, Ordering::Relaxed);
+        free.nonce.store(0, Ordering::Relaxed);
+        return Some(free);
+    }
+    // SAFETY: getpid/tgkill with signal 0 only check that the thread exists.
+    let pid = unsafe { libc::getpid() };
+    hs.forwarding.iter().find(|s| {
+        let other = s.tid.load(Ordering::SeqCst);
+        // SAFETY: as above.
+        let gone = unsafe { libc::syscall(libc::SYS_tgkill, pid, other, 0) } != 0
+            && sys::errno() == libc::ESRCH;
+        if gone && claim(s, other) {
+            s.frame.store(0, Ordering::Relaxed);
+            s.nonce.store(0, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    })
+}
+
+/// True if the 16 bytes at `frame` read `want`. Read with process_vm_readv,
+/// which fails instead of faulting: the frame may lie on a stack that is no
+/// longer mapped. Async-signal-safe.
+fn frame_holds(frame: usize, want: [u64; 2]) -> bool {
+    let mut got = [0u64; 2];
+    let local = libc::iovec { iov_base: got.as_mut_ptr() as *mut libc::c_void, iov_len: 16 };
+    let remote = libc::iovec { iov_base: frame as *mut libc::c_void, iov_len: 16 };
+    // SAFETY: local is our own 16-byte buffer; the kernel checks the remote
+    // range and reports EFAULT instead of faulting.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if n == 16 {
+        return got == want;
+    }
+    let e = sys::errno();
+    if n < 0
+        && (e == libc::EPERM || e == libc::ENOSYS)
+        && frame - (&got as *const _ as usize) < 1 << 20
+    {
+        // The call is refused (seccomp): a frame less than 1 MiB above this
+        // one is on this stack, mapped.
+        // SAFETY: see above; volatile: the words may change under us.
+        return unsafe { std::ptr::read_volatile(frame as *const [u64; 2]) } == want;
+    }
+    false
 }
 
 /// Calls the previous disposition the way it was installed.

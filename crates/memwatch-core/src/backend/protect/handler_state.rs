@@ -19,14 +19,33 @@ pub struct HandlerState {
     /// Set by the worker before it blocks with no deadline; a handler that
     /// clears it wakes the worker.
     pub worker_idle: AtomicBool,
-    /// Kernel thread ids currently forwarding a fault to the previous
-    /// handler (0 = free slot): a forward nested in another on the same
-    /// thread is a loop (a chained handler that re-raises) and is broken.
-    pub forwarding: [AtomicU32; FORWARD_SLOTS],
+    /// Source of the nonces that mark forwarding frames.
+    pub next_nonce: AtomicU64,
+    /// Threads forwarding (or that once forwarded) a fault to the previous
+    /// handler: a forward nested in a live one on the same thread is a loop
+    /// (a chained handler that re-raises) and is broken.
+    pub forwarding: [ForwardMark; FORWARD_SLOTS],
+}
+
+/// The innermost forward of one thread. A previous handler may leave by
+/// siglongjmp and never return, so a mark can outlive its forward: it is
+/// live only while its frame (the address of a nonce on the forwarding
+/// stack frame) is above the current one and still holds its nonce.
+#[repr(C)]
+pub struct ForwardMark {
+    /// Kernel thread id (0 = free slot).
+    pub tid: AtomicU32,
+    /// Address of the nonce in the forwarding frame.
+    pub frame: AtomicUsize,
+    /// The nonce written there.
+    pub nonce: AtomicU64,
 }
 
 /// Threads that can be forwarding at once with loop protection.
 pub const FORWARD_SLOTS: usize = 64;
+
+// The state lives in one page (4096 bytes at least).
+const _: () = assert!(std::mem::size_of::<HandlerState>() <= 4096);
 
 static STATE: AtomicPtr<HandlerState> = AtomicPtr::new(std::ptr::null_mut());
 static INIT: OnceLock<usize> = OnceLock::new();

@@ -166,6 +166,17 @@ impl PageTableWriter {
         }
     }
 
+    /// Stops treating `page` as watched at once, with no grace period: its
+    /// mapping was replaced, so a fault there is not a race with unwatch
+    /// and goes to the previous handler.
+    pub fn forget(&self, page: usize) {
+        if let Some(s) = current().and_then(|t| t.lookup(page)) {
+            let long_ago = (sys::monotonic_ns() / 1_000_000) as u32 ^ 0x8000_0000; // half the wrapping range away
+            s.removed_at_ms.store(long_ago, Ordering::SeqCst);
+            s.state.store(0, Ordering::SeqCst);
+        }
+    }
+
     /// Takes the dirty bit of `page`: true if it was set.
     pub fn take_dirty(&self, page: usize) -> bool {
         current()

@@ -12,7 +12,8 @@ use super::page_table::PageTableWriter;
 use super::ring::Ring;
 use crate::backend::{self, Detector, Dirty, FaultRecord, NewRegion, Owners, Pass};
 use crate::regions::IdList;
-use crate::sys::{self, maps};
+use crate::sys;
+use crate::sys::maps::{self, MapsCache};
 use crate::types::{Error, RegionId};
 
 /// A page re-faulted within a window of its re-protection this many times
@@ -53,6 +54,12 @@ pub struct ProtectPages {
     ring: &'static Ring,
     /// Hot pages of the last collect, waiting for after_diff.
     hot_batch: Vec<usize>,
+    /// /proc/self/maps as of this pass (read on first need).
+    maps: MapsCache,
+    /// Regions on pages found replaced, for the engine to drop (take_gone).
+    gone: Vec<RegionId>,
+    /// When to check all pages next (check_changes checks them too).
+    next_sweep_ns: u64,
 }
 
 /// What the worker checks, without the engine mutex, before it blocks: the
@@ -98,6 +105,9 @@ impl ProtectPages {
             table: PageTableWriter::new(),
             ring,
             hot_batch: Vec::new(),
+            maps: MapsCache::default(),
+            gone: Vec::new(),
+            next_sweep_ns: 0,
         };
         Ok((pages, IdleGate { ring }))
     }
@@ -112,6 +122,95 @@ impl ProtectPages {
     /// page table): no watch may cover them.
     pub fn own_ranges(&self) -> [Option<(usize, usize)>; 3] {
         [Some(self.ring.range()), Some(handler_state::range()), self.table.range()]
+    }
+
+    /// Starts a pass (the engine took its lock): mappings are read afresh
+    /// when next needed.
+    pub fn new_pass(&mut self) {
+        self.maps = MapsCache::default();
+    }
+
+    /// Regions on pages found replaced or unmapped since the last call.
+    pub fn take_gone(&mut self) -> Vec<RegionId> {
+        std::mem::take(&mut self.gone)
+    }
+
+    /// When the worker must check every page again (None: no pages).
+    pub fn next_sweep(&self) -> Option<u64> {
+        (!self.pages.is_empty()).then_some(self.next_sweep_ns)
+    }
+
+    /// Checks the tracked pages of `[addr, addr+len)`; true if any was
+    /// replaced (then forgotten, its regions queued for take_gone).
+    pub fn drop_if_replaced(&mut self, addr: usize, len: usize) -> bool {
+        let tracked: Vec<usize> =
+            backend::pages_of(addr, len).filter(|p| self.pages.contains_key(p)).collect();
+        let replaced = self.replaced_pages(&tracked);
+        self.drop_replaced(&replaced);
+        !replaced.is_empty()
+    }
+
+    /// The pages of `pages` (tracked ones) that no longer hold the mapping
+    /// the engine protected. Ours is mapped with the protection the engine
+    /// left it in: read-only between writes (`PROT_READ`, plus `PROT_EXEC`
+    /// if it had it), or written (its own protection plus read-write, as the
+    /// handler leaves it). A read-only private anonymous page must also be
+    /// populated (in memory or swapped): the engine read it when it was
+    /// watched, while a mapping made over it since is empty until touched.
+    /// Anything else (unmapped, another protection) was replaced. When
+    /// /proc/self/maps cannot be read nothing is judged replaced.
+    fn replaced_pages(&mut self, pages: &[usize]) -> Vec<usize> {
+        if pages.is_empty() {
+            return Vec::new();
+        }
+        let Some(all) = self.maps.get() else { return Vec::new() };
+        let ps = sys::page_size();
+        let mut replaced = Vec::new();
+        let mut populated_needed = Vec::new();
+        for &page in pages {
+            let Some(info) = self.pages.get(&page) else { continue };
+            let written = info.prot | libc::PROT_READ | libc::PROT_WRITE;
+            let read_only = libc::PROT_READ | (info.prot & libc::PROT_EXEC);
+            match maps::find(all, page * ps) {
+                Some(m) if m.prot == written => {}
+                Some(m) if m.prot == read_only => {
+                    if m.anon {
+                        populated_needed.push(page);
+                    }
+                }
+                _ => replaced.push(page),
+            }
+        }
+        populated_needed.sort_unstable();
+        populated_needed.dedup();
+        for (first, last) in backend::runs(&populated_needed) {
+            if let Some(flags) = sys::pages_populated(first * ps, last - first + 1) {
+                let empty = flags.iter().enumerate().filter(|(_, p)| !**p);
+                replaced.extend(empty.map(|(i, _)| first + i));
+            }
+        }
+        replaced
+    }
+
+    /// Forgets replaced pages without touching their protection (and with
+    /// no grace period for faults there: those are the program's own); the
+    /// regions on them are gone.
+    fn drop_replaced(&mut self, pages: &[usize]) {
+        for &page in pages {
+            if let Some(info) = self.pages.remove(&page) {
+                self.open.remove(&page);
+                self.table.forget(page);
+                self.gone.extend_from_slice(info.regions.as_slice());
+            }
+        }
+    }
+
+    /// Checks every page (check_changes, and the worker every poll interval).
+    fn sweep(&mut self, owners: &dyn Owners, now: u64) {
+        self.next_sweep_ns = now + backend::shortest_poll_ns(owners);
+        let pages: Vec<usize> = self.pages.keys().copied().collect();
+        let replaced = self.replaced_pages(&pages);
+        self.drop_replaced(&replaced);
     }
 
     /// The regions on a page.
@@ -282,6 +381,9 @@ impl ProtectPages {
     /// regions on them, each with the earliest known writer among its pages.
     fn process_pages(&mut self, owners: &dyn Owners, pages: &[usize], now: u64) -> Vec<Dirty> {
         let ps = sys::page_size();
+        // Never re-protect a mapping that replaced ours.
+        let replaced = self.replaced_pages(pages);
+        self.drop_replaced(&replaced);
         // Region -> the earliest known writer among its pages in this batch.
         let mut touched: HashMap<RegionId, Option<FaultRecord>> = HashMap::new();
         for &page in pages {
@@ -347,22 +449,29 @@ impl Detector for ProtectPages {
 
     fn unregister(&mut self, id: RegionId, addr: usize, len: usize) {
         let ps = sys::page_size();
+        let mut emptied = Vec::new();
         for page in backend::pages_of(addr, len) {
-            let now_empty = match self.pages.get_mut(&page) {
-                Some(info) => {
-                    info.regions.remove(id);
-                    info.regions.is_empty()
+            if let Some(info) = self.pages.get_mut(&page) {
+                info.regions.remove(id);
+                if info.regions.is_empty() {
+                    emptied.push(page);
                 }
-                None => false,
-            };
-            if now_empty {
-                let info = self.pages.remove(&page).expect("present");
-                // Writable again first, then the tombstone: a fault that
-                // raced with this retries and succeeds.
-                let _ = sys::mprotect(page * ps, ps, info.prot);
-                self.table.deactivate(page);
-                self.open.remove(&page);
             }
+        }
+        // Never restore (raise) the protection of a mapping that replaced
+        // ours: such pages are only forgotten.
+        let replaced: HashSet<usize> = self.replaced_pages(&emptied).into_iter().collect();
+        for page in emptied {
+            let info = self.pages.remove(&page).expect("present");
+            self.open.remove(&page);
+            if replaced.contains(&page) {
+                self.table.forget(page);
+                continue;
+            }
+            // Writable again first, then the tombstone: a fault that raced
+            // with this retries and succeeds.
+            let _ = sys::mprotect(page * ps, ps, info.prot);
+            self.table.deactivate(page);
         }
         if self.pages.is_empty() {
             // Nothing is watched here any more: give the maps' memory back.
@@ -373,6 +482,9 @@ impl Detector for ProtectPages {
 
     fn collect(&mut self, owners: &dyn Owners, now: u64, pass: Pass) -> Vec<Dirty> {
         self.collect_faults(owners, now);
+        if matches!(pass, Pass::Now(_)) || now >= self.next_sweep_ns {
+            self.sweep(owners, now);
+        }
         let pages: Vec<usize> = match pass {
             Pass::Now(_) => self.open.keys().copied().collect(),
             Pass::Due => self
