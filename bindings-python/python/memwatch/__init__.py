@@ -453,7 +453,9 @@ class MemoryWatcher:
         ``events``, ``dropped_wheres``, ``fallback_regions`` (regions on
         another backend than the watcher's), ``gone_regions`` (regions
         dropped because their memory was unmapped or replaced while watched;
-        process-wide), ``native_bytes``, ``snapshot_bytes``,
+        process-wide), ``reprotect_failures`` (protect pages that could not
+        be made read-only again, near vm.max_map_count, and were polled
+        instead; process-wide), ``native_bytes``, ``snapshot_bytes``,
         ``pending_events``, ``callback_errors``, ``latency_p50_ns``,
         ``latency_p99_ns``.
         """

@@ -207,6 +207,11 @@ pub struct Stats {
     /// Regions dropped because their memory was unmapped while watched
     /// (engine-wide).
     pub gone_regions: u64,
+    /// Times a protect page could not be made read-only again after a write
+    /// (mprotect failed: ENOMEM near vm.max_map_count), engine-wide. No write
+    /// is missed for it: such a page stays writable and is polled every poll
+    /// interval until it can be re-armed.
+    pub reprotect_failures: u64,
     /// Faults whose *where* was dropped because the ring was full (engine-wide).
     /// The change itself is never dropped.
     pub dropped_wheres: u64,

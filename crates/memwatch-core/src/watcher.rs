@@ -173,6 +173,7 @@ impl Watcher {
             events: d.events,
             fallback_regions: c.fallback_regions,
             gone_regions: c.gone_regions,
+            reprotect_failures: c.reprotect_failures,
             dropped_wheres: c.dropped_wheres,
             native_bytes: c.native_bytes,
             snapshot_bytes: c.snapshot_bytes,

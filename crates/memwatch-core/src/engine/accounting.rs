@@ -27,6 +27,8 @@ pub struct WatcherCounts {
     pub dropped_wheres: u64,
     /// Regions dropped because their memory was unmapped while watched.
     pub gone_regions: u64,
+    /// Protect pages whose re-arming failed (then polled).
+    pub reprotect_failures: u64,
 }
 
 impl Engine {
@@ -41,6 +43,7 @@ impl Engine {
             faults: protect.faults(),
             dropped_wheres: protect.dropped_wheres(),
             gone_regions: st.gone_regions,
+            reprotect_failures: protect.reprotect_failures(),
             ..WatcherCounts::default()
         };
         if let Some(w) = reg.watchers.get(&watcher) {
