@@ -823,6 +823,7 @@ impl Watcher {
         d.set_item("fallback_regions", s.fallback_regions)?;
         d.set_item("gone_regions", s.gone_regions)?;
         d.set_item("reprotect_failures", s.reprotect_failures)?;
+        d.set_item("shared_regions", s.shared_regions)?;
         d.set_item("native_bytes", s.native_bytes)?;
         d.set_item("snapshot_bytes", s.snapshot_bytes)?;
         d.set_item("pending_events", s.pending_events)?;

@@ -121,6 +121,29 @@ def reassert_signal_handler() -> bool:
     return _memwatch.reassert_signal_handler()
 
 
+def _refuse_movable(obj: Any) -> None:
+    """Raises InvalidArgumentError for a ctypes object that owns its memory.
+
+    ctypes tracks no buffer exports, so ``ctypes.resize()`` of such an object
+    moves its memory even while it is watched, and the watcher would go on
+    reading freed memory. A ctypes object that does not own its memory
+    (``from_buffer`` of a bytearray, ``from_address``, a
+    ``multiprocessing.Array``) cannot be resized: it is watched as usual.
+    """
+    while isinstance(obj, memoryview):
+        obj = obj.obj
+    ct = sys.modules.get("ctypes")
+    if ct is None:
+        return
+    kinds = (ct.Array, ct.Structure, ct.Union, ct._SimpleCData, ct._Pointer)
+    if isinstance(obj, kinds) and getattr(obj, "_b_needsfree_", 0):
+        raise InvalidArgumentError(
+            f"a {type(obj).__name__} that owns its memory can be moved by ctypes.resize(), "
+            "which no buffer export prevents; watch one made with "
+            "from_buffer(bytearray(...)) instead (the bytearray then pins it)"
+        )
+
+
 def _infer_name(obj: Any, frame: Optional[FrameType]) -> str:
     """The caller's variable name for ``obj`` when exactly one name binds it.
 
@@ -287,7 +310,7 @@ class MemoryWatcher:
         Args:
             obj: a writable, contiguous buffer-protocol object: bytearray,
                 memoryview (of writable memory), numpy array, mmap,
-                array.array, ctypes array, ...
+                array.array, ctypes array made with ``from_buffer``, ...
             name: the name events report. When None it is the caller's
                 variable name for ``obj`` if exactly one variable binds it,
                 else ``"<type at 0x...>"``.
@@ -311,7 +334,9 @@ class MemoryWatcher:
             ReadOnlyError (a TypeError): ``obj`` is read-only, e.g. ``bytes``.
             NotContiguousError (a TypeError): ``obj`` is a strided view.
             TypeError: ``obj`` does not support the buffer protocol.
-            InvalidArgumentError (a ValueError): ``obj`` is empty.
+            InvalidArgumentError (a ValueError): ``obj`` is empty, or a ctypes
+                object that owns its memory (``ctypes.resize()`` could move
+                it; use ``from_buffer(bytearray(n))``).
             OverlapError (a ValueError): the memory overlaps a region of this watcher.
             WatcherClosedError (a ValueError): the watcher is closed.
         """
@@ -330,6 +355,7 @@ class MemoryWatcher:
             raise InvalidArgumentError("metadata must not contain NUL characters")
         if not isinstance(force_store, bool):
             raise TypeError(f"force_store must be a bool, got {type(force_store).__name__}")
+        _refuse_movable(obj)
         if self._native_args is None:  # a user adapter
             return int(self._native.watch(obj, name, force_store, metadata))
         native = self._store_native() if force_store else self._native

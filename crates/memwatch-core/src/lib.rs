@@ -53,12 +53,12 @@ mod watcher;
 
 use backend::protect::handler;
 
-pub use delivery::Callback;
+pub use delivery::{Callback, QUEUE_CAP};
 /// The MemStream value store (crates/memwatch-store), re-exported.
 pub use memwatch_store as store;
 pub use types::*;
 pub use watched::{StableBytes, Watched};
-pub use watcher::Watcher;
+pub use watcher::{Pending, Watcher};
 
 /// Environment variable that makes the writewatch backend unavailable in this
 /// process (set to anything but "" or "0"): `auto` then picks protect.

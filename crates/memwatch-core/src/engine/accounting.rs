@@ -19,6 +19,10 @@ pub struct WatcherCounts {
     pub fallback_regions: usize,
     /// Why, for the last of them (empty if none).
     pub fallback_reason: String,
+    /// Regions in shared mappings on protect/writewatch (others' writes unseen).
+    pub shared_regions: usize,
+    /// What that means, for the last of them (empty if none).
+    pub shared_reason: String,
     /// Pages kept write-protected, all watchers (protect and writewatch).
     pub protected_pages: usize,
     /// Write faults handled since the process started (protect).
@@ -50,6 +54,8 @@ impl Engine {
             c.regions = w.regions;
             c.fallback_regions = w.fallback_regions;
             c.fallback_reason = w.fallback_reason.clone();
+            c.shared_regions = w.shared_regions;
+            c.shared_reason = w.shared_reason.clone();
             let slab = reg.regions.bytes_per_region();
             for (_, r) in reg.regions.iter().filter(|(_, r)| r.watcher == watcher).take(w.regions) {
                 c.snapshot_bytes += r.snapshot().map_or(0, |s| s.len());

@@ -103,6 +103,7 @@ impl Registry {
             storage_key_old,
             storage_key_new,
             metadata: region.metadata().map(str::to_string),
+            coalesced: 1,
         };
         region.hash = hash;
         region.set_snapshot(&current);

@@ -34,6 +34,10 @@ struct WatcherEntry {
     /// them, or protect on a thread stack), with the last reason.
     fallback_regions: usize,
     fallback_reason: String,
+    /// Regions in shared mappings watched by protect or writewatch (chosen
+    /// explicitly), which miss other processes' writes, with the last one.
+    shared_regions: usize,
+    shared_reason: String,
     /// Regions of this watcher.
     regions: usize,
     /// Of those, the ones on protect or writewatch pages (overlap checks
@@ -203,6 +207,8 @@ impl Engine {
                 backend,
                 fallback_regions: 0,
                 fallback_reason: String::new(),
+                shared_regions: 0,
+                shared_reason: String::new(),
                 regions: 0,
                 paged_regions: 0,
                 store: None,
@@ -428,6 +434,25 @@ impl State {
         let options = reg.watchers[&watcher].options.clone();
         let new = NewRegion { watcher, id, addr, len, mappings, options: &options };
         let mut kind = kind;
+        if kind != Kind::Poll && mappings.iter().any(|m| m.shared) {
+            // Another process (or a write through the file) changes a
+            // shared mapping without touching our page tables: only poll
+            // sees that.
+            let w = reg.watchers.get_mut(&watcher).expect("checked by the caller");
+            if options.backend == Backend::Auto {
+                kind = Kind::Poll;
+                w.fallback_regions += 1;
+                w.fallback_reason = format!(
+                    "{len} bytes at {addr:#x} are in a shared mapping, which other processes may write unseen by writewatch and protect; that region uses poll"
+                );
+            } else {
+                w.shared_regions += 1;
+                w.shared_reason = format!(
+                    "{len} bytes at {addr:#x} are in a shared mapping: writes to it by other processes (or through its file) are invisible to {}; use poll or auto for such memory",
+                    options.backend
+                );
+            }
+        }
         if kind == Kind::Protect && maps::on_a_stack(mappings, addr, len) {
             // A read-only stack page would leave the kernel nowhere to push
             // the fault's signal frame: such a region uses writewatch (no

@@ -14,6 +14,10 @@ pub struct Mapping {
     pub is_stack: bool,
     /// Private anonymous memory (inode 0: heap, stacks, anonymous mmap).
     pub anon: bool,
+    /// A shared mapping (MAP_SHARED, `s` in the maps): other processes, or
+    /// writes through its file, may change it without touching our page
+    /// tables.
+    pub shared: bool,
 }
 
 fn parse_line(line: &str) -> Option<Mapping> {
@@ -36,7 +40,8 @@ fn parse_line(line: &str) -> Option<Mapping> {
     if perms.get(2) == Some(&b'x') {
         prot |= libc::PROT_EXEC;
     }
-    Some(Mapping { start, end, prot, is_stack, anon })
+    let shared = perms.get(3) == Some(&b's');
+    Some(Mapping { start, end, prot, is_stack, anon: anon && !shared, shared })
 }
 
 /// Every mapping of the process, in address order.
