@@ -282,7 +282,7 @@ def test_stats_count_regions_and_events(watcher: memwatch.MemoryWatcher) -> None
     assert stats["native_bytes"] >= 30
     assert set(stats) == {
         "backend", "backend_reason", "regions", "protected_pages", "faults", "events", "dropped_wheres",
-        "fallback_regions", "gone_regions", "reprotect_failures", "shared_regions", "native_bytes", "snapshot_bytes", "pending_events", "callback_errors", "latency_p50_ns", "latency_p99_ns",
+        "fallback_regions", "gone_regions", "reprotect_failures", "shared_regions", "native_bytes", "snapshot_bytes", "pending_events", "coalesced_events", "callback_errors", "latency_p50_ns", "latency_p99_ns",
     }
 
 

@@ -95,3 +95,72 @@ def test_ctypes_object_that_owns_its_memory_is_refused(backend: str) -> None:
         events = w.check_changes()
         assert len(events) == 1, events
         assert events[0].new_value == bytes(3) + b"\x09" + bytes(28)
+
+
+def test_pending_events_are_delivered_at_exit() -> None:
+    """The seed's example: a callback, a write, and the script ends without
+    check_changes(): atexit delivers what is pending (up to 2 s)."""
+    result = run_python(
+        """
+        import memwatch
+        data = bytearray(8)
+        w = memwatch.MemoryWatcher()
+        w.set_callback(lambda e: print("event", e.variable_name, e.new_value.hex(), flush=True))
+        w.watch(data, "data")
+        data[2] = 0xAB
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:1] == ["event data 0000ab0000000000"], result.stdout
+
+
+def test_keyboard_interrupt_interrupts_check_changes_waiting_for_a_callback() -> None:
+    result = run_python(
+        """
+        import os, signal, threading, time, memwatch
+        release = threading.Event()
+        data = bytearray(8)
+        w = memwatch.MemoryWatcher()
+        w.set_callback(lambda e: release.wait(20))
+        w.watch(data, "data")
+        data[0] = 1
+        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        start = time.monotonic()
+        try:
+            w.check_changes()
+            print("not interrupted")
+        except KeyboardInterrupt:
+            print("interrupted", time.monotonic() - start < 5)
+        release.set()
+        w.check_changes()  # usable after the interrupt
+        w.close()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "interrupted True", result.stdout + result.stderr
+
+
+def test_daemon_thread_inside_memwatch_at_finalization_does_not_abort() -> None:
+    """A daemon thread waits in check_changes() (GIL released) on a slow
+    callback while the main thread ends: the process exits cleanly."""
+    result = run_python(
+        """
+        import threading, time, memwatch
+        data = bytearray(8)
+        w = memwatch.MemoryWatcher()
+        w.set_callback(lambda e: time.sleep(0.2))
+        w.watch(data, "data")
+        def spin():
+            i = 0
+            while True:
+                i += 1
+                data[0] = i & 255
+                w.check_changes()
+        threading.Thread(target=spin, daemon=True).start()
+        time.sleep(0.3)
+        print("main done", flush=True)
+        """
+    )
+    assert "FATAL" not in result.stderr, result.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "main done"

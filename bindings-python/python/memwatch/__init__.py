@@ -462,9 +462,14 @@ class MemoryWatcher:
         """Returns every change not yet delivered, oldest first.
 
         Synchronous: every write made before the call is in the result (or
-        was already delivered). With a callback set, the pending changes are
-        delivered to the callback before this returns, and the result is
-        empty. The GIL is released while the engine works.
+        was already delivered). With a callback set, the changes pending at
+        the call are delivered to the callback before this returns (changes
+        made after the call are not waited for), and the result is empty.
+        The GIL is released while the engine works; Ctrl-C
+        (KeyboardInterrupt) interrupts the wait for the callback.
+
+        At interpreter exit (atexit), changes still pending are delivered to
+        the callbacks for up to 2 s in all, then every watcher is closed.
         """
         events: List[ChangeEvent] = self._native.check_changes()
         if self._side is not None:
@@ -481,8 +486,11 @@ class MemoryWatcher:
         dropped because their memory was unmapped or replaced while watched;
         process-wide), ``reprotect_failures`` (protect pages that could not
         be made read-only again, near vm.max_map_count, and were polled
-        instead; process-wide), ``native_bytes``, ``snapshot_bytes``,
-        ``pending_events``, ``callback_errors``, ``latency_p50_ns``,
+        instead; process-wide), ``shared_regions`` (regions in shared memory
+        watched with protect or writewatch, which miss other processes'
+        writes), ``native_bytes``, ``snapshot_bytes``, ``pending_events``,
+        ``coalesced_events`` (changes merged into a pending event of the same
+        region once 1024 events wait), ``callback_errors``, ``latency_p50_ns``,
         ``latency_p99_ns``.
         """
         stats: Dict[str, Union[int, str, None]] = self._native.stats()
