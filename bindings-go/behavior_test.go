@@ -7,13 +7,17 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	memwatch "github.com/memwatch/memwatch/bindings-go"
 )
@@ -89,6 +93,9 @@ type runner struct {
 	w       *memwatch.Watcher
 	buffers map[string][]byte
 	regions map[string]memwatch.RegionID
+	// delivered collects the events the scenario's callback received.
+	mu        sync.Mutex
+	delivered []memwatch.ChangeEvent
 }
 
 func (r *runner) fatalf(format string, args ...any) {
@@ -191,6 +198,48 @@ func runScenario(t *testing.T, sc *scenario, backend string) {
 				r.doUnwatch(body)
 			case "unwatch_unknown":
 				r.doUnwatchUnknown(body)
+			case "watch_error":
+				r.doWatchError(body)
+			case "check_error":
+				var e struct {
+					Expect string `json:"expect"`
+				}
+				r.decode(body, &e)
+				_, err := w.CheckChanges()
+				r.expectError("check changes", e.Expect, err)
+			case "close":
+				if err := w.Close(); err != nil {
+					r.fatalf("close: %v", err)
+				}
+			case "stats":
+				r.doStats(body)
+			case "set_callback":
+				var on bool
+				r.decode(body, &on)
+				var fn func(memwatch.ChangeEvent)
+				if on {
+					fn = func(e memwatch.ChangeEvent) {
+						r.mu.Lock()
+						r.delivered = append(r.delivered, e)
+						r.mu.Unlock()
+					}
+				}
+				if err := w.SetCallback(fn); err != nil {
+					r.fatalf("set callback: %v", err)
+				}
+			case "check_callback":
+				events, err := w.CheckChanges()
+				if err != nil {
+					r.fatalf("check changes: %v", err)
+				}
+				if len(events) != 0 {
+					r.fatalf("with a callback, CheckChanges returned %s", describeEvents(events))
+				}
+				r.mu.Lock()
+				got := r.delivered
+				r.delivered = nil
+				r.mu.Unlock()
+				r.compareEvents(body, got)
 			default:
 				r.fatalf("unknown step kind %q", kind)
 			}
@@ -392,12 +441,104 @@ func (r *runner) doUnwatchUnknown(body json.RawMessage) {
 }
 
 func (r *runner) doCheck(body json.RawMessage) {
-	var expected []map[string]json.RawMessage
-	r.decode(body, &expected)
 	events, err := r.w.CheckChanges()
 	if err != nil {
 		r.fatalf("check changes: %v", err)
 	}
+	r.compareEvents(body, events)
+}
+
+// errorKinds maps the engine's error kind names to the sentinel errors.
+var errorKinds = map[string]error{
+	"invalid_argument": memwatch.ErrInvalidArgument,
+	"unmapped":         memwatch.ErrUnmapped,
+	"read_only":        memwatch.ErrReadOnly,
+	"overlap":          memwatch.ErrOverlap,
+	"unsupported":      memwatch.ErrUnsupported,
+	"closed":           memwatch.ErrClosed,
+	"os":               memwatch.ErrOS,
+}
+
+func (r *runner) expectError(op, kind string, err error) {
+	r.t.Helper()
+	want, ok := errorKinds[kind]
+	if !ok {
+		r.fatalf("unknown error kind %q", kind)
+	}
+	if !errors.Is(err, want) {
+		r.errorf("%s: expected a %s error, got %v", op, kind, err)
+	}
+}
+
+func (r *runner) doWatchError(body json.RawMessage) {
+	var e struct {
+		Null   bool            `json:"null"`
+		Buffer string          `json:"buffer"`
+		Offset json.RawMessage `json:"offset"`
+		Length json.RawMessage `json:"length"`
+		Expect string          `json:"expect"`
+	}
+	r.decode(body, &e)
+	var target []byte // nil: the null of a slice-taking API
+	if !e.Null {
+		buf := r.buffer(e.Buffer)
+		off := r.size(e.Offset)
+		target = buf[off : off+r.size(e.Length)]
+	}
+	_, err := r.w.Watch(target, "bad")
+	r.expectError("watch", e.Expect, err)
+}
+
+// statsField finds a Stats field by its snake_case scenario name:
+// fallback_regions -> FallbackRegions; latency_p50_ns -> LatencyP50 (a time.Duration).
+func statsField(s memwatch.Stats, name string) (reflect.Value, bool) {
+	pascal := ""
+	for _, part := range strings.Split(name, "_") {
+		pascal += strings.ToUpper(part[:1]) + part[1:]
+	}
+	v := reflect.ValueOf(s)
+	if f := v.FieldByName(pascal); f.IsValid() {
+		return f, true
+	}
+	if f := v.FieldByName(strings.TrimSuffix(pascal, "Ns")); f.IsValid() && f.Type() == reflect.TypeOf(time.Duration(0)) {
+		return f, true
+	}
+	return reflect.Value{}, false
+}
+
+func (r *runner) doStats(body json.RawMessage) {
+	var spec struct {
+		Fields []string                   `json:"fields"`
+		Equal  map[string]json.RawMessage `json:"equal"`
+	}
+	r.decode(body, &spec)
+	s := r.w.Stats()
+	for _, name := range spec.Fields {
+		if _, ok := statsField(s, name); !ok {
+			r.errorf("stats field %s missing from %+v", name, s)
+		}
+	}
+	for name, raw := range spec.Equal {
+		f, ok := statsField(s, name)
+		if !ok {
+			r.errorf("stats field %s missing from %+v", name, s)
+			continue
+		}
+		got := fmt.Sprint(f.Interface())
+		if f.Kind() == reflect.String {
+			got = strconv.Quote(got)
+		} else if f.Type() == reflect.TypeOf(time.Duration(0)) {
+			got = strconv.FormatInt(int64(f.Interface().(time.Duration)), 10)
+		}
+		if got != string(raw) {
+			r.errorf("stats field %s: expected %s, got %s", name, raw, got)
+		}
+	}
+}
+
+func (r *runner) compareEvents(body json.RawMessage, events []memwatch.ChangeEvent) {
+	var expected []map[string]json.RawMessage
+	r.decode(body, &expected)
 	if len(events) != len(expected) {
 		r.fatalf("expected %d events, got %d: %s", len(expected), len(events), describeEvents(events))
 	}

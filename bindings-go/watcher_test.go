@@ -293,6 +293,8 @@ func TestOptionErrors(t *testing.T) {
 		{"negative window", memwatch.WithWritableWindow(-time.Millisecond)},
 		{"zero window", memwatch.WithWritableWindow(0)},
 		{"zero poll interval", memwatch.WithPollInterval(0)},
+		{"negative poll interval", memwatch.WithPollInterval(-5 * time.Millisecond)},
+		{"huge window", memwatch.WithWritableWindow(time.Duration(1 << 62))},
 		{"huge poll interval", memwatch.WithPollInterval(time.Duration(1 << 62))},
 		{"negative max value", memwatch.WithMaxValueBytes(-1)},
 		{"negative preview", memwatch.WithPreviewBytes(-5)},

@@ -14,6 +14,9 @@ const types = require('node:util').types;
 
 const native = loadNative();
 
+/** Backend names accepted by the `backend` option: the engine's list. */
+const BACKENDS = Object.freeze(native.backends());
+
 /** Loads the prebuilt addon for this platform, with a clear error if there is none. */
 function loadNative() {
   const file = `./memwatch.${process.platform}-${process.arch}.node`;
@@ -29,9 +32,6 @@ function loadNative() {
     throw e;
   }
 }
-
-/** Backend names accepted by the `backend` option. */
-const BACKENDS = Object.freeze(['auto', 'protect', 'writewatch', 'poll']);
 
 /** Option names and their kinds. */
 const OPTION_KINDS = {

@@ -3,7 +3,7 @@
 # scratch prefix (ci/install-c.sh), then builds tests/ with CMake against that
 # installed package and runs everything with ctest:
 #   - the shared tests/behavior scenarios (C runner, shared and static lib; C++ runner)
-#   - the C tests of issue 2 and the GoogleTest C++ tests of issue 9
+#   - the C tests (tests/c/test_capi.c) and the GoogleTest C++ tests (tests/cpp)
 #   - examples/c and examples/cpp built out of tree against the installed package
 # Exits non-zero on any failure.
 set -euo pipefail

@@ -4,11 +4,11 @@
 #      (default target dir: the repository's target/, or $CARGO_TARGET_DIR)
 #      and copies it to bindings-go/lib/ -- through `go generate`, the
 #      documented build command;
-#   2. gofmt and go vet on both modules;
-#   3. go test -v (shared tests/behavior scenarios + the binding's tests)
+#   2. go test -v (shared tests/behavior scenarios + the binding's tests)
 #      with GODEBUG=cgocheck=1, then again with -race, then again built with
 #      GOEXPERIMENT=cgocheck2 (full checking of the cgo pointer rules);
-#   4. runs examples/go and checks its output.
+#   3. runs examples/go and checks its output.
+# gofmt and go vet run in the lint suite (ci/test-lint.sh).
 # Each go test run ends with a totals line. Exits non-zero on any failure
 # (a skipped test counts as a failure: this suite has none by design).
 set -euo pipefail
@@ -25,18 +25,6 @@ export CGO_ENABLED=1
 
 echo "== build libmemwatch.a (go generate -> bindings-go/build-lib.sh)"
 (cd "$repo/bindings-go" && go generate)
-
-echo "== gofmt"
-unformatted="$(cd "$repo" && gofmt -l bindings-go examples/go)"
-if [ -n "$unformatted" ]; then
-    echo "not gofmt-formatted:" >&2
-    echo "$unformatted" >&2
-    exit 1
-fi
-
-echo "== go vet"
-(cd "$repo/bindings-go" && go vet ./...)
-(cd "$repo/examples/go" && go vet ./...)
 
 failed=0
 # run_tests LABEL [env VAR=value...] -- [go test flags...]

@@ -33,7 +33,7 @@ namespace MemWatch
 
         /// <summary>
         /// How long a page stays writable after its first write before it is
-        /// re-protected and diffed (protect backend). Whole milliseconds, rounded up;
+        /// re-protected and diffed (protect backend). Whole milliseconds, rounded up (at least 1 ms);
         /// null = engine default (5 ms).
         /// </summary>
         public TimeSpan? WritableWindow { get; set; }
@@ -89,7 +89,7 @@ namespace MemWatch
         /// <summary>Fills a native options struct (backend string excluded).</summary>
         internal void Apply(ref Native.Options o)
         {
-            if (WritableWindow.HasValue) o.writable_window_ms = Millis(WritableWindow.Value, "WritableWindow", 0);
+            if (WritableWindow.HasValue) o.writable_window_ms = Millis(WritableWindow.Value, "WritableWindow", 1);
             if (PollInterval.HasValue) o.poll_interval_ms = Millis(PollInterval.Value, "PollInterval", 1);
             if (MaxValueBytes.HasValue) o.max_value_bytes = Count(MaxValueBytes.Value, "MaxValueBytes", 0);
             if (PreviewBytes.HasValue) o.preview_bytes = Count(PreviewBytes.Value, "PreviewBytes", 0);

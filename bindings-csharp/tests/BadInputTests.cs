@@ -104,6 +104,9 @@ namespace MemWatch.Tests
             Assert.Throws<ArgumentOutOfRangeException>(() => new MemoryWatcher(new WatcherOptions { RingCapacity = 0 }), "zero RingCapacity");
             Assert.Throws<ArgumentOutOfRangeException>(() => new MemoryWatcher(new WatcherOptions { PollInterval = TimeSpan.Zero }), "zero PollInterval");
             Assert.Throws<ArgumentOutOfRangeException>(() => new MemoryWatcher(new WatcherOptions { WritableWindow = TimeSpan.FromMilliseconds(-1) }), "negative WritableWindow");
+            Assert.Throws<ArgumentOutOfRangeException>(() => new MemoryWatcher(new WatcherOptions { WritableWindow = TimeSpan.Zero }), "zero WritableWindow");
+            Assert.Throws<ArgumentOutOfRangeException>(() => new MemoryWatcher(new WatcherOptions { PollInterval = TimeSpan.FromMilliseconds(-5) }), "negative PollInterval");
+            Assert.Throws<ArgumentOutOfRangeException>(() => new MemoryWatcher(new WatcherOptions { WritableWindow = TimeSpan.MaxValue }), "WritableWindow too long");
             var ex = Assert.Throws<ArgumentOutOfRangeException>(() => new MemoryWatcher((Backend)42), "unknown backend");
             Assert.True(ex.Message.Contains("backend"), "message: " + ex.Message);
         }

@@ -146,6 +146,7 @@ namespace MemWatch.Tests
                     object fill;
                     m.Fill(0, m.Size, b.TryGetValue("fill", out fill) ? HexByte(fill) : (byte)0);
                 }
+                var delivered = new List<ChangeEvent>();
                 using (var w = new MemoryWatcher(options))
                 {
                     var ids = new Dictionary<string, int>();
@@ -192,6 +193,42 @@ namespace MemWatch.Tests
                                 Assert.Equal((bool)u["expect"], got, where + ": Unwatch(4000000000)");
                                 break;
                             }
+                            case "watch_error":
+                            {
+                                var e = (Dictionary<string, object>)kv.Value;
+                                object isNull;
+                                IntPtr addr = IntPtr.Zero;
+                                if (!(e.TryGetValue("null", out isNull) && (bool)isNull))
+                                    addr = buffers[(string)e["buffer"]].At(Size(e["offset"]));
+                                long len = Size(e["length"]);
+                                ExpectError((string)e["expect"], () => w.Watch(addr, len, "bad"), where + ": Watch");
+                                break;
+                            }
+                            case "check_error":
+                                ExpectError((string)((Dictionary<string, object>)kv.Value)["expect"], () => w.CheckChanges(), where + ": CheckChanges");
+                                break;
+                            case "close":
+                                w.Dispose();
+                                break;
+                            case "stats":
+                                CheckStats(w.GetStats(), (Dictionary<string, object>)kv.Value, where);
+                                break;
+                            case "set_callback":
+                                if ((bool)kv.Value) w.SetCallback(e => { lock (delivered) delivered.Add(e); });
+                                else w.SetCallback(null);
+                                break;
+                            case "check_callback":
+                            {
+                                Assert.Equal(0, w.CheckChanges().Count, where + ": with a callback, CheckChanges returns no event");
+                                List<ChangeEvent> got;
+                                lock (delivered)
+                                {
+                                    got = new List<ChangeEvent>(delivered);
+                                    delivered.Clear();
+                                }
+                                Compare(got, ids, (List<object>)kv.Value, where);
+                                break;
+                            }
                             default:
                                 throw new FormatException(where + ": unknown step " + kv.Key);
                         }
@@ -206,7 +243,72 @@ namespace MemWatch.Tests
 
         private static void Check(MemoryWatcher w, Dictionary<string, int> ids, List<object> expected, string where)
         {
-            IReadOnlyList<ChangeEvent> events = w.CheckChanges();
+            Compare(w.CheckChanges(), ids, expected, where);
+        }
+
+        // The engine's error kind name (tests/behavior/README.md) of a documented exception.
+        private static string KindOf(Exception e)
+        {
+            var mw = e as MemWatchArgumentException;
+            if (mw != null) return ErrorKind(mw.Error);
+            if (e is ObjectDisposedException) return "closed";
+            if (e is MemWatchNotSupportedException) return "unsupported";
+            var other = e as MemWatchException;
+            if (other != null) return ErrorKind(other.Error);
+            if (e is ArgumentException) return "invalid_argument";
+            return e.GetType().Name;
+        }
+
+        private static string ErrorKind(MemWatchError error)
+        {
+            switch (error)
+            {
+                case MemWatchError.InvalidArgument: return "invalid_argument";
+                case MemWatchError.Unmapped: return "unmapped";
+                case MemWatchError.ReadOnly: return "read_only";
+                case MemWatchError.Overlap: return "overlap";
+                case MemWatchError.Unsupported: return "unsupported";
+                case MemWatchError.Closed: return "closed";
+                case MemWatchError.Os: return "os";
+                default: return error.ToString();
+            }
+        }
+
+        private static void ExpectError(string kind, Action call, string where)
+        {
+            try
+            {
+                call();
+            }
+            catch (Exception e)
+            {
+                Assert.Equal(kind, KindOf(e), where + ": error kind of " + e.GetType().Name + ": " + e.Message);
+                return;
+            }
+            throw new Exception(where + ": expected a " + kind + " error, the call succeeded");
+        }
+
+        // snake_case scenario name -> WatcherStats property (fallback_regions -> FallbackRegions).
+        private static object StatsField(WatcherStats s, string name, string where)
+        {
+            string pascal = string.Concat(name.Split('_').Select(p => char.ToUpperInvariant(p[0]) + p.Substring(1)));
+            var prop = typeof(WatcherStats).GetProperty(pascal);
+            if (prop == null) throw new Exception(where + ": stats field " + name + " missing (no WatcherStats." + pascal + ")");
+            return prop.GetValue(s, null);
+        }
+
+        private static void CheckStats(WatcherStats s, Dictionary<string, object> spec, string where)
+        {
+            object fields, equal;
+            if (spec.TryGetValue("fields", out fields))
+                foreach (object f in (List<object>)fields) StatsField(s, (string)f, where);
+            if (spec.TryGetValue("equal", out equal))
+                foreach (var kv in (Dictionary<string, object>)equal)
+                    Assert.Equal(Convert.ToString(kv.Value), Convert.ToString(StatsField(s, kv.Key, where)), where + ": stats " + kv.Key);
+        }
+
+        private static void Compare(IReadOnlyList<ChangeEvent> events, Dictionary<string, int> ids, List<object> expected, string where)
+        {
             string actual = string.Join("; ", events.Select(e => e.ToString()));
             Assert.Equal(expected.Count, events.Count, where + ": number of events (got: " + actual + ")");
             var regionName = ids.ToDictionary(kv => kv.Value, kv => kv.Key);

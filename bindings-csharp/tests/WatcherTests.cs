@@ -310,9 +310,9 @@ namespace MemWatch.Tests
         }
 
         [Test]
-        public void SeedSnippetWorks()
+        public void MinimalUsageWorks()
         {
-            // The seed's C# snippet, verbatim apart from the names it prints to.
+            // Minimal use: watch a byte[], subscribe to OnChange, call CheckChanges.
             var seen = new List<string>();
             var watcher = new MemoryWatcher();
             byte[] data = new byte[100];
@@ -320,7 +320,7 @@ namespace MemWatch.Tests
             watcher.OnChange += (e) => { lock (seen) seen.Add(e.VariableName + " changed"); };
             data[0] = 42;
             watcher.CheckChanges();
-            lock (seen) Assert.Equal("buffer changed", seen.Single(), "seed snippet output");
+            lock (seen) Assert.Equal("buffer changed", seen.Single(), "snippet output");
             watcher.Dispose();
         }
 

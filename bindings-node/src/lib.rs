@@ -28,7 +28,6 @@ use std::collections::{HashMap, VecDeque};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use memwatch_core as mw;
 use memwatch_core::store as ms;
@@ -51,15 +50,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Converts an engine error to a JS-bound error whose message starts with the
 /// stable code that `index.js` exposes as `error.code`.
 fn to_napi_err(e: mw::Error) -> Error {
-    let code = match &e {
-        mw::Error::InvalidArgument(_) => "ERR_MEMWATCH_INVALID_ARGUMENT",
-        mw::Error::Unmapped(_) => "ERR_MEMWATCH_UNMAPPED",
-        mw::Error::ReadOnly(_) => "ERR_MEMWATCH_READ_ONLY",
-        mw::Error::Overlap(_) => "ERR_MEMWATCH_OVERLAP",
-        mw::Error::Unsupported(_) => "ERR_MEMWATCH_UNSUPPORTED",
-        mw::Error::Closed => "ERR_MEMWATCH_CLOSED",
-        mw::Error::Os(_) => "ERR_MEMWATCH_OS",
-    };
+    // ERR_MEMWATCH_INVALID_ARGUMENT, ..._UNMAPPED, ..._READ_ONLY, ..._OVERLAP,
+    // ..._UNSUPPORTED, ..._CLOSED, ..._OS: the engine's kind names.
+    let code = format!("ERR_MEMWATCH_{}", e.kind_name().to_ascii_uppercase());
     Error::new(Status::GenericFailure, format!("[{code}] {e}"))
 }
 
@@ -189,39 +182,22 @@ impl From<mw::ChangeEvent> for NativeEvent {
     }
 }
 
-/// Statistics of one watcher (the public `WatcherStats`).
-#[napi(object)]
-pub struct NativeStats {
-    /// Backend in use ("protect", "poll", ...).
-    pub backend: String,
-    /// Why a better backend was not used ("" if none).
-    pub backend_reason: String,
-    /// Regions watched.
-    pub regions: f64,
-    /// Pages the engine keeps protected (all watchers).
-    pub protected_pages: f64,
-    /// Write faults handled by the engine (all watchers).
-    pub faults: f64,
-    /// Events this watcher produced.
-    pub events: f64,
-    /// Regions of a writewatch watcher that use protect instead.
-    pub fallback_regions: f64,
-    /// Regions dropped because their memory was unmapped while watched (engine-wide).
-    pub gone_regions: f64,
-    /// Fault "where"s dropped because the ring was full (engine-wide).
-    pub dropped_wheres: f64,
-    /// Native bytes held for this watcher's regions.
-    pub native_bytes: f64,
-    /// Bytes of that which are snapshots.
-    pub snapshot_bytes: f64,
-    /// Events detected but not yet handed to JavaScript.
-    pub pending_events: f64,
-    /// Callbacks / listeners that threw.
-    pub callback_errors: f64,
-    /// Median first-write-to-delivery latency, ns.
-    pub latency_p50_ns: f64,
-    /// 99th percentile of the same, ns.
-    pub latency_p99_ns: f64,
+/// The engine's snake_case field name in JavaScript's camelCase
+/// (`fallback_regions` -> `fallbackRegions`, `latency_p50_ns` -> `latencyP50Ns`).
+fn camel_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// State shared between the JS thread and the engine's delivery thread.
@@ -339,13 +315,7 @@ impl NativeWatcher {
         if let Some(b) = options.backend.as_deref() {
             o.backend = mw::Backend::from_name(b).map_err(to_napi_err)?;
         }
-        let ms = |v: f64, what: &str| -> Result<Duration> {
-            if v.is_finite() && v >= 0.0 {
-                Ok(Duration::from_secs_f64(v / 1000.0))
-            } else {
-                Err(coded_err("ERR_MEMWATCH_INVALID_ARGUMENT", format!("{what} must be >= 0")))
-            }
-        };
+        let ms = |v: f64, what: &str| mw::Options::millis(what, v).map_err(to_napi_err);
         let count = |v: f64, what: &str| -> Result<usize> {
             if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= usize::MAX as f64 {
                 Ok(v as usize)
@@ -550,28 +520,21 @@ impl NativeWatcher {
         self.shared.watcher.report_callback_error();
     }
 
-    /// The watcher's statistics (works after close too).
-    #[napi]
-    pub fn stats(&self) -> NativeStats {
-        let s = self.shared.watcher.stats();
-        let queued = lock(&self.shared.queue).len();
-        NativeStats {
-            backend: s.backend.map(|b| b.name().to_string()).unwrap_or_default(),
-            backend_reason: s.backend_reason,
-            regions: s.regions as f64,
-            protected_pages: s.protected_pages as f64,
-            faults: s.faults as f64,
-            events: s.events as f64,
-            fallback_regions: s.fallback_regions as f64,
-            gone_regions: s.gone_regions as f64,
-            dropped_wheres: s.dropped_wheres as f64,
-            native_bytes: s.native_bytes as f64,
-            snapshot_bytes: s.snapshot_bytes as f64,
-            pending_events: (s.pending_events + queued) as f64,
-            callback_errors: s.callback_errors as f64,
-            latency_p50_ns: s.latency_p50_ns as f64,
-            latency_p99_ns: s.latency_p99_ns as f64,
+    /// The watcher's statistics (works after close too): every field of the
+    /// engine's `Stats`, camelCased (the public `WatcherStats`).
+    #[napi(ts_return_type = "WatcherStats")]
+    pub fn stats<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
+        let mut s = self.shared.watcher.stats();
+        // Events handed over by the engine but not yet taken by JavaScript.
+        s.pending_events += lock(&self.shared.queue).len();
+        let mut out = Object::new(env)?;
+        for (name, value) in s.fields() {
+            match value {
+                mw::StatValue::Count(n) => out.set(camel_case(name), n as f64)?,
+                mw::StatValue::Text(t) => out.set(camel_case(name), t)?,
+            }
         }
+        Ok(out)
     }
 
     /// Closes the watcher: unwatches everything, stops delivery. Idempotent.
@@ -671,6 +634,12 @@ pub fn store_unlink(name: String) -> Result<bool> {
         Err(ms::Error::NotFound(_)) => Ok(false),
         Err(e) => Err(store_err(e)),
     }
+}
+
+/// The engine's backend names (`Backend::ALL`), in order.
+#[napi]
+pub fn backends() -> Vec<&'static str> {
+    mw::Backend::ALL.iter().map(|b| b.name()).collect()
 }
 
 /// The operating system's page size in bytes.

@@ -8,7 +8,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const memwatch = require('..');
 
-const SCENARIO_DIR = path.resolve(__dirname, '..', '..', 'tests', 'behavior');
+const SCENARIO_DIR = process.env.MEMWATCH_BEHAVIOR_DIR ?? path.resolve(__dirname, '..', '..', 'tests', 'behavior');
 const PAGE = memwatch.pageSize();
 
 /** Resolves a size/offset: an integer, or "Np", "Np+M", "Np-M". */
@@ -89,8 +89,56 @@ function compareEvent(where, exp, ev) {
   }
 }
 
+/** The events of one check match the expected list: same count, one per region. */
+function compareEvents(where, expected, events, ids, keyOf) {
+  const got = events.map((e) => keyOf.get(e.regionId) ?? `unknown id ${e.regionId}`);
+  const want = expected.map((e) => e.region);
+  assert.equal(
+    events.length,
+    want.length,
+    `${where}: expected ${want.length} event(s) for [${want}], got ${events.length} for [${got}]`,
+  );
+  for (const exp of expected) {
+    const matching = events.filter((e) => e.regionId === ids.get(exp.region));
+    assert.equal(matching.length, 1, `${where}: expected one event for region ${exp.region}, got [${got}]`);
+    compareEvent(where, exp, matching[0]);
+  }
+}
+
+/** snake_case scenario names -> the package's camelCase. */
+const camel = (s) => s.replace(/_([a-z0-9])/g, (_m, c) => c.toUpperCase());
+
+/**
+ * The engine error kind (tests/behavior/README.md) of each documented error
+ * code: bad arguments are Node-style TypeError/RangeError codes.
+ */
+const ERROR_KINDS = {
+  ERR_INVALID_ARG_TYPE: 'invalid_argument',
+  ERR_INVALID_ARG_VALUE: 'invalid_argument',
+  ERR_MEMWATCH_EMPTY: 'invalid_argument',
+  ERR_MEMWATCH_INVALID_ARGUMENT: 'invalid_argument',
+  ERR_MEMWATCH_UNMAPPED: 'unmapped',
+  ERR_MEMWATCH_READ_ONLY: 'read_only',
+  ERR_MEMWATCH_OVERLAP: 'overlap',
+  ERR_MEMWATCH_UNSUPPORTED: 'unsupported',
+  ERR_MEMWATCH_CLOSED: 'closed',
+  ERR_MEMWATCH_OS: 'os',
+};
+
+function expectError(where, kind, fn) {
+  let got;
+  try {
+    got = fn();
+  } catch (err) {
+    assert.equal(ERROR_KINDS[err.code], kind, `${where}: expected a ${kind} error, got ${err.code}: ${err.message}`);
+    return;
+  }
+  assert.fail(`${where}: expected a ${kind} error, got ${show(got)}`);
+}
+
 function runScenario(scenario, backend) {
   const w = memwatch.create(watcherOptions(scenario, backend));
+  const delivered = [];
   try {
     const buffers = new Map();
     for (const b of scenario.buffers) {
@@ -117,19 +165,32 @@ function runScenario(scenario, backend) {
         if (s.hex !== undefined) buf.set(Buffer.from(s.hex, 'hex'), off);
         else buf.fill(Buffer.from(s.byte, 'hex')[0], off, off + size(s.len));
       } else if (step.check) {
-        const events = w.checkChanges();
-        const got = events.map((e) => keyOf.get(e.regionId) ?? `unknown id ${e.regionId}`);
-        const want = step.check.map((e) => e.region);
-        assert.equal(
-          events.length,
-          want.length,
-          `${where}: expected ${want.length} event(s) for [${want}], got ${events.length} for [${got}]`,
-        );
-        for (const exp of step.check) {
-          const matching = events.filter((e) => e.regionId === ids.get(exp.region));
-          assert.equal(matching.length, 1, `${where}: expected one event for region ${exp.region}, got [${got}]`);
-          compareEvent(where, exp, matching[0]);
+        compareEvents(where, step.check, w.checkChanges(), ids, keyOf);
+      } else if (step.watch_error) {
+        const e = step.watch_error;
+        let target = null; // the null of a buffer-taking API
+        if (!e.null) {
+          const off = size(e.offset);
+          target = buffers.get(e.buffer).subarray(off, off + size(e.length));
         }
+        expectError(where, e.expect, () => w.watch(target, 'bad'));
+      } else if (step.check_error) {
+        expectError(where, step.check_error.expect, () => w.checkChanges());
+      } else if (step.close) {
+        w.close();
+      } else if (step.stats) {
+        const stats = w.getStats();
+        for (const f of step.stats.fields ?? []) {
+          assert.ok(camel(f) in stats, `${where}: stats field ${camel(f)} missing from ${show(stats)}`);
+        }
+        for (const [f, want] of Object.entries(step.stats.equal ?? {})) {
+          assert.equal(stats[camel(f)], want, `${where}: stats.${camel(f)} in ${show(stats)}`);
+        }
+      } else if ('set_callback' in step) {
+        w.setCallback(step.set_callback ? (e) => delivered.push(e) : null);
+      } else if (step.check_callback) {
+        assert.deepEqual(w.checkChanges(), [], `${where}: with a callback, checkChanges returned events`);
+        compareEvents(where, step.check_callback, delivered.splice(0), ids, keyOf);
       } else if (step.unwatch) {
         const got = w.unwatch(ids.get(step.unwatch.region));
         assert.equal(got, step.unwatch.expect, `${where}: unwatch(${step.unwatch.region}) returned ${got}`);
@@ -148,7 +209,7 @@ function runScenario(scenario, backend) {
 const files = fs.readdirSync(SCENARIO_DIR).filter((f) => f.endsWith('.json')).sort();
 
 test('the shared scenario folder has scenarios', () => {
-  assert.ok(files.length >= 8, `only ${files.length} scenario files in ${SCENARIO_DIR}`);
+  assert.ok(files.length >= 12, `only ${files.length} scenario files in ${SCENARIO_DIR}`);
 });
 
 for (const file of files) {

@@ -304,7 +304,16 @@ test('bad options throw TypeError', () => {
   assert.throws(() => memwatch.create({ bakend: 'poll' }), { name: 'TypeError', message: /unknown option "bakend"/ });
   assert.throws(() => memwatch.create({ maxValueBytes: -1 }), { name: 'TypeError', message: /maxValueBytes/ });
   assert.throws(() => memwatch.create({ previewBytes: 1.5 }), { name: 'TypeError', message: /previewBytes/ });
-  assert.throws(() => memwatch.create({ pollIntervalMs: Infinity }), { name: 'TypeError', message: /pollIntervalMs/ });
+  // Bad windows and intervals: the documented TypeError with code ERR_INVALID_ARG_VALUE.
+  for (const key of ['writableWindowMs', 'pollIntervalMs']) {
+    for (const bad of [-1, -0.5, NaN, Infinity, -Infinity]) {
+      assert.throws(() => memwatch.create({ [key]: bad }), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE', message: new RegExp(key) }, `${key}: ${bad}`);
+    }
+  }
+  // Zero and more than a day pass the JS checks; the engine rejects them.
+  assert.throws(() => memwatch.create({ pollIntervalMs: 86_400_001 }), { name: 'TypeError', code: 'ERR_MEMWATCH_INVALID_ARGUMENT', message: /pollIntervalMs/ });
+  assert.throws(() => memwatch.create({ writableWindowMs: 0 }), { name: 'TypeError', code: 'ERR_MEMWATCH_INVALID_ARGUMENT', message: /writable_window/ });
+  assert.throws(() => memwatch.create({ pollIntervalMs: 0 }), { name: 'TypeError', code: 'ERR_MEMWATCH_INVALID_ARGUMENT', message: /poll_interval/ });
   assert.throws(() => memwatch.create({ snapshots: 1 }), { name: 'TypeError', message: /snapshots/ });
   assert.throws(() => memwatch.create(5), { name: 'TypeError', message: /"options" argument must be an object/ });
   assert.throws(() => memwatch.allocPageAligned(0), { name: 'TypeError' });

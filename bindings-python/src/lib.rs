@@ -27,7 +27,7 @@ use std::time::Duration;
 use memwatch_core as mw;
 
 mod store;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -412,138 +412,194 @@ impl Shared {
 /// `adapter_id`, `region_id`, `variable_id`, `variable_name`, `where`,
 /// `how_big`, `changed_ranges`, `old_preview`, `new_preview`, `old_value`,
 /// `new_value`, `storage_key_old`, `storage_key_new`, `metadata`.
+/// The engine's event is kept as it is and each field is converted to a
+/// Python object when it is read (the event is cheap to make, whatever fields
+/// the caller never looks at).
 #[pyclass(module = "memwatch", name = "ChangeEvent", frozen)]
 struct ChangeEvent {
-    /// Process-wide sequence number, increasing in detection order.
-    #[pyo3(get)]
-    seq: u64,
-    /// CLOCK_MONOTONIC nanoseconds of the first write (protect) or of detection (poll).
-    #[pyo3(get)]
-    timestamp_ns: u64,
-    /// Which language adapter made the watcher (2 = Python).
-    #[pyo3(get)]
-    adapter_id: u32,
-    /// The region id `watch()` returned.
-    #[pyo3(get)]
-    region_id: u32,
+    /// The engine's event.
+    ev: mw::ChangeEvent,
     /// `id()` of the watched object, or None when the region was already unwatched.
-    #[pyo3(get)]
     variable_id: Option<usize>,
-    /// The name given to (or inferred by) `watch()`.
-    #[pyo3(get)]
-    variable_name: String,
-    where_: Py<PyDict>,
-    thread_id: Option<u32>,
-    /// Size of the region in bytes.
-    #[pyo3(get)]
-    how_big: usize,
-    ranges: Vec<(usize, usize)>,
-    /// First `preview_bytes` of the region before the change (None without snapshots).
-    #[pyo3(get)]
-    old_preview: Option<Py<PyBytes>>,
-    /// First `preview_bytes` of the region after the change.
-    #[pyo3(get)]
-    new_preview: Py<PyBytes>,
-    /// Whole old value when `how_big <= max_value_bytes` and snapshots are on.
-    #[pyo3(get)]
-    old_value: Option<Py<PyBytes>>,
-    /// Whole new value when `how_big <= max_value_bytes`.
-    #[pyo3(get)]
-    new_value: Option<Py<PyBytes>>,
-    /// Value-store key of the large old value (`memwatch/{adapter_id}/{region_id}/{epoch}`),
-    /// when a value store is attached (`set_value_store`) and still holds it; else None.
-    #[pyo3(get)]
-    storage_key_old: Option<String>,
-    /// Value-store key of the large new value, when a value store is attached and took it; else None.
-    #[pyo3(get)]
-    storage_key_new: Option<String>,
-    /// The metadata given to `watch()`.
-    #[pyo3(get)]
+    /// The metadata object given to `watch()` (or the engine's text of it).
     metadata: Option<Py<PyAny>>,
+    /// Whether the watcher keeps snapshots (else there is no old preview).
+    snapshots: bool,
 }
 
 #[pymethods]
 impl ChangeEvent {
+    /// Process-wide sequence number, increasing in detection order.
+    #[getter]
+    fn seq(&self) -> u64 {
+        self.ev.seq
+    }
+
+    /// CLOCK_MONOTONIC nanoseconds of the first write (protect) or of detection (poll).
+    #[getter]
+    fn timestamp_ns(&self) -> u64 {
+        self.ev.timestamp_ns
+    }
+
+    /// Which language adapter made the watcher (2 = Python).
+    #[getter]
+    fn adapter_id(&self) -> u32 {
+        self.ev.adapter_id
+    }
+
+    /// The region id `watch()` returned.
+    #[getter]
+    fn region_id(&self) -> u32 {
+        self.ev.region_id
+    }
+
+    /// `id()` of the watched object, or None when the region was already unwatched.
+    #[getter]
+    fn variable_id(&self) -> Option<usize> {
+        self.variable_id
+    }
+
+    /// The name given to (or inferred by) `watch()`.
+    #[getter]
+    fn variable_name(&self) -> &str {
+        &self.ev.variable_name
+    }
+
+    /// Size of the region in bytes.
+    #[getter]
+    fn how_big(&self) -> usize {
+        self.ev.how_big
+    }
+
+    /// First `preview_bytes` of the region before the change (None without snapshots).
+    #[getter]
+    fn old_preview<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.snapshots.then(|| PyBytes::new(py, &self.ev.old_preview))
+    }
+
+    /// First `preview_bytes` of the region after the change.
+    #[getter]
+    fn new_preview<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.ev.new_preview)
+    }
+
+    /// Whole old value when `how_big <= max_value_bytes` and snapshots are on.
+    #[getter]
+    fn old_value<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.ev.old_value.as_deref().map(|v| PyBytes::new(py, v))
+    }
+
+    /// Whole new value when `how_big <= max_value_bytes`.
+    #[getter]
+    fn new_value<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.ev.new_value.as_deref().map(|v| PyBytes::new(py, v))
+    }
+
+    /// Value-store key of the large old value (`memwatch/{adapter_id}/{region_id}/{epoch}`),
+    /// when a value store is attached (`set_value_store`) and still holds it; else None.
+    #[getter]
+    fn storage_key_old(&self) -> Option<&str> {
+        self.ev.storage_key_old.as_deref()
+    }
+
+    /// Value-store key of the large new value, when a value store is attached and took it; else None.
+    #[getter]
+    fn storage_key_new(&self) -> Option<&str> {
+        self.ev.storage_key_new.as_deref()
+    }
+
+    /// The metadata given to `watch()`.
+    #[getter]
+    fn metadata(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.metadata.as_ref().map(|m| m.clone_ref(py))
+    }
+
     /// Where the change was made: a dict with `thread_id` (kernel thread id of
     /// the writer, or None), `fault_ip`, `file`, `function` and `line`
     /// (None where the backend cannot tell).
     #[getter(r#where)]
-    fn where_dict(&self, py: Python<'_>) -> Py<PyDict> {
-        self.where_.clone_ref(py)
+    fn where_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let w = &self.ev.where_;
+        let d = PyDict::new(py);
+        d.set_item("thread_id", w.thread_id)?;
+        d.set_item("fault_ip", w.fault_ip)?;
+        d.set_item("file", (!w.file.is_empty()).then_some(w.file.as_str()))?;
+        d.set_item("function", (!w.function.is_empty()).then_some(w.function.as_str()))?;
+        d.set_item("line", (w.line != 0).then_some(w.line))?;
+        Ok(d)
     }
 
     /// Kernel thread id of the writing thread (compare `threading.get_native_id()`),
     /// or None when the backend cannot tell (poll).
     #[getter]
     fn thread_id(&self) -> Option<u32> {
-        self.thread_id
+        self.ev.where_.thread_id
     }
 
     /// The changed byte ranges as `(offset, length)` tuples, ascending,
     /// offsets relative to the start of the region.
     #[getter]
     fn changed_ranges(&self) -> Vec<(usize, usize)> {
-        self.ranges.clone()
+        self.ev.changed_ranges.iter().map(|r| (r.offset, r.len)).collect()
     }
 
     /// All fields as a plain dict (`where` included), e.g. for JSON logging.
-    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        let py = slf.py();
-        let me = slf.get();
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        d.set_item("seq", me.seq)?;
-        d.set_item("timestamp_ns", me.timestamp_ns)?;
-        d.set_item("adapter_id", me.adapter_id)?;
-        d.set_item("region_id", me.region_id)?;
-        d.set_item("variable_id", me.variable_id)?;
-        d.set_item("variable_name", &me.variable_name)?;
-        d.set_item("where", me.where_.bind(py).copy()?)?;
-        d.set_item("how_big", me.how_big)?;
-        d.set_item("changed_ranges", me.ranges.clone())?;
-        d.set_item("old_preview", &me.old_preview)?;
-        d.set_item("new_preview", &me.new_preview)?;
-        d.set_item("old_value", &me.old_value)?;
-        d.set_item("new_value", &me.new_value)?;
-        d.set_item("storage_key_old", &me.storage_key_old)?;
-        d.set_item("storage_key_new", &me.storage_key_new)?;
-        d.set_item("metadata", &me.metadata)?;
+        d.set_item("seq", self.seq())?;
+        d.set_item("timestamp_ns", self.timestamp_ns())?;
+        d.set_item("adapter_id", self.adapter_id())?;
+        d.set_item("region_id", self.region_id())?;
+        d.set_item("variable_id", self.variable_id)?;
+        d.set_item("variable_name", self.variable_name())?;
+        d.set_item("where", self.where_dict(py)?)?;
+        d.set_item("how_big", self.how_big())?;
+        d.set_item("changed_ranges", self.changed_ranges())?;
+        d.set_item("old_preview", self.old_preview(py))?;
+        d.set_item("new_preview", self.new_preview(py))?;
+        d.set_item("old_value", self.old_value(py))?;
+        d.set_item("new_value", self.new_value(py))?;
+        d.set_item("storage_key_old", self.storage_key_old())?;
+        d.set_item("storage_key_new", self.storage_key_new())?;
+        d.set_item("metadata", self.metadata(py))?;
         Ok(d)
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let name = PyTuple::new(py, [&self.variable_name])?.get_item(0)?.repr()?.to_string();
+        let ev = &self.ev;
+        let name = PyTuple::new(py, [&ev.variable_name])?.get_item(0)?.repr()?.to_string();
         // Show each changed range as [start:end] old -> new, from the whole
         // values when present, else from the previews when they cover it.
-        let old =
-            self.old_value.as_ref().or(self.old_preview.as_ref()).map(|b| b.bind(py).as_bytes());
-        let new = self.new_value.as_ref().unwrap_or(&self.new_preview).bind(py).as_bytes();
+        let old = ev.old_value.as_deref().or(self.snapshots.then_some(ev.old_preview.as_slice()));
+        let new = ev.new_value.as_deref().unwrap_or(&ev.new_preview);
         let slice = |src: Option<&[u8]>, o: usize, l: usize| -> String {
             match src {
                 Some(b) if o + l <= b.len() => bytes_literal(&b[o..o + l], 16),
                 _ => "?".to_string(),
             }
         };
-        let mut changes: Vec<String> = self
-            .ranges
+        let mut changes: Vec<String> = ev
+            .changed_ranges
             .iter()
             .take(4)
-            .map(|&(o, l)| {
+            .map(|r| {
+                let (o, l) = (r.offset, r.len);
                 format!("[{}:{}] {} -> {}", o, o + l, slice(old, o, l), slice(Some(new), o, l))
             })
             .collect();
-        if self.ranges.len() > 4 {
-            changes.push(format!("... {} more", self.ranges.len() - 4));
+        if ev.changed_ranges.len() > 4 {
+            changes.push(format!("... {} more", ev.changed_ranges.len() - 4));
         }
-        let thread = match self.thread_id {
+        let thread = match ev.where_.thread_id {
             Some(t) => t.to_string(),
             None => "None".to_string(),
         };
         Ok(format!(
             "ChangeEvent(seq={}, region_id={}, variable_name={}, how_big={}, changes=[{}], thread_id={})",
-            self.seq,
-            self.region_id,
+            ev.seq,
+            ev.region_id,
             name,
-            self.how_big,
+            ev.how_big,
             changes.join(", "),
             thread
         ))
@@ -569,7 +625,7 @@ fn bytes_literal(bytes: &[u8], max: usize) -> String {
     s
 }
 
-fn make_event(py: Python<'_>, shared: &Shared, ev: &mw::ChangeEvent) -> PyResult<ChangeEvent> {
+fn make_event(py: Python<'_>, shared: &Shared, ev: mw::ChangeEvent) -> PyResult<ChangeEvent> {
     let (object_id, metadata) = {
         let regions = lock(&shared.regions);
         match regions.get(&ev.region_id) {
@@ -587,35 +643,7 @@ fn make_event(py: Python<'_>, shared: &Shared, ev: &mw::ChangeEvent) -> PyResult
             .map(|s| s.into_pyobject(py).map(|o| o.into_any().unbind()))
             .transpose()?,
     };
-    let w = PyDict::new(py);
-    w.set_item("thread_id", ev.where_.thread_id)?;
-    w.set_item("fault_ip", ev.where_.fault_ip)?;
-    w.set_item("file", (!ev.where_.file.is_empty()).then_some(ev.where_.file.as_str()))?;
-    w.set_item(
-        "function",
-        (!ev.where_.function.is_empty()).then_some(ev.where_.function.as_str()),
-    )?;
-    w.set_item("line", (ev.where_.line != 0).then_some(ev.where_.line))?;
-    let bytes = |v: &[u8]| PyBytes::new(py, v).unbind();
-    Ok(ChangeEvent {
-        seq: ev.seq,
-        timestamp_ns: ev.timestamp_ns,
-        adapter_id: ev.adapter_id,
-        region_id: ev.region_id,
-        variable_id: object_id,
-        variable_name: ev.variable_name.clone(),
-        where_: w.unbind(),
-        thread_id: ev.where_.thread_id,
-        how_big: ev.how_big,
-        ranges: ev.changed_ranges.iter().map(|r| (r.offset, r.len)).collect(),
-        old_preview: shared.snapshots.then(|| bytes(&ev.old_preview)),
-        new_preview: bytes(&ev.new_preview),
-        old_value: ev.old_value.as_deref().map(bytes),
-        new_value: ev.new_value.as_deref().map(bytes),
-        storage_key_old: ev.storage_key_old.clone(),
-        storage_key_new: ev.storage_key_new.clone(),
-        metadata,
-    })
+    Ok(ChangeEvent { ev, variable_id: object_id, metadata, snapshots: shared.snapshots })
 }
 
 // ---------------------------------------------------------------------------
@@ -629,43 +657,42 @@ struct Watcher {
     shared: Arc<Shared>,
 }
 
-fn duration_ms(what: &str, ms: f64) -> PyResult<Duration> {
-    if !(0.0..=86_400_000.0).contains(&ms) {
-        return Err(PyValueError::new_err(format!(
-            "{what} must be a finite number of milliseconds between 0 and 86400000, got {ms}"
-        )));
-    }
-    Ok(Duration::from_secs_f64(ms / 1000.0))
-}
-
 #[pymethods]
 impl Watcher {
     /// Creates a watcher. See `memwatch.MemoryWatcher` for the options.
     #[allow(clippy::too_many_arguments)] // mirrors the Python signature
     #[new]
-    #[pyo3(signature = (backend="auto", writable_window_ms=5.0, poll_interval_ms=100.0,
-                        max_value_bytes=4096, preview_bytes=256, snapshots=true,
-                        ring_capacity=65536))]
+    /// Every argument left out (None) keeps the engine's default.
+    #[pyo3(signature = (backend="auto", writable_window_ms=None, poll_interval_ms=None,
+                        max_value_bytes=None, preview_bytes=None, snapshots=None,
+                        ring_capacity=None))]
     fn new(
         py: Python<'_>,
         backend: &str,
-        writable_window_ms: f64,
-        poll_interval_ms: f64,
-        max_value_bytes: usize,
-        preview_bytes: usize,
-        snapshots: bool,
-        ring_capacity: usize,
+        writable_window_ms: Option<f64>,
+        poll_interval_ms: Option<f64>,
+        max_value_bytes: Option<usize>,
+        preview_bytes: Option<usize>,
+        snapshots: Option<bool>,
+        ring_capacity: Option<usize>,
     ) -> PyResult<Self> {
+        let err = |e| to_pyerr(py, e);
+        let d = mw::Options::default();
+        let ms =
+            |name, v: Option<f64>, default| v.map_or(Ok(default), |v| mw::Options::millis(name, v));
         let options = mw::Options {
-            backend: mw::Backend::from_name(backend).map_err(|e| to_pyerr(py, e))?,
-            writable_window: duration_ms("writable_window_ms", writable_window_ms)?,
-            poll_interval: duration_ms("poll_interval_ms", poll_interval_ms)?,
-            max_value_bytes,
-            preview_bytes,
-            ring_capacity,
-            snapshots,
+            backend: mw::Backend::from_name(backend).map_err(err)?,
+            writable_window: ms("writable_window_ms", writable_window_ms, d.writable_window)
+                .map_err(err)?,
+            poll_interval: ms("poll_interval_ms", poll_interval_ms, d.poll_interval)
+                .map_err(err)?,
+            max_value_bytes: max_value_bytes.unwrap_or(d.max_value_bytes),
+            preview_bytes: preview_bytes.unwrap_or(d.preview_bytes),
+            ring_capacity: ring_capacity.unwrap_or(d.ring_capacity),
+            snapshots: snapshots.unwrap_or(d.snapshots),
             adapter_id: mw::ADAPTER_PYTHON,
         };
+        let snapshots = options.snapshots;
         let core = detach(py, move || mw::Watcher::new(options)).map_err(|e| to_pyerr(py, e))?;
         let shared = Arc::new(Shared {
             core,
@@ -832,7 +859,7 @@ impl Watcher {
         self.shared.wait_closed(py);
         let events = events.map_err(|e| to_pyerr(py, e))?;
         let out = PyList::empty(py);
-        for ev in &events {
+        for ev in events {
             out.append(make_event(py, &self.shared, ev)?)?;
         }
         Ok(out)
@@ -858,24 +885,16 @@ impl Watcher {
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.shared.core.stats();
         let d = PyDict::new(py);
-        d.set_item("backend", s.backend.map(|b| b.name()))?;
-        d.set_item("backend_reason", s.backend_reason)?;
-        d.set_item("regions", s.regions)?;
-        d.set_item("protected_pages", s.protected_pages)?;
-        d.set_item("faults", s.faults)?;
-        d.set_item("events", s.events)?;
-        d.set_item("dropped_wheres", s.dropped_wheres)?;
-        d.set_item("fallback_regions", s.fallback_regions)?;
-        d.set_item("gone_regions", s.gone_regions)?;
+        for (name, value) in s.fields() {
+            match value {
+                mw::StatValue::Count(n) => d.set_item(name, n)?,
+                mw::StatValue::Text(t) => d.set_item(name, t)?,
+            }
+        }
+        // Not in Stats::FIELDS yet (the other bindings do not carry them).
         d.set_item("reprotect_failures", s.reprotect_failures)?;
         d.set_item("shared_regions", s.shared_regions)?;
-        d.set_item("native_bytes", s.native_bytes)?;
-        d.set_item("snapshot_bytes", s.snapshot_bytes)?;
-        d.set_item("pending_events", s.pending_events)?;
         d.set_item("coalesced_events", s.coalesced_events)?;
-        d.set_item("callback_errors", s.callback_errors)?;
-        d.set_item("latency_p50_ns", s.latency_p50_ns)?;
-        d.set_item("latency_p99_ns", s.latency_p99_ns)?;
         Ok(d)
     }
 
@@ -942,7 +961,7 @@ fn deliver(weak: &Weak<Shared>, cell: &CallbackCell, ev: &mw::ChangeEvent) {
         let cb = lock(&cell.callable).as_ref().map(|c| c.clone_ref(py));
         let Some(cb) = cb else { return };
         IN_DELIVERY.with(|d| d.set(true));
-        let result = make_event(py, &shared, ev).and_then(|event| cb.call1(py, (event,)));
+        let result = make_event(py, &shared, ev.clone()).and_then(|event| cb.call1(py, (event,)));
         IN_DELIVERY.with(|d| d.set(false));
         if let Err(err) = result {
             // Exceptions go to sys.unraisablehook, like exceptions in __del__
@@ -995,6 +1014,19 @@ fn _memwatch(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reassert_signal_handler, m)?)?;
     m.add_function(wrap_pyfunction!(_close_all, m)?)?;
     m.add("ADAPTER_PYTHON", mw::ADAPTER_PYTHON)?;
+    // The engine's default options, in the Python keyword arguments' units.
+    let d = mw::Options::default();
+    let defaults = PyDict::new(m.py());
+    defaults.set_item("backend", d.backend.name())?;
+    defaults.set_item("writable_window_ms", d.writable_window.as_secs_f64() * 1000.0)?;
+    defaults.set_item("poll_interval_ms", d.poll_interval.as_secs_f64() * 1000.0)?;
+    defaults.set_item("max_value_bytes", d.max_value_bytes)?;
+    defaults.set_item("preview_bytes", d.preview_bytes)?;
+    defaults.set_item("snapshots", d.snapshots)?;
+    defaults.set_item("ring_capacity", d.ring_capacity)?;
+    m.add("DEFAULT_OPTIONS", defaults)?;
+    let backends: Vec<&str> = mw::Backend::ALL.iter().map(|b| b.name()).collect();
+    m.add("BACKENDS", backends)?;
     // memwatch._memwatch.store: re-exported by the Python module memwatch.store.
     let sub = PyModule::new(m.py(), "store")?;
     store::init(&sub)?;

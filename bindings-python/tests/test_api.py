@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import mmap
 import threading
 import time
@@ -52,9 +53,14 @@ def test_unknown_backend_is_a_value_error_listing_the_choices() -> None:
     "kwargs,error",
     [
         ({"backend": 3}, TypeError),
-        ({"writable_window_ms": 0}, ValueError),
-        ({"writable_window_ms": -1}, ValueError),
-        ({"poll_interval_ms": float("nan")}, ValueError),
+        ({"writable_window_ms": 0}, memwatch.InvalidArgumentError),
+        ({"writable_window_ms": -1}, memwatch.InvalidArgumentError),
+        ({"writable_window_ms": float("nan")}, memwatch.InvalidArgumentError),
+        ({"writable_window_ms": float("inf")}, memwatch.InvalidArgumentError),
+        ({"poll_interval_ms": -0.5}, memwatch.InvalidArgumentError),
+        ({"poll_interval_ms": float("nan")}, memwatch.InvalidArgumentError),
+        ({"poll_interval_ms": float("inf")}, memwatch.InvalidArgumentError),
+        ({"poll_interval_ms": float("-inf")}, memwatch.InvalidArgumentError),
         ({"poll_interval_ms": "100"}, TypeError),
         ({"max_value_bytes": -1}, ValueError),
         ({"preview_bytes": 1.5}, TypeError),
@@ -62,8 +68,25 @@ def test_unknown_backend_is_a_value_error_listing_the_choices() -> None:
     ],
 )
 def test_bad_options_raise(kwargs: dict, error: type) -> None:
-    with pytest.raises(error):
+    with pytest.raises(error) as info:
         memwatch.MemoryWatcher(**kwargs)
+    # Exactly the documented class, not a plain ValueError.
+    if issubclass(error, memwatch.MemwatchError):
+        assert type(info.value) is error, info.value
+        assert next(iter(kwargs)).replace("_ms", "") in str(info.value), info.value
+
+
+def test_defaults_are_the_engines() -> None:
+    assert dict(memwatch.DEFAULT_OPTIONS) == {
+        "backend": "auto", "writable_window_ms": 5.0, "poll_interval_ms": 100.0,
+        "max_value_bytes": 4096, "preview_bytes": 256, "snapshots": True, "ring_capacity": 65536,
+    }
+    signature = inspect.signature(memwatch.MemoryWatcher)
+    for name, default in memwatch.DEFAULT_OPTIONS.items():
+        assert signature.parameters[name].default == default, name
+    assert memwatch.BACKENDS == ("auto", "protect", "writewatch", "poll")
+    with pytest.raises(TypeError):
+        memwatch.DEFAULT_OPTIONS["ring_capacity"] = 1  # type: ignore[index]
 
 
 def test_page_size_is_the_os_page_size() -> None:
@@ -281,8 +304,9 @@ def test_stats_count_regions_and_events(watcher: memwatch.MemoryWatcher) -> None
     assert stats["snapshot_bytes"] == 30
     assert stats["native_bytes"] >= 30
     assert set(stats) == {
-        "backend", "backend_reason", "regions", "protected_pages", "faults", "events", "dropped_wheres",
-        "fallback_regions", "gone_regions", "reprotect_failures", "shared_regions", "native_bytes", "snapshot_bytes", "pending_events", "coalesced_events", "callback_errors", "latency_p50_ns", "latency_p99_ns",
+        "backend", "backend_reason", "regions", "protected_pages", "faults", "events", "fallback_regions",
+        "gone_regions", "dropped_wheres", "native_bytes", "snapshot_bytes", "pending_events", "callback_errors", "latency_p50_ns", "latency_p99_ns",
+        "reprotect_failures", "shared_regions", "coalesced_events",
     }
 
 

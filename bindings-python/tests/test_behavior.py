@@ -6,12 +6,13 @@ per backend it lists, on a fresh watcher and fresh page-aligned buffers.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import mmap
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 import pytest
 
@@ -65,7 +66,7 @@ def value(spec: Union[str, Dict[str, Any]]) -> bytes:
 def test_scenarios_are_present() -> None:
     """The suite must not pass by finding nothing to run."""
     files = _scenario_files()
-    assert len(files) >= 8, f"expected the shared scenarios in {BEHAVIOR_DIR}, found {files}"
+    assert len(files) >= 12, f"expected the shared scenarios in {BEHAVIOR_DIR}, found {files}"
 
 
 @pytest.mark.parametrize("path,backend", _cases())
@@ -82,6 +83,7 @@ def test_scenario(path: Path, backend: str) -> None:
         m.write(bytes.fromhex(b.get("fill", "00")) * n)
         buffers[b["name"]] = m
     views: List[memoryview] = []
+    delivered: List[memwatch.ChangeEvent] = []
     watcher = memwatch.MemoryWatcher(backend=backend, **options)
     try:
         ids: Dict[str, int] = {}
@@ -101,19 +103,7 @@ def test_scenario(path: Path, backend: str) -> None:
                 data = bytes.fromhex(w["hex"]) if "hex" in w else bytes.fromhex(w["byte"]) * size(w["len"])
                 buf[start : start + len(data)] = data  # a memcpy by this thread
             elif "check" in step:
-                events = watcher.check_changes()
-                expected = step["check"]
-                got_keys = [by_id.get(e.region_id, f"<unknown region {e.region_id}>") for e in events]
-                assert len(events) == len(expected), (
-                    f"{where}: expected {len(expected)} event(s) for {[x['region'] for x in expected]}, "
-                    f"got {len(events)} for {got_keys}: {events}"
-                )
-                assert len(set(got_keys)) == len(got_keys), f"{where}: two events for one region: {events}"
-                actual = dict(zip(got_keys, events))
-                for exp in expected:
-                    key = exp["region"]
-                    assert key in actual, f"{where}: no event for region {key!r}; got {got_keys}"
-                    _compare(where, key, exp, actual[key])
+                _compare_all(where, step["check"], watcher.check_changes(), by_id)
             elif "unwatch" in step:
                 u = step["unwatch"]
                 got = watcher.unwatch(ids[u["region"]])
@@ -121,6 +111,33 @@ def test_scenario(path: Path, backend: str) -> None:
             elif "unwatch_unknown" in step:
                 got = watcher.unwatch(UNKNOWN_REGION_ID)
                 assert got is step["unwatch_unknown"]["expect"], f"{where}: unwatch(unknown) returned {got}"
+            elif "watch_error" in step:
+                e = step["watch_error"]
+                if e.get("null"):
+                    # A real null address: a ctypes array at 0 (never dereferenced).
+                    target: Any = memoryview((ctypes.c_char * size(e["length"])).from_address(0)).cast("B")
+                else:
+                    start = size(e["offset"])
+                    target = memoryview(buffers[e["buffer"]])[start : start + size(e["length"])]
+                    views.append(target)
+                _expect_error(where, e["expect"], lambda: watcher.watch(target, "bad"))
+            elif "check_error" in step:
+                _expect_error(where, step["check_error"]["expect"], watcher.check_changes)
+            elif "close" in step:
+                watcher.close()
+            elif "stats" in step:
+                stats = watcher.get_stats()
+                for field in step["stats"].get("fields", []):
+                    assert field in stats, f"{where}: stats field {field!r} missing from {stats}"
+                for field, want in step["stats"].get("equal", {}).items():
+                    assert stats.get(field) == want, f"{where}: stats[{field!r}] expected {want!r}, got {stats}"
+            elif "set_callback" in step:
+                watcher.set_callback(delivered.append if step["set_callback"] else None)
+            elif "check_callback" in step:
+                returned = watcher.check_changes()
+                assert returned == [], f"{where}: with a callback, check_changes returned {returned}"
+                events, delivered[:] = list(delivered), []
+                _compare_all(where, step["check_callback"], events, by_id)
             else:
                 raise AssertionError(f"{where}: unknown step kind {step}")
     finally:
@@ -129,6 +146,42 @@ def test_scenario(path: Path, backend: str) -> None:
             v.release()
         for m in buffers.values():
             m.close()
+
+
+# The documented exception class of each engine error kind.
+ERROR_KINDS = {
+    memwatch.InvalidArgumentError: "invalid_argument",
+    memwatch.UnmappedError: "unmapped",
+    memwatch.ReadOnlyError: "read_only",
+    memwatch.OverlapError: "overlap",
+    memwatch.UnsupportedError: "unsupported",
+    memwatch.WatcherClosedError: "closed",
+    memwatch.MemwatchOSError: "os",
+}
+
+
+def _expect_error(where: str, kind: str, call: Callable[[], Any]) -> None:
+    try:
+        got = call()
+    except memwatch.MemwatchError as exc:
+        assert ERROR_KINDS.get(type(exc)) == kind, f"{where}: expected a {kind} error, got {type(exc).__name__}: {exc}"
+    else:
+        raise AssertionError(f"{where}: expected a {kind} error, got {got!r}")
+
+
+def _compare_all(where: str, expected: List[Dict[str, Any]], events: List[memwatch.ChangeEvent],
+                 by_id: Dict[int, str]) -> None:
+    got_keys = [by_id.get(e.region_id, f"<unknown region {e.region_id}>") for e in events]
+    assert len(events) == len(expected), (
+        f"{where}: expected {len(expected)} event(s) for {[x['region'] for x in expected]}, "
+        f"got {len(events)} for {got_keys}: {events}"
+    )
+    assert len(set(got_keys)) == len(got_keys), f"{where}: two events for one region: {events}"
+    actual = dict(zip(got_keys, events))
+    for exp in expected:
+        key = exp["region"]
+        assert key in actual, f"{where}: no event for region {key!r}; got {got_keys}"
+        _compare(where, key, exp, actual[key])
 
 
 def _compare(where: str, key: str, exp: Dict[str, Any], event: memwatch.ChangeEvent) -> None:

@@ -1,4 +1,4 @@
-"""System calls writing into watched memory (issue 4): with writewatch they
+"""System calls writing into watched memory: with writewatch they
 succeed and are reported; the kernel writes count like any other write."""
 
 from __future__ import annotations

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -190,11 +191,149 @@ static const char *jstr(const cJSON *o, const char *k) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+static void compare_events(ctx_t *c, const memwatch_change_event_t *evs, size_t n, const cJSON *expect,
+                           region_t *regs, int nregs);
+
 static void do_check(ctx_t *c, memwatch_watcher_t *w, const cJSON *expect, region_t *regs, int nregs) {
     memwatch_change_event_t *evs = NULL;
     size_t n = 0;
     int rc = memwatch_watcher_check_changes(w, &evs, &n);
     if (rc != MEMWATCH_OK) { failf(c, "check_changes failed: %d %s", rc, memwatch_last_error()); return; }
+    compare_events(c, evs, n, expect, regs, nregs);
+    memwatch_events_free(evs, n);
+}
+
+/* ---- callback delivery: the callback keeps deep copies of its events ---- */
+
+static pthread_mutex_t g_cb_mu = PTHREAD_MUTEX_INITIALIZER;
+static memwatch_change_event_t g_cb_events[64];
+static size_t g_cb_count;
+static int g_cb_overflow;
+
+static void *dup_bytes(const void *p, size_t n) {
+    if (!p) return NULL;
+    void *q = malloc(n ? n : 1);
+    memcpy(q, p, n);
+    return q;
+}
+
+static char *dup_str(const char *s) { return s ? dup_bytes(s, strlen(s) + 1) : NULL; }
+
+static void collect_event(const memwatch_change_event_t *e, void *ctx) {
+    (void)ctx;
+    pthread_mutex_lock(&g_cb_mu);
+    if (g_cb_count == sizeof g_cb_events / sizeof g_cb_events[0]) {
+        g_cb_overflow = 1;
+    } else {
+        memwatch_change_event_t *c = &g_cb_events[g_cb_count++];
+        *c = *e;
+        c->variable_name = dup_str(e->variable_name);
+        c->file = NULL;
+        c->function = NULL;
+        c->changed_ranges = dup_bytes(e->changed_ranges, e->changed_range_count * sizeof *e->changed_ranges);
+        c->old_preview = dup_bytes(e->old_preview, e->old_preview_len);
+        c->new_preview = dup_bytes(e->new_preview, e->new_preview_len);
+        c->old_value = dup_bytes(e->old_value, e->old_value_len);
+        c->new_value = dup_bytes(e->new_value, e->new_value_len);
+        c->storage_key_old = NULL;
+        c->storage_key_new = NULL;
+        c->metadata = dup_str(e->metadata);
+    }
+    pthread_mutex_unlock(&g_cb_mu);
+}
+
+static void clear_collected(void) {
+    for (size_t i = 0; i < g_cb_count; i++) {
+        memwatch_change_event_t *c = &g_cb_events[i];
+        free((void *)c->variable_name);
+        free((void *)c->changed_ranges);
+        free((void *)c->old_preview);
+        free((void *)c->new_preview);
+        free((void *)c->old_value);
+        free((void *)c->new_value);
+        free((void *)c->metadata);
+    }
+    g_cb_count = 0;
+    g_cb_overflow = 0;
+}
+
+static void do_check_callback(ctx_t *c, memwatch_watcher_t *w, const cJSON *expect, region_t *regs, int nregs) {
+    memwatch_change_event_t *evs = NULL;
+    size_t n = 0;
+    int rc = memwatch_watcher_check_changes(w, &evs, &n);
+    if (rc != MEMWATCH_OK) { failf(c, "check_changes failed: %d %s", rc, memwatch_last_error()); return; }
+    memwatch_events_free(evs, n);
+    if (n != 0) { failf(c, "with a callback, check_changes returned %zu events", n); return; }
+    pthread_mutex_lock(&g_cb_mu);
+    if (g_cb_overflow) failf(c, "more than 64 events delivered");
+    else compare_events(c, g_cb_events, g_cb_count, expect, regs, nregs);
+    clear_collected();
+    pthread_mutex_unlock(&g_cb_mu);
+}
+
+/* ---- errors and stats ---- */
+
+/* The engine's error kind name (Error::kind_name()) of a C error code. */
+static const char *kind_name(int rc) {
+    switch (rc) {
+    case MEMWATCH_ERR_INVALID_ARGUMENT: return "invalid_argument";
+    case MEMWATCH_ERR_UNMAPPED: return "unmapped";
+    case MEMWATCH_ERR_READ_ONLY: return "read_only";
+    case MEMWATCH_ERR_OVERLAP: return "overlap";
+    case MEMWATCH_ERR_UNSUPPORTED: return "unsupported";
+    case MEMWATCH_ERR_CLOSED: return "closed";
+    case MEMWATCH_ERR_OS: return "os";
+    case MEMWATCH_OK: return "ok";
+    default: return "internal";
+    }
+}
+
+static void expect_kind(ctx_t *c, const char *call, int rc, const char *want) {
+    if (!want) { failf(c, "%s: step lacks expect", call); return; }
+    if (strcmp(kind_name(rc), want) != 0)
+        failf(c, "%s: expected a %s error, got %s (%d) %s", call, want, kind_name(rc), rc, rc < 0 ? memwatch_last_error() : "");
+    else if (memwatch_last_error_code() != rc)
+        failf(c, "%s: memwatch_last_error_code() is %d, not %d", call, memwatch_last_error_code(), rc);
+}
+
+/* A stats field by its snake_case name: 1 found (number in *num, or text in *text), 0 unknown. */
+static int stat_field(const memwatch_stats_t *s, const char *name, unsigned long long *num, const char **text) {
+    *text = NULL;
+    if (strcmp(name, "backend") == 0) { *text = s->backend ? s->backend : ""; return 1; }
+    if (strcmp(name, "backend_reason") == 0) { *text = s->backend_reason; return 1; }
+#define MW_STAT(f) if (strcmp(name, #f) == 0) { *num = (unsigned long long)s->f; return 1; }
+    MW_STAT(regions) MW_STAT(protected_pages) MW_STAT(faults) MW_STAT(events) MW_STAT(dropped_wheres)
+    MW_STAT(native_bytes) MW_STAT(snapshot_bytes) MW_STAT(pending_events) MW_STAT(callback_errors)
+    MW_STAT(latency_p50_ns) MW_STAT(latency_p99_ns) MW_STAT(fallback_regions) MW_STAT(gone_regions)
+#undef MW_STAT
+    return 0;
+}
+
+static void do_stats(ctx_t *c, memwatch_watcher_t *w, const cJSON *spec) {
+    memwatch_stats_t s;
+    int rc = memwatch_watcher_get_stats(w, &s);
+    if (rc != MEMWATCH_OK) { failf(c, "get_stats failed: %d %s", rc, memwatch_last_error()); return; }
+    unsigned long long num;
+    const char *text;
+    const cJSON *f;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(spec, "fields")) {
+        if (!cJSON_IsString(f) || !stat_field(&s, f->valuestring, &num, &text)) {
+            failf(c, "stats field %s missing", cJSON_IsString(f) ? f->valuestring : "?");
+            return;
+        }
+    }
+    cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(spec, "equal")) {
+        if (!stat_field(&s, f->string, &num, &text)) { failf(c, "stats field %s missing", f->string); return; }
+        if (cJSON_IsString(f) ? (!text || strcmp(text, f->valuestring) != 0)
+                              : (text || !cJSON_IsNumber(f) || num != (unsigned long long)f->valuedouble)) {
+            failf(c, "stats field %s: expected %s%g, got %s%llu", f->string, cJSON_IsString(f) ? f->valuestring : "", cJSON_IsString(f) ? 0.0 : f->valuedouble, text ? text : "", text ? 0ULL : num);
+            return;
+        }
+    }
+}
+
+static void compare_events(ctx_t *c, const memwatch_change_event_t *evs, size_t n, const cJSON *expect,
+                           region_t *regs, int nregs) {
     size_t want_n = (size_t)cJSON_GetArraySize(expect);
     if (n != want_n) {
         char got[1024] = "";
@@ -203,7 +342,6 @@ static void do_check(ctx_t *c, memwatch_watcher_t *w, const cJSON *expect, regio
             pos += (size_t)snprintf(got + pos, sizeof got - pos, " {region_id=%u name=%s ranges=%zu}",
                                     evs[i].region_id, evs[i].variable_name, evs[i].changed_range_count);
         failf(c, "expected %zu events, got %zu:%s", want_n, n, got);
-        memwatch_events_free(evs, n);
         return;
     }
     const cJSON *e;
@@ -262,7 +400,6 @@ static void do_check(ctx_t *c, memwatch_watcher_t *w, const cJSON *expect, regio
         if (ev->adapter_id != MEMWATCH_ADAPTER_C) failf(c, "adapter_id: expected %u, got %u", MEMWATCH_ADAPTER_C, ev->adapter_id);
         if (c->failed) break;
     }
-    memwatch_events_free(evs, n);
 }
 
 /* Runs one scenario under one backend. Returns 1 on pass. */
@@ -357,6 +494,34 @@ static int run_one(const cJSON *sc, const char *scname, const char *backend, cha
             }
         } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "check"))) {
             do_check(&c, w, a, regs, nregs);
+        } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "watch_error"))) {
+            const uint8_t *addr = NULL;
+            long long off = 0, len;
+            if (parse_size(cJSON_GetObjectItemCaseSensitive(a, "length"), &len) || len < 0) { failf(&c, "bad watch_error"); break; }
+            if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "null"))) {
+                buffer_t *bf = find_buffer(bufs, nbufs, jstr(a, "buffer"));
+                if (!bf || parse_size(cJSON_GetObjectItemCaseSensitive(a, "offset"), &off) || off < 0) { failf(&c, "bad watch_error"); break; }
+                addr = bf->mem + off;
+            }
+            uint32_t id = 0;
+            int rc = memwatch_watcher_watch(w, addr, (size_t)len, "bad", NULL, &id);
+            expect_kind(&c, "watch", rc, jstr(a, "expect"));
+        } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "check_error"))) {
+            memwatch_change_event_t *evs = NULL;
+            size_t n = 0;
+            int rc = memwatch_watcher_check_changes(w, &evs, &n);
+            if (rc == MEMWATCH_OK) memwatch_events_free(evs, n);
+            expect_kind(&c, "check_changes", rc, jstr(a, "expect"));
+        } else if (cJSON_GetObjectItemCaseSensitive(st, "close")) {
+            int rc = memwatch_watcher_close(w);
+            if (rc != MEMWATCH_OK) failf(&c, "close failed: %d %s", rc, memwatch_last_error());
+        } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "stats"))) {
+            do_stats(&c, w, a);
+        } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "set_callback"))) {
+            int rc = memwatch_watcher_set_callback(w, cJSON_IsTrue(a) ? collect_event : NULL, NULL);
+            if (rc != MEMWATCH_OK) failf(&c, "set_callback failed: %d %s", rc, memwatch_last_error());
+        } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "check_callback"))) {
+            do_check_callback(&c, w, a, regs, nregs);
         } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "unwatch"))) {
             region_t *rg = find_region(regs, nregs, jstr(a, "region"));
             const cJSON *ex = cJSON_GetObjectItemCaseSensitive(a, "expect");
@@ -377,6 +542,9 @@ static int run_one(const cJSON *sc, const char *scname, const char *backend, cha
     }
 
     memwatch_watcher_free(w);
+    pthread_mutex_lock(&g_cb_mu);
+    clear_collected();
+    pthread_mutex_unlock(&g_cb_mu);
     for (int i = 0; i < nbufs; i++) munmap(bufs[i].mem, bufs[i].map_len);
     if (c.failed) {
         if (c.step >= 0) snprintf(why, why_cap, "step %d: %s", c.step, c.msg);

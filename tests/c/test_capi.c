@@ -1,5 +1,5 @@
 /*
- * test_capi: C tests of libmemwatch (issue 2's list, through the C ABI).
+ * test_capi: C tests of libmemwatch through the C ABI (each test in its own process).
  *
  * Each test runs in its own process (ctest runs `test_capi NAME`), because
  * the engine is process-wide: the fault ring is sized when it starts and the
@@ -190,7 +190,7 @@ static void t_one_byte_changed_protect(void) { one_byte("protect"); }
 static void t_one_byte_changed_poll(void) { one_byte("poll"); }
 static void t_one_byte_changed_writewatch(void) { one_byte("writewatch"); }
 
-/* ---- the seeds' global API --------------------------------------------------- */
+/* ---- the global API (one default watcher) --------------------------------------------------- */
 
 /* Issue 20: memwatch_shutdown() delivers what is pending to the callback first. */
 static int g_shutdown_seen;
@@ -1397,7 +1397,7 @@ static void t_value_store_large_values(void) {
     if (n == 1) {
         CHECK(ev[0].new_value == NULL && ev[0].old_value == NULL);
         REQUIRE(ev[0].storage_key_old && ev[0].storage_key_new);
-        /* Another client of the same store: the seed's C names. */
+        /* Another client of the same store: the cache_* C names. */
         cache_t *c = cache_open(name);
         REQUIRE(c != NULL);
         uint8_t got[100];

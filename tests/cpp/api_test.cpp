@@ -152,11 +152,31 @@ TEST(Options, BadOptionsThrow) {
   memwatch::Options o;
   o.poll_interval = std::chrono::milliseconds(0);
   EXPECT_THROW(memwatch::Watcher{o}, memwatch::InvalidArgument);
+  memwatch::Options negative_window;
+  negative_window.writable_window = std::chrono::milliseconds(-1);
+  EXPECT_THROW(memwatch::Watcher{negative_window}, memwatch::InvalidArgument);
+  memwatch::Options negative_poll;
+  negative_poll.poll_interval = std::chrono::milliseconds(-100);
+  EXPECT_THROW(memwatch::Watcher{negative_poll}, memwatch::InvalidArgument);
+  memwatch::Options zero_ring;
+  zero_ring.ring_capacity = 0;
+  EXPECT_THROW(memwatch::Watcher{zero_ring}, memwatch::InvalidArgument);
   try {
     memwatch::Watcher w(with_backend("writewatch"));
   } catch (const memwatch::Unsupported& e) {
     EXPECT_GT(std::strlen(e.what()), 0u);
   }
+}
+
+TEST(Options, DefaultsAreTheEngines) {
+  memwatch::Options o;
+  EXPECT_EQ(o.backend, "auto");
+  EXPECT_EQ(o.writable_window, std::chrono::milliseconds(5));
+  EXPECT_EQ(o.poll_interval, std::chrono::milliseconds(100));
+  EXPECT_EQ(o.max_value_bytes, 4096u);
+  EXPECT_EQ(o.preview_bytes, 256u);
+  EXPECT_EQ(o.ring_capacity, 65536u);
+  EXPECT_TRUE(o.snapshots);
 }
 
 TEST(Move, MovedWatcherKeepsRegionsAndOldOneIsClosed) {

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <memwatch.hpp>
 #include <sstream>
 #include <string>
@@ -146,42 +147,44 @@ class ScenarioTest : public testing::Test {
           std::memset(buf.mem + off, hex(str_or(a, "byte")).at(0), len);
         }
       } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "check"))) {
-        auto events = w.check_changes();
-        ASSERT_EQ(events.size(), static_cast<std::size_t>(cJSON_GetArraySize(a)));
-        const cJSON* e;
-        cJSON_ArrayForEach(e, a) {
-          std::string key = str_or(e, "region");
-          auto id = regions.at(key);
-          auto n = std::count_if(events.begin(), events.end(), [&](const auto& ev) { return ev.region_id == id; });
-          ASSERT_EQ(n, 1) << "events for region " << key;
-          const auto& ev = *std::find_if(events.begin(), events.end(), [&](const auto& x) { return x.region_id == id; });
-          EXPECT_EQ(ev.adapter_id, 7u);
-          if (const cJSON* v = cJSON_GetObjectItemCaseSensitive(e, "variable_name")) EXPECT_EQ(ev.variable_name, v->valuestring);
-          if (const cJSON* v = cJSON_GetObjectItemCaseSensitive(e, "how_big")) EXPECT_EQ(ev.how_big, static_cast<std::size_t>(size_of(v)));
-          if (const cJSON* v = cJSON_GetObjectItemCaseSensitive(e, "changed_ranges")) {
-            std::vector<memwatch::ByteRange> want;
-            const cJSON* rg;
-            cJSON_ArrayForEach(rg, v) want.push_back({static_cast<std::size_t>(size_of(cJSON_GetArrayItem(rg, 0))),
-                                                      static_cast<std::size_t>(size_of(cJSON_GetArrayItem(rg, 1)))});
-            EXPECT_TRUE(ev.changed_ranges == want) << "region " << key << ": changed_ranges differ (" << ev.changed_ranges.size()
-                                                   << " ranges, first at " << (ev.changed_ranges.empty() ? 0 : ev.changed_ranges[0].offset) << ")";
-          }
-          auto cmp = [&](const char* field, const std::optional<std::vector<uint8_t>>& got) {
-            const cJSON* v = cJSON_GetObjectItemCaseSensitive(e, field);
-            if (!v) return;
-            std::optional<std::vector<uint8_t>> want;
-            if (!cJSON_IsNull(v)) want = value_of(v);
-            EXPECT_TRUE(got == want) << "region " << key << " " << field << ": expected " << show(want) << ", got " << show(got);
-          };
-          cmp("old_value", ev.old_value);
-          cmp("new_value", ev.new_value);
-          cmp("old_preview", ev.old_preview);
-          cmp("new_preview", ev.new_preview);
-          if (const cJSON* v = cJSON_GetObjectItemCaseSensitive(e, "metadata")) {
-            if (cJSON_IsNull(v)) EXPECT_FALSE(ev.metadata.has_value());
-            else EXPECT_EQ(ev.metadata.value_or("(absent)"), v->valuestring);
-          }
+        expect_events(w.check_changes(), a, regions);
+      } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "watch_error"))) {
+        const uint8_t* addr = nullptr;
+        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "null")))
+          addr = bufs.at(str_or(a, "buffer")).mem + size_of(cJSON_GetObjectItemCaseSensitive(a, "offset"));
+        auto len = static_cast<std::size_t>(size_of(cJSON_GetObjectItemCaseSensitive(a, "length")));
+        expect_error(str_or(a, "expect"), [&] { w.watch(addr, len, "bad"); });
+      } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "check_error"))) {
+        expect_error(str_or(a, "expect"), [&] { w.check_changes(); });
+      } else if (cJSON_GetObjectItemCaseSensitive(st, "close")) {
+        w.close();
+      } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "stats"))) {
+        auto fields = stats_fields(w.stats());
+        const cJSON* f;
+        cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(a, "fields"))
+            EXPECT_TRUE(fields.count(f->valuestring)) << "stats field " << f->valuestring << " missing";
+        cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(a, "equal")) {
+          ASSERT_TRUE(fields.count(f->string)) << "stats field " << f->string << " missing";
+          EXPECT_EQ(fields.at(f->string), cJSON_IsString(f) ? std::string(f->valuestring) : std::to_string(static_cast<long long>(f->valuedouble)))
+              << "stats field " << f->string;
         }
+      } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "set_callback"))) {
+        if (cJSON_IsTrue(a)) {
+          w.set_callback([this](const memwatch::ChangeEvent& e) {
+            std::lock_guard<std::mutex> g(mu_);
+            delivered_.push_back(e);
+          });
+        } else {
+          w.set_callback(nullptr);
+        }
+      } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "check_callback"))) {
+        EXPECT_TRUE(w.check_changes().empty()) << "with a callback, check_changes returned events";
+        std::vector<memwatch::ChangeEvent> got;
+        {
+          std::lock_guard<std::mutex> g(mu_);
+          got.swap(delivered_);
+        }
+        expect_events(got, a, regions);
       } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "unwatch"))) {
         EXPECT_EQ(w.unwatch(regions.at(str_or(a, "region"))), cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "expect")));
       } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "unwatch_unknown"))) {
@@ -192,7 +195,85 @@ class ScenarioTest : public testing::Test {
     }
   }
 
+  // The events of one check match the expected list: same count, one per region.
+  void expect_events(const std::vector<memwatch::ChangeEvent>& events, const cJSON* a,
+                     const std::map<std::string, memwatch::RegionId>& regions) {
+    ASSERT_EQ(events.size(), static_cast<std::size_t>(cJSON_GetArraySize(a)));
+    const cJSON* e;
+    cJSON_ArrayForEach(e, a) {
+      std::string key = str_or(e, "region");
+      auto id = regions.at(key);
+      auto n = std::count_if(events.begin(), events.end(), [&](const auto& ev) { return ev.region_id == id; });
+      ASSERT_EQ(n, 1) << "events for region " << key;
+      const auto& ev = *std::find_if(events.begin(), events.end(), [&](const auto& x) { return x.region_id == id; });
+      EXPECT_EQ(ev.adapter_id, 7u);
+      if (const cJSON* v = cJSON_GetObjectItemCaseSensitive(e, "variable_name")) EXPECT_EQ(ev.variable_name, v->valuestring);
+      if (const cJSON* v = cJSON_GetObjectItemCaseSensitive(e, "how_big")) EXPECT_EQ(ev.how_big, static_cast<std::size_t>(size_of(v)));
+      if (const cJSON* v = cJSON_GetObjectItemCaseSensitive(e, "changed_ranges")) {
+        std::vector<memwatch::ByteRange> want;
+        const cJSON* rg;
+        cJSON_ArrayForEach(rg, v) want.push_back({static_cast<std::size_t>(size_of(cJSON_GetArrayItem(rg, 0))),
+                                                  static_cast<std::size_t>(size_of(cJSON_GetArrayItem(rg, 1)))});
+        EXPECT_TRUE(ev.changed_ranges == want) << "region " << key << ": changed_ranges differ (" << ev.changed_ranges.size()
+                                               << " ranges, first at " << (ev.changed_ranges.empty() ? 0 : ev.changed_ranges[0].offset) << ")";
+      }
+      auto cmp = [&](const char* field, const std::optional<std::vector<uint8_t>>& got) {
+        const cJSON* v = cJSON_GetObjectItemCaseSensitive(e, field);
+        if (!v) return;
+        std::optional<std::vector<uint8_t>> want;
+        if (!cJSON_IsNull(v)) want = value_of(v);
+        EXPECT_TRUE(got == want) << "region " << key << " " << field << ": expected " << show(want) << ", got " << show(got);
+      };
+      cmp("old_value", ev.old_value);
+      cmp("new_value", ev.new_value);
+      cmp("old_preview", ev.old_preview);
+      cmp("new_preview", ev.new_preview);
+      if (const cJSON* v = cJSON_GetObjectItemCaseSensitive(e, "metadata")) {
+        if (cJSON_IsNull(v)) EXPECT_FALSE(ev.metadata.has_value());
+        else EXPECT_EQ(ev.metadata.value_or("(absent)"), v->valuestring);
+      }
+    }
+  }
+
+  // The engine's error kind name of a memwatch exception (Error::kind_name()).
+  static std::string kind_of(const memwatch::Error& e) {
+    switch (e.code()) {
+      case memwatch::ErrorCode::InvalidArgument: return "invalid_argument";
+      case memwatch::ErrorCode::Unmapped: return "unmapped";
+      case memwatch::ErrorCode::ReadOnly: return "read_only";
+      case memwatch::ErrorCode::Overlap: return "overlap";
+      case memwatch::ErrorCode::Unsupported: return "unsupported";
+      case memwatch::ErrorCode::Closed: return "closed";
+      case memwatch::ErrorCode::Os: return "os";
+      default: return "internal";
+    }
+  }
+
+  template <class F>
+  static void expect_error(const std::string& kind, F call) {
+    try {
+      call();
+      ADD_FAILURE() << "expected a " << kind << " error, the call succeeded";
+    } catch (const memwatch::Error& e) {
+      EXPECT_EQ(kind_of(e), kind) << e.what();
+    }
+  }
+
+  // Every stats field by its snake_case name, as text.
+  static std::map<std::string, std::string> stats_fields(const memwatch::Stats& s) {
+    auto n = [](auto v) { return std::to_string(v); };
+    return {{"backend", s.backend}, {"backend_reason", s.backend_reason}, {"regions", n(s.regions)},
+            {"protected_pages", n(s.protected_pages)}, {"faults", n(s.faults)}, {"events", n(s.events)},
+            {"fallback_regions", n(s.fallback_regions)}, {"gone_regions", n(s.gone_regions)},
+            {"dropped_wheres", n(s.dropped_wheres)}, {"native_bytes", n(s.native_bytes)},
+            {"snapshot_bytes", n(s.snapshot_bytes)}, {"pending_events", n(s.pending_events)},
+            {"callback_errors", n(s.callback_errors)}, {"latency_p50_ns", n(s.latency_p50_ns)},
+            {"latency_p99_ns", n(s.latency_p99_ns)}};
+  }
+
  private:
+  std::mutex mu_;
+  std::vector<memwatch::ChangeEvent> delivered_;
   std::shared_ptr<cJSON> sc_;
   std::string backend_;
 };

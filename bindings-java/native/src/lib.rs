@@ -42,10 +42,12 @@ use jni::signature::{Primitive, ReturnType};
 use jni::sys::{jboolean, jint, jlong, jobject, jobjectArray, JNI_FALSE, JNI_TRUE};
 use jni::{JNIEnv, JavaVM};
 use memwatch_core::store::{Error as StoreError, FullPolicy, Store};
-use memwatch_core::{Backend, Callback, ChangeEvent, Error as CoreError, Options, Watcher};
+use memwatch_core::{
+    Backend, Callback, ChangeEvent, Error as CoreError, Options, StatValue, Watcher,
+};
 
 const EVENT_CTOR_SIG: &str = "(JJIILjava/lang/String;IJLjava/lang/String;Ljava/lang/String;IJ[J[B[B[B[BLjava/lang/String;Ljava/lang/String;Ljava/lang/String;)V";
-const STATS_CTOR_SIG: &str = "(Ljava/lang/String;Ljava/lang/String;[J)V";
+const STATS_CTOR_SIG: &str = "()V";
 const DELIVER_SIG: &str = "(Lio/memwatch/ChangeEvent;)Z";
 
 const ILLEGAL_ARGUMENT: &str = "java/lang/IllegalArgumentException";
@@ -656,6 +658,23 @@ fn java_opt_string(env: &mut JNIEnv, s: &JString) -> Res<Option<String>> {
     }
 }
 
+/// The engine's snake_case field name as a Java field (`fallback_regions` -> `fallbackRegions`).
+fn camel_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn non_negative(v: jlong, what: &str) -> Res<u64> {
     u64::try_from(v).map_err(|_| Fail::Arg(format!("{what} must not be negative: {v}")))
 }
@@ -713,6 +732,30 @@ pub extern "system" fn Java_io_memwatch_Native_directAddress<'l>(
     })
 }
 
+/// `Native.defaultOption(name)`: the engine's default of one option, by its
+/// Java name (`writableWindowNs`, `pollIntervalNs`, `maxValueBytes`,
+/// `previewBytes`, `ringCapacity`, `snapshots` as 0/1).
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_defaultOption<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    name: JString<'l>,
+) -> jlong {
+    run(&mut env, 0, |env| {
+        let d = Options::default();
+        let v = match java_string(env, &name, "name")?.as_str() {
+            "writableWindowNs" => d.writable_window.as_nanos() as u64,
+            "pollIntervalNs" => d.poll_interval.as_nanos() as u64,
+            "maxValueBytes" => d.max_value_bytes as u64,
+            "previewBytes" => d.preview_bytes as u64,
+            "ringCapacity" => d.ring_capacity as u64,
+            "snapshots" => u64::from(d.snapshots),
+            other => return Err(Fail::Arg(format!("no option named {other}"))),
+        };
+        Ok(v as jlong)
+    })
+}
+
 /// `Native.create(...)`: a new handle (never 0 on success).
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
@@ -730,9 +773,6 @@ pub extern "system" fn Java_io_memwatch_Native_create<'l>(
     run(&mut env, 0, |env| {
         let backend = Backend::from_name(&java_string(env, &backend, "backend")?)?;
         let poll_interval = Duration::from_nanos(non_negative(poll_interval_ns, "pollInterval")?);
-        if poll_interval.is_zero() {
-            return Err(Fail::Arg("pollInterval must be positive".into()));
-        }
         let options = Options {
             backend,
             writable_window: Duration::from_nanos(non_negative(
@@ -746,6 +786,7 @@ pub extern "system" fn Java_io_memwatch_Native_create<'l>(
             snapshots: snapshots != JNI_FALSE,
             adapter_id: memwatch_core::ADAPTER_JAVA,
         };
+        options.validate()?;
         let inbox = Arc::new(Inbox::new());
         let main = Watcher::new(options.clone())?;
         main.set_callback(Some(trampoline(&inbox)))?;
@@ -1069,43 +1110,38 @@ pub extern "system" fn Java_io_memwatch_Native_stats<'l>(
                 arrays.mirror_bytes(),
             )
         };
-        let queued = lock(&shared.inbox.state).queue.len();
-        let counters: [jlong; 13] = [
-            (m.regions + comp.regions) as jlong,
-            m.protected_pages as jlong,
-            m.faults as jlong,
-            (m.events + comp.events) as jlong,
-            m.dropped_wheres as jlong,
-            (m.native_bytes + comp.native_bytes + mirror_bytes) as jlong,
-            (m.snapshot_bytes + comp.snapshot_bytes) as jlong,
-            (m.pending_events + comp.pending_events + queued) as jlong,
-            (m.callback_errors + comp.callback_errors) as jlong,
-            m.latency_p50_ns as jlong,
-            m.latency_p99_ns as jlong,
-            (m.fallback_regions + comp.fallback_regions) as jlong,
-            m.gone_regions as jlong,
-        ];
-        let backend = m.backend.unwrap_or(shared.companion_options.backend).name();
+        let mut s = m;
+        s.absorb(&comp);
+        s.native_bytes += mirror_bytes;
+        s.pending_events += lock(&shared.inbox.state).queue.len();
+        s.backend = Some(s.backend.unwrap_or(shared.companion_options.backend));
         let c = cache()?;
         let obj =
             env.with_local_frame_returning_local(8, |env| -> jni::errors::Result<JObject> {
-                let b = env.new_string(backend)?;
-                let r = env.new_string(m.backend_reason.as_str())?;
-                let arr = env.new_long_array(counters.len() as jint)?;
-                env.set_long_array_region(&arr, 0, &counters)?;
                 // SAFETY: stats_ctor was resolved on Stats with STATS_CTOR_SIG
-                // (String, String, long[]), which these arguments match.
-                unsafe {
+                // (no arguments).
+                let obj = unsafe {
                     env.new_object_unchecked(
                         <&JClass>::from(c.stats_class.as_obj()),
                         c.stats_ctor,
-                        &[
-                            JValue::Object(&b).as_jni(),
-                            JValue::Object(&r).as_jni(),
-                            JValue::Object(&arr).as_jni(),
-                        ],
+                        &[],
                     )
+                }?;
+                // Every engine field by name: a field Stats.java lacks fails
+                // here (NoSuchFieldError), never silently.
+                for (name, value) in s.fields() {
+                    let field = camel_case(name);
+                    match value {
+                        StatValue::Count(n) => {
+                            env.set_field(&obj, &field, "J", JValue::Long(n as jlong))?
+                        }
+                        StatValue::Text(t) => {
+                            let t = env.new_string(t)?;
+                            env.set_field(&obj, &field, "Ljava/lang/String;", JValue::Object(&t))?
+                        }
+                    }
                 }
+                Ok(obj)
             })?;
         Ok(obj.into_raw())
     })

@@ -27,7 +27,7 @@ from __future__ import annotations
 import atexit
 import json
 import sys
-from types import FrameType
+from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
 from . import _memwatch
@@ -59,6 +59,7 @@ __all__ = [
     "page_size",
     "reassert_signal_handler",
     "BACKENDS",
+    "DEFAULT_OPTIONS",
     "MemwatchError",
     "InvalidArgumentError",
     "UnmappedError",
@@ -73,8 +74,13 @@ __all__ = [
 #: Version of the package (and of the engine it was built with).
 __version__: str = _memwatch.__version__
 
-#: Backend names accepted by :class:`MemoryWatcher`.
-BACKENDS = ("auto", "protect", "writewatch", "poll")
+#: Backend names accepted by :class:`MemoryWatcher` (the engine's list).
+BACKENDS = tuple(_memwatch.BACKENDS)
+
+#: The engine's default watcher options, as :class:`MemoryWatcher` keyword
+#: arguments (read-only; the engine is the one source of these numbers).
+DEFAULT_OPTIONS = MappingProxyType(dict(_memwatch.DEFAULT_OPTIONS))
+_D = DEFAULT_OPTIONS
 
 #: Type of a change callback.
 Callback = Callable[[ChangeEvent], Any]
@@ -215,13 +221,13 @@ class MemoryWatcher:
 
     def __init__(
         self,
-        backend: "Union[str, TrackerAdapter]" = "auto",
-        writable_window_ms: float = 5.0,
-        poll_interval_ms: float = 100.0,
-        max_value_bytes: int = 4096,
-        preview_bytes: int = 256,
-        snapshots: bool = True,
-        ring_capacity: int = 65536,
+        backend: "Union[str, TrackerAdapter]" = _D["backend"],
+        writable_window_ms: float = _D["writable_window_ms"],
+        poll_interval_ms: float = _D["poll_interval_ms"],
+        max_value_bytes: int = _D["max_value_bytes"],
+        preview_bytes: int = _D["preview_bytes"],
+        snapshots: bool = _D["snapshots"],
+        ring_capacity: int = _D["ring_capacity"],
         *,
         adapter: Optional[TrackerAdapter] = None,
     ) -> None:
@@ -233,7 +239,9 @@ class MemoryWatcher:
                     f"adapter must be a memwatch.TrackerAdapter, got {type(adapter).__name__}"
                 )
             if (backend, writable_window_ms, poll_interval_ms, max_value_bytes, preview_bytes,
-                    snapshots, ring_capacity) != ("auto", 5.0, 100.0, 4096, 256, True, 65536):
+                    snapshots, ring_capacity) != tuple(_D[k] for k in (
+                    "backend", "writable_window_ms", "poll_interval_ms", "max_value_bytes",
+                    "preview_bytes", "snapshots", "ring_capacity")):
                 raise TypeError("pass either an adapter or backend options, not both")
             self._side: Optional[Any] = None
             self._value_store: "Optional[Store]" = None
@@ -481,11 +489,11 @@ class MemoryWatcher:
 
         Keys: ``backend`` (the backend in use, never "auto"),
         ``backend_reason``, ``regions``, ``protected_pages``, ``faults``,
-        ``events``, ``dropped_wheres``, ``fallback_regions`` (regions on
-        another backend than the watcher's), ``gone_regions`` (regions
-        dropped because their memory was unmapped or replaced while watched;
-        process-wide), ``reprotect_failures`` (protect pages that could not
-        be made read-only again, near vm.max_map_count, and were polled
+        ``events``, ``fallback_regions`` (regions on another backend than the
+        watcher's, reason in ``backend_reason``), ``gone_regions`` (regions
+        dropped because their memory was unmapped or replaced, process-wide),
+        ``dropped_wheres``, ``reprotect_failures`` (protect pages that could
+        not be made read-only again, near vm.max_map_count, and were polled
         instead; process-wide), ``shared_regions`` (regions in shared memory
         watched with protect or writewatch, which miss other processes'
         writes), ``native_bytes``, ``snapshot_bytes``, ``pending_events``,

@@ -5,6 +5,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union, final
 from . import store as store  # the native submodule memwatch._memwatch.store, re-exported as memwatch.store
 
 ADAPTER_PYTHON: int
+#: The engine's default options, as MemoryWatcher keyword arguments.
+DEFAULT_OPTIONS: Dict[str, Any]
+#: The engine's backend names.
+BACKENDS: List[str]
 __version__: str
 
 def page_size() -> int:
@@ -81,13 +85,14 @@ class Watcher:
     def __init__(
         self,
         backend: str = "auto",
-        writable_window_ms: float = 5.0,
-        poll_interval_ms: float = 100.0,
-        max_value_bytes: int = 4096,
-        preview_bytes: int = 256,
-        snapshots: bool = True,
-        ring_capacity: int = 65536,
-    ) -> None: ...
+        writable_window_ms: Optional[float] = None,
+        poll_interval_ms: Optional[float] = None,
+        max_value_bytes: Optional[int] = None,
+        preview_bytes: Optional[int] = None,
+        snapshots: Optional[bool] = None,
+        ring_capacity: Optional[int] = None,
+    ) -> None:
+        """None keeps the engine's default (DEFAULT_OPTIONS)."""
     def watch(
         self, obj: Any, name: str, metadata_text: Optional[str] = None, metadata: Any = None
     ) -> int: ...

@@ -27,6 +27,10 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Every backend, in the order bindings list them.
+    pub const ALL: [Backend; 4] =
+        [Backend::Auto, Backend::Protect, Backend::WriteWatch, Backend::Poll];
+
     /// The lower-case name used by every binding (`"auto"`, `"protect"`, ...).
     pub fn name(self) -> &'static str {
         match self {
@@ -106,15 +110,60 @@ pub const ADAPTER_GO: u32 = 6;
 /// C++ API.
 pub const ADAPTER_CPP: u32 = 7;
 
+impl Options {
+    /// Default [`Options::writable_window`]: 5 ms.
+    pub const DEFAULT_WRITABLE_WINDOW: Duration = Duration::from_millis(5);
+    /// Default [`Options::poll_interval`]: 100 ms.
+    pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+    /// Default [`Options::max_value_bytes`]: 4096.
+    pub const DEFAULT_MAX_VALUE_BYTES: usize = 4096;
+    /// Default [`Options::preview_bytes`]: 256.
+    pub const DEFAULT_PREVIEW_BYTES: usize = 256;
+    /// Default [`Options::ring_capacity`]: 65 536 entries.
+    pub const DEFAULT_RING_CAPACITY: usize = 65_536;
+    /// The longest window or interval [`Options::millis`] accepts: one day.
+    pub const MAX_DURATION: Duration = Duration::from_secs(86_400);
+
+    /// Checks the options a watcher would be made with: windows and
+    /// intervals above zero, a ring capacity above 0.
+    /// [`crate::Watcher::new`] calls it; bindings may call it earlier.
+    pub fn validate(&self) -> Result<(), Error> {
+        for (name, d) in
+            [("writable_window", self.writable_window), ("poll_interval", self.poll_interval)]
+        {
+            if d.is_zero() {
+                return Err(Error::InvalidArgument(format!("{name} must be > 0")));
+            }
+        }
+        if self.ring_capacity == 0 {
+            return Err(Error::InvalidArgument("ring_capacity must be > 0".into()));
+        }
+        Ok(())
+    }
+
+    /// Converts milliseconds given as a float (the bindings' unit) into a
+    /// duration, rejecting what no duration can be: negative, NaN or
+    /// infinite values, or more than [`Options::MAX_DURATION`].
+    /// `name` is the option's name as the caller spells it, for the message.
+    pub fn millis(name: &str, ms: f64) -> Result<Duration, Error> {
+        if !ms.is_finite() || ms < 0.0 || ms > Self::MAX_DURATION.as_millis() as f64 {
+            return Err(Error::InvalidArgument(format!(
+                "{name} must be a finite number of milliseconds between 0 and 86400000, got {ms}"
+            )));
+        }
+        Ok(Duration::from_secs_f64(ms / 1000.0))
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
             backend: Backend::Auto,
-            writable_window: Duration::from_millis(5),
-            poll_interval: Duration::from_millis(100),
-            max_value_bytes: 4096,
-            preview_bytes: 256,
-            ring_capacity: 65_536,
+            writable_window: Self::DEFAULT_WRITABLE_WINDOW,
+            poll_interval: Self::DEFAULT_POLL_INTERVAL,
+            max_value_bytes: Self::DEFAULT_MAX_VALUE_BYTES,
+            preview_bytes: Self::DEFAULT_PREVIEW_BYTES,
+            ring_capacity: Self::DEFAULT_RING_CAPACITY,
             snapshots: true,
             adapter_id: ADAPTER_RUST,
         }
@@ -245,6 +294,81 @@ pub struct Stats {
     pub latency_p99_ns: u64,
 }
 
+/// The value of one [`Stats`] field, as [`Stats::fields`] lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatValue<'a> {
+    /// A count or gauge.
+    Count(u64),
+    /// A text field (`backend`, `backend_reason`).
+    Text(&'a str),
+}
+
+impl Stats {
+    /// The snake_case names of every field, in declaration order: what
+    /// [`Stats::fields`] yields, and what every binding's stats carry (in its
+    /// own spelling).
+    pub const FIELDS: [&'static str; 15] = [
+        "backend",
+        "backend_reason",
+        "regions",
+        "protected_pages",
+        "faults",
+        "events",
+        "fallback_regions",
+        "gone_regions",
+        "dropped_wheres",
+        "native_bytes",
+        "snapshot_bytes",
+        "pending_events",
+        "callback_errors",
+        "latency_p50_ns",
+        "latency_p99_ns",
+    ];
+
+    /// Adds another watcher's per-watcher counts (regions, events,
+    /// fallback_regions, native and snapshot bytes, pending events, callback
+    /// errors) to these, for a binding that serves one user-facing watcher
+    /// with two engine watchers. Engine-wide fields, the backend and the
+    /// latencies stay this watcher's.
+    pub fn absorb(&mut self, other: &Stats) {
+        self.regions += other.regions;
+        self.events += other.events;
+        self.fallback_regions += other.fallback_regions;
+        self.native_bytes += other.native_bytes;
+        self.snapshot_bytes += other.snapshot_bytes;
+        self.pending_events += other.pending_events;
+        self.callback_errors += other.callback_errors;
+        self.shared_regions += other.shared_regions;
+        self.coalesced_events += other.coalesced_events;
+    }
+
+    /// Every field with its name, in [`Stats::FIELDS`] order, so that a
+    /// binding converts stats with one loop instead of one line per field
+    /// (`backend` is `""` when unknown).
+    pub fn fields(&self) -> [(&'static str, StatValue<'_>); 15] {
+        use StatValue::{Count, Text};
+        let n = |v: usize| Count(v as u64);
+        let f = Self::FIELDS;
+        [
+            (f[0], Text(self.backend.map_or("", Backend::name))),
+            (f[1], Text(&self.backend_reason)),
+            (f[2], n(self.regions)),
+            (f[3], n(self.protected_pages)),
+            (f[4], Count(self.faults)),
+            (f[5], Count(self.events)),
+            (f[6], n(self.fallback_regions)),
+            (f[7], Count(self.gone_regions)),
+            (f[8], Count(self.dropped_wheres)),
+            (f[9], n(self.native_bytes)),
+            (f[10], n(self.snapshot_bytes)),
+            (f[11], n(self.pending_events)),
+            (f[12], Count(self.callback_errors)),
+            (f[13], Count(self.latency_p50_ns)),
+            (f[14], Count(self.latency_p99_ns)),
+        ]
+    }
+}
+
 /// Why a call failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Error {
@@ -277,6 +401,21 @@ impl Error {
             Error::Os(_) => -7,
         }
     }
+
+    /// Stable snake_case name of the error's kind (`"invalid_argument"`,
+    /// `"unmapped"`, `"read_only"`, `"overlap"`, `"unsupported"`, `"closed"`,
+    /// `"os"`): what the shared scenarios and the bindings' error types name.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Error::InvalidArgument(_) => "invalid_argument",
+            Error::Unmapped(_) => "unmapped",
+            Error::ReadOnly(_) => "read_only",
+            Error::Overlap(_) => "overlap",
+            Error::Unsupported(_) => "unsupported",
+            Error::Closed => "closed",
+            Error::Os(_) => "os",
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -294,3 +433,49 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_rejects_negative_nan_and_infinite() {
+        for bad in [-1.0, -0.001, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 86_400_001.0] {
+            let e = Options::millis("writable_window_ms", bad).unwrap_err();
+            assert_eq!(e.kind_name(), "invalid_argument", "{bad}: {e}");
+            assert!(e.to_string().contains("writable_window_ms"), "{e}");
+        }
+        assert_eq!(Options::millis("x", 2.5).unwrap(), Duration::from_micros(2500));
+        assert_eq!(Options::millis("x", 0.0).unwrap(), Duration::ZERO);
+    }
+
+    #[test]
+    fn validate_rejects_zero_windows_and_ring() {
+        assert!(Options::default().validate().is_ok());
+        let zero_window = Options { writable_window: Duration::ZERO, ..Options::default() };
+        assert_eq!(zero_window.validate().unwrap_err().kind_name(), "invalid_argument");
+        let zero_poll = Options { poll_interval: Duration::ZERO, ..Options::default() };
+        assert_eq!(zero_poll.validate().unwrap_err().kind_name(), "invalid_argument");
+        let zero_ring = Options { ring_capacity: 0, ..Options::default() };
+        assert_eq!(zero_ring.validate().unwrap_err().kind_name(), "invalid_argument");
+    }
+
+    #[test]
+    fn stats_fields_follow_the_field_list() {
+        let s =
+            Stats { regions: 3, gone_regions: 7, backend: Some(Backend::Poll), ..Stats::default() };
+        let fields = s.fields();
+        let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, Stats::FIELDS);
+        assert_eq!(fields[0].1, StatValue::Text("poll"));
+        assert_eq!(fields[2].1, StatValue::Count(3));
+        assert_eq!(fields[7].1, StatValue::Count(7));
+    }
+
+    #[test]
+    fn every_backend_round_trips_its_name() {
+        for b in Backend::ALL {
+            assert_eq!(Backend::from_name(b.name()).unwrap(), b);
+        }
+    }
+}

@@ -32,15 +32,7 @@ impl Watcher {
     /// Creates a watcher. Fails with [`Error::Unsupported`] when the chosen
     /// backend cannot work here, or [`Error::InvalidArgument`] for bad options.
     pub fn new(options: Options) -> Result<Watcher, Error> {
-        if options.writable_window.is_zero() {
-            return Err(Error::InvalidArgument("writable_window must be > 0".into()));
-        }
-        if options.poll_interval.is_zero() {
-            return Err(Error::InvalidArgument("poll_interval must be > 0".into()));
-        }
-        if options.ring_capacity == 0 {
-            return Err(Error::InvalidArgument("ring_capacity must be > 0".into()));
-        }
+        options.validate()?;
         let engine = engine(options.ring_capacity)?;
         let delivery = Delivery::new();
         let (id, backend, backend_reason) =

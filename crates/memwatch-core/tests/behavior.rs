@@ -1,14 +1,21 @@
 //! Runs the shared scenarios of tests/behavior/*.json (see its README) under
 //! every backend each scenario lists.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
-use memwatch_core::{page_size, Backend, ChangeEvent, Options, Watcher};
+use common::Pages;
+use memwatch_core::{page_size, Backend, ChangeEvent, Error, Options, StatValue, Stats, Watcher};
 use serde_json::Value;
 
+/// tests/behavior, or $MEMWATCH_BEHAVIOR_DIR (as for every other runner).
 fn scenario_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/behavior")
+    std::env::var_os("MEMWATCH_BEHAVIOR_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/behavior"))
 }
 
 /// "12", 12, "3p", "3p+4", "3p-4" -> bytes.
@@ -53,47 +60,6 @@ fn value_spec(v: &Value) -> Option<Vec<u8>> {
     }
 }
 
-struct Buffer {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Buffer {
-    fn new(len: usize, fill: u8) -> Buffer {
-        let map_len = len.div_ceil(page_size()) * page_size();
-        // SAFETY: anonymous private mapping, no preconditions.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(ptr, libc::MAP_FAILED);
-        // SAFETY: fresh writable mapping of map_len >= len bytes.
-        unsafe { std::ptr::write_bytes(ptr as *mut u8, fill, len) };
-        Buffer { ptr: ptr as *mut u8, len: map_len }
-    }
-
-    fn write(&self, offset: usize, bytes: &[u8]) {
-        assert!(offset + bytes.len() <= self.len);
-        for (i, b) in bytes.iter().enumerate() {
-            // SAFETY: in bounds (asserted); volatile so every store happens.
-            unsafe { std::ptr::write_volatile(self.ptr.add(offset + i), *b) };
-        }
-    }
-}
-
-impl Drop for Buffer {
-    fn drop(&mut self) {
-        // SAFETY: mapping made in new(); regions on it were unwatched (watcher closed first).
-        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
-    }
-}
-
 fn run(scenario: &Value, backend: Backend) {
     let name = scenario["name"].as_str().unwrap();
     let ctx = |step: usize| format!("scenario {name}, backend {backend}, step {step}");
@@ -116,11 +82,11 @@ fn run(scenario: &Value, backend: Backend) {
     for b in scenario["buffers"].as_array().unwrap() {
         let fill = b.get("fill").and_then(Value::as_str).map_or(0, |f| hex(f)[0]);
         buffers
-            .insert(b["name"].as_str().unwrap().to_string(), Buffer::new(size(&b["size"]), fill));
+            .insert(b["name"].as_str().unwrap().to_string(), Pages::filled(size(&b["size"]), fill));
     }
     let watcher = Watcher::new(opts).unwrap();
+    let delivered: Arc<Mutex<Vec<ChangeEvent>>> = Arc::default();
     let mut ids = HashMap::new();
-    let mut keys = HashMap::new();
     for r in scenario["regions"].as_array().unwrap() {
         let buf = &buffers[r["buffer"].as_str().unwrap()];
         let off = size(&r["offset"]);
@@ -136,7 +102,6 @@ fn run(scenario: &Value, backend: Backend) {
         }
         .unwrap();
         ids.insert(r["key"].as_str().unwrap().to_string(), id);
-        keys.insert(id, r["key"].as_str().unwrap().to_string());
     }
     for (i, step) in scenario["steps"].as_array().unwrap().iter().enumerate() {
         if let Some(w) = step.get("write") {
@@ -146,7 +111,37 @@ fn run(scenario: &Value, backend: Backend) {
                 Some(h) => hex(h.as_str().unwrap()),
                 None => vec![hex(w["byte"].as_str().unwrap())[0]; size(&w["len"])],
             };
-            buf.write(off, &bytes);
+            buf.write_all(off, &bytes);
+        } else if let Some(e) = step.get("watch_error") {
+            let (addr, len) = if e.get("null").and_then(Value::as_bool) == Some(true) {
+                (std::ptr::null(), size(&e["length"]))
+            } else {
+                let buf = &buffers[e["buffer"].as_str().unwrap()];
+                // SAFETY: the offset is inside the buffer (scenario data).
+                (unsafe { buf.ptr.add(size(&e["offset"])) } as *const u8, size(&e["length"]))
+            };
+            // SAFETY: the buffer outlives the watcher; the call is expected to fail.
+            let got = unsafe { watcher.watch(addr, len, "bad", None) };
+            expect_error(got, &e["expect"], &ctx(i));
+        } else if let Some(e) = step.get("check_error") {
+            expect_error(watcher.check_changes(), &e["expect"], &ctx(i));
+        } else if step.get("close").is_some() {
+            watcher.close();
+        } else if let Some(st) = step.get("stats") {
+            check_stats(&watcher.stats(), st, &ctx(i));
+        } else if let Some(on) = step.get("set_callback") {
+            let cb: Option<memwatch_core::Callback> = if on.as_bool().unwrap() {
+                let seen = Arc::clone(&delivered);
+                Some(Arc::new(move |e: &ChangeEvent| seen.lock().unwrap().push(e.clone())))
+            } else {
+                None
+            };
+            watcher.set_callback(cb).unwrap();
+        } else if let Some(expected) = step.get("check_callback") {
+            let returned = watcher.check_changes().unwrap();
+            assert!(returned.is_empty(), "{}: check_changes returned {returned:?}", ctx(i));
+            let events: Vec<ChangeEvent> = std::mem::take(&mut *delivered.lock().unwrap());
+            check_events(&events, expected, &ids, &ctx(i));
         } else if let Some(u) = step.get("unwatch") {
             let id = ids[u["region"].as_str().unwrap()];
             assert_eq!(watcher.unwatch(id).unwrap(), u["expect"].as_bool().unwrap(), "{}", ctx(i));
@@ -159,21 +154,53 @@ fn run(scenario: &Value, backend: Backend) {
             );
         } else if let Some(expected) = step.get("check") {
             let events = watcher.check_changes().unwrap();
-            let expected = expected.as_array().unwrap();
-            assert_eq!(events.len(), expected.len(), "{}: events {:?}", ctx(i), events);
-            for exp in expected {
-                let key = exp["region"].as_str().unwrap();
-                let id = ids[key];
-                let matching: Vec<&ChangeEvent> =
-                    events.iter().filter(|e| e.region_id == id).collect();
-                assert_eq!(matching.len(), 1, "{}: region {key} in {:?}", ctx(i), events);
-                check_event(matching[0], exp, &ctx(i));
-            }
+            check_events(&events, expected, &ids, &ctx(i));
         } else {
             panic!("{}: unknown step {step}", ctx(i));
         }
     }
     watcher.close();
+}
+
+/// The events of one check match the expected list: same count, one per region.
+fn check_events(events: &[ChangeEvent], expected: &Value, ids: &HashMap<String, u32>, ctx: &str) {
+    let expected = expected.as_array().unwrap();
+    assert_eq!(events.len(), expected.len(), "{ctx}: events {events:?}");
+    for exp in expected {
+        let key = exp["region"].as_str().unwrap();
+        let id = ids[key];
+        let matching: Vec<&ChangeEvent> = events.iter().filter(|e| e.region_id == id).collect();
+        assert_eq!(matching.len(), 1, "{ctx}: region {key} in {events:?}");
+        check_event(matching[0], exp, ctx);
+    }
+}
+
+/// A call failed with the error kind the scenario names.
+fn expect_error<T: std::fmt::Debug>(got: Result<T, Error>, kind: &Value, ctx: &str) {
+    match got {
+        Err(e) => assert_eq!(e.kind_name(), kind.as_str().unwrap(), "{ctx}: {e}"),
+        Ok(v) => panic!("{ctx}: expected a {kind} error, got Ok({v:?})"),
+    }
+}
+
+/// A stats field by its snake_case name, as JSON (through the engine's own field list).
+fn stat(s: &Stats, name: &str) -> Option<Value> {
+    s.fields().into_iter().find(|(n, _)| *n == name).map(|(_, v)| match v {
+        StatValue::Count(c) => Value::from(c),
+        StatValue::Text(t) => Value::from(t),
+    })
+}
+
+fn check_stats(s: &Stats, spec: &Value, ctx: &str) {
+    if let Some(fields) = spec.get("fields").and_then(Value::as_array) {
+        // The scenario lists exactly the engine's fields: a field added to
+        // the engine must be added here, and so reach every binding's runner.
+        let listed: Vec<&str> = fields.iter().map(|f| f.as_str().unwrap()).collect();
+        assert_eq!(listed, Stats::FIELDS, "{ctx}: the scenario's stats fields");
+    }
+    for (name, want) in spec.get("equal").and_then(Value::as_object).into_iter().flatten() {
+        assert_eq!(stat(s, name).as_ref(), Some(want), "{ctx}: stats field {name} in {s:?}");
+    }
 }
 
 fn check_event(e: &ChangeEvent, exp: &Value, ctx: &str) {
@@ -214,7 +241,7 @@ fn shared_behavior_scenarios() {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 8, "scenarios found: {files:?}");
+    assert!(files.len() >= 12, "scenarios found: {files:?}");
     let mut runs = 0;
     for f in files {
         let scenario: Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();

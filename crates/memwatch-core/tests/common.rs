@@ -72,3 +72,20 @@ pub fn wait_child(pid: libc::pid_t, limit: std::time::Duration) -> Option<i32> {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
+
+impl Pages {
+    /// A mapping of at least `len` bytes (whole pages), every byte `fill`.
+    pub fn filled(len: usize, fill: u8) -> Pages {
+        let pages = Pages::new(len.div_ceil(page_size()).max(1));
+        // SAFETY: fresh writable mapping of pages.len >= len bytes.
+        unsafe { std::ptr::write_bytes(pages.ptr, fill, len) };
+        pages
+    }
+
+    /// Stores `bytes` at `offset`, one volatile store each (a plain write by this thread).
+    pub fn write_all(&self, offset: usize, bytes: &[u8]) {
+        for (i, b) in bytes.iter().enumerate() {
+            self.write(offset + i, *b);
+        }
+    }
+}

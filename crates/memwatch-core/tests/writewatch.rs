@@ -246,47 +246,6 @@ fn child_auto_with_writewatch_disabled() {
 }
 
 #[test]
-#[ignore = "run in a child process by protect_makes_read_syscall_fail_with_efault"]
-fn child_protect_read_efault() {
-    let mem = Pages::new(1);
-    let w = Watcher::new(Options { backend: Backend::Protect, ..Options::default() }).unwrap();
-    // SAFETY: mem outlives the watcher.
-    unsafe { w.watch(mem.ptr, 16, "p", None) }.unwrap();
-    let mut fds = [0; 2];
-    // SAFETY: valid array.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    // SAFETY: valid buffers and descriptors.
-    unsafe { libc::write(fds[1], b"x".as_ptr() as *const libc::c_void, 1) };
-    // SAFETY: reading into protect-watched memory: the documented EFAULT.
-    let n = unsafe { libc::read(fds[0], mem.ptr as *mut libc::c_void, 1) };
-    assert_eq!(n, -1);
-    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EFAULT));
-}
-
-#[test]
-fn protect_makes_read_syscall_fail_with_efault() {
-    let _serial = serial();
-    // The documented limit of protect (which is why auto prefers writewatch);
-    // in a child so this binary never installs the signal handler.
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "child_protect_read_efault",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("1 passed"),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-#[test]
 fn page_written_nonstop_goes_hot_and_stays_exact() {
     let _serial = serial();
     let mem = std::sync::Arc::new(Pages::new(1));

@@ -113,22 +113,33 @@ class InternalError : public Error {
   explicit InternalError(const std::string& m) : Error(ErrorCode::Internal, m) {}
 };
 
-/// Watcher settings; the defaults are memwatch's.
+namespace detail {
+/// The engine's default options, asked once.
+inline const ffi::FfiOptions& defaults() {
+  static const ffi::FfiOptions d = ffi::default_options();
+  return d;
+}
+}  // namespace detail
+
+/// Watcher settings; every default is the engine's (5 ms window, 100 ms poll
+/// interval, 4096 max value bytes, 256 preview bytes, 65536 ring entries,
+/// snapshots on). A zero or negative window or interval is rejected with
+/// InvalidArgument when the watcher is made.
 struct Options {
   /// "auto", "protect", "writewatch" or "poll".
-  std::string backend = "auto";
+  std::string backend = std::string(detail::defaults().backend);
   /// How long a written page stays writable before it is diffed (protect).
-  std::chrono::milliseconds writable_window{5};
+  std::chrono::milliseconds writable_window{static_cast<std::int64_t>(detail::defaults().writable_window_ms)};
   /// How often the poll backend hashes its regions.
-  std::chrono::milliseconds poll_interval{100};
+  std::chrono::milliseconds poll_interval{static_cast<std::int64_t>(detail::defaults().poll_interval_ms)};
   /// Events carry whole old/new values for regions up to this size.
-  std::size_t max_value_bytes = 4096;
+  std::size_t max_value_bytes = detail::defaults().max_value_bytes;
   /// Bytes of old/new preview in every event.
-  std::size_t preview_bytes = 256;
+  std::size_t preview_bytes = detail::defaults().preview_bytes;
   /// Process-wide fault ring capacity (used when the engine starts).
-  std::size_t ring_capacity = 65536;
+  std::size_t ring_capacity = detail::defaults().ring_capacity;
   /// Keep snapshots: old values and exact changed ranges.
-  bool snapshots = true;
+  bool snapshots = detail::defaults().snapshots;
 };
 
 /// A run of changed bytes, relative to the region start.
@@ -170,6 +181,8 @@ struct Stats {
   std::size_t protected_pages = 0;  ///< pages kept write-protected (engine-wide)
   std::uint64_t faults = 0;         ///< write faults handled (engine-wide)
   std::uint64_t events = 0;         ///< events this watcher produced
+  std::size_t fallback_regions = 0;  ///< regions on another backend than the watcher's (reason in backend_reason)
+  std::uint64_t gone_regions = 0;    ///< regions dropped: memory unmapped while watched (engine-wide)
   std::uint64_t dropped_wheres = 0; ///< fault "wheres" lost to a full ring (engine-wide); changes never are
   std::size_t native_bytes = 0;     ///< native memory held for this watcher's regions
   std::size_t snapshot_bytes = 0;   ///< of which snapshots
@@ -355,9 +368,23 @@ class Watcher {
   /// Statistics of this watcher.
   Stats stats() const {
     auto s = get().stats();
-    return Stats{std::string(s.backend), std::string(s.backend_reason), s.regions, s.protected_pages,
-                 s.faults, s.events, s.dropped_wheres, s.native_bytes, s.snapshot_bytes, s.pending_events,
-                 s.callback_errors, s.latency_p50_ns, s.latency_p99_ns};
+    Stats out;
+    out.backend = std::string(s.backend);
+    out.backend_reason = std::string(s.backend_reason);
+    out.regions = s.regions;
+    out.protected_pages = s.protected_pages;
+    out.faults = s.faults;
+    out.events = s.events;
+    out.fallback_regions = s.fallback_regions;
+    out.gone_regions = s.gone_regions;
+    out.dropped_wheres = s.dropped_wheres;
+    out.native_bytes = s.native_bytes;
+    out.snapshot_bytes = s.snapshot_bytes;
+    out.pending_events = s.pending_events;
+    out.callback_errors = s.callback_errors;
+    out.latency_p50_ns = s.latency_p50_ns;
+    out.latency_p99_ns = s.latency_p99_ns;
+    return out;
   }
 
   /// Closes the watcher (unwatching everything); later calls throw Closed. Idempotent.

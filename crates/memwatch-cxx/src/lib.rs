@@ -128,6 +128,10 @@ pub mod ffi {
         pub faults: u64,
         /// Events produced.
         pub events: u64,
+        /// Regions on another backend than the watcher's (reason in backend_reason).
+        pub fallback_regions: usize,
+        /// Regions dropped because their memory was unmapped (engine-wide).
+        pub gone_regions: u64,
         /// Wheres dropped by a full ring (engine-wide).
         pub dropped_wheres: u64,
         /// Native bytes held.
@@ -148,6 +152,8 @@ pub mod ffi {
         /// A memwatch watcher.
         type RustWatcher;
 
+        /// The engine's default options (what `memwatch::Options{}` holds).
+        fn default_options() -> FfiOptions;
         /// Creates a watcher.
         fn new_watcher(options: &FfiOptions) -> Result<Box<RustWatcher>>;
         /// Watches `[addr, addr+len)`.
@@ -251,15 +257,24 @@ pub struct RustWatcher {
     cpp_errors: Arc<AtomicU64>,
 }
 
-/// Creates a watcher from bridge options (adapter id C++).
+/// The engine's default options, in the bridge's units.
+pub fn default_options() -> ffi::FfiOptions {
+    let d = Options::default();
+    ffi::FfiOptions {
+        backend: d.backend.name().to_owned(),
+        writable_window_ms: d.writable_window.as_millis() as u64,
+        poll_interval_ms: d.poll_interval.as_millis() as u64,
+        max_value_bytes: d.max_value_bytes,
+        preview_bytes: d.preview_bytes,
+        ring_capacity: d.ring_capacity,
+        snapshots: d.snapshots,
+    }
+}
+
+/// Creates a watcher from bridge options (adapter id C++); the engine
+/// validates them ([`Options::validate`]).
 pub fn new_watcher(o: &ffi::FfiOptions) -> Result<Box<RustWatcher>, BridgeError> {
     guarded(|| {
-        if o.poll_interval_ms == 0 {
-            return Err(Error::InvalidArgument("poll_interval must be at least 1 ms".into()));
-        }
-        if o.ring_capacity == 0 {
-            return Err(Error::InvalidArgument("ring_capacity must be at least 1".into()));
-        }
         let options = Options {
             backend: Backend::from_name(&o.backend)?,
             writable_window: Duration::from_millis(o.writable_window_ms),
@@ -382,6 +397,8 @@ impl RustWatcher {
             protected_pages: s.protected_pages,
             faults: s.faults,
             events: s.events,
+            fallback_regions: s.fallback_regions,
+            gone_regions: s.gone_regions,
             dropped_wheres: s.dropped_wheres,
             native_bytes: s.native_bytes,
             snapshot_bytes: s.snapshot_bytes,

@@ -155,3 +155,23 @@ pub fn runs(pages: &[usize]) -> Vec<(usize, usize)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_join_consecutive_pages() {
+        assert_eq!(runs(&[]), []);
+        assert_eq!(runs(&[4]), [(4, 4)]);
+        assert_eq!(runs(&[1, 2, 3, 7, 9, 10]), [(1, 3), (7, 7), (9, 10)]);
+    }
+
+    #[test]
+    fn pages_of_covers_partial_pages() {
+        let ps = crate::sys::page_size();
+        assert_eq!(pages_of(ps, 1), 1..=1);
+        assert_eq!(pages_of(ps - 1, 2), 0..=1);
+        assert_eq!(pages_of(3 * ps, 2 * ps), 3..=4);
+    }
+}

@@ -100,3 +100,76 @@ impl Detector for PollRegions {
         self.watchers.values().filter(|s| !s.by_addr.is_empty()).map(|s| s.next_poll_ns).min()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Options;
+
+    struct NoOwners;
+    impl Owners for NoOwners {
+        fn options_of(&self, _: RegionId) -> Option<&Options> {
+            None
+        }
+        fn options_of_backend(&self, _: crate::types::Backend) -> Vec<&Options> {
+            Vec::new()
+        }
+        fn all_options(&self) -> Vec<&Options> {
+            Vec::new()
+        }
+    }
+
+    fn add(p: &mut PollRegions, watcher: u32, id: RegionId, addr: usize) {
+        let options = Options::default();
+        let r = NewRegion { watcher, id, addr, len: 16, mappings: &[], options: &options };
+        p.register(&NoOwners, &r).unwrap();
+    }
+
+    #[test]
+    fn polls_each_watcher_on_its_own_interval_in_address_order() {
+        let mut p = PollRegions::default();
+        p.add_watcher(1, 100, 1_000);
+        p.add_watcher(2, 300, 1_000);
+        add(&mut p, 1, 7, 0x3000);
+        add(&mut p, 1, 8, 0x1000);
+        add(&mut p, 2, 9, 0x2000);
+        assert_eq!(p.next_deadline(&NoOwners), Some(1_100));
+        assert!(p.collect(&NoOwners, 1_050, Pass::Due).is_empty());
+        let due: Vec<RegionId> =
+            p.collect(&NoOwners, 1_100, Pass::Due).into_iter().map(|d| d.0).collect();
+        assert_eq!(due, [8, 7]); // watcher 1 only, by address
+        assert_eq!(p.next_deadline(&NoOwners), Some(1_200));
+        // check_changes of watcher 2 polls its regions now, and only those.
+        let now: Vec<RegionId> =
+            p.collect(&NoOwners, 1_150, Pass::Now(2)).into_iter().map(|d| d.0).collect();
+        assert_eq!(now, [9]);
+        assert_eq!(p.next_deadline(&NoOwners), Some(1_200));
+        p.unregister(8, 0x1000, 16);
+        p.unregister(7, 0x3000, 16);
+        assert_eq!(p.next_deadline(&NoOwners), Some(1_450)); // watcher 2's
+        p.remove_watcher(2);
+        assert_eq!(p.next_deadline(&NoOwners), None);
+    }
+
+    #[test]
+    fn finds_overlaps_within_one_watcher_only() {
+        let mut p = PollRegions::default();
+        p.add_watcher(1, 100, 0);
+        p.add_watcher(2, 100, 0);
+        add(&mut p, 1, 5, 0x1000);
+        let size = |_| 16;
+        assert_eq!(p.overlapping(1, 0x100f, 0x1010, size), Some((5, 0x1000)));
+        assert_eq!(p.overlapping(1, 0x1010, 0x1020, size), None); // adjacent
+        assert_eq!(p.overlapping(1, 0x0ff0, 0x1000, size), None);
+        assert_eq!(p.overlapping(2, 0x1000, 0x1010, size), None);
+    }
+
+    #[test]
+    fn registering_for_an_unknown_watcher_is_an_error() {
+        let mut p = PollRegions::default();
+        let options = Options::default();
+        let r =
+            NewRegion { watcher: 3, id: 1, addr: 0x1000, len: 1, mappings: &[], options: &options };
+        assert_eq!(p.register(&NoOwners, &r), Err(Error::Closed));
+    }
+}

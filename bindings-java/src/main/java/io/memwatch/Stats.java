@@ -8,39 +8,27 @@ package io.memwatch;
  * {@link #getProtectedPages()} are engine-wide: they cover every watcher in the process.
  */
 public final class Stats {
-    private final Backend backend;
-    private final String backendReason;
-    private final long regions;
-    private final long protectedPages;
-    private final long faults;
-    private final long events;
-    private final long fallbackRegions;
-    private final long goneRegions;
-    private final long droppedWheres;
-    private final long nativeBytes;
-    private final long snapshotBytes;
-    private final long pendingEvents;
-    private final long callbackErrors;
-    private final long latencyP50Ns;
-    private final long latencyP99Ns;
+    // Set by the native library by name, one per field of the engine's stats
+    // (fallback_regions -> fallbackRegions): a field added to the engine needs
+    // only its field and getter here.
+    private String backend;
+    private String backendReason;
+    private long regions;
+    private long protectedPages;
+    private long faults;
+    private long events;
+    private long fallbackRegions;
+    private long goneRegions;
+    private long droppedWheres;
+    private long nativeBytes;
+    private long snapshotBytes;
+    private long pendingEvents;
+    private long callbackErrors;
+    private long latencyP50Ns;
+    private long latencyP99Ns;
 
-    /** Called by the native library only; {@code c} holds the counters in declaration order. */
-    Stats(String backend, String backendReason, long[] c) {
-        this.backend = Backend.fromName(backend);
-        this.backendReason = backendReason;
-        this.regions = c[0];
-        this.protectedPages = c[1];
-        this.faults = c[2];
-        this.events = c[3];
-        this.droppedWheres = c[4];
-        this.nativeBytes = c[5];
-        this.snapshotBytes = c[6];
-        this.pendingEvents = c[7];
-        this.callbackErrors = c[8];
-        this.latencyP50Ns = c[9];
-        this.latencyP99Ns = c[10];
-        this.fallbackRegions = c[11];
-        this.goneRegions = c[12];
+    /** Called by the native library only, which then sets every field by its name. */
+    Stats() {
     }
 
     /**
@@ -49,7 +37,7 @@ public final class Stats {
      * @return the backend in use
      */
     public Backend getBackend() {
-        return backend;
+        return Backend.fromName(backend);
     }
 
     /**
@@ -187,7 +175,7 @@ public final class Stats {
      */
     @Override
     public String toString() {
-        return "Stats{backend=" + backend.getName()
+        return "Stats{backend=" + backend
                 + (backendReason.isEmpty() ? "" : " (" + backendReason + ")")
                 + ", regions=" + regions + ", protectedPages=" + protectedPages + ", faults=" + faults
                 + ", events=" + events + ", fallbackRegions=" + fallbackRegions + ", goneRegions=" + goneRegions

@@ -13,14 +13,25 @@ import java.util.Objects;
  */
 public final class WatcherOptions {
     private Backend backend = Backend.AUTO;
-    private Duration writableWindow = Duration.ofMillis(5);
-    private Duration pollInterval = Duration.ofMillis(100);
-    private long maxValueBytes = 4096;
-    private long previewBytes = 256;
-    private long ringCapacity = 65_536;
-    private boolean snapshots = true;
+    private Duration writableWindow = Duration.ofNanos(Defaults.get("writableWindowNs"));
+    private Duration pollInterval = Duration.ofNanos(Defaults.get("pollIntervalNs"));
+    private long maxValueBytes = Defaults.get("maxValueBytes");
+    private long previewBytes = Defaults.get("previewBytes");
+    private long ringCapacity = Defaults.get("ringCapacity");
+    private boolean snapshots = Defaults.get("snapshots") != 0;
 
-    /** Creates options holding the defaults. */
+    /** The engine's defaults, asked from the native library (the one place they are written). */
+    private static final class Defaults {
+        static {
+            NativeLibrary.load();
+        }
+
+        static long get(String name) {
+            return Native.defaultOption(name);
+        }
+    }
+
+    /** Creates options holding the engine's defaults. */
     public WatcherOptions() {
     }
 

@@ -156,5 +156,26 @@ class BadInputTest {
         assertThrows(IllegalArgumentException.class, () -> Backend.fromName("mprotect"));
         assertThrows(IllegalArgumentException.class, () -> MemoryWatcher.addressOf(ByteBuffer.allocate(4)));
         assertThrows(IllegalArgumentException.class, () -> MemoryWatcher.allocatePageAligned(0));
+        assertThrows(IllegalArgumentException.class,
+                () -> new WatcherOptions().pollInterval(java.time.Duration.ofMillis(-5)));
+        assertThrows(IllegalArgumentException.class, () -> new WatcherOptions().ringCapacity(-1));
+        // Passes the setter, rejected by the engine's Options::validate().
+        IllegalArgumentException zero = assertThrows(IllegalArgumentException.class,
+                () -> new MemoryWatcher(new WatcherOptions().writableWindow(java.time.Duration.ZERO)));
+        assertTrue(zero.getMessage().contains("writable_window"), zero.getMessage());
+        assertThrows(IllegalArgumentException.class,
+                () -> new MemoryWatcher(new WatcherOptions().ringCapacity(0)));
+    }
+
+    @Test
+    void defaultsAreTheEngines() {
+        WatcherOptions o = new WatcherOptions();
+        assertEquals(Backend.AUTO, o.getBackend());
+        assertEquals(java.time.Duration.ofMillis(5), o.getWritableWindow());
+        assertEquals(java.time.Duration.ofMillis(100), o.getPollInterval());
+        assertEquals(4096, o.getMaxValueBytes());
+        assertEquals(256, o.getPreviewBytes());
+        assertEquals(65_536, o.getRingCapacity());
+        assertTrue(o.getSnapshots());
     }
 }

@@ -185,6 +185,7 @@ final class Scenario {
             Assumptions.abort(where + ": backend not available here: " + e.getMessage());
             return;
         }
+        List<ChangeEvent> delivered = new ArrayList<>();
         try (MemoryWatcher w = created) {
             Map<String, Integer> ids = new LinkedHashMap<>();
             for (JsonElement re : json.getAsJsonArray("regions")) {
@@ -239,6 +240,58 @@ final class Scenario {
                 } else if (step.has("unwatch_unknown")) {
                     boolean want = step.getAsJsonObject("unwatch_unknown").get("expect").getAsBoolean();
                     actions.add(() -> expectEq(at, "unwatch(unknown) result", want, w.unwatch((int) 4_000_000_000L)));
+                } else if (step.has("watch_error")) {
+                    JsonObject e = step.getAsJsonObject("watch_error");
+                    String want = e.get("expect").getAsString();
+                    int len = size(e.get("length"));
+                    if (e.has("null") && e.get("null").getAsBoolean()) {
+                        actions.add(() -> expectError(at, want, () -> {
+                            if (kind == Kind.DIRECT) {
+                                w.watch(0L, len, "bad");
+                            } else {
+                                w.watch((byte[]) null, "bad");
+                            }
+                        }));
+                    } else {
+                        String buffer = e.get("buffer").getAsString();
+                        int off = size(e.get("offset"));
+                        actions.add(() -> expectError(at, want, () -> {
+                            if (kind == Kind.DIRECT) {
+                                w.watch(direct.get(buffer).slice(off, len), "bad");
+                            } else {
+                                w.watch(arrays.get(buffer), off, len, "bad", null);
+                            }
+                        }));
+                    }
+                } else if (step.has("check_error")) {
+                    String want = step.getAsJsonObject("check_error").get("expect").getAsString();
+                    actions.add(() -> expectError(at, want, w::checkChanges));
+                } else if (step.has("close")) {
+                    actions.add(w::close);
+                } else if (step.has("stats")) {
+                    JsonObject spec = step.getAsJsonObject("stats");
+                    actions.add(() -> checkStats(at, w.getStats(), spec));
+                } else if (step.has("set_callback")) {
+                    boolean on = step.get("set_callback").getAsBoolean();
+                    actions.add(() -> w.setCallback(on ? e -> {
+                        synchronized (delivered) {
+                            delivered.add(e);
+                        }
+                    } : null));
+                } else if (step.has("check_callback")) {
+                    JsonArray expected = step.getAsJsonArray("check_callback");
+                    actions.add(() -> {
+                        List<ChangeEvent> returned = w.checkChanges();
+                        if (!returned.isEmpty()) {
+                            throw new AssertionError(at + ": with a callback, checkChanges returned " + returned);
+                        }
+                        List<ChangeEvent> got;
+                        synchronized (delivered) {
+                            got = new ArrayList<>(delivered);
+                            delivered.clear();
+                        }
+                        compare(at, got, ids, expected);
+                    });
                 } else {
                     throw new AssertionError(at + ": unknown step kind");
                 }
@@ -253,7 +306,71 @@ final class Scenario {
     }
 
     private static void check(String at, MemoryWatcher w, Map<String, Integer> ids, JsonArray expected) {
-        List<ChangeEvent> events = w.checkChanges();
+        compare(at, w.checkChanges(), ids, expected);
+    }
+
+    /** The documented exception class of each engine error kind (see MemWatchException). */
+    private static final Map<String, Class<? extends RuntimeException>> ERROR_CLASSES = Map.of(
+            "invalid_argument", IllegalArgumentException.class,
+            "unmapped", IllegalArgumentException.class,
+            "read_only", IllegalArgumentException.class,
+            "overlap", IllegalArgumentException.class,
+            "unsupported", UnsupportedOperationException.class,
+            "closed", IllegalStateException.class,
+            "os", MemWatchException.class);
+
+    private static void expectError(String at, String kind, Runnable call) {
+        Class<? extends RuntimeException> want = ERROR_CLASSES.get(kind);
+        if (want == null) {
+            throw new AssertionError(at + ": unknown error kind " + kind);
+        }
+        try {
+            call.run();
+        } catch (RuntimeException e) {
+            if (e.getClass() != want) {
+                throw new AssertionError(at + ": expected " + want.getSimpleName() + " (" + kind + "), got " + e, e);
+            }
+            if (kind.equals("overlap") && !e.getMessage().contains("overlap")) {
+                throw new AssertionError(at + ": expected an overlap error, got " + e, e);
+            }
+            return;
+        }
+        throw new AssertionError(at + ": expected " + want.getSimpleName() + " (" + kind + "), the call succeeded");
+    }
+
+    /** snake_case scenario name -> the Stats getter (fallback_regions -> getFallbackRegions). */
+    private static Object statsField(String at, Stats s, String field) {
+        StringBuilder getter = new StringBuilder("get");
+        for (String part : field.split("_")) {
+            getter.append(Character.toUpperCase(part.charAt(0))).append(part.substring(1));
+        }
+        try {
+            Object v = Stats.class.getMethod(getter.toString()).invoke(s);
+            return v instanceof Backend b ? b.getName() : v;
+        } catch (NoSuchMethodException e) {
+            throw new AssertionError(at + ": stats field " + field + " missing (no Stats." + getter + "())");
+        } catch (ReflectiveOperationException e) {
+            throw new AssertionError(at + ": Stats." + getter + "() failed", e);
+        }
+    }
+
+    private static void checkStats(String at, Stats s, JsonObject spec) {
+        if (spec.has("fields")) {
+            for (JsonElement f : spec.getAsJsonArray("fields")) {
+                statsField(at, s, f.getAsString());
+            }
+        }
+        if (spec.has("equal")) {
+            for (Map.Entry<String, JsonElement> e : spec.getAsJsonObject("equal").entrySet()) {
+                Object got = statsField(at, s, e.getKey());
+                Object want = e.getValue().getAsJsonPrimitive().isNumber() ? (Object) e.getValue().getAsLong()
+                        : e.getValue().getAsString();
+                expectEq(at, "stats " + e.getKey(), want, got);
+            }
+        }
+    }
+
+    private static void compare(String at, List<ChangeEvent> events, Map<String, Integer> ids, JsonArray expected) {
         if (events.size() != expected.size()) {
             throw new AssertionError(at + ": expected " + expected.size() + " event(s), got " + events.size() + ": " + events);
         }
