@@ -494,10 +494,11 @@ impl State {
     fn detect(&mut self, kind: Kind, now: u64, pass: Pass, events: &mut Vec<(u32, ChangeEvent)>) {
         let det = self.backends.get_mut(kind);
         let dirty = det.collect(&self.registry, now, pass);
-        let changed = self.registry.diff_all(dirty, now, events);
+        let pages = det.take_batch_pages();
+        let changed = self.registry.diff_all(dirty, &pages, now, events);
         let again = det.after_diff(&self.registry, &changed, now);
         let again: Vec<Dirty> = again.into_iter().map(|rid| (rid, None)).collect();
-        self.registry.diff_all(again, now, events);
+        self.registry.diff_all(again, &HashMap::new(), now, events);
     }
 
     /// A region of `watcher` overlapping [addr, addr+len): (id, start, len).

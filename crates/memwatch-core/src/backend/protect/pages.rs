@@ -54,6 +54,8 @@ pub struct ProtectPages {
     ring: &'static Ring,
     /// Hot pages of the last collect, waiting for after_diff.
     hot_batch: Vec<usize>,
+    /// Region -> its pages in the last collect (take_batch_pages).
+    batch_pages: HashMap<RegionId, Vec<usize>>,
     /// /proc/self/maps as of this pass (read on first need).
     maps: MapsCache,
     /// Regions on pages found replaced, for the engine to drop (take_gone).
@@ -107,6 +109,7 @@ impl ProtectPages {
             table: PageTableWriter::new(),
             ring,
             hot_batch: Vec::new(),
+            batch_pages: HashMap::new(),
             maps: MapsCache::default(),
             gone: Vec::new(),
             next_sweep_ns: 0,
@@ -444,6 +447,7 @@ impl ProtectPages {
                 }
             }
             for &rid in info.regions.as_slice() {
+                self.batch_pages.entry(rid).or_default().push(page);
                 let e = touched.entry(rid).or_insert(who);
                 if let (Some(a), Some(b)) = (*e, who) {
                     if b.timestamp_ns < a.timestamp_ns {
@@ -544,6 +548,15 @@ impl Detector for ProtectPages {
 
     fn next_deadline(&self, owners: &dyn Owners) -> Option<u64> {
         self.open.iter().map(|(p, mode)| self.deadline(owners, *p, mode)).min()
+    }
+
+    fn take_batch_pages(&mut self) -> HashMap<RegionId, Vec<usize>> {
+        let mut batch = std::mem::take(&mut self.batch_pages);
+        for pages in batch.values_mut() {
+            pages.sort_unstable();
+            pages.dedup();
+        }
+        batch
     }
 }
 
