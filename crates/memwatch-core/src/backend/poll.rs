@@ -47,6 +47,11 @@ impl PollRegions {
         self.watchers.insert(watcher, set);
     }
 
+    /// How many poll regions `watcher` has.
+    pub fn regions_of(&self, watcher: u32) -> usize {
+        self.watchers.get(&watcher).map_or(0, |s| s.by_addr.len())
+    }
+
     /// Forgets a watcher (its regions were unregistered).
     pub fn remove_watcher(&mut self, watcher: u32) {
         self.watchers.remove(&watcher);

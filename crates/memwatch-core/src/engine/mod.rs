@@ -325,9 +325,11 @@ impl Engine {
             w.paged_regions += 1;
         }
         st.registry.regions.insert(id, region);
-        if kind != Kind::Protect {
+        let first_poll = kind == Kind::Poll && st.backends.poll.regions_of(watcher) == 1;
+        if kind == Kind::WriteWatch || first_poll {
             // Nothing else wakes the worker for writewatch and poll regions:
-            // let it schedule their scans.
+            // let it schedule their scans (a watcher's later poll regions
+            // join the pass already scheduled).
             sys::eventfd_signal(self.wake.fd());
         }
         Ok(id)
