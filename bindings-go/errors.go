@@ -24,6 +24,8 @@ const (
 	CodeOS ErrorCode = -7
 	// CodeInternal: a bug in memwatch (a caught panic in the engine).
 	CodeInternal ErrorCode = -8
+	// CodeDatabase: RecordTo could not open or reach the database.
+	CodeDatabase ErrorCode = -9
 )
 
 // String returns a short description of the code, such as "invalid argument".
@@ -45,6 +47,8 @@ func (c ErrorCode) String() string {
 		return "operating system error"
 	case CodeInternal:
 		return "internal error"
+	case CodeDatabase:
+		return "database error"
 	}
 	return fmt.Sprintf("error %d", int(c))
 }
@@ -99,6 +103,8 @@ var (
 	ErrOS = &Error{Code: CodeOS}
 	// ErrInternal matches CodeInternal errors.
 	ErrInternal = &Error{Code: CodeInternal}
+	// ErrDatabase matches CodeDatabase errors.
+	ErrDatabase = &Error{Code: CodeDatabase}
 )
 
 // errClosed is the error a method returns on a closed watcher.

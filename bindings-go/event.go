@@ -20,12 +20,45 @@ type Where struct {
 	ThreadID uint32
 	// FaultIP is the instruction pointer of that write; 0 when unknown.
 	FaultIP uint64
-	// File is the source file of the write; empty until symbolization lands.
+	// File is the source file of the user frame (WithLocateWriters): the
+	// innermost frame outside the Go runtime, this package and libc; empty
+	// when not located.
 	File string
-	// Function is the function of the write; empty until symbolization lands.
+	// Function is the function of the user frame; empty when not located.
 	Function string
-	// Line is the source line of the write; 0 when unknown.
+	// Line is the source line of the user frame; 0 when unknown.
 	Line uint32
+	// ThreadName is the writing thread's kernel name; empty when not located.
+	ThreadName string
+	// Module is the executable or shared library of the user frame.
+	Module string
+	// ModuleOffset is the user frame's address relative to Module's load address.
+	ModuleOffset uint64
+	// UnattributedFaults counts first writes to other pages of the region
+	// merged into this event without a location of their own.
+	UnattributedFaults uint32
+	// Stack is the writer's stack, innermost first (helpers included); nil
+	// when not located.
+	Stack []Frame
+}
+
+// Frame is one frame of a located writer's stack.
+type Frame struct {
+	// IP is the instruction address: the write itself for the first frame, a
+	// return address minus one for callers; inlined frames share their IP.
+	IP uint64
+	// Module is the executable or shared library holding IP.
+	Module string
+	// ModuleOffset is IP relative to Module's load address.
+	ModuleOffset uint64
+	// Function is the function name (Go: package path qualified).
+	Function string
+	// File is the source file; empty without debug info.
+	File string
+	// Line is the source line; 0 when unknown.
+	Line uint32
+	// Inlined is true when this frame was inlined into the next one.
+	Inlined bool
 }
 
 // ByteRange is a run of changed bytes, relative to the start of the region.
@@ -124,6 +157,9 @@ func convertEvent(ev *C.memwatch_change_event_t) ChangeEvent {
 		StorageKeyOld: goStringOrEmpty(ev.storage_key_old),
 		StorageKeyNew: goStringOrEmpty(ev.storage_key_new),
 		Metadata:      goStringOrEmpty(ev.metadata),
+	}
+	if ev.location != nil {
+		locate(&e.Where, ev.location)
 	}
 	if e.OldPreview == nil {
 		e.OldPreview = []byte{}

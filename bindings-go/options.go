@@ -43,6 +43,8 @@ type config struct {
 	previewBytes   *int
 	ringCapacity   *int
 	snapshots      *bool
+	locateWriters  bool
+	stackDepth     *int
 	err            error
 }
 
@@ -98,6 +100,23 @@ func WithRingCapacity(n int) Option {
 // and the watcher uses less memory.
 func WithSnapshots(on bool) Option {
 	return func(c *config) { c.snapshots = &on }
+}
+
+// WithLocateWriters makes every event's Where name the writing thread, the
+// function, file and line of the write and its Stack (resolved by the engine
+// from DWARF, inlined calls expanded; Go frames it cannot name, in a binary
+// built with -ldflags=-s -w, are named with runtime.CallersFrames). It needs BackendProtect: BackendAuto then picks it (Stats'
+// BackendReason says so); BackendWriteWatch and BackendPoll are refused with an
+// ErrInvalidArgument error. Only the first write to a page in its writable
+// window is located (Where.UnattributedFaults counts the others merged in).
+func WithLocateWriters(on bool) Option {
+	return func(c *config) { c.locateWriters = on }
+}
+
+// WithStackDepth sets how many frames a located write captures, 1..32
+// (default 8).
+func WithStackDepth(n int) Option {
+	return func(c *config) { c.stackDepth = &n }
 }
 
 // millis converts d to whole milliseconds for the C ABI, rounding up.

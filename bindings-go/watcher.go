@@ -131,6 +131,12 @@ func NewWatcher(opts ...Option) (*Watcher, error) {
 			copts.snapshots = 0
 		}
 	}
+	if cfg.locateWriters {
+		copts.locate_writers = 1
+	}
+	if n, ok := cfg.count("stack depth", cfg.stackDepth); ok {
+		copts.stack_depth = C.uint32_t(min(n, 1<<31))
+	}
 	if cfg.err != nil {
 		return nil, cfg.err
 	}

@@ -155,6 +155,29 @@ export interface MemoryWatcherEvents {
  * itself; changes not yet delivered when the event loop runs dry are
  * delivered then (on 'beforeExit').
  */
+/** Counters of a {@link Recorder}. */
+export interface RecorderStats {
+  written: number;
+  dropped: number;
+  abandoned: number;
+  queued: number;
+  batches: number;
+  reconnects: number;
+  connected: boolean;
+  lastError: string;
+  /** memwatch_recordings.recording_id, a decimal string (64 bits). */
+  recordingId: string;
+}
+
+/** A running recorder, made by {@link MemoryWatcher.recordTo}. */
+export declare class Recorder {
+  stats(): RecorderStats;
+  /** Blocks up to `timeoutMs` (default 10000) until everything queued before the call is written; false on timeout. */
+  flush(timeoutMs?: number): boolean;
+  /** Stops recording after writing what is queued. Idempotent. */
+  close(): void;
+}
+
 export declare class MemoryWatcher extends EventEmitter {
   /**
    * Creates a watcher.
@@ -206,6 +229,15 @@ export declare class MemoryWatcher extends EventEmitter {
   setValueStore(name: string | null, capacity?: number): void;
   /** Name of the value store set with `setValueStore`, or `null`. */
   readonly valueStore: string | null;
+  /**
+   * Records every change event of this watcher into SQLite (a file path or
+   * `sqlite:PATH`) or PostgreSQL (`postgresql://...`): tables
+   * memwatch_recordings, memwatch_events, memwatch_losses. Never blocks the
+   * watched program (bounded queue; what does not fit is counted).
+   * @throws {TypeError} `code: "ERR_MEMWATCH_RECORD_URL"` for a URL that is neither.
+   * @throws {Error} `code: "ERR_MEMWATCH_DATABASE"` when the database cannot be opened or reached, `"ERR_MEMWATCH_CLOSED"` after close.
+   */
+  recordTo(url: string): Recorder;
   /** Statistics of this watcher (also after close). */
   getStats(): WatcherStats;
   /** Unwatches everything, ends the iterators, emits 'close'. Idempotent. */

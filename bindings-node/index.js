@@ -52,6 +52,7 @@ const ERROR_CLASSES = {
   ERR_MEMWATCH_STORE_NAME: TypeError,
   ERR_MEMWATCH_STORE_KEY: TypeError,
   ERR_MEMWATCH_STORE_CAPACITY: RangeError,
+  ERR_MEMWATCH_RECORD_URL: TypeError,
 };
 
 /** Arena bytes of a value store that `setValueStore(name)` creates when no capacity is given. */
@@ -462,6 +463,29 @@ class MemoryWatcher extends EventEmitter {
     this.#valueStore = name;
   }
 
+  /**
+   * Records every change event of this watcher (callback, iterator or
+   * checkChanges() alike) into a database: a file path or `sqlite:PATH`
+   * (SQLite, WAL mode) or `postgresql://user@host:port/db`. Tables
+   * memwatch_recordings, memwatch_events, memwatch_losses (created if
+   * missing). Never blocks the watched program: a bounded queue feeds the
+   * recorder's own thread; what does not fit is counted and written to
+   * memwatch_losses.
+   * @param {string} url
+   * @returns {Recorder}
+   */
+  recordTo(url) {
+    if (typeof url !== 'string') {
+      throw codedError(
+        TypeError,
+        'ERR_INVALID_ARG_TYPE',
+        `The "url" argument must be a string. Received ${describe(url)}`,
+      );
+    }
+    this.#checkOpen();
+    return new Recorder(call(() => this.#native.recordTo(url)));
+  }
+
   /** Name of the value store set with `setValueStore`, or null. */
   get valueStore() {
     return this.#valueStore;
@@ -755,8 +779,47 @@ function signalHandlerInstalled() {
   return native.signalHandlerInstalled();
 }
 
+/** A running recorder, made by {@link MemoryWatcher#recordTo}. */
+class Recorder {
+  #native;
+  /** @param {object} native */
+  constructor(native) {
+    this.#native = native;
+  }
+
+  /**
+   * Counters: written, dropped, abandoned, queued, batches, reconnects,
+   * connected, lastError, recordingId (a decimal string: 64 bits).
+   */
+  stats() {
+    return this.#native.stats();
+  }
+
+  /**
+   * Waits (blocking) up to `timeoutMs` until every event queued before the
+   * call is written; false on timeout.
+   * @param {number} [timeoutMs]
+   */
+  flush(timeoutMs = 10000) {
+    if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0 && timeoutMs <= 86400000)) {
+      throw codedError(
+        RangeError,
+        'ERR_INVALID_ARG_VALUE',
+        `The "timeoutMs" argument must be a number of milliseconds from 0 to 86400000. Received ${describe(timeoutMs)}`,
+      );
+    }
+    return this.#native.flush(timeoutMs);
+  }
+
+  /** Stops recording after writing what is queued. Idempotent. */
+  close() {
+    this.#native.close();
+  }
+}
+
 module.exports = {
   MemoryWatcher,
+  Recorder,
   Store,
   create,
   pageSize,

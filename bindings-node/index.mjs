@@ -6,6 +6,8 @@ const memwatch = require('./index.js');
 
 /** Watches memory and reports every change; see index.d.ts. */
 export const MemoryWatcher = memwatch.MemoryWatcher;
+/** A running recorder (MemoryWatcher.recordTo). */
+export const Recorder = memwatch.Recorder;
 /** A read handle on a MemStream store (values of large regions, by key). */
 export const Store = memwatch.Store;
 /** Same as `new MemoryWatcher(options)`. */

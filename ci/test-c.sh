@@ -18,6 +18,7 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -f /usr/include/cjson/cJSON.h ] || need+=(libcjson-dev)
 [ -f /usr/include/gtest/gtest.h ] || need+=(libgtest-dev)
 command -v g++ >/dev/null || need+=(g++)
+command -v sqlite3 >/dev/null || need+=(sqlite3)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "installing: ${need[*]}"
     SUDO=""

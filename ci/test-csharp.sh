@@ -21,6 +21,11 @@ if ! command -v mcs >/dev/null || ! command -v mono >/dev/null || ! command -v n
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mono-devel nuget >/dev/null
 fi
+# RecordTests read recordings back with the sqlite3 shell.
+if ! command -v sqlite3 >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3 >/dev/null
+fi
 mono --version | head -n1
 
 echo "== cargo build -p memwatch-capi --release"

@@ -20,6 +20,11 @@ trap 'rm -rf "$logdir"' EXIT
 
 command -v go >/dev/null || { echo "go not found: install Go >= 1.21" >&2; exit 1; }
 command -v gcc >/dev/null || { echo "gcc not found: cgo needs a C compiler" >&2; exit 1; }
+# record_test.go reads recordings back with the sqlite3 shell.
+if ! command -v sqlite3 >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3 >/dev/null
+fi
 go version
 export CGO_ENABLED=1
 

@@ -14,6 +14,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR_NODE:-$ROOT/bindings-node/target}"
 export npm_config_audit=false npm_config_fund=false npm_config_update_notifier=false
 
+# test/record.test.js reads recordings back with Debian's sqlite3 shell.
+if ! command -v sqlite3 >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3 >/dev/null
+fi
+
 cd "$ROOT/bindings-node"
 echo "== node $(node --version), npm $(npm --version 2>/dev/null), $(cargo --version)"
 

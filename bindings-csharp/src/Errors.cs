@@ -25,6 +25,8 @@ namespace MemWatch
         Os = -7,
         /// <summary>A bug in memwatch (a caught panic).</summary>
         Internal = -8,
+        /// <summary>RecordTo could not open or reach the database.</summary>
+        Database = -9,
     }
 
     /// <summary>
@@ -101,6 +103,8 @@ namespace MemWatch
                     return new ObjectDisposedException(typeof(MemoryWatcher).Name, message);
                 case MemWatchError.Os:
                     return new MemWatchException(MemWatchError.Os, message);
+                case MemWatchError.Database:
+                    return new MemWatchException(MemWatchError.Database, message);
                 default:
                     return new MemWatchException(MemWatchError.Internal, message + " (code " + rc + ")");
             }

@@ -494,6 +494,38 @@ namespace MemWatch
             }
         }
 
+        /// <summary>
+        /// Records every change event of this watcher (callback or CheckChanges alike) into a
+        /// database: a file path or "sqlite:PATH" (SQLite, WAL mode) or
+        /// "postgresql://user@host:port/db". The tables memwatch_recordings, memwatch_events and
+        /// memwatch_losses are created if missing. Never blocks the watched program: a bounded
+        /// queue feeds the recorder's own thread; events that do not fit are counted
+        /// (<see cref="RecorderStats.Dropped"/>) and written to memwatch_losses.
+        /// </summary>
+        /// <param name="url">Where to record.</param>
+        /// <returns>The running recorder; dispose it to stop recording.</returns>
+        /// <exception cref="ArgumentNullException"><paramref name="url"/> is null.</exception>
+        /// <exception cref="MemWatchArgumentException">The URL is neither SQLite nor PostgreSQL.</exception>
+        /// <exception cref="MemWatchException">The database cannot be opened or reached (Error == Database).</exception>
+        /// <exception cref="ObjectDisposedException">The watcher was disposed.</exception>
+        public Recorder RecordTo(string url)
+        {
+            if (url == null) throw new ArgumentNullException("url");
+            byte[] u = Utf8.ToNative(url, "url");
+            IntPtr h = Enter();
+            try
+            {
+                IntPtr rec;
+                int rc = Native.memwatch_record_to(h, u, out rec);
+                Errors.Check(rc, "cannot record to '" + url + "'", "url");
+                return new Recorder(rec);
+            }
+            finally
+            {
+                Leave();
+            }
+        }
+
         /// <summary>Counters of this watcher.</summary>
         /// <exception cref="ObjectDisposedException">The watcher was disposed.</exception>
         public WatcherStats GetStats()

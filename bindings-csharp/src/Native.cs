@@ -31,6 +31,8 @@ namespace MemWatch
             public ulong ring_capacity;
             public int snapshots;
             public uint adapter_id;
+            public int locate_writers;
+            public uint stack_depth;
         }
 
         /// <summary>memwatch_range_t.</summary>
@@ -69,6 +71,8 @@ namespace MemWatch
             public IntPtr storage_key_old;
             public IntPtr storage_key_new;
             public IntPtr metadata;
+            /// <summary>memwatch_where_t*, NULL unless located (not read yet).</summary>
+            public IntPtr location;
         }
 
         /// <summary>memwatch_stats_t.</summary>
@@ -139,6 +143,31 @@ namespace MemWatch
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int memwatch_watcher_set_value_store(IntPtr watcher, byte[] storeName, ulong capacity);
+
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct RecorderStats
+        {
+            public ulong written;
+            public ulong dropped;
+            public ulong abandoned;
+            public ulong queued;
+            public ulong batches;
+            public ulong reconnects;
+            public int connected;
+            public long recording_id;
+        }
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_record_to(IntPtr watcher, byte[] url, out IntPtr recorder);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_recorder_flush(IntPtr recorder, uint timeoutMs);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_recorder_stats(IntPtr recorder, out RecorderStats stats);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void memwatch_recorder_free(IntPtr recorder);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern UIntPtr memwatch_page_size();

@@ -574,6 +574,87 @@ impl NativeWatcher {
     }
 }
 
+/// Counters of a recorder (the public `RecorderStats`).
+#[napi(object)]
+pub struct NativeRecorderStats {
+    /// Events committed to the database.
+    pub written: f64,
+    /// Events the full queue could not take (rows in memwatch_losses).
+    pub dropped: f64,
+    /// Events queued but unwritten when the recorder closed, database down.
+    pub abandoned: f64,
+    /// Events waiting to be written.
+    pub queued: f64,
+    /// Transactions committed.
+    pub batches: f64,
+    /// Connections made again after a loss.
+    pub reconnects: f64,
+    /// Whether the recorder is connected now.
+    pub connected: bool,
+    /// The last database error ("" if none).
+    pub last_error: String,
+    /// This recording in memwatch_recordings, as a decimal string (64-bit).
+    pub recording_id: String,
+}
+
+/// A running recorder (the public `Recorder` wraps it).
+#[napi]
+pub struct NativeRecorder {
+    inner: memwatch_record::Recorder,
+}
+
+#[napi]
+impl NativeRecorder {
+    /// The counters now.
+    #[napi]
+    pub fn stats(&self) -> NativeRecorderStats {
+        let s = self.inner.stats();
+        NativeRecorderStats {
+            written: s.written as f64,
+            dropped: s.dropped as f64,
+            abandoned: s.abandoned as f64,
+            queued: s.queued as f64,
+            batches: s.batches as f64,
+            reconnects: s.reconnects as f64,
+            connected: s.connected,
+            last_error: s.last_error,
+            recording_id: s.recording_id.to_string(),
+        }
+    }
+
+    /// Waits up to `timeout_ms` until everything queued before the call is written.
+    #[napi]
+    pub fn flush(&self, timeout_ms: f64) -> bool {
+        self.inner.flush(Duration::from_secs_f64(timeout_ms / 1000.0))
+    }
+
+    /// Stops recording after writing what is queued. Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+#[napi]
+impl NativeWatcher {
+    /// Records every event into SQLite or PostgreSQL (see `MemoryWatcher.recordTo`).
+    #[napi]
+    pub fn record_to(&self, url: String) -> Result<NativeRecorder> {
+        match memwatch_record::record_to(&self.shared.watcher, &url) {
+            Ok(inner) => Ok(NativeRecorder { inner }),
+            Err(e @ memwatch_record::RecordError::InvalidUrl(_)) => {
+                Err(coded_err("ERR_MEMWATCH_RECORD_URL", e))
+            }
+            Err(e @ memwatch_record::RecordError::Database(_)) => {
+                Err(coded_err("ERR_MEMWATCH_DATABASE", e))
+            }
+            Err(e @ memwatch_record::RecordError::Closed) => {
+                Err(coded_err("ERR_MEMWATCH_CLOSED", e))
+            }
+        }
+    }
+}
+
 /// Converts a MemStream error to a JS-bound error with a stable code.
 fn store_err(e: ms::Error) -> Error {
     let code = match &e {

@@ -237,6 +237,7 @@ struct Errors {
     closed: Py<PyType>,
     os: Py<PyType>,
     not_contiguous: Py<PyType>,
+    database: Py<PyType>,
 }
 
 static ERRORS: PyOnceLock<Errors> = PyOnceLock::new();
@@ -257,6 +258,7 @@ fn errors(py: Python<'_>) -> &Errors {
                 closed: get("WatcherClosedError")?,
                 os: get("MemwatchOSError")?,
                 not_contiguous: get("NotContiguousError")?,
+                database: get("DatabaseError")?,
             })
         })
         .expect("memwatch._errors is part of the memwatch package and must import")
@@ -516,7 +518,10 @@ impl ChangeEvent {
 
     /// Where the change was made: a dict with `thread_id` (kernel thread id of
     /// the writer, or None), `fault_ip`, `file`, `function` and `line`
-    /// (None where the backend cannot tell).
+    /// (None where the backend cannot tell); with `locate_writers=True` also
+    /// `thread_name`, `module`, `module_offset`, `stack` (a list of frame
+    /// dicts, innermost first: native frames for now) and
+    /// `unattributed_faults`.
     #[getter(r#where)]
     fn where_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let w = &self.ev.where_;
@@ -526,6 +531,26 @@ impl ChangeEvent {
         d.set_item("file", (!w.file.is_empty()).then_some(w.file.as_str()))?;
         d.set_item("function", (!w.function.is_empty()).then_some(w.function.as_str()))?;
         d.set_item("line", (w.line != 0).then_some(w.line))?;
+        // Writer location (locate_writers): thread name, module + offset, the
+        // native stack (innermost first) and the unattributed fault count.
+        let located = !w.stack.is_empty();
+        d.set_item("thread_name", located.then_some(w.thread_name.as_str()))?;
+        d.set_item("module", located.then_some(w.module.as_str()))?;
+        d.set_item("module_offset", located.then_some(w.module_offset))?;
+        d.set_item("unattributed_faults", w.unattributed_faults)?;
+        let stack = PyList::empty(py);
+        for f in &w.stack {
+            let fd = PyDict::new(py);
+            fd.set_item("ip", f.ip)?;
+            fd.set_item("module", f.module.as_str())?;
+            fd.set_item("module_offset", f.module_offset)?;
+            fd.set_item("function", (!f.function.is_empty()).then_some(f.function.as_str()))?;
+            fd.set_item("file", (!f.file.is_empty()).then_some(f.file.as_str()))?;
+            fd.set_item("line", (f.line != 0).then_some(f.line))?;
+            fd.set_item("inlined", f.inlined)?;
+            stack.append(fd)?;
+        }
+        d.set_item("stack", stack)?;
         Ok(d)
     }
 
@@ -665,7 +690,7 @@ impl Watcher {
     /// Every argument left out (None) keeps the engine's default.
     #[pyo3(signature = (backend="auto", writable_window_ms=None, poll_interval_ms=None,
                         max_value_bytes=None, preview_bytes=None, snapshots=None,
-                        ring_capacity=None))]
+                        ring_capacity=None, locate_writers=None, stack_depth=None))]
     fn new(
         py: Python<'_>,
         backend: &str,
@@ -675,6 +700,8 @@ impl Watcher {
         preview_bytes: Option<usize>,
         snapshots: Option<bool>,
         ring_capacity: Option<usize>,
+        locate_writers: Option<bool>,
+        stack_depth: Option<usize>,
     ) -> PyResult<Self> {
         let err = |e| to_pyerr(py, e);
         let d = mw::Options::default();
@@ -691,6 +718,8 @@ impl Watcher {
             ring_capacity: ring_capacity.unwrap_or(d.ring_capacity),
             snapshots: snapshots.unwrap_or(d.snapshots),
             adapter_id: mw::ADAPTER_PYTHON,
+            locate_writers: locate_writers.unwrap_or(d.locate_writers),
+            stack_depth: stack_depth.unwrap_or(d.stack_depth),
         };
         let snapshots = options.snapshots;
         let core = detach(py, move || mw::Watcher::new(options)).map_err(|e| to_pyerr(py, e))?;
@@ -881,6 +910,29 @@ impl Watcher {
         detach(py, move || shared.core.set_value_store(arc)).map_err(|e| to_pyerr(py, e))
     }
 
+    /// Records every event into SQLite or PostgreSQL (see MemoryWatcher.record_to).
+    fn record_to(&self, py: Python<'_>, url: &str) -> PyResult<Recorder> {
+        let shared = self.shared.clone();
+        let url = url.to_string();
+        // Connecting may take a while: GIL released.
+        let rec = py.detach(move || memwatch_record::record_to(&shared.core, &url));
+        match rec {
+            Ok(inner) => Ok(Recorder { inner }),
+            Err(e) => {
+                let err = errors(py);
+                let ty = match &e {
+                    memwatch_record::RecordError::InvalidUrl(_) => &err.invalid_argument,
+                    memwatch_record::RecordError::Database(_) => &err.database,
+                    memwatch_record::RecordError::Closed => &err.closed,
+                };
+                Err(match ty.bind(py).call1((e.to_string(),)) {
+                    Ok(v) => PyErr::from_value(v),
+                    Err(e) => e,
+                })
+            }
+        }
+    }
+
     /// Statistics as a dict (see MemoryWatcher.get_stats).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.shared.core.stats();
@@ -954,6 +1006,56 @@ impl Drop for Watcher {
     }
 }
 
+/// A running recorder (see MemoryWatcher.record_to).
+#[pyclass(module = "memwatch._memwatch", name = "Recorder", frozen)]
+struct Recorder {
+    inner: memwatch_record::Recorder,
+}
+
+#[pymethods]
+impl Recorder {
+    /// Counters as a dict: written, dropped, abandoned, queued, batches,
+    /// reconnects, connected, last_error, recording_id.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.stats();
+        let d = PyDict::new(py);
+        d.set_item("written", s.written)?;
+        d.set_item("dropped", s.dropped)?;
+        d.set_item("abandoned", s.abandoned)?;
+        d.set_item("queued", s.queued)?;
+        d.set_item("batches", s.batches)?;
+        d.set_item("reconnects", s.reconnects)?;
+        d.set_item("connected", s.connected)?;
+        d.set_item("last_error", s.last_error)?;
+        d.set_item("recording_id", s.recording_id)?;
+        Ok(d)
+    }
+
+    /// Waits up to `timeout` seconds until every event queued before the
+    /// call is written; False on timeout.
+    #[pyo3(signature = (timeout=10.0))]
+    fn flush(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        if !(0.0..=86_400.0).contains(&timeout) {
+            return Err(PyValueError::new_err(format!(
+                "timeout must be between 0 and 86400 seconds, got {timeout}"
+            )));
+        }
+        let t = Duration::from_secs_f64(timeout);
+        Ok(py.detach(|| self.inner.flush(t)))
+    }
+
+    /// Stops recording after writing what is queued. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.inner.close());
+    }
+
+    /// The id of this recording in memwatch_recordings.
+    #[getter]
+    fn recording_id(&self) -> i64 {
+        self.inner.recording_id()
+    }
+}
+
 /// Runs on the core's delivery thread for every event while a callback is set.
 fn deliver(weak: &Weak<Shared>, cell: &CallbackCell, ev: &mw::ChangeEvent) {
     let Some(shared) = weak.upgrade() else { return };
@@ -1009,6 +1111,7 @@ fn reassert_signal_handler(py: Python<'_>) -> PyResult<bool> {
 #[pymodule]
 fn _memwatch(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Watcher>()?;
+    m.add_class::<Recorder>()?;
     m.add_class::<ChangeEvent>()?;
     m.add_function(wrap_pyfunction!(page_size, m)?)?;
     m.add_function(wrap_pyfunction!(reassert_signal_handler, m)?)?;

@@ -238,7 +238,11 @@ def test_change_event_fields(backend: str) -> None:
     assert (ev.old_value, ev.new_value) == (b"hello", b"Hello")
     assert (ev.storage_key_old, ev.storage_key_new) == (None, None)
     assert ev.metadata == "m"
-    assert set(ev.where) == {"thread_id", "fault_ip", "file", "function", "line"}
+    assert set(ev.where) == {
+        "thread_id", "fault_ip", "file", "function", "line",
+        # locate_writers (None / [] / 0 without it: tests/test_location.py)
+        "thread_name", "module", "module_offset", "stack", "unattributed_faults",
+    }
     if backend == "protect":  # only page faults know the writer
         assert ev.thread_id == threading.get_native_id()
         assert ev.where["thread_id"] == threading.get_native_id()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -94,7 +95,7 @@ def _readme_python_blocks() -> list:
 
 def test_readme_examples_run() -> None:
     blocks = _readme_python_blocks()
-    assert len(blocks) == 6
+    assert len(blocks) == 8
     import memwatch.store
 
     for name in ("demo-store", "memwatch-values"):  # left over by an interrupted run
@@ -119,6 +120,10 @@ def test_readme_examples_run() -> None:
     assert outputs[4] == after[len("```\n\nprints\n\n```\n") :].split("```")[0]
     assert outputs[4] == "b'\\x00\\x01\\x02\\x03' None\nb'sec'\nb'second'\n2 1\n"
     assert outputs[5] == "None memwatch/2/1/0 memwatch/2/1/1\nb'\\x00\\x00\\x00\\x00' b'\\xff\\xff\\xff\\xff'\n"
+    # record_to: the row read back with the standard sqlite3 module
+    assert outputs[6] == "1 0\n[('data', b'\\x00\\x00\\x00\\x00', b'\\x01\\x00\\x00\\x00')]\n"
+    # Writer location: the main thread's kernel name is the interpreter's file name.
+    assert outputs[7] == f"{os.path.basename(sys.executable)[:15]} True True\n"
 
 
 def test_package_docstring_example() -> None:

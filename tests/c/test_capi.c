@@ -423,9 +423,13 @@ static void t_bad_options(void) {
 static void t_abi_layout(void) {
 #if defined(__x86_64__) || defined(__aarch64__)
     /* The Rust side asserts the same numbers in its unit tests. */
-    CHECK_EQ(sizeof(memwatch_options_t), 48);
+    CHECK_EQ(sizeof(memwatch_options_t), 56);
+    CHECK_EQ(sizeof(memwatch_where_t), 40);
+    CHECK_EQ(sizeof(memwatch_frame_t), 48);
+    CHECK_EQ(sizeof(memwatch_resolved_frame_t), 1028);
+    CHECK_EQ(offsetof(memwatch_change_event_t, location), 184);
     CHECK_EQ(sizeof(memwatch_range_t), 16);
-    CHECK_EQ(sizeof(memwatch_change_event_t), 184);
+    CHECK_EQ(sizeof(memwatch_change_event_t), 192);
     CHECK_EQ(offsetof(memwatch_change_event_t, fault_ip), 40);
     CHECK_EQ(offsetof(memwatch_change_event_t, how_big), 72);
     CHECK_EQ(offsetof(memwatch_change_event_t, metadata), 176);
@@ -438,6 +442,8 @@ static void t_abi_layout(void) {
     memwatch_options_default(&o);
     CHECK_EQ(o.ring_capacity, 65536);
     CHECK_EQ(o.adapter_id, MEMWATCH_ADAPTER_C);
+    CHECK_EQ(o.locate_writers, 0);
+    CHECK_EQ(o.stack_depth, 8);
 }
 
 /* ---- SIGSEGV handlers installed before memwatch keep working ----------------- */
@@ -1510,6 +1516,78 @@ static void t_watch_whole_heap_protect(void) {
     free((void *)marker);
 }
 
+/* ---- recording into SQLite (memwatch_record_to) ------------------------------- */
+
+/* Runs `sqlite3 DB SQL` and returns its output (static buffer). */
+static const char *sqlite3_shell(const char *db, const char *sql) {
+    static char out[4096];
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "sqlite3 '%s' \"%s\"", db, sql);
+    FILE *f = popen(cmd, "r");
+    if (!f) { perror("popen"); exit(2); }
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = 0;
+    pclose(f);
+    return out;
+}
+
+static void t_record_sqlite(void) {
+    char dir[] = "/tmp/memwatch-c-record-XXXXXX";
+    REQUIRE(mkdtemp(dir) != NULL);
+    char db[256];
+    snprintf(db, sizeof db, "%s/events.db", dir);
+    memwatch_watcher_t *w = new_watcher("poll");
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    memcpy(buf, "abcd", 4);
+    uint32_t id = 0;
+    REQUIRE(memwatch_watcher_watch(w, buf, 4, "it's \"c\"", "m'; DROP TABLE x; --", &id) == MEMWATCH_OK);
+
+    /* Bad URLs and unreachable databases are errors with a message, *out NULL. */
+    memwatch_recorder_t *r = (memwatch_recorder_t *)1;
+    CHECK_EQ(memwatch_record_to(w, "mysql://localhost/x", &r), MEMWATCH_ERR_INVALID_ARGUMENT);
+    CHECK(r == NULL);
+    CHECK(strstr(memwatch_last_error(), "mysql") != NULL);
+    CHECK_EQ(memwatch_record_to(w, NULL, &r), MEMWATCH_ERR_INVALID_ARGUMENT);
+    CHECK_EQ(memwatch_record_to(w, "/nonexistent-memwatch-dir/x.db", &r), MEMWATCH_ERR_DATABASE);
+    CHECK_EQ(memwatch_record_to(w, "postgresql://u@127.0.0.1:1/x", &r), MEMWATCH_ERR_DATABASE);
+    CHECK(strstr(memwatch_last_error(), "PostgreSQL") != NULL);
+    CHECK_EQ(memwatch_recorder_flush(NULL, 10), MEMWATCH_ERR_INVALID_ARGUMENT);
+    memwatch_recorder_free(NULL);
+
+    REQUIRE(memwatch_record_to(w, db, &r) == MEMWATCH_OK);
+    REQUIRE(r != NULL);
+    store(buf + 1, 'X');
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 0;
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    CHECK_EQ(n, 1);
+    memwatch_events_free(ev, n);
+    store(buf + 3, 0);
+    REQUIRE(memwatch_watcher_check_changes(w, &ev, &n) == MEMWATCH_OK);
+    CHECK_EQ(n, 1);
+    memwatch_events_free(ev, n);
+    CHECK_EQ(memwatch_recorder_flush(r, 10000), 1);
+    memwatch_recorder_stats_t st;
+    REQUIRE(memwatch_recorder_stats(r, &st) == MEMWATCH_OK);
+    CHECK_EQ(st.written, 2);
+    CHECK_EQ(st.dropped, 0);
+    CHECK_EQ(st.queued, 0);
+    CHECK_EQ(st.connected, 1);
+    CHECK(st.recording_id != 0);
+    const char *rows = sqlite3_shell(db,
+        "SELECT hex(old_value), hex(new_value), changed_ranges, variable_name, metadata, adapter "
+        "FROM memwatch_events ORDER BY seq");
+    CHECK(strcmp(rows,
+                 "61626364|61586364|[[1,1]]|it's \"c\"|m'; DROP TABLE x; --|1\n"
+                 "61586364|61586300|[[3,1]]|it's \"c\"|m'; DROP TABLE x; --|1\n") == 0);
+    if (g_failures) fprintf(stderr, "rows: %s\n", rows);
+    memwatch_recorder_free(r);
+    memwatch_watcher_free(w);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_EQ(system(cmd), 0);
+}
+
 /* ---- registry ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1559,6 +1637,7 @@ static const test_t TESTS[] = {
     T(value_store_large_values),
     T(watch_all_globals),
     T(watch_whole_heap_protect),
+    T(record_sqlite),
 };
 #define NTESTS (sizeof TESTS / sizeof TESTS[0])
 

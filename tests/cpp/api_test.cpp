@@ -375,3 +375,55 @@ void own_handler_body() {
 }
 
 }  // namespace
+
+// record_to: events recorded into SQLite and read back by the sqlite3 shell.
+static std::string sqlite3_rows(const std::string& db, const std::string& sql) {
+  std::string cmd = "sqlite3 '" + db + "' \"" + sql + "\"";
+  FILE* f = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[512];
+  size_t n;
+  while (f && (n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  if (f) pclose(f);
+  return out;
+}
+
+TEST(Record, SqliteRowsHaveExactBytes) {
+  char dir[] = "/tmp/memwatch-cpp-record-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string db = std::string(dir) + "/events.db";
+  memwatch::Options o;
+  o.backend = "poll";
+  memwatch::Watcher w(o);
+  std::array<std::uint8_t, 4> buf{'a', 'b', 'c', 'd'};
+  w.watch(buf.data(), buf.size(), "it's \"cpp\"", std::string("m'; --"));
+  memwatch::Recorder rec = w.record_to(db);
+  static_cast<volatile std::uint8_t&>(buf[2]) = 'Z';
+  ASSERT_EQ(w.check_changes().size(), 1u);
+  ASSERT_TRUE(rec.flush());
+  auto s = rec.stats();
+  EXPECT_EQ(s.written, 1u);
+  EXPECT_EQ(s.dropped, 0u);
+  EXPECT_EQ(s.queued, 0u);
+  EXPECT_TRUE(s.connected);
+  EXPECT_EQ(sqlite3_rows(db, "SELECT variable_name, hex(old_value), hex(new_value), changed_ranges, "
+                             "metadata, adapter FROM memwatch_events"),
+            "it's \"cpp\"|61626364|61625A64|[[2,1]]|m'; --|7\n");
+  memwatch::Recorder moved = std::move(rec);
+  EXPECT_THROW(rec.stats(), memwatch::Closed);
+  moved.close();
+  moved.close();
+  EXPECT_EQ(std::system((std::string("rm -rf '") + dir + "'").c_str()), 0);
+}
+
+TEST(Record, BadUrlsAndUnreachableDatabasesThrow) {
+  memwatch::Options o;
+  o.backend = "poll";
+  memwatch::Watcher w(o);
+  EXPECT_THROW(w.record_to("mysql://localhost/x"), memwatch::InvalidArgument);
+  EXPECT_THROW(w.record_to(""), memwatch::InvalidArgument);
+  EXPECT_THROW(w.record_to("/nonexistent-memwatch-dir/x/events.db"), memwatch::DatabaseError);
+  EXPECT_THROW(w.record_to("postgresql://memwatch@127.0.0.1:1/memwatch"), memwatch::DatabaseError);
+  w.close();
+  EXPECT_THROW(w.record_to("late.db"), memwatch::Closed);
+}

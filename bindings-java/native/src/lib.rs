@@ -76,6 +76,8 @@ enum Fail {
     Jni(jni::errors::Error),
     /// A MemStream store error, mapped by kind.
     Store(StoreError),
+    /// A recorder error (`recordTo`), mapped by kind.
+    Record(memwatch_record::RecordError),
     /// Bad argument detected here.
     Arg(String),
     /// The watcher is closed.
@@ -131,6 +133,11 @@ fn throw(env: &mut JNIEnv, fail: Fail) {
             | StoreError::InvalidOptions(_)
             | StoreError::BufferTooSmall { .. } => (ILLEGAL_ARGUMENT, e.to_string()),
             _ => ("", e.to_string()),
+        },
+        Fail::Record(e) => match e {
+            memwatch_record::RecordError::InvalidUrl(_) => (ILLEGAL_ARGUMENT, e.to_string()),
+            memwatch_record::RecordError::Closed => (ILLEGAL_STATE, e.to_string()),
+            memwatch_record::RecordError::Database(_) => ("", e.to_string()),
         },
         Fail::Arg(m) => (ILLEGAL_ARGUMENT, m),
         Fail::Closed => (ILLEGAL_STATE, "watcher is closed".into()),
@@ -322,6 +329,8 @@ struct Arrays {
     /// The value store of both core watchers (kept here, under the arrays
     /// lock, so a companion created later gets it too).
     value_store: Option<Arc<Store>>,
+    /// Recorders of this watcher (a companion created later is attached to them).
+    recorders: Vec<Arc<memwatch_record::Recorder>>,
     mirrors: HashMap<u64, Mirror>,
     next_key: u64,
     region_to_mirror: HashMap<u32, u64>,
@@ -418,8 +427,16 @@ fn close_handle(env: &mut JNIEnv, h: &Handle) {
         return;
     }
     shared.main.close();
-    if let Some(c) = &lock(&shared.arrays).companion {
-        c.close();
+    let recorders = {
+        let mut arrays = lock(&shared.arrays);
+        if let Some(c) = &arrays.companion {
+            c.close();
+        }
+        std::mem::take(&mut arrays.recorders)
+    };
+    // The watchers are closed: each recording ends once its queue is written.
+    for r in recorders {
+        r.close();
     }
     let old_dispatcher = {
         let mut s = lock(&shared.inbox.state);
@@ -785,6 +802,7 @@ pub extern "system" fn Java_io_memwatch_Native_create<'l>(
             ring_capacity: non_negative(ring_capacity, "ringCapacity")? as usize,
             snapshots: snapshots != JNI_FALSE,
             adapter_id: memwatch_core::ADAPTER_JAVA,
+            ..Options::default()
         };
         options.validate()?;
         let inbox = Arc::new(Inbox::new());
@@ -965,6 +983,9 @@ pub extern "system" fn Java_io_memwatch_Native_watchArray<'l>(
                 w.set_callback(Some(trampoline(&shared.inbox)))?;
                 if let Some(store) = &arrays.value_store {
                     w.set_value_store(Some(Arc::clone(store)))?;
+                }
+                for r in &arrays.recorders {
+                    r.attach(&w).map_err(Fail::Record)?;
                 }
                 arrays.companion = Some(w);
             }
@@ -1322,5 +1343,117 @@ pub extern "system" fn Java_io_memwatch_Native_storeUnlink<'l>(
             Err(StoreError::NotFound(_)) => Ok(JNI_FALSE),
             Err(e) => Err(e.into()),
         }
+    })
+}
+
+// ------------------------------------------------------------- recorder ---
+
+/// `Native.recordTo(handle, url)`: starts a recorder on both core watchers;
+/// returns its handle (an `Arc<Recorder>` in a box, never 0 on success).
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_recordTo<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+    url: JString<'l>,
+) -> jlong {
+    run(&mut env, 0, |env| {
+        // SAFETY: h comes from the Java MemoryWatcher (see `handle`).
+        let h = unsafe { handle(h) }?;
+        let shared = &h.shared;
+        shared.check_open()?;
+        let url = java_string(env, &url, "url")?;
+        // Under the arrays lock: a companion created meanwhile is attached too.
+        let mut arrays = lock(&shared.arrays);
+        let rec = memwatch_record::record_to(&shared.main, &url).map_err(Fail::Record)?;
+        if let Some(c) = &arrays.companion {
+            rec.attach(c).map_err(Fail::Record)?;
+        }
+        let rec = Arc::new(rec);
+        arrays.recorders.push(Arc::clone(&rec));
+        Ok(Box::into_raw(Box::new(rec)) as jlong)
+    })
+}
+
+/// # Safety
+/// `r` must be 0 or a pointer from `recordTo` not yet passed to
+/// `recorderDestroy` (the Java Recorder frees it only from its Cleaner).
+unsafe fn recorder<'a>(r: jlong) -> Res<&'a Arc<memwatch_record::Recorder>> {
+    // SAFETY: see the function's contract.
+    unsafe { (r as *const Arc<memwatch_record::Recorder>).as_ref() }
+        .ok_or_else(|| Fail::Arg("recorder handle is 0".into()))
+}
+
+/// `Native.recorderStats(r)`: written, dropped, abandoned, queued, batches,
+/// reconnects, connected (0/1), recording id.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_recorderStats<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    r: jlong,
+) -> jni::sys::jlongArray {
+    run(&mut env, std::ptr::null_mut(), |env| {
+        // SAFETY: r comes from the Java Recorder (see `recorder`).
+        let s = unsafe { recorder(r) }?.stats();
+        let v = [
+            s.written as i64,
+            s.dropped as i64,
+            s.abandoned as i64,
+            s.queued as i64,
+            s.batches as i64,
+            s.reconnects as i64,
+            i64::from(s.connected),
+            s.recording_id,
+        ];
+        let arr = env.new_long_array(v.len() as jint)?;
+        env.set_long_array_region(&arr, 0, &v)?;
+        Ok(arr.into_raw())
+    })
+}
+
+/// `Native.recorderFlush(r, timeoutMs)`: true once everything queued is written.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_recorderFlush<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    r: jlong,
+    timeout_ms: jlong,
+) -> jboolean {
+    run(&mut env, JNI_FALSE, |_| {
+        // SAFETY: r comes from the Java Recorder (see `recorder`).
+        let r = unsafe { recorder(r) }?;
+        let t = Duration::from_millis(non_negative(timeout_ms, "timeoutMs")?);
+        Ok(if r.flush(t) { JNI_TRUE } else { JNI_FALSE })
+    })
+}
+
+/// `Native.recorderClose(r)`: stops recording after writing what is queued.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_recorderClose<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    r: jlong,
+) {
+    run(&mut env, (), |_| {
+        // SAFETY: r comes from the Java Recorder (see `recorder`).
+        unsafe { recorder(r) }?.close();
+        Ok(())
+    })
+}
+
+/// `Native.recorderDestroy(r)`: frees the handle; called once, by the Cleaner.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_recorderDestroy<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    r: jlong,
+) {
+    run(&mut env, (), |_| {
+        if r != 0 {
+            // SAFETY: the Cleaner runs this once, after the Recorder became
+            // unreachable, so no other call can use the handle any more.
+            drop(unsafe { Box::from_raw(r as *mut Arc<memwatch_record::Recorder>) });
+        }
+        Ok(())
     })
 }

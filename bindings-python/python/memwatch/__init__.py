@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
 from . import _memwatch
 from ._errors import (
+    DatabaseError,
     InvalidArgumentError,
     MemwatchError,
     MemwatchOSError,
@@ -42,7 +43,7 @@ from ._errors import (
     UnsupportedError,
     WatcherClosedError,
 )
-from ._memwatch import ChangeEvent
+from ._memwatch import ChangeEvent, Recorder
 from .adapters import Change, EngineAdapter, PollingAdapter, TrackerAdapter, TrackingLevel
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ __all__ = [
     "UnsupportedError",
     "WatcherClosedError",
     "MemwatchOSError",
+    "DatabaseError",
+    "Recorder",
 ]
 
 #: Version of the package (and of the engine it was built with).
@@ -208,6 +211,17 @@ class MemoryWatcher:
             changed ranges. Default True.
         ring_capacity: size of the engine's fault ring, used when the engine
             starts (first watcher of the process). Default 65536.
+        locate_writers: every event's ``where`` also names the writing
+            thread (``thread_name``), the native ``stack`` (a list of frame
+            dicts, innermost first: ``ip``, ``module``, ``module_offset``,
+            ``function``, ``file``, ``line``, ``inlined``) and the user frame's
+            ``module``/``module_offset``/``function``/``file``/``line``.
+            Needs ``"protect"``: ``"auto"`` picks it (the stats'
+            ``backend_reason`` says so), ``"writewatch"``/``"poll"`` raise
+            :class:`InvalidArgumentError`. Only the first write to a page in
+            its writable window is located (``unattributed_faults`` counts
+            the other pages' faults merged into the event). Default False.
+        stack_depth: most frames captured per located write, 1..32. Default 8.
 
         adapter: a :class:`TrackerAdapter` to watch with instead of the
             options above (keyword, or in place of ``backend``):
@@ -228,6 +242,8 @@ class MemoryWatcher:
         preview_bytes: int = _D["preview_bytes"],
         snapshots: bool = _D["snapshots"],
         ring_capacity: int = _D["ring_capacity"],
+        locate_writers: bool = False,
+        stack_depth: int = 8,
         *,
         adapter: Optional[TrackerAdapter] = None,
     ) -> None:
@@ -239,9 +255,9 @@ class MemoryWatcher:
                     f"adapter must be a memwatch.TrackerAdapter, got {type(adapter).__name__}"
                 )
             if (backend, writable_window_ms, poll_interval_ms, max_value_bytes, preview_bytes,
-                    snapshots, ring_capacity) != tuple(_D[k] for k in (
+                    snapshots, ring_capacity, locate_writers, stack_depth) != tuple(_D[k] for k in (
                     "backend", "writable_window_ms", "poll_interval_ms", "max_value_bytes",
-                    "preview_bytes", "snapshots", "ring_capacity")):
+                    "preview_bytes", "snapshots", "ring_capacity")) + (False, 8):
                 raise TypeError("pass either an adapter or backend options, not both")
             self._side: Optional[Any] = None
             self._value_store: "Optional[Store]" = None
@@ -264,6 +280,7 @@ class MemoryWatcher:
             ("max_value_bytes", max_value_bytes),
             ("preview_bytes", preview_bytes),
             ("ring_capacity", ring_capacity),
+            ("stack_depth", stack_depth),
         ):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{label} must be an int, got {type(value).__name__}")
@@ -281,6 +298,8 @@ class MemoryWatcher:
             preview_bytes,
             bool(snapshots),
             ring_capacity,
+            bool(locate_writers),
+            stack_depth,
         )
         self._native = _memwatch.Watcher(*self._native_args)
         # Regions watched with force_store=True: a second engine watcher with
@@ -507,6 +526,31 @@ class MemoryWatcher:
                 if key in _PER_WATCHER_COUNTS and isinstance(value, int):
                     stats[key] = int(stats[key] or 0) + value
         return stats
+
+    # -- recording ------------------------------------------------------------------
+
+    def record_to(self, url: str) -> Recorder:
+        """Records every change event of this watcher into a database.
+
+        ``url`` is a file path or ``"sqlite:PATH"`` (SQLite, WAL mode) or
+        ``"postgresql://user@host:port/db"``. Every event is recorded, whether
+        it goes to the callback or to :meth:`check_changes`, into the tables
+        ``memwatch_recordings``, ``memwatch_events`` and ``memwatch_losses``
+        (created if missing; schema in crates/memwatch-record/README.md).
+        Recording never blocks the watched program: events wait in a bounded
+        queue for the recorder's own thread; what does not fit is counted
+        (``stats()["dropped"]``) and written to ``memwatch_losses``. Returns a
+        :class:`Recorder`: ``flush(timeout=10.0)``, ``stats()``, ``close()``.
+
+        Raises:
+            InvalidArgumentError: the URL is not SQLite or PostgreSQL.
+            DatabaseError: the database cannot be opened or reached.
+            WatcherClosedError: the watcher is closed.
+        """
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a str, got {type(url).__name__}")
+        rec: Recorder = self._native.record_to(url)
+        return rec
 
     # -- value store ------------------------------------------------------------
 

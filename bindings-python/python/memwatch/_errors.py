@@ -17,6 +17,7 @@ __all__ = [
     "UnsupportedError",
     "WatcherClosedError",
     "MemwatchOSError",
+    "DatabaseError",
     "StoreError",
     "StoreFullError",
     "StoreNotFoundError",
@@ -64,6 +65,11 @@ class WatcherClosedError(MemwatchError, ValueError):
 
 class MemwatchOSError(MemwatchError, OSError):
     """An operating-system call failed."""
+
+
+class DatabaseError(MemwatchError, OSError):
+    """:meth:`MemoryWatcher.record_to` could not open or reach the database
+    (the message says why)."""
 
 
 # -- memwatch.store (MemStream) ----------------------------------------------
@@ -134,6 +140,7 @@ for _cls in (
     UnsupportedError,
     WatcherClosedError,
     MemwatchOSError,
+    DatabaseError,
 ):
     _cls.__module__ = "memwatch"
 for _cls in (

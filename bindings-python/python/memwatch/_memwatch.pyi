@@ -43,8 +43,10 @@ class ChangeEvent:
     def variable_name(self) -> str:
         """The name given to (or inferred by) watch()."""
     @property
-    def where(self) -> Dict[str, Optional[Union[int, str]]]:
-        """{"thread_id", "fault_ip", "file", "function", "line"}; None where unknown."""
+    def where(self) -> Dict[str, Any]:
+        """{"thread_id", "fault_ip", "file", "function", "line"}; None where unknown.
+        With locate_writers also "thread_name", "module", "module_offset",
+        "unattributed_faults" and "stack" (list of frame dicts)."""
     @property
     def thread_id(self) -> Optional[int]:
         """Kernel thread id of the writer (threading.get_native_id()), None if unknown."""
@@ -79,6 +81,15 @@ class ChangeEvent:
         """All fields as a plain dict."""
 
 @final
+class Recorder:
+    """A running recorder (see MemoryWatcher.record_to)."""
+
+    @property
+    def recording_id(self) -> int: ...
+    def stats(self) -> Dict[str, Any]: ...
+    def flush(self, timeout: float = 10.0) -> bool: ...
+    def close(self) -> None: ...
+
 class Watcher:
     """Native watcher handle; use memwatch.MemoryWatcher."""
 
@@ -91,6 +102,8 @@ class Watcher:
         preview_bytes: Optional[int] = None,
         snapshots: Optional[bool] = None,
         ring_capacity: Optional[int] = None,
+        locate_writers: Optional[bool] = None,
+        stack_depth: Optional[int] = None,
     ) -> None:
         """None keeps the engine's default (DEFAULT_OPTIONS)."""
     def watch(
@@ -102,6 +115,7 @@ class Watcher:
     def get_callback(self) -> Optional[Callable[[ChangeEvent], Any]]: ...
     def check_changes(self) -> List[ChangeEvent]: ...
     def set_value_store(self, store: Optional[store.Store]) -> None: ...
+    def record_to(self, url: str) -> Recorder: ...
     def stats(self) -> Dict[str, Union[int, str, None]]: ...
     def close(self) -> None: ...
     @property

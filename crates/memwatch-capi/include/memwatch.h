@@ -66,7 +66,8 @@ typedef enum memwatch_error {
     MEMWATCH_ERR_UNSUPPORTED = -5,      /* backend not available here */
     MEMWATCH_ERR_CLOSED = -6,           /* watcher closed / not initialised */
     MEMWATCH_ERR_OS = -7,               /* a system call failed */
-    MEMWATCH_ERR_INTERNAL = -8          /* a bug in memwatch (caught panic) */
+    MEMWATCH_ERR_INTERNAL = -8,         /* a bug in memwatch (caught panic) */
+    MEMWATCH_ERR_DATABASE = -9          /* memwatch_record_to: database unreachable or refused */
 } memwatch_error_t;
 
 /** Adapter ids used by the official bindings (memwatch_options_t.adapter_id). */
@@ -90,6 +91,12 @@ typedef struct memwatch_options {
     uint64_t ring_capacity;      /* default 65536; used when the engine starts */
     int32_t snapshots;           /* default 1; 0 = no old values, less memory */
     uint32_t adapter_id;         /* default MEMWATCH_ADAPTER_C */
+    int32_t locate_writers;      /* default 0; 1 = every event of a "protect" watcher
+                                    carries a memwatch_where_t (thread name, file,
+                                    function, line, stack); "auto" then picks protect
+                                    (stats.backend_reason says so); "writewatch" and
+                                    "poll" are refused (they never see the writer) */
+    uint32_t stack_depth;        /* default 8, 1..32: frames captured per located write */
 } memwatch_options_t;
 
 /** A run of changed bytes, relative to the start of the region. */
@@ -97,6 +104,41 @@ typedef struct memwatch_range {
     size_t offset;
     size_t length;
 } memwatch_range_t;
+
+/**
+ * One frame of a writer's stack (memwatch_where_t.frames, innermost first).
+ * Strings are never NULL ("" when unknown).
+ */
+typedef struct memwatch_frame {
+    uint64_t ip;             /* the write itself for frame 0; return address - 1 above */
+    const char *module;      /* executable or shared library path; "" outside any */
+    uint64_t module_offset;  /* ip minus the module's load address (addr2line -e MODULE) */
+    const char *function;    /* demangled; "" without symbols */
+    const char *file;        /* "" without debug info */
+    uint32_t line;           /* 0 = unknown */
+    int32_t inlined;         /* 1 = inlined into the next frame (same ip) */
+} memwatch_frame_t;
+
+/**
+ * Where a located write was made (memwatch_change_event_t.location). Owned by
+ * the event: valid exactly as long as the event (during the callback, or
+ * until memwatch_events_free()). The event's file/function/line are the
+ * "user frame": the innermost frame outside memwatch and memcpy-style
+ * helpers (libc's string routines); those stay in `frames`.
+ *
+ * Only the first write to a page in its writable window faults, so only it
+ * is located; unattributed_faults counts the faults on other pages of the
+ * region merged into this event without a location. Stacks are walked by
+ * frame pointers: build with -fno-omit-frame-pointer for full stacks.
+ */
+typedef struct memwatch_where {
+    const char *thread_name;      /* the writing thread's name (prctl/pthread_setname_np) */
+    const char *module;           /* module of the user frame */
+    uint64_t module_offset;       /* offset of the user frame in that module */
+    uint32_t unattributed_faults;
+    uint32_t frame_count;
+    const memwatch_frame_t *frames;
+} memwatch_where_t;
 
 /**
  * One change to one region. Pointers are owned by memwatch: valid during a
@@ -112,8 +154,8 @@ typedef struct memwatch_change_event {
     /* where */
     uint32_t thread_id;      /* kernel tid of the writer; 0 = unknown */
     uint64_t fault_ip;       /* instruction pointer of the write; 0 = unknown */
-    const char *file;        /* "" until symbolization lands */
-    const char *function;    /* "" until symbolization lands */
+    const char *file;        /* source file of the user frame; "" unless located */
+    const char *function;    /* function of the user frame; "" unless located */
     uint32_t line;           /* 0 = unknown */
     size_t how_big;          /* region size in bytes */
     const memwatch_range_t *changed_ranges;
@@ -129,6 +171,9 @@ typedef struct memwatch_change_event {
     const char *storage_key_old; /* NULL for now */
     const char *storage_key_new; /* NULL for now */
     const char *metadata;        /* as given to watch, or NULL */
+    const memwatch_where_t *location; /* locate_writers: where the write was made, or
+                                         NULL (not located: option off, other backend,
+                                         fault ring full); same lifetime as the event */
 } memwatch_change_event_t;
 
 /** Counters of one watcher (faults and dropped_wheres are process-wide). */
@@ -150,6 +195,24 @@ typedef struct memwatch_stats {
     uint64_t gone_regions;        /* regions dropped: memory unmapped while watched (process-wide) */
 } memwatch_stats_t;
 
+/** What a resolver fills in for one address (strings NUL-terminated, truncated to fit). */
+typedef struct memwatch_resolved_frame {
+    char function[256];
+    char file[512];
+    char module[256];   /* module or script name */
+    uint32_t line;
+} memwatch_resolved_frame_t;
+
+/**
+ * A runtime's own frame resolver (JIT code, interpreters): fill *out and
+ * return 1 if `ip` is yours, else return 0 and memwatch resolves it (module
+ * + offset, symbols, DWARF). Called for every captured address of a located
+ * write, when its event is built: on memwatch's worker thread or in a
+ * check_changes() caller, never in the signal handler, with memwatch's
+ * engine locked, so it must not call memwatch functions. *out starts zeroed.
+ */
+typedef int (*memwatch_resolver_t)(uint64_t ip, memwatch_resolved_frame_t *out, void *user_ctx);
+
 /** Called on the delivery thread for each event; event is valid only during the call. */
 typedef void (*memwatch_callback_t)(const memwatch_change_event_t *event, void *user_ctx);
 
@@ -168,6 +231,10 @@ int memwatch_last_error_code(void);
 
 /** Fills *opts with the defaults. */
 void memwatch_options_default(memwatch_options_t *opts);
+
+/** Sets the process-wide frame resolver (see memwatch_resolver_t); NULL removes it.
+ *  user_ctx is passed back to every call. */
+int memwatch_register_resolver(memwatch_resolver_t resolver, void *user_ctx);
 
 /** Creates a watcher; opts may be NULL for defaults. */
 int memwatch_watcher_new(const memwatch_options_t *opts, memwatch_watcher_t **out);
@@ -258,6 +325,50 @@ int memwatch_reassert_signal_handler(void);
 /** Counts one failed callback in stats.callback_errors. For bindings whose
  *  callback trampolines catch their own language's exceptions. */
 int memwatch_watcher_report_callback_error(memwatch_watcher_t *w);
+
+/* ---- recording into SQLite / PostgreSQL (crates/memwatch-record) ------ */
+
+/** A running recorder (opaque). */
+typedef struct memwatch_recorder memwatch_recorder_t;
+
+/** A recorder's counters. Every event produced while it records is in
+ *  exactly one of written, dropped, abandoned, queued. */
+typedef struct memwatch_recorder_stats {
+    uint64_t written;     /* events committed to the database */
+    uint64_t dropped;     /* events the full queue could not take (rows in memwatch_losses) */
+    uint64_t abandoned;   /* queued but unwritten when the recorder closed, database down */
+    uint64_t queued;      /* waiting to be written */
+    uint64_t batches;     /* transactions committed */
+    uint64_t reconnects;  /* connections made again after a loss */
+    int32_t connected;    /* 1 while connected */
+    int64_t recording_id; /* this recording in memwatch_recordings */
+} memwatch_recorder_stats_t;
+
+/**
+ * Records every event of `w` (NULL: the default watcher), whether it goes to
+ * the callback or to check_changes, into `url`: a file path or "sqlite:PATH"
+ * (SQLite, WAL mode) or "postgresql://user@host:port/db" (PostgreSQL). The
+ * schema (memwatch_recordings, memwatch_events, memwatch_losses) is created if
+ * missing; see crates/memwatch-record/README.md. Never blocks the watched
+ * program: a bounded queue feeds the recorder's own thread; what does not fit
+ * is counted (stats.dropped) and written to memwatch_losses; a lost
+ * connection is retried with backoff. On success *out is the recorder (free
+ * it with memwatch_recorder_free); on failure *out is NULL and the code is
+ * MEMWATCH_ERR_INVALID_ARGUMENT (bad URL) or MEMWATCH_ERR_DATABASE (cannot
+ * open or reach the database), with the reason in memwatch_last_error().
+ */
+int memwatch_record_to(memwatch_watcher_t *w, const char *url, memwatch_recorder_t **out);
+
+/** Waits up to timeout_ms until every event queued before the call is
+ *  written: 1 if so, 0 on timeout (database down), < 0 on error. */
+int memwatch_recorder_flush(memwatch_recorder_t *r, uint32_t timeout_ms);
+
+/** Fills *out with the recorder's counters. */
+int memwatch_recorder_stats(memwatch_recorder_t *r, memwatch_recorder_stats_t *out);
+
+/** Stops recording (writing what is queued first, trying up to 5 s while the
+ *  database is down) and frees the recorder. NULL is ignored. */
+void memwatch_recorder_free(memwatch_recorder_t *r);
 
 /** The operating system's page size in bytes. */
 size_t memwatch_page_size(void);

@@ -4,7 +4,7 @@
 
 use std::ffi::{c_char, CString};
 
-use memwatch_core::ChangeEvent;
+use memwatch_core::{ChangeEvent, Frame, Where};
 
 /// A run of changed bytes, `memwatch_range_t` in the header.
 #[repr(C)]
@@ -34,9 +34,9 @@ pub struct memwatch_change_event_t {
     pub thread_id: u32,
     /// Instruction pointer of the write; 0 = unknown.
     pub fault_ip: u64,
-    /// Source file ("" until symbolization lands).
+    /// Source file of the user frame ("" unless located).
     pub file: *const c_char,
-    /// Function ("" until symbolization lands).
+    /// Function of the user frame ("" unless located).
     pub function: *const c_char,
     /// Source line; 0 = unknown.
     pub line: u32,
@@ -68,6 +68,100 @@ pub struct memwatch_change_event_t {
     pub storage_key_new: *const c_char,
     /// Metadata given at watch time, or NULL.
     pub metadata: *const c_char,
+    /// Writer location (locate_writers), or NULL when not located.
+    pub location: *const memwatch_where_t,
+}
+
+/// One stack frame, `memwatch_frame_t` in the header.
+#[repr(C)]
+#[derive(Debug)]
+pub struct memwatch_frame_t {
+    /// Instruction address (the write itself for frame 0, return address - 1 above).
+    pub ip: u64,
+    /// Module path; "" outside any module.
+    pub module: *const c_char,
+    /// ip relative to the module's load address.
+    pub module_offset: u64,
+    /// Function; "" without symbols.
+    pub function: *const c_char,
+    /// Source file; "" without debug info.
+    pub file: *const c_char,
+    /// Source line; 0 = unknown.
+    pub line: u32,
+    /// 1 = inlined into the next frame.
+    pub inlined: i32,
+}
+
+/// Writer location, `memwatch_where_t` in the header.
+#[repr(C)]
+#[derive(Debug)]
+pub struct memwatch_where_t {
+    /// Name of the writing thread ("" if unknown).
+    pub thread_name: *const c_char,
+    /// Module of the user frame.
+    pub module: *const c_char,
+    /// Offset of the user frame in its module.
+    pub module_offset: u64,
+    /// Faults on other pages merged into the event without a location.
+    pub unattributed_faults: u32,
+    /// Number of frames.
+    pub frame_count: u32,
+    /// The stack, innermost first.
+    pub frames: *const memwatch_frame_t,
+}
+
+fn frame_to_c(f: &Frame) -> memwatch_frame_t {
+    memwatch_frame_t {
+        ip: f.ip,
+        module: str_into_raw(&f.module),
+        module_offset: f.module_offset,
+        function: str_into_raw(&f.function),
+        file: str_into_raw(&f.file),
+        line: f.line,
+        inlined: i32::from(f.inlined),
+    }
+}
+
+fn where_into_raw(w: &Where) -> *const memwatch_where_t {
+    if w.stack.is_empty() {
+        return std::ptr::null();
+    }
+    let frames: Box<[memwatch_frame_t]> = w.stack.iter().map(frame_to_c).collect();
+    let frame_count = frames.len() as u32;
+    let boxed = Box::new(memwatch_where_t {
+        thread_name: str_into_raw(&w.thread_name),
+        module: str_into_raw(&w.module),
+        module_offset: w.module_offset,
+        unattributed_faults: w.unattributed_faults,
+        frame_count,
+        frames: Box::into_raw(frames).cast::<memwatch_frame_t>(),
+    });
+    Box::into_raw(boxed)
+}
+
+/// Frees what where_into_raw made.
+///
+/// # Safety
+/// `p` is NULL or came from where_into_raw and is freed once.
+unsafe fn free_where(p: *const memwatch_where_t) {
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: per the contract: a Box made by where_into_raw, whose frames
+    // are a boxed slice of frame_count frames with strings from str_into_raw.
+    unsafe {
+        let w = Box::from_raw(p.cast_mut());
+        let n = w.frame_count as usize;
+        let frames = std::slice::from_raw_parts(w.frames, n);
+        for f in frames {
+            free_str(f.module);
+            free_str(f.function);
+            free_str(f.file);
+        }
+        free_slice(w.frames, n);
+        free_str(w.thread_name);
+        free_str(w.module);
+    }
 }
 
 /// A C string of `s`, cut at the first NUL byte (C strings cannot hold one).
@@ -139,6 +233,7 @@ pub(crate) fn to_c(ev: &ChangeEvent) -> memwatch_change_event_t {
         storage_key_old: opt_str_into_raw(ev.storage_key_old.as_deref()),
         storage_key_new: opt_str_into_raw(ev.storage_key_new.as_deref()),
         metadata: opt_str_into_raw(ev.metadata.as_deref()),
+        location: where_into_raw(&ev.where_),
     }
 }
 
@@ -182,6 +277,7 @@ pub(crate) unsafe fn free_c(ev: &memwatch_change_event_t) {
         free_str(ev.storage_key_old);
         free_str(ev.storage_key_new);
         free_str(ev.metadata);
+        free_where(ev.location);
     }
 }
 
@@ -278,6 +374,7 @@ mod tests {
         assert_eq!(e.new_value_len, 0);
         assert_eq!(e.old_value_len, 4);
         assert!(e.storage_key_old.is_null());
+        assert!(e.location.is_null(), "not located: no location");
         // SAFETY: exactly what events_into_raw returned.
         unsafe { events_free(p, n) };
     }

@@ -40,7 +40,7 @@ unsafe fn default_watcher_with(opts: *const memwatch_options_t) -> Result<Arc<Wa
     Ok(w)
 }
 
-fn default_watcher() -> Result<Arc<Watcher>, Error> {
+pub(crate) fn default_watcher() -> Result<Arc<Watcher>, Error> {
     // SAFETY: NULL options are always valid.
     unsafe { default_watcher_with(std::ptr::null()) }
 }

@@ -25,6 +25,12 @@ pub(crate) fn fail(e: &Error) -> c_int {
     e.code()
 }
 
+/// Records `msg` with `code` as this thread's last error and returns the code.
+pub(crate) fn fail_with(code: c_int, msg: &str) -> c_int {
+    set(code, msg);
+    code
+}
+
 /// Records a caught panic as this thread's last error; returns MEMWATCH_ERR_INTERNAL.
 pub(crate) fn fail_internal(payload: Box<dyn Any + Send>) -> c_int {
     let what = payload

@@ -23,6 +23,8 @@ macro_rules! cstr {
 mod event;
 mod global;
 mod last_error;
+mod record;
+mod resolver;
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -31,13 +33,17 @@ use std::time::Duration;
 
 use memwatch_core::{Backend, Error, Options, Stats, Watcher};
 
-pub use event::{memwatch_change_event_t, memwatch_range_t};
+pub use event::{memwatch_change_event_t, memwatch_frame_t, memwatch_range_t, memwatch_where_t};
 use last_error::{fail, fail_internal};
+pub use record::{memwatch_recorder_stats_t, memwatch_recorder_t};
+pub use resolver::{memwatch_register_resolver, memwatch_resolved_frame_t, memwatch_resolver_t};
 
 /// Success.
 pub const MEMWATCH_OK: c_int = 0;
 /// A panic inside memwatch was caught (a bug in memwatch).
 pub const MEMWATCH_ERR_INTERNAL: c_int = -8;
+/// A database could not be opened or reached (memwatch_record_to).
+pub const MEMWATCH_ERR_DATABASE: c_int = -9;
 /// Adapter id of watchers made through this ABI unless the options say otherwise.
 pub const MEMWATCH_ADAPTER_C: u32 = memwatch_core::ADAPTER_C;
 
@@ -61,6 +67,10 @@ pub struct memwatch_options_t {
     pub snapshots: i32,
     /// Adapter id copied into every event.
     pub adapter_id: u32,
+    /// 1 = locate writers (thread name, file, function, line, stack), 0 = off.
+    pub locate_writers: i32,
+    /// Most frames per located write (1..=32), default 8.
+    pub stack_depth: u32,
 }
 
 /// Statistics of one watcher, `memwatch_stats_t` in the header.
@@ -173,6 +183,16 @@ pub(crate) unsafe fn options_from_c(opts: *const memwatch_options_t) -> Result<O
         }
     };
     o.adapter_id = c.adapter_id;
+    o.locate_writers = match c.locate_writers {
+        0 => false,
+        1 => true,
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "locate_writers must be 0 or 1, got {other}"
+            )))
+        }
+    };
+    o.stack_depth = c.stack_depth as usize;
     Ok(o)
 }
 
@@ -408,6 +428,8 @@ pub unsafe extern "C" fn memwatch_options_default(opts: *mut memwatch_options_t)
         ring_capacity: d.ring_capacity as u64,
         snapshots: i32::from(d.snapshots),
         adapter_id: memwatch_core::ADAPTER_C,
+        locate_writers: i32::from(d.locate_writers),
+        stack_depth: d.stack_depth as u32,
     };
     // SAFETY: non-null and valid for writes per the caller's contract.
     unsafe { opts.write(c) };
@@ -656,9 +678,13 @@ mod tests {
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn layout_matches_header() {
-        assert_eq!(std::mem::size_of::<memwatch_options_t>(), 48);
+        assert_eq!(std::mem::size_of::<memwatch_options_t>(), 56);
+        assert_eq!(std::mem::size_of::<memwatch_where_t>(), 40);
+        assert_eq!(std::mem::size_of::<memwatch_resolved_frame_t>(), 1028);
+        assert_eq!(std::mem::size_of::<memwatch_frame_t>(), 48);
+        assert_eq!(offset!(memwatch_change_event_t, location), 184);
         assert_eq!(std::mem::size_of::<memwatch_range_t>(), 16);
-        assert_eq!(std::mem::size_of::<memwatch_change_event_t>(), 184);
+        assert_eq!(std::mem::size_of::<memwatch_change_event_t>(), 192);
         assert_eq!(offset!(memwatch_change_event_t, fault_ip), 40);
         assert_eq!(offset!(memwatch_change_event_t, how_big), 72);
         assert_eq!(offset!(memwatch_change_event_t, metadata), 176);

@@ -9,6 +9,8 @@
 //! 4. native bytes for 100 000 one-kilobyte regions with snapshots off
 //! 5. one byte written in a 1 GiB region -> its event (`big`)
 //! 6. time to watch 1k/10k/100k regions, per backend (`watchtime`)
+//! 7. writer location: first write with capture on vs off, and the cost of
+//!    resolving one event's stack, cold and cached (`-- locate`)
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
@@ -192,6 +194,83 @@ fn first_write(rows: &mut Vec<[String; 4]>) {
         ),
         format!("{:.2}x the floor, {:.1}x cheaper than protect", wwcost / floor, ours / wwcost),
         "cheaper than protect".into(),
+    ]);
+}
+
+/// CPU time of the calling thread (user + system, faults and handler
+/// included): unlike wall time it does not count time other processes ran.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// First write to a protected page with locate_writers vs without (same
+/// pages, alternating rounds, best of each, in the writing thread's CPU
+/// time), and resolving one event's stack: cold (modules opened anew) and
+/// cached.
+fn locate(rows: &mut Vec<[String; 4]>) {
+    let pages = 4096;
+    let ps = page_size();
+    let buf = map(pages * ps);
+    let mut best = [f64::MAX; 2];
+    let mut stack = Vec::new();
+    for round in 0..10 {
+        let on = round % 2 == 1;
+        let w = Watcher::new(Options {
+            backend: Backend::Protect,
+            writable_window: Duration::from_secs(10),
+            locate_writers: on,
+            ..Options::default()
+        })
+        .unwrap();
+        // SAFETY: buf stays mapped.
+        unsafe { w.watch(buf, pages * ps, "pages", None) }.unwrap();
+        let t = thread_cpu_ns();
+        for p in 0..pages {
+            // SAFETY: inside the mapping; faults into memwatch's handler.
+            unsafe { std::ptr::write_volatile(buf.add(p * ps), 3 + round as u8) };
+        }
+        let ns = (thread_cpu_ns() - t) as f64 / pages as f64;
+        best[usize::from(on)] = best[usize::from(on)].min(ns);
+        if on && stack.is_empty() {
+            let events = w.check_changes().unwrap();
+            stack = events[0].where_.stack.iter().map(|f| f.ip).collect::<Vec<u64>>();
+            stack.dedup();
+        }
+        w.close();
+    }
+    let [off, on] = best;
+    rows.push([
+        "first write to a protected page, locate_writers on vs off (protect, thread CPU time)"
+            .into(),
+        format!("{:.2} us vs {:.2} us ({} frames walked)", on / 1e3, off / 1e3, stack.len()),
+        format!("{:.2}x", on / off),
+        "<= 1.3x".into(),
+    ]);
+    let mut cold = f64::MAX;
+    for _ in 0..3 {
+        memwatch_core::clear_symbol_cache();
+        let t = Instant::now();
+        for &ip in &stack {
+            std::hint::black_box(memwatch_core::resolve_address(ip));
+        }
+        cold = cold.min(t.elapsed().as_nanos() as f64);
+    }
+    let reps = 10_000;
+    let t = Instant::now();
+    for _ in 0..reps {
+        for &ip in &stack {
+            std::hint::black_box(memwatch_core::resolve_address(ip));
+        }
+    }
+    let cached = t.elapsed().as_nanos() as f64 / reps as f64;
+    rows.push([
+        format!("symbolize one event's stack ({} frames, addr2line)", stack.len()),
+        format!("cold {:.1} ms (modules opened), cached {:.2} us", cold / 1e6, cached / 1e3),
+        format!("{:.2} us/frame cached", cached / 1e3 / stack.len().max(1) as f64),
+        "off the hot path; cached << a fault".into(),
     ]);
 }
 
@@ -449,6 +528,9 @@ fn main() {
     if run("big") {
         big_region(&mut rows, Backend::WriteWatch);
         big_region(&mut rows, Backend::Protect);
+    }
+    if run("locate") {
+        locate(&mut rows);
     }
     println!("| benchmark | measured | ratio | target |");
     println!("|---|---|---|---|");

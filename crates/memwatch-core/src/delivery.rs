@@ -15,6 +15,16 @@ use crate::types::{ByteRange, ChangeEvent, Error, RegionId};
 /// time, never inside the signal handler.
 pub type Callback = Arc<dyn Fn(&ChangeEvent) + Send + Sync + 'static>;
 
+/// An event sink: sees every event of a watcher once, on the engine's side,
+/// before it is queued for the callback or `check_changes()`. It runs with
+/// the engine's lock held, so it must return quickly and never block (hand
+/// the event to a bounded queue, for instance) and must not call back into
+/// the watcher.
+pub type EventSink = Arc<dyn Fn(&ChangeEvent) + Send + Sync + 'static>;
+
+/// Identifies one sink added by [`crate::Watcher::add_event_sink`].
+pub type SinkId = u64;
+
 const LATENCY_SAMPLES: usize = 4096;
 
 /// Pending events a watcher keeps before a new change to a region that
@@ -68,6 +78,8 @@ pub struct Delivery {
     cond: Condvar,
     events: AtomicU64,
     callback_errors: AtomicU64,
+    sinks: Mutex<Vec<(SinkId, EventSink)>>,
+    next_sink: AtomicU64,
 }
 
 impl Delivery {
@@ -78,6 +90,8 @@ impl Delivery {
             cond: Condvar::new(),
             events: AtomicU64::new(0),
             callback_errors: AtomicU64::new(0),
+            sinks: Mutex::new(Vec::new()),
+            next_sink: AtomicU64::new(1),
         })
     }
 
@@ -91,6 +105,11 @@ impl Delivery {
         let mut q = self.lock();
         if q.closing {
             return;
+        }
+        for (_, sink) in self.sinks.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if catch_unwind(AssertUnwindSafe(|| sink(&event))).is_err() {
+                self.callback_errors.fetch_add(1, Ordering::Relaxed);
+            }
         }
         if q.events.len() >= QUEUE_CAP {
             if let Some(&ticket) = q.pending.get(&event.region_id) {
@@ -245,6 +264,22 @@ impl Delivery {
     /// True while a callback is set.
     pub fn has_callback(&self) -> bool {
         self.lock().callback.is_some()
+    }
+
+    /// Adds an event sink (see [`EventSink`]).
+    pub fn add_sink(&self, sink: EventSink) -> SinkId {
+        let id = self.next_sink.fetch_add(1, Ordering::Relaxed);
+        self.sinks.lock().unwrap_or_else(|e| e.into_inner()).push((id, sink));
+        id
+    }
+
+    /// Removes a sink; false if the id is unknown. Waits for a call of it
+    /// in progress (enqueue holds the sinks' lock while calling them).
+    pub fn remove_sink(&self, id: SinkId) -> bool {
+        let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        let before = sinks.len();
+        sinks.retain(|(i, _)| *i != id);
+        sinks.len() != before
     }
 
     /// Counts an error a binding's callback raised.

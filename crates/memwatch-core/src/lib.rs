@@ -45,6 +45,7 @@ mod backend;
 mod delivery;
 mod diff;
 mod engine;
+mod location;
 mod regions;
 mod sys;
 mod types;
@@ -53,12 +54,25 @@ mod watcher;
 
 use backend::protect::handler;
 
-pub use delivery::{Callback, QUEUE_CAP};
+pub use delivery::{Callback, EventSink, SinkId, QUEUE_CAP};
+pub use location::{set_frame_resolver, FrameResolver};
 /// The MemStream value store (crates/memwatch-store), re-exported.
 pub use memwatch_store as store;
 pub use types::*;
 pub use watched::{StableBytes, Watched};
 pub use watcher::{Pending, Watcher};
+
+/// Resolves one code address the way located writes are resolved (module +
+/// offset, function, file, line; inlined frames first), through the same
+/// caches. For benchmarks and tools.
+pub fn resolve_address(addr: u64) -> Vec<Frame> {
+    location::resolve_address(addr)
+}
+
+/// Drops the symbol caches: the next resolution opens modules anew.
+pub fn clear_symbol_cache() {
+    location::clear_symbol_cache()
+}
 
 /// Environment variable that makes the writewatch backend unavailable in this
 /// process (set to anything but "" or "0"): `auto` then picks protect.

@@ -91,7 +91,19 @@ pub struct Options {
     /// Tag copied into every event: which language adapter made the watcher.
     /// See the `ADAPTER_*` constants.
     pub adapter_id: u32,
+    /// Locate writers: each event's [`Where`] gets the writing thread's name,
+    /// the source file, function and line of the write and a stack of up to
+    /// `stack_depth` frames; default false. Needs the protect backend (`auto`
+    /// then picks it and says so in [`Stats::backend_reason`]). Only the first
+    /// write to a page in its writable window faults, so only it is located.
+    pub locate_writers: bool,
+    /// Most frames captured per located write (1..=[`MAX_STACK_DEPTH`]);
+    /// default 8. Used only with `locate_writers`.
+    pub stack_depth: usize,
 }
+
+/// Largest [`Options::stack_depth`].
+pub const MAX_STACK_DEPTH: usize = crate::location::MAX_DEPTH;
 
 /// Adapter ids used by the official bindings.
 pub const ADAPTER_RUST: u32 = 0;
@@ -138,6 +150,12 @@ impl Options {
         if self.ring_capacity == 0 {
             return Err(Error::InvalidArgument("ring_capacity must be > 0".into()));
         }
+        if self.locate_writers && !(1..=MAX_STACK_DEPTH).contains(&self.stack_depth) {
+            return Err(Error::InvalidArgument(format!(
+                "stack_depth must be 1..={MAX_STACK_DEPTH}, got {}",
+                self.stack_depth
+            )));
+        }
         Ok(())
     }
 
@@ -166,8 +184,32 @@ impl Default for Options {
             ring_capacity: Self::DEFAULT_RING_CAPACITY,
             snapshots: true,
             adapter_id: ADAPTER_RUST,
+            locate_writers: false,
+            stack_depth: 8,
         }
     }
+}
+
+/// One frame of a writer's stack (innermost first).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frame {
+    /// Instruction address: the faulting instruction itself for the first
+    /// frame, a return address minus one for callers.
+    pub ip: u64,
+    /// Path of the module (executable or shared library) holding `ip`; empty
+    /// for code outside any module (JIT code, unless a resolver named it).
+    pub module: String,
+    /// `ip` relative to the module's load address (what `addr2line -e
+    /// MODULE OFFSET` takes); the absolute address when there is no module.
+    pub module_offset: u64,
+    /// Function (demangled); empty without symbols.
+    pub function: String,
+    /// Source file; empty without debug info.
+    pub file: String,
+    /// Source line; 0 without debug info.
+    pub line: u32,
+    /// This frame was inlined into the next one (same `ip`).
+    pub inlined: bool,
 }
 
 /// Where a change was made, as far as the backend can tell.
@@ -175,16 +217,36 @@ impl Default for Options {
 pub struct Where {
     /// Kernel thread id (gettid) of the thread whose write faulted first in
     /// this page's writable window; `None` for the poll backend or when the
-    /// fault ring was full.
+    /// fault ring was full. With [`Options::locate_writers`] only a fault
+    /// that wrote inside this region counts (another object on the page may
+    /// have faulted first).
     pub thread_id: Option<u32>,
+    /// Name of that thread (`/proc/self/task/TID/comm`); empty unless
+    /// [`Options::locate_writers`].
+    pub thread_name: String,
     /// Instruction pointer of that write; `None` when unknown.
     pub fault_ip: Option<u64>,
-    /// Source file; empty until symbolization lands.
+    /// Module of the user frame (see `stack`); empty when not located.
+    pub module: String,
+    /// Offset of the user frame in `module`.
+    pub module_offset: u64,
+    /// Source file of the user frame: the innermost frame outside memwatch
+    /// and memcpy-style helpers; empty when not located or without debug info.
     pub file: String,
-    /// Function; empty until symbolization lands.
+    /// Function of the user frame; empty when unknown.
     pub function: String,
-    /// Source line; 0 when unknown.
+    /// Source line of the user frame; 0 when unknown.
     pub line: u32,
+    /// The writer's stack, innermost first (helpers included), up to
+    /// [`Options::stack_depth`] captured frames plus their inlined frames;
+    /// empty unless [`Options::locate_writers`].
+    pub stack: Vec<Frame>,
+    /// Faults (first writes) on other pages of the region whose writable
+    /// windows ended with this one, merged into this event without a
+    /// location of their own: only the earliest fault is attributed. Writes
+    /// after a page's first write in its window never fault and are merged
+    /// unseen, uncounted. Counted only with [`Options::locate_writers`].
+    pub unattributed_faults: u32,
 }
 
 /// A run of changed bytes inside a region.

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::delivery::{Callback, Delivery, Fence};
+use crate::delivery::{Callback, Delivery, EventSink, Fence, SinkId};
 
 /// A check_changes() whose events are on their way to the callback
 /// ([`Watcher::check_changes_start`]).
@@ -187,6 +187,26 @@ impl Watcher {
     /// Counts an error a binding's callback raised (an exception it caught).
     pub fn report_callback_error(&self) {
         self.delivery.report_callback_error();
+    }
+
+    /// Adds a sink that sees every event of this watcher, whether it is then
+    /// delivered to the callback or to `check_changes()` (see [`EventSink`]:
+    /// it must not block). Used by recorders. A sink that panics is counted
+    /// in `callback_errors`; the event is still delivered.
+    pub fn add_event_sink(&self, sink: EventSink) -> Result<SinkId, Error> {
+        self.check_open()?;
+        Ok(self.delivery.add_sink(sink))
+    }
+
+    /// Removes a sink; `false` if the id is unknown. Once this returns the
+    /// sink is never called again.
+    pub fn remove_event_sink(&self, id: SinkId) -> bool {
+        self.delivery.remove_sink(id)
+    }
+
+    /// This watcher's number, unique in the process (recorded with its events).
+    pub fn id(&self) -> u32 {
+        self.id
     }
 
     /// Statistics of this watcher.

@@ -50,6 +50,7 @@ enum class ErrorCode : int {
   Closed = -6,           ///< watcher closed (or moved from)
   Os = -7,               ///< a system call failed
   Internal = -8,         ///< a bug in memwatch (caught panic)
+  Database = -9,         ///< record_to: the database cannot be opened or reached
 };
 
 /// Base of every memwatch exception.
@@ -111,6 +112,13 @@ class InternalError : public Error {
  public:
   /// See Error.
   explicit InternalError(const std::string& m) : Error(ErrorCode::Internal, m) {}
+};
+
+/// record_to: the database cannot be opened or reached.
+class DatabaseError : public Error {
+ public:
+  /// See Error.
+  explicit DatabaseError(const std::string& m) : Error(ErrorCode::Database, m) {}
 };
 
 namespace detail {
@@ -220,6 +228,7 @@ namespace detail {
     case ErrorCode::Unsupported: throw Unsupported(msg);
     case ErrorCode::Closed: throw Closed(msg);
     case ErrorCode::Os: throw OsError(msg);
+    case ErrorCode::Database: throw DatabaseError(msg);
     default: throw InternalError(msg);
   }
 }
@@ -274,6 +283,67 @@ struct is_contiguous<C, std::void_t<decltype(std::data(std::declval<C&>())), dec
 
 /// The operating system's page size in bytes.
 inline std::size_t page_size() { return ffi::page_size(); }
+
+/// Counters of a Recorder. Every event produced while it records is in
+/// exactly one of written, dropped, abandoned, queued.
+struct RecorderStats {
+  std::uint64_t written;     ///< events committed to the database
+  std::uint64_t dropped;     ///< events the full queue could not take (rows in memwatch_losses)
+  std::uint64_t abandoned;   ///< unwritten when the recorder closed with the database down
+  std::uint64_t queued;      ///< waiting to be written
+  std::uint64_t batches;     ///< transactions committed
+  std::uint64_t reconnects;  ///< connections made again after a loss
+  bool connected;            ///< connected now
+  std::int64_t recording_id; ///< this recording in memwatch_recordings
+};
+
+/// A running recorder (Watcher::record_to): writes every event of its watcher
+/// into SQLite or PostgreSQL from its own thread. Destroying it stops
+/// recording after writing what is queued. Move-only; a moved-from recorder
+/// throws Closed.
+class Recorder {
+ public:
+  /// Takes over other's recording; other then throws Closed.
+  Recorder(Recorder&& other) noexcept : impl_(std::move(other.impl_)) { other.impl_.reset(); }
+  /// Stops this recording (writing its queue), then takes over other's.
+  Recorder& operator=(Recorder&& other) noexcept {
+    if (this != &other) {
+      impl_.reset();
+      impl_ = std::move(other.impl_);
+      other.impl_.reset();
+    }
+    return *this;
+  }
+  Recorder(const Recorder&) = delete;
+  Recorder& operator=(const Recorder&) = delete;
+  ~Recorder() = default;
+
+  /// The counters now.
+  RecorderStats stats() const {
+    auto s = get().recorder_stats();
+    return RecorderStats{s.written, s.dropped, s.abandoned, s.queued,
+                         s.batches, s.reconnects, s.connected, s.recording_id};
+  }
+  /// Waits up to `timeout` until every event queued before the call is
+  /// written; false on timeout (the database is down).
+  bool flush(std::chrono::milliseconds timeout = std::chrono::seconds(10)) const {
+    if (timeout.count() < 0) throw InvalidArgument("flush timeout must not be negative");
+    return get().recorder_flush(static_cast<std::uint64_t>(timeout.count()));
+  }
+  /// Stops recording after writing what is queued. Idempotent.
+  void close() {
+    if (impl_) (*impl_)->recorder_close();
+  }
+
+ private:
+  friend class Watcher;
+  explicit Recorder(rust::Box<ffi::RustRecorder> r) : impl_(std::move(r)) {}
+  const ffi::RustRecorder& get() const {
+    if (!impl_) throw Closed("recorder was moved from");
+    return **impl_;
+  }
+  std::optional<rust::Box<ffi::RustRecorder>> impl_;
+};
 
 /// A watcher: its own regions, callback and pending events. Move-only; the
 /// destructor closes it (unwatching everything). All members may be called
@@ -363,6 +433,15 @@ class Watcher {
     out.reserve(v.size());
     for (const auto& f : v) out.push_back(detail::convert(f));
     return out;
+  }
+
+  /// Records every event of this watcher (callback or check_changes alike)
+  /// into `url`: a file path or "sqlite:PATH" (SQLite, WAL mode) or
+  /// "postgresql://user@host:port/db". Never blocks the watched program.
+  /// Throws InvalidArgument for a URL that is neither, DatabaseError when the
+  /// database cannot be opened or reached, Closed after close().
+  Recorder record_to(std::string_view url) const {
+    return detail::call([&] { return Recorder(get().record_to(detail::str(url))); });
   }
 
   /// Statistics of this watcher.

@@ -148,9 +148,40 @@ pub mod ffi {
         pub latency_p99_ns: u64,
     }
 
+    /// Counters of a recorder (memwatch_record::RecorderStats).
+    struct FfiRecorderStats {
+        /// Events committed to the database.
+        pub written: u64,
+        /// Events the full queue could not take.
+        pub dropped: u64,
+        /// Events unwritten when the recorder closed with the database down.
+        pub abandoned: u64,
+        /// Events waiting to be written.
+        pub queued: u64,
+        /// Transactions committed.
+        pub batches: u64,
+        /// Connections made again after a loss.
+        pub reconnects: u64,
+        /// Whether the recorder is connected now.
+        pub connected: bool,
+        /// This recording in memwatch_recordings.
+        pub recording_id: i64,
+    }
+
     extern "Rust" {
         /// A memwatch watcher.
         type RustWatcher;
+        /// A running recorder.
+        type RustRecorder;
+
+        /// Records every event of the watcher into SQLite or PostgreSQL.
+        fn record_to(self: &RustWatcher, url: &str) -> Result<Box<RustRecorder>>;
+        /// The recorder's counters.
+        fn recorder_stats(self: &RustRecorder) -> FfiRecorderStats;
+        /// Waits up to `timeout_ms` until everything queued is written.
+        fn recorder_flush(self: &RustRecorder, timeout_ms: u64) -> bool;
+        /// Stops recording after writing what is queued.
+        fn recorder_close(self: &RustRecorder);
 
         /// The engine's default options (what `memwatch::Options{}` holds).
         fn default_options() -> FfiOptions;
@@ -226,6 +257,62 @@ impl From<Error> for BridgeError {
 
 /// Code of a caught panic (the C ABI's MEMWATCH_ERR_INTERNAL).
 const ERR_INTERNAL: i32 = -8;
+/// Code of an unreachable database (the C ABI's MEMWATCH_ERR_DATABASE).
+const ERR_DATABASE: i32 = -9;
+
+/// The Rust side of `memwatch::Recorder`.
+pub struct RustRecorder {
+    inner: memwatch_record::Recorder,
+}
+
+impl RustWatcher {
+    /// Starts a recorder on this watcher (see memwatch_record::record_to).
+    pub fn record_to(&self, url: &str) -> Result<Box<RustRecorder>, BridgeError> {
+        use memwatch_record::RecordError;
+        match catch_unwind(AssertUnwindSafe(|| memwatch_record::record_to(&self.inner, url))) {
+            Ok(Ok(inner)) => Ok(Box::new(RustRecorder { inner })),
+            Ok(Err(e)) => {
+                let code = match &e {
+                    RecordError::InvalidUrl(_) => Error::InvalidArgument(String::new()).code(),
+                    RecordError::Closed => Error::Closed.code(),
+                    RecordError::Database(_) => ERR_DATABASE,
+                };
+                Err(BridgeError { code, message: e.to_string() })
+            }
+            Err(_) => Err(BridgeError {
+                code: ERR_INTERNAL,
+                message: "internal error (caught panic) in record_to".into(),
+            }),
+        }
+    }
+}
+
+impl RustRecorder {
+    /// The counters now.
+    pub fn recorder_stats(&self) -> ffi::FfiRecorderStats {
+        let s = self.inner.stats();
+        ffi::FfiRecorderStats {
+            written: s.written,
+            dropped: s.dropped,
+            abandoned: s.abandoned,
+            queued: s.queued,
+            batches: s.batches,
+            reconnects: s.reconnects,
+            connected: s.connected,
+            recording_id: s.recording_id,
+        }
+    }
+
+    /// Waits until everything queued before the call is written.
+    pub fn recorder_flush(&self, timeout_ms: u64) -> bool {
+        self.inner.flush(std::time::Duration::from_millis(timeout_ms))
+    }
+
+    /// Stops recording after writing what is queued. Idempotent.
+    pub fn recorder_close(&self) {
+        self.inner.close();
+    }
+}
 
 /// Runs `f`, turning a panic into an internal error so none reaches cxx (which would abort).
 fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, BridgeError> {
@@ -284,6 +371,7 @@ pub fn new_watcher(o: &ffi::FfiOptions) -> Result<Box<RustWatcher>, BridgeError>
             ring_capacity: o.ring_capacity,
             snapshots: o.snapshots,
             adapter_id: memwatch_core::ADAPTER_CPP,
+            ..Options::default()
         };
         Ok(Box::new(RustWatcher {
             inner: Arc::new(Watcher::new(options)?),

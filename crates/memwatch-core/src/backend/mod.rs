@@ -30,6 +30,12 @@ pub struct FaultRecord {
     pub tid: u32,
     /// CLOCK_MONOTONIC nanoseconds of the fault.
     pub timestamp_ns: u64,
+    /// Writer location: id of the stack taken from the ring slot with this
+    /// record (crate::location), 0 = none. Not stored in the ring's cells.
+    pub capture: u32,
+    /// Writer location: faults (page first-writes) merged into this
+    /// region's batch, this one included (set by the protect backend).
+    pub faults: u32,
 }
 
 /// A region that may have changed, with the earliest known writer (protect

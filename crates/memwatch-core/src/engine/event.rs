@@ -209,6 +209,12 @@ impl Registry {
             metadata: region.metadata().map(str::to_string),
             coalesced: 1,
         };
+        let mut event = event;
+        if opts.locate_writers {
+            // Writer location hook: resolve the captured stack.
+            let range = (region.addr, region.addr + region.size());
+            crate::location::fill_where(&mut event.where_, who, opts.stack_depth, range);
+        }
         region.hash = hash;
         region.set_snapshot(&current);
         Some((region.watcher, event))

@@ -22,6 +22,7 @@ use crate::backend::protect::{handler, IdleGate, ProtectPages};
 use crate::backend::writewatch::{uffd, WriteWatchPages};
 use crate::backend::{self, Detector, Dirty, NewRegion, Owners, Pass};
 use crate::delivery::Delivery;
+use crate::location;
 use crate::regions::{Kind, Region, Regions};
 use crate::sys::{self, maps, EventFd};
 use crate::types::*;
@@ -54,6 +55,18 @@ struct Registry {
     watchers: HashMap<u32, WatcherEntry>,
     /// Found unmapped during the current pass; dropped at its end.
     newly_gone: Vec<RegionId>,
+}
+
+impl Registry {
+    /// Writer location: the deepest stack a locating watcher asks for (0 = none).
+    fn location_depth(&self) -> usize {
+        self.watchers
+            .values()
+            .filter(|w| w.options.locate_writers)
+            .map(|w| w.options.stack_depth)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 impl Owners for Registry {
@@ -179,7 +192,10 @@ impl Engine {
         delivery: Weak<Delivery>,
         options: &Options,
     ) -> Result<(u32, Backend, String), Error> {
+        let located = location::choose_backend(options)?;
         let (backend, reason) = match options.backend {
+            // Writer location hook: locate_writers picks protect.
+            _ if located.is_some() => located.expect("checked"),
             Backend::Auto => match uffd::get() {
                 Ok(_) => (Backend::WriteWatch, String::new()),
                 Err(why) => (
@@ -197,6 +213,11 @@ impl Engine {
             handler::install().map_err(Error::Os)?;
         }
         let mut st = self.lock();
+        if options.locate_writers {
+            // Writer location hook: capture as deep as the deepest asks.
+            let depth = st.registry.location_depth().max(options.stack_depth);
+            location::set_depth(depth, st.backends.protect.ring_slots())?;
+        }
         let id = st.next_watcher_id;
         st.next_watcher_id += 1;
         st.registry.watchers.insert(
@@ -228,7 +249,11 @@ impl Engine {
         for id in ids {
             st.unwatch(id);
         }
-        st.registry.watchers.remove(&watcher);
+        if st.registry.watchers.remove(&watcher).is_some_and(|w| w.options.locate_writers) {
+            // Writer location hook: capture only as deep as the others ask.
+            let slots = st.backends.protect.ring_slots();
+            let _ = location::set_depth(st.registry.location_depth(), slots);
+        }
         st.backends.poll.remove_watcher(watcher);
     }
 

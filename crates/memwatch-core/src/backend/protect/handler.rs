@@ -15,6 +15,7 @@ use super::handler_state;
 use super::page_table::{self, ACTIVE, DIRTY, PROT_SHIFT};
 use super::ring::Ring;
 use crate::backend::FaultRecord;
+use crate::location;
 use crate::sys;
 
 struct PrevAction(UnsafeCell<libc::sigaction>);
@@ -175,6 +176,12 @@ unsafe fn fault_ip(ctx: *mut libc::c_void) -> u64 {
 }
 
 extern "C" fn handler(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // Writer location hook: a fault of the stack walk's probe read (a bad
+    // frame pointer) resumes at the probe's fixup (location/capture.rs).
+    // SAFETY: ctx is the kernel's ucontext for this SA_SIGINFO handler.
+    if unsafe { location::capture::recover_probe_fault(ctx) } {
+        return;
+    }
     let saved_errno = sys::errno();
     let handled = match handler_state::get_in_handler() {
         Some(hs) => {
@@ -240,13 +247,20 @@ unsafe fn handle_ours(
     // SAFETY: the ring is 'static once published; push writes only into the
     // ring's own mapping.
     let pushed = !ring.is_null()
-        && unsafe { &*ring }.push(FaultRecord {
-            page,
-            // SAFETY: ctx is the kernel's ucontext.
-            ip: unsafe { fault_ip(ctx) },
-            tid: sys::gettid(),
-            timestamp_ns: sys::monotonic_ns(),
-        });
+        && unsafe { &*ring }.push_with(
+            FaultRecord {
+                page,
+                // SAFETY: ctx is the kernel's ucontext.
+                ip: unsafe { fault_ip(ctx) },
+                tid: sys::gettid(),
+                timestamp_ns: sys::monotonic_ns(),
+                capture: 0,
+                faults: 0,
+            },
+            // Writer location hook: frames into the slot beside this cell.
+            // SAFETY: ctx is the kernel's ucontext; the slot is claimed.
+            |slot| unsafe { location::capture::on_fault(slot, ctx, addr) },
+        );
     if !pushed {
         slot.state.fetch_or(DIRTY, Ordering::SeqCst);
         if !ring.is_null() {

@@ -126,8 +126,18 @@ impl ProtectPages {
 
     /// Address ranges of memwatch's own mappings (fault ring, handler state,
     /// page table): no watch may cover them.
-    pub fn own_ranges(&self) -> [Option<(usize, usize)>; 3] {
-        [Some(self.ring.range()), Some(handler_state::range()), self.table.range()]
+    pub fn own_ranges(&self) -> [Option<(usize, usize)>; 4] {
+        [
+            Some(self.ring.range()),
+            Some(handler_state::range()),
+            self.table.range(),
+            crate::location::capture::range(),
+        ]
+    }
+
+    /// Cells of the fault ring (the writer-location frame buffer has as many).
+    pub fn ring_slots(&self) -> usize {
+        self.ring.capacity()
     }
 
     /// Starts a pass (the engine took its lock): mappings are read afresh
@@ -278,12 +288,16 @@ impl ProtectPages {
     /// Drains the fault ring (and sweeps the page table if the ring
     /// overflowed) into the open set.
     fn collect_faults(&mut self, owners: &dyn Owners, now: u64) {
-        while let Some(rec) = self.ring.pop() {
+        // Writer location hook: each record's frames leave the ring with it.
+        let take = |slot, _: &FaultRecord| crate::location::take(slot);
+        while let Some((mut rec, capture)) = self.ring.pop_with(take) {
+            rec.capture = capture;
             self.open_page(owners, rec.page, Some(rec), now);
         }
         if self.ring.header().overflowed.swap(false, Ordering::SeqCst) {
             // Drain again: records pushed before the flag was cleared.
-            while let Some(rec) = self.ring.pop() {
+            while let Some((mut rec, capture)) = self.ring.pop_with(take) {
+                rec.capture = capture;
                 self.open_page(owners, rec.page, Some(rec), now);
             }
             for page in self.table.take_all_dirty() {
@@ -402,6 +416,8 @@ impl ProtectPages {
         self.drop_replaced(&replaced);
         // Region -> the earliest known writer among its pages in this batch.
         let mut touched: HashMap<RegionId, Option<FaultRecord>> = HashMap::new();
+        // Writer location: page first-writes (fault records) per region.
+        let mut faults: HashMap<RegionId, u32> = HashMap::new();
         for &page in pages {
             let window =
                 self.pages.get(&page).map_or(0, |i| backend::window_ns(owners, &i.regions));
@@ -448,6 +464,7 @@ impl ProtectPages {
             }
             for &rid in info.regions.as_slice() {
                 self.batch_pages.entry(rid).or_default().push(page);
+                *faults.entry(rid).or_insert(0) += u32::from(who.is_some());
                 let e = touched.entry(rid).or_insert(who);
                 if let (Some(a), Some(b)) = (*e, who) {
                     if b.timestamp_ns < a.timestamp_ns {
@@ -460,6 +477,20 @@ impl ProtectPages {
         }
         let mut dirty: Vec<Dirty> = touched.into_iter().collect();
         dirty.sort_unstable_by_key(|(rid, _)| *rid);
+        // Writer location hook: the fault count rides with the record, and
+        // captured stacks stay only for this batch and pages still open.
+        for (rid, who) in &mut dirty {
+            if let Some(w) = who {
+                w.faults = faults[rid];
+            }
+        }
+        let open = self.open.values().filter_map(|m| match m {
+            OpenMode::Open { who: Some(w), .. } => Some(w.capture),
+            _ => None,
+        });
+        crate::location::retain_captures(
+            open.chain(dirty.iter().filter_map(|(_, w)| w.map(|w| w.capture))),
+        );
         dirty
     }
 }

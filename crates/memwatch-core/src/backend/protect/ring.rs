@@ -98,7 +98,22 @@ impl Ring {
 
     /// Pushes a record; false when full (counted; the caller flags the overflow).
     /// Async-signal-safe: atomics and plain stores into preallocated memory.
+    #[cfg(test)]
     pub fn push(&self, rec: FaultRecord) -> bool {
+        self.push_with(rec, |_| {})
+    }
+
+    /// Entries (a power of two): slot numbers passed to push_with/pop_with
+    /// are below it.
+    pub fn capacity(&self) -> usize {
+        self.mask + 1
+    }
+
+    /// push, calling `fill(slot)` while the cell is claimed and unpublished,
+    /// so data kept beside the ring under the same slot number (the writer
+    /// location's frames) is published with the record. `fill` must be
+    /// async-signal-safe.
+    pub fn push_with(&self, rec: FaultRecord, fill: impl FnOnce(usize)) -> bool {
         let h = self.header();
         let mut pos = h.tail.load(Ordering::Relaxed);
         loop {
@@ -119,6 +134,7 @@ impl Ring {
                             *cell.ip.get() = rec.ip;
                             *cell.timestamp_ns.get() = rec.timestamp_ns;
                         }
+                        fill(pos & self.mask);
                         self.set_seq(pos, pos + 1);
                         return true;
                     }
@@ -135,7 +151,17 @@ impl Ring {
 
     /// Pops the oldest published record. Only one consumer at a time (the
     /// engine mutex holder). None when empty or the next cell is mid-push.
+    #[cfg(test)]
     pub fn pop(&self) -> Option<FaultRecord> {
+        self.pop_with(|_, _| ()).map(|(rec, ())| rec)
+    }
+
+    /// pop, calling `take(slot, record)` before the cell is released (see
+    /// push_with).
+    pub fn pop_with<T>(
+        &self,
+        take: impl FnOnce(usize, &FaultRecord) -> T,
+    ) -> Option<(FaultRecord, T)> {
         let pos = self.header().head.load(Ordering::Relaxed);
         if self.seq(pos) != (pos + 1) as u32 {
             return None;
@@ -149,11 +175,14 @@ impl Ring {
                 ip: *cell.ip.get(),
                 tid: *cell.tid.get(),
                 timestamp_ns: *cell.timestamp_ns.get(),
+                capture: 0,
+                faults: 0,
             }
         };
+        let taken = take(pos & self.mask, &rec);
         self.set_seq(pos, pos + self.mask + 1);
         self.header().head.store(pos + 1, Ordering::Relaxed);
-        Some(rec)
+        Some((rec, taken))
     }
 
     /// True when a published record is waiting.
@@ -178,7 +207,14 @@ mod tests {
     use super::*;
 
     fn rec(i: usize) -> FaultRecord {
-        FaultRecord { page: i, ip: i as u64 * 3, tid: i as u32 + 7, timestamp_ns: i as u64 * 11 }
+        FaultRecord {
+            page: i,
+            ip: i as u64 * 3,
+            tid: i as u32 + 7,
+            timestamp_ns: i as u64 * 11,
+            capture: 0,
+            faults: 0,
+        }
     }
 
     #[test]

@@ -396,6 +396,36 @@ public final class MemoryWatcher implements AutoCloseable {
     }
 
     /**
+     * Records every change event of this watcher (callback or {@link #checkChanges()} alike,
+     * {@code byte[]} regions included) into a database: a file path or {@code sqlite:PATH}
+     * (SQLite, WAL mode) or {@code postgresql://user@host:port/db}. The tables memwatch_recordings,
+     * memwatch_events and memwatch_losses are created if missing (schema in
+     * crates/memwatch-record/README.md). Never blocks the watched program: a bounded queue feeds
+     * the recorder's own thread; events that do not fit are counted
+     * ({@link RecorderStats#dropped()}) and written to memwatch_losses. Closing the watcher ends
+     * the recording once its queue is written.
+     *
+     * @param url where to record
+     * @return the running recorder
+     * @throws IllegalArgumentException on a null URL or one that is neither SQLite nor PostgreSQL
+     * @throws IllegalStateException    if the watcher is closed
+     * @throws MemWatchException        if the database cannot be opened or reached
+     */
+    public Recorder recordTo(String url) {
+        if (url == null) {
+            throw new IllegalArgumentException("url must not be null");
+        }
+        synchronized (lifecycle) {
+            requireOpen();
+            try {
+                return new Recorder(Native.recordTo(handle, url));
+            } finally {
+                Reference.reachabilityFence(this);
+            }
+        }
+    }
+
+    /**
      * Sends the whole values of regions larger than {@code maxValueBytes} to the MemStream store
      * {@code storeName}, created with {@code capacityBytes} and LRU eviction if it does not exist
      * (an existing store keeps its own capacity and full policy). From then on, each event of such

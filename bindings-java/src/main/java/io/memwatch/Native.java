@@ -49,4 +49,14 @@ final class Native {
     static native void storeDestroy(long storeHandle);
 
     static native boolean storeUnlink(String name);
+
+    static native long recordTo(long handle, String url);
+
+    static native long[] recorderStats(long recorder);
+
+    static native boolean recorderFlush(long recorder, long timeoutMs);
+
+    static native void recorderClose(long recorder);
+
+    static native void recorderDestroy(long recorder);
 }
