@@ -38,6 +38,8 @@ install -m 0755 "$rel/libmemwatch.so" "$prefix/lib/libmemwatch.so"
 install -m 0644 "$rel/libmemwatch.a" "$prefix/lib/libmemwatch.a"
 install -m 0644 "$repo/crates/memwatch-capi/include/memwatch.h" "$prefix/include/memwatch.h"
 install -m 0644 "$repo/crates/memwatch-store/include/memwatch_store.h" "$prefix/include/memwatch_store.h"
+install -m 0644 "$repo/crates/memwatch-capi/include/memglass.h" "$prefix/include/memglass.h"
+install -m 0644 "$repo/crates/memwatch-capi/include/memglass.hpp" "$prefix/include/memglass.hpp"
 
 cat > "$prefix/lib/pkgconfig/memwatch.pc" <<PC
 prefix=$prefix

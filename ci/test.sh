@@ -2,7 +2,7 @@
 # The README's test command: installs what the tests need and runs every test
 # of every language, each under its own runner (which prints its own totals).
 #   bash ci/test.sh            # everything
-#   bash ci/test.sh rust c     # only some suites (lint, rust, c, python, node, java, go, csharp, store, sql)
+#   bash ci/test.sh rust c     # only some suites (lint, rust, c, python, node, java, go, csharp, store, glass, sql, cli)
 # lint (ci/test-lint.sh: cargo fmt --check, clippy -D warnings on every crate
 # and binding crate, gofmt and go vet) runs first so a red lint shows early.
 # Exits non-zero if any suite failed; prints a summary table at the end.
@@ -18,7 +18,7 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 
-all_suites=(lint rust c store python node java go csharp sql)
+all_suites=(lint rust c store glass python node java go csharp sql cli)
 suites=("$@")
 [ ${#suites[@]} -eq 0 ] && suites=("${all_suites[@]}")
 

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use memwatch_core as mw;
 
+mod glass;
 mod store;
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
@@ -1134,6 +1135,10 @@ fn _memwatch(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let sub = PyModule::new(m.py(), "store")?;
     store::init(&sub)?;
     m.add_submodule(&sub)?;
+    // memwatch._memwatch.glass: re-exported by the Python module memwatch.glass.
+    let glass = PyModule::new(m.py(), "glass")?;
+    glass::init(&glass)?;
+    m.add_submodule(&glass)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -95,7 +95,7 @@ def _readme_python_blocks() -> list:
 
 def test_readme_examples_run() -> None:
     blocks = _readme_python_blocks()
-    assert len(blocks) == 8
+    assert len(blocks) == 9
     import memwatch.store
 
     for name in ("demo-store", "memwatch-values"):  # left over by an interrupted run
@@ -124,6 +124,10 @@ def test_readme_examples_run() -> None:
     assert outputs[6] == "1 0\n[('data', b'\\x00\\x00\\x00\\x00', b'\\x01\\x00\\x00\\x00')]\n"
     # Writer location: the main thread's kernel name is the interpreter's file name.
     assert outputs[7] == f"{os.path.basename(sys.executable)[:15]} True True\n"
+    # memwatch.glass: producer and observer (the observer normally in another process)
+    assert outputs[8] == (
+        "1.5 {'bid': 1.5, 'ask': 2.5, 'symbol': 'AAPL'}\n[('field', 'bid', 1.5, 2.0)]\n"
+    )
 
 
 def test_package_docstring_example() -> None:

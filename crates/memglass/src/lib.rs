@@ -27,7 +27,7 @@
 //!
 //! // producer process
 //! let p = Producer::init("demo", ProducerOptions::default()).unwrap();
-//! let book = p.create::<Book>("AAPL").unwrap();
+//! let mut book = p.create::<Book>("AAPL").unwrap();
 //! book.orders.fetch_add(1, Ordering::Relaxed);
 //! book.quote.write(Quote { bid: 1.0, ask: 1.5 });
 //!
@@ -56,7 +56,9 @@ mod value;
 pub use memglass_derive::Observe;
 pub use observer::{ChangeEvent, ChangeKind, Observer, ObserverOptions, Snapshot};
 pub use producer::{ArrayHandle, Handle, Producer, ProducerOptions, RawObject};
-pub use seqlock::{Locked, ReadError, Seqlock};
+#[doc(hidden)]
+pub use seqlock::protocol;
+pub use seqlock::{write_guarded, Locked, ReadError, Seqlock, READ_ATTEMPTS};
 pub use session::{list_sessions, remove_session, remove_stale, Liveness, SessionInfo};
 pub use shm::{default_dir, validate_name};
 pub use types::{

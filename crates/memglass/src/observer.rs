@@ -304,14 +304,15 @@ impl Observer {
     }
 
     /// Reads one slot consistently (its generation as a seqlock); `None`
-    /// unless it holds a published, alive object.
+    /// unless it holds a published, alive object. A slot the producer is
+    /// rewriting (odd or moving generation) holds no published object yet:
+    /// `None` too, the next refresh sees it.
     fn read_entry(&self, slot: u32) -> Result<Option<ObjectInfo>> {
         let e = self.entry(slot);
-        for _ in 0..self.opts.read_attempts.max(1) {
+        for _ in 0..8 {
             let g1 = e.generation.load(Ordering::Acquire);
             if g1 & 1 == 1 {
-                std::hint::spin_loop();
-                continue;
+                return Ok(None);
             }
             let state = e.state.load(Ordering::Acquire);
             // SAFETY: plain fields of a slot inside the mapping; the copy is
@@ -350,7 +351,7 @@ impl Observer {
                 offset: copy.offset,
             }));
         }
-        Err(Error::Torn(format!("object slot {slot} kept changing")))
+        Ok(None)
     }
 
     /// Registered types.
@@ -505,7 +506,7 @@ impl Observer {
                     g.1 = g.1.max(f.offset + f.size);
                 }
             }
-            let mut spans: HashMap<u32, Vec<u8>> = HashMap::new();
+            let mut spans: Vec<(u32, u32, Vec<u8>)> = Vec::with_capacity(groups.len());
             for (&g, &(start, end)) in &groups {
                 let mut buf = vec![0u8; (end - start) as usize];
                 let cell = RawCell {
@@ -514,22 +515,30 @@ impl Observer {
                 };
                 protocol::read(&cell, &mut buf, self.opts.read_attempts, true)
                     .map_err(|e| Error::Torn(format!("{}: {e}", obj.label)))?;
-                spans.insert(g, buf);
+                spans.push((g, start, buf));
             }
+            let mut small = [0u8; 8];
             for f in &t.fields {
-                let v = match spans.get(&f.guard_offset) {
-                    Some(span) if matches!(f.atomicity, Atomicity::Seqlock | Atomicity::Locked) => {
-                        let start = groups[&f.guard_offset].0;
+                let guarded = matches!(f.atomicity, Atomicity::Seqlock | Atomicity::Locked);
+                let v = match spans.iter().find(|s| guarded && s.0 == f.guard_offset) {
+                    Some((_, start, span)) => {
                         let s = (f.offset - start) as usize;
                         Value::decode(f.prim, f.array_len, &span[s..s + f.size as usize])
                     }
-                    _ => {
+                    None if f.size <= 8 => {
+                        let buf = &mut small[..f.size as usize];
+                        self.read_bytes(base, f, buf)?;
+                        Value::decode(f.prim, f.array_len, buf)
+                    }
+                    None => {
                         let mut buf = vec![0u8; f.size as usize];
                         self.read_bytes(base, f, &mut buf)?;
                         Value::decode(f.prim, f.array_len, &buf)
                     }
                 };
-                values.push((format!("{prefix}{}", f.path), v));
+                let path =
+                    if prefix.is_empty() { f.path.clone() } else { format!("{prefix}{}", f.path) };
+                values.push((path, v));
             }
         }
         fence(Ordering::Acquire);
@@ -565,8 +574,14 @@ impl Observer {
             self.objects.iter().map(|o| (o.id, o.clone())).collect();
         // Destroyed.
         let mut ws = self.watch.take().expect("set above");
-        let gone: Vec<ObjectId> =
-            ws.objects.keys().filter(|id| !live.contains_key(id)).copied().collect();
+        // Gone: not listed any more, or destroyed since the refresh read its
+        // slot (its memory may already hold a new object).
+        let gone: Vec<ObjectId> = ws
+            .objects
+            .keys()
+            .filter(|id| !live.get(id).is_some_and(|o| self.is_alive(o)))
+            .copied()
+            .collect();
         for id in gone {
             let w = ws.objects.remove(&id).expect("listed");
             let _ = ws.watcher.unwatch(w.region);
@@ -587,12 +602,46 @@ impl Observer {
                 let Some(&id) = ws.by_region.get(&ev.region_id) else { continue };
                 let Some(obj) = live.get(&id) else { continue };
                 let w = ws.objects.get_mut(&id).expect("by_region and objects agree");
-                let snap = match self.snapshot(obj) {
-                    Ok(s) => s,
-                    Err(Error::Gone(_)) => continue, // reported as Destroyed next time
-                    Err(e) => return Err(e),
-                };
-                for ((path, old), (_, new)) in w.values.iter_mut().zip(snap.values) {
+                let t = self.type_of(obj)?;
+                let base = self.base(obj)?;
+                let nf = t.fields.len();
+                let size = t.size as usize;
+                // The fields (of every element) that the changed bytes touch,
+                // each re-read with its atomicity.
+                let mut hit = vec![false; nf * obj.count as usize];
+                for r in &ev.changed_ranges {
+                    let (start, end) = (r.offset, r.offset + r.len);
+                    for elem in start / size..end.div_ceil(size).min(obj.count as usize) {
+                        let e0 = elem * size;
+                        for (i, f) in t.fields.iter().enumerate() {
+                            let (fs, fe) =
+                                (e0 + f.offset as usize, e0 + (f.offset + f.size) as usize);
+                            // A seqlock's fields are also re-read when only
+                            // its sequence word moved (the data bytes were
+                            // seen at the previous scan, mid-write).
+                            let g = e0 + f.guard_offset as usize;
+                            let guard_hit =
+                                matches!(f.atomicity, Atomicity::Seqlock | Atomicity::Locked)
+                                    && g < end
+                                    && start < g + 8;
+                            if (fs < end && start < fe) || guard_hit {
+                                hit[elem * nf + i] = true;
+                            }
+                        }
+                    }
+                }
+                let mut buf = Vec::new();
+                for (k, _) in hit.iter().enumerate().filter(|(_, h)| **h) {
+                    let (elem, f) = (k / nf, &t.fields[k % nf]);
+                    buf.resize(f.size as usize, 0);
+                    match self.read_bytes(base.wrapping_add(elem * size), f, &mut buf) {
+                        Ok(()) => {}
+                        // Still being written: its bytes differ again at the next call.
+                        Err(Error::Torn(_)) => continue,
+                        Err(e) => return Err(e),
+                    }
+                    let new = Value::decode(f.prim, f.array_len, &buf);
+                    let (path, old) = &mut w.values[k];
                     if *old != new {
                         out.push(ChangeEvent {
                             timestamp_ns: now,
@@ -608,10 +657,15 @@ impl Observer {
                         *old = new;
                     }
                 }
+                if !self.is_alive(obj) {
+                    // Destroyed meanwhile: what was read may be another
+                    // object's; it is reported as Destroyed next time.
+                    out.retain(|e| e.object != id || !matches!(e.kind, ChangeKind::Field { .. }));
+                }
             }
             // Created.
             for (id, obj) in &live {
-                if ws.objects.contains_key(id) {
+                if ws.objects.contains_key(id) || !self.is_alive(obj) {
                     continue;
                 }
                 let t = self.type_of(obj)?;
@@ -619,11 +673,12 @@ impl Observer {
                 let base = self.base(obj)?;
                 // SAFETY: base..base+len is inside a region mapping that this
                 // observer keeps mapped until it is dropped (after the watcher).
-                let region = unsafe { ws.watcher.watch(base, len, &obj.label, None) }
+                let region = unsafe { ws.watcher.watch_read_only(base, len, &obj.label, None) }
                     .map_err(|e| Error::Os(format!("memwatch watch {}: {e}", obj.label)))?;
                 let snap = match self.snapshot(obj) {
                     Ok(s) => s,
-                    Err(Error::Gone(_)) => {
+                    // Destroyed meanwhile, or a seqlock mid-write: seen next call.
+                    Err(Error::Gone(_) | Error::Torn(_)) => {
                         let _ = ws.watcher.unwatch(region);
                         continue;
                     }

@@ -427,6 +427,13 @@ impl Producer {
         self.stop()
     }
 
+    /// Like [`Producer::shutdown`], but keeps this process's mappings (and
+    /// so every object's memory) until the `Producer` is dropped: for
+    /// bindings whose objects may outlive the call. Idempotent.
+    pub fn shutdown_in_place(&mut self) -> Result<()> {
+        self.stop()
+    }
+
     fn stop(&mut self) -> Result<()> {
         {
             let mut st = self.inner.lock();

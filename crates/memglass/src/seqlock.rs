@@ -54,6 +54,7 @@ pub mod protocol {
     /// Writer (one at a time): odd sequence (relaxed), release fence, the
     /// data as relaxed atomic stores, even sequence with release.
     /// `fenced = false` is the deliberately broken variant for the tests.
+    #[inline]
     pub fn write<C: SeqCell>(cell: &C, src: &[u8], fenced: bool) {
         let s = cell.load_seq(Ordering::Relaxed);
         cell.store_seq(s.wrapping_add(1), Ordering::Relaxed);
@@ -84,6 +85,7 @@ pub mod protocol {
     /// with relaxed loads, acquire fence, re-load the sequence; done when it
     /// is unchanged. At most `attempts` tries; then a [`ReadError`].
     /// Returns the (even) sequence the copy belongs to.
+    #[inline]
     pub fn read<C: SeqCell>(
         cell: &C,
         dst: &mut [u8],
@@ -119,7 +121,16 @@ pub mod protocol {
 /// # Safety
 /// `dst..dst+src.len()` must be valid for writes and only accessed atomically
 /// (or by other processes) meanwhile.
+#[inline]
 pub(crate) unsafe fn store_relaxed(dst: *mut u8, src: &[u8]) {
+    if (dst as usize) % 8 == 0 && src.len() % 8 == 0 {
+        for (k, c) in src.chunks_exact(8).enumerate() {
+            let w = u64::from_ne_bytes(c.try_into().expect("8 bytes"));
+            // SAFETY: dst is 8-aligned and valid for src.len() bytes (caller).
+            unsafe { (*(dst.add(8 * k) as *const AtomicU64)).store(w, Ordering::Relaxed) };
+        }
+        return;
+    }
     let mut i = 0;
     while i < src.len() {
         let p = dst.wrapping_add(i);
@@ -142,7 +153,16 @@ pub(crate) unsafe fn store_relaxed(dst: *mut u8, src: &[u8]) {
 ///
 /// # Safety
 /// `src..src+dst.len()` must be valid for reads.
+#[inline]
 pub(crate) unsafe fn load_relaxed(src: *const u8, dst: &mut [u8]) {
+    if (src as usize) % 8 == 0 && dst.len() % 8 == 0 {
+        for (k, c) in dst.chunks_exact_mut(8).enumerate() {
+            // SAFETY: src is 8-aligned and valid for dst.len() bytes (caller).
+            let w = unsafe { (*(src.add(8 * k) as *const AtomicU64)).load(Ordering::Relaxed) };
+            c.copy_from_slice(&w.to_ne_bytes());
+        }
+        return;
+    }
     let mut i = 0;
     while i < dst.len() {
         let p = src.wrapping_add(i);
@@ -166,31 +186,38 @@ pub(crate) struct RawCell {
 }
 
 impl protocol::SeqCell for RawCell {
+    #[inline]
     fn load_seq(&self, order: Ordering) -> u64 {
         // SAFETY: seq points at a live, 8-aligned sequence word (constructor's contract).
         unsafe { (*self.seq).load(order) }
     }
+    #[inline]
     fn store_seq(&self, value: u64, order: Ordering) {
         // SAFETY: as above; only the producer (writable mapping) stores.
         unsafe { (*self.seq).store(value, order) }
     }
+    #[inline]
     fn cas_seq(&self, current: u64, new: u64) -> bool {
         // SAFETY: as above.
         unsafe {
             (*self.seq).compare_exchange(current, new, Ordering::AcqRel, Ordering::Relaxed).is_ok()
         }
     }
+    #[inline]
     fn fence(order: Ordering) {
         fence(order)
     }
+    #[inline]
     fn store_data(&self, src: &[u8]) {
         // SAFETY: data is valid for src.len() bytes (constructor's contract).
         unsafe { store_relaxed(self.data, src) }
     }
+    #[inline]
     fn load_data(&self, dst: &mut [u8]) {
         // SAFETY: data is valid for dst.len() bytes (constructor's contract).
         unsafe { load_relaxed(self.data, dst) }
     }
+    #[inline]
     fn pause(attempt: u32) {
         if attempt % 64 == 63 {
             std::thread::yield_now();
@@ -200,6 +227,18 @@ impl protocol::SeqCell for RawCell {
     }
 }
 
+/// Publishes `src` into a seqlock-guarded range in raw memory (for
+/// producers in other languages, through the C ABI): `guard` is the 8-byte
+/// sequence word, `data` the guarded bytes. Single writer per guard.
+///
+/// # Safety
+/// `guard` must be 8-aligned and valid; `data..data+src.len()` valid for
+/// writes; both inside a live object of this producer.
+pub unsafe fn write_guarded(guard: *const AtomicU64, data: *mut u8, src: &[u8]) {
+    protocol::write(&RawCell { seq: guard, data }, src, true);
+}
+
+#[inline]
 fn bytes_of<T: Copy>(v: &T) -> &[u8] {
     // SAFETY: any T: Copy is readable as size_of::<T>() bytes for the copy;
     // padding bytes are copied as they are (observers never interpret them).
@@ -234,11 +273,13 @@ impl<T: Copy> Seqlock<T> {
         Seqlock { seq: AtomicU64::new(0), value: UnsafeCell::new(value) }
     }
 
+    #[inline]
     fn cell(&self) -> RawCell {
         RawCell { seq: &self.seq, data: self.value.get() as *mut u8 }
     }
 
     /// Publishes a new value.
+    #[inline]
     pub fn write(&mut self, value: T) {
         protocol::write(&self.cell(), bytes_of(&value), true);
     }
@@ -265,6 +306,7 @@ impl<T: Copy> Seqlock<T> {
 
     /// A consistent copy of the value, or a [`ReadError`] after
     /// [`READ_ATTEMPTS`] attempts that all overlapped a write.
+    #[inline]
     pub fn read(&self) -> Result<T, ReadError> {
         let mut v = std::mem::MaybeUninit::<T>::uninit();
         // SAFETY: the buffer is size_of::<T>() bytes; it is only assumed
@@ -308,16 +350,19 @@ impl<T: Copy> Locked<T> {
         Locked { seq: AtomicU64::new(0), value: UnsafeCell::new(value) }
     }
 
+    #[inline]
     fn cell(&self) -> RawCell {
         RawCell { seq: &self.seq, data: self.value.get() as *mut u8 }
     }
 
     /// Takes the lock, publishes `value`, releases the lock.
+    #[inline]
     pub fn write(&self, value: T) {
         protocol::write_locked(&self.cell(), bytes_of(&value));
     }
 
     /// A consistent copy, or a [`ReadError`] after [`READ_ATTEMPTS`] attempts.
+    #[inline]
     pub fn read(&self) -> Result<T, ReadError> {
         let mut v = std::mem::MaybeUninit::<T>::uninit();
         // SAFETY: as in Seqlock::read.

@@ -19,16 +19,17 @@ fn set(code: c_int, msg: &str) {
     let _ = LAST.try_with(|l| *l.borrow_mut() = (code, c));
 }
 
+/// Records `code` and `msg` as this thread's last error and returns `code`
+/// (for errors of other crates, e.g. memglass).
+pub(crate) fn fail_with(code: c_int, msg: &str) -> c_int {
+    set(code, msg);
+    code
+}
+
 /// Records `e` as this thread's last error and returns its code.
 pub(crate) fn fail(e: &Error) -> c_int {
     set(e.code(), &e.to_string());
     e.code()
-}
-
-/// Records `msg` with `code` as this thread's last error and returns the code.
-pub(crate) fn fail_with(code: c_int, msg: &str) -> c_int {
-    set(code, msg);
-    code
 }
 
 /// Records a caught panic as this thread's last error; returns MEMWATCH_ERR_INTERNAL.

@@ -21,6 +21,7 @@ macro_rules! cstr {
 }
 
 mod event;
+mod glass;
 mod global;
 mod last_error;
 mod record;
@@ -655,6 +656,7 @@ pub unsafe extern "C" fn memwatch_watcher_report_callback_error(
     })
 }
 
+pub use glass::*;
 pub use global::*;
 /// The MemStream C API (`cache_*`, include/memwatch_store.h), exported by libmemwatch.
 pub use memwatch_store::capi::*;

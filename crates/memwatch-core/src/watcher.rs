@@ -68,7 +68,7 @@ impl Watcher {
     ///
     /// Errors: null address or zero length ([`Error::InvalidArgument`]),
     /// memory not mapped ([`Error::Unmapped`]) or not writable
-    /// ([`Error::ReadOnly`]), a range overlapping one of this watcher's
+    /// ([`Error::ReadOnly`]; see [`Watcher::watch_read_only`]), a range overlapping one of this watcher's
     /// regions ([`Error::Overlap`]; other watchers may watch the same bytes).
     ///
     /// # Safety
@@ -84,7 +84,32 @@ impl Watcher {
         metadata: Option<&str>,
     ) -> Result<RegionId, Error> {
         self.check_open()?;
-        self.engine.watch(self.id, addr as usize, len, name, metadata)
+        self.engine.watch(self.id, addr as usize, len, name, metadata, false)
+    }
+
+    /// Like [`Watcher::watch`], but also accepts memory this process can
+    /// only read, which another process writes through a shared mapping (a
+    /// memglass observer's `PROT_READ` view of a producer's segment). Only
+    /// for watchers of the poll backend, which only reads; others get
+    /// [`Error::InvalidArgument`].
+    ///
+    /// # Safety
+    /// As for [`Watcher::watch`].
+    pub unsafe fn watch_read_only(
+        &self,
+        addr: *const u8,
+        len: usize,
+        name: &str,
+        metadata: Option<&str>,
+    ) -> Result<RegionId, Error> {
+        self.check_open()?;
+        if self.backend != Backend::Poll {
+            return Err(Error::InvalidArgument(format!(
+                "watch_read_only needs the poll backend, this watcher uses {}",
+                self.backend
+            )));
+        }
+        self.engine.watch(self.id, addr as usize, len, name, metadata, true)
     }
 
     /// Stops watching a region. `Ok(false)` if the id is not a region of this

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{wait_child, Pages};
-use memwatch_core::{page_size, Backend, ChangeEvent, Error, Options, Watcher};
+use memwatch_core::{page_size, Backend, ByteRange, ChangeEvent, Error, Options, Watcher};
 
 fn watcher(backend: Backend) -> Watcher {
     Watcher::new(Options { backend, ..Options::default() }).unwrap()
@@ -177,6 +177,41 @@ fn close_from_inside_the_callback_does_not_deadlock() {
     assert_eq!(w.check_changes(), Err(Error::Closed));
     assert_eq!(w.unwatch(1), Err(Error::Closed));
     mem.write(0, 2); // the page is writable again: no fault loop, no crash
+}
+
+#[test]
+fn poll_watches_read_only_memory_written_through_another_mapping() {
+    // A memglass observer maps another process's segment PROT_READ: poll
+    // must watch it. Two mappings of one memfd stand in for the two processes.
+    // SAFETY: a fresh memfd, two shared mappings of its first page, unmapped below.
+    unsafe {
+        let fd = libc::memfd_create(c"ro-poll".as_ptr(), 0);
+        assert!(fd >= 0);
+        assert_eq!(libc::ftruncate(fd, page_size() as libc::off_t), 0);
+        let map = |prot| {
+            let p = libc::mmap(std::ptr::null_mut(), page_size(), prot, libc::MAP_SHARED, fd, 0);
+            assert_ne!(p, libc::MAP_FAILED);
+            p as *mut u8
+        };
+        let rw = map(libc::PROT_READ | libc::PROT_WRITE);
+        let ro = map(libc::PROT_READ);
+        let w = watcher(Backend::Poll);
+        assert!(matches!(w.watch(ro, 16, "ro", None), Err(Error::ReadOnly(_))));
+        w.watch_read_only(ro, 16, "ro", None).unwrap();
+        let p = watcher(Backend::Protect);
+        assert!(matches!(p.watch_read_only(ro, 16, "x", None), Err(Error::InvalidArgument(_))));
+        p.close();
+        *rw.add(3) = 7;
+        let ev = w.check_changes().unwrap();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].changed_ranges, vec![ByteRange { offset: 3, len: 1 }]);
+        assert_eq!(ev[0].new_value.as_ref().unwrap()[3], 7);
+        assert_eq!(ev[0].old_value.as_ref().unwrap()[3], 0);
+        w.close();
+        libc::munmap(rw as *mut libc::c_void, page_size());
+        libc::munmap(ro as *mut libc::c_void, page_size());
+        libc::close(fd);
+    }
 }
 
 #[test]

@@ -265,6 +265,7 @@ impl Engine {
         len: usize,
         name: &str,
         metadata: Option<&str>,
+        read_only_ok: bool,
     ) -> Result<RegionId, Error> {
         if addr == 0 {
             return Err(Error::InvalidArgument("address is null".into()));
@@ -286,9 +287,14 @@ impl Engine {
         if st.backends.protect.drop_if_replaced(addr, len) {
             st.reap_gone();
         }
-        let mappings = maps::writable_mappings(addr, len, |page_addr| {
+        // Watcher::watch_read_only (poll only, which only reads): memory
+        // another process writes through a shared mapping, e.g. a memglass observer's.
+        let mappings = match maps::writable_mappings(addr, len, |page_addr| {
             st.backends.protect.saved_prot(page_addr / ps)
-        })?;
+        }) {
+            Err(Error::ReadOnly(_)) if read_only_ok => Vec::new(),
+            r => r?,
+        };
         let own = st.backends.protect.own_ranges();
         if own.iter().flatten().any(|&(s, e)| addr < e && addr + len > s) {
             return Err(Error::InvalidArgument(
