@@ -28,7 +28,7 @@ use memwatch_core as mw;
 
 mod glass;
 mod store;
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
