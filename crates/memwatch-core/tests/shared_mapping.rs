@@ -16,6 +16,30 @@ struct Shared {
 }
 
 impl Shared {
+    /// A shared file mapping (memfd: what /dev/shm and multiprocessing give).
+    fn file() -> Shared {
+        let len = page_size();
+        // SAFETY: a fresh memfd, sized and mapped shared, then closed (the
+        // mapping keeps the file).
+        let ptr = unsafe {
+            let fd = libc::memfd_create(c"memwatch-test".as_ptr(), 0);
+            assert!(fd >= 0);
+            assert_eq!(libc::ftruncate(fd, len as libc::off_t), 0);
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            );
+            libc::close(fd);
+            p
+        };
+        assert_ne!(ptr, libc::MAP_FAILED);
+        Shared { ptr: ptr as *mut u8, len }
+    }
+
     fn new() -> Shared {
         let len = page_size();
         // SAFETY: a fresh shared anonymous mapping.
@@ -59,7 +83,7 @@ impl Drop for Shared {
 
 #[test]
 fn auto_watches_shared_memory_with_poll_and_sees_another_process_write() {
-    let mem = Shared::new();
+    let mem = Shared::file();
     let private = common::Pages::new(1);
     let w = Watcher::new(Options::default()).unwrap();
     // SAFETY: both outlive the watcher (declared before it).
@@ -102,4 +126,20 @@ fn explicit_protect_on_shared_memory_says_other_writers_are_invisible() {
     let events = w.check_changes().unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].new_value.as_deref(), Some(&[9, 5, 0, 0, 0, 0, 0, 0][..]));
+}
+
+#[test]
+fn auto_keeps_shared_anonymous_memory_on_its_backend_and_says_forked_writers_are_invisible() {
+    let mem = Shared::new();
+    let w = Watcher::new(Options::default()).unwrap();
+    // SAFETY: mem outlives the watcher.
+    unsafe { w.watch(mem.ptr, 8, "anon", None) }.unwrap();
+    let s = w.stats();
+    assert_eq!((s.fallback_regions, s.shared_regions), (0, 1), "{s:?}");
+    assert!(s.backend_reason.contains("invisible to "), "{s:?}");
+    // SAFETY: in bounds.
+    unsafe { std::ptr::write_volatile(mem.ptr.add(2), 4) };
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].new_value.as_deref(), Some(&[0, 0, 4, 0, 0, 0, 0, 0][..]));
 }

@@ -470,9 +470,12 @@ impl State {
         if kind != Kind::Poll && mappings.iter().any(|m| m.shared) {
             // Another process (or a write through the file) changes a
             // shared mapping without touching our page tables: only poll
-            // sees that.
+            // sees that. auto polls shared files (multiprocessing, /dev/shm,
+            // memfd); shared anonymous memory (Python's mmap.mmap(-1, n))
+            // only forked children can write, and keeps its backend.
+            let file = mappings.iter().any(|m| m.shared && !m.shared_anon);
             let w = reg.watchers.get_mut(&watcher).expect("checked by the caller");
-            if options.backend == Backend::Auto {
+            if options.backend == Backend::Auto && file {
                 kind = Kind::Poll;
                 w.fallback_regions += 1;
                 w.fallback_reason = format!(
@@ -481,8 +484,8 @@ impl State {
             } else {
                 w.shared_regions += 1;
                 w.shared_reason = format!(
-                    "{len} bytes at {addr:#x} are in a shared mapping: writes to it by other processes (or through its file) are invisible to {}; use poll or auto for such memory",
-                    options.backend
+                    "{len} bytes at {addr:#x} are in a shared mapping: writes to it by other processes (or through its file) are invisible to {}; use poll for such memory",
+                    if kind == Kind::Protect { "protect" } else { "writewatch" }
                 );
             }
         }

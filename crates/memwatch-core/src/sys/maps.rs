@@ -18,6 +18,14 @@ pub struct Mapping {
     /// writes through its file, may change it without touching our page
     /// tables.
     pub shared: bool,
+    /// Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, `/dev/zero
+    /// (deleted)`): only forked children can write it too.
+    pub shared_anon: bool,
+}
+
+/// Shared anonymous memory by its name in the maps.
+fn is_shared_anon_name(name: &[u8]) -> bool {
+    name.starts_with(b"/dev/zero") || name.starts_with(b"[anon_shmem")
 }
 
 fn parse_line(line: &str) -> Option<Mapping> {
@@ -29,7 +37,8 @@ fn parse_line(line: &str) -> Option<Mapping> {
     let end = usize::from_str_radix(end, 16).ok()?;
     let inode = parts.nth(2);
     let anon = inode == Some("0");
-    let is_stack = parts.next() == Some("[stack]");
+    let name = parts.next().unwrap_or("");
+    let is_stack = name == "[stack]";
     let mut prot = 0;
     if perms.first() == Some(&b'r') {
         prot |= libc::PROT_READ;
@@ -41,7 +50,8 @@ fn parse_line(line: &str) -> Option<Mapping> {
         prot |= libc::PROT_EXEC;
     }
     let shared = perms.get(3) == Some(&b's');
-    Some(Mapping { start, end, prot, is_stack, anon: anon && !shared, shared })
+    let shared_anon = shared && is_shared_anon_name(name.as_bytes());
+    Some(Mapping { start, end, prot, is_stack, anon: anon && !shared, shared, shared_anon })
 }
 
 /// Every mapping of the process, in address order.
@@ -211,6 +221,7 @@ fn query_range(addr: usize, end: usize) -> Option<(Vec<Mapping>, usize)> {
             is_stack: &name[..name_len] == b"[stack]",
             anon: q.inode == 0 && !shared,
             shared,
+            shared_anon: shared && is_shared_anon_name(&name[..name_len]),
         });
         covered = q.vma_end as usize;
     }
