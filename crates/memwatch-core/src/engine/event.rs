@@ -133,6 +133,12 @@ impl Registry {
             metadata: region.metadata().map(str::to_string),
             coalesced: 1,
         };
+        let mut event = event;
+        if opts.locate_writers {
+            // Writer location hook, as in diff_region.
+            let range = (region.addr, region.addr + region.size());
+            crate::location::fill_where(&mut event.where_, who, opts.stack_depth, range);
+        }
         Some((region.watcher, event))
     }
 
