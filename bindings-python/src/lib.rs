@@ -331,6 +331,34 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Set by `_close_all()` (atexit): the interpreter is about to finalize.
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// What `_close_all()` waits, at most, for callbacks to receive the changes
+/// pending at exit (all watchers together).
+const EXIT_FLUSH: Duration = Duration::from_secs(2);
+
+/// `py.detach(f)`, except that once the interpreter is exiting a thread
+/// other than the main one never takes the GIL back: it parks. (Only daemon
+/// threads are left then; one that took the GIL of a finalizing interpreter
+/// would be ended with pthread_exit, whose unwind through these Rust frames
+/// aborts the process: "FATAL: exception not rethrown".)
+fn detach<T, F>(py: Python<'_>, f: F) -> T
+where
+    F: Send + FnOnce() -> T,
+    T: Send,
+{
+    py.detach(|| {
+        let result = f();
+        // SAFETY: getpid and gettid have no preconditions.
+        let main = unsafe { libc::getpid() == libc::gettid() };
+        while EXITING.load(Ordering::SeqCst) && !main {
+            std::thread::park();
+        }
+        result
+    })
+}
+
 /// Every live watcher, so that `_close_all()` (registered with atexit) can
 /// close them before the interpreter finalizes: a delivery thread must never
 /// try to take the GIL of a finalizing interpreter.
@@ -350,7 +378,7 @@ impl Shared {
             self.wait_closed(py);
             return;
         }
-        py.detach(|| self.core.close());
+        detach(py, || self.core.close());
         // The core no longer touches any region: release the exports.
         let regions: Vec<Region> = lock(&self.regions).drain().map(|(_, r)| r).collect();
         let cell = lock(&self.callback).take();
@@ -368,7 +396,7 @@ impl Shared {
         if !self.closing.load(Ordering::SeqCst) || IN_DELIVERY.with(|d| d.get()) {
             return;
         }
-        py.detach(|| {
+        detach(py, || {
             let mut done = lock(&self.close_done);
             while !*done {
                 done = self.close_cond.wait(done).unwrap_or_else(|p| p.into_inner());
@@ -695,7 +723,7 @@ impl Watcher {
             stack_depth: stack_depth.unwrap_or(d.stack_depth),
         };
         let snapshots = options.snapshots;
-        let core = py.detach(move || mw::Watcher::new(options)).map_err(|e| to_pyerr(py, e))?;
+        let core = detach(py, move || mw::Watcher::new(options)).map_err(|e| to_pyerr(py, e))?;
         let shared = Arc::new(Shared {
             core,
             regions: Mutex::new(HashMap::new()),
@@ -769,7 +797,8 @@ impl Watcher {
     /// Stops watching a region; True if it was watched by this watcher.
     fn unwatch(&self, py: Python<'_>, region_id: u32) -> PyResult<bool> {
         let shared = self.shared.clone();
-        let was = py.detach(move || shared.core.unwatch(region_id)).map_err(|e| to_pyerr(py, e))?;
+        let was =
+            detach(py, move || shared.core.unwatch(region_id)).map_err(|e| to_pyerr(py, e))?;
         let region = lock(&self.shared.regions).remove(&region_id);
         drop(region);
         Ok(was)
@@ -802,7 +831,7 @@ impl Watcher {
             closure
         });
         let shared = self.shared.clone();
-        let result = py.detach(move || {
+        let result = detach(py, move || {
             let _serial = lock(&shared.set_callback_lock);
             // Publish first: the core's set_callback(None) lets a waiting
             // check_changes() return at once, and its caller must then see
@@ -839,10 +868,26 @@ impl Watcher {
     /// Returns every change not yet delivered (see MemoryWatcher.check_changes).
     fn check_changes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let shared = self.shared.clone();
-        let result = py.detach(move || shared.core.check_changes());
+        let start = detach(py, move || shared.core.check_changes_start());
+        let events = match start {
+            Ok(Ok(events)) => Ok(events),
+            Ok(Err(pending)) => loop {
+                // Waits in slices, so that Ctrl-C (KeyboardInterrupt) ends it.
+                let shared = self.shared.clone();
+                let pending = &pending;
+                let got = detach(py, move || {
+                    shared.core.check_changes_wait(pending, Duration::from_millis(50))
+                });
+                if let Some(events) = got {
+                    break Ok(events);
+                }
+                py.check_signals()?;
+            },
+            Err(e) => Err(e),
+        };
         // The callback may have closed the watcher while we waited for it.
         self.shared.wait_closed(py);
-        let events = result.map_err(|e| to_pyerr(py, e))?;
+        let events = events.map_err(|e| to_pyerr(py, e))?;
         let out = PyList::empty(py);
         for ev in events {
             out.append(make_event(py, &self.shared, ev)?)?;
@@ -863,7 +908,7 @@ impl Watcher {
         };
         let shared = self.shared.clone();
         // Putting the current values of large regions copies them: GIL released.
-        py.detach(move || shared.core.set_value_store(arc)).map_err(|e| to_pyerr(py, e))
+        detach(py, move || shared.core.set_value_store(arc)).map_err(|e| to_pyerr(py, e))
     }
 
     /// Records every event into SQLite or PostgreSQL (see MemoryWatcher.record_to).
@@ -899,6 +944,10 @@ impl Watcher {
                 mw::StatValue::Text(t) => d.set_item(name, t)?,
             }
         }
+        // Not in Stats::FIELDS yet (the other bindings do not carry them).
+        d.set_item("reprotect_failures", s.reprotect_failures)?;
+        d.set_item("shared_regions", s.shared_regions)?;
+        d.set_item("coalesced_events", s.coalesced_events)?;
         Ok(d)
     }
 
@@ -1032,6 +1081,14 @@ fn deliver(weak: &Weak<Shared>, cell: &CallbackCell, ev: &mw::ChangeEvent) {
 #[pyfunction]
 fn _close_all(py: Python<'_>) {
     let live: Vec<Arc<Shared>> = lock(&LIVE).drain(..).filter_map(|w| w.upgrade()).collect();
+    // Changes made before exit go to the callbacks first (at most EXIT_FLUSH).
+    let deadline = std::time::Instant::now() + EXIT_FLUSH;
+    for shared in &live {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let s = Arc::clone(shared);
+        detach(py, move || s.core.flush(left));
+    }
+    EXITING.store(true, Ordering::SeqCst);
     for shared in live {
         shared.close(py);
     }

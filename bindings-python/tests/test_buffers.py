@@ -106,7 +106,7 @@ KINDS = [
         [(4, 2)],
         [(4, (0xBEEF).to_bytes(2, "little"))],
     ),
-    Kind("ctypes_array", lambda: (ctypes.c_uint8 * 32)(), lambda a: _set(a, 31, 1), 32, [(31, 1)], [(31, b"\x01")]),
+    Kind("ctypes_array", lambda: (ctypes.c_uint8 * 32).from_buffer(bytearray(32)), lambda a: _set(a, 31, 1), 32, [(31, 1)], [(31, b"\x01")]),
 ]
 
 

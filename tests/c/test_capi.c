@@ -192,6 +192,31 @@ static void t_one_byte_changed_writewatch(void) { one_byte("writewatch"); }
 
 /* ---- the global API (one default watcher) --------------------------------------------------- */
 
+/* Issue 20: memwatch_shutdown() delivers what is pending to the callback first. */
+static int g_shutdown_seen;
+static uint8_t g_shutdown_value;
+static void shutdown_cb(const memwatch_change_event_t *e, void *ctx) {
+    (void)ctx;
+    g_shutdown_seen++;
+    g_shutdown_value = e->new_value ? e->new_value[3] : 0;
+}
+
+static void t_shutdown_delivers_pending(void) {
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    memwatch_options_t o;
+    memwatch_options_default(&o);
+    o.backend = "poll";
+    o.poll_interval_ms = 60000; /* only shutdown's flush can see the write */
+    REQUIRE(memwatch_init_with_options(&o) == MEMWATCH_OK);
+    REQUIRE(memwatch_set_callback(shutdown_cb, NULL) == MEMWATCH_OK);
+    REQUIRE(memwatch_watch((uint64_t)(uintptr_t)buf, 8, "pending", NULL) >= 1);
+    store(buf + 3, 99);
+    memwatch_shutdown();
+    CHECK_EQ(g_shutdown_seen, 1);
+    CHECK_EQ(g_shutdown_value, 99);
+    munmap(buf, page());
+}
+
 static void t_global_api(void) {
     uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
     /* Works without memwatch_init (lazily created), and init is idempotent. */
@@ -1576,6 +1601,7 @@ static const test_t TESTS[] = {
     T(one_byte_changed_poll),
     T(one_byte_changed_writewatch),
     T(global_api),
+    T(shutdown_delivers_pending),
     T(unwatch_unknown_and_free_after),
     T(errors_protect),
     T(errors_poll),

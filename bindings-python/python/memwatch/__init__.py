@@ -130,6 +130,29 @@ def reassert_signal_handler() -> bool:
     return _memwatch.reassert_signal_handler()
 
 
+def _refuse_movable(obj: Any) -> None:
+    """Raises InvalidArgumentError for a ctypes object that owns its memory.
+
+    ctypes tracks no buffer exports, so ``ctypes.resize()`` of such an object
+    moves its memory even while it is watched, and the watcher would go on
+    reading freed memory. A ctypes object that does not own its memory
+    (``from_buffer`` of a bytearray, ``from_address``, a
+    ``multiprocessing.Array``) cannot be resized: it is watched as usual.
+    """
+    while isinstance(obj, memoryview):
+        obj = obj.obj
+    ct = sys.modules.get("ctypes")
+    if ct is None:
+        return
+    kinds = (ct.Array, ct.Structure, ct.Union, ct._SimpleCData, ct._Pointer)
+    if isinstance(obj, kinds) and getattr(obj, "_b_needsfree_", 0):
+        raise InvalidArgumentError(
+            f"a {type(obj).__name__} that owns its memory can be moved by ctypes.resize(), "
+            "which no buffer export prevents; watch one made with "
+            "from_buffer(bytearray(...)) instead (the bytearray then pins it)"
+        )
+
+
 def _infer_name(obj: Any, frame: Optional[FrameType]) -> str:
     """The caller's variable name for ``obj`` when exactly one name binds it.
 
@@ -314,7 +337,7 @@ class MemoryWatcher:
         Args:
             obj: a writable, contiguous buffer-protocol object: bytearray,
                 memoryview (of writable memory), numpy array, mmap,
-                array.array, ctypes array, ...
+                array.array, ctypes array made with ``from_buffer``, ...
             name: the name events report. When None it is the caller's
                 variable name for ``obj`` if exactly one variable binds it,
                 else ``"<type at 0x...>"``.
@@ -338,7 +361,9 @@ class MemoryWatcher:
             ReadOnlyError (a TypeError): ``obj`` is read-only, e.g. ``bytes``.
             NotContiguousError (a TypeError): ``obj`` is a strided view.
             TypeError: ``obj`` does not support the buffer protocol.
-            InvalidArgumentError (a ValueError): ``obj`` is empty.
+            InvalidArgumentError (a ValueError): ``obj`` is empty, or a ctypes
+                object that owns its memory (``ctypes.resize()`` could move
+                it; use ``from_buffer(bytearray(n))``).
             OverlapError (a ValueError): the memory overlaps a region of this watcher.
             WatcherClosedError (a ValueError): the watcher is closed.
         """
@@ -357,6 +382,7 @@ class MemoryWatcher:
             raise InvalidArgumentError("metadata must not contain NUL characters")
         if not isinstance(force_store, bool):
             raise TypeError(f"force_store must be a bool, got {type(force_store).__name__}")
+        _refuse_movable(obj)
         if self._native_args is None:  # a user adapter
             return int(self._native.watch(obj, name, force_store, metadata))
         native = self._store_native() if force_store else self._native
@@ -463,9 +489,14 @@ class MemoryWatcher:
         """Returns every change not yet delivered, oldest first.
 
         Synchronous: every write made before the call is in the result (or
-        was already delivered). With a callback set, the pending changes are
-        delivered to the callback before this returns, and the result is
-        empty. The GIL is released while the engine works.
+        was already delivered). With a callback set, the changes pending at
+        the call are delivered to the callback before this returns (changes
+        made after the call are not waited for), and the result is empty.
+        The GIL is released while the engine works; Ctrl-C
+        (KeyboardInterrupt) interrupts the wait for the callback.
+
+        At interpreter exit (atexit), changes still pending are delivered to
+        the callbacks for up to 2 s in all, then every watcher is closed.
         """
         events: List[ChangeEvent] = self._native.check_changes()
         if self._side is not None:
@@ -480,8 +511,13 @@ class MemoryWatcher:
         ``events``, ``fallback_regions`` (regions on another backend than the
         watcher's, reason in ``backend_reason``), ``gone_regions`` (regions
         dropped because their memory was unmapped or replaced, process-wide),
-        ``dropped_wheres``, ``native_bytes``, ``snapshot_bytes``,
-        ``pending_events``, ``callback_errors``, ``latency_p50_ns``,
+        ``dropped_wheres``, ``reprotect_failures`` (protect pages that could
+        not be made read-only again, near vm.max_map_count, and were polled
+        instead; process-wide), ``shared_regions`` (regions in shared memory
+        watched with protect or writewatch, which miss other processes'
+        writes), ``native_bytes``, ``snapshot_bytes``, ``pending_events``,
+        ``coalesced_events`` (changes merged into a pending event of the same
+        region once 1024 events wait), ``callback_errors``, ``latency_p50_ns``,
         ``latency_p99_ns``.
         """
         stats: Dict[str, Union[int, str, None]] = self._native.stats()

@@ -275,7 +275,9 @@ int memwatch_watcher_get_stats(memwatch_watcher_t *w, memwatch_stats_t *out);
 /** Creates the default watcher if needed. Idempotent. The other global
  *  functions create it on first use too, so calling this is optional. */
 int memwatch_init(void);
-/** Frees the default watcher (unwatching everything). A later global call
+/** Frees the default watcher (unwatching everything), after delivering the
+ *  changes made before the call to the default callback (waiting 2 s at
+ *  most; not when called from inside the callback). A later global call
  *  creates a fresh one. May be called from inside the default callback. */
 void memwatch_shutdown(void);
 /** Watches on the default watcher; returns the region id, or 0 on error. */

@@ -351,6 +351,7 @@ mod tests {
             storage_key_old: None,
             storage_key_new: None,
             metadata: Some("m".into()),
+            coalesced: 1,
         }
     }
 

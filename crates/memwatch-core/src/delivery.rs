@@ -2,14 +2,14 @@
 //! delivery thread that calls it, and the latency samples for stats. The
 //! engine only enqueues; nothing here knows about backends.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, ThreadId};
 
 use crate::sys;
-use crate::types::{ChangeEvent, Error};
+use crate::types::{ByteRange, ChangeEvent, Error, RegionId};
 
 /// A change callback. Runs on the watcher's delivery thread, one event at a
 /// time, never inside the signal handler.
@@ -27,9 +27,25 @@ pub type SinkId = u64;
 
 const LATENCY_SAMPLES: usize = 4096;
 
+/// Pending events a watcher keeps before a new change to a region that
+/// already has one pending is merged into it (oldest old value, newest new
+/// value, union of ranges, [`ChangeEvent::coalesced`] counting the
+/// changes): the queue never holds more than this or one event per region,
+/// whichever is more, however slow the callback or rare check_changes().
+pub const QUEUE_CAP: usize = 1024;
+
 #[derive(Default)]
 struct Queue {
     events: VecDeque<ChangeEvent>,
+    /// Ticket of `events[0]`: every pushed event takes the next ticket, so
+    /// `events[i]` has ticket `front_ticket + i`.
+    front_ticket: u64,
+    /// Ticket of the event the callback is running on.
+    in_flight_ticket: u64,
+    /// Region -> ticket of its pending event.
+    pending: HashMap<RegionId, u64>,
+    /// Changes merged into a pending event.
+    coalesced: u64,
     callback: Option<Callback>,
     /// A callback call is running.
     in_flight: bool,
@@ -46,6 +62,8 @@ pub struct DeliveryCounts {
     pub events: u64,
     /// Events waiting for check_changes() or the callback.
     pub pending_events: usize,
+    /// Changes merged into a pending event of the same region (queue cap).
+    pub coalesced_events: u64,
     /// Callbacks that panicked or whose binding reported an error.
     pub callback_errors: u64,
     /// Median first-write-to-delivery latency, nanoseconds.
@@ -93,8 +111,37 @@ impl Delivery {
                 self.callback_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
+        if q.events.len() >= QUEUE_CAP {
+            if let Some(&ticket) = q.pending.get(&event.region_id) {
+                let i = (ticket - q.front_ticket) as usize;
+                merge(&mut q.events[i], event);
+                q.coalesced += 1;
+                return;
+            }
+        }
+        let ticket = q.front_ticket + q.events.len() as u64;
+        q.pending.insert(event.region_id, ticket);
         q.events.push_back(event);
         self.cond.notify_all();
+    }
+
+    /// Takes the front event (its ticket becomes the one in flight).
+    fn pop(q: &mut Queue) -> Option<ChangeEvent> {
+        let event = q.events.pop_front()?;
+        let ticket = q.front_ticket;
+        q.front_ticket += 1;
+        q.in_flight_ticket = ticket;
+        if q.pending.get(&event.region_id) == Some(&ticket) {
+            q.pending.remove(&event.region_id);
+        }
+        Some(event)
+    }
+
+    /// Every queued event, in order.
+    fn take_all(q: &mut Queue) -> Vec<ChangeEvent> {
+        q.front_ticket += q.events.len() as u64;
+        q.pending.clear();
+        q.events.drain(..).collect()
     }
 
     fn record_latency(q: &mut Queue, event: &ChangeEvent) {
@@ -112,7 +159,7 @@ impl Delivery {
                 break;
             }
             if let (Some(cb), false) = (q.callback.clone(), q.events.is_empty()) {
-                let event = q.events.pop_front().expect("not empty");
+                let event = Self::pop(&mut q).expect("not empty");
                 Self::record_latency(&mut q, &event);
                 q.in_flight = true;
                 drop(q);
@@ -147,28 +194,76 @@ impl Delivery {
     }
 
     /// After the engine's synchronous pass: without a callback, the queued
-    /// events; with one, waits until the callback got them (unless called
-    /// from the callback itself) and returns none.
+    /// events; with one, waits until the callback got every event queued
+    /// now (unless called from the callback itself), not those queued
+    /// later, and returns none.
     pub fn drain_or_wait(&self) -> Vec<ChangeEvent> {
+        match self.fence() {
+            Fence::Drained(events) => events,
+            Fence::Wait(ticket) => {
+                self.wait_fence(ticket, None);
+                self.take_if_no_callback()
+            }
+        }
+    }
+
+    /// What check_changes() waits for, taken right after the engine's pass:
+    /// without a callback (or on the delivery thread) the queued events
+    /// now; with one, the ticket every event queued now is below.
+    pub fn fence(&self) -> Fence {
         let mut q = self.lock();
         if q.callback.is_none() {
-            let events: Vec<ChangeEvent> = q.events.drain(..).collect();
+            let events = Self::take_all(&mut q);
             for e in &events {
                 Self::record_latency(&mut q, e);
             }
-            return events;
+            return Fence::Drained(events);
         }
         if q.delivery_thread_id == Some(std::thread::current().id()) {
-            return Vec::new();
+            return Fence::Drained(Vec::new());
         }
-        while (!q.events.is_empty() || q.in_flight) && !q.closing && q.callback.is_some() {
-            q = self.cond.wait(q).unwrap_or_else(|e| e.into_inner());
+        Fence::Wait(q.front_ticket + q.events.len() as u64)
+    }
+
+    /// Waits until the callback returned from every event with a ticket
+    /// below `ticket` (true), or `timeout` passed (false). Also true when
+    /// the watcher closes or its callback is cleared (the rest then waits
+    /// for check_changes: [`Delivery::take_if_no_callback`]).
+    pub fn wait_fence(&self, ticket: u64, timeout: Option<std::time::Duration>) -> bool {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let mut q = self.lock();
+        loop {
+            let front_pending = q.front_ticket < ticket && !q.events.is_empty();
+            let running = q.in_flight && q.in_flight_ticket < ticket;
+            if !(front_pending || running) || q.closing || q.callback.is_none() {
+                return true;
+            }
+            q = match deadline {
+                None => self.cond.wait(q).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    self.cond.wait_timeout(q, left).unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
         }
+    }
+
+    /// The queued events if no callback is set (it was cleared while
+    /// check_changes waited), else none.
+    pub fn take_if_no_callback(&self) -> Vec<ChangeEvent> {
+        let mut q = self.lock();
         if q.callback.is_none() {
-            // The callback was cleared while we waited: the rest is ours.
-            return q.events.drain(..).collect();
+            return Self::take_all(&mut q);
         }
         Vec::new()
+    }
+
+    /// True while a callback is set.
+    pub fn has_callback(&self) -> bool {
+        self.lock().callback.is_some()
     }
 
     /// Adds an event sink (see [`EventSink`]).
@@ -201,6 +296,7 @@ impl Delivery {
         DeliveryCounts {
             events: self.events.load(Ordering::Relaxed),
             pending_events: q.events.len(),
+            coalesced_events: q.coalesced,
             callback_errors: self.callback_errors.load(Ordering::Relaxed),
             latency_p50_ns: pct(50),
             latency_p99_ns: pct(99),
@@ -213,7 +309,7 @@ impl Delivery {
         let handle = {
             let mut q = self.lock();
             q.closing = true;
-            q.events.clear();
+            Self::take_all(&mut q);
             self.cond.notify_all();
             q.delivery_thread.take()
         };
@@ -223,4 +319,35 @@ impl Delivery {
             }
         }
     }
+}
+
+/// What check_changes() got from [`Delivery::fence`].
+pub enum Fence {
+    /// The events, now (no callback, or called from it).
+    Drained(Vec<ChangeEvent>),
+    /// Wait for the callback to finish every event below this ticket.
+    Wait(u64),
+}
+
+/// Folds a later change of the same region into a pending event: the oldest
+/// old value and first write's time and writer stay, the newest new value
+/// and value-store key replace theirs, and the changed ranges are the union.
+fn merge(into: &mut ChangeEvent, later: ChangeEvent) {
+    into.new_preview = later.new_preview;
+    into.new_value = later.new_value;
+    into.storage_key_new = later.storage_key_new;
+    into.coalesced += later.coalesced;
+    let mut ranges: Vec<ByteRange> =
+        into.changed_ranges.iter().chain(&later.changed_ranges).copied().collect();
+    ranges.sort_unstable_by_key(|r| r.offset);
+    let mut union: Vec<ByteRange> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match union.last_mut() {
+            Some(last) if r.offset <= last.offset + last.len => {
+                last.len = last.len.max(r.offset + r.len - last.offset);
+            }
+            _ => union.push(r),
+        }
+    }
+    into.changed_ranges = union;
 }

@@ -54,13 +54,13 @@ mod watcher;
 
 use backend::protect::handler;
 
-pub use delivery::{Callback, EventSink, SinkId};
+pub use delivery::{Callback, EventSink, SinkId, QUEUE_CAP};
 pub use location::{set_frame_resolver, FrameResolver};
 /// The MemStream value store (crates/memwatch-store), re-exported.
 pub use memwatch_store as store;
 pub use types::*;
 pub use watched::{StableBytes, Watched};
-pub use watcher::Watcher;
+pub use watcher::{Pending, Watcher};
 
 /// Resolves one code address the way located writes are resolved (module +
 /// offset, function, file, line; inlined frames first), through the same

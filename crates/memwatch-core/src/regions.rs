@@ -157,6 +157,24 @@ impl Region {
     }
 
     /// Replaces the snapshot (if kept) with `current` (`len` bytes).
+    /// Replaces `part.len()` bytes of the snapshot from `at` (a part of the
+    /// region that was read again); no-op without a snapshot.
+    pub fn set_snapshot_part(&mut self, at: usize, part: &[u8]) {
+        if self.has_snapshot {
+            assert!(at.checked_add(part.len()).is_some_and(|end| end <= self.len));
+            let offset = self.snapshot_offset() + at;
+            // SAFETY: [offset, offset + part.len()) lies inside the snapshot
+            // (asserted), which self owns exclusively (&mut self).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    part.as_ptr(),
+                    self.data.as_ptr().add(offset),
+                    part.len(),
+                )
+            };
+        }
+    }
+
     pub fn set_snapshot(&mut self, current: &[u8]) {
         if self.has_snapshot {
             let offset = self.snapshot_offset();

@@ -293,6 +293,11 @@ pub struct ChangeEvent {
     pub storage_key_new: Option<String>,
     /// Metadata given at watch time.
     pub metadata: Option<String>,
+    /// Changes this event stands for: 1, or more when later changes of the
+    /// region were merged into it while it waited in a full queue
+    /// (`delivery::QUEUE_CAP`): then `old_*` is from the first of them,
+    /// `new_*` from the last, and `changed_ranges` is the union.
+    pub coalesced: u32,
 }
 
 /// Counters and gauges of one watcher (plus engine-wide fault counters).
@@ -315,9 +320,21 @@ pub struct Stats {
     /// refused (-> protect), and protect regions on a thread stack, which
     /// cannot be made read-only safely (-> writewatch, else poll).
     pub fallback_regions: usize,
+    /// Regions in shared mappings (MAP_SHARED: a `multiprocessing` array, a
+    /// shared file mapping) watched with an explicitly chosen protect or
+    /// writewatch backend: writes to them by other processes, or through
+    /// the file, are invisible to those backends (the reason is in
+    /// `backend_reason`). `auto` watches such regions with poll instead
+    /// (counted in `fallback_regions`).
+    pub shared_regions: usize,
     /// Regions dropped because their memory was unmapped while watched
     /// (engine-wide).
     pub gone_regions: u64,
+    /// Times a protect page could not be made read-only again after a write
+    /// (mprotect failed: ENOMEM near vm.max_map_count), engine-wide. No write
+    /// is missed for it: such a page stays writable and is polled every poll
+    /// interval until it can be re-armed.
+    pub reprotect_failures: u64,
     /// Faults whose *where* was dropped because the ring was full (engine-wide).
     /// The change itself is never dropped.
     pub dropped_wheres: u64,
@@ -327,6 +344,10 @@ pub struct Stats {
     pub snapshot_bytes: usize,
     /// Events waiting for check_changes() or for the callback.
     pub pending_events: usize,
+    /// Changes merged into an event already pending for the same region,
+    /// because the watcher's queue held `QUEUE_CAP` (1024) events or more.
+    /// No change is lost: the merged event carries them all.
+    pub coalesced_events: u64,
     /// Callbacks that panicked (or whose binding reported an exception).
     pub callback_errors: u64,
     /// Median first-write-to-delivery latency of delivered events, nanoseconds.
@@ -379,6 +400,8 @@ impl Stats {
         self.snapshot_bytes += other.snapshot_bytes;
         self.pending_events += other.pending_events;
         self.callback_errors += other.callback_errors;
+        self.shared_regions += other.shared_regions;
+        self.coalesced_events += other.coalesced_events;
     }
 
     /// Every field with its name, in [`Stats::FIELDS`] order, so that a

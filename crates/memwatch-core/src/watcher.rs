@@ -4,7 +4,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::delivery::{Callback, Delivery, EventSink, SinkId};
+use crate::delivery::{Callback, Delivery, EventSink, Fence, SinkId};
+
+/// A check_changes() whose events are on their way to the callback
+/// ([`Watcher::check_changes_start`]).
+#[derive(Debug)]
+pub struct Pending(u64);
 use crate::engine::{engine, forked_child_of, Engine};
 use crate::types::*;
 
@@ -141,6 +146,52 @@ impl Watcher {
         Ok(self.delivery.drain_or_wait())
     }
 
+    /// [`Watcher::check_changes`] in two steps, for bindings whose caller
+    /// must be able to interrupt the wait (Ctrl-C in Python): detects now,
+    /// then gives the events (no callback) or a [`Pending`] to wait on with
+    /// [`Watcher::check_changes_wait`].
+    pub fn check_changes_start(&self) -> Result<Result<Vec<ChangeEvent>, Pending>, Error> {
+        self.check_open()?;
+        if let Some(hs) = crate::backend::protect::handler_state::get_in_handler() {
+            while hs.in_flight.load(Ordering::SeqCst) != 0 {
+                std::thread::yield_now();
+            }
+        }
+        self.engine.scan_now(self.id);
+        Ok(match self.delivery.fence() {
+            Fence::Drained(events) => Ok(events),
+            Fence::Wait(ticket) => Err(Pending(ticket)),
+        })
+    }
+
+    /// Waits up to `timeout` for the callback to have every event of a
+    /// [`Pending`] check; `None` if it has not yet (call again), else the
+    /// events check_changes() returns (none, unless the callback was
+    /// cleared meanwhile).
+    pub fn check_changes_wait(
+        &self,
+        pending: &Pending,
+        timeout: std::time::Duration,
+    ) -> Option<Vec<ChangeEvent>> {
+        self.delivery
+            .wait_fence(pending.0, Some(timeout))
+            .then(|| self.delivery.take_if_no_callback())
+    }
+
+    /// At exit: when a callback is set, detects changes now and waits up to
+    /// `timeout` for the callback to have them (true if it did, or if no
+    /// callback is set). Without a callback nothing is taken: pending
+    /// events stay for check_changes().
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        if self.check_open().is_err() || !self.delivery.has_callback() {
+            return true;
+        }
+        match self.check_changes_start() {
+            Ok(Err(pending)) => self.check_changes_wait(&pending, timeout).is_some(),
+            _ => true,
+        }
+    }
+
     /// Sends values larger than `max_value_bytes` to a MemStream value store
     /// (`None` stops it). Each such event then carries `storage_key_new`, the
     /// key of the new value, and `storage_key_old`, the key of the old value
@@ -195,11 +246,10 @@ impl Watcher {
             };
         }
         let c = self.engine.counts_of(self.id);
-        let backend_reason = match (self.backend_reason.is_empty(), c.fallback_reason.is_empty()) {
-            (_, true) => self.backend_reason.clone(),
-            (true, false) => c.fallback_reason,
-            (false, false) => format!("{}; {}", self.backend_reason, c.fallback_reason),
-        };
+        let reasons = [&self.backend_reason, &c.fallback_reason, &c.shared_reason];
+        let reasons: Vec<&str> =
+            reasons.iter().filter(|r| !r.is_empty()).map(|r| r.as_str()).collect();
+        let backend_reason = reasons.join("; ");
         let d = self.delivery.counts();
         Stats {
             backend: Some(self.backend),
@@ -209,11 +259,14 @@ impl Watcher {
             faults: c.faults,
             events: d.events,
             fallback_regions: c.fallback_regions,
+            shared_regions: c.shared_regions,
             gone_regions: c.gone_regions,
+            reprotect_failures: c.reprotect_failures,
             dropped_wheres: c.dropped_wheres,
             native_bytes: c.native_bytes,
             snapshot_bytes: c.snapshot_bytes,
             pending_events: d.pending_events,
+            coalesced_events: d.coalesced_events,
             callback_errors: d.callback_errors,
             latency_p50_ns: d.latency_p50_ns,
             latency_p99_ns: d.latency_p99_ns,

@@ -9,7 +9,7 @@
 //! types; what they need of it comes through [`Owners`]. This file uses none
 //! of its submodules: they build on it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::regions::IdList;
 use crate::types::{Error, Options, RegionId};
@@ -98,6 +98,12 @@ pub trait Detector {
     ) -> Vec<RegionId>;
     /// When the worker must run next for this backend (None: only when woken).
     fn next_deadline(&self, owners: &dyn Owners) -> Option<u64>;
+    /// The written pages (page numbers, ascending) behind each region of the
+    /// last collect, where the backend knows them: the engine then reads
+    /// and compares only those pages of a large region.
+    fn take_batch_pages(&mut self) -> HashMap<RegionId, Vec<usize>> {
+        HashMap::new()
+    }
 }
 
 /// Default writable window when no watcher's options apply (Options::default()).

@@ -4,7 +4,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::backend::{Detector, Dirty, NewRegion, Owners, Pass};
+use crate::sys;
 use crate::types::{Error, RegionId};
+
+/// Regions one worker pass diffs at most per watcher before the worker
+/// releases the engine lock (it comes back at once for the rest): other
+/// threads' calls wait for one slice, not for a whole pass over 100 000
+/// regions. check_changes() polls all of its watcher's regions at once.
+pub const POLL_SLICE: usize = 4096;
 
 /// The poll regions of one watcher.
 struct PollSet {
@@ -12,6 +19,12 @@ struct PollSet {
     by_addr: BTreeMap<usize, RegionId>,
     interval_ns: u64,
     next_poll_ns: u64,
+    /// A worker pass in progress: the address to go on from.
+    cursor: Option<usize>,
+    /// Finished a pass in the last collect: the next is scheduled from the
+    /// end of its diffs (after_diff), so a pass longer than the interval
+    /// does not start the next one at once.
+    finished: bool,
 }
 
 /// The poll backend's regions, per watcher (each polls on its own interval).
@@ -24,9 +37,19 @@ impl PollRegions {
     /// A watcher that may have poll regions, polled every `interval_ns`
     /// from `now`.
     pub fn add_watcher(&mut self, watcher: u32, interval_ns: u64, now: u64) {
-        let set =
-            PollSet { by_addr: BTreeMap::new(), interval_ns, next_poll_ns: now + interval_ns };
+        let set = PollSet {
+            by_addr: BTreeMap::new(),
+            interval_ns,
+            next_poll_ns: now + interval_ns,
+            cursor: None,
+            finished: false,
+        };
         self.watchers.insert(watcher, set);
+    }
+
+    /// How many poll regions `watcher` has.
+    pub fn regions_of(&self, watcher: u32) -> usize {
+        self.watchers.get(&watcher).map_or(0, |s| s.by_addr.len())
     }
 
     /// Forgets a watcher (its regions were unregistered).
@@ -48,12 +71,30 @@ impl PollRegions {
         (start + size_of(other) > addr).then_some((other, start))
     }
 
+    /// All regions of a set (check_changes), ending a pass in progress.
     fn poll(set: &mut PollSet, now: u64, out: &mut Vec<Dirty>) {
         if set.by_addr.is_empty() {
             return;
         }
         set.next_poll_ns = now + set.interval_ns;
+        set.cursor = None;
+        set.finished = true;
         out.extend(set.by_addr.values().map(|&rid| (rid, None)));
+    }
+
+    /// The next slice of a worker pass over a set (at most POLL_SLICE).
+    fn poll_slice(set: &mut PollSet, now: u64, out: &mut Vec<Dirty>) {
+        let from = set.cursor.unwrap_or(0);
+        let mut slice = set.by_addr.range(from..);
+        out.extend(slice.by_ref().take(POLL_SLICE).map(|(_, &rid)| (rid, None)));
+        match slice.next() {
+            Some((&addr, _)) => set.cursor = Some(addr),
+            None => {
+                set.cursor = None;
+                set.next_poll_ns = now + set.interval_ns;
+                set.finished = true;
+            }
+        }
     }
 }
 
@@ -79,8 +120,11 @@ impl Detector for PollRegions {
         let mut out = Vec::new();
         match pass {
             Pass::Due => {
-                for set in self.watchers.values_mut().filter(|s| s.next_poll_ns <= now) {
-                    Self::poll(set, now, &mut out);
+                let due = |s: &PollSet| s.next_poll_ns <= now || s.cursor.is_some();
+                for set in self.watchers.values_mut().filter(|s| due(s)) {
+                    if !set.by_addr.is_empty() {
+                        Self::poll_slice(set, now, &mut out);
+                    }
                 }
             }
             Pass::Now(watcher) => {
@@ -93,11 +137,19 @@ impl Detector for PollRegions {
     }
 
     fn after_diff(&mut self, _: &dyn Owners, _: &HashSet<RegionId>, _: u64) -> Vec<RegionId> {
+        let mut end = None;
+        for set in self.watchers.values_mut().filter(|s| s.finished) {
+            set.finished = false;
+            let end = *end.get_or_insert_with(sys::monotonic_ns);
+            set.next_poll_ns = set.next_poll_ns.max(end + set.interval_ns);
+        }
         Vec::new()
     }
 
     fn next_deadline(&self, _owners: &dyn Owners) -> Option<u64> {
-        self.watchers.values().filter(|s| !s.by_addr.is_empty()).map(|s| s.next_poll_ns).min()
+        let sets = self.watchers.values().filter(|s| !s.by_addr.is_empty());
+        // A pass in progress goes on at once (the lock was released between).
+        sets.map(|s| if s.cursor.is_some() { 0 } else { s.next_poll_ns }).min()
     }
 }
 
@@ -149,6 +201,36 @@ mod tests {
         assert_eq!(p.next_deadline(&NoOwners), Some(1_450)); // watcher 2's
         p.remove_watcher(2);
         assert_eq!(p.next_deadline(&NoOwners), None);
+    }
+
+    #[test]
+    fn a_worker_pass_goes_in_slices_and_the_next_is_scheduled_from_its_end() {
+        let mut p = PollRegions::default();
+        p.add_watcher(1, 100, 1_000);
+        let n = POLL_SLICE * 2 + 5;
+        for i in 0..n {
+            add(&mut p, 1, i as RegionId + 1, 0x10_000 + i * 16);
+        }
+        let ids = |d: Vec<Dirty>| d.into_iter().map(|d| d.0).collect::<Vec<_>>();
+        let first = ids(p.collect(&NoOwners, 1_100, Pass::Due));
+        assert_eq!(first, (1..=POLL_SLICE as RegionId).collect::<Vec<_>>());
+        assert_eq!(p.next_deadline(&NoOwners), Some(0), "the rest is due at once");
+        let second = ids(p.collect(&NoOwners, 1_101, Pass::Due));
+        assert_eq!(second[0], POLL_SLICE as RegionId + 1);
+        assert_eq!(second.len(), POLL_SLICE);
+        let third = ids(p.collect(&NoOwners, 1_102, Pass::Due));
+        assert_eq!(third, ((2 * POLL_SLICE + 1) as RegionId..=n as RegionId).collect::<Vec<_>>());
+        // The pass ended at 1_102; after its diffs (later still, on the real
+        // clock) the next pass is an interval after that end.
+        assert_eq!(p.next_deadline(&NoOwners), Some(1_202));
+        let before = sys::monotonic_ns();
+        p.after_diff(&NoOwners, &HashSet::new(), 1_102);
+        assert!(p.next_deadline(&NoOwners).unwrap() >= before + 100);
+        // check_changes polls everything at once, ending a pass in progress.
+        p.watchers.get_mut(&1).unwrap().next_poll_ns = 0;
+        assert_eq!(p.collect(&NoOwners, 2_000, Pass::Due).len(), POLL_SLICE);
+        assert_eq!(p.collect(&NoOwners, 2_001, Pass::Now(1)).len(), n);
+        assert_eq!(p.next_deadline(&NoOwners), Some(2_101));
     }
 
     #[test]

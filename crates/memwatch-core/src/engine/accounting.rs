@@ -19,6 +19,10 @@ pub struct WatcherCounts {
     pub fallback_regions: usize,
     /// Why, for the last of them (empty if none).
     pub fallback_reason: String,
+    /// Regions in shared mappings on protect/writewatch (others' writes unseen).
+    pub shared_regions: usize,
+    /// What that means, for the last of them (empty if none).
+    pub shared_reason: String,
     /// Pages kept write-protected, all watchers (protect and writewatch).
     pub protected_pages: usize,
     /// Write faults handled since the process started (protect).
@@ -27,6 +31,8 @@ pub struct WatcherCounts {
     pub dropped_wheres: u64,
     /// Regions dropped because their memory was unmapped while watched.
     pub gone_regions: u64,
+    /// Protect pages whose re-arming failed (then polled).
+    pub reprotect_failures: u64,
 }
 
 impl Engine {
@@ -41,12 +47,15 @@ impl Engine {
             faults: protect.faults(),
             dropped_wheres: protect.dropped_wheres(),
             gone_regions: st.gone_regions,
+            reprotect_failures: protect.reprotect_failures(),
             ..WatcherCounts::default()
         };
         if let Some(w) = reg.watchers.get(&watcher) {
             c.regions = w.regions;
             c.fallback_regions = w.fallback_regions;
             c.fallback_reason = w.fallback_reason.clone();
+            c.shared_regions = w.shared_regions;
+            c.shared_reason = w.shared_reason.clone();
             let slab = reg.regions.bytes_per_region();
             for (_, r) in reg.regions.iter().filter(|(_, r)| r.watcher == watcher).take(w.regions) {
                 c.snapshot_bytes += r.snapshot().map_or(0, |s| s.len());

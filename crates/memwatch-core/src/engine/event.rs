@@ -2,7 +2,7 @@
 //! compared with its snapshot (or hash), and turned into a [`ChangeEvent`]
 //! when it did change.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use memwatch_store::value_key;
 use xxhash_rust::xxh3::xxh3_64;
@@ -13,23 +13,133 @@ use crate::diff::changed_ranges;
 use crate::sys;
 use crate::types::*;
 
+/// A region is diffed on its written pages alone when they are at most one
+/// in this many of its pages.
+const PARTIAL_BELOW: usize = 4;
+
 impl Registry {
     /// Diffs the regions a backend collected, in its order; appends an
     /// event (with its watcher) for each that changed and returns their ids.
+    /// `pages` holds the written pages behind a region where the backend
+    /// knows them: a large region with a snapshot is read and compared on
+    /// those pages only, so an event costs what was written, not the
+    /// region's size.
     pub(super) fn diff_all(
         &mut self,
         dirty: Vec<Dirty>,
+        pages: &HashMap<RegionId, Vec<usize>>,
         now: u64,
         events: &mut Vec<(u32, ChangeEvent)>,
     ) -> HashSet<RegionId> {
         let mut changed = HashSet::new();
         for (rid, who) in dirty {
-            if let Some(ev) = self.diff_region(rid, who, now) {
+            let ev = match pages.get(&rid) {
+                Some(pages) => self.diff_region_pages(rid, who, now, pages),
+                None => self.diff_region(rid, who, now),
+            };
+            if let Some(ev) = ev {
                 changed.insert(rid);
                 events.push(ev);
             }
         }
         changed
+    }
+
+    /// Like diff_region, reading only the given pages of the region when it
+    /// spans many more pages than that, keeps a snapshot and carries no
+    /// whole values (the rest of it was not written, so its snapshot is
+    /// its current value).
+    fn diff_region_pages(
+        &mut self,
+        rid: RegionId,
+        who: Option<FaultRecord>,
+        now: u64,
+        pages: &[usize],
+    ) -> Option<(u32, ChangeEvent)> {
+        let ps = sys::page_size();
+        let region = self.regions.get(rid)?;
+        let opts = &self.watchers.get(&region.watcher)?.options;
+        let (addr, end) = (region.addr, region.addr + region.size());
+        let span = (end - 1) / ps - addr / ps + 1;
+        let partial = region.snapshot().is_some()
+            && region.size() > opts.max_value_bytes
+            && pages.len() * PARTIAL_BELOW <= span;
+        if !partial {
+            return self.diff_region(rid, who, now);
+        }
+        let region = self.regions.get_mut(rid)?;
+        let mut ranges = Vec::new();
+        let mut parts = Vec::new();
+        for (first, last) in crate::backend::runs(pages) {
+            let from = (first * ps).max(addr);
+            let to = ((last + 1) * ps).min(end);
+            if from >= to {
+                continue;
+            }
+            let Some(current) = sys::read_self(from, to - from) else {
+                self.newly_gone.push(rid);
+                return None;
+            };
+            let at = from - addr;
+            let snap = &region.snapshot().expect("checked")[at..at + current.len()];
+            let found = changed_ranges(snap, &current);
+            if !found.is_empty() {
+                ranges.extend(found.into_iter().map(|r| ByteRange { offset: r.offset + at, ..r }));
+                parts.push((at, current));
+            }
+        }
+        if ranges.is_empty() {
+            return None;
+        }
+        let preview = opts.preview_bytes.min(region.size());
+        let old_preview = region.snapshot().expect("checked")[..preview].to_vec();
+        for (at, part) in &parts {
+            region.set_snapshot_part(*at, part);
+        }
+        let snap = region.snapshot().expect("checked");
+        let entry = self.watchers.get(&region.watcher)?;
+        let (mut storage_key_old, mut storage_key_new) = (None, None);
+        if let Some(store) = &entry.store {
+            let old_key = value_key(opts.adapter_id, u64::from(rid), region.epoch);
+            let new_key = value_key(opts.adapter_id, u64::from(rid), region.epoch + 1);
+            if store.contains(&old_key).unwrap_or(false) {
+                storage_key_old = Some(old_key);
+            }
+            if store.put(&new_key, snap).is_ok() {
+                storage_key_new = Some(new_key);
+            }
+        }
+        let new_preview = snap[..preview].to_vec();
+        region.epoch += 1;
+        let event = ChangeEvent {
+            seq: 0,
+            timestamp_ns: who.map_or(now, |w| w.timestamp_ns),
+            adapter_id: opts.adapter_id,
+            region_id: rid,
+            variable_name: region.name().to_string(),
+            where_: Where {
+                thread_id: who.map(|w| w.tid),
+                fault_ip: who.map(|w| w.ip).filter(|ip| *ip != 0),
+                ..Where::default()
+            },
+            how_big: region.size(),
+            changed_ranges: ranges,
+            old_preview,
+            new_preview,
+            old_value: None,
+            new_value: None,
+            storage_key_old,
+            storage_key_new,
+            metadata: region.metadata().map(str::to_string),
+            coalesced: 1,
+        };
+        let mut event = event;
+        if opts.locate_writers {
+            // Writer location hook, as in diff_region.
+            let range = (region.addr, region.addr + region.size());
+            crate::location::fill_where(&mut event.where_, who, opts.stack_depth, range);
+        }
+        Some((region.watcher, event))
     }
 
     /// Compares a region with its snapshot (or hash); an event if it changed.
@@ -103,6 +213,7 @@ impl Registry {
             storage_key_old,
             storage_key_new,
             metadata: region.metadata().map(str::to_string),
+            coalesced: 1,
         };
         let mut event = event;
         if opts.locate_writers {

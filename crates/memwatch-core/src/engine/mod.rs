@@ -35,6 +35,10 @@ struct WatcherEntry {
     /// them, or protect on a thread stack), with the last reason.
     fallback_regions: usize,
     fallback_reason: String,
+    /// Regions in shared mappings watched by protect or writewatch (chosen
+    /// explicitly), which miss other processes' writes, with the last one.
+    shared_regions: usize,
+    shared_reason: String,
     /// Regions of this watcher.
     regions: usize,
     /// Of those, the ones on protect or writewatch pages (overlap checks
@@ -224,6 +228,8 @@ impl Engine {
                 backend,
                 fallback_regions: 0,
                 fallback_reason: String::new(),
+                shared_regions: 0,
+                shared_reason: String::new(),
                 regions: 0,
                 paged_regions: 0,
                 store: None,
@@ -350,9 +356,11 @@ impl Engine {
             w.paged_regions += 1;
         }
         st.registry.regions.insert(id, region);
-        if kind != Kind::Protect {
+        let first_poll = kind == Kind::Poll && st.backends.poll.regions_of(watcher) == 1;
+        if kind == Kind::WriteWatch || first_poll {
             // Nothing else wakes the worker for writewatch and poll regions:
-            // let it schedule their scans.
+            // let it schedule their scans (a watcher's later poll regions
+            // join the pass already scheduled).
             sys::eventfd_signal(self.wake.fd());
         }
         Ok(id)
@@ -459,6 +467,28 @@ impl State {
         let options = reg.watchers[&watcher].options.clone();
         let new = NewRegion { watcher, id, addr, len, mappings, options: &options };
         let mut kind = kind;
+        if kind != Kind::Poll && mappings.iter().any(|m| m.shared) {
+            // Another process (or a write through the file) changes a
+            // shared mapping without touching our page tables: only poll
+            // sees that. auto polls shared files (multiprocessing, /dev/shm,
+            // memfd); shared anonymous memory (Python's mmap.mmap(-1, n))
+            // only forked children can write, and keeps its backend.
+            let file = mappings.iter().any(|m| m.shared && !m.shared_anon);
+            let w = reg.watchers.get_mut(&watcher).expect("checked by the caller");
+            if options.backend == Backend::Auto && file {
+                kind = Kind::Poll;
+                w.fallback_regions += 1;
+                w.fallback_reason = format!(
+                    "{len} bytes at {addr:#x} are in a shared mapping, which other processes may write unseen by writewatch and protect; that region uses poll"
+                );
+            } else {
+                w.shared_regions += 1;
+                w.shared_reason = format!(
+                    "{len} bytes at {addr:#x} are in a shared mapping: writes to it by other processes (or through its file) are invisible to {}; use poll for such memory",
+                    if kind == Kind::Protect { "protect" } else { "writewatch" }
+                );
+            }
+        }
         if kind == Kind::Protect && maps::on_a_stack(mappings, addr, len) {
             // A read-only stack page would leave the kernel nowhere to push
             // the fault's signal frame: such a region uses writewatch (no
@@ -500,10 +530,11 @@ impl State {
     fn detect(&mut self, kind: Kind, now: u64, pass: Pass, events: &mut Vec<(u32, ChangeEvent)>) {
         let det = self.backends.get_mut(kind);
         let dirty = det.collect(&self.registry, now, pass);
-        let changed = self.registry.diff_all(dirty, now, events);
+        let pages = det.take_batch_pages();
+        let changed = self.registry.diff_all(dirty, &pages, now, events);
         let again = det.after_diff(&self.registry, &changed, now);
         let again: Vec<Dirty> = again.into_iter().map(|rid| (rid, None)).collect();
-        self.registry.diff_all(again, now, events);
+        self.registry.diff_all(again, &HashMap::new(), now, events);
     }
 
     /// A region of `watcher` overlapping [addr, addr+len): (id, start, len).

@@ -14,6 +14,18 @@ pub struct Mapping {
     pub is_stack: bool,
     /// Private anonymous memory (inode 0: heap, stacks, anonymous mmap).
     pub anon: bool,
+    /// A shared mapping (MAP_SHARED, `s` in the maps): other processes, or
+    /// writes through its file, may change it without touching our page
+    /// tables.
+    pub shared: bool,
+    /// Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, `/dev/zero
+    /// (deleted)`): only forked children can write it too.
+    pub shared_anon: bool,
+}
+
+/// Shared anonymous memory by its name in the maps.
+fn is_shared_anon_name(name: &[u8]) -> bool {
+    name.starts_with(b"/dev/zero") || name.starts_with(b"[anon_shmem")
 }
 
 fn parse_line(line: &str) -> Option<Mapping> {
@@ -25,7 +37,8 @@ fn parse_line(line: &str) -> Option<Mapping> {
     let end = usize::from_str_radix(end, 16).ok()?;
     let inode = parts.nth(2);
     let anon = inode == Some("0");
-    let is_stack = parts.next() == Some("[stack]");
+    let name = parts.next().unwrap_or("");
+    let is_stack = name == "[stack]";
     let mut prot = 0;
     if perms.first() == Some(&b'r') {
         prot |= libc::PROT_READ;
@@ -36,7 +49,9 @@ fn parse_line(line: &str) -> Option<Mapping> {
     if perms.get(2) == Some(&b'x') {
         prot |= libc::PROT_EXEC;
     }
-    Some(Mapping { start, end, prot, is_stack, anon })
+    let shared = perms.get(3) == Some(&b's');
+    let shared_anon = shared && is_shared_anon_name(name.as_bytes());
+    Some(Mapping { start, end, prot, is_stack, anon: anon && !shared, shared, shared_anon })
 }
 
 /// Every mapping of the process, in address order.
@@ -75,24 +90,11 @@ pub fn writable_mappings(
     len: usize,
     own_prot: impl Fn(usize) -> Option<i32>,
 ) -> Result<Vec<Mapping>, Error> {
-    let text = std::fs::read_to_string("/proc/self/maps")
-        .map_err(|e| Error::Os(format!("cannot read /proc/self/maps: {e}")))?;
     let end = addr + len;
-    let mut covered = addr;
-    let mut found = Vec::new();
-    for m in text.lines().filter_map(parse_line) {
-        if m.end <= covered || m.start >= end {
-            continue;
-        }
-        if m.start > covered {
-            break; // a hole
-        }
-        found.push(m);
-        covered = m.end;
-        if covered >= end {
-            break;
-        }
-    }
+    let (mut found, covered) = match query_range(addr, end) {
+        Some(found) => found,
+        None => scan_range(addr, end)?,
+    };
     if covered < end {
         return Err(Error::Unmapped(format!(
             "{len} bytes at {addr:#x}: no mapping at {covered:#x}"
@@ -118,6 +120,112 @@ pub fn writable_mappings(
         )));
     }
     Ok(found)
+}
+
+/// The mappings covering `[addr, end)` from the whole text of
+/// /proc/self/maps (O(all mappings)), and how far they cover it.
+fn scan_range(addr: usize, end: usize) -> Result<(Vec<Mapping>, usize), Error> {
+    let text = std::fs::read_to_string("/proc/self/maps")
+        .map_err(|e| Error::Os(format!("cannot read /proc/self/maps: {e}")))?;
+    let mut covered = addr;
+    let mut found = Vec::new();
+    for m in text.lines().filter_map(parse_line) {
+        if m.end <= covered || m.start >= end {
+            continue;
+        }
+        if m.start > covered {
+            break; // a hole
+        }
+        found.push(m);
+        covered = m.end;
+        if covered >= end {
+            break;
+        }
+    }
+    Ok((found, covered))
+}
+
+/// `struct procmap_query` of linux/fs.h (Linux 6.11+).
+#[repr(C)]
+#[derive(Default)]
+struct ProcmapQuery {
+    size: u64,
+    query_flags: u64,
+    query_addr: u64,
+    vma_start: u64,
+    vma_end: u64,
+    vma_flags: u64,
+    vma_page_size: u64,
+    vma_offset: u64,
+    inode: u64,
+    dev_major: u32,
+    dev_minor: u32,
+    vma_name_size: u32,
+    build_id_size: u32,
+    vma_name_addr: u64,
+    build_id_addr: u64,
+}
+
+/// `_IOWR('f', 17, struct procmap_query)`.
+const PROCMAP_QUERY: libc::c_ulong = 0xC000_0000
+    | ((std::mem::size_of::<ProcmapQuery>() as libc::c_ulong) << 16)
+    | ((b'f' as libc::c_ulong) << 8)
+    | 17;
+
+/// The mappings covering `[addr, end)` asked of the kernel one mapping at a
+/// time (PROCMAP_QUERY: O(log n) each, no text), and how far they cover
+/// it; None where the kernel lacks the ioctl (then the text is read).
+fn query_range(addr: usize, end: usize) -> Option<(Vec<Mapping>, usize)> {
+    use std::os::fd::AsRawFd;
+    // Kept open, with the process it names: after a fork the fd would
+    // still query the parent, so a child opens its own.
+    static FILE: std::sync::Mutex<Option<(u32, std::fs::File)>> = std::sync::Mutex::new(None);
+    let mut kept = FILE.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if kept.as_ref().map(|(p, _)| *p) != Some(pid) {
+        *kept = Some((pid, std::fs::File::open("/proc/self/maps").ok()?));
+    }
+    let file = &kept.as_ref().expect("just set").1;
+    let mut name = [0u8; 4096];
+    let mut covered = addr;
+    let mut found = Vec::new();
+    while covered < end {
+        let mut q = ProcmapQuery {
+            size: std::mem::size_of::<ProcmapQuery>() as u64,
+            query_addr: covered as u64,
+            vma_name_size: name.len() as u32,
+            vma_name_addr: name.as_mut_ptr() as u64,
+            ..ProcmapQuery::default()
+        };
+        // SAFETY: q is a valid procmap_query of the size it declares, and
+        // its name buffer (name.len() bytes) outlives the call.
+        let r = unsafe { libc::ioctl(file.as_raw_fd(), PROCMAP_QUERY, &mut q) };
+        if r != 0 {
+            return match super::errno() {
+                libc::ENOENT => Some((found, covered)), // a hole
+                _ => None,                              // no such ioctl: read the text
+            };
+        }
+        let mut prot = 0;
+        for (bit, p) in [(1, libc::PROT_READ), (2, libc::PROT_WRITE), (4, libc::PROT_EXEC)] {
+            if q.vma_flags & bit != 0 {
+                prot |= p;
+            }
+        }
+        let shared = q.vma_flags & 8 != 0;
+        let name_len = (q.vma_name_size as usize).saturating_sub(1).min(name.len());
+        found.push(Mapping {
+            start: q.vma_start as usize,
+            end: q.vma_end as usize,
+            prot,
+            is_stack: &name[..name_len] == b"[stack]",
+            anon: q.inode == 0 && !shared,
+            shared,
+            shared_anon: shared && is_shared_anon_name(&name[..name_len]),
+        });
+        covered = q.vma_end as usize;
+    }
+    Some((found, covered))
 }
 
 /// Protection of the page at `page_addr`, from mappings returned above.
@@ -148,5 +256,37 @@ pub fn on_a_stack(mappings: &[Mapping], addr: usize, len: usize) -> bool {
         let ok = libc::pthread_attr_getstack(&attr, &mut base, &mut size) == 0;
         libc::pthread_attr_destroy(&mut attr);
         ok && addr < base as usize + size && addr + len > base as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ioctl and the text agree on every mapping of this process
+    /// (skipped nowhere: a kernel without the ioctl fails this test, so
+    /// that the fallback is known to be the one in use).
+    #[test]
+    fn the_kernel_query_matches_the_text() {
+        let text = all().unwrap();
+        let mut compared = 0;
+        for m in text.iter().filter(|m| !m.is_stack && m.prot & libc::PROT_READ != 0) {
+            let (q, covered) = query_range(m.start, m.end).expect("PROCMAP_QUERY (Linux 6.11+)");
+            if q.len() != 1 || covered != m.end {
+                continue; // the process changed its mappings meanwhile
+            }
+            let q = q[0];
+            assert_eq!(
+                (q.start, q.end, q.prot, q.shared, q.anon),
+                (m.start, m.end, m.prot, m.shared, m.anon)
+            );
+            compared += 1;
+        }
+        assert!(compared > 5, "{compared}");
+        let stack = text.iter().find(|m| m.is_stack).expect("[stack]");
+        assert!(query_range(stack.start, stack.end).unwrap().0[0].is_stack);
+        // A hole: nothing covers it.
+        let (q, covered) = query_range(0x1000, 0x2000).unwrap();
+        assert!(q.is_empty() && covered == 0x1000);
     }
 }

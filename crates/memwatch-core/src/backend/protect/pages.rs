@@ -54,12 +54,16 @@ pub struct ProtectPages {
     ring: &'static Ring,
     /// Hot pages of the last collect, waiting for after_diff.
     hot_batch: Vec<usize>,
+    /// Region -> its pages in the last collect (take_batch_pages).
+    batch_pages: HashMap<RegionId, Vec<usize>>,
     /// /proc/self/maps as of this pass (read on first need).
     maps: MapsCache,
     /// Regions on pages found replaced, for the engine to drop (take_gone).
     gone: Vec<RegionId>,
     /// When to check all pages next (check_changes checks them too).
     next_sweep_ns: u64,
+    /// Re-arms (mprotect read-only) that failed; those pages were polled.
+    reprotect_failures: u64,
 }
 
 /// What the worker checks, without the engine mutex, before it blocks: the
@@ -105,9 +109,11 @@ impl ProtectPages {
             table: PageTableWriter::new(),
             ring,
             hot_batch: Vec::new(),
+            batch_pages: HashMap::new(),
             maps: MapsCache::default(),
             gone: Vec::new(),
             next_sweep_ns: 0,
+            reprotect_failures: 0,
         };
         Ok((pages, IdleGate { ring }))
     }
@@ -243,6 +249,11 @@ impl ProtectPages {
         self.ring.header().dropped.load(Ordering::Relaxed)
     }
 
+    /// Pages whose re-protection failed (each then polled until re-armed).
+    pub fn reprotect_failures(&self) -> u64 {
+        self.reprotect_failures
+    }
+
     /// Write faults handled since the process started.
     pub fn faults(&self) -> u64 {
         handler_state::get().faults.load(Ordering::Relaxed)
@@ -372,7 +383,12 @@ impl ProtectPages {
             {
                 self.rollback(&fresh);
                 return Err(if errno == libc::ENOMEM {
-                    Error::Unmapped(format!("page {:#x} is not mapped", page * ps))
+                    // The maps said it is mapped: the split of its mapping
+                    // would pass the kernel's limit on mappings.
+                    Error::Os(format!(
+                        "too many mappings: making page {:#x} read-only needs a new mapping and the process is at vm.max_map_count; raise it (sysctl vm.max_map_count), watch fewer isolated pages, or use writewatch or poll",
+                        page * ps
+                    ))
                 } else {
                     Error::Os(format!("mprotect failed: errno {errno}"))
                 });
@@ -428,16 +444,26 @@ impl ProtectPages {
                 self.hot_batch.push(page);
             } else {
                 // Protect first, then read: a write after this faults again.
-                let _ =
+                let armed =
                     sys::mprotect(page * ps, ps, libc::PROT_READ | (info.prot & libc::PROT_EXEC));
-                // When it really was re-protected: a batch of mprotect calls
-                // takes a while, and refaults are measured from here.
-                info.reprotected_at = sys::monotonic_ns();
-                info.reprotected_early =
-                    matches!(mode, OpenMode::Open { since, .. } if now < since + window);
-                self.open.remove(&page);
+                if armed.is_err() {
+                    // Not re-armed (ENOMEM: the split would pass
+                    // vm.max_map_count): the page stays writable, so it is
+                    // polled like a hot page, and re-armed again when quiet.
+                    self.reprotect_failures += 1;
+                    self.open.insert(page, OpenMode::Hot { since: now, quiet: 0 });
+                    self.hot_batch.push(page);
+                } else {
+                    // When it really was re-protected: a batch of mprotect
+                    // calls takes a while, and refaults are measured from here.
+                    info.reprotected_at = sys::monotonic_ns();
+                    info.reprotected_early =
+                        matches!(mode, OpenMode::Open { since, .. } if now < since + window);
+                    self.open.remove(&page);
+                }
             }
             for &rid in info.regions.as_slice() {
+                self.batch_pages.entry(rid).or_default().push(page);
                 *faults.entry(rid).or_insert(0) += u32::from(who.is_some());
                 let e = touched.entry(rid).or_insert(who);
                 if let (Some(a), Some(b)) = (*e, who) {
@@ -553,6 +579,15 @@ impl Detector for ProtectPages {
 
     fn next_deadline(&self, owners: &dyn Owners) -> Option<u64> {
         self.open.iter().map(|(p, mode)| self.deadline(owners, *p, mode)).min()
+    }
+
+    fn take_batch_pages(&mut self) -> HashMap<RegionId, Vec<usize>> {
+        let mut batch = std::mem::take(&mut self.batch_pages);
+        for pages in batch.values_mut() {
+            pages.sort_unstable();
+            pages.dedup();
+        }
+        batch
     }
 }
 

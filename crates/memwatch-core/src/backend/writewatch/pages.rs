@@ -38,6 +38,8 @@ const COOL_AFTER_QUIET_POLLS: u8 = 4;
 pub struct WriteWatchPages {
     /// Page -> regions on it.
     pages: HashMap<usize, IdList>,
+    /// Region -> its pages the last collect found written (take_batch_pages).
+    batch_pages: HashMap<RegionId, Vec<usize>>,
     /// Page -> consecutive scans that found it written.
     heat: HashMap<usize, u8>,
     /// Pages found written, not yet diffed -> when first found. Scans serve
@@ -340,9 +342,13 @@ impl Detector for WriteWatchPages {
             .filter(|(page, since)| force || now >= **since + self.period_of_page(owners, **page))
             .map(|(page, _)| *page)
             .collect();
+        self.batch_pages.clear();
         for page in due {
             self.pending.remove(&page);
             touched.extend_from_slice(self.pages[&page].as_slice());
+            for &rid in self.pages[&page].as_slice() {
+                self.batch_pages.entry(rid).or_default().push(page);
+            }
         }
         // Pages written in HOT_AFTER_SCANS scans in a row go hot: scans stop
         // re-arming them (each re-arm costs the writer a fault).
@@ -359,12 +365,24 @@ impl Detector for WriteWatchPages {
             self.next_hot_poll_ns = now + backend::shortest_poll_ns(owners);
             for &page in self.hot.keys() {
                 touched.extend_from_slice(self.pages[&page].as_slice());
+                for &rid in self.pages[&page].as_slice() {
+                    self.batch_pages.entry(rid).or_default().push(page);
+                }
             }
             self.polled_hot = true;
         }
         touched.sort_unstable();
         touched.dedup();
         touched.into_iter().map(|rid| (rid, None)).collect()
+    }
+
+    fn take_batch_pages(&mut self) -> HashMap<RegionId, Vec<usize>> {
+        let mut batch = std::mem::take(&mut self.batch_pages);
+        for pages in batch.values_mut() {
+            pages.sort_unstable();
+            pages.dedup();
+        }
+        batch
     }
 
     /// Hot pages quiet for COOL_AFTER_QUIET_POLLS polls are write-protected
