@@ -55,7 +55,10 @@ mod watcher;
 use backend::protect::handler;
 
 pub use delivery::{Callback, EventSink, SinkId, QUEUE_CAP};
-pub use location::{set_frame_resolver, FrameResolver};
+pub use location::{
+    read_memory, read_word, set_frame_resolver, set_runtime_frames, FrameResolver, RuntimeCapture,
+    RuntimeFrames, RuntimeResolver, RUNTIME_WORDS,
+};
 /// The MemStream value store (crates/memwatch-store), re-exported.
 pub use memwatch_store as store;
 pub use types::*;

@@ -27,8 +27,12 @@ pub const MAX_DEPTH: usize = 32;
 /// words of thread name (PR_GET_NAME: 16 bytes, NUL-padded), the faulting
 /// data address.
 const HEAD_WORDS: usize = 7;
+/// Words a runtime capture hook (RuntimeCapture) may write per fault.
+pub const RUNTIME_WORDS: usize = 64;
+/// Offset of the runtime words' count in a slot (the words follow it).
+const RUNTIME_AT: usize = HEAD_WORDS + MAX_DEPTH;
 /// Words per slot.
-const SLOT_WORDS: usize = HEAD_WORDS + MAX_DEPTH;
+const SLOT_WORDS: usize = RUNTIME_AT + 1 + RUNTIME_WORDS;
 /// Frame pointers more than this far above SP end the walk.
 const MAX_SPAN: usize = 256 << 20;
 
@@ -39,6 +43,40 @@ static SLOTS: AtomicUsize = AtomicUsize::new(0);
 /// Frames to capture per fault; 0 = capture off.
 static DEPTH: AtomicUsize = AtomicUsize::new(0);
 static ALLOC_LOCK: Mutex<()> = Mutex::new(());
+
+/// A runtime's own capture (an interpreter's or a JIT's frames), called in
+/// the SIGSEGV handler on the faulting thread after the native walk, with the
+/// signal's ucontext, `out` (room for `max_words` words) and the registered
+/// `ctx`; returns how many words it wrote (more than `max_words` counts as
+/// `max_words`). It must be async-signal-safe: no allocation, no locks, no
+/// lazy TLS, no lazy PLT binding, small stack frames (it may run on a
+/// thread's sigaltstack); it reads memory it does not own only through
+/// [`read_memory`] / [`read_word`].
+pub type RuntimeCapture = unsafe extern "C" fn(
+    ucontext: *mut libc::c_void,
+    out: *mut u64,
+    max_words: usize,
+    ctx: *mut libc::c_void,
+) -> usize;
+
+/// The registered capture and its context (leaked: the handler may hold it
+/// while it is replaced, so a registration is never freed).
+struct RuntimeHook {
+    capture: RuntimeCapture,
+    ctx: usize,
+}
+
+static RUNTIME_HOOK: AtomicPtr<RuntimeHook> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Installs (or with None removes) the runtime capture hook. Each call
+/// leaks one 16-byte registration (a handler may still be using the old one).
+pub fn set_runtime_capture(hook: Option<(RuntimeCapture, usize)>) {
+    let new = match hook {
+        Some((capture, ctx)) => Box::into_raw(Box::new(RuntimeHook { capture, ctx })),
+        None => std::ptr::null_mut(),
+    };
+    RUNTIME_HOOK.store(new, Ordering::SeqCst);
+}
 
 /// Maps the frame buffer (once, outside the handler): one slot per ring cell.
 pub fn allocate(slots: usize) -> Result<(), String> {
@@ -110,6 +148,8 @@ pub struct RawStack {
     pub thread_name: String,
     /// The data address written (si_addr).
     pub addr: u64,
+    /// What the runtime capture hook wrote (empty without one).
+    pub runtime: Vec<u64>,
 }
 
 fn slot_ptr(slot: usize) -> Option<*mut u64> {
@@ -139,7 +179,9 @@ pub fn take(slot: usize) -> Option<RawStack> {
         let len = name.iter().position(|&b| b == 0).unwrap_or(16);
         let thread_name = String::from_utf8_lossy(&name[..len]).into_owned();
         let (sp, fp, sp_word, addr) = (*s.add(1), *s.add(2), *s.add(3), *s.add(6));
-        Some(RawStack { frames, sp, fp, sp_word, thread_name, addr })
+        let rn = (*s.add(RUNTIME_AT) as usize).min(RUNTIME_WORDS);
+        let runtime = (0..rn).map(|i| *s.add(RUNTIME_AT + 1 + i)).collect();
+        Some(RawStack { frames, sp, fp, sp_word, thread_name, addr, runtime })
     }
 }
 
@@ -216,6 +258,42 @@ fn probe_read(addr: usize) -> Option<u64> {
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn probe_read(_addr: usize) -> Option<u64> {
     None
+}
+
+/// Copies `out.len()` bytes of this process at `addr` into `out`; false when
+/// any of them cannot be read (unmapped, PROT_NONE) or the call is refused
+/// (seccomp). For a [`RuntimeCapture`]: async-signal-safe (one
+/// process_vm_readv through syscall(2), which fails with EFAULT instead of
+/// faulting, so it needs no signal stack beyond its own frame; a faulting
+/// load inside the handler could overflow a small sigaltstack).
+pub fn read_memory(addr: usize, out: &mut [u8]) -> bool {
+    if out.is_empty() {
+        return true;
+    }
+    let local = libc::iovec { iov_base: out.as_mut_ptr().cast(), iov_len: out.len() };
+    let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: out.len() };
+    // SAFETY: getpid and process_vm_readv through syscall(2) (bound before
+    // capture is on); local is `out` with its length; the kernel checks the
+    // remote range and reports EFAULT instead of faulting.
+    let n = unsafe {
+        let pid = libc::syscall(libc::SYS_getpid);
+        libc::syscall(
+            libc::SYS_process_vm_readv,
+            pid,
+            &local as *const libc::iovec,
+            1usize,
+            &remote as *const libc::iovec,
+            1usize,
+            0usize,
+        )
+    };
+    n == out.len() as i64
+}
+
+/// The 8-byte word at `addr` (native endianness), or None ([`read_memory`]).
+pub fn read_word(addr: usize) -> Option<u64> {
+    let mut b = [0u8; 8];
+    read_memory(addr, &mut b).then(|| u64::from_ne_bytes(b))
 }
 
 /// If the fault in `ctx` is the probe's own load, moves the IP to the
@@ -304,7 +382,10 @@ pub unsafe fn on_fault(slot: usize, ctx: *mut libc::c_void, addr: usize) {
     let mut mask = 0u64;
     // SAFETY: mask is a local u64.
     let can_probe = !unsafe { sigsegv_blocked(&mut mask) };
-    // SAFETY: every store below is inside the claimed slot (n < MAX_DEPTH).
+    // SAFETY: every store below is inside the claimed slot (n < MAX_DEPTH;
+    // the runtime hook gets the slot's RUNTIME_WORDS words and its count is
+    // clamped); a registered hook is never freed and promises to be
+    // async-signal-safe (RuntimeCapture).
     unsafe {
         *s.add(HEAD_WORDS) = ip as u64;
         let mut n = 1;
@@ -335,6 +416,14 @@ pub unsafe fn on_fault(slot: usize, ctx: *mut libc::c_void, addr: usize) {
         *s.add(4) = 0;
         *s.add(5) = 0;
         libc::syscall(libc::SYS_prctl, libc::PR_GET_NAME, s.add(4));
+        *s.add(RUNTIME_AT) = 0;
+        let hook = RUNTIME_HOOK.load(Ordering::Acquire);
+        if !hook.is_null() {
+            let hook = &*hook;
+            let out = s.add(RUNTIME_AT + 1);
+            let got = (hook.capture)(ctx, out, RUNTIME_WORDS, hook.ctx as *mut libc::c_void);
+            *s.add(RUNTIME_AT) = got.min(RUNTIME_WORDS) as u64;
+        }
         *s = n as u64;
     }
 }

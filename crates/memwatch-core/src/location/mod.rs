@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::backend::FaultRecord;
 use crate::types::{Backend, Error, Frame, Options, Where};
 
-pub use capture::MAX_DEPTH;
+pub use capture::{read_memory, read_word, RuntimeCapture, MAX_DEPTH, RUNTIME_WORDS};
 
 /// A runtime's own frame resolver (JIT code, interpreters): given an
 /// address, the frame it names, or None to let memwatch resolve it. Runs on
@@ -26,6 +26,43 @@ pub use capture::MAX_DEPTH;
 pub type FrameResolver = Arc<dyn Fn(u64) -> Option<Frame> + Send + Sync + 'static>;
 
 static RESOLVER: RwLock<Option<FrameResolver>> = RwLock::new(None);
+
+/// Turns the words a [`RuntimeCapture`] wrote for one fault into the
+/// runtime's frames, innermost first (empty = nothing to report). Runs on the
+/// engine's worker (or a check_changes caller) with the engine locked: it
+/// must not call memwatch.
+pub type RuntimeResolver = Arc<dyn Fn(&[u64]) -> Vec<Frame> + Send + Sync + 'static>;
+
+/// A runtime's frames of located writes (an interpreter, a JIT): `capture`
+/// copies what it needs in the SIGSEGV handler, `resolve` names the frames
+/// later. The runtime's frames come first in the event's stack, then the
+/// native ones, and the first runtime frame is the one `Where` names.
+pub struct RuntimeFrames {
+    /// The handler half (see [`RuntimeCapture`] for its rules).
+    pub capture: RuntimeCapture,
+    /// Passed back to `capture` as its last argument.
+    pub ctx: usize,
+    /// The resolving half.
+    pub resolve: RuntimeResolver,
+}
+
+static RUNTIME_RESOLVER: RwLock<Option<RuntimeResolver>> = RwLock::new(None);
+
+/// Registers (or with None removes) the process-wide runtime frames: one
+/// runtime per process (a second registration replaces the first).
+pub fn set_runtime_frames(frames: Option<RuntimeFrames>) {
+    let mut resolver = RUNTIME_RESOLVER.write().unwrap_or_else(|e| e.into_inner());
+    match frames {
+        Some(f) => {
+            *resolver = Some(f.resolve);
+            capture::set_runtime_capture(Some((f.capture, f.ctx)));
+        }
+        None => {
+            capture::set_runtime_capture(None);
+            *resolver = None;
+        }
+    }
+}
 static SYMBOLIZER: Mutex<Option<symbolize::Symbolizer>> = Mutex::new(None);
 
 /// Sets (or with None removes) the process-wide frame resolver, asked first
@@ -169,6 +206,24 @@ pub fn fill_where(w: &mut Where, who: Option<FaultRecord>, depth: usize, region:
                 stack.extend(caller);
             }
         }
+    }
+    let mut runtime = match (&c.runtime[..], RUNTIME_RESOLVER.read()) {
+        ([], _) => Vec::new(),
+        (words, Ok(r)) => r.as_ref().map(|r| r(words)).unwrap_or_default(),
+        (_, Err(_)) => Vec::new(),
+    };
+    runtime.truncate(depth);
+    if !runtime.is_empty() {
+        // The runtime's frames are what the user points at; the native
+        // ones (the interpreter, memcpy) follow them in the stack.
+        let user = &runtime[0];
+        w.module = user.module.clone();
+        w.module_offset = user.module_offset;
+        w.file = user.file.clone();
+        w.function = user.function.clone();
+        w.line = user.line;
+        w.stack = runtime.into_iter().chain(stack).collect();
+        return;
     }
     if let Some(user) = stack.iter().find(|f| !is_helper(f)).or(stack.first()) {
         w.module = user.module.clone();
