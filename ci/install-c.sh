@@ -25,7 +25,7 @@ with_cxx=1
 [ "${MEMWATCH_NO_CXX:-0}" = 1 ] && with_cxx=0
 
 if [ "${MEMWATCH_NO_BUILD:-0}" != 1 ]; then
-    pkgs=(-p memwatch-capi)
+    pkgs=(-p memwatch-c)
     [ "$with_cxx" = 1 ] && pkgs+=(-p memwatch-cxx)
     (cd "$repo" && CARGO_TARGET_DIR="$target" cargo build --release "${pkgs[@]}")
 fi

@@ -31,7 +31,7 @@ jobs="$(nproc 2>/dev/null || echo 2)"
 rm -rf "$work"
 mkdir -p "$work"
 
-crates=(-p memwatch-capi)
+crates=(-p memwatch-capi -p memwatch-c)
 if [ -d "$repo/crates/memwatch-cxx" ]; then
     crates+=(-p memwatch-cxx)
 else

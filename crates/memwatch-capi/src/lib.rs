@@ -1,6 +1,7 @@
-//! memwatch-capi: the C ABI of memwatch, built as `libmemwatch.so` and
-//! `libmemwatch.a`. The contract is `include/memwatch.h`; this crate only
-//! translates between it and [`memwatch_core`]. No detection logic lives here.
+//! memwatch-capi: the C ABI of memwatch, an rlib that the artifact crate
+//! `memwatch-c` links into `libmemwatch.so` and `libmemwatch.a`. The contract
+//! is `include/memwatch.h`; this crate only translates between it and
+//! [`memwatch_core`]. No detection logic lives here.
 //!
 //! Rules every exported function follows:
 //! - its body runs inside `catch_unwind`, so a Rust panic becomes
