@@ -37,7 +37,7 @@ install -d "$prefix/lib/pkgconfig" "$prefix/lib/cmake/memwatch" "$prefix/include
 install -m 0755 "$rel/libmemwatch.so" "$prefix/lib/libmemwatch.so"
 install -m 0644 "$rel/libmemwatch.a" "$prefix/lib/libmemwatch.a"
 install -m 0644 "$repo/crates/memwatch-capi/include/memwatch.h" "$prefix/include/memwatch.h"
-install -m 0644 "$repo/crates/memwatch-store/include/memwatch_store.h" "$prefix/include/memwatch_store.h"
+install -m 0644 "$repo/crates/memwatch-capi/include/memwatch_store.h" "$prefix/include/memwatch_store.h"
 install -m 0644 "$repo/crates/memwatch-capi/include/memglass.h" "$prefix/include/memglass.h"
 install -m 0644 "$repo/crates/memwatch-capi/include/memglass.hpp" "$prefix/include/memglass.hpp"
 

@@ -1380,7 +1380,7 @@ static void t_syscall_read_reported_writewatch(void) {
     munmap(buf, page());
 }
 
-/* ---- large values in the MemStream store, read back with cache_get ------------- */
+/* ---- large values in the MemStream store, read back by another client ---------- */
 
 static void t_value_store_large_values(void) {
     char name[64];
@@ -1423,6 +1423,79 @@ static void t_value_store_large_values(void) {
     CHECK_EQ(cache_last_error_code(), CACHE_ERR_NOT_FOUND);
     CHECK(cache_open("bad/name") == NULL);
     CHECK_EQ(cache_last_error_code(), CACHE_ERR_INVALID);
+}
+
+/* ---- the store under memwatch_store_*, the cache_* aliases, one error slot ---- */
+
+static void t_store_names_and_aliases(void) {
+    char name[64];
+    snprintf(name, sizeof name, "mw-c-store-%d", (int)getpid());
+    memwatch_store_t *s = memwatch_store_connect(name, 1u << 20, MEMWATCH_STORE_REFUSE);
+    REQUIRE(s != NULL);
+    CHECK_EQ(memwatch_store_put(s, "key", 3, "value", 5), MEMWATCH_OK);
+    char got[16] = {0};
+    CHECK_EQ(memwatch_store_get(s, "key", 3, got, sizeof got), 5);
+    CHECK(memcmp(got, "value", 5) == 0);
+    CHECK_EQ(memwatch_store_get(s, "key", 3, NULL, 0), 5); /* length only */
+    CHECK_EQ(memwatch_store_contains(s, "key", 3), 1);
+    CHECK_EQ(memwatch_store_try_put(s, "k2", 2, "v2", 2), MEMWATCH_OK);
+    memwatch_store_stats_t st;
+    CHECK_EQ(memwatch_store_stats(s, &st), MEMWATCH_OK);
+    CHECK_EQ(st.entries, 2);
+    CHECK_EQ(st.puts, 2);
+    memwatch_store_key_stats_t ks;
+    CHECK_EQ(memwatch_store_key_stats(s, "key", 3, &ks), MEMWATCH_OK);
+    CHECK_EQ(ks.value_size, 5);
+    CHECK_EQ(ks.access_count, 2);
+    CHECK_EQ(memwatch_store_keys(s, NULL, 0), 4 + 3 + 4 + 2);
+
+    /* A store failure: a memwatch_error_t, in the library's one slot. */
+    CHECK_EQ(memwatch_store_get(s, "nope", 4, got, sizeof got), MEMWATCH_ERR_NOT_FOUND);
+    CHECK_EQ(memwatch_last_error_code(), MEMWATCH_ERR_NOT_FOUND);
+    CHECK(strstr(memwatch_last_error(), "not found") != NULL);
+    CHECK_EQ(memwatch_store_delete(s, "nope", 4), MEMWATCH_ERR_NOT_FOUND);
+    CHECK_EQ(memwatch_store_put(s, "", 0, "v", 1), MEMWATCH_ERR_INVALID_ARGUMENT);
+    CHECK_EQ(memwatch_store_put(NULL, "k", 1, "v", 1), MEMWATCH_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(memwatch_last_error(), "NULL") != NULL);
+    CHECK_EQ(memwatch_store_stats(s, NULL), MEMWATCH_ERR_INVALID_ARGUMENT);
+    char big[2000];
+    memset(big, 'k', sizeof big);
+    CHECK_EQ(memwatch_store_put(s, big, sizeof big, "v", 1), MEMWATCH_ERR_KEY_TOO_LONG);
+    CHECK(memwatch_store_connect(name, 1u << 20, 7) == NULL);
+    CHECK_EQ(memwatch_last_error_code(), MEMWATCH_ERR_INVALID_ARGUMENT);
+
+    /* The aliases: the same store through the seed's names and numbers. */
+    cache_t *c = cache_open(name);
+    REQUIRE(c != NULL);
+    CHECK_EQ(cache_get(c, "k2", 2, got, sizeof got), 2);
+    CHECK(memcmp(got, "v2", 2) == 0);
+    CHECK_EQ(cache_get(c, "nope", 4, got, sizeof got), CACHE_ERR_NOT_FOUND);
+    CHECK_EQ(cache_last_error_code(), CACHE_ERR_NOT_FOUND);
+    CHECK_EQ(memwatch_last_error_code(), MEMWATCH_ERR_NOT_FOUND); /* one slot */
+    CHECK(cache_last_error() == memwatch_last_error());
+    CHECK_EQ(cache_put(c, big, sizeof big, "v", 1), CACHE_ERR_KEY_TOO_LONG);
+    CHECK_EQ(cache_delete(c, "key", 3), CACHE_OK);
+    CHECK_EQ(memwatch_store_contains(s, "key", 3), 0); /* same segment */
+    cache_stats_t cst;
+    CHECK_EQ(cache_stats(c, &cst), CACHE_OK);
+    CHECK_EQ(cst.entries, 1);
+    CHECK(strcmp(cache_version(), memwatch_version()) == 0);
+    CHECK_EQ(cache_close(c), CACHE_OK);
+
+    /* A watcher failure lands in the same slot the cache_* names read. */
+    memwatch_watcher_t *w = new_watcher("poll");
+    CHECK_EQ(memwatch_watcher_watch(w, NULL, 8, "null", NULL, NULL), MEMWATCH_ERR_INVALID_ARGUMENT);
+    CHECK_EQ(cache_last_error_code(), CACHE_ERR_INVALID);
+    CHECK(strcmp(cache_last_error(), memwatch_last_error()) == 0);
+    memwatch_watcher_free(w);
+
+    CHECK_EQ(memwatch_store_close(s), MEMWATCH_OK);
+    CHECK_EQ(memwatch_store_close(NULL), MEMWATCH_OK);
+    CHECK_EQ(memwatch_store_unlink(name), MEMWATCH_OK);
+    CHECK_EQ(memwatch_store_unlink(name), MEMWATCH_ERR_NOT_FOUND);
+    CHECK(memwatch_store_open(name) == NULL);
+    CHECK_EQ(memwatch_last_error_code(), MEMWATCH_ERR_NOT_FOUND);
+    CHECK_EQ(cache_unlink(name), CACHE_ERR_NOT_FOUND);
 }
 
 /* ---- watching the program's own globals -------------------------------------- */
@@ -1635,6 +1708,7 @@ static const test_t TESTS[] = {
     T(syscall_read_reported_writewatch),
     T(late_handler_reassert),
     T(value_store_large_values),
+    T(store_names_and_aliases),
     T(watch_all_globals),
     T(watch_whole_heap_protect),
     T(record_sqlite),

@@ -67,7 +67,18 @@ typedef enum memwatch_error {
     MEMWATCH_ERR_CLOSED = -6,           /* watcher closed / not initialised */
     MEMWATCH_ERR_OS = -7,               /* a system call failed */
     MEMWATCH_ERR_INTERNAL = -8,         /* a bug in memwatch (caught panic) */
-    MEMWATCH_ERR_DATABASE = -9          /* memwatch_record_to: database unreachable or refused */
+    MEMWATCH_ERR_DATABASE = -9,         /* memwatch_record_to: database unreachable or refused */
+    /* the store (memwatch_store_*) */
+    MEMWATCH_ERR_NOT_FOUND = -10,       /* key absent; or no such store (open, unlink) */
+    MEMWATCH_ERR_KEY_TOO_LONG = -11,    /* key longer than the store's limit */
+    MEMWATCH_ERR_VALUE_TOO_LARGE = -12, /* key + value can never fit in this store */
+    MEMWATCH_ERR_FULL = -13,            /* policy REFUSE and no room (or all pinned) */
+    MEMWATCH_ERR_BUFFER_TOO_SMALL = -14,
+    MEMWATCH_ERR_CORRUPT = -15,         /* not a store, wrong version, truncated, corrupt */
+    MEMWATCH_ERR_NOT_INITIALIZED = -16, /* exists but its creator died before finishing */
+    MEMWATCH_ERR_LOCK = -17,            /* writer lock timed out (10 s) or unrecoverable */
+    MEMWATCH_ERR_TOO_MANY_PINS = -18,
+    MEMWATCH_ERR_BUSY = -19             /* writer lock held elsewhere (memwatch_store_try_put) */
 } memwatch_error_t;
 
 /** Adapter ids used by the official bindings (memwatch_options_t.adapter_id). */
@@ -304,10 +315,10 @@ int memwatch_watcher_close(memwatch_watcher_t *w);
 /**
  * Sends values larger than max_value_bytes to the MemStream store `store_name`
  * (created with `capacity` bytes and LRU eviction if it does not exist; see
- * memwatch_store.h). Events of such regions then carry storage_key_new and,
+ * "store" below). Events of such regions then carry storage_key_new and,
  * while the store holds it, storage_key_old: keys of the form
  * "memwatch/{adapter_id}/{region_id}/{epoch}" that any process can read with
- * cache_get on the same store. store_name == NULL stops it.
+ * memwatch_store_get on the same store. store_name == NULL stops it.
  */
 int memwatch_watcher_set_value_store(memwatch_watcher_t *w, const char *store_name, uint64_t capacity);
 
@@ -369,6 +380,107 @@ int memwatch_recorder_stats(memwatch_recorder_t *r, memwatch_recorder_stats_t *o
 /** Stops recording (writing what is queued first, trying up to 5 s while the
  *  database is down) and frees the recorder. NULL is ignored. */
 void memwatch_recorder_free(memwatch_recorder_t *r);
+
+/* ---- store: MemStream, a shared-memory key-value store ---------------- */
+
+/*
+ * A named key-value store in POSIX shared memory, shared by any number of
+ * processes. Readers never block (seqlock reads, never a torn value); writers
+ * share a robust process-shared mutex, so a process killed at any moment,
+ * even mid-write, leaves the store usable by the others. Keys and values are
+ * binary (pointer + length); keys 1..1024 bytes by default, values up to the
+ * store's capacity. A handle may be used from several threads at once. Store
+ * names: 1..200 characters of [A-Za-z0-9._-], one leading '/' optional; the
+ * segment is /dev/shm/<name>, mode 0600. Failures set memwatch_last_error()
+ * like every other call. The seed's cache_* names are aliases, declared in
+ * memwatch_store.h.
+ */
+
+/** Policy when a store is full, chosen at creation. */
+#define MEMWATCH_STORE_EVICT_LRU 0 /* evict least recently used entries */
+#define MEMWATCH_STORE_REFUSE 1    /* fail the put with MEMWATCH_ERR_FULL */
+
+/** An open store (opaque). */
+typedef struct memwatch_store memwatch_store_t;
+
+/** Store-wide statistics. */
+typedef struct memwatch_store_stats {
+    uint64_t entries;         /* live entries */
+    uint64_t max_entries;     /* entry limit */
+    uint64_t capacity_bytes;  /* arena size */
+    uint64_t bytes_used;      /* arena bytes allocated (headers included) */
+    uint64_t data_bytes;      /* sum of key + value lengths */
+    uint64_t hits;            /* gets that found their key */
+    uint64_t misses;          /* gets that did not */
+    uint64_t evictions;       /* LRU evictions */
+    uint64_t puts;            /* successful puts */
+    uint64_t deletes;         /* successful deletes */
+    uint64_t refusals;        /* puts refused because full */
+    uint64_t recoveries;      /* repairs after a process died holding the lock */
+} memwatch_store_stats_t;
+
+/** Statistics of one key; times in nanoseconds since the Unix epoch. */
+typedef struct memwatch_store_key_stats {
+    uint64_t value_size;
+    uint64_t created_at_ns;   /* first put (kept across overwrites) */
+    uint64_t updated_at_ns;   /* last put */
+    uint64_t last_access_ns;  /* last get or put */
+    uint64_t access_count;    /* gets that found the key */
+} memwatch_store_key_stats_t;
+
+/** Creates the store `name` with `capacity` arena bytes (>= 4096) and `policy`
+ *  (MEMWATCH_STORE_*), or opens it if it exists (its own capacity and policy
+ *  then apply). capacity == 0 only opens. NULL on error. */
+memwatch_store_t *memwatch_store_connect(const char *name, uint64_t capacity, int policy);
+
+/** Opens an existing store. NULL on error; memwatch_last_error_code() is
+ *  MEMWATCH_ERR_NOT_FOUND when there is no such store. */
+memwatch_store_t *memwatch_store_open(const char *name);
+
+/** Stores a copy of value under key, replacing any previous value; readers
+ *  see the old or the new value, never a mix. */
+int memwatch_store_put(memwatch_store_t *s, const void *key, size_t key_len, const void *value,
+                       size_t value_len);
+
+/** memwatch_store_put that never waits for the writer lock: MEMWATCH_ERR_BUSY
+ *  (nothing stored) if another writer holds it. For callers holding a lock of
+ *  their own: try this, then fall back to the blocking memwatch_store_put. */
+int memwatch_store_try_put(memwatch_store_t *s, const void *key, size_t key_len, const void *value,
+                           size_t value_len);
+
+/** Copies the value of key into buf if it fits. Returns the value length
+ *  (>= 0; when it is > buf_len nothing was copied: retry with a bigger
+ *  buffer) or a negative error, MEMWATCH_ERR_NOT_FOUND if absent. buf may be
+ *  NULL when buf_len is 0 (to ask for the length). */
+int64_t memwatch_store_get(memwatch_store_t *s, const void *key, size_t key_len, void *buf,
+                           size_t buf_len);
+
+/** Deletes key: MEMWATCH_OK, or MEMWATCH_ERR_NOT_FOUND. */
+int memwatch_store_delete(memwatch_store_t *s, const void *key, size_t key_len);
+
+/** 1 if key is present, 0 if not, negative on error. */
+int memwatch_store_contains(memwatch_store_t *s, const void *key, size_t key_len);
+
+/** Fills *out with store-wide statistics. */
+int memwatch_store_stats(memwatch_store_t *s, memwatch_store_stats_t *out);
+
+/** Fills *out with the statistics of one key; MEMWATCH_ERR_NOT_FOUND if absent. */
+int memwatch_store_key_stats(memwatch_store_t *s, const void *key, size_t key_len,
+                             memwatch_store_key_stats_t *out);
+
+/** All keys as a packed list of (uint32 little-endian length, bytes). Returns
+ *  the bytes the list needs; it was written only if that is <= buf_len.
+ *  Negative on error. */
+int64_t memwatch_store_keys(memwatch_store_t *s, void *buf, size_t buf_len);
+
+/** Removes every entry. */
+int memwatch_store_clear(memwatch_store_t *s);
+
+/** Closes the handle (NULL is ignored). The store itself stays until unlinked. */
+int memwatch_store_close(memwatch_store_t *s);
+
+/** Removes the store's name; open handles keep working until closed. */
+int memwatch_store_unlink(const char *name);
 
 /** The operating system's page size in bytes. */
 size_t memwatch_page_size(void);

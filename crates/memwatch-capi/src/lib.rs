@@ -27,6 +27,7 @@ mod global;
 mod last_error;
 mod record;
 mod resolver;
+mod store;
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -42,6 +43,10 @@ pub use resolver::{memwatch_register_resolver, memwatch_resolved_frame_t, memwat
 
 /// Success.
 pub const MEMWATCH_OK: c_int = 0;
+/// NULL pointer, zero length, bad option or name.
+pub const MEMWATCH_ERR_INVALID_ARGUMENT: c_int = -1;
+/// A system call failed.
+pub const MEMWATCH_ERR_OS: c_int = -7;
 /// A panic inside memwatch was caught (a bug in memwatch).
 pub const MEMWATCH_ERR_INTERNAL: c_int = -8;
 /// A database could not be opened or reached (memwatch_record_to).
@@ -659,8 +664,7 @@ pub unsafe extern "C" fn memwatch_watcher_report_callback_error(
 
 pub use glass::*;
 pub use global::*;
-/// The MemStream C API (`cache_*`, include/memwatch_store.h), exported by libmemwatch.
-pub use memwatch_store::capi::*;
+pub use store::*;
 
 #[cfg(test)]
 mod tests {
