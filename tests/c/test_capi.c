@@ -1207,6 +1207,192 @@ static void t_free_inside_callback_protect(void) { free_inside("protect"); }
 static void t_free_inside_callback_poll(void) { free_inside("poll"); }
 static void t_free_inside_callback_writewatch(void) { free_inside("writewatch"); }
 
+/* ---- callback finalizer ---------------------------------------------------------- */
+
+/* One callback context: how often its callback ran and runs now, and how
+   often its finalizer ran (and whether the callback was running then). */
+typedef struct {
+    atomic_int calls, running, finalized, finalized_while_running;
+    sem_t entered, release, done;
+    int block; /* the callback waits for `release` */
+    void *ptr_w; /* close_inside_cb: the watcher to close */
+} fin_ctx_t;
+
+static void fin_ctx_init(fin_ctx_t *c, int block) {
+    memset(c, 0, sizeof *c);
+    sem_init(&c->entered, 0, 0);
+    sem_init(&c->release, 0, 0);
+    sem_init(&c->done, 0, 0);
+    c->block = block;
+}
+
+static void fin_cb(const memwatch_change_event_t *e, void *ctx) {
+    (void)e;
+    fin_ctx_t *c = ctx;
+    atomic_fetch_add(&c->running, 1);
+    atomic_fetch_add(&c->calls, 1);
+    sem_post(&c->entered);
+    if (c->block) sem_wait(&c->release);
+    atomic_fetch_sub(&c->running, 1);
+}
+
+static void fin_fn(void *ctx) {
+    fin_ctx_t *c = ctx;
+    if (atomic_load(&c->running)) atomic_fetch_add(&c->finalized_while_running, 1);
+    atomic_fetch_add(&c->finalized, 1);
+    sem_post(&c->done);
+}
+
+static int wait_sem(sem_t *s, int seconds) {
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += seconds;
+    return sem_timedwait(s, &dl) == 0;
+}
+
+typedef struct {
+    memwatch_watcher_t *w;
+    int rc;
+} check_args_t;
+
+static void *check_thread(void *arg) {
+    check_args_t *a = arg;
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 0;
+    a->rc = memwatch_watcher_check_changes(a->w, &ev, &n);
+    memwatch_events_free(ev, n);
+    return NULL;
+}
+
+/* The finalizer runs exactly once when its context is last used: replaced
+   (while the callback runs: only after it returns), cleared, the watcher
+   closed or freed, the default watcher shut down, a failing call; and
+   never while its callback can still run. */
+static void t_callback_finalizer(void) {
+    memwatch_watcher_t *w = new_watcher("protect");
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    uint32_t id;
+    REQUIRE(memwatch_watcher_watch(w, buf, 64, "fin", NULL, &id) == MEMWATCH_OK);
+
+    /* 1. Replaced while the callback is running: finalized after it returns. */
+    fin_ctx_t a, b, c, d;
+    fin_ctx_init(&a, 1);
+    fin_ctx_init(&b, 0);
+    REQUIRE(memwatch_watcher_set_callback_with_finalizer(w, fin_cb, &a, fin_fn) == MEMWATCH_OK);
+    store(buf + 1, 1);
+    check_args_t args = {w, 1};
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, check_thread, &args) == 0);
+    REQUIRE(wait_sem(&a.entered, 10)); /* a's callback runs and blocks */
+    CHECK_EQ(memwatch_watcher_set_callback_with_finalizer(w, fin_cb, &b, fin_fn), MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&a.finalized), 0); /* still running: not yet */
+    sem_post(&a.release);
+    REQUIRE(wait_sem(&a.done, 10));
+    pthread_join(th, NULL);
+    CHECK_EQ(args.rc, MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&a.calls), 1);
+    CHECK_EQ(atomic_load(&a.finalized), 1);
+    CHECK_EQ(atomic_load(&a.finalized_while_running), 0);
+
+    /* The new context gets the next event; the old one never again. */
+    store(buf + 2, 2);
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 0;
+    CHECK_EQ(memwatch_watcher_check_changes(w, &ev, &n), MEMWATCH_OK);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(atomic_load(&b.calls), 1);
+    CHECK_EQ(atomic_load(&a.calls), 1);
+
+    /* 2. Cleared: finalized before set_callback returns (nothing running). */
+    CHECK_EQ(atomic_load(&b.finalized), 0);
+    CHECK_EQ(memwatch_watcher_set_callback(w, NULL, NULL), MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&b.finalized), 1);
+    CHECK_EQ(atomic_load(&b.finalized_while_running), 0);
+    /* Replacing by a callback without a finalizer also releases the old one. */
+    fin_ctx_init(&d, 0);
+    CHECK_EQ(memwatch_watcher_set_callback_with_finalizer(w, fin_cb, &d, fin_fn), MEMWATCH_OK);
+    CHECK_EQ(memwatch_watcher_set_callback(w, fin_cb, &d), MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&d.finalized), 1);
+    CHECK_EQ(memwatch_watcher_set_callback(w, NULL, NULL), MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&d.finalized), 1); /* its own call had none */
+
+    /* 3. Closed: finalized by close, not again by free. */
+    fin_ctx_init(&c, 0);
+    CHECK_EQ(memwatch_watcher_set_callback_with_finalizer(w, fin_cb, &c, fin_fn), MEMWATCH_OK);
+    store(buf + 3, 3);
+    CHECK_EQ(memwatch_watcher_check_changes(w, &ev, &n), MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&c.calls), 1);
+    CHECK_EQ(memwatch_watcher_close(w), MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&c.finalized), 1);
+    CHECK_EQ(atomic_load(&c.finalized_while_running), 0);
+
+    /* A failing call (closed watcher) still takes ownership: finalized now. */
+    fin_ctx_t e;
+    fin_ctx_init(&e, 0);
+    CHECK_EQ(memwatch_watcher_set_callback_with_finalizer(w, fin_cb, &e, fin_fn), MEMWATCH_ERR_CLOSED);
+    CHECK_EQ(atomic_load(&e.finalized), 1);
+    CHECK_EQ(memwatch_watcher_set_callback_with_finalizer(NULL, fin_cb, &e, fin_fn), MEMWATCH_ERR_INVALID_ARGUMENT);
+    CHECK_EQ(atomic_load(&e.finalized), 2); /* one per call */
+    /* cb == NULL: nothing will use user_ctx, finalized at once. */
+    fin_ctx_t f;
+    fin_ctx_init(&f, 0);
+    memwatch_watcher_t *w2 = new_watcher("poll");
+    CHECK_EQ(memwatch_watcher_set_callback_with_finalizer(w2, NULL, &f, fin_fn), MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&f.finalized), 1);
+    /* Freed without close: finalized once by free. */
+    fin_ctx_t g;
+    fin_ctx_init(&g, 0);
+    CHECK_EQ(memwatch_watcher_set_callback_with_finalizer(w2, fin_cb, &g, fin_fn), MEMWATCH_OK);
+    memwatch_watcher_free(w2);
+    CHECK_EQ(atomic_load(&g.finalized), 1);
+    memwatch_watcher_free(w);
+    CHECK_EQ(atomic_load(&c.finalized), 1);
+
+    /* The default watcher: finalized by memwatch_shutdown. */
+    fin_ctx_t h;
+    fin_ctx_init(&h, 0);
+    CHECK_EQ(memwatch_set_callback_with_finalizer(fin_cb, &h, fin_fn), MEMWATCH_OK);
+    REQUIRE(memwatch_watch((uint64_t)(uintptr_t)buf, 64, "global", NULL) != 0);
+    store(buf + 4, 4);
+    CHECK_EQ(memwatch_check_changes(&ev, &n), MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&h.calls), 1);
+    CHECK_EQ(atomic_load(&h.finalized), 0);
+    memwatch_shutdown();
+    CHECK_EQ(atomic_load(&h.finalized), 1);
+    CHECK_EQ(atomic_load(&h.finalized_while_running), 0);
+    munmap(buf, page());
+}
+
+/* The callback closes its own watcher: its context is finalized only after
+   that call returned, on the delivery thread. */
+static void close_inside_cb(const memwatch_change_event_t *e, void *ctx) {
+    (void)e;
+    fin_ctx_t *c = ctx;
+    atomic_fetch_add(&c->running, 1);
+    atomic_fetch_add(&c->calls, 1);
+    memwatch_watcher_close((memwatch_watcher_t *)c->ptr_w);
+    atomic_fetch_sub(&c->running, 1);
+}
+
+static void t_callback_finalizer_close_inside(void) {
+    memwatch_watcher_t *w = new_watcher("protect");
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    uint32_t id;
+    REQUIRE(memwatch_watcher_watch(w, buf, 64, "fin", NULL, &id) == MEMWATCH_OK);
+    fin_ctx_t c;
+    fin_ctx_init(&c, 0);
+    c.ptr_w = w;
+    REQUIRE(memwatch_watcher_set_callback_with_finalizer(w, close_inside_cb, &c, fin_fn) == MEMWATCH_OK);
+    store(buf + 1, 1);
+    REQUIRE(wait_sem(&c.done, 10)); /* delivered by the engine alone */
+    CHECK_EQ(atomic_load(&c.calls), 1);
+    CHECK_EQ(atomic_load(&c.finalized), 1);
+    CHECK_EQ(atomic_load(&c.finalized_while_running), 0);
+    memwatch_watcher_free(w);
+    CHECK_EQ(atomic_load(&c.finalized), 1);
+    munmap(buf, page());
+}
+
 /* ---- several watchers -------------------------------------------------------------- */
 
 static void t_two_watchers_share_a_page(void) {
@@ -1702,6 +1888,8 @@ static const test_t TESTS[] = {
     T(free_inside_callback_protect),
     T(free_inside_callback_poll),
     T(free_inside_callback_writewatch),
+    T(callback_finalizer),
+    T(callback_finalizer_close_inside),
     T(two_watchers_share_a_page),
     T(stats),
     T(syscall_write_efault_protect),

@@ -227,6 +227,10 @@ typedef int (*memwatch_resolver_t)(uint64_t ip, memwatch_resolved_frame_t *out, 
 /** Called on the delivery thread for each event; event is valid only during the call. */
 typedef void (*memwatch_callback_t)(const memwatch_change_event_t *event, void *user_ctx);
 
+/** Releases a callback's user_ctx once memwatch no longer uses it (see
+ *  memwatch_watcher_set_callback_with_finalizer). */
+typedef void (*memwatch_finalizer_t)(void *user_ctx);
+
 typedef struct memwatch_watcher memwatch_watcher_t;
 
 /* ---- errors ---------------------------------------------------------- */
@@ -263,8 +267,28 @@ int memwatch_watcher_watch(memwatch_watcher_t *w, const void *addr, size_t len,
 /** Stops watching a region: 1 if it was watched, 0 if the id is unknown, <0 on error. */
 int memwatch_watcher_unwatch(memwatch_watcher_t *w, uint32_t region_id);
 
-/** Sets (cb != NULL) or clears (cb == NULL) the callback. */
+/** Sets (cb != NULL) or clears (cb == NULL) the callback. user_ctx stays the
+ *  caller's; memwatch_watcher_set_callback_with_finalizer says when memwatch
+ *  is done with it. */
 int memwatch_watcher_set_callback(memwatch_watcher_t *w, memwatch_callback_t cb, void *user_ctx);
+
+/**
+ * memwatch_watcher_set_callback that takes ownership of user_ctx: finalizer
+ * (may be NULL) is called with user_ctx exactly once, when memwatch last uses
+ * it, and never while cb can still run with it:
+ *   - the callback is replaced (by either set_callback function) or cleared:
+ *     at once, or, if cb is running at that moment, right after it returns;
+ *   - the watcher is closed or freed (memwatch_watcher_close/_free,
+ *     memwatch_shutdown for the default watcher): after the running call, if
+ *     any, returns;
+ *   - cb == NULL, or the call fails (NULL or closed watcher): before this
+ *     function returns.
+ * It runs on the thread that caused it or on the delivery thread, under no
+ * memwatch lock, so it may call memwatch functions. (In a forked child an
+ * inherited watcher's finalizer is never called.)
+ */
+int memwatch_watcher_set_callback_with_finalizer(memwatch_watcher_t *w, memwatch_callback_t cb,
+                                                 void *user_ctx, memwatch_finalizer_t finalizer);
 
 /**
  * Detects changes now. Every write made before this call is in the result
@@ -297,6 +321,9 @@ uint32_t memwatch_watch(uint64_t addr, size_t size, const char *name, const char
 int memwatch_unwatch(uint32_t region_id);
 /** memwatch_watcher_set_callback on the default watcher. */
 int memwatch_set_callback(memwatch_callback_t cb, void *user_ctx);
+/** memwatch_watcher_set_callback_with_finalizer on the default watcher. */
+int memwatch_set_callback_with_finalizer(memwatch_callback_t cb, void *user_ctx,
+                                         memwatch_finalizer_t finalizer);
 /** memwatch_watcher_check_changes on the default watcher; free with memwatch_events_free. */
 int memwatch_check_changes(memwatch_change_event_t **out_events, size_t *out_count);
 /** memwatch_watcher_get_stats on the default watcher. */
