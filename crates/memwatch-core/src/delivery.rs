@@ -166,6 +166,10 @@ impl Delivery {
                 if catch_unwind(AssertUnwindSafe(|| cb(&event))).is_err() {
                     self.callback_errors.fetch_add(1, Ordering::Relaxed);
                 }
+                // Outside the lock: if the callback was replaced or cleared
+                // meanwhile, this is its last reference (a binding's drop may
+                // call back into memwatch).
+                drop(cb);
                 q = self.lock();
                 q.in_flight = false;
                 self.cond.notify_all();
