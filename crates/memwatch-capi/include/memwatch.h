@@ -7,6 +7,11 @@
  *   - The seeds' global API (memwatch_init, memwatch_watch, ...): the same
  *     calls on one process-wide default watcher.
  *
+ * Sections, by topic: errors, options, lifecycle, watch, events and
+ * callbacks, stats, location, store (MemStream, memwatch_store_*), record,
+ * glass (memglass.h). memwatch.hpp is the C++17 API over this header;
+ * memwatch_store.h keeps the seed's cache_* names of the store.
+ *
  * Conventions
  *   - Functions returning int return MEMWATCH_OK (0) on success or a negative
  *     memwatch_error_t; memwatch_last_error() then describes the failure in
@@ -56,6 +61,12 @@
 extern "C" {
 #endif
 
+/* ==== errors ============================================================ */
+
+/* Every function returning int returns MEMWATCH_OK or a negative code; the
+ * calling thread's last-error slot (one for the whole library: watchers,
+ * store, recorder, memglass) then holds the code and a message. */
+
 /** Error codes (negative); MEMWATCH_OK is success. */
 typedef enum memwatch_error {
     MEMWATCH_OK = 0,
@@ -80,6 +91,16 @@ typedef enum memwatch_error {
     MEMWATCH_ERR_TOO_MANY_PINS = -18,
     MEMWATCH_ERR_BUSY = -19             /* writer lock held elsewhere (memwatch_store_try_put) */
 } memwatch_error_t;
+
+/** Message of the last failure in this thread ("" if none). Like errno, it is
+ *  only set by failing calls; the pointer stays valid until the next failing
+ *  call in this thread. */
+const char *memwatch_last_error(void);
+
+/** Code of the last failure in this thread (MEMWATCH_OK if none). */
+int memwatch_last_error_code(void);
+
+/* ==== options =========================================================== */
 
 /** Adapter ids used by the official bindings (memwatch_options_t.adapter_id). */
 #define MEMWATCH_ADAPTER_RUST 0u
@@ -110,46 +131,95 @@ typedef struct memwatch_options {
     uint32_t stack_depth;        /* default 8, 1..32: frames captured per located write */
 } memwatch_options_t;
 
+/** Fills *opts with the defaults. */
+void memwatch_options_default(memwatch_options_t *opts);
+
+/* ==== lifecycle ========================================================= */
+
+/* Watchers (the handle API), the default watcher (the seeds' global API),
+ * the process-wide signal handler, and facts about the library. */
+
+typedef struct memwatch_watcher memwatch_watcher_t;
+
+/** Creates a watcher; opts may be NULL for defaults. */
+int memwatch_watcher_new(const memwatch_options_t *opts, memwatch_watcher_t **out);
+
+/** Closes a watcher (unwatching everything) without freeing the handle; later
+ *  calls on it fail with MEMWATCH_ERR_CLOSED. Idempotent. */
+int memwatch_watcher_close(memwatch_watcher_t *w);
+
+/** Closes the watcher (unwatching everything) and frees it. NULL is ignored.
+ *  May be called from inside its own callback. No other thread may be using
+ *  the handle during or after this call (use memwatch_watcher_close() to stop
+ *  a watcher that other threads may still touch, and free it afterwards). */
+void memwatch_watcher_free(memwatch_watcher_t *w);
+
+/** Creates the default watcher if needed. Idempotent. The other global
+ *  functions create it on first use too, so calling this is optional. */
+int memwatch_init(void);
+
+/** Creates the default watcher with these options (NULL = defaults).
+ *  MEMWATCH_ERR_INVALID_ARGUMENT if it already exists: call memwatch_shutdown() first. */
+int memwatch_init_with_options(const memwatch_options_t *opts);
+
+/** Frees the default watcher (unwatching everything), after delivering the
+ *  changes made before the call to the default callback (waiting 2 s at
+ *  most; not when called from inside the callback). A later global call
+ *  creates a fresh one. May be called from inside the default callback. */
+void memwatch_shutdown(void);
+
+/**
+ * Puts memwatch's SIGSEGV handler back on top after another library installed
+ * its own over it (a crash reporter, a runtime initialised late): that handler
+ * then receives every fault that is not memwatch's, and the protect backend
+ * keeps working. A handler that re-raises (restoring its predecessor, as
+ * Python's faulthandler does) ends in the default action, once, not a loop.
+ * Returns 1 if memwatch's handler was put back, 0 if it already was on top (or
+ * no protect watcher ever started), < 0 on error.
+ */
+int memwatch_reassert_signal_handler(void);
+
+/** The operating system's page size in bytes. */
+size_t memwatch_page_size(void);
+
+/** The library version, a static string such as "0.1.0". */
+const char *memwatch_version(void);
+
+/* ==== watch ============================================================= */
+
+/** Starts watching [addr, addr+len). name may be NULL (""), metadata may be NULL. */
+int memwatch_watcher_watch(memwatch_watcher_t *w, const void *addr, size_t len,
+                           const char *name, const char *metadata, uint32_t *out_id);
+
+/** Stops watching a region: 1 if it was watched, 0 if the id is unknown, <0 on error. */
+int memwatch_watcher_unwatch(memwatch_watcher_t *w, uint32_t region_id);
+
+/** Watches on the default watcher; returns the region id, or 0 on error. */
+uint32_t memwatch_watch(uint64_t addr, size_t size, const char *name, const char *metadata);
+
+/** 1 if the region was watched, 0 if unknown, <0 on error. */
+int memwatch_unwatch(uint32_t region_id);
+
+/**
+ * Sends values larger than max_value_bytes to the MemStream store `store_name`
+ * (created with `capacity` bytes and LRU eviction if it does not exist; see
+ * "store" below). Events of such regions then carry storage_key_new and,
+ * while the store holds it, storage_key_old: keys of the form
+ * "memwatch/{adapter_id}/{region_id}/{epoch}" that any process can read with
+ * memwatch_store_get on the same store. store_name == NULL stops it.
+ */
+int memwatch_watcher_set_value_store(memwatch_watcher_t *w, const char *store_name, uint64_t capacity);
+
+/* ==== events and callbacks ============================================== */
+
+/** Defined in "location" below. */
+typedef struct memwatch_where memwatch_where_t;
+
 /** A run of changed bytes, relative to the start of the region. */
 typedef struct memwatch_range {
     size_t offset;
     size_t length;
 } memwatch_range_t;
-
-/**
- * One frame of a writer's stack (memwatch_where_t.frames, innermost first).
- * Strings are never NULL ("" when unknown).
- */
-typedef struct memwatch_frame {
-    uint64_t ip;             /* the write itself for frame 0; return address - 1 above */
-    const char *module;      /* executable or shared library path; "" outside any */
-    uint64_t module_offset;  /* ip minus the module's load address (addr2line -e MODULE) */
-    const char *function;    /* demangled; "" without symbols */
-    const char *file;        /* "" without debug info */
-    uint32_t line;           /* 0 = unknown */
-    int32_t inlined;         /* 1 = inlined into the next frame (same ip) */
-} memwatch_frame_t;
-
-/**
- * Where a located write was made (memwatch_change_event_t.location). Owned by
- * the event: valid exactly as long as the event (during the callback, or
- * until memwatch_events_free()). The event's file/function/line are the
- * "user frame": the innermost frame outside memwatch and memcpy-style
- * helpers (libc's string routines); those stay in `frames`.
- *
- * Only the first write to a page in its writable window faults, so only it
- * is located; unattributed_faults counts the faults on other pages of the
- * region merged into this event without a location. Stacks are walked by
- * frame pointers: build with -fno-omit-frame-pointer for full stacks.
- */
-typedef struct memwatch_where {
-    const char *thread_name;      /* the writing thread's name (prctl/pthread_setname_np) */
-    const char *module;           /* module of the user frame */
-    uint64_t module_offset;       /* offset of the user frame in that module */
-    uint32_t unattributed_faults;
-    uint32_t frame_count;
-    const memwatch_frame_t *frames;
-} memwatch_where_t;
 
 /**
  * One change to one region. Pointers are owned by memwatch: valid during a
@@ -179,50 +249,30 @@ typedef struct memwatch_change_event {
     size_t old_value_len;
     const uint8_t *new_value; /* whole new value if how_big <= max_value_bytes */
     size_t new_value_len;
-    const char *storage_key_old; /* NULL for now */
-    const char *storage_key_new; /* NULL for now */
+    const char *storage_key_old; /* value store key of the old value (regions larger than
+                                    max_value_bytes, memwatch_watcher_set_value_store),
+                                    while the store still holds it; else NULL */
+    const char *storage_key_new; /* value store key of the new value, or NULL */
     const char *metadata;        /* as given to watch, or NULL */
     const memwatch_where_t *location; /* locate_writers: where the write was made, or
                                          NULL (not located: option off, other backend,
                                          fault ring full); same lifetime as the event */
 } memwatch_change_event_t;
 
-/** Counters of one watcher (faults and dropped_wheres are process-wide). */
-typedef struct memwatch_stats {
-    const char *backend;          /* static string: "protect", "poll", ... */
-    char backend_reason[256];     /* why a better backend was not used; "" if none */
-    uint64_t regions;
-    uint64_t protected_pages;
-    uint64_t faults;
-    uint64_t events;
-    uint64_t dropped_wheres;
-    uint64_t native_bytes;
-    uint64_t snapshot_bytes;
-    uint64_t pending_events;
-    uint64_t callback_errors;
-    uint64_t latency_p50_ns;
-    uint64_t latency_p99_ns;
-    uint64_t fallback_regions;    /* writewatch regions userfaultfd refused, on protect instead */
-    uint64_t gone_regions;        /* regions dropped: memory unmapped while watched (process-wide) */
-} memwatch_stats_t;
-
-/** What a resolver fills in for one address (strings NUL-terminated, truncated to fit). */
-typedef struct memwatch_resolved_frame {
-    char function[256];
-    char file[512];
-    char module[256];   /* module or script name */
-    uint32_t line;
-} memwatch_resolved_frame_t;
-
 /**
- * A runtime's own frame resolver (JIT code, interpreters): fill *out and
- * return 1 if `ip` is yours, else return 0 and memwatch resolves it (module
- * + offset, symbols, DWARF). Called for every captured address of a located
- * write, when its event is built: on memwatch's worker thread or in a
- * check_changes() caller, never in the signal handler, with memwatch's
- * engine locked, so it must not call memwatch functions. *out starts zeroed.
+ * Detects changes now. Every write made before this call is in the result
+ * or was already delivered to the callback. With a callback set, events go to
+ * it (this call waits until they were delivered) and *out_count is 0.
+ * Free the array with memwatch_events_free (NULL/0 is fine).
  */
-typedef int (*memwatch_resolver_t)(uint64_t ip, memwatch_resolved_frame_t *out, void *user_ctx);
+int memwatch_watcher_check_changes(memwatch_watcher_t *w, memwatch_change_event_t **out_events,
+                                   size_t *out_count);
+
+/** memwatch_watcher_check_changes on the default watcher; free with memwatch_events_free. */
+int memwatch_check_changes(memwatch_change_event_t **out_events, size_t *out_count);
+
+/** Frees an array returned by check_changes. */
+void memwatch_events_free(memwatch_change_event_t *events, size_t count);
 
 /** Called on the delivery thread for each event; event is valid only during the call. */
 typedef void (*memwatch_callback_t)(const memwatch_change_event_t *event, void *user_ctx);
@@ -230,42 +280,6 @@ typedef void (*memwatch_callback_t)(const memwatch_change_event_t *event, void *
 /** Releases a callback's user_ctx once memwatch no longer uses it (see
  *  memwatch_watcher_set_callback_with_finalizer). */
 typedef void (*memwatch_finalizer_t)(void *user_ctx);
-
-typedef struct memwatch_watcher memwatch_watcher_t;
-
-/* ---- errors ---------------------------------------------------------- */
-
-/** Message of the last failure in this thread ("" if none). Like errno, it is
- *  only set by failing calls; the pointer stays valid until the next failing
- *  call in this thread. */
-const char *memwatch_last_error(void);
-/** Code of the last failure in this thread (MEMWATCH_OK if none). */
-int memwatch_last_error_code(void);
-
-/* ---- handle API ------------------------------------------------------ */
-
-/** Fills *opts with the defaults. */
-void memwatch_options_default(memwatch_options_t *opts);
-
-/** Sets the process-wide frame resolver (see memwatch_resolver_t); NULL removes it.
- *  user_ctx is passed back to every call. */
-int memwatch_register_resolver(memwatch_resolver_t resolver, void *user_ctx);
-
-/** Creates a watcher; opts may be NULL for defaults. */
-int memwatch_watcher_new(const memwatch_options_t *opts, memwatch_watcher_t **out);
-
-/** Closes the watcher (unwatching everything) and frees it. NULL is ignored.
- *  May be called from inside its own callback. No other thread may be using
- *  the handle during or after this call (use memwatch_watcher_close() to stop
- *  a watcher that other threads may still touch, and free it afterwards). */
-void memwatch_watcher_free(memwatch_watcher_t *w);
-
-/** Starts watching [addr, addr+len). name may be NULL (""), metadata may be NULL. */
-int memwatch_watcher_watch(memwatch_watcher_t *w, const void *addr, size_t len,
-                           const char *name, const char *metadata, uint32_t *out_id);
-
-/** Stops watching a region: 1 if it was watched, 0 if the id is unknown, <0 on error. */
-int memwatch_watcher_unwatch(memwatch_watcher_t *w, uint32_t region_id);
 
 /** Sets (cb != NULL) or clears (cb == NULL) the callback. user_ctx stays the
  *  caller's; memwatch_watcher_set_callback_with_finalizer says when memwatch
@@ -290,125 +304,104 @@ int memwatch_watcher_set_callback(memwatch_watcher_t *w, memwatch_callback_t cb,
 int memwatch_watcher_set_callback_with_finalizer(memwatch_watcher_t *w, memwatch_callback_t cb,
                                                  void *user_ctx, memwatch_finalizer_t finalizer);
 
-/**
- * Detects changes now. Every write made before this call is in the result
- * or was already delivered to the callback. With a callback set, events go to
- * it (this call waits until they were delivered) and *out_count is 0.
- * Free the array with memwatch_events_free (NULL/0 is fine).
- */
-int memwatch_watcher_check_changes(memwatch_watcher_t *w, memwatch_change_event_t **out_events,
-                                   size_t *out_count);
-
-/** Frees an array returned by check_changes. */
-void memwatch_events_free(memwatch_change_event_t *events, size_t count);
-
-/** Fills *out with the watcher's statistics. */
-int memwatch_watcher_get_stats(memwatch_watcher_t *w, memwatch_stats_t *out);
-
-/* ---- the seeds' global API (one default watcher, backend "auto") ----- */
-
-/** Creates the default watcher if needed. Idempotent. The other global
- *  functions create it on first use too, so calling this is optional. */
-int memwatch_init(void);
-/** Frees the default watcher (unwatching everything), after delivering the
- *  changes made before the call to the default callback (waiting 2 s at
- *  most; not when called from inside the callback). A later global call
- *  creates a fresh one. May be called from inside the default callback. */
-void memwatch_shutdown(void);
-/** Watches on the default watcher; returns the region id, or 0 on error. */
-uint32_t memwatch_watch(uint64_t addr, size_t size, const char *name, const char *metadata);
-/** 1 if the region was watched, 0 if unknown, <0 on error. */
-int memwatch_unwatch(uint32_t region_id);
 /** memwatch_watcher_set_callback on the default watcher. */
 int memwatch_set_callback(memwatch_callback_t cb, void *user_ctx);
+
 /** memwatch_watcher_set_callback_with_finalizer on the default watcher. */
 int memwatch_set_callback_with_finalizer(memwatch_callback_t cb, void *user_ctx,
                                          memwatch_finalizer_t finalizer);
-/** memwatch_watcher_check_changes on the default watcher; free with memwatch_events_free. */
-int memwatch_check_changes(memwatch_change_event_t **out_events, size_t *out_count);
-/** memwatch_watcher_get_stats on the default watcher. */
-int memwatch_get_stats(memwatch_stats_t *out);
-
-/* ---- additions (after the seeds' API) --------------------------------- */
-
-/** Creates the default watcher with these options (NULL = defaults).
- *  MEMWATCH_ERR_INVALID_ARGUMENT if it already exists: call memwatch_shutdown() first. */
-int memwatch_init_with_options(const memwatch_options_t *opts);
-
-/** Closes a watcher (unwatching everything) without freeing the handle; later
- *  calls on it fail with MEMWATCH_ERR_CLOSED. Idempotent. */
-int memwatch_watcher_close(memwatch_watcher_t *w);
-
-/**
- * Sends values larger than max_value_bytes to the MemStream store `store_name`
- * (created with `capacity` bytes and LRU eviction if it does not exist; see
- * "store" below). Events of such regions then carry storage_key_new and,
- * while the store holds it, storage_key_old: keys of the form
- * "memwatch/{adapter_id}/{region_id}/{epoch}" that any process can read with
- * memwatch_store_get on the same store. store_name == NULL stops it.
- */
-int memwatch_watcher_set_value_store(memwatch_watcher_t *w, const char *store_name, uint64_t capacity);
-
-/**
- * Puts memwatch's SIGSEGV handler back on top after another library installed
- * its own over it (a crash reporter, a runtime initialised late): that handler
- * then receives every fault that is not memwatch's, and the protect backend
- * keeps working. A handler that re-raises (restoring its predecessor, as
- * Python's faulthandler does) ends in the default action, once, not a loop.
- * Returns 1 if memwatch's handler was put back, 0 if it already was on top (or
- * no protect watcher ever started), < 0 on error.
- */
-int memwatch_reassert_signal_handler(void);
 
 /** Counts one failed callback in stats.callback_errors. For bindings whose
  *  callback trampolines catch their own language's exceptions. */
 int memwatch_watcher_report_callback_error(memwatch_watcher_t *w);
 
-/* ---- recording into SQLite / PostgreSQL (crates/memwatch-record) ------ */
+/* ==== stats ============================================================= */
 
-/** A running recorder (opaque). */
-typedef struct memwatch_recorder memwatch_recorder_t;
+/** Counters of one watcher (faults and dropped_wheres are process-wide). */
+typedef struct memwatch_stats {
+    const char *backend;          /* static string: "protect", "poll", ... */
+    char backend_reason[256];     /* why a better backend was not used; "" if none */
+    uint64_t regions;
+    uint64_t protected_pages;
+    uint64_t faults;
+    uint64_t events;
+    uint64_t dropped_wheres;
+    uint64_t native_bytes;
+    uint64_t snapshot_bytes;
+    uint64_t pending_events;
+    uint64_t callback_errors;
+    uint64_t latency_p50_ns;
+    uint64_t latency_p99_ns;
+    uint64_t fallback_regions;    /* writewatch regions userfaultfd refused, on protect instead */
+    uint64_t gone_regions;        /* regions dropped: memory unmapped while watched (process-wide) */
+} memwatch_stats_t;
 
-/** A recorder's counters. Every event produced while it records is in
- *  exactly one of written, dropped, abandoned, queued. */
-typedef struct memwatch_recorder_stats {
-    uint64_t written;     /* events committed to the database */
-    uint64_t dropped;     /* events the full queue could not take (rows in memwatch_losses) */
-    uint64_t abandoned;   /* queued but unwritten when the recorder closed, database down */
-    uint64_t queued;      /* waiting to be written */
-    uint64_t batches;     /* transactions committed */
-    uint64_t reconnects;  /* connections made again after a loss */
-    int32_t connected;    /* 1 while connected */
-    int64_t recording_id; /* this recording in memwatch_recordings */
-} memwatch_recorder_stats_t;
+/** Fills *out with the watcher's statistics. */
+int memwatch_watcher_get_stats(memwatch_watcher_t *w, memwatch_stats_t *out);
+
+/** memwatch_watcher_get_stats on the default watcher. */
+int memwatch_get_stats(memwatch_stats_t *out);
+
+/* ==== location (writer of each change, opts.locate_writers) ============= */
 
 /**
- * Records every event of `w` (NULL: the default watcher), whether it goes to
- * the callback or to check_changes, into `url`: a file path or "sqlite:PATH"
- * (SQLite, WAL mode) or "postgresql://user@host:port/db" (PostgreSQL). The
- * schema (memwatch_recordings, memwatch_events, memwatch_losses) is created if
- * missing; see crates/memwatch-record/README.md. Never blocks the watched
- * program: a bounded queue feeds the recorder's own thread; what does not fit
- * is counted (stats.dropped) and written to memwatch_losses; a lost
- * connection is retried with backoff. On success *out is the recorder (free
- * it with memwatch_recorder_free); on failure *out is NULL and the code is
- * MEMWATCH_ERR_INVALID_ARGUMENT (bad URL) or MEMWATCH_ERR_DATABASE (cannot
- * open or reach the database), with the reason in memwatch_last_error().
+ * One frame of a writer's stack (memwatch_where_t.frames, innermost first).
+ * Strings are never NULL ("" when unknown).
  */
-int memwatch_record_to(memwatch_watcher_t *w, const char *url, memwatch_recorder_t **out);
+typedef struct memwatch_frame {
+    uint64_t ip;             /* the write itself for frame 0; return address - 1 above */
+    const char *module;      /* executable or shared library path; "" outside any */
+    uint64_t module_offset;  /* ip minus the module's load address (addr2line -e MODULE) */
+    const char *function;    /* demangled; "" without symbols */
+    const char *file;        /* "" without debug info */
+    uint32_t line;           /* 0 = unknown */
+    int32_t inlined;         /* 1 = inlined into the next frame (same ip) */
+} memwatch_frame_t;
 
-/** Waits up to timeout_ms until every event queued before the call is
- *  written: 1 if so, 0 on timeout (database down), < 0 on error. */
-int memwatch_recorder_flush(memwatch_recorder_t *r, uint32_t timeout_ms);
+/**
+ * Where a located write was made (memwatch_change_event_t.location). Owned by
+ * the event: valid exactly as long as the event (during the callback, or
+ * until memwatch_events_free()). The event's file/function/line are the
+ * "user frame": the innermost frame outside memwatch and memcpy-style
+ * helpers (libc's string routines); those stay in `frames`.
+ *
+ * Only the first write to a page in its writable window faults, so only it
+ * is located; unattributed_faults counts the faults on other pages of the
+ * region merged into this event without a location. Stacks are walked by
+ * frame pointers: build with -fno-omit-frame-pointer for full stacks.
+ */
+struct memwatch_where {
+    const char *thread_name;      /* the writing thread's name (prctl/pthread_setname_np) */
+    const char *module;           /* module of the user frame */
+    uint64_t module_offset;       /* offset of the user frame in that module */
+    uint32_t unattributed_faults;
+    uint32_t frame_count;
+    const memwatch_frame_t *frames;
+};
 
-/** Fills *out with the recorder's counters. */
-int memwatch_recorder_stats(memwatch_recorder_t *r, memwatch_recorder_stats_t *out);
+/** What a resolver fills in for one address (strings NUL-terminated, truncated to fit). */
+typedef struct memwatch_resolved_frame {
+    char function[256];
+    char file[512];
+    char module[256];   /* module or script name */
+    uint32_t line;
+} memwatch_resolved_frame_t;
 
-/** Stops recording (writing what is queued first, trying up to 5 s while the
- *  database is down) and frees the recorder. NULL is ignored. */
-void memwatch_recorder_free(memwatch_recorder_t *r);
+/**
+ * A runtime's own frame resolver (JIT code, interpreters): fill *out and
+ * return 1 if `ip` is yours, else return 0 and memwatch resolves it (module
+ * + offset, symbols, DWARF). Called for every captured address of a located
+ * write, when its event is built: on memwatch's worker thread or in a
+ * check_changes() caller, never in the signal handler, with memwatch's
+ * engine locked, so it must not call memwatch functions. *out starts zeroed.
+ */
+typedef int (*memwatch_resolver_t)(uint64_t ip, memwatch_resolved_frame_t *out, void *user_ctx);
 
-/* ---- store: MemStream, a shared-memory key-value store ---------------- */
+/** Sets the process-wide frame resolver (see memwatch_resolver_t); NULL removes it.
+ *  user_ctx is passed back to every call. */
+int memwatch_register_resolver(memwatch_resolver_t resolver, void *user_ctx);
+
+/* ==== store (MemStream) ================================================= */
 
 /*
  * A named key-value store in POSIX shared memory, shared by any number of
@@ -509,14 +502,58 @@ int memwatch_store_close(memwatch_store_t *s);
 /** Removes the store's name; open handles keep working until closed. */
 int memwatch_store_unlink(const char *name);
 
-/** The operating system's page size in bytes. */
-size_t memwatch_page_size(void);
+/* ==== record (SQLite / PostgreSQL, crates/memwatch-record) ============== */
 
-/** The library version, a static string such as "0.1.0". */
-const char *memwatch_version(void);
+/** A running recorder (opaque). */
+typedef struct memwatch_recorder memwatch_recorder_t;
+
+/** A recorder's counters. Every event produced while it records is in
+ *  exactly one of written, dropped, abandoned, queued. */
+typedef struct memwatch_recorder_stats {
+    uint64_t written;     /* events committed to the database */
+    uint64_t dropped;     /* events the full queue could not take (rows in memwatch_losses) */
+    uint64_t abandoned;   /* queued but unwritten when the recorder closed, database down */
+    uint64_t queued;      /* waiting to be written */
+    uint64_t batches;     /* transactions committed */
+    uint64_t reconnects;  /* connections made again after a loss */
+    int32_t connected;    /* 1 while connected */
+    int64_t recording_id; /* this recording in memwatch_recordings */
+} memwatch_recorder_stats_t;
+
+/**
+ * Records every event of `w` (NULL: the default watcher), whether it goes to
+ * the callback or to check_changes, into `url`: a file path or "sqlite:PATH"
+ * (SQLite, WAL mode) or "postgresql://user@host:port/db" (PostgreSQL). The
+ * schema (memwatch_recordings, memwatch_events, memwatch_losses) is created if
+ * missing; see crates/memwatch-record/README.md. Never blocks the watched
+ * program: a bounded queue feeds the recorder's own thread; what does not fit
+ * is counted (stats.dropped) and written to memwatch_losses; a lost
+ * connection is retried with backoff. On success *out is the recorder (free
+ * it with memwatch_recorder_free); on failure *out is NULL and the code is
+ * MEMWATCH_ERR_INVALID_ARGUMENT (bad URL) or MEMWATCH_ERR_DATABASE (cannot
+ * open or reach the database), with the reason in memwatch_last_error().
+ */
+int memwatch_record_to(memwatch_watcher_t *w, const char *url, memwatch_recorder_t **out);
+
+/** Waits up to timeout_ms until every event queued before the call is
+ *  written: 1 if so, 0 on timeout (database down), < 0 on error. */
+int memwatch_recorder_flush(memwatch_recorder_t *r, uint32_t timeout_ms);
+
+/** Fills *out with the recorder's counters. */
+int memwatch_recorder_stats(memwatch_recorder_t *r, memwatch_recorder_stats_t *out);
+
+/** Stops recording (writing what is queued first, trying up to 5 s while the
+ *  database is down) and frees the recorder. NULL is ignored. */
+void memwatch_recorder_free(memwatch_recorder_t *r);
 
 #ifdef __cplusplus
 }
 #endif
+
+/* ==== glass ================================================================ */
+/* memglass, typed objects in shared memory observed live from another
+ * process, is part of libmemwatch too: memglass.h (memglass_*, codes
+ * MEMGLASS_ERR_* from -20, in the same last-error slot). */
+#include "memglass.h"
 
 #endif /* MEMWATCH_H */
