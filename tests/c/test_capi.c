@@ -435,6 +435,9 @@ static void t_abi_layout(void) {
     CHECK_EQ(offsetof(memwatch_change_event_t, metadata), 176);
     CHECK_EQ(sizeof(memwatch_stats_t), 368);
     CHECK_EQ(offsetof(memwatch_stats_t, regions), 264);
+    CHECK_EQ(sizeof(memwatch_store_stats_t), 96);
+    CHECK_EQ(sizeof(memwatch_store_key_stats_t), 40);
+    CHECK_EQ(offsetof(memwatch_store_key_stats_t, access_count), 32);
 #endif
     /* Field by field through the library: defaults land where the header says. */
     memwatch_options_t o;

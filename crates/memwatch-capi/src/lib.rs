@@ -757,6 +757,9 @@ mod tests {
         assert_eq!(offset!(memwatch_change_event_t, metadata), 176);
         assert_eq!(std::mem::size_of::<memwatch_stats_t>(), 368);
         assert_eq!(offset!(memwatch_stats_t, regions), 264);
+        assert_eq!(std::mem::size_of::<memwatch_store_stats_t>(), 96);
+        assert_eq!(std::mem::size_of::<memwatch_store_key_stats_t>(), 40);
+        assert_eq!(offset!(memwatch_store_key_stats_t, access_count), 32);
     }
 
     #[test]
