@@ -15,7 +15,7 @@ lib="${1:-${CARGO_TARGET_DIR:-$repo/target}/release/libmemwatch.so}"
 out="$here/build"
 
 if [ ! -f "$lib" ]; then
-    echo "libmemwatch.so not found at $lib: run 'cargo build -p memwatch-capi --release' first" >&2
+    echo "libmemwatch.so not found at $lib: run 'cargo build -p memwatch-c --release' first" >&2
     exit 1
 fi
 command -v mcs >/dev/null || { echo "mcs not found: apt-get install mono-devel" >&2; exit 1; }

@@ -4,7 +4,7 @@
 # with the standard layout
 #   MemWatch.nuspec                               id, version, authors, license, description, ... (from MemWatch.csproj)
 #   lib/netstandard2.0/MemWatch.dll, MemWatch.xml  the library as build-mono.sh builds and the tests test it
-#   runtimes/linux-x64/native/libmemwatch.so      the engine (crates/memwatch-capi)
+#   runtimes/linux-x64/native/libmemwatch.so      the engine (crates/memwatch-c)
 #   README.md
 #   [Content_Types].xml, _rels/.rels, package/services/metadata/core-properties/*.psmdcp  (OPC parts nuget pack writes)
 #

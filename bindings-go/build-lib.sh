@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds the static C library of memwatch (crates/memwatch-capi) and copies it
+# Builds the static C library of memwatch (crates/memwatch-c over crates/memwatch-capi) and copies it
 # to bindings-go/lib/libmemwatch.a, where the cgo directives in cgo.go link it.
 #
 # Run through `go generate` from bindings-go/ (see doc.go), or directly.
@@ -17,7 +17,7 @@ if [ -n "${MEMWATCH_LIB_A:-}" ]; then
     src=$MEMWATCH_LIB_A
 else
     target=${CARGO_TARGET_DIR:-$root/target}
-    (cd "$root" && cargo build -p memwatch-capi --release)
+    (cd "$root" && cargo build -p memwatch-c --release)
     src=$target/release/libmemwatch.a
 fi
 if [ ! -f "$src" ]; then

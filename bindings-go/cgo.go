@@ -2,12 +2,11 @@ package memwatch
 
 // Link flags: the static libmemwatch.a that build-lib.sh (go generate) copies
 // into lib/, plus the system libraries the Rust standard library inside it
-// needs. The headers come straight from the C ABI crate (memwatch.h) and
-// the store crate (memwatch_store.h, whose cache_* functions libmemwatch.a
-// exports too).
+// needs. The headers come straight from the C ABI crate (memwatch.h, and
+// memwatch_store.h with the store's cache_* names libmemwatch.a exports).
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../crates/memwatch-capi/include -I${SRCDIR}/../crates/memwatch-store/include
+#cgo CFLAGS: -I${SRCDIR}/../crates/memwatch-capi/include
 #cgo LDFLAGS: ${SRCDIR}/lib/libmemwatch.a -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 #include <stdlib.h>
 #include "memwatch_go.h"

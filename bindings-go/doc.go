@@ -8,11 +8,11 @@
 // [Watcher.Stats] tells which one a watcher uses.
 //
 // It is the Go binding of memwatch: a thin cgo layer over the C ABI of the
-// Rust engine (crates/memwatch-capi, linked statically from lib/libmemwatch.a).
+// Rust engine (crates/memwatch-capi, built by crates/memwatch-c, linked statically from lib/libmemwatch.a).
 // Build that library once, then use the go tool as usual:
 //
 //	cd bindings-go
-//	go generate      # runs build-lib.sh: cargo build -p memwatch-capi --release, copy to lib/
+//	go generate      # runs build-lib.sh: cargo build -p memwatch-c --release, copy to lib/
 //	go test ./...
 //
 // # Usage

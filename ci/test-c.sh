@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# C and C++ tests: builds libmemwatch and memwatch-cxx, installs them into a
-# scratch prefix (ci/install-c.sh), then builds tests/ with CMake against that
-# installed package and runs everything with ctest:
+# C and C++ tests: builds libmemwatch (crates/memwatch-c), installs it with
+# the C and C++ headers into a scratch prefix (ci/install-c.sh), then builds
+# tests/ with CMake against that installed package and runs everything with
+# ctest:
 #   - the shared tests/behavior scenarios (C runner, shared and static lib; C++ runner)
 #   - the C tests (tests/c/test_capi.c) and the GoogleTest C++ tests (tests/cpp)
 #   - examples/c and examples/cpp built out of tree against the installed package
@@ -31,12 +32,7 @@ jobs="$(nproc 2>/dev/null || echo 2)"
 rm -rf "$work"
 mkdir -p "$work"
 
-crates=(-p memwatch-capi)
-if [ -d "$repo/crates/memwatch-cxx" ]; then
-    crates+=(-p memwatch-cxx)
-else
-    export MEMWATCH_NO_CXX=1
-fi
+crates=(-p memwatch-capi -p memwatch-c)
 echo "== cargo test ${crates[*]}"
 (cd "$repo" && cargo test --release "${crates[@]}")
 

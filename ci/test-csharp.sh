@@ -28,8 +28,8 @@ if ! command -v sqlite3 >/dev/null; then
 fi
 mono --version | head -n1
 
-echo "== cargo build -p memwatch-capi --release"
-(cd "$repo" && cargo build --release -p memwatch-capi)
+echo "== cargo build -p memwatch-c --release"
+(cd "$repo" && cargo build --release -p memwatch-c)
 lib="$CARGO_TARGET_DIR/release/libmemwatch.so"
 
 echo "== build the C# binding and tests with mcs"

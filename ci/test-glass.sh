@@ -15,7 +15,7 @@ cargo test --release -p memglass -p memglass-derive
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$CARGO_TARGET_DIR/loom" \
     cargo test --release -p memglass --test loom
 # The C ABI (memglass_* in libmemwatch): a C producer and a C observer.
-cargo build --release -p memwatch-capi
+cargo build --release -p memwatch-c
 cc -std=c11 -Wall -Wextra -Werror -I crates/memwatch-capi/include tests/glass/test_glass.c \
     -L "$CARGO_TARGET_DIR/release" -lmemwatch -Wl,-rpath,"$CARGO_TARGET_DIR/release" \
     -o "$CARGO_TARGET_DIR/test_glass_c"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Go binding tests (bindings-go) and the Go example (examples/go).
-#   1. builds libmemwatch.a with `cargo build -p memwatch-capi --release`
+#   1. builds libmemwatch.a with `cargo build -p memwatch-c --release`
 #      (default target dir: the repository's target/, or $CARGO_TARGET_DIR)
 #      and copies it to bindings-go/lib/ -- through `go generate`, the
 #      documented build command;

@@ -104,7 +104,7 @@ def main():
     ap.add_argument("--ops", type=int, default=300_000)
     ap.add_argument("--redis-ops", type=int, default=30_000)
     ap.add_argument("--value-size", type=int, default=100)
-    ap.add_argument("--no-ctypes", action="store_true", help="skip the ctypes rows (no libmemwatch_store.so)")
+    ap.add_argument("--no-ctypes", action="store_true", help="skip the ctypes rows (no libmemwatch.so)")
     a = ap.parse_args()
     import memwatch.store
     import redis

@@ -1,11 +1,11 @@
-"""memstream_ctypes: the ctypes wrapper over libmemwatch_store.so (MemStream C API) that
+"""memstream_ctypes: the ctypes wrapper over libmemwatch.so (MemStream's cache_* C API) that
 the benchmark keeps as its "Python ctypes" row; applications use memwatch.store.
 
 The library is found through $MEMWATCH_STORE_LIB, else
-<repo>/target/store/release/ or <repo>/target/release/libmemwatch_store.so,
+<repo>/target/store/release/ or <repo>/target/release/libmemwatch.so,
 else the dynamic loader's path. Build it with:
 
-    cargo rustc -p memwatch-store --release --features capi --lib --crate-type cdylib
+    cargo build -p memwatch-c --release
 """
 import ctypes
 import os
@@ -20,7 +20,7 @@ ERR_NOT_FOUND = -1
 ERR_BUSY = -13
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_CANDIDATES = [os.path.join(_HERE, "..", "..", "target", d, "release", "libmemwatch_store.so")
+_CANDIDATES = [os.path.join(_HERE, "..", "..", "target", d, "release", "libmemwatch.so")
                for d in ("store", "")]
 
 
@@ -28,7 +28,7 @@ def _default_lib():
     for p in _CANDIDATES:
         if os.path.exists(p):
             return os.path.normpath(p)
-    return "libmemwatch_store.so"  # the dynamic loader's search path
+    return "libmemwatch.so"  # the dynamic loader's search path
 
 
 class Stats(Structure):

@@ -32,8 +32,8 @@ fi
 "$py" -c "import memwatch.store"
 
 cargo build -q --manifest-path "$root/Cargo.toml" --release -p memwatch-store --example store_bench
-cargo rustc -q --manifest-path "$root/Cargo.toml" -p memwatch-store --release --features capi --lib --crate-type cdylib
-export MEMWATCH_STORE_LIB="$CARGO_TARGET_DIR/release/libmemwatch_store.so"
+cargo build -q --manifest-path "$root/Cargo.toml" --release -p memwatch-c
+export MEMWATCH_STORE_LIB="$CARGO_TARGET_DIR/release/libmemwatch.so"
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --daemonize no --loglevel warning >/dev/null &

@@ -172,7 +172,7 @@ namespace MemWatch
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern UIntPtr memwatch_page_size();
 
-        // ---- MemStream's C API (crates/memwatch-store/include/memwatch_store.h),
+        // ---- MemStream's C API (crates/memwatch-capi/include/memwatch_store.h),
         //      exported by libmemwatch too ----
 
         internal const int CACHE_ERR_NOT_FOUND = -1;

@@ -201,7 +201,7 @@ def cpp_producer(tmp_path_factory):
     target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     libdir = os.environ.get("MEMGLASS_LIBDIR")
     if not libdir:
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "memwatch-capi"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "memwatch-c"], cwd=ROOT, check=True)
         libdir = str(target / "release")
     exe = tmp_path_factory.mktemp("cpp") / "glass_cpp_producer"
     include = ROOT / "crates" / "memwatch-capi" / "include"

@@ -3,7 +3,7 @@
 // Build against an installed memwatch:
 //   cmake -S . -B build -DCMAKE_PREFIX_PATH=/path/to/prefix && cmake --build build && ./build/memwatch_example_cpp
 // or
-//   c++ main.cpp $(pkg-config --cflags --libs memwatch-cxx) -o example && ./example
+//   c++ main.cpp $(pkg-config --cflags --libs memwatch-cxx) -o example && LD_LIBRARY_PATH=/path/to/prefix/lib ./example
 #include <cstdint>
 #include <iomanip>
 #include <iostream>

@@ -9,7 +9,7 @@ target="${CARGO_TARGET_DIR:-$repo/target}"
 out="${MEMWATCH_EXAMPLE_OUT:-$target/example-csharp}"
 
 if [ "${MEMWATCH_NO_BUILD:-0}" != 1 ]; then
-    (cd "$repo" && cargo build -q -p memwatch-capi --release)
+    (cd "$repo" && cargo build -q -p memwatch-c --release)
     "$repo/bindings-csharp/build-mono.sh" "$target/release/libmemwatch.so" >/dev/null
 fi
 mkdir -p "$out"

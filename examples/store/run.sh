@@ -2,7 +2,7 @@
 # Demonstrates MemStream across three Python processes (memwatch.store):
 # writer.py writes, reader.py verifies every value it reads, analytics.py
 # reports hit counts and timestamps, all on one shared-memory store. Then the
-# C example (include/memwatch_store.h, libmemwatch_store.so) runs.
+# C example (memwatch_store.h, libmemwatch.so) runs.
 #
 # Python: $PYTHON if set (it must be able to `import memwatch.store`), else a
 # virtualenv in $CARGO_TARGET_DIR/py-venv into which the memwatch package of
@@ -43,7 +43,7 @@ if [ $status -ne 0 ]; then echo "run.sh: a process failed" >&2; exit 1; fi
 echo "run.sh: writer, reader and analytics all succeeded on store $name"
 
 if command -v cc >/dev/null; then
-  cargo rustc -q --manifest-path "$root/Cargo.toml" -p memwatch-store --release --features capi --lib --crate-type cdylib
-  cc -Wall -Wextra -I"$root/crates/memwatch-store/include" c_example.c -L"$CARGO_TARGET_DIR/release" -lmemwatch_store -o "$CARGO_TARGET_DIR/memstream_c_example"
+  cargo build -q --manifest-path "$root/Cargo.toml" -p memwatch-c --release
+  cc -Wall -Wextra -I"$root/crates/memwatch-capi/include" c_example.c -L"$CARGO_TARGET_DIR/release" -lmemwatch -o "$CARGO_TARGET_DIR/memstream_c_example"
   LD_LIBRARY_PATH="$CARGO_TARGET_DIR/release" "$CARGO_TARGET_DIR/memstream_c_example" "memstream-c-$$"
 fi

@@ -435,6 +435,9 @@ static void t_abi_layout(void) {
     CHECK_EQ(offsetof(memwatch_change_event_t, metadata), 176);
     CHECK_EQ(sizeof(memwatch_stats_t), 368);
     CHECK_EQ(offsetof(memwatch_stats_t, regions), 264);
+    CHECK_EQ(sizeof(memwatch_store_stats_t), 96);
+    CHECK_EQ(sizeof(memwatch_store_key_stats_t), 40);
+    CHECK_EQ(offsetof(memwatch_store_key_stats_t, access_count), 32);
 #endif
     /* Field by field through the library: defaults land where the header says. */
     memwatch_options_t o;
@@ -1207,6 +1210,192 @@ static void t_free_inside_callback_protect(void) { free_inside("protect"); }
 static void t_free_inside_callback_poll(void) { free_inside("poll"); }
 static void t_free_inside_callback_writewatch(void) { free_inside("writewatch"); }
 
+/* ---- callback finalizer ---------------------------------------------------------- */
+
+/* One callback context: how often its callback ran and runs now, and how
+   often its finalizer ran (and whether the callback was running then). */
+typedef struct {
+    atomic_int calls, running, finalized, finalized_while_running;
+    sem_t entered, release, done;
+    int block; /* the callback waits for `release` */
+    void *ptr_w; /* close_inside_cb: the watcher to close */
+} fin_ctx_t;
+
+static void fin_ctx_init(fin_ctx_t *c, int block) {
+    memset(c, 0, sizeof *c);
+    sem_init(&c->entered, 0, 0);
+    sem_init(&c->release, 0, 0);
+    sem_init(&c->done, 0, 0);
+    c->block = block;
+}
+
+static void fin_cb(const memwatch_change_event_t *e, void *ctx) {
+    (void)e;
+    fin_ctx_t *c = ctx;
+    atomic_fetch_add(&c->running, 1);
+    atomic_fetch_add(&c->calls, 1);
+    sem_post(&c->entered);
+    if (c->block) sem_wait(&c->release);
+    atomic_fetch_sub(&c->running, 1);
+}
+
+static void fin_fn(void *ctx) {
+    fin_ctx_t *c = ctx;
+    if (atomic_load(&c->running)) atomic_fetch_add(&c->finalized_while_running, 1);
+    atomic_fetch_add(&c->finalized, 1);
+    sem_post(&c->done);
+}
+
+static int wait_sem(sem_t *s, int seconds) {
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += seconds;
+    return sem_timedwait(s, &dl) == 0;
+}
+
+typedef struct {
+    memwatch_watcher_t *w;
+    int rc;
+} check_args_t;
+
+static void *check_thread(void *arg) {
+    check_args_t *a = arg;
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 0;
+    a->rc = memwatch_watcher_check_changes(a->w, &ev, &n);
+    memwatch_events_free(ev, n);
+    return NULL;
+}
+
+/* The finalizer runs exactly once when its context is last used: replaced
+   (while the callback runs: only after it returns), cleared, the watcher
+   closed or freed, the default watcher shut down, a failing call; and
+   never while its callback can still run. */
+static void t_callback_finalizer(void) {
+    memwatch_watcher_t *w = new_watcher("protect");
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    uint32_t id;
+    REQUIRE(memwatch_watcher_watch(w, buf, 64, "fin", NULL, &id) == MEMWATCH_OK);
+
+    /* 1. Replaced while the callback is running: finalized after it returns. */
+    fin_ctx_t a, b, c, d;
+    fin_ctx_init(&a, 1);
+    fin_ctx_init(&b, 0);
+    REQUIRE(memwatch_watcher_set_callback_with_finalizer(w, fin_cb, &a, fin_fn) == MEMWATCH_OK);
+    store(buf + 1, 1);
+    check_args_t args = {w, 1};
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, check_thread, &args) == 0);
+    REQUIRE(wait_sem(&a.entered, 10)); /* a's callback runs and blocks */
+    CHECK_EQ(memwatch_watcher_set_callback_with_finalizer(w, fin_cb, &b, fin_fn), MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&a.finalized), 0); /* still running: not yet */
+    sem_post(&a.release);
+    REQUIRE(wait_sem(&a.done, 10));
+    pthread_join(th, NULL);
+    CHECK_EQ(args.rc, MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&a.calls), 1);
+    CHECK_EQ(atomic_load(&a.finalized), 1);
+    CHECK_EQ(atomic_load(&a.finalized_while_running), 0);
+
+    /* The new context gets the next event; the old one never again. */
+    store(buf + 2, 2);
+    memwatch_change_event_t *ev = NULL;
+    size_t n = 0;
+    CHECK_EQ(memwatch_watcher_check_changes(w, &ev, &n), MEMWATCH_OK);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(atomic_load(&b.calls), 1);
+    CHECK_EQ(atomic_load(&a.calls), 1);
+
+    /* 2. Cleared: finalized before set_callback returns (nothing running). */
+    CHECK_EQ(atomic_load(&b.finalized), 0);
+    CHECK_EQ(memwatch_watcher_set_callback(w, NULL, NULL), MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&b.finalized), 1);
+    CHECK_EQ(atomic_load(&b.finalized_while_running), 0);
+    /* Replacing by a callback without a finalizer also releases the old one. */
+    fin_ctx_init(&d, 0);
+    CHECK_EQ(memwatch_watcher_set_callback_with_finalizer(w, fin_cb, &d, fin_fn), MEMWATCH_OK);
+    CHECK_EQ(memwatch_watcher_set_callback(w, fin_cb, &d), MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&d.finalized), 1);
+    CHECK_EQ(memwatch_watcher_set_callback(w, NULL, NULL), MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&d.finalized), 1); /* its own call had none */
+
+    /* 3. Closed: finalized by close, not again by free. */
+    fin_ctx_init(&c, 0);
+    CHECK_EQ(memwatch_watcher_set_callback_with_finalizer(w, fin_cb, &c, fin_fn), MEMWATCH_OK);
+    store(buf + 3, 3);
+    CHECK_EQ(memwatch_watcher_check_changes(w, &ev, &n), MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&c.calls), 1);
+    CHECK_EQ(memwatch_watcher_close(w), MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&c.finalized), 1);
+    CHECK_EQ(atomic_load(&c.finalized_while_running), 0);
+
+    /* A failing call (closed watcher) still takes ownership: finalized now. */
+    fin_ctx_t e;
+    fin_ctx_init(&e, 0);
+    CHECK_EQ(memwatch_watcher_set_callback_with_finalizer(w, fin_cb, &e, fin_fn), MEMWATCH_ERR_CLOSED);
+    CHECK_EQ(atomic_load(&e.finalized), 1);
+    CHECK_EQ(memwatch_watcher_set_callback_with_finalizer(NULL, fin_cb, &e, fin_fn), MEMWATCH_ERR_INVALID_ARGUMENT);
+    CHECK_EQ(atomic_load(&e.finalized), 2); /* one per call */
+    /* cb == NULL: nothing will use user_ctx, finalized at once. */
+    fin_ctx_t f;
+    fin_ctx_init(&f, 0);
+    memwatch_watcher_t *w2 = new_watcher("poll");
+    CHECK_EQ(memwatch_watcher_set_callback_with_finalizer(w2, NULL, &f, fin_fn), MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&f.finalized), 1);
+    /* Freed without close: finalized once by free. */
+    fin_ctx_t g;
+    fin_ctx_init(&g, 0);
+    CHECK_EQ(memwatch_watcher_set_callback_with_finalizer(w2, fin_cb, &g, fin_fn), MEMWATCH_OK);
+    memwatch_watcher_free(w2);
+    CHECK_EQ(atomic_load(&g.finalized), 1);
+    memwatch_watcher_free(w);
+    CHECK_EQ(atomic_load(&c.finalized), 1);
+
+    /* The default watcher: finalized by memwatch_shutdown. */
+    fin_ctx_t h;
+    fin_ctx_init(&h, 0);
+    CHECK_EQ(memwatch_set_callback_with_finalizer(fin_cb, &h, fin_fn), MEMWATCH_OK);
+    REQUIRE(memwatch_watch((uint64_t)(uintptr_t)buf, 64, "global", NULL) != 0);
+    store(buf + 4, 4);
+    CHECK_EQ(memwatch_check_changes(&ev, &n), MEMWATCH_OK);
+    CHECK_EQ(atomic_load(&h.calls), 1);
+    CHECK_EQ(atomic_load(&h.finalized), 0);
+    memwatch_shutdown();
+    CHECK_EQ(atomic_load(&h.finalized), 1);
+    CHECK_EQ(atomic_load(&h.finalized_while_running), 0);
+    munmap(buf, page());
+}
+
+/* The callback closes its own watcher: its context is finalized only after
+   that call returned, on the delivery thread. */
+static void close_inside_cb(const memwatch_change_event_t *e, void *ctx) {
+    (void)e;
+    fin_ctx_t *c = ctx;
+    atomic_fetch_add(&c->running, 1);
+    atomic_fetch_add(&c->calls, 1);
+    memwatch_watcher_close((memwatch_watcher_t *)c->ptr_w);
+    atomic_fetch_sub(&c->running, 1);
+}
+
+static void t_callback_finalizer_close_inside(void) {
+    memwatch_watcher_t *w = new_watcher("protect");
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    uint32_t id;
+    REQUIRE(memwatch_watcher_watch(w, buf, 64, "fin", NULL, &id) == MEMWATCH_OK);
+    fin_ctx_t c;
+    fin_ctx_init(&c, 0);
+    c.ptr_w = w;
+    REQUIRE(memwatch_watcher_set_callback_with_finalizer(w, close_inside_cb, &c, fin_fn) == MEMWATCH_OK);
+    store(buf + 1, 1);
+    REQUIRE(wait_sem(&c.done, 10)); /* delivered by the engine alone */
+    CHECK_EQ(atomic_load(&c.calls), 1);
+    CHECK_EQ(atomic_load(&c.finalized), 1);
+    CHECK_EQ(atomic_load(&c.finalized_while_running), 0);
+    memwatch_watcher_free(w);
+    CHECK_EQ(atomic_load(&c.finalized), 1);
+    munmap(buf, page());
+}
+
 /* ---- several watchers -------------------------------------------------------------- */
 
 static void t_two_watchers_share_a_page(void) {
@@ -1380,7 +1569,7 @@ static void t_syscall_read_reported_writewatch(void) {
     munmap(buf, page());
 }
 
-/* ---- large values in the MemStream store, read back with cache_get ------------- */
+/* ---- large values in the MemStream store, read back by another client ---------- */
 
 static void t_value_store_large_values(void) {
     char name[64];
@@ -1423,6 +1612,79 @@ static void t_value_store_large_values(void) {
     CHECK_EQ(cache_last_error_code(), CACHE_ERR_NOT_FOUND);
     CHECK(cache_open("bad/name") == NULL);
     CHECK_EQ(cache_last_error_code(), CACHE_ERR_INVALID);
+}
+
+/* ---- the store under memwatch_store_*, the cache_* aliases, one error slot ---- */
+
+static void t_store_names_and_aliases(void) {
+    char name[64];
+    snprintf(name, sizeof name, "mw-c-store-%d", (int)getpid());
+    memwatch_store_t *s = memwatch_store_connect(name, 1u << 20, MEMWATCH_STORE_REFUSE);
+    REQUIRE(s != NULL);
+    CHECK_EQ(memwatch_store_put(s, "key", 3, "value", 5), MEMWATCH_OK);
+    char got[16] = {0};
+    CHECK_EQ(memwatch_store_get(s, "key", 3, got, sizeof got), 5);
+    CHECK(memcmp(got, "value", 5) == 0);
+    CHECK_EQ(memwatch_store_get(s, "key", 3, NULL, 0), 5); /* length only */
+    CHECK_EQ(memwatch_store_contains(s, "key", 3), 1);
+    CHECK_EQ(memwatch_store_try_put(s, "k2", 2, "v2", 2), MEMWATCH_OK);
+    memwatch_store_stats_t st;
+    CHECK_EQ(memwatch_store_stats(s, &st), MEMWATCH_OK);
+    CHECK_EQ(st.entries, 2);
+    CHECK_EQ(st.puts, 2);
+    memwatch_store_key_stats_t ks;
+    CHECK_EQ(memwatch_store_key_stats(s, "key", 3, &ks), MEMWATCH_OK);
+    CHECK_EQ(ks.value_size, 5);
+    CHECK_EQ(ks.access_count, 2);
+    CHECK_EQ(memwatch_store_keys(s, NULL, 0), 4 + 3 + 4 + 2);
+
+    /* A store failure: a memwatch_error_t, in the library's one slot. */
+    CHECK_EQ(memwatch_store_get(s, "nope", 4, got, sizeof got), MEMWATCH_ERR_NOT_FOUND);
+    CHECK_EQ(memwatch_last_error_code(), MEMWATCH_ERR_NOT_FOUND);
+    CHECK(strstr(memwatch_last_error(), "not found") != NULL);
+    CHECK_EQ(memwatch_store_delete(s, "nope", 4), MEMWATCH_ERR_NOT_FOUND);
+    CHECK_EQ(memwatch_store_put(s, "", 0, "v", 1), MEMWATCH_ERR_INVALID_ARGUMENT);
+    CHECK_EQ(memwatch_store_put(NULL, "k", 1, "v", 1), MEMWATCH_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(memwatch_last_error(), "NULL") != NULL);
+    CHECK_EQ(memwatch_store_stats(s, NULL), MEMWATCH_ERR_INVALID_ARGUMENT);
+    char big[2000];
+    memset(big, 'k', sizeof big);
+    CHECK_EQ(memwatch_store_put(s, big, sizeof big, "v", 1), MEMWATCH_ERR_KEY_TOO_LONG);
+    CHECK(memwatch_store_connect(name, 1u << 20, 7) == NULL);
+    CHECK_EQ(memwatch_last_error_code(), MEMWATCH_ERR_INVALID_ARGUMENT);
+
+    /* The aliases: the same store through the seed's names and numbers. */
+    cache_t *c = cache_open(name);
+    REQUIRE(c != NULL);
+    CHECK_EQ(cache_get(c, "k2", 2, got, sizeof got), 2);
+    CHECK(memcmp(got, "v2", 2) == 0);
+    CHECK_EQ(cache_get(c, "nope", 4, got, sizeof got), CACHE_ERR_NOT_FOUND);
+    CHECK_EQ(cache_last_error_code(), CACHE_ERR_NOT_FOUND);
+    CHECK_EQ(memwatch_last_error_code(), MEMWATCH_ERR_NOT_FOUND); /* one slot */
+    CHECK(cache_last_error() == memwatch_last_error());
+    CHECK_EQ(cache_put(c, big, sizeof big, "v", 1), CACHE_ERR_KEY_TOO_LONG);
+    CHECK_EQ(cache_delete(c, "key", 3), CACHE_OK);
+    CHECK_EQ(memwatch_store_contains(s, "key", 3), 0); /* same segment */
+    cache_stats_t cst;
+    CHECK_EQ(cache_stats(c, &cst), CACHE_OK);
+    CHECK_EQ(cst.entries, 1);
+    CHECK(strcmp(cache_version(), memwatch_version()) == 0);
+    CHECK_EQ(cache_close(c), CACHE_OK);
+
+    /* A watcher failure lands in the same slot the cache_* names read. */
+    memwatch_watcher_t *w = new_watcher("poll");
+    CHECK_EQ(memwatch_watcher_watch(w, NULL, 8, "null", NULL, NULL), MEMWATCH_ERR_INVALID_ARGUMENT);
+    CHECK_EQ(cache_last_error_code(), CACHE_ERR_INVALID);
+    CHECK(strcmp(cache_last_error(), memwatch_last_error()) == 0);
+    memwatch_watcher_free(w);
+
+    CHECK_EQ(memwatch_store_close(s), MEMWATCH_OK);
+    CHECK_EQ(memwatch_store_close(NULL), MEMWATCH_OK);
+    CHECK_EQ(memwatch_store_unlink(name), MEMWATCH_OK);
+    CHECK_EQ(memwatch_store_unlink(name), MEMWATCH_ERR_NOT_FOUND);
+    CHECK(memwatch_store_open(name) == NULL);
+    CHECK_EQ(memwatch_last_error_code(), MEMWATCH_ERR_NOT_FOUND);
+    CHECK_EQ(cache_unlink(name), CACHE_ERR_NOT_FOUND);
 }
 
 /* ---- watching the program's own globals -------------------------------------- */
@@ -1629,12 +1891,15 @@ static const test_t TESTS[] = {
     T(free_inside_callback_protect),
     T(free_inside_callback_poll),
     T(free_inside_callback_writewatch),
+    T(callback_finalizer),
+    T(callback_finalizer_close_inside),
     T(two_watchers_share_a_page),
     T(stats),
     T(syscall_write_efault_protect),
     T(syscall_read_reported_writewatch),
     T(late_handler_reassert),
     T(value_store_large_values),
+    T(store_names_and_aliases),
     T(watch_all_globals),
     T(watch_whole_heap_protect),
     T(record_sqlite),

@@ -1,6 +1,8 @@
-// GoogleTest tests of the C++ API (memwatch.hpp): events, the container
-// overload, exceptions, move semantics, callbacks (including throwing ones,
-// which must not unwind through Rust), and a program's own SIGSEGV handler.
+// GoogleTest tests of the C++ API (memwatch.hpp, header-only over memwatch.h):
+// events, the container overload, exceptions, move semantics, callbacks
+// (including throwing ones, which must not unwind into the C API, and the
+// lifetime of the callback object), one engine shared with C code, and a
+// program's own SIGSEGV handler.
 #include <gtest/gtest.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -230,8 +232,9 @@ TEST(Callback, DeliversOnTheDeliveryThread) {
   EXPECT_EQ(r.events.size(), 1u);
 }
 
-// A callback that throws: the exception is caught at the bridge (it never
-// unwinds through Rust), counted, and the watcher keeps working.
+// A callback that throws: the exception is caught in memwatch.hpp's
+// trampoline (it never unwinds into the C API), counted, and the watcher
+// keeps working.
 TEST(Callback, ThrowingCallbackDoesNotUnwindThroughRustAndWatcherKeepsWorking) {
   for (const char* backend : {"protect", "writewatch", "poll"}) {
     SCOPED_TRACE(backend);
@@ -278,6 +281,68 @@ TEST(Callback, ThrowingCallbackDoesNotUnwindThroughRustAndWatcherKeepsWorking) {
     EXPECT_EQ(ev[0].region_id, id);
     EXPECT_TRUE((ev[0].changed_ranges == std::vector<memwatch::ByteRange>{{4, 1}}));
   }
+}
+
+// The std::function (and what it captured) is destroyed exactly when the C
+// API's finalizer says memwatch is done with it: replaced, cleared, closed.
+TEST(Callback, CallbackObjectIsDestroyedWhenReplacedClearedOrClosed) {
+  Pages mem(1);
+  memwatch::Watcher w(with_backend("protect"));
+  w.watch(mem.p, 16, "life");
+  auto first = std::make_shared<int>(1);
+  auto second = std::make_shared<int>(2);
+  auto third = std::make_shared<int>(3);
+  std::atomic<int> calls{0};
+  w.set_callback([first, &calls](const memwatch::ChangeEvent&) { calls += *first; });
+  EXPECT_EQ(first.use_count(), 2);
+  poke(mem.p, 1);
+  EXPECT_TRUE(w.check_changes().empty());
+  EXPECT_EQ(calls.load(), 1);
+  w.set_callback([second, &calls](const memwatch::ChangeEvent&) { calls += *second; });
+  EXPECT_EQ(first.use_count(), 1);  // replaced: destroyed
+  EXPECT_EQ(second.use_count(), 2);
+  poke(mem.p, 2);
+  EXPECT_TRUE(w.check_changes().empty());
+  EXPECT_EQ(calls.load(), 3);
+  w.set_callback(nullptr);
+  EXPECT_EQ(second.use_count(), 1);  // cleared: destroyed
+  w.set_callback([third](const memwatch::ChangeEvent&) {});
+  EXPECT_EQ(third.use_count(), 2);
+  w.close();
+  EXPECT_EQ(third.use_count(), 1);  // closed: destroyed
+  auto late = std::make_shared<int>(4);
+  EXPECT_THROW(w.set_callback([late](const memwatch::ChangeEvent&) {}), memwatch::Closed);
+  EXPECT_EQ(late.use_count(), 1);  // refused: destroyed, not leaked
+}
+
+// memwatch.hpp is a header over libmemwatch: C and C++ code in one program
+// use one engine (a C watcher's write faults show in a C++ watcher's
+// engine-wide counter), and the C handle is reachable.
+TEST(Engine, CAndCppShareOneEngine) {
+  Pages a(1), b(1);
+  memwatch::Watcher cpp(with_backend("protect"));
+  cpp.watch(a.p, 8, "cpp");
+  memwatch_options_t o;
+  memwatch_options_default(&o);
+  o.backend = "protect";
+  memwatch_watcher_t* c = nullptr;
+  ASSERT_EQ(memwatch_watcher_new(&o, &c), MEMWATCH_OK);
+  uint32_t id = 0;
+  ASSERT_EQ(memwatch_watcher_watch(c, b.p, 8, "c", nullptr, &id), MEMWATCH_OK);
+  auto before = cpp.stats().faults;
+  poke(b.p, 7);  // a page only the C watcher watches
+  memwatch_change_event_t* ev = nullptr;
+  std::size_t n = 0;
+  ASSERT_EQ(memwatch_watcher_check_changes(c, &ev, &n), MEMWATCH_OK);
+  ASSERT_EQ(n, 1u);
+  EXPECT_EQ(ev[0].region_id, id);
+  memwatch_events_free(ev, n);
+  EXPECT_EQ(cpp.stats().faults, before + 1);
+  EXPECT_TRUE(cpp.check_changes().empty());
+  memwatch_stats_t s;
+  ASSERT_EQ(memwatch_watcher_get_stats(cpp.handle(), &s), MEMWATCH_OK);
+  EXPECT_EQ(s.regions, 1u);
+  memwatch_watcher_free(c);
 }
 
 // The callback destroys its own watcher; delivery is driven by the engine

@@ -7,6 +7,11 @@
  *   - The seeds' global API (memwatch_init, memwatch_watch, ...): the same
  *     calls on one process-wide default watcher.
  *
+ * Sections, by topic: errors, options, lifecycle, watch, events and
+ * callbacks, stats, location, store (MemStream, memwatch_store_*), record,
+ * glass (memglass.h). memwatch.hpp is the C++17 API over this header;
+ * memwatch_store.h keeps the seed's cache_* names of the store.
+ *
  * Conventions
  *   - Functions returning int return MEMWATCH_OK (0) on success or a negative
  *     memwatch_error_t; memwatch_last_error() then describes the failure in
@@ -56,6 +61,12 @@
 extern "C" {
 #endif
 
+/* ==== errors ============================================================ */
+
+/* Every function returning int returns MEMWATCH_OK or a negative code; the
+ * calling thread's last-error slot (one for the whole library: watchers,
+ * store, recorder, memglass) then holds the code and a message. */
+
 /** Error codes (negative); MEMWATCH_OK is success. */
 typedef enum memwatch_error {
     MEMWATCH_OK = 0,
@@ -67,8 +78,29 @@ typedef enum memwatch_error {
     MEMWATCH_ERR_CLOSED = -6,           /* watcher closed / not initialised */
     MEMWATCH_ERR_OS = -7,               /* a system call failed */
     MEMWATCH_ERR_INTERNAL = -8,         /* a bug in memwatch (caught panic) */
-    MEMWATCH_ERR_DATABASE = -9          /* memwatch_record_to: database unreachable or refused */
+    MEMWATCH_ERR_DATABASE = -9,         /* memwatch_record_to: database unreachable or refused */
+    /* the store (memwatch_store_*) */
+    MEMWATCH_ERR_NOT_FOUND = -10,       /* key absent; or no such store (open, unlink) */
+    MEMWATCH_ERR_KEY_TOO_LONG = -11,    /* key longer than the store's limit */
+    MEMWATCH_ERR_VALUE_TOO_LARGE = -12, /* key + value can never fit in this store */
+    MEMWATCH_ERR_FULL = -13,            /* policy REFUSE and no room (or all pinned) */
+    MEMWATCH_ERR_BUFFER_TOO_SMALL = -14,
+    MEMWATCH_ERR_CORRUPT = -15,         /* not a store, wrong version, truncated, corrupt */
+    MEMWATCH_ERR_NOT_INITIALIZED = -16, /* exists but its creator died before finishing */
+    MEMWATCH_ERR_LOCK = -17,            /* writer lock timed out (10 s) or unrecoverable */
+    MEMWATCH_ERR_TOO_MANY_PINS = -18,
+    MEMWATCH_ERR_BUSY = -19             /* writer lock held elsewhere (memwatch_store_try_put) */
 } memwatch_error_t;
+
+/** Message of the last failure in this thread ("" if none). Like errno, it is
+ *  only set by failing calls; the pointer stays valid until the next failing
+ *  call in this thread. */
+const char *memwatch_last_error(void);
+
+/** Code of the last failure in this thread (MEMWATCH_OK if none). */
+int memwatch_last_error_code(void);
+
+/* ==== options =========================================================== */
 
 /** Adapter ids used by the official bindings (memwatch_options_t.adapter_id). */
 #define MEMWATCH_ADAPTER_RUST 0u
@@ -99,46 +131,95 @@ typedef struct memwatch_options {
     uint32_t stack_depth;        /* default 8, 1..32: frames captured per located write */
 } memwatch_options_t;
 
+/** Fills *opts with the defaults. */
+void memwatch_options_default(memwatch_options_t *opts);
+
+/* ==== lifecycle ========================================================= */
+
+/* Watchers (the handle API), the default watcher (the seeds' global API),
+ * the process-wide signal handler, and facts about the library. */
+
+typedef struct memwatch_watcher memwatch_watcher_t;
+
+/** Creates a watcher; opts may be NULL for defaults. */
+int memwatch_watcher_new(const memwatch_options_t *opts, memwatch_watcher_t **out);
+
+/** Closes a watcher (unwatching everything) without freeing the handle; later
+ *  calls on it fail with MEMWATCH_ERR_CLOSED. Idempotent. */
+int memwatch_watcher_close(memwatch_watcher_t *w);
+
+/** Closes the watcher (unwatching everything) and frees it. NULL is ignored.
+ *  May be called from inside its own callback. No other thread may be using
+ *  the handle during or after this call (use memwatch_watcher_close() to stop
+ *  a watcher that other threads may still touch, and free it afterwards). */
+void memwatch_watcher_free(memwatch_watcher_t *w);
+
+/** Creates the default watcher if needed. Idempotent. The other global
+ *  functions create it on first use too, so calling this is optional. */
+int memwatch_init(void);
+
+/** Creates the default watcher with these options (NULL = defaults).
+ *  MEMWATCH_ERR_INVALID_ARGUMENT if it already exists: call memwatch_shutdown() first. */
+int memwatch_init_with_options(const memwatch_options_t *opts);
+
+/** Frees the default watcher (unwatching everything), after delivering the
+ *  changes made before the call to the default callback (waiting 2 s at
+ *  most; not when called from inside the callback). A later global call
+ *  creates a fresh one. May be called from inside the default callback. */
+void memwatch_shutdown(void);
+
+/**
+ * Puts memwatch's SIGSEGV handler back on top after another library installed
+ * its own over it (a crash reporter, a runtime initialised late): that handler
+ * then receives every fault that is not memwatch's, and the protect backend
+ * keeps working. A handler that re-raises (restoring its predecessor, as
+ * Python's faulthandler does) ends in the default action, once, not a loop.
+ * Returns 1 if memwatch's handler was put back, 0 if it already was on top (or
+ * no protect watcher ever started), < 0 on error.
+ */
+int memwatch_reassert_signal_handler(void);
+
+/** The operating system's page size in bytes. */
+size_t memwatch_page_size(void);
+
+/** The library version, a static string such as "0.1.0". */
+const char *memwatch_version(void);
+
+/* ==== watch ============================================================= */
+
+/** Starts watching [addr, addr+len). name may be NULL (""), metadata may be NULL. */
+int memwatch_watcher_watch(memwatch_watcher_t *w, const void *addr, size_t len,
+                           const char *name, const char *metadata, uint32_t *out_id);
+
+/** Stops watching a region: 1 if it was watched, 0 if the id is unknown, <0 on error. */
+int memwatch_watcher_unwatch(memwatch_watcher_t *w, uint32_t region_id);
+
+/** Watches on the default watcher; returns the region id, or 0 on error. */
+uint32_t memwatch_watch(uint64_t addr, size_t size, const char *name, const char *metadata);
+
+/** 1 if the region was watched, 0 if unknown, <0 on error. */
+int memwatch_unwatch(uint32_t region_id);
+
+/**
+ * Sends values larger than max_value_bytes to the MemStream store `store_name`
+ * (created with `capacity` bytes and LRU eviction if it does not exist; see
+ * "store" below). Events of such regions then carry storage_key_new and,
+ * while the store holds it, storage_key_old: keys of the form
+ * "memwatch/{adapter_id}/{region_id}/{epoch}" that any process can read with
+ * memwatch_store_get on the same store. store_name == NULL stops it.
+ */
+int memwatch_watcher_set_value_store(memwatch_watcher_t *w, const char *store_name, uint64_t capacity);
+
+/* ==== events and callbacks ============================================== */
+
+/** Defined in "location" below. */
+typedef struct memwatch_where memwatch_where_t;
+
 /** A run of changed bytes, relative to the start of the region. */
 typedef struct memwatch_range {
     size_t offset;
     size_t length;
 } memwatch_range_t;
-
-/**
- * One frame of a writer's stack (memwatch_where_t.frames, innermost first).
- * Strings are never NULL ("" when unknown).
- */
-typedef struct memwatch_frame {
-    uint64_t ip;             /* the write itself for frame 0; return address - 1 above */
-    const char *module;      /* executable or shared library path; "" outside any */
-    uint64_t module_offset;  /* ip minus the module's load address (addr2line -e MODULE) */
-    const char *function;    /* demangled; "" without symbols */
-    const char *file;        /* "" without debug info */
-    uint32_t line;           /* 0 = unknown */
-    int32_t inlined;         /* 1 = inlined into the next frame (same ip) */
-} memwatch_frame_t;
-
-/**
- * Where a located write was made (memwatch_change_event_t.location). Owned by
- * the event: valid exactly as long as the event (during the callback, or
- * until memwatch_events_free()). The event's file/function/line are the
- * "user frame": the innermost frame outside memwatch and memcpy-style
- * helpers (libc's string routines); those stay in `frames`.
- *
- * Only the first write to a page in its writable window faults, so only it
- * is located; unattributed_faults counts the faults on other pages of the
- * region merged into this event without a location. Stacks are walked by
- * frame pointers: build with -fno-omit-frame-pointer for full stacks.
- */
-typedef struct memwatch_where {
-    const char *thread_name;      /* the writing thread's name (prctl/pthread_setname_np) */
-    const char *module;           /* module of the user frame */
-    uint64_t module_offset;       /* offset of the user frame in that module */
-    uint32_t unattributed_faults;
-    uint32_t frame_count;
-    const memwatch_frame_t *frames;
-} memwatch_where_t;
 
 /**
  * One change to one region. Pointers are owned by memwatch: valid during a
@@ -168,13 +249,73 @@ typedef struct memwatch_change_event {
     size_t old_value_len;
     const uint8_t *new_value; /* whole new value if how_big <= max_value_bytes */
     size_t new_value_len;
-    const char *storage_key_old; /* NULL for now */
-    const char *storage_key_new; /* NULL for now */
+    const char *storage_key_old; /* value store key of the old value (regions larger than
+                                    max_value_bytes, memwatch_watcher_set_value_store),
+                                    while the store still holds it; else NULL */
+    const char *storage_key_new; /* value store key of the new value, or NULL */
     const char *metadata;        /* as given to watch, or NULL */
     const memwatch_where_t *location; /* locate_writers: where the write was made, or
                                          NULL (not located: option off, other backend,
                                          fault ring full); same lifetime as the event */
 } memwatch_change_event_t;
+
+/**
+ * Detects changes now. Every write made before this call is in the result
+ * or was already delivered to the callback. With a callback set, events go to
+ * it (this call waits until they were delivered) and *out_count is 0.
+ * Free the array with memwatch_events_free (NULL/0 is fine).
+ */
+int memwatch_watcher_check_changes(memwatch_watcher_t *w, memwatch_change_event_t **out_events,
+                                   size_t *out_count);
+
+/** memwatch_watcher_check_changes on the default watcher; free with memwatch_events_free. */
+int memwatch_check_changes(memwatch_change_event_t **out_events, size_t *out_count);
+
+/** Frees an array returned by check_changes. */
+void memwatch_events_free(memwatch_change_event_t *events, size_t count);
+
+/** Called on the delivery thread for each event; event is valid only during the call. */
+typedef void (*memwatch_callback_t)(const memwatch_change_event_t *event, void *user_ctx);
+
+/** Releases a callback's user_ctx once memwatch no longer uses it (see
+ *  memwatch_watcher_set_callback_with_finalizer). */
+typedef void (*memwatch_finalizer_t)(void *user_ctx);
+
+/** Sets (cb != NULL) or clears (cb == NULL) the callback. user_ctx stays the
+ *  caller's; memwatch_watcher_set_callback_with_finalizer says when memwatch
+ *  is done with it. */
+int memwatch_watcher_set_callback(memwatch_watcher_t *w, memwatch_callback_t cb, void *user_ctx);
+
+/**
+ * memwatch_watcher_set_callback that takes ownership of user_ctx: finalizer
+ * (may be NULL) is called with user_ctx exactly once, when memwatch last uses
+ * it, and never while cb can still run with it:
+ *   - the callback is replaced (by either set_callback function) or cleared:
+ *     at once, or, if cb is running at that moment, right after it returns;
+ *   - the watcher is closed or freed (memwatch_watcher_close/_free,
+ *     memwatch_shutdown for the default watcher): after the running call, if
+ *     any, returns;
+ *   - cb == NULL, or the call fails (NULL or closed watcher): before this
+ *     function returns.
+ * It runs on the thread that caused it or on the delivery thread, under no
+ * memwatch lock, so it may call memwatch functions. (In a forked child an
+ * inherited watcher's finalizer is never called.)
+ */
+int memwatch_watcher_set_callback_with_finalizer(memwatch_watcher_t *w, memwatch_callback_t cb,
+                                                 void *user_ctx, memwatch_finalizer_t finalizer);
+
+/** memwatch_watcher_set_callback on the default watcher. */
+int memwatch_set_callback(memwatch_callback_t cb, void *user_ctx);
+
+/** memwatch_watcher_set_callback_with_finalizer on the default watcher. */
+int memwatch_set_callback_with_finalizer(memwatch_callback_t cb, void *user_ctx,
+                                         memwatch_finalizer_t finalizer);
+
+/** Counts one failed callback in stats.callback_errors. For bindings whose
+ *  callback trampolines catch their own language's exceptions. */
+int memwatch_watcher_report_callback_error(memwatch_watcher_t *w);
+
+/* ==== stats ============================================================= */
 
 /** Counters of one watcher (faults and dropped_wheres are process-wide). */
 typedef struct memwatch_stats {
@@ -195,6 +336,49 @@ typedef struct memwatch_stats {
     uint64_t gone_regions;        /* regions dropped: memory unmapped while watched (process-wide) */
 } memwatch_stats_t;
 
+/** Fills *out with the watcher's statistics. */
+int memwatch_watcher_get_stats(memwatch_watcher_t *w, memwatch_stats_t *out);
+
+/** memwatch_watcher_get_stats on the default watcher. */
+int memwatch_get_stats(memwatch_stats_t *out);
+
+/* ==== location (writer of each change, opts.locate_writers) ============= */
+
+/**
+ * One frame of a writer's stack (memwatch_where_t.frames, innermost first).
+ * Strings are never NULL ("" when unknown).
+ */
+typedef struct memwatch_frame {
+    uint64_t ip;             /* the write itself for frame 0; return address - 1 above */
+    const char *module;      /* executable or shared library path; "" outside any */
+    uint64_t module_offset;  /* ip minus the module's load address (addr2line -e MODULE) */
+    const char *function;    /* demangled; "" without symbols */
+    const char *file;        /* "" without debug info */
+    uint32_t line;           /* 0 = unknown */
+    int32_t inlined;         /* 1 = inlined into the next frame (same ip) */
+} memwatch_frame_t;
+
+/**
+ * Where a located write was made (memwatch_change_event_t.location). Owned by
+ * the event: valid exactly as long as the event (during the callback, or
+ * until memwatch_events_free()). The event's file/function/line are the
+ * "user frame": the innermost frame outside memwatch and memcpy-style
+ * helpers (libc's string routines); those stay in `frames`.
+ *
+ * Only the first write to a page in its writable window faults, so only it
+ * is located; unattributed_faults counts the faults on other pages of the
+ * region merged into this event without a location. Stacks are walked by
+ * frame pointers: build with -fno-omit-frame-pointer for full stacks.
+ */
+struct memwatch_where {
+    const char *thread_name;      /* the writing thread's name (prctl/pthread_setname_np) */
+    const char *module;           /* module of the user frame */
+    uint64_t module_offset;       /* offset of the user frame in that module */
+    uint32_t unattributed_faults;
+    uint32_t frame_count;
+    const memwatch_frame_t *frames;
+};
+
 /** What a resolver fills in for one address (strings NUL-terminated, truncated to fit). */
 typedef struct memwatch_resolved_frame {
     char function[256];
@@ -213,120 +397,112 @@ typedef struct memwatch_resolved_frame {
  */
 typedef int (*memwatch_resolver_t)(uint64_t ip, memwatch_resolved_frame_t *out, void *user_ctx);
 
-/** Called on the delivery thread for each event; event is valid only during the call. */
-typedef void (*memwatch_callback_t)(const memwatch_change_event_t *event, void *user_ctx);
-
-typedef struct memwatch_watcher memwatch_watcher_t;
-
-/* ---- errors ---------------------------------------------------------- */
-
-/** Message of the last failure in this thread ("" if none). Like errno, it is
- *  only set by failing calls; the pointer stays valid until the next failing
- *  call in this thread. */
-const char *memwatch_last_error(void);
-/** Code of the last failure in this thread (MEMWATCH_OK if none). */
-int memwatch_last_error_code(void);
-
-/* ---- handle API ------------------------------------------------------ */
-
-/** Fills *opts with the defaults. */
-void memwatch_options_default(memwatch_options_t *opts);
-
 /** Sets the process-wide frame resolver (see memwatch_resolver_t); NULL removes it.
  *  user_ctx is passed back to every call. */
 int memwatch_register_resolver(memwatch_resolver_t resolver, void *user_ctx);
 
-/** Creates a watcher; opts may be NULL for defaults. */
-int memwatch_watcher_new(const memwatch_options_t *opts, memwatch_watcher_t **out);
+/* ==== store (MemStream) ================================================= */
 
-/** Closes the watcher (unwatching everything) and frees it. NULL is ignored.
- *  May be called from inside its own callback. No other thread may be using
- *  the handle during or after this call (use memwatch_watcher_close() to stop
- *  a watcher that other threads may still touch, and free it afterwards). */
-void memwatch_watcher_free(memwatch_watcher_t *w);
-
-/** Starts watching [addr, addr+len). name may be NULL (""), metadata may be NULL. */
-int memwatch_watcher_watch(memwatch_watcher_t *w, const void *addr, size_t len,
-                           const char *name, const char *metadata, uint32_t *out_id);
-
-/** Stops watching a region: 1 if it was watched, 0 if the id is unknown, <0 on error. */
-int memwatch_watcher_unwatch(memwatch_watcher_t *w, uint32_t region_id);
-
-/** Sets (cb != NULL) or clears (cb == NULL) the callback. */
-int memwatch_watcher_set_callback(memwatch_watcher_t *w, memwatch_callback_t cb, void *user_ctx);
-
-/**
- * Detects changes now. Every write made before this call is in the result
- * or was already delivered to the callback. With a callback set, events go to
- * it (this call waits until they were delivered) and *out_count is 0.
- * Free the array with memwatch_events_free (NULL/0 is fine).
+/*
+ * A named key-value store in POSIX shared memory, shared by any number of
+ * processes. Readers never block (seqlock reads, never a torn value); writers
+ * share a robust process-shared mutex, so a process killed at any moment,
+ * even mid-write, leaves the store usable by the others. Keys and values are
+ * binary (pointer + length); keys 1..1024 bytes by default, values up to the
+ * store's capacity. A handle may be used from several threads at once. Store
+ * names: 1..200 characters of [A-Za-z0-9._-], one leading '/' optional; the
+ * segment is /dev/shm/<name>, mode 0600. Failures set memwatch_last_error()
+ * like every other call. The seed's cache_* names are aliases, declared in
+ * memwatch_store.h.
  */
-int memwatch_watcher_check_changes(memwatch_watcher_t *w, memwatch_change_event_t **out_events,
-                                   size_t *out_count);
 
-/** Frees an array returned by check_changes. */
-void memwatch_events_free(memwatch_change_event_t *events, size_t count);
+/** Policy when a store is full, chosen at creation. */
+#define MEMWATCH_STORE_EVICT_LRU 0 /* evict least recently used entries */
+#define MEMWATCH_STORE_REFUSE 1    /* fail the put with MEMWATCH_ERR_FULL */
 
-/** Fills *out with the watcher's statistics. */
-int memwatch_watcher_get_stats(memwatch_watcher_t *w, memwatch_stats_t *out);
+/** An open store (opaque). */
+typedef struct memwatch_store memwatch_store_t;
 
-/* ---- the seeds' global API (one default watcher, backend "auto") ----- */
+/** Store-wide statistics. */
+typedef struct memwatch_store_stats {
+    uint64_t entries;         /* live entries */
+    uint64_t max_entries;     /* entry limit */
+    uint64_t capacity_bytes;  /* arena size */
+    uint64_t bytes_used;      /* arena bytes allocated (headers included) */
+    uint64_t data_bytes;      /* sum of key + value lengths */
+    uint64_t hits;            /* gets that found their key */
+    uint64_t misses;          /* gets that did not */
+    uint64_t evictions;       /* LRU evictions */
+    uint64_t puts;            /* successful puts */
+    uint64_t deletes;         /* successful deletes */
+    uint64_t refusals;        /* puts refused because full */
+    uint64_t recoveries;      /* repairs after a process died holding the lock */
+} memwatch_store_stats_t;
 
-/** Creates the default watcher if needed. Idempotent. The other global
- *  functions create it on first use too, so calling this is optional. */
-int memwatch_init(void);
-/** Frees the default watcher (unwatching everything), after delivering the
- *  changes made before the call to the default callback (waiting 2 s at
- *  most; not when called from inside the callback). A later global call
- *  creates a fresh one. May be called from inside the default callback. */
-void memwatch_shutdown(void);
-/** Watches on the default watcher; returns the region id, or 0 on error. */
-uint32_t memwatch_watch(uint64_t addr, size_t size, const char *name, const char *metadata);
-/** 1 if the region was watched, 0 if unknown, <0 on error. */
-int memwatch_unwatch(uint32_t region_id);
-/** memwatch_watcher_set_callback on the default watcher. */
-int memwatch_set_callback(memwatch_callback_t cb, void *user_ctx);
-/** memwatch_watcher_check_changes on the default watcher; free with memwatch_events_free. */
-int memwatch_check_changes(memwatch_change_event_t **out_events, size_t *out_count);
-/** memwatch_watcher_get_stats on the default watcher. */
-int memwatch_get_stats(memwatch_stats_t *out);
+/** Statistics of one key; times in nanoseconds since the Unix epoch. */
+typedef struct memwatch_store_key_stats {
+    uint64_t value_size;
+    uint64_t created_at_ns;   /* first put (kept across overwrites) */
+    uint64_t updated_at_ns;   /* last put */
+    uint64_t last_access_ns;  /* last get or put */
+    uint64_t access_count;    /* gets that found the key */
+} memwatch_store_key_stats_t;
 
-/* ---- additions (after the seeds' API) --------------------------------- */
+/** Creates the store `name` with `capacity` arena bytes (>= 4096) and `policy`
+ *  (MEMWATCH_STORE_*), or opens it if it exists (its own capacity and policy
+ *  then apply). capacity == 0 only opens. NULL on error. */
+memwatch_store_t *memwatch_store_connect(const char *name, uint64_t capacity, int policy);
 
-/** Creates the default watcher with these options (NULL = defaults).
- *  MEMWATCH_ERR_INVALID_ARGUMENT if it already exists: call memwatch_shutdown() first. */
-int memwatch_init_with_options(const memwatch_options_t *opts);
+/** Opens an existing store. NULL on error; memwatch_last_error_code() is
+ *  MEMWATCH_ERR_NOT_FOUND when there is no such store. */
+memwatch_store_t *memwatch_store_open(const char *name);
 
-/** Closes a watcher (unwatching everything) without freeing the handle; later
- *  calls on it fail with MEMWATCH_ERR_CLOSED. Idempotent. */
-int memwatch_watcher_close(memwatch_watcher_t *w);
+/** Stores a copy of value under key, replacing any previous value; readers
+ *  see the old or the new value, never a mix. */
+int memwatch_store_put(memwatch_store_t *s, const void *key, size_t key_len, const void *value,
+                       size_t value_len);
 
-/**
- * Sends values larger than max_value_bytes to the MemStream store `store_name`
- * (created with `capacity` bytes and LRU eviction if it does not exist; see
- * memwatch_store.h). Events of such regions then carry storage_key_new and,
- * while the store holds it, storage_key_old: keys of the form
- * "memwatch/{adapter_id}/{region_id}/{epoch}" that any process can read with
- * cache_get on the same store. store_name == NULL stops it.
- */
-int memwatch_watcher_set_value_store(memwatch_watcher_t *w, const char *store_name, uint64_t capacity);
+/** memwatch_store_put that never waits for the writer lock: MEMWATCH_ERR_BUSY
+ *  (nothing stored) if another writer holds it. For callers holding a lock of
+ *  their own: try this, then fall back to the blocking memwatch_store_put. */
+int memwatch_store_try_put(memwatch_store_t *s, const void *key, size_t key_len, const void *value,
+                           size_t value_len);
 
-/**
- * Puts memwatch's SIGSEGV handler back on top after another library installed
- * its own over it (a crash reporter, a runtime initialised late): that handler
- * then receives every fault that is not memwatch's, and the protect backend
- * keeps working. A handler that re-raises (restoring its predecessor, as
- * Python's faulthandler does) ends in the default action, once, not a loop.
- * Returns 1 if memwatch's handler was put back, 0 if it already was on top (or
- * no protect watcher ever started), < 0 on error.
- */
-int memwatch_reassert_signal_handler(void);
+/** Copies the value of key into buf if it fits. Returns the value length
+ *  (>= 0; when it is > buf_len nothing was copied: retry with a bigger
+ *  buffer) or a negative error, MEMWATCH_ERR_NOT_FOUND if absent. buf may be
+ *  NULL when buf_len is 0 (to ask for the length). */
+int64_t memwatch_store_get(memwatch_store_t *s, const void *key, size_t key_len, void *buf,
+                           size_t buf_len);
 
-/** Counts one failed callback in stats.callback_errors. For bindings whose
- *  callback trampolines catch their own language's exceptions. */
-int memwatch_watcher_report_callback_error(memwatch_watcher_t *w);
+/** Deletes key: MEMWATCH_OK, or MEMWATCH_ERR_NOT_FOUND. */
+int memwatch_store_delete(memwatch_store_t *s, const void *key, size_t key_len);
 
-/* ---- recording into SQLite / PostgreSQL (crates/memwatch-record) ------ */
+/** 1 if key is present, 0 if not, negative on error. */
+int memwatch_store_contains(memwatch_store_t *s, const void *key, size_t key_len);
+
+/** Fills *out with store-wide statistics. */
+int memwatch_store_stats(memwatch_store_t *s, memwatch_store_stats_t *out);
+
+/** Fills *out with the statistics of one key; MEMWATCH_ERR_NOT_FOUND if absent. */
+int memwatch_store_key_stats(memwatch_store_t *s, const void *key, size_t key_len,
+                             memwatch_store_key_stats_t *out);
+
+/** All keys as a packed list of (uint32 little-endian length, bytes). Returns
+ *  the bytes the list needs; it was written only if that is <= buf_len.
+ *  Negative on error. */
+int64_t memwatch_store_keys(memwatch_store_t *s, void *buf, size_t buf_len);
+
+/** Removes every entry. */
+int memwatch_store_clear(memwatch_store_t *s);
+
+/** Closes the handle (NULL is ignored). The store itself stays until unlinked. */
+int memwatch_store_close(memwatch_store_t *s);
+
+/** Removes the store's name; open handles keep working until closed. */
+int memwatch_store_unlink(const char *name);
+
+/* ==== record (SQLite / PostgreSQL, crates/memwatch-record) ============== */
 
 /** A running recorder (opaque). */
 typedef struct memwatch_recorder memwatch_recorder_t;
@@ -370,14 +546,14 @@ int memwatch_recorder_stats(memwatch_recorder_t *r, memwatch_recorder_stats_t *o
  *  database is down) and frees the recorder. NULL is ignored. */
 void memwatch_recorder_free(memwatch_recorder_t *r);
 
-/** The operating system's page size in bytes. */
-size_t memwatch_page_size(void);
-
-/** The library version, a static string such as "0.1.0". */
-const char *memwatch_version(void);
-
 #ifdef __cplusplus
 }
 #endif
+
+/* ==== glass ================================================================ */
+/* memglass, typed objects in shared memory observed live from another
+ * process, is part of libmemwatch too: memglass.h (memglass_*, codes
+ * MEMGLASS_ERR_* from -20, in the same last-error slot). */
+#include "memglass.h"
 
 #endif /* MEMWATCH_H */

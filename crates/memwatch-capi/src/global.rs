@@ -11,8 +11,8 @@ use memwatch_core::{Error, Watcher};
 use crate::last_error::{fail, fail_internal};
 use crate::{
     check_changes_impl, close_and_release, guard, memwatch_callback_t, memwatch_change_event_t,
-    memwatch_options_t, memwatch_stats_t, options_from_c, set_callback_impl, stats_impl,
-    watch_impl, MEMWATCH_OK,
+    memwatch_finalizer_t, memwatch_options_t, memwatch_stats_t, options_from_c, set_callback_impl,
+    stats_impl, watch_impl, UserCtx, MEMWATCH_OK,
 };
 
 /// The default watcher. The lock is held only to read or swap the `Arc`,
@@ -146,9 +146,26 @@ pub unsafe extern "C" fn memwatch_set_callback(
     cb: memwatch_callback_t,
     user_ctx: *mut c_void,
 ) -> c_int {
-    guard(|| {
+    // SAFETY: forwarded caller contract.
+    unsafe { memwatch_set_callback_with_finalizer(cb, user_ctx, None) }
+}
+
+/// Sets or clears the default watcher's callback; `finalizer` gets
+/// `user_ctx` exactly once, when memwatch no longer uses it.
+///
+/// # Safety
+/// `cb` and `finalizer` follow the header's callback rules.
+#[no_mangle]
+pub unsafe extern "C" fn memwatch_set_callback_with_finalizer(
+    cb: memwatch_callback_t,
+    user_ctx: *mut c_void,
+    finalizer: memwatch_finalizer_t,
+) -> c_int {
+    // Owned from here on: dropped (finalized) on every early return too.
+    let ctx = UserCtx::new(user_ctx, finalizer);
+    guard(move || {
         let w = default_watcher()?;
-        set_callback_impl(&w, cb, user_ctx)?;
+        set_callback_impl(&w, cb, ctx)?;
         Ok(MEMWATCH_OK)
     })
 }

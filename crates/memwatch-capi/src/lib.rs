@@ -1,6 +1,7 @@
-//! memwatch-capi: the C ABI of memwatch, built as `libmemwatch.so` and
-//! `libmemwatch.a`. The contract is `include/memwatch.h`; this crate only
-//! translates between it and [`memwatch_core`]. No detection logic lives here.
+//! memwatch-capi: the C ABI of memwatch, an rlib that the artifact crate
+//! `memwatch-c` links into `libmemwatch.so` and `libmemwatch.a`. The contract
+//! is `include/memwatch.h`; this crate only translates between it and
+//! [`memwatch_core`]. No detection logic lives here.
 //!
 //! Rules every exported function follows:
 //! - its body runs inside `catch_unwind`, so a Rust panic becomes
@@ -26,6 +27,7 @@ mod global;
 mod last_error;
 mod record;
 mod resolver;
+mod store;
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -41,6 +43,10 @@ pub use resolver::{memwatch_register_resolver, memwatch_resolved_frame_t, memwat
 
 /// Success.
 pub const MEMWATCH_OK: c_int = 0;
+/// NULL pointer, zero length, bad option or name.
+pub const MEMWATCH_ERR_INVALID_ARGUMENT: c_int = -1;
+/// A system call failed.
+pub const MEMWATCH_ERR_OS: c_int = -7;
 /// A panic inside memwatch was caught (a bug in memwatch).
 pub const MEMWATCH_ERR_INTERNAL: c_int = -8;
 /// A database could not be opened or reached (memwatch_record_to).
@@ -117,6 +123,42 @@ pub struct memwatch_stats_t {
 pub type memwatch_callback_t = Option<
     unsafe extern "C-unwind" fn(event: *const memwatch_change_event_t, user_ctx: *mut c_void),
 >;
+
+/// `memwatch_finalizer_t`: releases a callback's user data once memwatch no
+/// longer uses it.
+pub type memwatch_finalizer_t = Option<unsafe extern "C" fn(user_ctx: *mut c_void)>;
+
+/// A callback's user data and its finalizer, which runs when this is dropped:
+/// when the last reference to the callback closure holding it goes (replaced,
+/// cleared or closed, and no call running).
+pub(crate) struct UserCtx {
+    ptr: *mut c_void,
+    finalizer: memwatch_finalizer_t,
+}
+
+impl UserCtx {
+    /// Takes ownership of `ptr`: `finalizer` (if any) gets it when this drops.
+    pub(crate) fn new(ptr: *mut c_void, finalizer: memwatch_finalizer_t) -> Self {
+        UserCtx { ptr, finalizer }
+    }
+}
+
+// SAFETY: memwatch never dereferences `ptr`; it only hands it back to the
+// caller's callback and finalizer, which the header allows to run on any thread.
+unsafe impl Send for UserCtx {}
+// SAFETY: as above; shared access only reads the two fields.
+unsafe impl Sync for UserCtx {}
+
+impl Drop for UserCtx {
+    fn drop(&mut self) {
+        if let Some(f) = self.finalizer {
+            let ptr = self.ptr;
+            // SAFETY: the caller's finalizer with the header's signature,
+            // called exactly once (this value is dropped once).
+            let _ = catch_unwind(AssertUnwindSafe(|| unsafe { f(ptr) }));
+        }
+    }
+}
 
 /// The opaque `memwatch_watcher_t`: one core watcher.
 pub struct memwatch_watcher_t {
@@ -266,24 +308,30 @@ pub(crate) unsafe fn watch_impl(
     unsafe { w.watch(addr.cast::<u8>(), len, name, metadata) }
 }
 
-/// Sets or clears the callback of `w`.
+/// Sets or clears the callback of `w`. The finalizer of `ctx` (if any) runs
+/// exactly once, when memwatch no longer uses it: right away if `cb` is NULL
+/// or the call fails, else once the callback is replaced, cleared or closed
+/// and not running.
 pub(crate) fn set_callback_impl(
     w: &Arc<Watcher>,
     cb: memwatch_callback_t,
-    user_ctx: *mut c_void,
+    ctx: UserCtx,
 ) -> Result<(), Error> {
     let Some(cb) = cb else {
-        return w.set_callback(None);
+        let r = w.set_callback(None);
+        drop(ctx);
+        return r;
     };
-    let ctx = user_ctx as usize;
     let me = Arc::as_ptr(w) as usize;
     let closure = move |ev: &memwatch_core::ChangeEvent| {
+        // The whole UserCtx is captured, so it lives as long as the closure.
+        let ctx = &ctx;
         let owned = event::OwnedEvent::new(ev);
         let prev = IN_CALLBACK_OF.with(|c| c.replace(me));
         let result = catch_unwind(AssertUnwindSafe(|| {
             // SAFETY: cb is the caller's function with the header's
             // signature; the event pointer is valid for the whole call.
-            unsafe { cb(owned.as_ptr(), ctx as *mut c_void) }
+            unsafe { cb(owned.as_ptr(), ctx.ptr) }
         }));
         IN_CALLBACK_OF.with(|c| c.set(prev));
         drop(owned);
@@ -543,10 +591,28 @@ pub unsafe extern "C" fn memwatch_watcher_set_callback(
     cb: memwatch_callback_t,
     user_ctx: *mut c_void,
 ) -> c_int {
-    guard(|| {
+    // SAFETY: forwarded caller contract.
+    unsafe { memwatch_watcher_set_callback_with_finalizer(w, cb, user_ctx, None) }
+}
+
+/// Sets or clears the callback; `finalizer` gets `user_ctx` exactly once,
+/// when memwatch no longer uses it (see the header).
+///
+/// # Safety
+/// `w` is NULL or a live handle; `cb` and `finalizer` follow the header's rules.
+#[no_mangle]
+pub unsafe extern "C" fn memwatch_watcher_set_callback_with_finalizer(
+    w: *mut memwatch_watcher_t,
+    cb: memwatch_callback_t,
+    user_ctx: *mut c_void,
+    finalizer: memwatch_finalizer_t,
+) -> c_int {
+    // Owned from here on: dropped (finalized) on every early return too.
+    let ctx = UserCtx::new(user_ctx, finalizer);
+    guard(move || {
         // SAFETY: NULL or live per the caller's contract.
         let h = unsafe { handle(w) }?;
-        set_callback_impl(&h.inner, cb, user_ctx)?;
+        set_callback_impl(&h.inner, cb, ctx)?;
         Ok(MEMWATCH_OK)
     })
 }
@@ -658,8 +724,7 @@ pub unsafe extern "C" fn memwatch_watcher_report_callback_error(
 
 pub use glass::*;
 pub use global::*;
-/// The MemStream C API (`cache_*`, include/memwatch_store.h), exported by libmemwatch.
-pub use memwatch_store::capi::*;
+pub use store::*;
 
 #[cfg(test)]
 mod tests {
@@ -692,6 +757,9 @@ mod tests {
         assert_eq!(offset!(memwatch_change_event_t, metadata), 176);
         assert_eq!(std::mem::size_of::<memwatch_stats_t>(), 368);
         assert_eq!(offset!(memwatch_stats_t, regions), 264);
+        assert_eq!(std::mem::size_of::<memwatch_store_stats_t>(), 96);
+        assert_eq!(std::mem::size_of::<memwatch_store_key_stats_t>(), 40);
+        assert_eq!(offset!(memwatch_store_key_stats_t, access_count), 32);
     }
 
     #[test]

@@ -166,6 +166,10 @@ impl Delivery {
                 if catch_unwind(AssertUnwindSafe(|| cb(&event))).is_err() {
                     self.callback_errors.fetch_add(1, Ordering::Relaxed);
                 }
+                // Outside the lock: if the callback was replaced or cleared
+                // meanwhile, this is its last reference (a binding's drop may
+                // call back into memwatch).
+                drop(cb);
                 q = self.lock();
                 q.in_flight = false;
                 self.cond.notify_all();
@@ -177,19 +181,35 @@ impl Delivery {
 
     /// Sets or clears the callback, starting the delivery thread the first
     /// time one is set. Queued events go to the new callback.
+    ///
+    /// The replaced callback is dropped after the queue lock is released
+    /// (a binding's drop may call back into memwatch); if it is running, the
+    /// delivery thread's reference drops it when that call returns.
     pub fn set_callback(self: &Arc<Self>, callback: Option<Callback>) -> Result<(), Error> {
         let mut q = self.lock();
-        q.callback = callback;
+        let old = std::mem::replace(&mut q.callback, callback);
         if q.callback.is_some() && q.delivery_thread.is_none() {
             let me = Arc::clone(self);
-            let handle = std::thread::Builder::new()
+            let started = std::thread::Builder::new()
                 .name("memwatch-delivery".into())
-                .spawn(move || me.delivery_loop())
-                .map_err(|e| Error::Os(format!("cannot start the delivery thread: {e}")))?;
-            q.delivery_thread_id = Some(handle.thread().id());
-            q.delivery_thread = Some(handle);
+                .spawn(move || me.delivery_loop());
+            match started {
+                Ok(handle) => {
+                    q.delivery_thread_id = Some(handle.thread().id());
+                    q.delivery_thread = Some(handle);
+                }
+                Err(e) => {
+                    // Nothing can deliver to the new callback: keep the old state.
+                    let new = std::mem::replace(&mut q.callback, old);
+                    drop(q);
+                    drop(new);
+                    return Err(Error::Os(format!("cannot start the delivery thread: {e}")));
+                }
+            }
         }
         self.cond.notify_all();
+        drop(q);
+        drop(old);
         Ok(())
     }
 
@@ -303,21 +323,24 @@ impl Delivery {
         }
     }
 
-    /// Stops delivery: drops queued events and joins the delivery thread
-    /// (after the callback running now returns; not when called from it).
+    /// Stops delivery: drops queued events and the callback, and joins the
+    /// delivery thread (after the callback running now returns; not when
+    /// called from it, then the delivery thread drops its last reference to
+    /// the callback when that call returns).
     pub fn close(&self) {
-        let handle = {
+        let (handle, callback) = {
             let mut q = self.lock();
             q.closing = true;
             Self::take_all(&mut q);
             self.cond.notify_all();
-            q.delivery_thread.take()
+            (q.delivery_thread.take(), q.callback.take())
         };
         if let Some(h) = handle {
             if h.thread().id() != std::thread::current().id() {
                 let _ = h.join();
             }
         }
+        drop(callback);
     }
 }
 

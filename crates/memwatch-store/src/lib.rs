@@ -50,9 +50,6 @@ mod layout;
 mod shm;
 mod store;
 
-#[cfg(feature = "capi")]
-pub mod capi;
-
 pub use error::{Error, OsError, Result};
 pub use shm::MAX_NAME_LEN;
 
