@@ -109,6 +109,23 @@ struct ScanGroup {
     backstop_ns: u64,
 }
 
+/// Inclusive runs of pages -> the address ranges of the fast and the slow
+/// scan group: the smallest runs go to the fast group while it has at most
+/// FAST_GROUP_PAGES pages, the rest to the slow one.
+fn scan_groups(
+    mut runs: Vec<(usize, usize)>,
+    ps: usize,
+) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+    runs.sort_by_key(|&(f, l)| l - f);
+    let (mut fast, mut slow, mut in_fast) = (Vec::new(), Vec::new(), 0);
+    for (f, l) in runs {
+        in_fast += l - f + 1;
+        let group = if in_fast <= FAST_GROUP_PAGES { &mut fast } else { &mut slow };
+        group.push((f * ps, (l + 1) * ps));
+    }
+    (fast, slow)
+}
+
 /// What the worker may check without the engine lock while writewatch has
 /// nothing to do ([`WriteWatchPages::quiet_gate`]): until `until`, a pass
 /// finds nothing as long as the process's fault count is `faults`.
@@ -315,15 +332,7 @@ impl Detector for WriteWatchPages {
             let mut pages: Vec<usize> =
                 self.pages.keys().filter(|p| !self.hot.contains_key(p)).copied().collect();
             pages.sort_unstable();
-            let mut runs = backend::runs(&pages);
-            // Smallest first into the fast group, up to FAST_GROUP_PAGES.
-            runs.sort_by_key(|&(f, l)| l - f);
-            let (mut fast, mut slow, mut in_fast) = (Vec::new(), Vec::new(), 0);
-            for (f, l) in runs {
-                in_fast += l - f + 1;
-                let group = if in_fast <= FAST_GROUP_PAGES { &mut fast } else { &mut slow };
-                group.push((f * ps, (l + 1) * ps));
-            }
+            let (fast, slow) = scan_groups(backend::runs(&pages), ps);
             self.groups[0].ranges = fast;
             self.groups[1].ranges = slow;
             self.ranges_stale = false;
@@ -560,6 +569,21 @@ mod tests {
             setup(&mut p);
             assert!(p.quiet_gate().is_none());
         }
+    }
+
+    #[test]
+    fn small_ranges_scan_in_the_fast_group_large_ones_in_the_slow() {
+        let n = FAST_GROUP_PAGES;
+        // A 1-page and a 10-page range beside one of n pages: the small ones
+        // fit the fast group's budget, the large one does not.
+        let (fast, slow) = scan_groups(vec![(0, n - 1), (n + 5, n + 5), (2 * n, 2 * n + 9)], 10);
+        assert_eq!(fast, [((n + 5) * 10, (n + 6) * 10), (2 * n * 10, (2 * n + 10) * 10)]);
+        assert_eq!(slow, [(0, n * 10)]);
+        // Exactly the budget stays fast; nothing large: no slow group.
+        let (fast, slow) = scan_groups(vec![(0, n - 2), (n, n)], 1);
+        assert_eq!((fast.len(), slow.len()), (2, 0));
+        let (fast, slow) = scan_groups(vec![(0, n)], 1);
+        assert_eq!((fast.len(), slow), (0, vec![(0, n + 1)]));
     }
 
     #[test]
