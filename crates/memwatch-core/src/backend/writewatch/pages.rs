@@ -109,13 +109,13 @@ struct ScanGroup {
     backstop_ns: u64,
 }
 
+/// Address ranges `[start, end)`.
+type Ranges = Vec<(usize, usize)>;
+
 /// Inclusive runs of pages -> the address ranges of the fast and the slow
 /// scan group: the smallest runs go to the fast group while it has at most
 /// FAST_GROUP_PAGES pages, the rest to the slow one.
-fn scan_groups(
-    mut runs: Vec<(usize, usize)>,
-    ps: usize,
-) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+fn scan_groups(mut runs: Vec<(usize, usize)>, ps: usize) -> (Ranges, Ranges) {
     runs.sort_by_key(|&(f, l)| l - f);
     let (mut fast, mut slow, mut in_fast) = (Vec::new(), Vec::new(), 0);
     for (f, l) in runs {
