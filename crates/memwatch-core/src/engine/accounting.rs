@@ -76,11 +76,11 @@ impl State {
     fn region_bytes(&self, r: &Region) -> usize {
         use std::mem::size_of;
         let mut bytes = r.block_bytes();
-        if r.kind == Kind::Poll {
+        if r.kind() == Kind::Poll {
             bytes += (size_of::<usize>() + size_of::<RegionId>()) * 3 / 2; // B-tree entry, nodes ~2/3 full
         }
         for page in backend::pages_of(r.addr, r.size()) {
-            let sharers = match r.kind {
+            let sharers = match r.kind() {
                 Kind::Protect => self.backends.protect.page_share(page),
                 Kind::WriteWatch => self.backends.writewatch.page_share(page),
                 Kind::Poll => None,

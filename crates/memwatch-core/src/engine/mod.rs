@@ -392,7 +392,7 @@ impl Engine {
             Some(r) if r.watcher == watcher => {
                 // A protect region whose memory was unmapped or replaced is
                 // gone (dropped and counted), not unwatched.
-                let (kind, addr, len) = (r.kind, r.addr, r.size());
+                let (kind, addr, len) = (r.kind(), r.addr, r.size());
                 if kind == Kind::Protect && st.backends.protect.drop_if_replaced(addr, len) {
                     st.reap_gone();
                     if st.registry.regions.get(id).is_none() {
@@ -576,11 +576,11 @@ impl State {
         let Some(region) = self.registry.regions.remove(id) else { return false };
         if let Some(w) = self.registry.watchers.get_mut(&region.watcher) {
             w.regions -= 1;
-            if region.kind != Kind::Poll {
+            if region.kind() != Kind::Poll {
                 w.paged_regions -= 1;
             }
         }
-        self.backends.get_mut(region.kind).unregister(id, region.addr, region.size());
+        self.backends.get_mut(region.kind()).unregister(id, region.addr, region.size());
         true
     }
 

@@ -1,62 +1,91 @@
 //! The worker thread: runs every backend's due work, delivers the events,
 //! and sleeps until the earliest backend deadline or a wake-up (a fault, a
-//! new watcher or region).
+//! new watcher or region). While writewatch has nothing to do but wait for
+//! a write (its [`QuietGate`]), the worker checks the process's fault count
+//! without taking the engine lock, and takes it only once the count moved
+//! or another deadline came.
 
 use super::Engine;
+use crate::backend::writewatch::QuietGate;
 use crate::backend::{Detector, Pass};
 use crate::regions::Kind;
 use crate::sys;
 
 impl Engine {
     pub(super) fn worker_loop(&'static self) {
-        // Smoothed CPU cost of one idle worker iteration (nothing written),
-        // wake-up and scan included.
-        let mut idle_cpu_ns: u64 = 0;
-        let mut cpu_mark = sys::thread_cpu_ns();
-        let mut last_was_idle = false;
-        let mut scan_cost_ns = 0;
+        // Smoothed CPU cost of one quiet check (wake-up, getrusage, clocks).
+        let mut check_cpu_ns: u64 = 0;
         loop {
-            let cpu_now = sys::thread_cpu_ns();
-            // Writewatch's scans are paced by their own cost (see take_scan_cost).
-            let spent = cpu_now.saturating_sub(cpu_mark).saturating_sub(scan_cost_ns);
-            cpu_mark = cpu_now;
-            if last_was_idle {
-                idle_cpu_ns = if idle_cpu_ns == 0 { spent } else { (idle_cpu_ns * 7 + spent) / 8 };
-            }
-            let (timeout_ns, page_deadline_pending) = {
+            let (next, page_deadline_pending, gate) = {
                 let mut st = self.lock();
                 let now = sys::monotonic_ns();
-                let had_writewatch = !st.backends.writewatch.is_empty();
                 let mut events = Vec::new();
                 for kind in [Kind::Protect, Kind::Poll, Kind::WriteWatch] {
                     st.detect(kind, now, Pass::Due, &mut events);
                 }
                 st.reap_gone();
-                last_was_idle = events.is_empty() && !st.backends.writewatch.found_writes();
                 self.deliver(&st, events);
-                scan_cost_ns = st.backends.writewatch.take_scan_cost();
-                st.backends.writewatch.pace(now, had_writewatch, last_was_idle, idle_cpu_ns);
+                st.backends.writewatch.note_pass(now);
                 // Next wake-up: the earliest page deadline, scan or poll.
                 let b = &st.backends;
                 let reg = &st.registry;
-                let pages = [b.protect.next_deadline(reg), b.writewatch.next_deadline(reg)];
-                let page_deadline = pages.into_iter().flatten().min();
+                let gate = b.writewatch.quiet_gate();
+                let ww = if gate.is_some() { None } else { b.writewatch.next_deadline(reg) };
+                let page_deadline = [b.protect.next_deadline(reg), ww].into_iter().flatten().min();
                 let next = page_deadline
                     .into_iter()
                     .chain(b.poll.next_deadline(reg))
                     .chain(b.protect.next_sweep())
+                    .chain(gate.map(|g| g.until))
                     .min();
-                let now = sys::monotonic_ns();
-                (next.map(|d| d.saturating_sub(now)), page_deadline.is_some())
+                (next, page_deadline.is_some(), gate)
             };
-            // With a page deadline pending the worker wakes by then anyway
-            // and collects new faults; without one, the next fault must wake
-            // it: tell the handler so (unless a fault came meanwhile).
-            if !page_deadline_pending && !self.idle.going_idle() {
-                continue;
+            match gate {
+                Some(gate) => self.wait_quietly(gate, next, &mut check_cpu_ns),
+                None => {
+                    // With a page deadline pending the worker wakes by then
+                    // anyway and collects new faults; without one, the next
+                    // fault must wake it: tell the handler so (unless a fault
+                    // came meanwhile).
+                    if !page_deadline_pending && !self.idle.going_idle() {
+                        continue;
+                    }
+                    let now = sys::monotonic_ns();
+                    self.wake.wait(next.map(|d| d.saturating_sub(now)));
+                    self.idle.awake();
+                }
             }
-            self.wake.wait(timeout_ns);
+        }
+    }
+
+    /// Sleeps in steps (QuietGate::step) until `next`, a wake-up or a
+    /// protect fault, or until the fault count differs from the gate's: then
+    /// a pass is due. No engine lock: each step costs a wake-up and a
+    /// getrusage, measured into `check_cpu_ns`.
+    fn wait_quietly(&self, gate: QuietGate, next: Option<u64>, check_cpu_ns: &mut u64) {
+        let mut mark = sys::thread_cpu_ns();
+        loop {
+            // Protect faults wake the worker through the handler meanwhile.
+            if !self.idle.going_idle() {
+                return;
+            }
+            let now = sys::monotonic_ns();
+            let until = next.map_or(u64::MAX, |d| d.min(gate.until));
+            if now >= until {
+                self.idle.awake();
+                return;
+            }
+            let step = gate.step(now, *check_cpu_ns);
+            let woken = self.wake.wait(Some(until.min(now.saturating_add(step)) - now));
             self.idle.awake();
+            if woken || sys::process_faults() != gate.faults {
+                return;
+            }
+            let cpu = sys::thread_cpu_ns();
+            let spent = cpu.saturating_sub(mark);
+            mark = cpu;
+            *check_cpu_ns =
+                if *check_cpu_ns == 0 { spent } else { (*check_cpu_ns * 7 + spent) / 8 };
         }
     }
 }

@@ -130,8 +130,9 @@ impl EventFd {
 
     /// Waits until signalled or `timeout_ns` passes (None = forever), then
     /// resets (no read when it merely timed out). Nanosecond precision:
-    /// writewatch scans are sub-millisecond apart.
-    pub fn wait(&self, timeout_ns: Option<u64>) {
+    /// writewatch scans are sub-millisecond apart. True when woken by a
+    /// signal of the eventfd, false on the timeout.
+    pub fn wait(&self, timeout_ns: Option<u64>) -> bool {
         let mut pfd = libc::pollfd { fd: self.0, events: libc::POLLIN, revents: 0 };
         let ts = timeout_ns.map(|ns| libc::timespec {
             tv_sec: (ns / 1_000_000_000) as _,
@@ -146,6 +147,7 @@ impl EventFd {
             // SAFETY: reading 8 bytes into a u64 from a non-blocking eventfd.
             unsafe { libc::read(self.0, &mut buf as *mut u64 as *mut libc::c_void, 8) };
         }
+        ready > 0
     }
 }
 

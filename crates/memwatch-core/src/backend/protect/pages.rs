@@ -33,12 +33,15 @@ enum OpenMode {
     Hot { since: u64, quiet: u8 },
 }
 
-/// A page of the protect backend (40 bytes; the state of a writable page is
+/// A page of the protect backend (24 bytes; the state of a writable page is
 /// in `open`, so read-only pages do not carry it).
 struct PageInfo {
     regions: IdList,
-    reprotected_at: u64,
-    prot: i32,
+    /// When it was last re-protected: CLOCK_MONOTONIC microseconds, wrapping
+    /// (71 minutes), compared as a wrapping difference with a window.
+    reprotected_us: u32,
+    /// Its own PROT_* bits (PageInfo::prot).
+    prot_bits: u8,
     refaults: u8,
     /// Last re-protected before its window ended (by check_changes): the
     /// next refault says nothing about how often the page is written.
@@ -92,6 +95,18 @@ impl IdleGate {
     }
 }
 
+impl PageInfo {
+    /// The protection the page had before it was watched.
+    fn prot(&self) -> i32 {
+        i32::from(self.prot_bits)
+    }
+}
+
+/// CLOCK_MONOTONIC nanoseconds -> PageInfo::reprotected_us.
+fn wrapping_us(ns: u64) -> u32 {
+    (ns / 1000) as u32
+}
+
 impl ProtectPages {
     /// Maps the fault ring and the handler state and points the handler at
     /// them; `wake_fd` is the worker's eventfd. The handler itself is
@@ -121,7 +136,7 @@ impl ProtectPages {
     /// The protection a page had before we made it read-only (None if it is
     /// not ours): /proc/self/maps shows ours, not the owner's.
     pub fn saved_prot(&self, page: usize) -> Option<i32> {
-        self.pages.get(&page).map(|p| p.prot)
+        self.pages.get(&page).map(PageInfo::prot)
     }
 
     /// Address ranges of memwatch's own mappings (fault ring, handler state,
@@ -185,8 +200,8 @@ impl ProtectPages {
         let mut populated_needed = Vec::new();
         for &page in pages {
             let Some(info) = self.pages.get(&page) else { continue };
-            let written = info.prot | libc::PROT_READ | libc::PROT_WRITE;
-            let read_only = libc::PROT_READ | (info.prot & libc::PROT_EXEC);
+            let written = info.prot() | libc::PROT_READ | libc::PROT_WRITE;
+            let read_only = libc::PROT_READ | (info.prot() & libc::PROT_EXEC);
             match maps::find(all, page * ps) {
                 Some(m) if m.prot == written => {}
                 Some(m) if m.prot == read_only => {
@@ -330,7 +345,9 @@ impl ProtectPages {
                 // must not restart the count.)
                 info.refaults = if info.reprotected_early {
                     info.refaults
-                } else if since.saturating_sub(info.reprotected_at) < window {
+                } else if u64::from(wrapping_us(since).wrapping_sub(info.reprotected_us)) * 1000
+                    < window
+                {
                     info.refaults.saturating_add(1)
                 } else {
                     0
@@ -357,7 +374,7 @@ impl ProtectPages {
                     let _ = sys::mprotect(
                         page * ps,
                         ps,
-                        libc::PROT_READ | (info.prot & libc::PROT_EXEC),
+                        libc::PROT_READ | (info.prot() & libc::PROT_EXEC),
                     );
                 }
                 continue;
@@ -371,8 +388,8 @@ impl ProtectPages {
                 page,
                 PageInfo {
                     regions: IdList::new(),
-                    prot,
-                    reprotected_at: 0,
+                    prot_bits: (prot & 7) as u8, // PROT_READ, PROT_WRITE, PROT_EXEC
+                    reprotected_us: wrapping_us(sys::monotonic_ns()).wrapping_sub(u32::MAX / 2),
                     refaults: 0,
                     reprotected_early: false,
                 },
@@ -401,7 +418,7 @@ impl ProtectPages {
         let ps = sys::page_size();
         for &page in pages {
             if let Some(info) = self.pages.remove(&page) {
-                let _ = sys::mprotect(page * ps, ps, info.prot);
+                let _ = sys::mprotect(page * ps, ps, info.prot());
             }
             self.table.deactivate(page);
         }
@@ -445,7 +462,7 @@ impl ProtectPages {
             } else {
                 // Protect first, then read: a write after this faults again.
                 let armed =
-                    sys::mprotect(page * ps, ps, libc::PROT_READ | (info.prot & libc::PROT_EXEC));
+                    sys::mprotect(page * ps, ps, libc::PROT_READ | (info.prot() & libc::PROT_EXEC));
                 if armed.is_err() {
                     // Not re-armed (ENOMEM: the split would pass
                     // vm.max_map_count): the page stays writable, so it is
@@ -456,7 +473,7 @@ impl ProtectPages {
                 } else {
                     // When it really was re-protected: a batch of mprotect
                     // calls takes a while, and refaults are measured from here.
-                    info.reprotected_at = sys::monotonic_ns();
+                    info.reprotected_us = wrapping_us(sys::monotonic_ns());
                     info.reprotected_early =
                         matches!(mode, OpenMode::Open { since, .. } if now < since + window);
                     self.open.remove(&page);
@@ -527,7 +544,7 @@ impl Detector for ProtectPages {
             }
             // Writable again first, then the tombstone: a fault that raced
             // with this retries and succeeds.
-            let _ = sys::mprotect(page * ps, ps, info.prot);
+            let _ = sys::mprotect(page * ps, ps, info.prot());
             self.table.deactivate(page);
         }
         if self.pages.is_empty() {
@@ -598,7 +615,7 @@ mod tests {
     #[test]
     fn page_records_stay_small() {
         // The native-bytes budget assumes these (benches/engine.rs measures).
-        assert!(std::mem::size_of::<PageInfo>() <= 40);
-        assert!(std::mem::size_of::<(usize, PageInfo)>() <= 48);
+        assert!(std::mem::size_of::<PageInfo>() <= 24);
+        assert!(std::mem::size_of::<(usize, PageInfo)>() <= 32);
     }
 }

@@ -6,4 +6,4 @@
 mod pages;
 pub mod uffd;
 
-pub use pages::WriteWatchPages;
+pub use pages::{QuietGate, WriteWatchPages};

@@ -18,16 +18,21 @@ fn scan_interval_ns(window_ns: u64) -> u64 {
     (window_ns / 10).max(100_000)
 }
 
-/// Scans stay at the base interval this long after the last write seen;
-/// then they back off to the idle CPU budget.
+/// After a write is seen, the worker checks for more at the base interval
+/// this long; then at its idle pace (QuietGate::step).
 const ACTIVE_HOLD_NS: u64 = 100_000_000;
-/// Idle, a worker iteration comes at most every this many times its own
-/// CPU cost: <= 1% of a core. Once the fault count gates the scan, an
-/// iteration is mostly the wake-up (~0.1 ms of CPU on the 2-core VM of the
-/// benchmarks), whatever the watched size; the spacing is also how long a
-/// first write after silence may wait (~10 ms there). 800 would give
-/// <= 0.125% but waits up to ~40 ms (README, Benchmarks).
-const IDLE_SPACING: u64 = 100;
+/// Idle, the worker checks the fault count at most every this many times
+/// the CPU cost of one check (a wake-up and a getrusage, ~5-10 us here):
+/// <= 0.07% of a core, and a first write after silence waits that long
+/// (~8-15 ms here). The pass every poll interval (liveness, backstop scan)
+/// comes on top: ~0.1% at 10 000 pages.
+pub const QUIET_SPACING: u64 = 1500;
+/// The smallest registered ranges, up to this many pages in all, form the
+/// fast scan group; the rest the slow one. Each group is paced by its own
+/// scan cost (100x), so a large watched range does not slow the scans of
+/// small ones: a write to them is seen within the base interval whatever
+/// else is watched, one to the large range within 100x its scan cost.
+const FAST_GROUP_PAGES: usize = 4096;
 /// A page written in this many consecutive scans goes hot.
 const HOT_AFTER_SCANS: u8 = 8;
 /// A hot page unchanged for this many poll intervals cools down.
@@ -40,8 +45,11 @@ pub struct WriteWatchPages {
     pages: HashMap<usize, IdList>,
     /// Region -> its pages the last collect found written (take_batch_pages).
     batch_pages: HashMap<RegionId, Vec<usize>>,
-    /// Page -> consecutive scans that found it written.
+    /// Page -> consecutive scans that found it written, at most two base
+    /// intervals apart (`heat_scan_ns`: when the last scan ran): scans that
+    /// the fault count skipped found nothing, so a longer gap starts afresh.
     heat: HashMap<usize, u8>,
+    heat_scan_ns: u64,
     /// Pages found written, not yet diffed -> when first found. Scans serve
     /// every watcher, but each watcher's regions are diffed on its own period
     /// (a tenth of its writable window), so writes within it coalesce into
@@ -57,44 +65,93 @@ pub struct WriteWatchPages {
     /// interval instead; value = quiet intervals in a row.
     hot: HashMap<usize, u8>,
     next_hot_poll_ns: u64,
-    /// The registered cold pages as sorted contiguous address ranges
-    /// (rebuilt after changes), and when to scan next.
-    ranges: Vec<(usize, usize)>,
+    /// The registered cold pages as contiguous address ranges in two scan
+    /// groups, fast and slow (FAST_GROUP_PAGES; rebuilt after changes).
+    groups: [ScanGroup; 2],
     ranges_stale: bool,
+    /// When the scan of a group whose pages may be written (its fault count
+    /// is old) is due: the earliest of them; or the base interval.
     next_scan_ns: u64,
     /// The last scan found written pages, and when one last did.
     found_writes: bool,
     last_write_ns: u64,
+    /// The shortest writable window of the writewatch watchers (last collect).
+    window_ns: u64,
     /// When to check next that the registered ranges are mapped.
     next_liveness_ns: u64,
     /// The last collect polled the hot pages: after_diff cools quiet ones.
     polled_hot: bool,
-    /// The process's page-fault count when the last scan began. A watched
-    /// page can only become written through a fault of a thread of this
-    /// process (the first write to a write-protected page faults, and the
-    /// kernel counts it), so while the count stays the same a scan would find
-    /// nothing and is skipped: a check costs one getrusage, not a walk of
-    /// every watched page's page-table entry.
-    faults_at_scan: u64,
     /// Scan at the next collect whatever the count says: pages were
     /// registered without write protection (re-registered after their
     /// mapping was replaced) or rejoined the scans.
     must_scan: bool,
+}
+
+/// Ranges scanned together, paced by their own cost.
+#[derive(Default)]
+struct ScanGroup {
+    ranges: Vec<(usize, usize)>,
+    /// Scans at most this often: 100x the last scan's cost (<= 1% of a
+    /// core), at least the base interval apart.
+    next_ns: u64,
+    /// The process's page-fault count when the group's last scan began. A
+    /// watched page can only become written through a fault of a thread of
+    /// this process (the first write to a write-protected page faults, and
+    /// the kernel counts it), so while the count stays the same a scan would
+    /// find nothing and is skipped: a check costs one getrusage, not a walk
+    /// of every watched page's page-table entry.
+    faults: u64,
     /// Writes the count cannot see (another process writing ours through
     /// process_vm_writev or /proc/pid/mem, a kernel thread through our
-    /// memory) are found by a full scan at least this often: 2000x the last
-    /// scan's cost, <= 0.05% of a core.
-    next_backstop_ns: u64,
-    /// Nanoseconds the scans of collects since the last `take_scan_cost` took.
-    scan_cost_ns: u64,
+    /// memory) are found by a scan at least this often: 2000x the last
+    /// scan's cost (<= 0.05% of a core), at least a poll interval apart
+    /// (with the liveness check's pass, so idle it adds no wake-ups).
+    backstop_ns: u64,
+}
+
+/// Address ranges `[start, end)`.
+type Ranges = Vec<(usize, usize)>;
+
+/// Inclusive runs of pages -> the address ranges of the fast and the slow
+/// scan group: the smallest runs go to the fast group while it has at most
+/// FAST_GROUP_PAGES pages, the rest to the slow one.
+fn scan_groups(mut runs: Vec<(usize, usize)>, ps: usize) -> (Ranges, Ranges) {
+    runs.sort_by_key(|&(f, l)| l - f);
+    let (mut fast, mut slow, mut in_fast) = (Vec::new(), Vec::new(), 0);
+    for (f, l) in runs {
+        in_fast += l - f + 1;
+        let group = if in_fast <= FAST_GROUP_PAGES { &mut fast } else { &mut slow };
+        group.push((f * ps, (l + 1) * ps));
+    }
+    (fast, slow)
+}
+
+/// What the worker may check without the engine lock while writewatch has
+/// nothing to do ([`WriteWatchPages::quiet_gate`]): until `until`, a pass
+/// finds nothing as long as the process's fault count is `faults`.
+#[derive(Clone, Copy, Debug)]
+pub struct QuietGate {
+    pub faults: u64,
+    pub until: u64,
+    /// Writes were seen until this (plus ACTIVE_HOLD_NS): check at `base`.
+    active_until: u64,
+    base: u64,
+}
+
+impl QuietGate {
+    /// How long to sleep before checking the fault count again, given the
+    /// CPU cost of one check: the base interval while memory is being
+    /// written, QUIET_SPACING times the check's cost once idle.
+    pub fn step(&self, now: u64, check_cpu_ns: u64) -> u64 {
+        if now < self.active_until {
+            self.base
+        } else {
+            self.base.max(check_cpu_ns.saturating_mul(QUIET_SPACING))
+        }
+    }
 }
 
 impl WriteWatchPages {
-    /// No pages registered.
-    pub fn is_empty(&self) -> bool {
-        self.pages.is_empty()
-    }
-
     /// The regions on a page.
     pub fn regions_on(&self, page: usize) -> &[RegionId] {
         self.pages.get(&page).map_or(&[], IdList::as_slice)
@@ -116,36 +173,40 @@ impl WriteWatchPages {
         Some((l.len(), record + l.heap_bytes()))
     }
 
-    /// The last scan found written pages.
-    pub fn found_writes(&self) -> bool {
-        self.found_writes
-    }
-
-    /// Time the page-table scans took since the last call. The worker leaves
-    /// it out of an idle iteration's cost: scans are paced on their own
-    /// (100x their cost after one, the backstop 2000x), so a rare full scan
-    /// of much memory does not stretch the idle wake-ups after it.
-    pub fn take_scan_cost(&mut self) -> u64 {
-        std::mem::take(&mut self.scan_cost_ns)
-    }
-
-    /// After a worker pass: while memory is being written (a write seen in
-    /// the last ACTIVE_HOLD_NS) scans come at the base interval, for low
-    /// latency; idle for longer, an iteration (its measured CPU time
-    /// `idle_cpu_ns`, wake-up and scan included) comes at most every
-    /// IDLE_SPACING times its cost. `had_pages`: pages were registered when the
-    /// pass began; `pass_idle`: it found nothing.
-    pub fn pace(&mut self, now: u64, had_pages: bool, pass_idle: bool, idle_cpu_ns: u64) {
+    /// After a worker pass: remembers when writes were last seen.
+    pub fn note_pass(&mut self, now: u64) {
         if self.found_writes {
             self.last_write_ns = now;
         }
-        if had_pages
-            && pass_idle
-            && now.saturating_sub(self.last_write_ns) > ACTIVE_HOLD_NS
-            && !self.pages.is_empty()
+    }
+
+    /// Some when a worker pass would find nothing for writewatch until
+    /// `until` unless the fault count changes: no written page waits for
+    /// its period, no hot page is polled, nothing must be scanned anew. The
+    /// worker then checks the count without the engine lock.
+    pub fn quiet_gate(&self) -> Option<QuietGate> {
+        if self.pages.is_empty()
+            || !self.pending.is_empty()
+            || !self.hot.is_empty()
+            || self.must_scan
+            || self.ranges_stale
         {
-            self.next_scan_ns = self.next_scan_ns.max(now + idle_cpu_ns * IDLE_SPACING);
+            return None;
         }
+        let groups = self.groups.iter().filter(|g| !g.ranges.is_empty());
+        let faults = groups.clone().map(|g| g.faults).max()?;
+        // A group that has not scanned since the last faults is due at its
+        // own pace; every group at its backstop; liveness every poll interval.
+        let until = groups
+            .map(|g| if g.faults == faults { g.backstop_ns } else { g.next_ns.min(g.backstop_ns) })
+            .chain([self.next_liveness_ns])
+            .min()?;
+        Some(QuietGate {
+            faults,
+            until,
+            active_until: self.last_write_ns + ACTIVE_HOLD_NS,
+            base: scan_interval_ns(self.window_ns),
+        })
     }
 
     /// How long a written page waits before its regions are diffed: a tenth
@@ -264,58 +325,82 @@ impl Detector for WriteWatchPages {
             self.next_scan_ns = now + scan_interval_ns(window);
             return Vec::new();
         }
-        let scan_started = sys::monotonic_ns();
+        self.window_ns = window;
         let Ok(ww) = uffd::get() else { return Vec::new() };
         let ps = sys::page_size();
         if self.ranges_stale {
             let mut pages: Vec<usize> =
                 self.pages.keys().filter(|p| !self.hot.contains_key(p)).copied().collect();
             pages.sort_unstable();
-            self.ranges =
-                backend::runs(&pages).into_iter().map(|(f, l)| (f * ps, (l + 1) * ps)).collect();
+            let (fast, slow) = scan_groups(backend::runs(&pages), ps);
+            self.groups[0].ranges = fast;
+            self.groups[1].ranges = slow;
             self.ranges_stale = false;
             self.must_scan = true;
         }
         let mut written = Vec::new();
         let check_liveness = force || now >= self.next_liveness_ns;
+        let poll_ns = backend::shortest_poll_ns(owners);
         if check_liveness {
-            self.next_liveness_ns = now + backend::shortest_poll_ns(owners);
+            self.next_liveness_ns = now + poll_ns;
         }
         // Read the fault count before scanning: a write whose fault ends
         // after this read changes it (seen by the next collect), one that
         // ended before is in the page tables this scan walks.
         let faults = sys::process_faults();
-        let scan = force
-            || self.must_scan
-            || faults != self.faults_at_scan
-            || now >= self.next_backstop_ns;
-        if scan {
-            self.faults_at_scan = faults;
-            self.must_scan = false;
-        }
-        for &(start, end) in &self.ranges {
-            let failed = scan && ww.scan(start, end, &mut written).is_err();
-            // A failed scan means a mapping there was replaced (EPERM: not
-            // registered); a hole scans as "nothing written", so holes are
-            // looked for every poll interval. Either way every page of the
-            // range is re-checked below: unmapped regions are dropped as gone,
-            // replaced mappings registered again.
-            if failed || (check_liveness && !sys::is_mapped(start, end - start)) {
-                let _ = ww.reregister(start, end - start);
-                written.push((start, end));
+        let base = scan_interval_ns(window);
+        let (mut all_scanned, mut any_scanned) = (true, false);
+        for g in &mut self.groups {
+            let scan = force
+                || self.must_scan
+                || (now >= g.next_ns && (faults != g.faults || now >= g.backstop_ns));
+            all_scanned &= scan || g.ranges.is_empty();
+            any_scanned |= scan && !g.ranges.is_empty();
+            let started = sys::monotonic_ns();
+            if scan {
+                g.faults = faults;
+            }
+            for &(start, end) in &g.ranges {
+                let failed = scan && ww.scan(start, end, &mut written).is_err();
+                // A failed scan means a mapping there was replaced (EPERM:
+                // not registered); a hole scans as "nothing written", so
+                // holes are looked for every poll interval. Either way every
+                // page of the range is re-checked below: unmapped regions
+                // are dropped as gone, replaced mappings registered again.
+                if failed || (check_liveness && !sys::is_mapped(start, end - start)) {
+                    let _ = ww.reregister(start, end - start);
+                    written.push((start, end));
+                }
+            }
+            if scan {
+                // Scanning costs CPU even when nothing was written: keep it
+                // within 1% of a core by spacing a group's scans at least
+                // 100x their own cost.
+                let cost = sys::monotonic_ns().saturating_sub(started);
+                g.next_ns = now + base.max(cost.saturating_mul(100));
+                g.backstop_ns = now + cost.saturating_mul(2000).max(poll_ns);
             }
         }
-        // Scanning costs CPU even when nothing was written: keep it within
-        // 1% of a core by spacing scans at least 100x the scan's own cost.
-        let cost = sys::monotonic_ns().saturating_sub(scan_started);
-        self.next_scan_ns = now + scan_interval_ns(window).max(cost.saturating_mul(100));
-        if scan {
-            self.next_backstop_ns = now + cost.saturating_mul(2000);
-            self.scan_cost_ns += cost;
-        }
+        self.must_scan = false;
+        // Next due: a group with faults it has not scanned for, at its pace;
+        // otherwise the base interval (the fault count is checked then).
+        self.next_scan_ns = self
+            .groups
+            .iter()
+            .filter(|g| !g.ranges.is_empty() && g.faults != faults)
+            .map(|g| g.next_ns)
+            .chain([now + base])
+            .min()
+            .expect("chained");
         self.found_writes = !written.is_empty();
         let mut touched = Vec::new();
         let mut heat = HashMap::new();
+        if any_scanned && now.saturating_sub(self.heat_scan_ns) > 2 * base {
+            self.heat.clear();
+        }
+        if any_scanned {
+            self.heat_scan_ns = now;
+        }
         for (start, end) in written {
             for page in start / ps..end / ps {
                 if self.pages.contains_key(&page) {
@@ -328,9 +413,12 @@ impl Detector for WriteWatchPages {
                 }
             }
         }
-        // Every scanned page is armed again as of now.
-        self.last_scan_ns = now;
-        self.armed.clear();
+        // Every scanned page is armed again as of now (when a group did not
+        // scan, its pages' writes may date from the last full scan).
+        if all_scanned {
+            self.last_scan_ns = now;
+            self.armed.clear();
+        }
         // Pending pages whose watchers' period, counted from the earliest
         // their first write can have been, has passed (all of them for
         // check_changes) are diffed now. For the watchers that set the scan
@@ -358,7 +446,9 @@ impl Detector for WriteWatchPages {
                 self.ranges_stale = true;
             }
         }
-        self.heat = heat;
+        if any_scanned {
+            self.heat = heat;
+        }
         // Hot pages: diffed every poll interval, and always by check_changes.
         let poll_hot = force || now >= self.next_hot_poll_ns;
         if poll_hot && !self.hot.is_empty() {
@@ -423,5 +513,86 @@ impl Detector for WriteWatchPages {
 
     fn next_deadline(&self, _owners: &dyn Owners) -> Option<u64> {
         (!self.pages.is_empty()).then_some(self.next_scan_ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pages registered by hand (no userfaultfd): one range per group.
+    fn quiet_pages() -> WriteWatchPages {
+        let mut p = WriteWatchPages::default();
+        p.pages.insert(7, IdList::new());
+        p.pages.insert(9000, IdList::new());
+        p.groups[0] =
+            ScanGroup { ranges: vec![(7, 8)], next_ns: 1_000, faults: 50, backstop_ns: 90_000 };
+        p.groups[1] = ScanGroup {
+            ranges: vec![(9000, 9001)],
+            next_ns: 60_000,
+            faults: 50,
+            backstop_ns: 80_000,
+        };
+        p.next_liveness_ns = 100_000;
+        p.window_ns = 5_000_000;
+        p.last_write_ns = 10_000;
+        p
+    }
+
+    #[test]
+    fn quiet_gate_waits_for_the_fault_count_and_the_next_due_scan() {
+        let mut p = quiet_pages();
+        let g = p.quiet_gate().unwrap();
+        // Both groups scanned at count 50: until the earliest backstop.
+        assert_eq!((g.faults, g.until), (50, 80_000));
+        // The fast group scanned at a newer count: the slow group is due at
+        // its own pace.
+        p.groups[0].faults = 51;
+        let g = p.quiet_gate().unwrap();
+        assert_eq!((g.faults, g.until), (51, 60_000));
+        // The liveness check comes first.
+        p.next_liveness_ns = 20_000;
+        assert_eq!(p.quiet_gate().unwrap().until, 20_000);
+        // Anything the next pass must do: no gate.
+        for setup in [
+            (|p: &mut WriteWatchPages| {
+                p.pending.insert(7, 0);
+            }) as fn(&mut WriteWatchPages),
+            |p| {
+                p.hot.insert(7, 0);
+            },
+            |p| p.must_scan = true,
+            |p| p.ranges_stale = true,
+            |p| p.pages.clear(),
+        ] {
+            let mut p = quiet_pages();
+            setup(&mut p);
+            assert!(p.quiet_gate().is_none());
+        }
+    }
+
+    #[test]
+    fn small_ranges_scan_in_the_fast_group_large_ones_in_the_slow() {
+        let n = FAST_GROUP_PAGES;
+        // A 1-page and a 10-page range beside one of n pages: the small ones
+        // fit the fast group's budget, the large one does not.
+        let (fast, slow) = scan_groups(vec![(0, n - 1), (n + 5, n + 5), (2 * n, 2 * n + 9)], 10);
+        assert_eq!(fast, [((n + 5) * 10, (n + 6) * 10), (2 * n * 10, (2 * n + 10) * 10)]);
+        assert_eq!(slow, [(0, n * 10)]);
+        // Exactly the budget stays fast; nothing large: no slow group.
+        let (fast, slow) = scan_groups(vec![(0, n - 2), (n, n)], 1);
+        assert_eq!((fast.len(), slow.len()), (2, 0));
+        let (fast, slow) = scan_groups(vec![(0, n)], 1);
+        assert_eq!((fast.len(), slow), (0, vec![(0, n + 1)]));
+    }
+
+    #[test]
+    fn quiet_checks_come_at_the_base_interval_after_a_write_then_at_the_idle_pace() {
+        let g = quiet_pages().quiet_gate().unwrap();
+        let base = scan_interval_ns(5_000_000);
+        assert_eq!(g.step(10_000 + ACTIVE_HOLD_NS - 1, 8_000), base, "just written: fast");
+        let idle = 10_000 + ACTIVE_HOLD_NS;
+        assert_eq!(g.step(idle, 8_000), 8_000 * QUIET_SPACING, "idle: paced by the check's cost");
+        assert_eq!(g.step(idle, 0), base, "an unmeasured check: the base interval");
     }
 }
