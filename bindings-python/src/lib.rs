@@ -314,6 +314,8 @@ struct Shared {
     close_done: Mutex<bool>,
     close_cond: Condvar,
     snapshots: bool,
+    /// With locate_writers: this watcher's stack_depth of Python frames.
+    depth_claim: Mutex<Option<pyframes::DepthClaim>>,
 }
 
 /// One callable given to set_callback. The core's closure for it holds an
@@ -383,6 +385,7 @@ impl Shared {
         // The core no longer touches any region: release the exports.
         let regions: Vec<Region> = lock(&self.regions).drain().map(|(_, r)| r).collect();
         let cell = lock(&self.callback).take();
+        lock(&self.depth_claim).take();
         drop(regions);
         drop(cell);
         *lock(&self.close_done) = true;
@@ -716,9 +719,8 @@ impl Watcher {
             locate_writers: locate_writers.unwrap_or(d.locate_writers),
             stack_depth: stack_depth.unwrap_or(d.stack_depth),
         };
-        if options.locate_writers {
-            pyframes::note_depth(options.stack_depth);
-        }
+        let depth_claim =
+            options.locate_writers.then(|| pyframes::DepthClaim::new(options.stack_depth));
         let snapshots = options.snapshots;
         let core = detach(py, move || mw::Watcher::new(options)).map_err(|e| to_pyerr(py, e))?;
         let shared = Arc::new(Shared {
@@ -730,6 +732,7 @@ impl Watcher {
             close_done: Mutex::new(false),
             close_cond: Condvar::new(),
             snapshots,
+            depth_claim: Mutex::new(depth_claim),
         });
         let mut live = lock(&LIVE);
         live.retain(|w| w.strong_count() > 0);

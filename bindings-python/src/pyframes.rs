@@ -105,8 +105,8 @@ struct Layout {
 static LAYOUT: OnceLock<Layout> = OnceLock::new();
 /// Why Python frames are on or off (get_stats()["python_frames"]).
 static STATUS: OnceLock<String> = OnceLock::new();
-/// Python frames captured per fault: the deepest stack_depth asked for.
-static DEPTH: AtomicUsize = AtomicUsize::new(8);
+/// Python frames captured per fault: the deepest live stack_depth.
+static DEPTH: AtomicUsize = AtomicUsize::new(0);
 /// Test hook: the handler expects a wrong code type, as if the layout were
 /// guessed wrong (set by `_memwatch._break_python_frames`).
 static BROKEN: AtomicBool = AtomicBool::new(false);
@@ -119,10 +119,35 @@ pub fn status() -> &'static str {
     STATUS.get().map_or("unavailable: not initialised", String::as_str)
 }
 
-/// A locating watcher asks for `depth` frames: capture at least that many
-/// Python frames (up to MAX_FRAMES) from now on.
-pub fn note_depth(depth: usize) {
-    DEPTH.fetch_max(depth.min(MAX_FRAMES), Ordering::Relaxed);
+/// Depths of the live locating watchers (DEPTH is their maximum).
+static DEPTHS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+fn update_depth(depths: &[usize]) {
+    DEPTH.store(depths.iter().copied().max().unwrap_or(0).min(MAX_FRAMES), Ordering::Relaxed);
+}
+
+/// A locating watcher's claim on the Python frames captured per fault: while
+/// it lives, at least `depth` frames (up to MAX_FRAMES) are captured.
+pub struct DepthClaim(usize);
+
+impl DepthClaim {
+    /// Claims `depth` frames.
+    pub fn new(depth: usize) -> Self {
+        let mut depths = DEPTHS.lock().unwrap_or_else(|e| e.into_inner());
+        depths.push(depth);
+        update_depth(&depths);
+        DepthClaim(depth)
+    }
+}
+
+impl Drop for DepthClaim {
+    fn drop(&mut self) {
+        let mut depths = DEPTHS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = depths.iter().position(|&d| d == self.0) {
+            depths.swap_remove(i);
+        }
+        update_depth(&depths);
+    }
 }
 
 /// Test hook: with `broken`, every capture sees a code object of the wrong
@@ -257,7 +282,7 @@ fn debug_offsets(l: &mut Layout) -> Result<(), String> {
 
 /// Reads `len` (<= CHUNK) bytes at `addr` into `buf`.
 fn read_chunk(addr: u64, buf: &mut [u8; CHUNK], len: usize) -> bool {
-    addr >= 4096 && addr % 8 == 0 && mw::read_memory(addr as usize, &mut buf[..len])
+    addr >= 4096 && addr.is_multiple_of(8) && mw::read_memory(addr as usize, &mut buf[..len])
 }
 
 /// The handler's walk: writes the tag and up to `depth` frames' words into
@@ -363,8 +388,11 @@ struct CodeInfo {
     table: Arc<Vec<u8>>,
 }
 
-/// Code objects resolved so far, by (address, fingerprint, first line).
-static CACHE: Mutex<Option<HashMap<(u64, u64, u32), CodeInfo>>> = Mutex::new(None);
+/// A captured code object's identity: (address, fingerprint, first line).
+type CodeKey = (u64, u64, u32);
+
+/// Code objects resolved so far.
+static CACHE: Mutex<Option<HashMap<CodeKey, CodeInfo>>> = Mutex::new(None);
 
 /// A str object's text (compact str objects only), through read_memory.
 fn read_str(l: &Layout, addr: u64) -> Option<String> {
@@ -580,13 +608,13 @@ fn try_init(py: Python<'_>) -> Result<Layout, String> {
         return Err(format!("{implementation} {}.{} is not CPython 3", v.major, v.minor));
     }
     let l = layout_for(v.minor as u32)?;
-    self_check(py, &l, &sys).map_err(|e| format!("CPython 3.{}: layout check failed: {e}", v.minor))?;
+    self_check(&l, &sys).map_err(|e| format!("CPython 3.{}: layout check failed: {e}", v.minor))?;
     Ok(l)
 }
 
 /// Walks the calling thread's frames with `l` and compares them with what
 /// Python says about its two innermost frames (file, function, line).
-fn self_check(py: Python<'_>, l: &Layout, sys: &Bound<'_, PyModule>) -> Result<(), String> {
+fn self_check(l: &Layout, sys: &Bound<'_, PyModule>) -> Result<(), String> {
     let mut out = [0u64; mw::RUNTIME_WORDS];
     let n = walk(l, &mut out, 2, l.code_type);
     if n == 0 {
@@ -607,7 +635,8 @@ fn self_check(py: Python<'_>, l: &Layout, sys: &Bound<'_, PyModule>) -> Result<(
         .collect();
     CACHE.lock().unwrap_or_else(|e| e.into_inner()).take();
     for (depth, got) in frames.iter().enumerate() {
-        let f = sys.getattr("_getframe").and_then(|g| g.call1((depth,))).map_err(|e| e.to_string())?;
+        let f =
+            sys.getattr("_getframe").and_then(|g| g.call1((depth,))).map_err(|e| e.to_string())?;
         let code = f.getattr("f_code").map_err(|e| e.to_string())?;
         let want = (|| -> PyResult<(String, String, u32)> {
             Ok((
@@ -622,6 +651,5 @@ fn self_check(py: Python<'_>, l: &Layout, sys: &Bound<'_, PyModule>) -> Result<(
             return Err(format!("frame {depth}: read {seen:?}, Python says {want:?}"));
         }
     }
-    let _ = py;
     Ok(())
 }

@@ -170,6 +170,25 @@ def test_stack_depth_bounds_the_python_frames() -> None:
         assert len([f for f in where["stack"] if not f["python"]]) == 1
 
 
+def _recurse(buf: bytearray, n: int) -> None:
+    if n == 0:
+        buf[MID] = 1
+    else:
+        _recurse(buf, n - 1)
+
+
+def test_at_most_21_python_frames_fit_a_fault() -> None:
+    """64 words per fault, 3 per Python frame: a deeper stack is cut at 21."""
+    buf = bytearray(SIZE)
+    with memwatch.MemoryWatcher(backend="protect", locate_writers=True, stack_depth=32) as w:
+        _watch_interior(w, buf)
+        _recurse(buf, 40)
+        where = _one(w)
+        py = _py(where["stack"])
+        assert [f for _, f, _ in py] == ["_recurse"] * 21
+        assert not where["stack"][21]["python"]
+
+
 def test_a_second_thread_gives_its_own_frames() -> None:
     buf = bytearray(SIZE)
     seen: Dict[str, int] = {}
@@ -201,29 +220,6 @@ def test_code_from_exec_names_its_own_file() -> None:
         scope["poke"](buf, MID)
         where = _one(w)
         assert (where["file"], where["function"], where["line"]) == ("<memwatch-generated>", "poke", 3)
-
-
-def test_fault_storm_every_event_located() -> None:
-    n = 10_000
-    buf = mmap.mmap(-1, n * PAGE)
-    view = memoryview(buf)
-    with memwatch.MemoryWatcher(backend="protect", locate_writers=True, stack_depth=2) as w:
-        for i in range(n):
-            w.watch(view[i * PAGE : (i + 1) * PAGE], f"p{i}")
-        for i in range(n):
-            buf[i * PAGE] = 1
-        line = _line() - 1
-        events = w.check_changes()
-        assert len(events) == n
-        assert w.get_stats()["dropped_wheres"] == 0
-        for e in events:
-            where = e.where
-            assert (where["file"], where["function"], where["line"]) == (
-                __file__,
-                "test_fault_storm_every_event_located",
-                line,
-            ), e.variable_name
-    view.release()
 
 
 def test_a_wrong_layout_gives_native_frames_without_a_crash() -> None:
