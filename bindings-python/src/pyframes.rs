@@ -165,7 +165,7 @@ fn dlsym(name: &std::ffi::CStr) -> Option<usize> {
 }
 
 fn field(buf: &[u8], at: usize, len: usize) -> Option<u64> {
-    let b = buf.get(at..at + len)?;
+    let b = buf.get(at..at.checked_add(len)?)?;
     let mut w = [0u8; 8];
     w[..len].copy_from_slice(b);
     Some(u64::from_ne_bytes(w))
@@ -273,7 +273,7 @@ fn debug_offsets(l: &mut Layout) -> Result<(), String> {
     (l.bytes_size, l.bytes_sval) = (at(520), at(528));
     (l.uni_state, l.uni_length, l.ascii_size) = (at(544), at(552), at(560));
     // PyCompactUnicodeObject = PyASCIIObject + utf8_length + utf8.
-    l.compact_size = l.ascii_size + 16;
+    l.compact_size = l.ascii_size.saturating_add(16);
     if at(360) != 8 {
         return Err("unexpected ob_type offset in the debug offsets".into());
     }
@@ -282,15 +282,19 @@ fn debug_offsets(l: &mut Layout) -> Result<(), String> {
 
 /// Reads `len` (<= CHUNK) bytes at `addr` into `buf`.
 fn read_chunk(addr: u64, buf: &mut [u8; CHUNK], len: usize) -> bool {
-    addr >= 4096 && addr.is_multiple_of(8) && mw::read_memory(addr as usize, &mut buf[..len])
+    len <= CHUNK
+        && addr >= 4096
+        && addr.is_multiple_of(8)
+        && mw::read_memory(addr as usize, &mut buf[..len])
 }
 
 /// The handler's walk: writes the tag and up to `depth` frames' words into
 /// `out`, returns the count (0 = no Python frames). Async-signal-safe: only
 /// read_memory, stack buffers and stores into `out`.
 fn walk(l: &Layout, out: &mut [u64], depth: usize, code_type: u64) -> usize {
-    let frame_len = l.f_back.max(l.f_code).max(l.f_instr).max(l.f_owner.unwrap_or(0)) + 8;
-    let code_len = l.co_filename.max(l.co_name).max(l.co_firstlineno) + 8;
+    let frame_len =
+        l.f_back.max(l.f_code).max(l.f_instr).max(l.f_owner.unwrap_or(0)).saturating_add(8);
+    let code_len = l.co_filename.max(l.co_name).max(l.co_firstlineno).saturating_add(8);
     if frame_len > CHUNK || code_len > CHUNK || out.len() < 1 + WORDS_PER_FRAME {
         return 0;
     }
@@ -300,12 +304,12 @@ fn walk(l: &Layout, out: &mut [u64], depth: usize, code_type: u64) -> usize {
     if tstate == 0 {
         return 0;
     }
-    let mut frame = match mw::read_word(tstate as usize + l.ts_frame) {
+    let mut frame = match mw::read_word((tstate as usize).wrapping_add(l.ts_frame)) {
         Some(f) => f,
         None => return 0,
     };
     if let Some(cur) = l.cframe_current {
-        frame = match mw::read_word(frame as usize + cur) {
+        frame = match mw::read_word((frame as usize).wrapping_add(cur)) {
             Some(f) if frame != 0 => f,
             _ => return 0,
         };
@@ -335,8 +339,9 @@ fn walk(l: &Layout, out: &mut [u64], depth: usize, code_type: u64) -> usize {
         let offset = match l.instr {
             Instr::LastiBytes => int32(&fbuf, l.f_instr).map(|v| v.max(0) as u64),
             Instr::LastiUnits => int32(&fbuf, l.f_instr).map(|v| v.max(0) as u64 * 2),
-            Instr::Pointer => word(&fbuf, l.f_instr)
-                .map(|p| p.saturating_sub(code + l.co_adaptive as u64).min(u32::MAX as u64)),
+            Instr::Pointer => word(&fbuf, l.f_instr).map(|p| {
+                p.saturating_sub(code.wrapping_add(l.co_adaptive as u64)).min(u32::MAX as u64)
+            }),
         };
         let (Some(offset), Some(first), Some(file), Some(name)) = (
             offset,
@@ -397,7 +402,7 @@ static CACHE: Mutex<Option<HashMap<CodeKey, CodeInfo>>> = Mutex::new(None);
 /// A str object's text (compact str objects only), through read_memory.
 fn read_str(l: &Layout, addr: u64) -> Option<String> {
     let mut head = [0u8; CHUNK];
-    if !read_chunk(addr, &mut head, l.compact_size.max(l.uni_state + 4)) {
+    if !read_chunk(addr, &mut head, l.compact_size.max(l.uni_state.saturating_add(4))) {
         return None;
     }
     if word(&head, 8)? != l.unicode_type {
@@ -409,7 +414,7 @@ fn read_str(l: &Layout, addr: u64) -> Option<String> {
     if compact == 0 || len > MAX_STR || !matches!(kind, 1 | 2 | 4) {
         return None;
     }
-    let data = addr as usize + if ascii == 1 { l.ascii_size } else { l.compact_size };
+    let data = (addr as usize).wrapping_add(if ascii == 1 { l.ascii_size } else { l.compact_size });
     let mut bytes = vec![0u8; len * kind as usize];
     if !mw::read_memory(data, &mut bytes) {
         return None;
@@ -439,7 +444,7 @@ fn read_bytes(l: &Layout, addr: u64) -> Option<Vec<u8>> {
         return None;
     }
     let mut out = vec![0u8; len];
-    mw::read_memory(addr as usize + l.bytes_sval, &mut out).then_some(out)
+    mw::read_memory((addr as usize).wrapping_add(l.bytes_sval), &mut out).then_some(out)
 }
 
 /// Reads the code object at `code` if it still is the one the handler saw.
@@ -447,7 +452,8 @@ fn code_info(l: &Layout, code: u64, fp: u64, first: u32) -> Option<CodeInfo> {
     let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let cache = guard.get_or_insert_with(HashMap::new);
     let mut cbuf = [0u8; CHUNK];
-    let len = l.co_filename.max(l.co_name).max(l.co_firstlineno).max(l.co_linetable) + 8;
+    let len =
+        l.co_filename.max(l.co_name).max(l.co_firstlineno).max(l.co_linetable).saturating_add(8);
     if len > CHUNK || !read_chunk(code, &mut cbuf, len) || word(&cbuf, 8)? != l.code_type {
         return None;
     }
