@@ -22,8 +22,9 @@
 //! Layouts: per-version offsets for 3.9 to 3.12 (from each version's
 //! headers), `_PyRuntime.debug_offsets` for 3.13. At import the layout is
 //! checked against the importing frames themselves (file, function and line
-//! as Python reports them); any mismatch or other version leaves Python
-//! frames off, says why in [`status`], and events keep their native frames.
+//! as Python reports them); any mismatch or other version (or
+//! `MEMWATCH_PYTHON_FRAMES=off` in the environment) leaves Python frames
+//! off, says why in [`status`], and events keep their native frames.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -603,6 +604,9 @@ pub fn init(py: Python<'_>) {
 }
 
 fn try_init(py: Python<'_>) -> Result<Layout, String> {
+    if std::env::var_os("MEMWATCH_PYTHON_FRAMES").is_some_and(|v| v == "off") {
+        return Err("turned off (MEMWATCH_PYTHON_FRAMES=off)".into());
+    }
     let v = py.version_info();
     let sys = py.import("sys").map_err(|e| e.to_string())?;
     let implementation: String = sys

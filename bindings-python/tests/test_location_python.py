@@ -20,6 +20,8 @@ import pytest
 import memwatch
 from memwatch import _memwatch
 
+from conftest import run_python
+
 PAGE = memwatch.page_size()
 # Pages of their own: an anonymous mmap, or the interior of a large
 # bytearray (its first and last page may be shared with other heap objects,
@@ -260,3 +262,25 @@ def test_a_freed_code_object_gives_no_wrong_names() -> None:
         frame = w.check_changes()[0].where["stack"][0]
         assert frame["python"]
         assert (frame["file"], frame["function"]) in ((None, None), ("<gone>", "gone"))
+
+
+def test_without_python_frames_events_keep_native_frames_and_stats_say_why() -> None:
+    """What every event looks like where the layout is unknown (another
+    version, or a failed check at import): here forced off at import."""
+    result = run_python(
+        """
+        import mmap, memwatch
+        buf = mmap.mmap(-1, 1 << 16)
+        with memwatch.MemoryWatcher(locate_writers=True) as w:
+            w.watch(buf, "buf")
+            buf[3] = 1
+            (e,) = w.check_changes()
+            stack = e.where["stack"]
+            print(w.get_stats()["python_frames"])
+            print(len(stack) > 0, any(f["python"] for f in stack), stack[0]["ip"] == e.where["fault_ip"])
+            print(e.where["module"] is not None)
+        """,
+        env_extra={"MEMWATCH_PYTHON_FRAMES": "off"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "unavailable: turned off (MEMWATCH_PYTHON_FRAMES=off)\nTrue False True\nTrue\n"
