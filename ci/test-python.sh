@@ -29,3 +29,35 @@ echo "== pytest"
 cd "$ROOT/bindings-python"
 # -p no:cacheprovider: leave no .pytest_cache in the tree.
 "$VPY" -m pytest tests -ra -p no:cacheprovider
+
+# The same abi3 wheel on every other CPython the package supports (pyenv's
+# builds, $PYENV_ROOT/versions/3.X.*): only the writer-location tests, whose
+# Python frames depend on each version's frame layout. A missing version
+# fails the suite (MEMWATCH_PY_VERSIONS="" skips this step on purpose).
+PYENV_ROOT="${PYENV_ROOT:-$HOME/.pyenv}"
+versions="${MEMWATCH_PY_VERSIONS-3.9 3.10 3.12 3.13}"
+declare -A totals
+status=0
+for v in $versions; do
+    vpy="$(ls -d "$PYENV_ROOT"/versions/"$v".*/bin/python 2>/dev/null | sort -V | tail -1 || true)"
+    if [ -z "$vpy" ]; then
+        echo "== CPython $v not found under $PYENV_ROOT/versions"
+        totals[$v]="missing"
+        status=1
+        continue
+    fi
+    echo "== location tests on $("$vpy" --version 2>&1)"
+    venv="$CARGO_TARGET_DIR/venv-$v"
+    make_venv "$vpy" "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "pytest>=7" numpy
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$WHEELS"/memwatch-*.whl
+    log="$CARGO_TARGET_DIR/pytest-$v.log"
+    if "$venv/bin/python" -m pytest tests/test_location.py tests/test_location_python.py \
+        -ra -p no:cacheprovider 2>&1 | tee "$log"; then :; else status=1; fi
+    totals[$v]="$(grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' "$log" | tail -1 | tr -d '=' | xargs)"
+done
+if [ -n "$versions" ]; then
+    echo "== location tests per CPython version (the full suite ran on $("$VPY" --version 2>&1))"
+    for v in $versions; do printf '   %-5s %s\n' "$v" "${totals[$v]:-no result}"; done
+fi
+exit $status

@@ -27,6 +27,7 @@ use std::time::Duration;
 use memwatch_core as mw;
 
 mod glass;
+mod pyframes;
 mod store;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -313,6 +314,8 @@ struct Shared {
     close_done: Mutex<bool>,
     close_cond: Condvar,
     snapshots: bool,
+    /// With locate_writers: this watcher's stack_depth of Python frames.
+    depth_claim: Mutex<Option<pyframes::DepthClaim>>,
 }
 
 /// One callable given to set_callback. The core's closure for it holds an
@@ -382,6 +385,7 @@ impl Shared {
         // The core no longer touches any region: release the exports.
         let regions: Vec<Region> = lock(&self.regions).drain().map(|(_, r)| r).collect();
         let cell = lock(&self.callback).take();
+        lock(&self.depth_claim).take();
         drop(regions);
         drop(cell);
         *lock(&self.close_done) = true;
@@ -520,9 +524,9 @@ impl ChangeEvent {
     /// Where the change was made: a dict with `thread_id` (kernel thread id of
     /// the writer, or None), `fault_ip`, `file`, `function` and `line`
     /// (None where the backend cannot tell); with `locate_writers=True` also
-    /// `thread_name`, `module`, `module_offset`, `stack` (a list of frame
-    /// dicts, innermost first: native frames for now) and
-    /// `unattributed_faults`.
+    /// `thread_name`, `module`, `module_offset` (None for a Python frame),
+    /// `stack` (a list of frame dicts, innermost first: the Python frames,
+    /// then the native ones; see `frame_dict`) and `unattributed_faults`.
     #[getter(r#where)]
     fn where_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let w = &self.ev.where_;
@@ -533,23 +537,16 @@ impl ChangeEvent {
         d.set_item("function", (!w.function.is_empty()).then_some(w.function.as_str()))?;
         d.set_item("line", (w.line != 0).then_some(w.line))?;
         // Writer location (locate_writers): thread name, module + offset, the
-        // native stack (innermost first) and the unattributed fault count.
+        // stack (innermost first) and the unattributed fault count.
         let located = !w.stack.is_empty();
+        let native = located && !w.module.is_empty();
         d.set_item("thread_name", located.then_some(w.thread_name.as_str()))?;
-        d.set_item("module", located.then_some(w.module.as_str()))?;
-        d.set_item("module_offset", located.then_some(w.module_offset))?;
+        d.set_item("module", native.then_some(w.module.as_str()))?;
+        d.set_item("module_offset", native.then_some(w.module_offset))?;
         d.set_item("unattributed_faults", w.unattributed_faults)?;
         let stack = PyList::empty(py);
         for f in &w.stack {
-            let fd = PyDict::new(py);
-            fd.set_item("ip", f.ip)?;
-            fd.set_item("module", f.module.as_str())?;
-            fd.set_item("module_offset", f.module_offset)?;
-            fd.set_item("function", (!f.function.is_empty()).then_some(f.function.as_str()))?;
-            fd.set_item("file", (!f.file.is_empty()).then_some(f.file.as_str()))?;
-            fd.set_item("line", (f.line != 0).then_some(f.line))?;
-            fd.set_item("inlined", f.inlined)?;
-            stack.append(fd)?;
+            stack.append(frame_dict(py, f)?)?;
         }
         d.set_item("stack", stack)?;
         Ok(d)
@@ -722,6 +719,8 @@ impl Watcher {
             locate_writers: locate_writers.unwrap_or(d.locate_writers),
             stack_depth: stack_depth.unwrap_or(d.stack_depth),
         };
+        let depth_claim =
+            options.locate_writers.then(|| pyframes::DepthClaim::new(options.stack_depth));
         let snapshots = options.snapshots;
         let core = detach(py, move || mw::Watcher::new(options)).map_err(|e| to_pyerr(py, e))?;
         let shared = Arc::new(Shared {
@@ -733,6 +732,7 @@ impl Watcher {
             close_done: Mutex::new(false),
             close_cond: Condvar::new(),
             snapshots,
+            depth_claim: Mutex::new(depth_claim),
         });
         let mut live = lock(&LIVE);
         live.retain(|w| w.strong_count() > 0);
@@ -948,6 +948,8 @@ impl Watcher {
         d.set_item("reprotect_failures", s.reprotect_failures)?;
         d.set_item("shared_regions", s.shared_regions)?;
         d.set_item("coalesced_events", s.coalesced_events)?;
+        // Whether located writes carry Python frames in this interpreter.
+        d.set_item("python_frames", pyframes::status())?;
         Ok(d)
     }
 
@@ -1100,6 +1102,24 @@ fn page_size() -> usize {
     mw::page_size()
 }
 
+/// One stack frame as a dict: `python` (True for a Python frame), `ip`,
+/// `module` and `module_offset` (None for a Python frame), `function`,
+/// `file`, `line` (None when unknown) and `inlined`. Python frames are the
+/// runtime frames memwatch's resolver made: ip 0, no module.
+fn frame_dict<'py>(py: Python<'py>, f: &mw::Frame) -> PyResult<Bound<'py, PyDict>> {
+    let python = f.ip == 0 && f.module.is_empty();
+    let fd = PyDict::new(py);
+    fd.set_item("python", python)?;
+    fd.set_item("ip", (!python).then_some(f.ip))?;
+    fd.set_item("module", (!python).then_some(f.module.as_str()))?;
+    fd.set_item("module_offset", (!python).then_some(f.module_offset))?;
+    fd.set_item("function", (!f.function.is_empty()).then_some(f.function.as_str()))?;
+    fd.set_item("file", (!f.file.is_empty()).then_some(f.file.as_str()))?;
+    fd.set_item("line", (f.line != 0).then_some(f.line))?;
+    fd.set_item("inlined", f.inlined)?;
+    Ok(fd)
+}
+
 /// Puts memwatch's SIGSEGV handler back on top after another was installed
 /// over it (faulthandler.enable() after a protect watcher started): True if
 /// anything changed.
@@ -1117,6 +1137,10 @@ fn _memwatch(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(page_size, m)?)?;
     m.add_function(wrap_pyfunction!(reassert_signal_handler, m)?)?;
     m.add_function(wrap_pyfunction!(_close_all, m)?)?;
+    m.add_function(wrap_pyfunction!(pyframes::_break_python_frames, m)?)?;
+    // Python frames in located writes: layout picked and checked now.
+    pyframes::init(m.py());
+    m.add("PYTHON_FRAMES", pyframes::status())?;
     m.add("ADAPTER_PYTHON", mw::ADAPTER_PYTHON)?;
     // The engine's default options, in the Python keyword arguments' units.
     let d = mw::Options::default();

@@ -310,7 +310,7 @@ def test_stats_count_regions_and_events(watcher: memwatch.MemoryWatcher) -> None
     assert set(stats) == {
         "backend", "backend_reason", "regions", "protected_pages", "faults", "events", "fallback_regions",
         "gone_regions", "dropped_wheres", "native_bytes", "snapshot_bytes", "pending_events", "callback_errors", "latency_p50_ns", "latency_p99_ns",
-        "reprotect_failures", "shared_regions", "coalesced_events",
+        "reprotect_failures", "shared_regions", "coalesced_events", "python_frames",
     }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -122,8 +121,8 @@ def test_readme_examples_run() -> None:
     assert outputs[5] == "None memwatch/2/1/0 memwatch/2/1/1\nb'\\x00\\x00\\x00\\x00' b'\\xff\\xff\\xff\\xff'\n"
     # record_to: the row read back with the standard sqlite3 module
     assert outputs[6] == "1 0\n[('data', b'\\x00\\x00\\x00\\x00', b'\\x01\\x00\\x00\\x00')]\n"
-    # Writer location: the main thread's kernel name is the interpreter's file name.
-    assert outputs[7] == f"{os.path.basename(sys.executable)[:15]} True True\n"
+    # Writer location: the writing statement's function and line (block line 7).
+    assert outputs[7] == "<module> 7 True\n"
     # memwatch.glass: producer and observer (the observer normally in another process)
     assert outputs[8] == (
         "1.5 {'bid': 1.5, 'ask': 2.5, 'symbol': 'AAPL'}\n[('field', 'bid', 1.5, 2.0)]\n"

@@ -212,16 +212,21 @@ class MemoryWatcher:
         ring_capacity: size of the engine's fault ring, used when the engine
             starts (first watcher of the process). Default 32768.
         locate_writers: every event's ``where`` also names the writing
-            thread (``thread_name``), the native ``stack`` (a list of frame
-            dicts, innermost first: ``ip``, ``module``, ``module_offset``,
-            ``function``, ``file``, ``line``, ``inlined``) and the user frame's
-            ``module``/``module_offset``/``function``/``file``/``line``.
+            thread (``thread_name``), the Python statement that wrote
+            (``file``/``function``/``line``) and the ``stack``, a list of
+            frame dicts, innermost first: up to ``stack_depth`` Python frames
+            (``python`` True: ``file``, ``function``, ``line``), then the
+            native ones (``ip``, ``module``, ``module_offset``, ``function``,
+            ``file``, ``line``, ``inlined``). Without Python frames (see
+            ``get_stats()["python_frames"]``) the user frame is native and
+            also gives ``module``/``module_offset``.
             Needs ``"protect"``: ``"auto"`` picks it (the stats'
             ``backend_reason`` says so), ``"writewatch"``/``"poll"`` raise
             :class:`InvalidArgumentError`. Only the first write to a page in
             its writable window is located (``unattributed_faults`` counts
             the other pages' faults merged into the event). Default False.
-        stack_depth: most frames captured per located write, 1..32. Default 8.
+        stack_depth: most frames captured per located write, 1..32 (Python
+            frames: at most 21). Default 8.
 
         adapter: a :class:`TrackerAdapter` to watch with instead of the
             options above (keyword, or in place of ``backend``):
@@ -518,7 +523,8 @@ class MemoryWatcher:
         writes), ``native_bytes``, ``snapshot_bytes``, ``pending_events``,
         ``coalesced_events`` (changes merged into a pending event of the same
         region once 1024 events wait), ``callback_errors``, ``latency_p50_ns``,
-        ``latency_p99_ns``.
+        ``latency_p99_ns``, ``python_frames`` (``"CPython 3.X"`` when located
+        writes carry Python frames, else ``"unavailable: <why>"``).
         """
         stats: Dict[str, Union[int, str, None]] = self._native.stats()
         if self._side is not None:

@@ -10,6 +10,8 @@ DEFAULT_OPTIONS: Dict[str, Any]
 #: The engine's backend names.
 BACKENDS: List[str]
 __version__: str
+#: "CPython 3.X" when located writes carry Python frames, else "unavailable: <why>".
+PYTHON_FRAMES: str
 
 def page_size() -> int:
     """The operating system's page size in bytes."""
@@ -19,6 +21,9 @@ def reassert_signal_handler() -> bool:
 
 def _close_all() -> None:
     """Closes every live watcher (registered with atexit)."""
+
+def _break_python_frames(broken: bool) -> None:
+    """Test hook: with True, every capture sees a code object of the wrong type (a wrong layout guess)."""
 
 @final
 class ChangeEvent:
