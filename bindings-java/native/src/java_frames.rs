@@ -196,8 +196,8 @@ fn find_probe(env: &mut JNIEnv) -> Result<Probe, String> {
     // scan also binds pthread_getspecific's PLT entry before any handler.
     // SAFETY: pthread_getspecific of any key value is defined (NULL when
     // the key is not in use).
-    let key = (0..1024u32)
-        .find(|&k| unsafe { libc::pthread_getspecific(k) } as usize == thread as usize);
+    let key =
+        (0..1024u32).find(|&k| unsafe { libc::pthread_getspecific(k) } as usize == thread as usize);
     let Some(key) = key else {
         return Err("HotSpot's current-thread key was not found".into());
     };
@@ -254,7 +254,8 @@ fn enable_once(env: &mut JNIEnv) -> Result<(), String> {
     let mut callbacks = [0usize; CALLBACKS];
     callbacks[(EVENT_CLASS_LOAD - 50) as usize] = class_load as *const () as usize;
     callbacks[(EVENT_CLASS_PREPARE - 50) as usize] = class_prepare as *const () as usize;
-    callbacks[(EVENT_COMPILED_METHOD_LOAD - 50) as usize] = compiled_method_load as *const () as usize;
+    callbacks[(EVENT_COMPILED_METHOD_LOAD - 50) as usize] =
+        compiled_method_load as *const () as usize;
     type SetCallbacks = unsafe extern "C" fn(JvmtiEnv, *const usize, jint) -> jint;
     // SAFETY: callbacks is a jvmtiEventCallbacks (37 function pointers,
     // unset = NULL) with callbacks of the documented signatures.
@@ -301,7 +302,8 @@ fn enable_once(env: &mut JNIEnv) -> Result<(), String> {
 fn load_method_ids(jvmti: JvmtiEnv, klass: jclass) {
     let mut count: jint = 0;
     let mut methods: *mut jmethodID = std::ptr::null_mut();
-    type GetClassMethods = unsafe extern "C" fn(JvmtiEnv, jclass, *mut jint, *mut *mut jmethodID) -> jint;
+    type GetClassMethods =
+        unsafe extern "C" fn(JvmtiEnv, jclass, *mut jint, *mut *mut jmethodID) -> jint;
     // SAFETY: a live jvmtiEnv and a class reference of the calling thread.
     let rc = unsafe {
         f::<GetClassMethods>(jvmti, GET_CLASS_METHODS)(jvmti, klass, &mut count, &mut methods)
@@ -316,8 +318,9 @@ fn preload_loaded_classes(env: &mut JNIEnv, jvmti: JvmtiEnv) {
     let mut classes: *mut jclass = std::ptr::null_mut();
     type GetLoadedClasses = unsafe extern "C" fn(JvmtiEnv, *mut jint, *mut *mut jclass) -> jint;
     // SAFETY: a live jvmtiEnv on an attached thread.
-    let rc =
-        unsafe { f::<GetLoadedClasses>(jvmti, GET_LOADED_CLASSES)(jvmti, &mut count, &mut classes) };
+    let rc = unsafe {
+        f::<GetLoadedClasses>(jvmti, GET_LOADED_CLASSES)(jvmti, &mut count, &mut classes)
+    };
     if rc != 0 || classes.is_null() {
         return;
     }
@@ -431,7 +434,11 @@ fn java_frame(env: &mut JNIEnv, jvmti: JvmtiEnv, method: u64, bci: i32) -> Frame
     let line = if bci < 0 {
         0
     } else {
-        info.lines.iter().take_while(|(start, _)| *start <= i64::from(bci)).last().map_or(0, |l| l.1)
+        info.lines
+            .iter()
+            .take_while(|(start, _)| *start <= i64::from(bci))
+            .last()
+            .map_or(0, |l| l.1)
     };
     Frame {
         ip: 0,
@@ -458,14 +465,22 @@ fn method_info(env: &mut JNIEnv, jvmti: JvmtiEnv, method: u64) -> Arc<MethodInfo
 }
 
 fn lookup_method(env: &mut JNIEnv, jvmti: JvmtiEnv, method: jmethodID) -> MethodInfo {
-    let unknown =
-        || MethodInfo { function: "<unknown Java method>".into(), file: String::new(), lines: Vec::new() };
+    let unknown = || MethodInfo {
+        function: "<unknown Java method>".into(),
+        file: String::new(),
+        lines: Vec::new(),
+    };
     if method.is_null() {
         return unknown();
     }
     let mut name: *mut c_char = std::ptr::null_mut();
-    type GetMethodName =
-        unsafe extern "C" fn(JvmtiEnv, jmethodID, *mut *mut c_char, *mut *mut c_char, *mut *mut c_char) -> jint;
+    type GetMethodName = unsafe extern "C" fn(
+        JvmtiEnv,
+        jmethodID,
+        *mut *mut c_char,
+        *mut *mut c_char,
+        *mut *mut c_char,
+    ) -> jint;
     // SAFETY: a live jvmtiEnv; NULL signature/generic pointers are allowed.
     let rc = unsafe {
         f::<GetMethodName>(jvmti, GET_METHOD_NAME)(
@@ -492,7 +507,12 @@ fn lookup_method(env: &mut JNIEnv, jvmti: JvmtiEnv, method: jmethodID) -> Method
             unsafe extern "C" fn(JvmtiEnv, jclass, *mut *mut c_char, *mut *mut c_char) -> jint;
         // SAFETY: a live jvmtiEnv and class reference.
         let rc = unsafe {
-            f::<GetClassSignature>(jvmti, GET_CLASS_SIGNATURE)(jvmti, klass, &mut sig, std::ptr::null_mut())
+            f::<GetClassSignature>(jvmti, GET_CLASS_SIGNATURE)(
+                jvmti,
+                klass,
+                &mut sig,
+                std::ptr::null_mut(),
+            )
         };
         let class_name = if rc == 0 { class_name(&take_string(jvmti, sig)) } else { String::new() };
         let mut src: *mut c_char = std::ptr::null_mut();
@@ -514,7 +534,8 @@ fn lookup_method(env: &mut JNIEnv, jvmti: JvmtiEnv, method: jmethodID) -> Method
     }
     let mut count: jint = 0;
     let mut table: *mut LineEntry = std::ptr::null_mut();
-    type GetLineNumberTable = unsafe extern "C" fn(JvmtiEnv, jmethodID, *mut jint, *mut *mut LineEntry) -> jint;
+    type GetLineNumberTable =
+        unsafe extern "C" fn(JvmtiEnv, jmethodID, *mut jint, *mut *mut LineEntry) -> jint;
     // SAFETY: as above (can_get_line_numbers was added); native methods
     // return an error and no table.
     let rc = unsafe {
@@ -576,7 +597,9 @@ fn reason(status: i64) -> String {
 fn is_library_frame(f: &Frame) -> bool {
     f.module == JAVA_MODULE
         && (f.function.starts_with('<')
-            || ["java.", "javax.", "jdk.", "sun.", "com.sun."].iter().any(|p| f.function.starts_with(p)))
+            || ["java.", "javax.", "jdk.", "sun.", "com.sun."]
+                .iter()
+                .any(|p| f.function.starts_with(p)))
 }
 
 /// Splits a stack into the frames to report and the marker's reason

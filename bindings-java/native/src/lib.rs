@@ -49,7 +49,8 @@ use memwatch_core::{
 };
 
 const EVENT_CTOR_SIG: &str = "(JJIILjava/lang/String;IJLjava/lang/String;Ljava/lang/String;IJ[J[B[B[B[BLjava/lang/String;Ljava/lang/String;Ljava/lang/String;Lio/memwatch/ChangeEvent$RawWhere;)V";
-const RAW_WHERE_CTOR_SIG: &str = "(Ljava/lang/String;Ljava/lang/String;JILjava/lang/String;[Ljava/lang/String;[J)V";
+const RAW_WHERE_CTOR_SIG: &str =
+    "(Ljava/lang/String;Ljava/lang/String;JILjava/lang/String;[Ljava/lang/String;[J)V";
 const STATS_CTOR_SIG: &str = "()V";
 const DELIVER_SIG: &str = "(Lio/memwatch/ChangeEvent;)Z";
 
@@ -683,8 +684,8 @@ fn make_where<'l>(
     let (frames, mut reason) = java_frames::split_reason(&w.stack);
     let has_java = frames.iter().any(|f| f.module == java_frames::JAVA_MODULE);
     if reason.is_empty() && !has_java && w.fault_ip.is_some() {
-        reason = java_frames::unavailable()
-            .unwrap_or_else(|| "no Java frames were captured".into());
+        reason =
+            java_frames::unavailable().unwrap_or_else(|| "no Java frames were captured".into());
     }
     let strings = env.new_object_array(
         3 * frames.len() as jint,
@@ -798,7 +799,13 @@ pub extern "system" fn Java_io_memwatch_Native_init<'l>(
 /// Called by the JVM when the library is loaded: prepares Java frames for
 /// located writes (java_frames::on_load; never fails the load).
 #[no_mangle]
-pub extern "system" fn JNI_OnLoad(vm: *mut jni::sys::JavaVM, _reserved: *mut c_void) -> jint {
+///
+/// # Safety
+/// Called by the JVM only, with its own live JavaVM.
+pub unsafe extern "system" fn JNI_OnLoad(
+    vm: *mut jni::sys::JavaVM,
+    _reserved: *mut c_void,
+) -> jint {
     // SAFETY: the JVM passes its own live JavaVM.
     if let Ok(vm) = unsafe { JavaVM::from_raw(vm) } {
         if let Ok(mut env) = vm.get_env() {
@@ -895,7 +902,6 @@ pub extern "system" fn Java_io_memwatch_Native_create<'l>(
             locate_writers: locate_writers != JNI_FALSE,
             stack_depth: usize::try_from(stack_depth)
                 .map_err(|_| Fail::Arg(format!("stackDepth must be 1..=32, got {stack_depth}")))?,
-            ..Options::default()
         };
         options.validate()?;
         if options.locate_writers {
