@@ -354,7 +354,8 @@ unsafe extern "C" fn compiled_method_load(
 /// The capture hook (memwatch-core's RuntimeCapture), in the SIGSEGV
 /// handler: async-signal-safe (pthread_getspecific of an existing key reads
 /// the thread's key array; read_word cannot fault; AGCT is HotSpot's
-/// signal-handler stack walk), no allocation, a 24-byte frame of its own.
+/// signal-handler stack walk), no allocation, a small frame (a 24-byte
+/// trace header: AGCT writes the frames straight into the slot).
 unsafe extern "C" fn capture(
     ucontext: *mut c_void,
     out: *mut u64,
@@ -619,7 +620,8 @@ pub fn split_reason(stack: &[Frame]) -> (Vec<&Frame>, String) {
     (frames, reason)
 }
 
-/// Used by make_event: a Java `long` for a frame number.
+/// A frame's numbers as make_where sends them: ip, module offset (a Java
+/// frame's bci), line, inlined (0/1).
 pub fn frame_numbers(f: &Frame) -> [jlong; 4] {
     [f.ip as jlong, f.module_offset as jlong, i64::from(f.line), i64::from(f.inlined)]
 }
