@@ -238,7 +238,7 @@ mod tests {
         };
         assert_ne!(anon, libc::MAP_FAILED);
         let mut s = Symbolizer::new();
-        let here = anonymous_code_addresses_do_not_drop_the_opened_modules as usize as u64;
+        let here = anonymous_code_addresses_do_not_drop_the_opened_modules as *const () as u64;
         assert!(!s.resolve(here)[0].module.is_empty());
         let refreshes = s.refreshes;
         for i in 0..100 {
