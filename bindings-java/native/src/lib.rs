@@ -26,6 +26,8 @@
 //!   created later), so events of large `byte[]` regions carry keys too.
 //!   `ValueStore` is a separate read handle (`store*` natives at the end).
 
+mod java_frames;
+
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -46,7 +48,9 @@ use memwatch_core::{
     Backend, Callback, ChangeEvent, Error as CoreError, Options, StatValue, Watcher,
 };
 
-const EVENT_CTOR_SIG: &str = "(JJIILjava/lang/String;IJLjava/lang/String;Ljava/lang/String;IJ[J[B[B[B[BLjava/lang/String;Ljava/lang/String;Ljava/lang/String;)V";
+const EVENT_CTOR_SIG: &str = "(JJIILjava/lang/String;IJLjava/lang/String;Ljava/lang/String;IJ[J[B[B[B[BLjava/lang/String;Ljava/lang/String;Ljava/lang/String;Lio/memwatch/ChangeEvent$RawWhere;)V";
+const RAW_WHERE_CTOR_SIG: &str =
+    "(Ljava/lang/String;Ljava/lang/String;JILjava/lang/String;[Ljava/lang/String;[J)V";
 const STATS_CTOR_SIG: &str = "()V";
 const DELIVER_SIG: &str = "(Lio/memwatch/ChangeEvent;)Z";
 
@@ -59,6 +63,9 @@ const UNSUPPORTED: &str = "java/lang/UnsupportedOperationException";
 struct Cache {
     event_class: GlobalRef,
     event_ctor: JMethodID,
+    raw_where_class: GlobalRef,
+    raw_where_ctor: JMethodID,
+    string_class: GlobalRef,
     stats_class: GlobalRef,
     stats_ctor: JMethodID,
     deliver: JMethodID,
@@ -632,6 +639,7 @@ fn make_event<'l>(
     let key_old = opt_string(env, &ev.storage_key_old)?;
     let key_new = opt_string(env, &ev.storage_key_new)?;
     let metadata = opt_string(env, &ev.metadata)?;
+    let where_ = make_where(env, c, &ev.where_)?;
     let args = [
         JValue::Long(ev.seq as jlong).as_jni(),
         JValue::Long(ev.timestamp_ns as jlong).as_jni(),
@@ -652,11 +660,69 @@ fn make_event<'l>(
         JValue::Object(&key_old).as_jni(),
         JValue::Object(&key_new).as_jni(),
         JValue::Object(&metadata).as_jni(),
+        JValue::Object(&where_).as_jni(),
     ];
     // SAFETY: event_ctor was resolved on the ChangeEvent class with
     // EVENT_CTOR_SIG, and `args` matches that signature in count and types.
     unsafe {
         env.new_object_unchecked(<&JClass>::from(c.event_class.as_obj()), c.event_ctor, &args)
+    }
+}
+
+/// The event's `where` beyond the fields ChangeEvent already has: thread
+/// name, module, unattributed faults, why there are no Java frames, and the
+/// stack as parallel arrays (3 strings and 4 numbers per frame), turned into
+/// `Where`/`Frame` records by Java on first access. Null when not located.
+fn make_where<'l>(
+    env: &mut JNIEnv<'l>,
+    c: &Cache,
+    w: &memwatch_core::Where,
+) -> jni::errors::Result<JObject<'l>> {
+    if w.stack.is_empty() && w.fault_ip.is_none() && w.unattributed_faults == 0 {
+        return Ok(JObject::null());
+    }
+    let (frames, mut reason) = java_frames::split_reason(&w.stack);
+    let has_java = frames.iter().any(|f| f.module == java_frames::JAVA_MODULE);
+    if reason.is_empty() && !has_java && w.fault_ip.is_some() {
+        reason =
+            java_frames::unavailable().unwrap_or_else(|| "no Java frames were captured".into());
+    }
+    let strings = env.new_object_array(
+        3 * frames.len() as jint,
+        <&JClass>::from(c.string_class.as_obj()),
+        JObject::null(),
+    )?;
+    let mut numbers: Vec<jlong> = Vec::with_capacity(4 * frames.len());
+    for (i, f) in frames.iter().enumerate() {
+        for (j, s) in [&f.module, &f.function, &f.file].into_iter().enumerate() {
+            let js = env.new_string(s.as_str())?;
+            env.set_object_array_element(&strings, (3 * i + j) as jint, &js)?;
+            env.delete_local_ref(js)?;
+        }
+        numbers.extend(java_frames::frame_numbers(f));
+    }
+    let nums = env.new_long_array(numbers.len() as jint)?;
+    env.set_long_array_region(&nums, 0, &numbers)?;
+    let thread_name = env.new_string(w.thread_name.as_str())?;
+    let module = env.new_string(w.module.as_str())?;
+    let reason = env.new_string(reason)?;
+    let args = [
+        JValue::Object(&thread_name).as_jni(),
+        JValue::Object(&module).as_jni(),
+        JValue::Long(w.module_offset as jlong).as_jni(),
+        JValue::Int(w.unattributed_faults.min(i32::MAX as u32) as jint).as_jni(),
+        JValue::Object(&reason).as_jni(),
+        JValue::Object(&strings).as_jni(),
+        JValue::Object(&nums).as_jni(),
+    ];
+    // SAFETY: raw_where_ctor was resolved on ChangeEvent$RawWhere with
+    // RAW_WHERE_CTOR_SIG, and `args` matches it in count and types.
+    unsafe {
+        env.new_object_unchecked(
+            <&JClass>::from(c.raw_where_class.as_obj()),
+            c.raw_where_ctor,
+            &args,
+        )
     }
 }
 
@@ -712,8 +778,13 @@ pub extern "system" fn Java_io_memwatch_Native_init<'l>(
         if CACHE.get().is_some() {
             return Ok(());
         }
+        let raw_where_class = env.find_class("io/memwatch/ChangeEvent$RawWhere")?;
+        let string_class = env.find_class("java/lang/String")?;
         let c = Cache {
             event_ctor: env.get_method_id(&event_class, "<init>", EVENT_CTOR_SIG)?,
+            raw_where_ctor: env.get_method_id(&raw_where_class, "<init>", RAW_WHERE_CTOR_SIG)?,
+            raw_where_class: env.new_global_ref(&raw_where_class)?,
+            string_class: env.new_global_ref(&string_class)?,
             stats_ctor: env.get_method_id(&stats_class, "<init>", STATS_CTOR_SIG)?,
             deliver: env.get_method_id(&dispatcher_class, "deliver", DELIVER_SIG)?,
             event_class: env.new_global_ref(&event_class)?,
@@ -723,6 +794,28 @@ pub extern "system" fn Java_io_memwatch_Native_init<'l>(
         let _ = CACHE.set(c);
         Ok(())
     })
+}
+
+/// Called by the JVM when the library is loaded: prepares Java frames for
+/// located writes (java_frames::on_load; never fails the load).
+#[no_mangle]
+///
+/// # Safety
+/// Called by the JVM only, with its own live JavaVM.
+pub unsafe extern "system" fn JNI_OnLoad(
+    vm: *mut jni::sys::JavaVM,
+    _reserved: *mut c_void,
+) -> jint {
+    // SAFETY: the JVM passes its own live JavaVM.
+    if let Ok(vm) = unsafe { JavaVM::from_raw(vm) } {
+        if let Ok(mut env) = vm.get_env() {
+            let _ = catch_unwind(AssertUnwindSafe(|| java_frames::on_load(&mut env)));
+            if env.exception_check().unwrap_or(false) {
+                let _ = env.exception_clear();
+            }
+        }
+    }
+    jni::sys::JNI_VERSION_1_8
 }
 
 /// `Native.pageSize()`.
@@ -767,6 +860,8 @@ pub extern "system" fn Java_io_memwatch_Native_defaultOption<'l>(
             "previewBytes" => d.preview_bytes as u64,
             "ringCapacity" => d.ring_capacity as u64,
             "snapshots" => u64::from(d.snapshots),
+            "locateWriters" => u64::from(d.locate_writers),
+            "stackDepth" => d.stack_depth as u64,
             other => return Err(Fail::Arg(format!("no option named {other}"))),
         };
         Ok(v as jlong)
@@ -786,6 +881,8 @@ pub extern "system" fn Java_io_memwatch_Native_create<'l>(
     preview_bytes: jlong,
     ring_capacity: jlong,
     snapshots: jboolean,
+    locate_writers: jboolean,
+    stack_depth: jint,
 ) -> jlong {
     run(&mut env, 0, |env| {
         let backend = Backend::from_name(&java_string(env, &backend, "backend")?)?;
@@ -802,15 +899,22 @@ pub extern "system" fn Java_io_memwatch_Native_create<'l>(
             ring_capacity: non_negative(ring_capacity, "ringCapacity")? as usize,
             snapshots: snapshots != JNI_FALSE,
             adapter_id: memwatch_core::ADAPTER_JAVA,
-            ..Options::default()
+            locate_writers: locate_writers != JNI_FALSE,
+            stack_depth: usize::try_from(stack_depth)
+                .map_err(|_| Fail::Arg(format!("stackDepth must be 1..=32, got {stack_depth}")))?,
         };
         options.validate()?;
+        if options.locate_writers {
+            // Java frames from here on (once per process); without them the
+            // events still carry native frames and say why (make_where).
+            let _ = java_frames::enable(env);
+        }
         let inbox = Arc::new(Inbox::new());
         let main = Watcher::new(options.clone())?;
         main.set_callback(Some(trampoline(&inbox)))?;
         let shared = Arc::new(Shared {
             main,
-            companion_options: Options { backend: Backend::Poll, ..options },
+            companion_options: Options { backend: Backend::Poll, locate_writers: false, ..options },
             arrays: Mutex::new(Arrays::default()),
             inbox,
             closed: AtomicBool::new(false),

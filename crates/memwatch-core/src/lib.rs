@@ -56,8 +56,8 @@ use backend::protect::handler;
 
 pub use delivery::{Callback, EventSink, SinkId, QUEUE_CAP};
 pub use location::{
-    read_memory, read_word, set_frame_resolver, set_runtime_frames, FrameResolver, RuntimeCapture,
-    RuntimeFrames, RuntimeResolver, RUNTIME_WORDS,
+    read_memory, read_word, set_frame_resolver, set_runtime_frames, set_runtime_skip,
+    FrameResolver, RuntimeCapture, RuntimeFrames, RuntimeResolver, RuntimeSkip, RUNTIME_WORDS,
 };
 /// The MemStream value store (crates/memwatch-store), re-exported.
 pub use memwatch_store as store;

@@ -2,7 +2,8 @@
 //! SIGSEGV handler of a located write, reads the "interpreter's" state
 //! through read_word (a bad address gives None, not a crash), and the
 //! resolver's frames come first in the event: `where` names the runtime's
-//! frame, the native frames follow in the stack.
+//! frame (or, with a skip predicate, the first one it does not skip), the
+//! native frames follow in the stack.
 
 mod common;
 
@@ -114,6 +115,27 @@ fn runtime_frames_come_first_and_name_the_writer() {
     let rt: Vec<u32> =
         events[0].where_.stack.iter().filter(|f| f.file == "script.rt").map(|f| f.line).collect();
     assert_eq!(rt, vec![100, 103, 104, 105]);
+
+    // A skip predicate: the innermost runtime frames ("library" code) stay
+    // in the stack, Where names the first frame it does not skip.
+    set_runtime_skip(Some(Arc::new(|f: &Frame| f.line < 202)));
+    CURRENT_LINE.store(200, Ordering::SeqCst);
+    pages.write(4096 + 2, 3);
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1);
+    let wh = &events[0].where_;
+    assert_eq!((wh.function.as_str(), wh.line), ("caller_fn", 203));
+    let rt: Vec<u32> = wh.stack.iter().filter(|f| f.file == "script.rt").map(|f| f.line).collect();
+    assert_eq!(rt, vec![200, 203, 204, 205]);
+    // Skipping them all: the native user frame is named, all stay in the stack.
+    set_runtime_skip(Some(Arc::new(|_: &Frame| true)));
+    pages.write(3, 4);
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1);
+    let wh = &events[0].where_;
+    assert!(wh.function.contains("write"), "{wh:#?}");
+    assert_eq!(wh.stack.iter().filter(|f| f.file == "script.rt").count(), 4);
+    set_runtime_skip(None);
 
     // Without the hook, the native frame is named again.
     set_runtime_frames(None);

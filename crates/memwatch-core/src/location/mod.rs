@@ -63,6 +63,22 @@ pub fn set_runtime_frames(frames: Option<RuntimeFrames>) {
         }
     }
 }
+
+/// Tells a runtime's library frames (java.nio behind a ByteBuffer write,
+/// the runtime's own helpers) from the user's: true = a frame `Where` does
+/// not name (it stays in the stack).
+pub type RuntimeSkip = Arc<dyn Fn(&Frame) -> bool + Send + Sync + 'static>;
+
+static RUNTIME_SKIP: RwLock<Option<RuntimeSkip>> = RwLock::new(None);
+
+/// Registers (or with None removes) the process-wide [`RuntimeSkip`]:
+/// `Where` then names the first runtime frame it returns false for; when it
+/// skips them all, the native user frame (or, without native frames, the
+/// first runtime frame). Without one, `Where` names the first runtime frame.
+pub fn set_runtime_skip(skip: Option<RuntimeSkip>) {
+    *RUNTIME_SKIP.write().unwrap_or_else(|e| e.into_inner()) = skip;
+}
+
 static SYMBOLIZER: Mutex<Option<symbolize::Symbolizer>> = Mutex::new(None);
 
 /// Sets (or with None removes) the process-wide frame resolver, asked first
@@ -214,25 +230,36 @@ pub fn fill_where(w: &mut Where, who: Option<FaultRecord>, depth: usize, region:
     };
     runtime.truncate(depth);
     if !runtime.is_empty() {
-        // The runtime's frames are what the user points at; the native
-        // ones (the interpreter, memcpy) follow them in the stack.
-        let user = &runtime[0];
-        w.module = user.module.clone();
-        w.module_offset = user.module_offset;
-        w.file = user.file.clone();
-        w.function = user.function.clone();
-        w.line = user.line;
+        // The runtime's frames are what the user points at (the first one
+        // that is not the runtime's library code); the native ones (the
+        // interpreter, memcpy) follow them in the stack.
+        let skip = RUNTIME_SKIP.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let user = match skip {
+            Some(skip) => runtime.iter().find(|f| !skip(f)).or_else(|| native_user(&stack)),
+            None => runtime.first(),
+        };
+        name_user(w, user.or(runtime.first()));
         w.stack = runtime.into_iter().chain(stack).collect();
         return;
     }
-    if let Some(user) = stack.iter().find(|f| !is_helper(f)).or(stack.first()) {
+    name_user(w, native_user(&stack));
+    w.stack = stack;
+}
+
+/// The native frame a user would point at: the first that is not a helper.
+fn native_user(stack: &[Frame]) -> Option<&Frame> {
+    stack.iter().find(|f| !is_helper(f)).or(stack.first())
+}
+
+/// Copies `user`'s module, file, function and line into `w`.
+fn name_user(w: &mut Where, user: Option<&Frame>) {
+    if let Some(user) = user {
         w.module = user.module.clone();
         w.module_offset = user.module_offset;
         w.file = user.file.clone();
         w.function = user.function.clone();
         w.line = user.line;
     }
-    w.stack = stack;
 }
 
 /// Resolves one address now (benchmarks, tests): the frames fill_where would

@@ -32,8 +32,11 @@ pub struct Symbolizer {
     loaders: HashMap<usize, Option<addr2line::Loader>>,
     /// Address -> frames (innermost first; several when inlined).
     cache: HashMap<u64, Vec<Frame>>,
-    /// Module list refreshes so far (a lookup outside every module refreshes).
+    /// Module list refreshes so far (a lookup outside every module refreshes
+    /// when modules were loaded or unloaded since the last one).
     pub refreshes: u64,
+    /// The loader's (adds, subs) counters at the last refresh.
+    generation: Option<(u64, u64)>,
 }
 
 // SAFETY: the loaders hold memory maps and parsed DWARF only; the symbolizer
@@ -67,6 +70,33 @@ unsafe extern "C" fn collect_segments(
     0
 }
 
+unsafe extern "C" fn read_generation(
+    info: *mut libc::dl_phdr_info,
+    size: libc::size_t,
+    data: *mut libc::c_void,
+) -> libc::c_int {
+    // SAFETY: data is the &mut Option passed by `generation`; info is valid
+    // for the callback and holds dlpi_adds/dlpi_subs when `size` covers them.
+    unsafe {
+        let out = &mut *(data as *mut Option<(u64, u64)>);
+        let info = &*info;
+        if size >= std::mem::size_of::<libc::dl_phdr_info>() {
+            *out = Some((info.dlpi_adds, info.dlpi_subs));
+        }
+    }
+    1
+}
+
+/// How many modules the dynamic loader ever loaded and unloaded: an address
+/// outside every module (JIT code, an interpreter's generated code) needs no
+/// refresh while these are unchanged. None when the loader does not say.
+fn generation() -> Option<(u64, u64)> {
+    let mut out: Option<(u64, u64)> = None;
+    // SAFETY: the callback only reads the first module's counters into `out`.
+    unsafe { libc::dl_iterate_phdr(Some(read_generation), (&mut out as *mut Option<_>).cast()) };
+    out
+}
+
 fn main_executable() -> String {
     std::fs::read_link("/proc/self/exe")
         .map(|p| p.to_string_lossy().into_owned())
@@ -81,6 +111,7 @@ impl Symbolizer {
 
     /// Lists the loaded modules again and drops every cache.
     fn refresh(&mut self) {
+        self.generation = generation();
         let mut raw: Vec<(String, u64, u64, u64)> = Vec::new();
         // SAFETY: the callback only reads the headers and pushes to `raw`.
         unsafe { libc::dl_iterate_phdr(Some(collect_segments), (&mut raw as *mut Vec<_>).cast()) };
@@ -121,7 +152,12 @@ impl Symbolizer {
         if let Some(hit) = self.cache.get(&addr) {
             return hit.clone();
         }
-        if self.segment_of(addr).is_none() {
+        if self.segment_of(addr).is_none()
+            && (self.generation.is_none() || generation() != self.generation)
+        {
+            // A module loaded since the last refresh may hold it; else it is
+            // anonymous code (JIT, interpreter): refreshing would only drop
+            // every opened module's DWARF.
             self.refresh();
         }
         let frames = match self.segment_of(addr).cloned() {
@@ -180,5 +216,38 @@ impl Symbolizer {
             out = vec![frame];
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_code_addresses_do_not_drop_the_opened_modules() {
+        // SAFETY: a fresh private anonymous mapping, only its address is used.
+        let anon = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(anon, libc::MAP_FAILED);
+        let mut s = Symbolizer::new();
+        let here = anonymous_code_addresses_do_not_drop_the_opened_modules as *const () as u64;
+        assert!(!s.resolve(here)[0].module.is_empty());
+        let refreshes = s.refreshes;
+        for i in 0..100 {
+            let f = s.resolve(anon as u64 + i);
+            assert_eq!((f.len(), f[0].module.as_str()), (1, ""));
+        }
+        assert_eq!(s.refreshes, refreshes, "no module was loaded: no refresh");
+        assert!(s.loaders.values().any(|l| l.is_some()), "the test binary stays open");
+        // SAFETY: mapped above.
+        unsafe { libc::munmap(anon, 4096) };
     }
 }

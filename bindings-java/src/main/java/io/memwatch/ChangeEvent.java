@@ -34,12 +34,41 @@ public final class ChangeEvent {
     private final String storageKeyOld;
     private final String storageKeyNew;
     private final String metadata;
+    private final RawWhere rawWhere;
+    private Where where;
+
+    /**
+     * The native library's where beyond the event's own fields: the stack as parallel arrays
+     * (module, function, file per frame; ip, moduleOffset, line, inlined per frame), turned into
+     * a {@link Where} on first access.
+     */
+    static final class RawWhere {
+        final String threadName;
+        final String module;
+        final long moduleOffset;
+        final int unattributedFaults;
+        final String noJavaFramesReason;
+        final String[] strings;
+        final long[] numbers;
+
+        /** Called by the native library only. */
+        RawWhere(String threadName, String module, long moduleOffset, int unattributedFaults,
+                String noJavaFramesReason, String[] strings, long[] numbers) {
+            this.threadName = threadName;
+            this.module = module;
+            this.moduleOffset = moduleOffset;
+            this.unattributedFaults = unattributedFaults;
+            this.noJavaFramesReason = noJavaFramesReason;
+            this.strings = strings;
+            this.numbers = numbers;
+        }
+    }
 
     /** Called by the native library only; {@code ranges} holds (offset, length) pairs. */
     ChangeEvent(long seq, long timestampNs, int adapterId, int regionId, String variableName,
             int threadId, long faultIp, String file, String function, int line, long howBig,
             long[] ranges, byte[] oldPreview, byte[] newPreview, byte[] oldValue, byte[] newValue,
-            String storageKeyOld, String storageKeyNew, String metadata) {
+            String storageKeyOld, String storageKeyNew, String metadata, RawWhere rawWhere) {
         this.seq = seq;
         this.timestampNs = timestampNs;
         this.adapterId = adapterId;
@@ -63,6 +92,33 @@ public final class ChangeEvent {
         this.storageKeyOld = storageKeyOld;
         this.storageKeyNew = storageKeyNew;
         this.metadata = metadata;
+        this.rawWhere = rawWhere;
+    }
+
+    /**
+     * Who wrote (watchers with {@link WatcherOptions#locateWriters(boolean)}): thread, named
+     * frame, Java and native stack. For other events (other backends, {@code byte[]} regions,
+     * writes after the first to a page in its writable window) only the thread id and fault
+     * address may be set, and the stack is empty.
+     *
+     * @return the writer's location (never null)
+     */
+    public synchronized Where where() {
+        if (where == null) {
+            RawWhere r = rawWhere;
+            List<Frame> stack = new ArrayList<>();
+            if (r != null) {
+                for (int i = 0; i < r.strings.length / 3; i++) {
+                    long[] n = r.numbers;
+                    stack.add(new Frame(n[4 * i], r.strings[3 * i], n[4 * i + 1], r.strings[3 * i + 1],
+                            r.strings[3 * i + 2], (int) n[4 * i + 2], n[4 * i + 3] != 0));
+                }
+            }
+            where = new Where(getThreadId(), r == null ? "" : r.threadName, getFaultIp(),
+                    r == null ? "" : r.module, r == null ? 0 : r.moduleOffset, file, function, line, stack,
+                    r == null ? 0 : r.unattributedFaults, r == null ? "" : r.noJavaFramesReason);
+        }
+        return where;
     }
 
     /**
@@ -132,7 +188,7 @@ public final class ChangeEvent {
     }
 
     /**
-     * Source file of the write; empty until symbolization lands.
+     * Source file of the write ({@link Where#file()}); empty unless writers are located.
      *
      * @return the source file, or an empty string
      */
@@ -141,7 +197,7 @@ public final class ChangeEvent {
     }
 
     /**
-     * Function that wrote; empty until symbolization lands.
+     * Function that wrote ({@link Where#function()}); empty unless writers are located.
      *
      * @return the function name, or an empty string
      */
@@ -150,7 +206,7 @@ public final class ChangeEvent {
     }
 
     /**
-     * Source line of the write; 0 when unknown.
+     * Source line of the write ({@link Where#line()}); 0 when unknown.
      *
      * @return the line number, or 0
      */

@@ -112,7 +112,8 @@ public final class MemoryWatcher implements AutoCloseable {
         this.options = copy(options);
         long h = Native.create(options.getBackend().getName(), options.getWritableWindow().toNanos(),
                 options.getPollInterval().toNanos(), options.getMaxValueBytes(), options.getPreviewBytes(),
-                options.getRingCapacity(), options.getSnapshots());
+                options.getRingCapacity(), options.getSnapshots(), options.getLocateWriters(),
+                options.getStackDepth());
         this.handle = h;
         this.cleanable = CLEANER.register(this, () -> Native.destroy(h));
     }
@@ -598,6 +599,7 @@ public final class MemoryWatcher implements AutoCloseable {
     private static WatcherOptions copy(WatcherOptions o) {
         return new WatcherOptions().backend(o.getBackend()).writableWindow(o.getWritableWindow())
                 .pollInterval(o.getPollInterval()).maxValueBytes(o.getMaxValueBytes())
-                .previewBytes(o.getPreviewBytes()).ringCapacity(o.getRingCapacity()).snapshots(o.getSnapshots());
+                .previewBytes(o.getPreviewBytes()).ringCapacity(o.getRingCapacity()).snapshots(o.getSnapshots())
+                .locateWriters(o.getLocateWriters()).stackDepth(o.getStackDepth());
     }
 }

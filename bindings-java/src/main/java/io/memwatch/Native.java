@@ -16,7 +16,8 @@ final class Native {
     static native long directAddress(ByteBuffer buffer);
 
     static native long create(String backend, long writableWindowNs, long pollIntervalNs,
-            long maxValueBytes, long previewBytes, long ringCapacity, boolean snapshots);
+            long maxValueBytes, long previewBytes, long ringCapacity, boolean snapshots,
+            boolean locateWriters, int stackDepth);
 
     static native int watchAddress(long handle, long address, long length, String name, String metadata);
 

@@ -19,6 +19,8 @@ public final class WatcherOptions {
     private long previewBytes = Defaults.get("previewBytes");
     private long ringCapacity = Defaults.get("ringCapacity");
     private boolean snapshots = Defaults.get("snapshots") != 0;
+    private boolean locateWriters = Defaults.get("locateWriters") != 0;
+    private int stackDepth = (int) Defaults.get("stackDepth");
 
     /** The engine's defaults, asked from the native library (the one place they are written). */
     private static final class Defaults {
@@ -117,6 +119,51 @@ public final class WatcherOptions {
     public WatcherOptions snapshots(boolean enabled) {
         this.snapshots = enabled;
         return this;
+    }
+
+    /**
+     * Report which thread, method, file and line wrote ({@link ChangeEvent#where()}): Java frames
+     * (class, method, source file, line) for writes from Java code, then native frames. Only the
+     * first write to a page in its writable window faults, so only it is located. Needs the
+     * {@link Backend#PROTECT} backend ({@link Backend#AUTO} picks it); other backends are refused
+     * with {@link IllegalArgumentException}. Default false.
+     *
+     * @param enabled whether to locate writers
+     * @return this
+     */
+    public WatcherOptions locateWriters(boolean enabled) {
+        this.locateWriters = enabled;
+        return this;
+    }
+
+    /**
+     * How many frames {@link Where#stack()} keeps of each kind (Java, native) when
+     * {@link #locateWriters(boolean)} is on: 1 to 32, checked when the watcher is created. Default 8.
+     *
+     * @param depth frames per stack
+     * @return this
+     */
+    public WatcherOptions stackDepth(int depth) {
+        this.stackDepth = depth;
+        return this;
+    }
+
+    /**
+     * Whether writers are located.
+     *
+     * @return true if located
+     */
+    public boolean getLocateWriters() {
+        return locateWriters;
+    }
+
+    /**
+     * The configured stack depth.
+     *
+     * @return frames per stack
+     */
+    public int getStackDepth() {
+        return stackDepth;
     }
 
     /**

@@ -9,12 +9,15 @@ import java.util.List;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * HotSpot uses SIGSEGV itself: implicit null checks in interpreted and JIT-compiled code, stack
  * banging and guard pages for StackOverflowError. With the protect backend's SIGSEGV handler
  * installed, those faults must still reach the JVM, and memwatch must still see exactly its own.
- * The suite runs once without and once with libjsig preloaded (see pom.xml).
+ * The suite runs once without and once with libjsig preloaded (see pom.xml), and the JVM-fault
+ * tests run with and without writer location (AsyncGetCallTrace in memwatch's handler).
  */
 class RuntimeFaultsTest {
     static final class Box {
@@ -30,9 +33,14 @@ class RuntimeFaultsTest {
         return recurse(n + 1) + 1;
     }
 
-    @Test
-    void hundredThousandNullPointerExceptionsInAHotLoopWithProtectActive() {
-        try (MemoryWatcher w = new MemoryWatcher(Backend.PROTECT)) {
+    static MemoryWatcher protect(boolean locate) {
+        return new MemoryWatcher(new WatcherOptions().backend(Backend.PROTECT).locateWriters(locate));
+    }
+
+    @ParameterizedTest(name = "locateWriters={0}")
+    @ValueSource(booleans = {false, true})
+    void hundredThousandNullPointerExceptionsInAHotLoopWithProtectActive(boolean locate) {
+        try (MemoryWatcher w = protect(locate)) {
             assertEquals(Backend.PROTECT, w.getStats().getBackend());
             ByteBuffer buf = MemoryWatcher.allocatePageAligned(MemoryWatcher.pageSize());
             int id = w.watch(buf.slice(0, 64), "hot");
@@ -53,6 +61,7 @@ class RuntimeFaultsTest {
                 if (i % 10_000 == 9_999) {
                     byte[] old = expected.clone();
                     expected[rounds] = (byte) (0x40 + rounds);
+                    int line = new Throwable().getStackTrace()[0].getLineNumber() + 1;
                     buf.put(rounds, expected[rounds]);
                     List<ChangeEvent> events = w.checkChanges();
                     assertEquals(1, events.size(), "round " + rounds + ": " + events);
@@ -61,6 +70,10 @@ class RuntimeFaultsTest {
                         // The first write to the page faults; later ones may find it left open by
                         // the engine's hot-page heuristic and be polled (no writer thread then).
                         assertEquals(TestSupport.currentTid(), events.get(0).getThreadId().getAsInt(), "writer tid");
+                        Where wh = events.get(0).where();
+                        assertEquals(locate ? line : 0, wh.line(), wh.stack().toString());
+                        assertEquals(locate ? RuntimeFaultsTest.class.getName()
+                                + ".hundredThousandNullPointerExceptionsInAHotLoopWithProtectActive" : "", wh.function());
                     }
                     rounds++;
                 }
@@ -76,9 +89,10 @@ class RuntimeFaultsTest {
         }
     }
 
-    @Test
-    void nullPointerExceptionsOnAnotherThreadWhileWritesAreWatched() throws Exception {
-        try (MemoryWatcher w = new MemoryWatcher(Backend.PROTECT)) {
+    @ParameterizedTest(name = "locateWriters={0}")
+    @ValueSource(booleans = {false, true})
+    void nullPointerExceptionsOnAnotherThreadWhileWritesAreWatched(boolean locate) throws Exception {
+        try (MemoryWatcher w = protect(locate)) {
             ByteBuffer buf = MemoryWatcher.allocatePageAligned(MemoryWatcher.pageSize());
             int id = w.watch(buf.slice(0, 256), "shared");
             AtomicBoolean stop = new AtomicBoolean();
@@ -111,9 +125,10 @@ class RuntimeFaultsTest {
         }
     }
 
-    @Test
-    void stackOverflowErrorsWithProtectActive() {
-        try (MemoryWatcher w = new MemoryWatcher(Backend.PROTECT)) {
+    @ParameterizedTest(name = "locateWriters={0}")
+    @ValueSource(booleans = {false, true})
+    void stackOverflowErrorsWithProtectActive(boolean locate) {
+        try (MemoryWatcher w = protect(locate)) {
             ByteBuffer buf = MemoryWatcher.allocatePageAligned(64);
             int id = w.watch(buf, "deep");
             byte[] expected = new byte[64];
