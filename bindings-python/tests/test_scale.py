@@ -118,12 +118,15 @@ def test_keyboard_interrupt_interrupts_check_changes_waiting_for_a_callback() ->
     result = run_python(
         """
         import os, signal, threading, time, memwatch
-        release = threading.Event()
+        release, started = threading.Event(), threading.Event()
         data = bytearray(8)
         w = memwatch.MemoryWatcher()
-        w.set_callback(lambda e: release.wait(20))
+        w.set_callback(lambda e: (started.set(), release.wait(20)))
         w.watch(data, "data")
         data[0] = 1
+        # The worker delivers the change on its own: the callback is running
+        # (and check_changes() below must wait for it) before the check.
+        print("started", started.wait(10))
         threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
         start = time.monotonic()
         try:
@@ -137,7 +140,9 @@ def test_keyboard_interrupt_interrupts_check_changes_waiting_for_a_callback() ->
         """
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "interrupted True", result.stdout + result.stderr
+    assert result.stdout.split() == ["started", "True", "interrupted", "True"], (
+        result.stdout + result.stderr
+    )
 
 
 def test_daemon_thread_inside_memwatch_at_finalization_does_not_abort() -> None:
