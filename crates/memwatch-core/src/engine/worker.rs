@@ -2,6 +2,8 @@
 //! and sleeps until the earliest backend deadline or a wake-up (a fault, a
 //! new watcher or region).
 
+use std::sync::atomic::Ordering;
+
 use super::Engine;
 use crate::backend::{Detector, Pass};
 use crate::regions::Kind;
@@ -23,6 +25,7 @@ impl Engine {
             if last_was_idle {
                 idle_cpu_ns = if idle_cpu_ns == 0 { spent } else { (idle_cpu_ns * 7 + spent) / 8 };
             }
+            self.let_waiters_go_first();
             let (timeout_ns, page_deadline_pending) = {
                 let mut st = self.lock();
                 let now = sys::monotonic_ns();
@@ -57,6 +60,16 @@ impl Engine {
             }
             self.wake.wait(timeout_ns);
             self.idle.awake();
+        }
+    }
+
+    /// Between the slices of a long pass the worker takes the lock again at
+    /// once, and a mutex need not be fair: other threads waiting for it
+    /// (a check_changes, a watch) get it first, for up to 10 ms in all.
+    fn let_waiters_go_first(&self) {
+        let start = std::time::Instant::now();
+        while self.waiting.load(Ordering::SeqCst) > 0 && start.elapsed().as_millis() < 10 {
+            std::thread::yield_now();
         }
     }
 }
