@@ -294,18 +294,39 @@ pub fn on_a_stack(mappings: &[Mapping], addr: usize, len: usize) -> bool {
     if mappings.iter().any(|m| m.is_stack) {
         return true;
     }
-    // SAFETY: pthread_getattr_np fills a pthread_attr_t we own and destroy.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return false;
-        }
-        let mut base: *mut libc::c_void = std::ptr::null_mut();
-        let mut size: libc::size_t = 0;
-        let ok = libc::pthread_attr_getstack(&attr, &mut base, &mut size) == 0;
-        libc::pthread_attr_destroy(&mut attr);
-        ok && addr < base as usize + size && addr + len > base as usize
+    let (base, top) = own_stack();
+    addr < top && addr + len > base
+}
+
+/// The calling thread's stack `[base, top)` ((0, 0) if unknown), asked once
+/// per thread: for the main thread glibc's pthread_getattr_np reads all of
+/// /proc/self/maps, which every watch() would pay again.
+fn own_stack() -> (usize, usize) {
+    thread_local! {
+        static STACK: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };
     }
+    STACK.with(|cached| {
+        if let Some(range) = cached.get() {
+            return range;
+        }
+        // SAFETY: pthread_getattr_np fills a pthread_attr_t we own and destroy.
+        let range = unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+                return (0, 0); // not cached: asked again next time
+            }
+            let mut base: *mut libc::c_void = std::ptr::null_mut();
+            let mut size: libc::size_t = 0;
+            let ok = libc::pthread_attr_getstack(&attr, &mut base, &mut size) == 0;
+            libc::pthread_attr_destroy(&mut attr);
+            if !ok {
+                return (0, 0);
+            }
+            (base as usize, base as usize + size)
+        };
+        cached.set(Some(range));
+        range
+    })
 }
 
 #[cfg(test)]
