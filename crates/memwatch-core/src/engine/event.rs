@@ -42,7 +42,7 @@ impl Registry {
         let mut i = 0;
         while i < dirty.len() {
             let (rid, who) = dirty[i];
-            if let Some(pages) = pages.get(&rid) {
+            if let Some(pages) = self.partial_pages(rid, pages) {
                 i += 1;
                 if let Some(ev) = self.diff_region_pages(rid, who, now, pages) {
                     changed.insert(rid);
@@ -84,7 +84,7 @@ impl Registry {
             let Some(r) = self.regions.get(*rid) else { break };
             let next_end = r.addr + r.size();
             let close = r.addr >= end && r.addr - end <= RUN_GAP && next_end - start <= RUN_BYTES;
-            if !close || pages.contains_key(rid) {
+            if !close || self.partial_pages(*rid, pages).is_some() {
                 break;
             }
             end = next_end;
@@ -96,10 +96,29 @@ impl Registry {
         (count, sys::read_self(start, end - start).map(|bytes| (start, bytes)))
     }
 
-    /// Like diff_region, reading only the given pages of the region when it
+    /// The written pages of a region when it is diffed on those alone: it
     /// spans many more pages than that, keeps a snapshot and carries no
-    /// whole values (the rest of it was not written, so its snapshot is
-    /// its current value).
+    /// whole values.
+    fn partial_pages<'p>(
+        &self,
+        rid: RegionId,
+        pages: &'p HashMap<RegionId, Vec<usize>>,
+    ) -> Option<&'p [usize]> {
+        let pages = pages.get(&rid)?;
+        let region = self.regions.get(rid)?;
+        let opts = &self.watchers.get(&region.watcher)?.options;
+        let ps = sys::page_size();
+        let (addr, end) = (region.addr, region.addr + region.size());
+        let span = (end - 1) / ps - addr / ps + 1;
+        let partial = region.snapshot().is_some()
+            && region.size() > opts.max_value_bytes
+            && pages.len() * PARTIAL_BELOW <= span;
+        partial.then_some(&pages[..])
+    }
+
+    /// Like diff_region, reading only the given pages of the region (those
+    /// partial_pages gave: the rest of it was not written, so its snapshot
+    /// is its current value).
     fn diff_region_pages(
         &mut self,
         rid: RegionId,
@@ -111,13 +130,6 @@ impl Registry {
         let region = self.regions.get(rid)?;
         let opts = &self.watchers.get(&region.watcher)?.options;
         let (addr, end) = (region.addr, region.addr + region.size());
-        let span = (end - 1) / ps - addr / ps + 1;
-        let partial = region.snapshot().is_some()
-            && region.size() > opts.max_value_bytes
-            && pages.len() * PARTIAL_BELOW <= span;
-        if !partial {
-            return self.diff_region(rid, who, now, None);
-        }
         let region = self.regions.get_mut(rid)?;
         let mut ranges = Vec::new();
         let mut parts = Vec::new();

@@ -1,6 +1,8 @@
 //! Checks a range against /proc/self/maps: mapped, writable, and with which
 //! protection each page must be restored on unwatch.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::types::Error;
 
 /// One mapping of /proc/self/maps.
@@ -229,10 +231,20 @@ enum Query {
 fn query(addr: usize, flags: u64) -> Query {
     use std::os::fd::AsRawFd;
     // Kept open, with the process it names: after a fork the fd would
-    // still query the parent, so a child opens its own.
-    static FILE: std::sync::Mutex<Option<(u32, std::fs::File)>> = std::sync::Mutex::new(None);
+    // still query the parent, so a child opens its own (a fork handler
+    // counts forks: no getpid per query).
+    static FILE: std::sync::Mutex<Option<(u64, std::fs::File)>> = std::sync::Mutex::new(None);
+    static FORKS: AtomicU64 = AtomicU64::new(0);
+    extern "C" fn forked() {
+        FORKS.fetch_add(1, Ordering::Relaxed);
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registers a child handler that only bumps an atomic.
+    HOOK.call_once(|| unsafe {
+        libc::pthread_atfork(None, None, Some(forked));
+    });
     let mut kept = FILE.lock().unwrap_or_else(|e| e.into_inner());
-    let pid = std::process::id();
+    let pid = FORKS.load(Ordering::Relaxed);
     if kept.as_ref().map(|(p, _)| *p) != Some(pid) {
         match std::fs::File::open("/proc/self/maps") {
             Ok(f) => *kept = Some((pid, f)),
