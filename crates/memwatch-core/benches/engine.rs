@@ -599,15 +599,18 @@ fn hot_pages(rows: &mut Vec<[String; 4]>, backend: Backend, pages: usize) {
     })))
     .unwrap();
     run(1); // pages go hot
+    let faults0 = w.stats().faults;
     let watched = run(3);
     let stats = w.stats();
+    let faults = stats.faults - faults0;
     rows.push([
         format!("writer CPU, {pages} pages written nonstop ({backend})"),
         format!(
-            "{:.1} us/pass vs {:.1} us unwatched; {} events in 4 s; backend_reason: {}",
+            "{:.1} us/pass vs {:.1} us unwatched; {} events in 4 s, {} faults in the last 3 s; backend_reason: {}",
             watched / 1e3,
             base / 1e3,
             events.load(Ordering::Relaxed),
+            faults,
             if stats.backend_reason.is_empty() { "-" } else { &stats.backend_reason }
         ),
         format!("{:.2}x", watched / base),
