@@ -20,6 +20,15 @@ use crate::types::{Error, RegionId};
 /// in a row stays writable and is polled every poll interval instead
 /// (adaptive mode for hot pages: no fault storm for memory written nonstop).
 const HOT_AFTER_REFAULTS: u8 = 8;
+/// Pages open (written) at once from which on a page re-armed then counts
+/// its refaults within BULK_POLLS poll intervals, not a window: a writer
+/// looping over many pages comes back to each only after its pass, which
+/// the faults themselves slow down to far more than a window (1 000 pages:
+/// ~60 ms, 10 000: ~200 ms here), so no page would go hot and every pass
+/// would fault on every page. A page that goes hot wrongly cools down after
+/// COOL_AFTER_QUIET_WINDOWS quiet diffs.
+const BULK_PAGES: usize = 64;
+const BULK_POLLS: u64 = 10;
 /// A hot page unchanged for this many windows is protected again.
 const COOL_AFTER_QUIET_WINDOWS: u8 = 4;
 
@@ -43,6 +52,9 @@ struct PageInfo {
     /// Last re-protected before its window ended (by check_changes): the
     /// next refault says nothing about how often the page is written.
     reprotected_early: bool,
+    /// Last re-protected in a batch of at least BULK_PAGES pages: a loop
+    /// over that many pages refaults each one only after its pass.
+    in_bulk: bool,
 }
 
 /// The protect backend's pages.
@@ -333,8 +345,10 @@ impl ProtectPages {
 
     /// A page was written (fault record or dirty bit): it enters Open mode.
     fn open_page(&mut self, owners: &dyn Owners, page: usize, who: Option<FaultRecord>, now: u64) {
-        let window = match self.pages.get(&page) {
-            Some(info) => backend::window_ns(owners, &info.regions),
+        let (window, poll) = match self.pages.get(&page) {
+            Some(info) => {
+                (backend::window_ns(owners, &info.regions), backend::poll_ns(owners, &info.regions))
+            }
             None => return, // unwatched meanwhile
         };
         let info = self.pages.get_mut(&page).expect("checked");
@@ -350,10 +364,12 @@ impl ProtectPages {
                 // page is being written continuously. (Not half a window: a
                 // loop over many pages refaults each one up to a few ms after
                 // the batch that re-protected it, and a single slow refault
-                // must not restart the count.)
+                // must not restart the count.) Re-armed in bulk: within
+                // BULK_POLLS poll intervals.
+                let within = if info.in_bulk { window.max(poll * BULK_POLLS) } else { window };
                 info.refaults = if info.reprotected_early {
                     info.refaults
-                } else if since.saturating_sub(info.reprotected_at) < window {
+                } else if since.saturating_sub(info.reprotected_at) < within {
                     info.refaults.saturating_add(1)
                 } else {
                     0
@@ -399,6 +415,7 @@ impl ProtectPages {
                     reprotected_at: 0,
                     refaults: 0,
                     reprotected_early: false,
+                    in_bulk: false,
                 },
             );
             fresh.push(page);
@@ -439,6 +456,7 @@ impl ProtectPages {
         // Never re-protect a mapping that replaced ours.
         let replaced = self.replaced_pages(pages);
         self.drop_replaced(&replaced);
+        let in_bulk = self.open.len() >= BULK_PAGES;
         // Region -> the earliest known writer among its pages in this batch.
         let mut touched: HashMap<RegionId, Option<FaultRecord>> = HashMap::new();
         // Writer location: page first-writes (fault records) per region.
@@ -484,6 +502,7 @@ impl ProtectPages {
                     info.reprotected_at = sys::monotonic_ns();
                     info.reprotected_early =
                         matches!(mode, OpenMode::Open { since, .. } if now < since + window);
+                    info.in_bulk = in_bulk;
                     self.open.remove(&page);
                 }
             }
