@@ -12,7 +12,8 @@
 //! 6. time and heap to watch 1k/10k/100k regions per backend, and
 //!    check_changes vs regions and dirty pages (`watchtime`; 1M regions:
 //!    `million`); the queue under a slow callback (`queue`); the writer's
-//!    CPU with 1 000 / 10 000 pages written nonstop (`hot`)
+//!    CPU with 1 000 / 10 000 pages written nonstop (`hot`); poll idle CPU
+//!    at 1k/10k/100k regions (`pollidle`)
 //! 7. check_changes of a small watcher beside a 1 GiB poll region (`beside`)
 //! 8. writer location: first write with capture on vs off, and the cost of
 //!    resolving one event's stack, cold and cached (`-- locate`)
@@ -702,6 +703,31 @@ fn idle_cpu(rows: &mut Vec<[String; 4]>, pages: usize, target: &str) {
     unsafe { libc::munmap(buf as *mut libc::c_void, pages * page_size()) };
 }
 
+/// Idle CPU of the poll backend with `n` 64-byte regions (one buffer,
+/// default 100 ms interval, nothing written): the passes' cost.
+fn poll_idle(rows: &mut Vec<[String; 4]>, n: usize) {
+    let len = (n * 64).div_ceil(page_size()) * page_size();
+    let buf = populated(len);
+    let w = Watcher::new(Options { backend: Backend::Poll, ..Options::default() }).unwrap();
+    for i in 0..n {
+        // SAFETY: buf stays mapped until after close.
+        unsafe { w.watch(buf.add(i * 64), 64, "idle", None) }.unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (c0, t0) = (cpu_ns(), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let share = (cpu_ns() - c0) as f64 / t0.elapsed().as_nanos() as f64;
+    rows.push([
+        format!("idle CPU, {n} poll regions of 64 B ({} KiB), no writes", len >> 10),
+        format!("{:.2}% of one core (whole process)", share * 100.0),
+        format!("{:.3}% per 1000 regions", share * 100.0 / (n as f64 / 1e3)),
+        "proportional to bytes watched".into(),
+    ]);
+    w.close();
+    // SAFETY: unwatched (closed) and not used any more.
+    unsafe { libc::munmap(buf as *mut libc::c_void, len) };
+}
+
 /// memwatch's own mappings (fault ring, page table, handler state), found
 /// through the public API: the pages of anonymous writable mappings that the
 /// engine refuses to watch because they are its own memory (bisecting, as
@@ -834,6 +860,11 @@ fn main() {
     if run("million") {
         watch_time(&mut rows, Backend::Poll, 1_000_000, &[]);
         watch_time(&mut rows, Backend::WriteWatch, 1_000_000, &[1000]);
+    }
+    if run("pollidle") {
+        for n in [1_000, 10_000, 100_000] {
+            poll_idle(&mut rows, n);
+        }
     }
     if run("hot") {
         for backend in [Backend::Protect, Backend::WriteWatch] {
