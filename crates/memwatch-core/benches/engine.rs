@@ -10,8 +10,13 @@
 //! 3. write -> callback latency at default settings
 //! 4. native bytes for 100 000 one-kilobyte regions with snapshots off
 //! 5. one byte written in a 1 GiB region -> its event (`big`)
-//! 6. time to watch 1k/10k/100k regions, per backend (`watchtime`)
-//! 7. writer location: first write with capture on vs off, and the cost of
+//! 6. time and heap to watch 1k/10k/100k regions per backend, and
+//!    check_changes vs regions and dirty pages (`watchtime`; 1M regions:
+//!    `million`); the queue under a slow callback (`queue`); the writer's
+//!    CPU with 1 000 / 10 000 pages written nonstop (`hot`); poll idle CPU
+//!    at 1k/10k/100k regions (`pollidle`)
+//! 7. check_changes of a small watcher beside a 1 GiB poll region (`beside`)
+//! 8. writer location: first write with capture on vs off, and the cost of
 //!    resolving one event's stack, cold and cached (`-- locate`)
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -455,26 +460,236 @@ fn big_region(rows: &mut Vec<[String; 4]>, backend: Backend) {
     unsafe { libc::munmap(buf as *mut libc::c_void, len) };
 }
 
-/// Time to watch `n` 64-byte regions (one watcher, one buffer).
-fn watch_time(rows: &mut Vec<[String; 4]>, backend: Backend, n: usize) {
+/// check_changes() of a small watcher (defaults, one 64-byte region written
+/// before each call) while another watcher polls a 1 GiB region: the
+/// worker diffs it in slices and lets waiting calls go first.
+fn beside_big_poll(rows: &mut Vec<[String; 4]>) {
+    let len = 1usize << 30;
+    let big = populated(len);
+    let poller = Watcher::new(Options { backend: Backend::Poll, ..Options::default() }).unwrap();
+    // SAFETY: big stays mapped until after close.
+    unsafe { poller.watch(big, len, "big", None) }.unwrap();
+    let small = map(page_size());
+    let w = Watcher::new(Options::default()).unwrap();
+    // SAFETY: small stays mapped until after close.
+    unsafe { w.watch(small, 64, "small", None) }.unwrap();
+    let cpu0 = cpu_ns();
+    let t0 = Instant::now();
+    let mut times = Vec::new();
+    for i in 0..500usize {
+        // SAFETY: inside the mapping.
+        unsafe { std::ptr::write_volatile(small.add(i % 64), (i % 250) as u8 + 1) };
+        let start = Instant::now();
+        let events = w.check_changes().unwrap();
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(events.len(), 1);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let share = (cpu_ns() - cpu0) as f64 / t0.elapsed().as_nanos() as f64;
+    times.sort_by(f64::total_cmp);
+    let p = |q: usize| times[(times.len() - 1) * q / 100];
+    rows.push([
+        format!("check_changes of a small watcher ({}) beside a 1 GiB poll region, 500 calls", w.backend()),
+        format!(
+            "p50 {:.3} ms, p99 {:.3} ms, max {:.2} ms (process CPU {:.0}% of one core: the poll passes)",
+            p(50),
+            p(99),
+            times[times.len() - 1],
+            share * 100.0
+        ),
+        format!("p99 {:.2} ms", p(99)),
+        "p99 <= 10 ms".into(),
+    ]);
+    w.close();
+    poller.close();
+    // SAFETY: the mappings made above, no longer watched.
+    unsafe { libc::munmap(big as *mut libc::c_void, len) };
+    // SAFETY: as above.
+    unsafe { libc::munmap(small as *mut libc::c_void, page_size()) };
+}
+
+/// Median milliseconds of `f` over `reps` calls.
+fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
+    let mut v: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v[reps / 2]
+}
+
+/// Time (wall and this thread's CPU) and heap to watch `n` 64-byte regions
+/// (one watcher, one buffer, snapshots off), then check_changes() with one
+/// region written, and (`dirty`) with one byte written in each of that
+/// many pages.
+fn watch_time(rows: &mut Vec<[String; 4]>, backend: Backend, n: usize, dirty: &[usize]) {
     let len = (n * 64).div_ceil(page_size()) * page_size();
     let buf = map(len);
     let w = Watcher::new(Options { backend, snapshots: false, ..Options::default() }).unwrap();
-    let start = Instant::now();
+    let heap0 = LIVE.load(Ordering::Relaxed);
+    let (start, cpu0) = (Instant::now(), thread_cpu_ns());
     for i in 0..n {
         // SAFETY: buf stays mapped until after close.
         unsafe { w.watch(buf.add(i * 64), 64, "r", None) }.unwrap();
     }
     let took = start.elapsed().as_secs_f64();
+    let cpu = (thread_cpu_ns() - cpu0) as f64 / 1e9;
+    let heap = (LIVE.load(Ordering::Relaxed) - heap0) as usize;
     rows.push([
         format!("watch {n} regions of 64 B ({backend})"),
-        format!("{:.3} s ({:.1} us each)", took, took * 1e6 / n as f64),
-        format!("{:.2}x the 100 000-in-1-s rate", took * 1e5 / n as f64),
+        format!(
+            "{:.3} s wall, {:.3} s CPU ({:.1} us each); heap {:.1} MB ({} B/region), stats.native_bytes {} B/region",
+            took,
+            cpu,
+            cpu * 1e6 / n as f64,
+            heap as f64 / 1e6,
+            heap / n,
+            w.stats().native_bytes / n
+        ),
+        format!("{:.2}x the 100 000-in-1-s rate (CPU)", cpu * 1e5 / n as f64),
         "100 000 in <= 1 s".into(),
     ]);
+    w.check_changes().unwrap();
+    let mut round = 0u8;
+    let one = median_ms(21, || {
+        round = round.wrapping_add(1) | 1;
+        // SAFETY: inside the mapping.
+        unsafe { std::ptr::write_volatile(buf.add(n / 2 * 64), round) };
+        assert_eq!(w.check_changes().unwrap().len(), 1);
+    });
+    rows.push([
+        format!("check_changes, 1 of {n} regions written ({backend})"),
+        format!("median {one:.3} ms"),
+        format!("{:.2} us per 1000 regions", one * 1e3 / (n as f64 / 1e3)),
+        "(poll reads every region; paged backends what was written)".into(),
+    ]);
+    for &d in dirty {
+        let pages = len / page_size();
+        let d = d.min(pages);
+        let t = median_ms(5, || {
+            round = round.wrapping_add(1) | 1;
+            for p in 0..d {
+                // SAFETY: inside the mapping.
+                unsafe { std::ptr::write_volatile(buf.add(p * pages / d * page_size()), round) };
+            }
+            assert_eq!(w.check_changes().unwrap().len(), d);
+        });
+        rows.push([
+            format!("check_changes, {d} pages written of {n} regions ({backend})"),
+            format!("median {t:.2} ms"),
+            format!("{:.1} us per dirty page", t * 1e3 / d as f64),
+            "(proportional to dirty pages)".into(),
+        ]);
+    }
     w.close();
     // SAFETY: the mapping made above, no longer watched.
     unsafe { libc::munmap(buf as *mut libc::c_void, len) };
+}
+
+/// Writer thread CPU per pass over `pages` pages (one byte a page) written
+/// nonstop for 3 s, watched by `backend` (one region over them all) vs
+/// unwatched, and the events the watcher saw.
+fn hot_pages(rows: &mut Vec<[String; 4]>, backend: Backend, pages: usize) {
+    let ps = page_size();
+    let buf = populated(pages * ps);
+    let run = |secs: u64| {
+        let (start, cpu0) = (Instant::now(), thread_cpu_ns());
+        let mut passes = 0usize;
+        while start.elapsed() < Duration::from_secs(secs) {
+            for p in 0..pages {
+                // SAFETY: inside the mapping.
+                unsafe { std::ptr::write_volatile(buf.add(p * ps + passes % 64), passes as u8) };
+            }
+            passes += 1;
+        }
+        (thread_cpu_ns() - cpu0) as f64 / passes as f64
+    };
+    run(1);
+    let base = run(3);
+    let w = Watcher::new(Options { backend, ..Options::default() }).unwrap();
+    // SAFETY: buf stays mapped until after close.
+    unsafe { w.watch(buf, pages * ps, "hot", None) }.unwrap();
+    let events = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&events);
+    w.set_callback(Some(Arc::new(move |_e: &ChangeEvent| {
+        count.fetch_add(1, Ordering::Relaxed);
+    })))
+    .unwrap();
+    run(4); // pages go hot (8 refaults each: ~3 s at 10 000 protect pages)
+    let faults0 = w.stats().faults;
+    let watched = run(3);
+    let stats = w.stats();
+    let faults = stats.faults - faults0;
+    rows.push([
+        format!("writer CPU, {pages} pages written nonstop ({backend})"),
+        format!(
+            "{:.1} us/pass vs {:.1} us unwatched (after 4 s of warm-up); {} events in 7 s, {} faults in the last 3 s; backend_reason: {}",
+            watched / 1e3,
+            base / 1e3,
+            events.load(Ordering::Relaxed),
+            faults,
+            if stats.backend_reason.is_empty() { "-" } else { &stats.backend_reason }
+        ),
+        format!("{:.2}x", watched / base),
+        "<= 1.2x at 10 000 pages".into(),
+    ]);
+    w.set_callback(None).unwrap();
+    w.close();
+    // SAFETY: the mapping made above, no longer watched.
+    unsafe { libc::munmap(buf as *mut libc::c_void, pages * ps) };
+}
+
+/// Heap while a callback slower than the writes holds its queue: 10 000
+/// regions written over and over for 2 s, the callback taking 5 ms each.
+/// The queue is capped (QUEUE_CAP events or one per region, merged past
+/// that), so the heap stays bounded.
+fn queue_memory(rows: &mut Vec<[String; 4]>) {
+    let n = 10_000;
+    let buf = map(n * 64);
+    let w = Watcher::new(Options::default()).unwrap();
+    for i in 0..n {
+        // SAFETY: buf stays mapped until after close.
+        unsafe { w.watch(buf.add(i * 64), 64, "q", None) }.unwrap();
+    }
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&delivered);
+    w.set_callback(Some(Arc::new(move |_e: &ChangeEvent| {
+        count.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(5));
+    })))
+    .unwrap();
+    let heap0 = LIVE.load(Ordering::Relaxed);
+    let (mut peak, mut writes) = (0isize, 0usize);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        for i in 0..n {
+            // SAFETY: inside the mapping.
+            unsafe { std::ptr::write_volatile(buf.add(i * 64), writes as u8) };
+        }
+        writes += n;
+        peak = peak.max(LIVE.load(Ordering::Relaxed) - heap0);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let stats = w.stats();
+    rows.push([
+        format!("queue under a slow callback (5 ms/event), {n} regions written nonstop for 2 s"),
+        format!(
+            "peak heap growth {:.2} MB; {} events delivered, {} merged (coalesced_events) for {} writes",
+            peak as f64 / 1e6,
+            delivered.load(Ordering::Relaxed),
+            stats.coalesced_events,
+            writes
+        ),
+        format!("{:.0} B per region", peak as f64 / n as f64),
+        format!("bounded: <= max({}, regions) events queued", memwatch_core::QUEUE_CAP),
+    ]);
+    w.set_callback(None).unwrap();
+    w.close();
+    // SAFETY: the mapping made above, no longer watched.
+    unsafe { libc::munmap(buf as *mut libc::c_void, n * 64) };
 }
 
 fn cpu_ns() -> u64 {
@@ -505,6 +720,31 @@ fn idle_cpu(rows: &mut Vec<[String; 4]>, pages: usize, target: &str) {
     w.close();
     // SAFETY: unwatched (closed) and not used any more.
     unsafe { libc::munmap(buf as *mut libc::c_void, pages * page_size()) };
+}
+
+/// Idle CPU of the poll backend with `n` 64-byte regions (one buffer,
+/// default 100 ms interval, nothing written): the passes' cost.
+fn poll_idle(rows: &mut Vec<[String; 4]>, n: usize) {
+    let len = (n * 64).div_ceil(page_size()) * page_size();
+    let buf = populated(len);
+    let w = Watcher::new(Options { backend: Backend::Poll, ..Options::default() }).unwrap();
+    for i in 0..n {
+        // SAFETY: buf stays mapped until after close.
+        unsafe { w.watch(buf.add(i * 64), 64, "idle", None) }.unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (c0, t0) = (cpu_ns(), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let share = (cpu_ns() - c0) as f64 / t0.elapsed().as_nanos() as f64;
+    rows.push([
+        format!("idle CPU, {n} poll regions of 64 B ({} KiB), no writes", len >> 10),
+        format!("{:.2}% of one core (whole process)", share * 100.0),
+        format!("{:.3}% per 1000 regions", share * 100.0 / (n as f64 / 1e3)),
+        "proportional to bytes watched".into(),
+    ]);
+    w.close();
+    // SAFETY: unwatched (closed) and not used any more.
+    unsafe { libc::munmap(buf as *mut libc::c_void, len) };
 }
 
 /// memwatch's own mappings (fault ring, page table, handler state), found
@@ -634,14 +874,37 @@ fn main() {
     if run("watchtime") {
         for backend in [Backend::Poll, Backend::WriteWatch, Backend::Protect] {
             for n in [1_000, 10_000] {
-                watch_time(&mut rows, backend, n);
+                watch_time(&mut rows, backend, n, &[]);
+            }
+            let dirty: &[usize] = if backend == Backend::Poll { &[] } else { &[10, 100, 1000] };
+            watch_time(&mut rows, backend, 100_000, dirty);
+        }
+    }
+    if run("million") {
+        watch_time(&mut rows, Backend::Poll, 1_000_000, &[]);
+        watch_time(&mut rows, Backend::WriteWatch, 1_000_000, &[1000]);
+    }
+    if run("pollidle") {
+        for n in [1_000, 10_000, 100_000] {
+            poll_idle(&mut rows, n);
+        }
+    }
+    if run("hot") {
+        for backend in [Backend::Protect, Backend::WriteWatch] {
+            for pages in [1_000, 10_000] {
+                hot_pages(&mut rows, backend, pages);
             }
         }
-        watch_time(&mut rows, Backend::Poll, 100_000);
+    }
+    if run("queue") {
+        queue_memory(&mut rows);
     }
     if run("big") {
         big_region(&mut rows, Backend::WriteWatch);
         big_region(&mut rows, Backend::Protect);
+    }
+    if run("beside") {
+        beside_big_poll(&mut rows);
     }
     if run("locate") {
         locate(&mut rows);

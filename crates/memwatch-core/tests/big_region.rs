@@ -61,3 +61,42 @@ fn protect_diffs_the_written_pages_of_a_large_region() {
 fn writewatch_diffs_the_written_pages_of_a_large_region() {
     exact_events_on_a_large_region(Backend::WriteWatch);
 }
+
+/// Issue 20: the worker reads a large poll region a page range per engine
+/// lock hold (16 MiB: eight slices); writes in its first and last pages
+/// still reach the callback exactly, and nothing is left for check_changes.
+#[test]
+fn poll_finds_writes_across_the_slices_of_a_large_region() {
+    use std::sync::{mpsc, Arc, Mutex};
+    use std::time::Duration;
+    let buf = Pages::new(4096);
+    let w = Watcher::new(Options {
+        backend: Backend::Poll,
+        poll_interval: Duration::from_millis(10),
+        ..Options::default()
+    })
+    .unwrap();
+    // SAFETY: buf outlives the watcher (declared before it).
+    unsafe { w.watch(buf.ptr, buf.len, "big", None) }.unwrap();
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    w.set_callback(Some(Arc::new(move |e: &memwatch_core::ChangeEvent| {
+        tx.lock().unwrap().send(e.clone()).unwrap();
+    })))
+    .unwrap();
+    let last = buf.len - 1;
+    buf.write(1, 0x11);
+    buf.write(last, 0x22);
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let e = rx.recv_timeout(Duration::from_secs(30)).expect("the worker's events");
+        if e.changed_ranges.iter().any(|r| r.offset == 1) {
+            assert_eq!((e.old_preview[1], e.new_preview[1]), (0, 0x11));
+        }
+        seen.extend(e.changed_ranges.iter().map(|r| (r.offset, r.len)));
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, [(1, 1), (last, 1)]);
+    assert!(w.check_changes().unwrap().is_empty());
+    w.close();
+}

@@ -441,3 +441,57 @@ fn frequent_writes_each_followed_by_check_changes_keep_their_writer() {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// Issue 20: neighbouring poll regions are read with one system call per
+/// run of them; each still gets its exact event, and a run over memory
+/// that was unmapped falls back to one read per region, so only the region
+/// that is gone is dropped.
+#[test]
+fn poll_reads_neighbouring_regions_together_and_stays_exact() {
+    let ps = page_size();
+    let buf = Pages::new(3);
+    let w = Watcher::new(Options { backend: Backend::Poll, ..Options::default() }).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        // SAFETY: buf outlives the watcher (declared before it).
+        ids.push(unsafe { w.watch(buf.ptr.add(i * 32), 32, &format!("r{i}"), None) }.unwrap());
+    }
+    // SAFETY: as above (the last page; unmapped below, then gone).
+    let last = unsafe { w.watch(buf.ptr.add(2 * ps), 64, "last", None) }.unwrap();
+    for (i, byte) in [(5, 1u8), (6, 2), (199, 3)] {
+        buf.write(i * 32 + 31, byte);
+    }
+    buf.write(2 * ps + 1, 4);
+    let mut events = w.check_changes().unwrap();
+    events.sort_by_key(|e| e.region_id);
+    let got: Vec<_> = events
+        .iter()
+        .map(|e| (e.region_id, e.changed_ranges.clone(), e.new_value.clone().unwrap()))
+        .collect();
+    let value = |at: usize, byte: u8, len: usize| {
+        let mut v = vec![0; len];
+        v[at] = byte;
+        v
+    };
+    let range = |offset| vec![ByteRange { offset, len: 1 }];
+    assert_eq!(
+        got,
+        [
+            (ids[5], range(31), value(31, 1, 32)),
+            (ids[6], range(31), value(31, 2, 32)),
+            (ids[199], range(31), value(31, 3, 32)),
+            (last, range(1), value(1, 4, 64)),
+        ]
+    );
+    assert!(events.iter().all(|e| e.old_value.as_deref().unwrap().iter().all(|b| *b == 0)));
+    // The last page goes away: the run's read fails, each region is read alone.
+    // SAFETY: the test's own page; nothing else uses it.
+    assert_eq!(unsafe { libc::munmap(buf.ptr.add(2 * ps) as *mut libc::c_void, ps) }, 0);
+    buf.write(7 * 32, 9);
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].region_id, events[0].changed_ranges.clone()), (ids[7], range(0)));
+    assert_eq!(w.stats().gone_regions, 1);
+    assert!(!w.unwatch(last).unwrap());
+    w.close();
+}

@@ -77,6 +77,8 @@ pub trait Owners {
     fn options_of_backend(&self, backend: crate::types::Backend) -> Vec<&Options>;
     /// Options of every watcher.
     fn all_options(&self) -> Vec<&Options>;
+    /// Length of region `id` (None once unwatched).
+    fn region_len(&self, id: RegionId) -> Option<usize>;
 }
 
 /// The interface every backend offers the engine. All calls run under the

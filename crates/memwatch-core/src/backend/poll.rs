@@ -1,5 +1,11 @@
 //! The poll backend: every poll interval, each region of a watcher is hashed
 //! and diffed when its hash moved (by the engine). Works on any memory.
+//!
+//! A worker pass goes in slices, each diffed under one engine-lock hold: at
+//! most [`POLL_SLICE`] regions and [`POLL_SLICE_BYTES`] bytes of large
+//! regions, which are read a page range at a time (their snapshot is the
+//! previous value of the pages not read yet), so other threads' calls wait
+//! for one slice, not a whole pass.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -13,14 +19,25 @@ use crate::types::{Error, RegionId};
 /// regions. check_changes() polls all of its watcher's regions at once.
 pub const POLL_SLICE: usize = 4096;
 
+/// Bytes of large regions one worker slice reads at most (page ranges of
+/// them; about a millisecond of reading and comparing).
+pub const POLL_SLICE_BYTES: usize = 2 << 20;
+
+/// A region is read in page ranges when it is at least this large, keeps a
+/// snapshot and carries no whole values (larger than max_value_bytes): each
+/// range is then at most a quarter of it, the share of its pages the engine
+/// diffs on their own.
+pub const SLICED_FROM: usize = 4 * POLL_SLICE_BYTES;
+
 /// The poll regions of one watcher.
 struct PollSet {
     /// Regions by start address (overlap checks, polling in address order).
     by_addr: BTreeMap<usize, RegionId>,
     interval_ns: u64,
     next_poll_ns: u64,
-    /// A worker pass in progress: the address to go on from.
-    cursor: Option<usize>,
+    /// A worker pass in progress: the address to go on from, and the page
+    /// (from the region's first) of a large region to go on from.
+    cursor: Option<(usize, usize)>,
     /// Finished a pass in the last collect: the next is scheduled from the
     /// end of its diffs (after_diff), so a pass longer than the interval
     /// does not start the next one at once.
@@ -31,6 +48,10 @@ struct PollSet {
 #[derive(Default)]
 pub struct PollRegions {
     watchers: HashMap<u32, PollSet>,
+    /// The regions read in page ranges (SLICED_FROM): their length.
+    sliced: HashMap<RegionId, usize>,
+    /// Page ranges of sliced regions in the last collect (take_batch_pages).
+    batch_pages: HashMap<RegionId, Vec<usize>>,
 }
 
 impl PollRegions {
@@ -82,30 +103,80 @@ impl PollRegions {
         out.extend(set.by_addr.values().map(|&rid| (rid, None)));
     }
 
-    /// The next slice of a worker pass over a set (at most POLL_SLICE).
-    fn poll_slice(set: &mut PollSet, now: u64, out: &mut Vec<Dirty>) {
-        let from = set.cursor.unwrap_or(0);
-        let mut slice = set.by_addr.range(from..);
-        out.extend(slice.by_ref().take(POLL_SLICE).map(|(_, &rid)| (rid, None)));
-        match slice.next() {
-            Some((&addr, _)) => set.cursor = Some(addr),
-            None => {
-                set.cursor = None;
-                set.next_poll_ns = now + set.interval_ns;
-                set.finished = true;
+    /// The next slice of a worker pass over a set: at most POLL_SLICE
+    /// regions and `budget` bytes (updated; a region larger than what is
+    /// left waits for the next slice unless it comes first), read from
+    /// where the last slice stopped. A sliced region is read a page range
+    /// at a time: its pages of this slice go to `pages`.
+    fn poll_slice(
+        set: &mut PollSet,
+        slice: Slice<'_>,
+        budget: &mut usize,
+        out: &mut Vec<Dirty>,
+        pages: &mut HashMap<RegionId, Vec<usize>>,
+    ) {
+        let ps = sys::page_size();
+        let (from, skip) = set.cursor.unwrap_or((0, 0));
+        let mut taken = 0;
+        for (&addr, &rid) in set.by_addr.range(from..) {
+            let full = *budget == POLL_SLICE_BYTES;
+            let Some(&len) = slice.sliced.get(&rid) else {
+                let len = (slice.len_of)(rid);
+                if taken == POLL_SLICE || (len > *budget && !full) {
+                    set.cursor = Some((addr, 0));
+                    return;
+                }
+                *budget = budget.saturating_sub(len);
+                taken += 1;
+                out.push((rid, None));
+                continue;
+            };
+            if taken == POLL_SLICE || *budget < ps {
+                set.cursor = Some((addr, if addr == from { skip } else { 0 }));
+                return;
+            }
+            taken += 1;
+            let span = crate::backend::pages_of(addr, len);
+            let (first, total) = (*span.start(), span.count());
+            // Where the last slice stopped in it (0 if the cursor's region
+            // went away and this one took its place).
+            let skip = if addr == from { skip.min(total) } else { 0 };
+            let count = (total - skip).min(*budget / ps);
+            *budget -= count * ps;
+            out.push((rid, None));
+            pages.insert(rid, (first + skip..first + skip + count).collect());
+            if skip + count < total {
+                set.cursor = Some((addr, skip + count));
+                return;
             }
         }
+        set.cursor = None;
+        set.next_poll_ns = slice.now + set.interval_ns;
+        set.finished = true;
     }
+}
+
+/// What a slice needs besides its set: the sliced regions, every region's
+/// length, and the time.
+#[derive(Clone, Copy)]
+struct Slice<'a> {
+    sliced: &'a HashMap<RegionId, usize>,
+    len_of: &'a dyn Fn(RegionId) -> usize,
+    now: u64,
 }
 
 impl Detector for PollRegions {
     fn register(&mut self, _owners: &dyn Owners, r: &NewRegion<'_>) -> Result<(), Error> {
         let set = self.watchers.get_mut(&r.watcher).ok_or(Error::Closed)?;
         set.by_addr.insert(r.addr, r.id);
+        if r.len >= SLICED_FROM && r.options.snapshots && r.len > r.options.max_value_bytes {
+            self.sliced.insert(r.id, r.len);
+        }
         Ok(())
     }
 
     fn unregister(&mut self, id: RegionId, addr: usize, _len: usize) {
+        self.sliced.remove(&id);
         for set in self.watchers.values_mut() {
             if set.by_addr.get(&addr) == Some(&id) {
                 set.by_addr.remove(&addr);
@@ -116,14 +187,21 @@ impl Detector for PollRegions {
 
     /// The worker: the regions of every watcher whose interval passed;
     /// check_changes: those of its watcher.
-    fn collect(&mut self, _owners: &dyn Owners, now: u64, pass: Pass) -> Vec<Dirty> {
+    fn collect(&mut self, owners: &dyn Owners, now: u64, pass: Pass) -> Vec<Dirty> {
         let mut out = Vec::new();
         match pass {
             Pass::Due => {
                 let due = |s: &PollSet| s.next_poll_ns <= now || s.cursor.is_some();
+                let mut budget = POLL_SLICE_BYTES;
+                let len_of = |rid| owners.region_len(rid).unwrap_or(0);
+                let slice = Slice { sliced: &self.sliced, len_of: &len_of, now };
                 for set in self.watchers.values_mut().filter(|s| due(s)) {
+                    if budget < sys::page_size() {
+                        break; // the next slice goes on
+                    }
                     if !set.by_addr.is_empty() {
-                        Self::poll_slice(set, now, &mut out);
+                        let pages = &mut self.batch_pages;
+                        Self::poll_slice(set, slice, &mut budget, &mut out, pages);
                     }
                 }
             }
@@ -151,6 +229,10 @@ impl Detector for PollRegions {
         // A pass in progress goes on at once (the lock was released between).
         sets.map(|s| if s.cursor.is_some() { 0 } else { s.next_poll_ns }).min()
     }
+
+    fn take_batch_pages(&mut self) -> HashMap<RegionId, Vec<usize>> {
+        std::mem::take(&mut self.batch_pages)
+    }
 }
 
 #[cfg(test)]
@@ -168,6 +250,9 @@ mod tests {
         }
         fn all_options(&self) -> Vec<&Options> {
             Vec::new()
+        }
+        fn region_len(&self, _: RegionId) -> Option<usize> {
+            Some(16)
         }
     }
 

@@ -17,6 +17,13 @@ use crate::types::*;
 /// in this many of its pages.
 const PARTIAL_BELOW: usize = 4;
 
+/// Regions that follow each other in address order, each at most this far
+/// from the previous one, are read with one system call, up to this many
+/// bytes in all: a poll pass over many small regions costs the bytes it
+/// reads, not a call per region.
+const RUN_GAP: usize = 4096;
+const RUN_BYTES: usize = 64 << 10;
+
 impl Registry {
     /// Diffs the regions a backend collected, in its order; appends an
     /// event (with its watcher) for each that changed and returns their ids.
@@ -32,23 +39,86 @@ impl Registry {
         events: &mut Vec<(u32, ChangeEvent)>,
     ) -> HashSet<RegionId> {
         let mut changed = HashSet::new();
-        for (rid, who) in dirty {
-            let ev = match pages.get(&rid) {
-                Some(pages) => self.diff_region_pages(rid, who, now, pages),
-                None => self.diff_region(rid, who, now),
-            };
-            if let Some(ev) = ev {
-                changed.insert(rid);
-                events.push(ev);
+        let mut i = 0;
+        while i < dirty.len() {
+            let (rid, who) = dirty[i];
+            if let Some(pages) = self.partial_pages(rid, pages) {
+                i += 1;
+                if let Some(ev) = self.diff_region_pages(rid, who, now, pages) {
+                    changed.insert(rid);
+                    events.push(ev);
+                }
+                continue;
             }
+            let (count, run) = self.read_run(&dirty[i..], pages);
+            for &(rid, who) in &dirty[i..i + count] {
+                let current = run.as_ref().and_then(|(start, bytes)| {
+                    let r = self.regions.get(rid)?;
+                    Some(&bytes[r.addr - start..r.addr - start + r.size()])
+                });
+                if let Some(ev) = self.diff_region(rid, who, now, current) {
+                    changed.insert(rid);
+                    events.push(ev);
+                }
+            }
+            i += count;
         }
         changed
     }
 
-    /// Like diff_region, reading only the given pages of the region when it
+    /// How many of the first regions of `dirty` (one at least) lie close
+    /// together in address order (RUN_GAP, RUN_BYTES), none with pages of
+    /// its own, and their span read at once: (start, bytes), None for a
+    /// single region or when the span cannot be read (each region is then
+    /// read alone, so an unmapped one is found).
+    #[allow(clippy::type_complexity)]
+    fn read_run(
+        &self,
+        dirty: &[Dirty],
+        pages: &HashMap<RegionId, Vec<usize>>,
+    ) -> (usize, Option<(usize, Box<[u8]>)>) {
+        let Some(first) = self.regions.get(dirty[0].0) else { return (1, None) };
+        let (start, mut end) = (first.addr, first.addr + first.size());
+        let mut count = 1;
+        for (rid, _) in &dirty[1..] {
+            let Some(r) = self.regions.get(*rid) else { break };
+            let next_end = r.addr + r.size();
+            let close = r.addr >= end && r.addr - end <= RUN_GAP && next_end - start <= RUN_BYTES;
+            if !close || self.partial_pages(*rid, pages).is_some() {
+                break;
+            }
+            end = next_end;
+            count += 1;
+        }
+        if count == 1 {
+            return (1, None);
+        }
+        (count, sys::read_self(start, end - start).map(|bytes| (start, bytes)))
+    }
+
+    /// The written pages of a region when it is diffed on those alone: it
     /// spans many more pages than that, keeps a snapshot and carries no
-    /// whole values (the rest of it was not written, so its snapshot is
-    /// its current value).
+    /// whole values.
+    fn partial_pages<'p>(
+        &self,
+        rid: RegionId,
+        pages: &'p HashMap<RegionId, Vec<usize>>,
+    ) -> Option<&'p [usize]> {
+        let pages = pages.get(&rid)?;
+        let region = self.regions.get(rid)?;
+        let opts = &self.watchers.get(&region.watcher)?.options;
+        let ps = sys::page_size();
+        let (addr, end) = (region.addr, region.addr + region.size());
+        let span = (end - 1) / ps - addr / ps + 1;
+        let partial = region.snapshot().is_some()
+            && region.size() > opts.max_value_bytes
+            && pages.len() * PARTIAL_BELOW <= span;
+        partial.then_some(&pages[..])
+    }
+
+    /// Like diff_region, reading only the given pages of the region (those
+    /// partial_pages gave: the rest of it was not written, so its snapshot
+    /// is its current value).
     fn diff_region_pages(
         &mut self,
         rid: RegionId,
@@ -60,13 +130,6 @@ impl Registry {
         let region = self.regions.get(rid)?;
         let opts = &self.watchers.get(&region.watcher)?.options;
         let (addr, end) = (region.addr, region.addr + region.size());
-        let span = (end - 1) / ps - addr / ps + 1;
-        let partial = region.snapshot().is_some()
-            && region.size() > opts.max_value_bytes
-            && pages.len() * PARTIAL_BELOW <= span;
-        if !partial {
-            return self.diff_region(rid, who, now);
-        }
         let region = self.regions.get_mut(rid)?;
         let mut ranges = Vec::new();
         let mut parts = Vec::new();
@@ -143,21 +206,33 @@ impl Registry {
     }
 
     /// Compares a region with its snapshot (or hash); an event if it changed.
+    /// `current`: its bytes if already read (read_run), else it is read now.
     fn diff_region(
         &mut self,
         rid: RegionId,
         who: Option<FaultRecord>,
         now: u64,
+        current: Option<&[u8]>,
     ) -> Option<(u32, ChangeEvent)> {
         let region = self.regions.get_mut(rid)?;
         let entry = self.watchers.get(&region.watcher)?;
         let opts = &entry.options;
-        let Some(current) = sys::read_self(region.addr, region.size()) else {
-            // Unmapped while watched (a contract violation): drop the region.
-            self.newly_gone.push(rid);
-            return None;
+        let read;
+        let current = match current {
+            Some(bytes) => bytes,
+            None => match sys::read_self(region.addr, region.size()) {
+                Some(bytes) => {
+                    read = bytes;
+                    &read[..]
+                }
+                None => {
+                    // Unmapped while watched (a contract violation): drop the region.
+                    self.newly_gone.push(rid);
+                    return None;
+                }
+            },
         };
-        let hash = xxh3_64(&current);
+        let hash = xxh3_64(current);
         let unchanged = match region.snapshot() {
             Some(snap) => snap[..] == current[..],
             None => hash == region.hash,
@@ -169,7 +244,7 @@ impl Registry {
         let preview = opts.preview_bytes.min(region.size());
         let (ranges, old_preview, old_value) = match region.snapshot() {
             Some(snap) => (
-                changed_ranges(snap, &current),
+                changed_ranges(snap, current),
                 snap[..preview].to_vec(),
                 small.then(|| snap.to_vec()),
             ),
@@ -188,7 +263,7 @@ impl Registry {
             if region.snapshot().is_some() && store.contains(&old_key).unwrap_or(false) {
                 storage_key_old = Some(old_key);
             }
-            if store.put(&new_key, &current).is_ok() {
+            if store.put(&new_key, current).is_ok() {
                 storage_key_new = Some(new_key);
             }
         }
@@ -222,7 +297,7 @@ impl Registry {
             crate::location::fill_where(&mut event.where_, who, opts.stack_depth, range);
         }
         region.hash = hash;
-        region.set_snapshot(&current);
+        region.set_snapshot(current);
         Some((region.watcher, event))
     }
 }

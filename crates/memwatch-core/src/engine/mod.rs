@@ -11,7 +11,7 @@ mod event;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use memwatch_store::{value_key, Store};
@@ -82,6 +82,10 @@ impl Owners for Registry {
     fn all_options(&self) -> Vec<&Options> {
         self.watchers.values().map(|w| &w.options).collect()
     }
+
+    fn region_len(&self, id: RegionId) -> Option<usize> {
+        self.regions.get(id).map(Region::size)
+    }
 }
 
 /// One instance of every backend.
@@ -119,6 +123,9 @@ pub struct Engine {
     wake: EventFd,
     idle: IdleGate,
     seq: AtomicU64,
+    /// Threads waiting for (or taking) the state mutex in [`Engine::lock`]:
+    /// the worker lets them go first between the slices of a long pass.
+    waiting: AtomicUsize,
 }
 
 static ENGINE: OnceLock<Result<&'static Engine, String>> = OnceLock::new();
@@ -149,6 +156,7 @@ pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
                 wake,
                 idle,
                 seq: AtomicU64::new(1),
+                waiting: AtomicUsize::new(0),
             }));
             std::thread::Builder::new()
                 .name("memwatch-worker".into())
@@ -180,7 +188,9 @@ impl Engine {
     /// The state; every lock starts a pass, with a fresh view of the
     /// process's mappings for the protect backend's checks.
     fn lock(&self) -> MutexGuard<'_, State> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
         st.backends.protect.new_pass();
         st
     }
@@ -592,5 +602,147 @@ impl State {
                 self.gone_regions += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::poll::{POLL_SLICE_BYTES, SLICED_FROM};
+
+    /// A fresh anonymous mapping of `len` bytes (leaked: the test's memory).
+    fn mapping(len: usize) -> usize {
+        // SAFETY: anonymous private mapping, no preconditions.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        p as usize
+    }
+
+    fn write(addr: usize, byte: u8) {
+        // SAFETY: callers pass addresses inside mapping()'s memory.
+        unsafe { std::ptr::write_volatile(addr as *mut u8, byte) };
+    }
+
+    /// One worker slice of the poll backend, diffed: its events' changed
+    /// ranges, and whether the pass goes on.
+    fn slice(reg: &mut Registry, poll: &mut PollRegions, now: u64) -> (Vec<ChangeEvent>, bool) {
+        let dirty = poll.collect(&*reg, now, Pass::Due);
+        let pages = poll.take_batch_pages();
+        let read: usize = pages.values().map(Vec::len).sum();
+        assert!(read * sys::page_size() <= POLL_SLICE_BYTES, "{read} pages in one slice");
+        let mut events = Vec::new();
+        let changed = reg.diff_all(dirty, &pages, now, &mut events);
+        poll.after_diff(&*reg, &changed, now);
+        let more = poll.next_deadline(&*reg) == Some(0);
+        (events.into_iter().map(|(_, e)| e).collect(), more)
+    }
+
+    /// Issue 20: a poll region too large to diff under one lock hold is
+    /// read a page range per slice; a change is found exactly wherever it
+    /// is, and one written behind the pass (on a page it already read) is
+    /// found by the next pass, not lost.
+    #[test]
+    fn a_large_poll_region_is_diffed_in_page_ranges_across_slices() {
+        let ps = sys::page_size();
+        let len = SLICED_FROM;
+        let addr = mapping(len);
+        let options = Options::default();
+        let mut reg =
+            Registry { regions: Regions::new(), watchers: HashMap::new(), newly_gone: Vec::new() };
+        reg.watchers.insert(
+            1,
+            WatcherEntry {
+                delivery: Weak::new(),
+                options: options.clone(),
+                backend: Backend::Poll,
+                fallback_regions: 0,
+                fallback_reason: String::new(),
+                shared_regions: 0,
+                shared_reason: String::new(),
+                regions: 1,
+                paged_regions: 0,
+                store: None,
+            },
+        );
+        let mut poll = PollRegions::default();
+        poll.add_watcher(1, 100, 0);
+        let new = NewRegion { watcher: 1, id: 7, addr, len, mappings: &[], options: &options };
+        poll.register(&reg, &new).unwrap();
+        let current = sys::read_self(addr, len).unwrap();
+        let region =
+            Region::new(1, addr, len, Kind::Poll, "big", None, Some(&current), xxh3_64(&current))
+                .unwrap();
+        reg.regions.insert(7, region);
+        let ranges = |e: &ChangeEvent| {
+            e.changed_ranges.iter().map(|r| (r.offset, r.len)).collect::<Vec<_>>()
+        };
+
+        // Pass 1: writes in its first and its last slice, before it starts.
+        write(addr + 1, 0xaa);
+        write(addr + len - 5, 0xbb);
+        let (first, more) = slice(&mut reg, &mut poll, 100);
+        assert!(more, "an 8 MiB region takes four slices");
+        assert_eq!(first.len(), 1);
+        assert_eq!(ranges(&first[0]), [(1, 1)]);
+        assert_eq!((first[0].old_preview[1], first[0].new_preview[1]), (0, 0xaa));
+        assert_eq!(first[0].old_preview.len(), options.preview_bytes);
+        // Written during the pass: behind it (page 2, read already) and
+        // ahead of it (the last slice's pages).
+        write(addr + 2 * ps + 7, 0xcc);
+        write(addr + len - 2 * ps, 0xdd);
+        let mut rest = Vec::new();
+        let mut slices = 1;
+        loop {
+            let (events, more) = slice(&mut reg, &mut poll, 101);
+            rest.extend(events);
+            slices += 1;
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(slices, len / POLL_SLICE_BYTES);
+        assert_eq!(rest.len(), 1, "only the last slice changed");
+        assert_eq!(ranges(&rest[0]), [(len - 2 * ps, 1), (len - 5, 1)]);
+        // The snapshot holds the new bytes of what was read, the old of the
+        // page written behind the pass.
+        let snap = reg.regions.get(7).unwrap().snapshot().unwrap();
+        assert_eq!(
+            (snap[1], snap[len - 5], snap[len - 2 * ps], snap[2 * ps + 7]),
+            (0xaa, 0xbb, 0xdd, 0)
+        );
+
+        // Pass 2 (due an interval after pass 1 ended): the write behind pass 1.
+        let mut second = Vec::new();
+        let due = poll.next_deadline(&reg).unwrap();
+        loop {
+            let (events, more) = slice(&mut reg, &mut poll, due);
+            second.extend(events);
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(second.len(), 1);
+        assert_eq!(ranges(&second[0]), [(2 * ps + 7, 1)]);
+        assert_eq!((second[0].old_preview[1], second[0].new_preview[1]), (0xaa, 0xaa));
+        // Pass 3: nothing more.
+        let due = poll.next_deadline(&reg).unwrap();
+        loop {
+            let (events, more) = slice(&mut reg, &mut poll, due);
+            assert!(events.is_empty());
+            if !more {
+                break;
+            }
+        }
+        // SAFETY: the mapping made above; nothing refers to it any more.
+        unsafe { libc::munmap(addr as *mut libc::c_void, len) };
     }
 }

@@ -5,6 +5,8 @@
 //! without taking the engine lock, and takes it only once the count moved
 //! or another deadline came.
 
+use std::sync::atomic::Ordering;
+
 use super::Engine;
 use crate::backend::writewatch::QuietGate;
 use crate::backend::{Detector, Pass};
@@ -16,6 +18,7 @@ impl Engine {
         // Smoothed CPU cost of one quiet check (wake-up, getrusage, clocks).
         let mut check_cpu_ns: u64 = 0;
         loop {
+            self.let_waiters_go_first();
             let (next, page_deadline_pending, gate) = {
                 let mut st = self.lock();
                 let now = sys::monotonic_ns();
@@ -86,6 +89,16 @@ impl Engine {
             mark = cpu;
             *check_cpu_ns =
                 if *check_cpu_ns == 0 { spent } else { (*check_cpu_ns * 7 + spent) / 8 };
+        }
+    }
+
+    /// Between the slices of a long pass the worker takes the lock again at
+    /// once, and a mutex need not be fair: other threads waiting for it
+    /// (a check_changes, a watch) get it first, for up to 10 ms in all.
+    fn let_waiters_go_first(&self) {
+        let start = std::time::Instant::now();
+        while self.waiting.load(Ordering::SeqCst) > 0 && start.elapsed().as_millis() < 10 {
+            std::thread::yield_now();
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Checks a range against /proc/self/maps: mapped, writable, and with which
 //! protection each page must be restored on unwatch.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::types::Error;
 
 /// One mapping of /proc/self/maps.
@@ -59,12 +61,6 @@ pub fn all() -> Result<Vec<Mapping>, Error> {
     let text = std::fs::read_to_string("/proc/self/maps")
         .map_err(|e| Error::Os(format!("cannot read /proc/self/maps: {e}")))?;
     Ok(text.lines().filter_map(parse_line).collect())
-}
-
-/// The mapping holding `addr`, from the sorted list `all()` returned.
-pub fn find(maps: &[Mapping], addr: usize) -> Option<&Mapping> {
-    let i = maps.partition_point(|m| m.end <= addr);
-    maps.get(i).filter(|m| m.start <= addr)
 }
 
 /// /proc/self/maps read at most once per engine pass, on first need. Only
@@ -172,60 +168,125 @@ const PROCMAP_QUERY: libc::c_ulong = 0xC000_0000
     | ((b'f' as libc::c_ulong) << 8)
     | 17;
 
+/// `PROCMAP_QUERY_COVERING_OR_NEXT_VMA`: the mapping at the address, or the
+/// next one after it.
+const COVERING_OR_NEXT: u64 = 0x10;
+
 /// The mappings covering `[addr, end)` asked of the kernel one mapping at a
 /// time (PROCMAP_QUERY: O(log n) each, no text), and how far they cover
-/// it; None where the kernel lacks the ioctl (then the text is read).
+/// it without a hole; None where the kernel lacks the ioctl (then the text
+/// is read).
 fn query_range(addr: usize, end: usize) -> Option<(Vec<Mapping>, usize)> {
-    use std::os::fd::AsRawFd;
-    // Kept open, with the process it names: after a fork the fd would
-    // still query the parent, so a child opens its own.
-    static FILE: std::sync::Mutex<Option<(u32, std::fs::File)>> = std::sync::Mutex::new(None);
-    let mut kept = FILE.lock().unwrap_or_else(|e| e.into_inner());
-    let pid = std::process::id();
-    if kept.as_ref().map(|(p, _)| *p) != Some(pid) {
-        *kept = Some((pid, std::fs::File::open("/proc/self/maps").ok()?));
-    }
-    let file = &kept.as_ref().expect("just set").1;
-    let mut name = [0u8; 4096];
     let mut covered = addr;
     let mut found = Vec::new();
     while covered < end {
-        let mut q = ProcmapQuery {
-            size: std::mem::size_of::<ProcmapQuery>() as u64,
-            query_addr: covered as u64,
-            vma_name_size: name.len() as u32,
-            vma_name_addr: name.as_mut_ptr() as u64,
-            ..ProcmapQuery::default()
-        };
-        // SAFETY: q is a valid procmap_query of the size it declares, and
-        // its name buffer (name.len() bytes) outlives the call.
-        let r = unsafe { libc::ioctl(file.as_raw_fd(), PROCMAP_QUERY, &mut q) };
-        if r != 0 {
-            return match super::errno() {
-                libc::ENOENT => Some((found, covered)), // a hole
-                _ => None,                              // no such ioctl: read the text
-            };
-        }
-        let mut prot = 0;
-        for (bit, p) in [(1, libc::PROT_READ), (2, libc::PROT_WRITE), (4, libc::PROT_EXEC)] {
-            if q.vma_flags & bit != 0 {
-                prot |= p;
+        match query(covered, 0) {
+            Query::Found(m) => {
+                covered = m.end;
+                found.push(m);
             }
+            Query::None => break, // a hole
+            Query::Unsupported => return None,
         }
-        let shared = q.vma_flags & 8 != 0;
-        let name_len = (q.vma_name_size as usize).saturating_sub(1).min(name.len());
-        found.push(Mapping {
-            start: q.vma_start as usize,
-            end: q.vma_end as usize,
-            prot,
-            is_stack: &name[..name_len] == b"[stack]",
-            anon: q.inode == 0 && !shared,
-            shared,
-            shared_anon: shared && is_shared_anon_name(&name[..name_len]),
-        });
-        covered = q.vma_end as usize;
     }
     Some((found, covered))
+}
+
+/// Every mapping that intersects `[addr, end)`, holes allowed, in address
+/// order: from the kernel (PROCMAP_QUERY, one ioctl per mapping), or from
+/// `text` (a whole /proc/self/maps) where the kernel lacks the ioctl. None
+/// when neither can be read.
+pub fn mappings_in(addr: usize, end: usize, text: &mut MapsCache) -> Option<Vec<Mapping>> {
+    let mut found = Vec::new();
+    let mut at = addr;
+    while at < end {
+        match query(at, COVERING_OR_NEXT) {
+            Query::Found(m) if m.start < end => {
+                at = m.end;
+                found.push(m);
+            }
+            Query::Found(_) | Query::None => return Some(found),
+            Query::Unsupported => return Some(intersecting(text.get()?, addr, end)),
+        }
+    }
+    Some(found)
+}
+
+/// The mappings of the sorted list `all` that intersect `[addr, end)`.
+fn intersecting(all: &[Mapping], addr: usize, end: usize) -> Vec<Mapping> {
+    let first = all.partition_point(|m| m.end <= addr);
+    all[first..].iter().take_while(|m| m.start < end).copied().collect()
+}
+
+enum Query {
+    Found(Mapping),
+    /// No mapping there (or after it, with COVERING_OR_NEXT).
+    None,
+    /// The kernel has no PROCMAP_QUERY (Linux < 6.11) or /proc is unreadable.
+    Unsupported,
+}
+
+/// One PROCMAP_QUERY: the mapping at `addr` (or, with COVERING_OR_NEXT,
+/// the next one).
+fn query(addr: usize, flags: u64) -> Query {
+    use std::os::fd::AsRawFd;
+    // Kept open, with the process it names: after a fork the fd would
+    // still query the parent, so a child opens its own (a fork handler
+    // counts forks: no getpid per query).
+    static FILE: std::sync::Mutex<Option<(u64, std::fs::File)>> = std::sync::Mutex::new(None);
+    static FORKS: AtomicU64 = AtomicU64::new(0);
+    extern "C" fn forked() {
+        FORKS.fetch_add(1, Ordering::Relaxed);
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registers a child handler that only bumps an atomic.
+    HOOK.call_once(|| unsafe {
+        libc::pthread_atfork(None, None, Some(forked));
+    });
+    let mut kept = FILE.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = FORKS.load(Ordering::Relaxed);
+    if kept.as_ref().map(|(p, _)| *p) != Some(pid) {
+        match std::fs::File::open("/proc/self/maps") {
+            Ok(f) => *kept = Some((pid, f)),
+            Err(_) => return Query::Unsupported,
+        }
+    }
+    let file = &kept.as_ref().expect("just set").1;
+    let mut name = [0u8; 4096];
+    let mut q = ProcmapQuery {
+        size: std::mem::size_of::<ProcmapQuery>() as u64,
+        query_flags: flags,
+        query_addr: addr as u64,
+        vma_name_size: name.len() as u32,
+        vma_name_addr: name.as_mut_ptr() as u64,
+        ..ProcmapQuery::default()
+    };
+    // SAFETY: q is a valid procmap_query of the size it declares, and
+    // its name buffer (name.len() bytes) outlives the call.
+    let r = unsafe { libc::ioctl(file.as_raw_fd(), PROCMAP_QUERY, &mut q) };
+    if r != 0 {
+        return match super::errno() {
+            libc::ENOENT => Query::None,
+            _ => Query::Unsupported,
+        };
+    }
+    let mut prot = 0;
+    for (bit, p) in [(1, libc::PROT_READ), (2, libc::PROT_WRITE), (4, libc::PROT_EXEC)] {
+        if q.vma_flags & bit != 0 {
+            prot |= p;
+        }
+    }
+    let shared = q.vma_flags & 8 != 0;
+    let name_len = (q.vma_name_size as usize).saturating_sub(1).min(name.len());
+    Query::Found(Mapping {
+        start: q.vma_start as usize,
+        end: q.vma_end as usize,
+        prot,
+        is_stack: &name[..name_len] == b"[stack]",
+        anon: q.inode == 0 && !shared,
+        shared,
+        shared_anon: shared && is_shared_anon_name(&name[..name_len]),
+    })
 }
 
 /// Protection of the page at `page_addr`, from mappings returned above.
@@ -245,18 +306,39 @@ pub fn on_a_stack(mappings: &[Mapping], addr: usize, len: usize) -> bool {
     if mappings.iter().any(|m| m.is_stack) {
         return true;
     }
-    // SAFETY: pthread_getattr_np fills a pthread_attr_t we own and destroy.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return false;
-        }
-        let mut base: *mut libc::c_void = std::ptr::null_mut();
-        let mut size: libc::size_t = 0;
-        let ok = libc::pthread_attr_getstack(&attr, &mut base, &mut size) == 0;
-        libc::pthread_attr_destroy(&mut attr);
-        ok && addr < base as usize + size && addr + len > base as usize
+    let (base, top) = own_stack();
+    addr < top && addr + len > base
+}
+
+/// The calling thread's stack `[base, top)` ((0, 0) if unknown), asked once
+/// per thread: for the main thread glibc's pthread_getattr_np reads all of
+/// /proc/self/maps, which every watch() would pay again.
+fn own_stack() -> (usize, usize) {
+    thread_local! {
+        static STACK: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };
     }
+    STACK.with(|cached| {
+        if let Some(range) = cached.get() {
+            return range;
+        }
+        // SAFETY: pthread_getattr_np fills a pthread_attr_t we own and destroy.
+        let range = unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+                return (0, 0); // not cached: asked again next time
+            }
+            let mut base: *mut libc::c_void = std::ptr::null_mut();
+            let mut size: libc::size_t = 0;
+            let ok = libc::pthread_attr_getstack(&attr, &mut base, &mut size) == 0;
+            libc::pthread_attr_destroy(&mut attr);
+            if !ok {
+                return (0, 0);
+            }
+            (base as usize, base as usize + size)
+        };
+        cached.set(Some(range));
+        range
+    })
 }
 
 #[cfg(test)]
@@ -288,5 +370,22 @@ mod tests {
         // A hole: nothing covers it.
         let (q, covered) = query_range(0x1000, 0x2000).unwrap();
         assert!(q.is_empty() && covered == 0x1000);
+        // Across holes: the same mappings as the text.
+        let (from, to) = (text[0].start, text[text.len() - 1].end);
+        let across = mappings_in(from, to, &mut MapsCache::default()).unwrap();
+        let key = |m: &Mapping| (m.start, m.end, m.prot);
+        let text_keys: Vec<_> = intersecting(&all().unwrap(), from, to).iter().map(key).collect();
+        let query_keys: Vec<_> = across.iter().map(key).collect();
+        // The process may map or unmap meanwhile (other tests' threads):
+        // most mappings agree.
+        let same = query_keys.iter().filter(|k| text_keys.contains(k)).count();
+        assert!(same * 10 >= text_keys.len() * 9, "{same} of {}", text_keys.len());
+        assert!(mappings_in(0x1000, 0x2000, &mut MapsCache::default()).unwrap().is_empty());
+        // The text fallback's range filter: partial overlaps in, neighbours out.
+        let m = |start, end| Mapping { start, end, ..text[0] };
+        let list = [m(0x1000, 0x3000), m(0x5000, 0x6000), m(0x6000, 0x8000), m(0x9000, 0xa000)];
+        let hit: Vec<_> = intersecting(&list, 0x2000, 0x6001).iter().map(|m| m.start).collect();
+        assert_eq!(hit, [0x1000, 0x5000, 0x6000]);
+        assert!(intersecting(&list, 0x3000, 0x5000).is_empty());
     }
 }

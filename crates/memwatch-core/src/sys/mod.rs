@@ -206,37 +206,171 @@ pub fn is_mapped(addr: usize, len: usize) -> bool {
     }
 }
 
-/// For each of `count` pages from page-aligned `addr`: true if it is in
-/// memory or swapped out (bits 63 and 62 of /proc/self/pagemap), false if
-/// it was never touched since it was mapped (or its memory was discarded).
-/// None if pagemap cannot be read.
-pub fn pages_populated(addr: usize, count: usize) -> Option<Vec<bool>> {
+/// /proc/self/pagemap, opened once (-1 if it cannot be).
+fn pagemap_fd() -> i32 {
     static PAGEMAP: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
-    let fd = *PAGEMAP.get_or_init(|| {
+    *PAGEMAP.get_or_init(|| {
         // SAFETY: NUL-terminated path.
         unsafe { libc::open(c"/proc/self/pagemap".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }
-    });
+    })
+}
+
+/// `PAGEMAP_SCAN` on /proc/self/pagemap (Linux 6.7+): `_IOWR('f', 16, struct pm_scan_arg)`.
+pub const PAGEMAP_SCAN: u64 = 0xC060_6610;
+/// PAGEMAP_SCAN page categories (linux/fs.h).
+const PAGE_IS_PRESENT: u64 = 1 << 3;
+const PAGE_IS_SWAPPED: u64 = 1 << 4;
+
+/// `struct page_region` of linux/fs.h: a run of pages PAGEMAP_SCAN found.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct PageRegion {
+    pub start: u64,
+    pub end: u64,
+    pub categories: u64,
+}
+
+/// `struct pm_scan_arg` of linux/fs.h.
+#[repr(C)]
+#[derive(Default)]
+pub struct PmScanArg {
+    pub size: u64,
+    pub flags: u64,
+    pub start: u64,
+    pub end: u64,
+    pub walk_end: u64,
+    pub vec: u64,
+    pub vec_len: u64,
+    pub max_pages: u64,
+    pub category_inverted: u64,
+    pub category_mask: u64,
+    pub category_anyof_mask: u64,
+    pub return_mask: u64,
+}
+
+/// The unpopulated pages of `[start, end)` asked of the kernel in runs
+/// (PAGEMAP_SCAN, pages neither present nor swapped): one ioctl per 64
+/// runs, however many pages. None where the kernel lacks it.
+fn unpopulated_by_scan(fd: i32, start: usize, end: usize) -> Option<Vec<usize>> {
+    let ps = page_size();
+    let mut vec = [PageRegion::default(); 64];
+    let mut out = Vec::new();
+    let mut from = start as u64;
+    loop {
+        let mut arg = PmScanArg {
+            size: std::mem::size_of::<PmScanArg>() as u64,
+            start: from,
+            end: end as u64,
+            vec: vec.as_mut_ptr() as u64,
+            vec_len: vec.len() as u64,
+            category_inverted: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+            category_mask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+            return_mask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+            ..PmScanArg::default()
+        };
+        // SAFETY: arg is a pm_scan_arg of the size it declares; its vec
+        // (vec_len entries) outlives the call.
+        let n = unsafe { libc::ioctl(fd, PAGEMAP_SCAN as _, &mut arg as *mut PmScanArg) };
+        if n < 0 {
+            return None;
+        }
+        let n = n as usize;
+        for r in &vec[..n.min(vec.len())] {
+            out.extend(r.start as usize / ps..r.end as usize / ps);
+        }
+        if arg.walk_end >= end as u64 || n < vec.len() {
+            return Some(out);
+        }
+        from = arg.walk_end;
+    }
+}
+
+/// The page numbers of the `count` pages from page-aligned `addr` that are
+/// neither in memory nor swapped out (never touched since mapped, or
+/// discarded): by PAGEMAP_SCAN, or where the kernel lacks it from
+/// /proc/self/pagemap 4096 pages at a time (bits 63 and 62); None if
+/// neither can be read.
+pub fn unpopulated_pages(addr: usize, count: usize) -> Option<Vec<usize>> {
+    let fd = pagemap_fd();
     if fd < 0 {
         return None;
     }
-    let mut entries = vec![0u64; count];
-    let bytes = count * 8;
+    unpopulated_by_scan(fd, addr, addr + count * page_size())
+        .or_else(|| unpopulated_by_read(fd, addr, count))
+}
+
+/// unpopulated_pages from the 8-byte entries of /proc/self/pagemap.
+fn unpopulated_by_read(fd: i32, addr: usize, count: usize) -> Option<Vec<usize>> {
+    let first = addr / page_size();
+    let mut out = Vec::new();
+    let mut entries = vec![0u64; count.min(4096)];
     let mut done = 0;
-    while done < bytes {
-        let offset = (addr / page_size() * 8 + done) as libc::off_t;
-        // SAFETY: reading into our own buffer, within its length.
-        let n = unsafe {
-            libc::pread(
-                fd,
-                (entries.as_mut_ptr() as *mut u8).add(done) as *mut libc::c_void,
-                bytes - done,
-                offset,
+    while done < count {
+        let n = (count - done).min(entries.len());
+        let bytes = n * 8;
+        let mut got = 0;
+        while got < bytes {
+            let offset = ((first + done) * 8 + got) as libc::off_t;
+            // SAFETY: reading into our own buffer, within its length.
+            let r = unsafe {
+                libc::pread(
+                    fd,
+                    (entries.as_mut_ptr() as *mut u8).add(got) as *mut libc::c_void,
+                    bytes - got,
+                    offset,
+                )
+            };
+            if r <= 0 {
+                return None;
+            }
+            got += r as usize;
+        }
+        let empty = entries[..n].iter().enumerate().filter(|(_, e)| **e & (3 << 62) == 0);
+        out.extend(empty.map(|(i, _)| first + done + i));
+        done += n;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PAGEMAP_SCAN and the pagemap entries agree on which pages were
+    /// never touched (written or read), and both find exactly those.
+    #[test]
+    fn unpopulated_pages_are_found_by_scan_and_by_read() {
+        let ps = page_size();
+        let pages = 64;
+        // SAFETY: anonymous private mapping, no preconditions.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                pages * ps,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
             )
         };
-        if n <= 0 {
-            return None;
+        assert_ne!(p, libc::MAP_FAILED);
+        let addr = p as usize;
+        for touched in [0, 2, 3, 40, 63] {
+            // SAFETY: inside the mapping.
+            unsafe { std::ptr::write_volatile((addr + touched * ps) as *mut u8, 1) };
         }
-        done += n as usize;
+        // Read, not written: the zero page is mapped, so it is populated.
+        // SAFETY: inside the mapping.
+        let _ = unsafe { std::ptr::read_volatile((addr + 10 * ps) as *const u8) };
+        let first = addr / ps;
+        let want: Vec<usize> =
+            (0..pages).filter(|i| ![0, 2, 3, 10, 40, 63].contains(i)).map(|i| first + i).collect();
+        let fd = pagemap_fd();
+        let scanned = unpopulated_by_scan(fd, addr, addr + pages * ps).expect("PAGEMAP_SCAN");
+        assert_eq!(scanned, want);
+        assert_eq!(unpopulated_by_read(fd, addr, pages).unwrap(), want);
+        assert_eq!(unpopulated_pages(addr, pages).unwrap(), want);
+        // SAFETY: the mapping made above.
+        unsafe { libc::munmap(p, pages * ps) };
     }
-    Some(entries.iter().map(|e| e & (3 << 62) != 0).collect())
 }

@@ -20,6 +20,15 @@ use crate::types::{Error, RegionId};
 /// in a row stays writable and is polled every poll interval instead
 /// (adaptive mode for hot pages: no fault storm for memory written nonstop).
 const HOT_AFTER_REFAULTS: u8 = 8;
+/// Pages open (written) at once from which on a page re-armed then counts
+/// its refaults within BULK_POLLS poll intervals, not a window: a writer
+/// looping over many pages comes back to each only after its pass, which
+/// the faults themselves slow down to far more than a window (1 000 pages:
+/// ~60 ms, 10 000: ~200 ms here), so no page would go hot and every pass
+/// would fault on every page. A page that goes hot wrongly cools down after
+/// COOL_AFTER_QUIET_WINDOWS quiet diffs.
+const BULK_PAGES: usize = 64;
+const BULK_POLLS: u64 = 10;
 /// A hot page unchanged for this many windows is protected again.
 const COOL_AFTER_QUIET_WINDOWS: u8 = 4;
 
@@ -46,6 +55,9 @@ struct PageInfo {
     /// Last re-protected before its window ended (by check_changes): the
     /// next refault says nothing about how often the page is written.
     reprotected_early: bool,
+    /// Last re-protected in a batch of at least BULK_PAGES pages: a loop
+    /// over that many pages refaults each one only after its pass.
+    in_bulk: bool,
 }
 
 /// The protect backend's pages.
@@ -67,6 +79,9 @@ pub struct ProtectPages {
     next_sweep_ns: u64,
     /// Re-arms (mprotect read-only) that failed; those pages were polled.
     reprotect_failures: u64,
+    /// The tracked pages as runs (first, last, saved protection) for the
+    /// sweep; None when pages came or went since it was computed.
+    runs: Option<Vec<(usize, usize, i32)>>,
 }
 
 /// What the worker checks, without the engine mutex, before it blocks: the
@@ -129,6 +144,7 @@ impl ProtectPages {
             gone: Vec::new(),
             next_sweep_ns: 0,
             reprotect_failures: 0,
+            runs: None,
         };
         Ok((pages, IdleGate { ring }))
     }
@@ -189,36 +205,46 @@ impl ProtectPages {
     /// populated (in memory or swapped): the engine read it when it was
     /// watched, while a mapping made over it since is empty until touched.
     /// Anything else (unmapped, another protection) was replaced. When
-    /// /proc/self/maps cannot be read nothing is judged replaced.
+    /// the mappings cannot be read nothing is judged replaced.
     fn replaced_pages(&mut self, pages: &[usize]) -> Vec<usize> {
-        if pages.is_empty() {
-            return Vec::new();
-        }
-        let Some(all) = self.maps.get() else { return Vec::new() };
+        let mut tracked: Vec<(usize, i32)> =
+            pages.iter().filter_map(|p| self.pages.get(p).map(|i| (*p, i.prot()))).collect();
+        tracked.sort_unstable();
+        tracked.dedup();
+        let runs = prot_runs(tracked.into_iter());
+        self.replaced_in_runs(&runs)
+    }
+
+    /// replaced_pages for runs of consecutive pages `(first, last, saved
+    /// protection)`: the mappings over each run are asked of the kernel
+    /// (PROCMAP_QUERY, one ioctl per mapping; without it /proc/self/maps
+    /// read once per pass), so the cost follows the runs and mappings, not
+    /// the pages, unless pages were replaced.
+    fn replaced_in_runs(&mut self, runs: &[(usize, usize, i32)]) -> Vec<usize> {
         let ps = sys::page_size();
         let mut replaced = Vec::new();
-        let mut populated_needed = Vec::new();
-        for &page in pages {
-            let Some(info) = self.pages.get(&page) else { continue };
-            let written = info.prot() | libc::PROT_READ | libc::PROT_WRITE;
-            let read_only = libc::PROT_READ | (info.prot() & libc::PROT_EXEC);
-            match maps::find(all, page * ps) {
-                Some(m) if m.prot == written => {}
-                Some(m) if m.prot == read_only => {
-                    if m.anon {
-                        populated_needed.push(page);
-                    }
+        for &(first, last, prot) in runs {
+            let (start, end) = (first * ps, (last + 1) * ps);
+            let Some(found) = maps::mappings_in(start, end, &mut self.maps) else { continue };
+            let written = prot | libc::PROT_READ | libc::PROT_WRITE;
+            let read_only = libc::PROT_READ | (prot & libc::PROT_EXEC);
+            let mut at = start;
+            for m in found {
+                let (from, to) = (m.start.max(start), m.end.min(end));
+                if from >= to {
+                    continue;
                 }
-                _ => replaced.push(page),
+                replaced.extend(at / ps..from / ps); // a hole
+                if m.prot == read_only && m.anon {
+                    // Unknown (pagemap unreadable): nothing judged replaced.
+                    replaced
+                        .extend(sys::unpopulated_pages(from, (to - from) / ps).unwrap_or_default());
+                } else if m.prot != written && m.prot != read_only {
+                    replaced.extend(from / ps..to / ps);
+                }
+                at = to;
             }
-        }
-        populated_needed.sort_unstable();
-        populated_needed.dedup();
-        for (first, last) in backend::runs(&populated_needed) {
-            if let Some(flags) = sys::pages_populated(first * ps, last - first + 1) {
-                let empty = flags.iter().enumerate().filter(|(_, p)| !**p);
-                replaced.extend(empty.map(|(i, _)| first + i));
-            }
+            replaced.extend(at / ps..end / ps);
         }
         replaced
     }
@@ -227,6 +253,9 @@ impl ProtectPages {
     /// no grace period for faults there: those are the program's own); the
     /// regions on them are gone.
     fn drop_replaced(&mut self, pages: &[usize]) {
+        if !pages.is_empty() {
+            self.runs = None;
+        }
         for &page in pages {
             if let Some(info) = self.pages.remove(&page) {
                 self.open.remove(&page);
@@ -236,11 +265,18 @@ impl ProtectPages {
         }
     }
 
-    /// Checks every page (check_changes, and the worker every poll interval).
+    /// Checks every page (check_changes, and the worker every poll
+    /// interval): one query per run of pages and mapping over it.
     fn sweep(&mut self, owners: &dyn Owners, now: u64) {
         self.next_sweep_ns = now + backend::shortest_poll_ns(owners);
-        let pages: Vec<usize> = self.pages.keys().copied().collect();
-        let replaced = self.replaced_pages(&pages);
+        let runs = self.runs.take().unwrap_or_else(|| {
+            let mut all: Vec<(usize, i32)> =
+                self.pages.iter().map(|(p, i)| (*p, i.prot())).collect();
+            all.sort_unstable();
+            prot_runs(all.into_iter())
+        });
+        let replaced = self.replaced_in_runs(&runs);
+        self.runs = Some(runs);
         self.drop_replaced(&replaced);
     }
 
@@ -325,8 +361,10 @@ impl ProtectPages {
 
     /// A page was written (fault record or dirty bit): it enters Open mode.
     fn open_page(&mut self, owners: &dyn Owners, page: usize, who: Option<FaultRecord>, now: u64) {
-        let window = match self.pages.get(&page) {
-            Some(info) => backend::window_ns(owners, &info.regions),
+        let (window, poll) = match self.pages.get(&page) {
+            Some(info) => {
+                (backend::window_ns(owners, &info.regions), backend::poll_ns(owners, &info.regions))
+            }
             None => return, // unwatched meanwhile
         };
         let info = self.pages.get_mut(&page).expect("checked");
@@ -342,11 +380,13 @@ impl ProtectPages {
                 // page is being written continuously. (Not half a window: a
                 // loop over many pages refaults each one up to a few ms after
                 // the batch that re-protected it, and a single slow refault
-                // must not restart the count.)
+                // must not restart the count.) Re-armed in bulk: within
+                // BULK_POLLS poll intervals.
+                let within = if info.in_bulk { window.max(poll * BULK_POLLS) } else { window };
                 info.refaults = if info.reprotected_early {
                     info.refaults
                 } else if u64::from(wrapping_us(since).wrapping_sub(info.reprotected_us)) * 1000
-                    < window
+                    < within
                 {
                     info.refaults.saturating_add(1)
                 } else {
@@ -380,6 +420,7 @@ impl ProtectPages {
                 continue;
             }
             let prot = maps::prot_at(mappings, page * ps);
+            self.runs = None;
             if let Err(e) = self.table.activate(page, prot) {
                 self.rollback(&fresh);
                 return Err(Error::Os(e));
@@ -392,6 +433,7 @@ impl ProtectPages {
                     reprotected_us: wrapping_us(sys::monotonic_ns()).wrapping_sub(u32::MAX / 2),
                     refaults: 0,
                     reprotected_early: false,
+                    in_bulk: false,
                 },
             );
             fresh.push(page);
@@ -415,6 +457,7 @@ impl ProtectPages {
     }
 
     fn rollback(&mut self, pages: &[usize]) {
+        self.runs = None;
         let ps = sys::page_size();
         for &page in pages {
             if let Some(info) = self.pages.remove(&page) {
@@ -431,6 +474,7 @@ impl ProtectPages {
         // Never re-protect a mapping that replaced ours.
         let replaced = self.replaced_pages(pages);
         self.drop_replaced(&replaced);
+        let in_bulk = self.open.len() >= BULK_PAGES;
         // Region -> the earliest known writer among its pages in this batch.
         let mut touched: HashMap<RegionId, Option<FaultRecord>> = HashMap::new();
         // Writer location: page first-writes (fault records) per region.
@@ -476,6 +520,7 @@ impl ProtectPages {
                     info.reprotected_us = wrapping_us(sys::monotonic_ns());
                     info.reprotected_early =
                         matches!(mode, OpenMode::Open { since, .. } if now < since + window);
+                    info.in_bulk = in_bulk;
                     self.open.remove(&page);
                 }
             }
@@ -535,6 +580,9 @@ impl Detector for ProtectPages {
         // Never restore (raise) the protection of a mapping that replaced
         // ours: such pages are only forgotten.
         let replaced: HashSet<usize> = self.replaced_pages(&emptied).into_iter().collect();
+        if !emptied.is_empty() {
+            self.runs = None;
+        }
         for page in emptied {
             let info = self.pages.remove(&page).expect("present");
             self.open.remove(&page);
@@ -608,9 +656,30 @@ impl Detector for ProtectPages {
     }
 }
 
+/// Sorted (page, saved protection) pairs -> runs of consecutive pages with
+/// the same protection: (first, last, protection).
+fn prot_runs(pages: impl Iterator<Item = (usize, i32)>) -> Vec<(usize, usize, i32)> {
+    let mut out: Vec<(usize, usize, i32)> = Vec::new();
+    for (page, prot) in pages {
+        match out.last_mut() {
+            Some((_, last, p)) if *last + 1 == page && *p == prot => *last = page,
+            _ => out.push((page, page, prot)),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_split_at_gaps_and_protection_changes() {
+        let (rw, rx) = (libc::PROT_READ | libc::PROT_WRITE, libc::PROT_READ | libc::PROT_EXEC);
+        let pages = [(1, rw), (2, rw), (3, rx), (5, rx), (6, rx)];
+        assert_eq!(prot_runs(pages.into_iter()), [(1, 2, rw), (3, 3, rx), (5, 6, rx)]);
+        assert!(prot_runs(std::iter::empty()).is_empty());
+    }
 
     #[test]
     fn page_records_stay_small() {

@@ -11,7 +11,7 @@
 
 use std::sync::OnceLock;
 
-use crate::sys;
+use crate::sys::{self, PageRegion, PmScanArg, PAGEMAP_SCAN};
 
 const UFFD_API: u64 = 0xAA;
 const UFFD_USER_MODE_ONLY: i32 = 1;
@@ -25,7 +25,6 @@ const USERFAULTFD_IOC_NEW: u64 = 0xAA00;
 const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
 const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1 << 0;
 
-const PAGEMAP_SCAN: u64 = 0xC060_6610;
 const PAGE_IS_WRITTEN: u64 = 1 << 1;
 const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
 const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
@@ -58,31 +57,6 @@ struct UffdioRegister {
 struct UffdioWriteprotect {
     range: UffdioRange,
     mode: u64,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct PageRegion {
-    start: u64,
-    end: u64,
-    categories: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct PmScanArg {
-    size: u64,
-    flags: u64,
-    start: u64,
-    end: u64,
-    walk_end: u64,
-    vec: u64,
-    vec_len: u64,
-    max_pages: u64,
-    category_inverted: u64,
-    category_mask: u64,
-    category_anyof_mask: u64,
-    return_mask: u64,
 }
 
 /// An open userfaultfd in WP_ASYNC mode and /proc/self/pagemap.
