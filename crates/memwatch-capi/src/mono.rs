@@ -16,7 +16,7 @@
 //! `mono_stack_walk_async_safe` is found with `dlsym` when frames are
 //! enabled, never through a PLT entry in the handler.
 
-use std::ffi::{c_int, c_void, CStr};
+use std::ffi::{c_int, c_void};
 use std::sync::{Arc, OnceLock};
 
 use memwatch_core::{Error, Frame};
@@ -34,7 +34,7 @@ type StackWalk = unsafe extern "C" fn(Walker, *mut c_void, *mut c_void);
 static WALK: OnceLock<Result<StackWalk, String>> = OnceLock::new();
 
 fn load() -> Result<StackWalk, String> {
-    let name = CStr::from_bytes_with_nul(b"mono_stack_walk_async_safe\0").expect("NUL-terminated");
+    let name = c"mono_stack_walk_async_safe";
     // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name.
     let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
     if p.is_null() {
@@ -123,6 +123,8 @@ pub extern "C" fn memwatch_enable_mono_frames() -> c_int {
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::CStr;
+
     use super::*;
 
     #[test]
