@@ -34,6 +34,16 @@ export interface WatcherOptions {
   ringCapacity?: number;
   /** Keep a copy of each region for old values and exact ranges; default true. */
   snapshots?: boolean;
+  /**
+   * Locate every writer: events carry `where` with the writing thread, the JS
+   * function, script and line, and the stack (JS frames first, then native
+   * ones). `"auto"` then picks protect; `"writewatch"` and `"poll"` are
+   * refused. Only the first write to a page in its writable window is located
+   * (`where.unattributedFaults` counts the others). Default false.
+   */
+  locateWriters?: boolean;
+  /** With `locateWriters`: frames captured per located write, 1..32; default 8. */
+  stackDepth?: number;
 }
 
 /** A run of changed bytes, relative to the start of the watched target. */
@@ -44,18 +54,46 @@ export interface ChangedRange {
   length: number;
 }
 
+/** One frame of a writer's stack (innermost first). */
+export interface Frame {
+  /** Instruction address: the write itself for a native first frame, a return address - 1 for native callers, a code address (bytecode or machine code) for JS frames. */
+  ip: bigint;
+  /** Executable or shared library of a native frame; the script of a JS frame; `""` when unknown. */
+  module: string;
+  /** `ip` minus the module's load address (native), or minus the JS function's code start. */
+  moduleOffset: number;
+  /** Function name (`""` when unknown; an anonymous JS function is `"(anonymous)"`). */
+  function: string;
+  /** Source file (a JS frame's script: a path, or a `file:` URL for ES modules); `""` without debug info. */
+  file: string;
+  /** Source line, 1-based; for a JS frame the line where its function starts; 0 when unknown. */
+  line: number;
+  /** This frame was inlined into the next one. */
+  inlined: boolean;
+}
+
 /** Where a change was made, as far as the backend can tell. */
 export interface Where {
   /** Kernel thread id of the writer (protect backend); `null` when unknown (poll backend). The main thread's id equals `process.pid`. */
   threadId: number | null;
+  /** Name of the writing thread (`"node"` for the main thread); `""` unless `locateWriters`. */
+  threadName: string;
   /** Instruction pointer of the write; `null` when unknown. */
   faultIp: bigint | null;
-  /** Source file; `""` until symbolization lands. */
+  /** Module (or script) of the user frame, the first frame of `stack` outside memwatch and memcpy-style helpers; `""` unless located. */
+  module: string;
+  /** Offset of the user frame in `module`. */
+  moduleOffset: number;
+  /** Source file of the user frame; `""` unless located. */
   file: string;
-  /** Function; `""` until symbolization lands. */
+  /** Function of the user frame; `""` unless located. */
   function: string;
-  /** Source line; 0 when unknown. */
+  /** Source line of the user frame (for JS, the line where the writing function starts); 0 when unknown. */
   line: number;
+  /** First writes to other pages of the region merged into this event without a location of their own. */
+  unattributedFaults: number;
+  /** The writer's stack, innermost first (JS frames, then native ones); empty unless `locateWriters`. */
+  stack: Frame[];
 }
 
 /** One detected change to one watched target. */

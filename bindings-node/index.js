@@ -42,6 +42,8 @@ const OPTION_KINDS = {
   previewBytes: 'count',
   ringCapacity: 'count',
   snapshots: 'boolean',
+  locateWriters: 'boolean',
+  stackDepth: 'count',
 };
 
 /** Error classes by the code prefix the native layer puts on its messages. */
@@ -215,6 +217,32 @@ function nativeOptions(options) {
     out[key] = value;
   }
   return out;
+}
+
+/**
+ * Gives each located event a `where` that is converted from its native form
+ * (the stack and every frame's strings) on first access only, then kept.
+ * @param {object[]} events
+ * @returns {object[]}
+ */
+function withLazyWhere(events) {
+  for (const e of events) {
+    const loc = e.where;
+    if (!(loc instanceof native.NativeLocation)) continue;
+    Object.defineProperty(e, 'where', {
+      configurable: true,
+      enumerable: true,
+      get() {
+        const value = loc.toObject();
+        Object.defineProperty(e, 'where', { value, writable: true, enumerable: true, configurable: true });
+        return value;
+      },
+      set(value) {
+        Object.defineProperty(e, 'where', { value, writable: true, enumerable: true, configurable: true });
+      },
+    });
+  }
+  return events;
 }
 
 /** Symbol of the internal flush method (kept off the public API). */
@@ -419,7 +447,7 @@ class MemoryWatcher extends EventEmitter {
    */
   checkChanges() {
     this.#checkOpen();
-    const events = call(() => this.#native.checkChanges());
+    const events = withLazyWhere(call(() => this.#native.checkChanges()));
     if (this.#hasSubscribers()) {
       this.#dispatch(events);
       return [];
@@ -590,7 +618,7 @@ class MemoryWatcher extends EventEmitter {
   /** Runs on the JS thread when the delivery thread queued events. */
   #onWake() {
     if (this.#closed || !this.#hasSubscribers()) return; // they stay for checkChanges()
-    this.#dispatch(this.#native.takeQueued());
+    this.#dispatch(withLazyWhere(this.#native.takeQueued()));
   }
 
   /**
@@ -599,7 +627,7 @@ class MemoryWatcher extends EventEmitter {
    */
   [kFlush]() {
     if (this.#closed || !this.#delivering) return;
-    this.#dispatch(call(() => this.#native.checkChanges()));
+    this.#dispatch(withLazyWhere(call(() => this.#native.checkChanges())));
   }
 
   /** Hands each event to the callback, each 'change' listener and each iterator. */

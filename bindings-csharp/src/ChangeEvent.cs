@@ -36,6 +36,185 @@ namespace MemWatch
         public override string ToString() { return "[" + Offset + ", " + Length + "]"; }
     }
 
+    /// <summary>One frame of a writer's stack (<see cref="Where.Stack"/>, innermost first).</summary>
+    public sealed class Frame
+    {
+        /// <summary>Instruction address: the write itself for the first native frame, a return address - 1 for callers.</summary>
+        public ulong Ip { get; private set; }
+
+        /// <summary>Executable or shared library holding <see cref="Ip"/>; empty for managed (JIT) code and when unknown.</summary>
+        public string Module { get; private set; }
+
+        /// <summary><see cref="Ip"/> minus the module's load address (for a managed frame: the offset in its method's native code).</summary>
+        public ulong ModuleOffset { get; private set; }
+
+        /// <summary>Function or method; empty without symbols.</summary>
+        public string Function { get; private set; }
+
+        /// <summary>Source file; empty without debug info.</summary>
+        public string File { get; private set; }
+
+        /// <summary>Source line; 0 when unknown.</summary>
+        public int Line { get; private set; }
+
+        /// <summary>This frame was inlined into the next one (same <see cref="Ip"/>).</summary>
+        public bool Inlined { get; private set; }
+
+        private Frame() { }
+
+        internal static Frame FromNative(Native.Frame f)
+        {
+            string function, file;
+            int line;
+            ulong offset;
+            if (f.module == IntPtr.Zero || Marshal.ReadByte(f.module) == 0)
+            {
+                if ((f.function == IntPtr.Zero || Marshal.ReadByte(f.function) == 0)
+                    && MonoFrames.TryName(f.ip, out function, out file, out line, out offset))
+                {
+                    // A managed frame (JIT code): named here, on a thread attached to Mono.
+                    return new Frame { Ip = f.ip, Module = string.Empty, ModuleOffset = offset, Function = function, File = file, Line = line };
+                }
+            }
+            return new Frame
+            {
+                Ip = f.ip,
+                Module = Utf8.FromNative(f.module) ?? string.Empty,
+                ModuleOffset = f.module_offset,
+                Function = Utf8.FromNative(f.function) ?? string.Empty,
+                File = Utf8.FromNative(f.file) ?? string.Empty,
+                Line = unchecked((int)f.line),
+                Inlined = f.inlined != 0,
+            };
+        }
+
+        /// <summary>"function (file:line)", or "module+0xoffset" without symbols.</summary>
+        public override string ToString()
+        {
+            if (Function.Length == 0) return Module + "+0x" + ModuleOffset.ToString("x");
+            return File.Length == 0 ? Function : Function + " (" + File + ":" + Line + ")";
+        }
+    }
+
+    /// <summary>
+    /// Where a change was made, as far as the backend can tell. With
+    /// <see cref="WatcherOptions.LocateWriters"/> the file, function and line are the user
+    /// frame's: the innermost frame outside memwatch and memcpy-style helpers (those stay
+    /// in <see cref="Stack"/>).
+    /// </summary>
+    public sealed class Where
+    {
+        private static readonly IReadOnlyList<Frame> NoFrames = Array.AsReadOnly(new Frame[0]);
+
+        /// <summary>Kernel thread id (gettid) of the writing thread; null when unknown (poll backend).</summary>
+        public int? ThreadId { get; private set; }
+
+        /// <summary>Name of the writing thread; empty unless located.</summary>
+        public string ThreadName { get; private set; }
+
+        /// <summary>Instruction pointer of the write; null when unknown.</summary>
+        public ulong? FaultIp { get; private set; }
+
+        /// <summary>Module of the user frame; empty unless located.</summary>
+        public string Module { get; private set; }
+
+        /// <summary>Offset of the user frame in <see cref="Module"/>.</summary>
+        public ulong ModuleOffset { get; private set; }
+
+        /// <summary>Source file of the user frame; empty unless located or without debug info.</summary>
+        public string File { get; private set; }
+
+        /// <summary>Function of the user frame; empty unless located.</summary>
+        public string Function { get; private set; }
+
+        /// <summary>Source line of the user frame; 0 when unknown.</summary>
+        public int Line { get; private set; }
+
+        /// <summary>First writes to other pages of the region merged into this event without a location of their own.</summary>
+        public int UnattributedFaults { get; private set; }
+
+        /// <summary>The writer's stack, innermost first; empty unless located.</summary>
+        public IReadOnlyList<Frame> Stack { get; private set; }
+
+        private Where() { }
+
+        internal static Where FromNative(ref Native.Event n)
+        {
+            var w = new Where
+            {
+                ThreadId = n.thread_id == 0 ? (int?)null : unchecked((int)n.thread_id),
+                FaultIp = n.fault_ip == 0 ? (ulong?)null : n.fault_ip,
+                File = Utf8.FromNative(n.file) ?? string.Empty,
+                Function = Utf8.FromNative(n.function) ?? string.Empty,
+                Line = unchecked((int)n.line),
+                ThreadName = string.Empty,
+                Module = string.Empty,
+                Stack = NoFrames,
+            };
+            if (n.location == IntPtr.Zero) return w;
+            var loc = (Native.Where)Marshal.PtrToStructure(n.location, typeof(Native.Where));
+            w.ThreadName = Utf8.FromNative(loc.thread_name) ?? string.Empty;
+            w.Module = Utf8.FromNative(loc.module) ?? string.Empty;
+            w.ModuleOffset = loc.module_offset;
+            w.UnattributedFaults = unchecked((int)loc.unattributed_faults);
+            int count = checked((int)loc.frame_count);
+            var frames = new Frame[count];
+            int size = Marshal.SizeOf(typeof(Native.Frame));
+            for (int i = 0; i < count; i++)
+            {
+                var f = (Native.Frame)Marshal.PtrToStructure(new IntPtr(loc.frames.ToInt64() + (long)i * size), typeof(Native.Frame));
+                frames[i] = Frame.FromNative(f);
+            }
+            w.Stack = Array.AsReadOnly(frames);
+            Frame user = UserFrame(frames);
+            if (user != null)
+            {
+                w.File = user.File;
+                w.Function = user.Function;
+                w.Line = user.Line;
+                w.Module = user.Module;
+                w.ModuleOffset = user.ModuleOffset;
+            }
+            return w;
+        }
+
+        /// <summary>Managed helpers a user does not point at (they stay in the stack).</summary>
+        private static readonly string[] HelperPrefixes =
+        {
+            "(wrapper ", "System.Runtime.InteropServices.Marshal:", "System.Buffer:", "System.Array:Copy ",
+            "System.Span`1", "System.Runtime.CompilerServices.Unsafe:",
+        };
+
+        /// <summary>
+        /// The innermost managed frame (a name, no native module) that is not a helper
+        /// such as Marshal.Copy or a Mono wrapper; null without managed frames.
+        /// </summary>
+        private static Frame UserFrame(Frame[] frames)
+        {
+            foreach (Frame f in frames)
+            {
+                bool managed = f.Function.Length > 0 && f.Module.Length == 0;
+                if (!managed) break; // managed frames come first, native ones after
+                bool helper = false;
+                foreach (string p in HelperPrefixes)
+                    if (f.Function.StartsWith(p, StringComparison.Ordinal)) { helper = true; break; }
+                if (!helper) return f;
+            }
+            return null;
+        }
+
+        /// <summary>"function (file:line) on thread N", or what is known of it.</summary>
+        public override string ToString()
+        {
+            var sb = new StringBuilder();
+            if (Function.Length > 0) sb.Append(Function);
+            if (File.Length > 0) sb.Append(" (").Append(File).Append(':').Append(Line).Append(')');
+            if (ThreadId.HasValue) sb.Append(sb.Length > 0 ? " " : "").Append("on thread ").Append(ThreadId.Value);
+            if (ThreadName.Length > 0) sb.Append(" \"").Append(ThreadName).Append('"');
+            return sb.ToString();
+        }
+    }
+
     /// <summary>
     /// One detected change to one watched region. Every array is this event's own
     /// copy: keep it as long as you like.
@@ -63,14 +242,21 @@ namespace MemWatch
         /// <summary>Instruction pointer of the write; null when unknown (poll backend).</summary>
         public ulong? FaultIp { get; private set; }
 
-        /// <summary>Source file of the write; empty until symbolization exists.</summary>
+        /// <summary>Source file of the write (<see cref="MemWatch.Where.File"/>); empty unless located.</summary>
         public string File { get; private set; }
 
-        /// <summary>Function of the write; empty until symbolization exists.</summary>
+        /// <summary>Function of the write (<see cref="MemWatch.Where.Function"/>); empty unless located.</summary>
         public string Function { get; private set; }
 
-        /// <summary>Source line of the write; 0 when unknown.</summary>
+        /// <summary>Source line of the write (<see cref="MemWatch.Where.Line"/>); 0 when unknown.</summary>
         public int Line { get; private set; }
+
+        /// <summary>
+        /// Who wrote it and where: thread, function, file, line and stack with
+        /// <see cref="WatcherOptions.LocateWriters"/>; otherwise the thread and fault IP only.
+        /// Never null.
+        /// </summary>
+        public Where Where { get; private set; }
 
         /// <summary>Size of the region in bytes.</summary>
         public long HowBig { get; private set; }
@@ -122,9 +308,11 @@ namespace MemWatch
             e.VariableName = Utf8.FromNative(n.variable_name) ?? string.Empty;
             e.ThreadId = n.thread_id == 0 ? (int?)null : unchecked((int)n.thread_id);
             e.FaultIp = n.fault_ip == 0 ? (ulong?)null : n.fault_ip;
-            e.File = Utf8.FromNative(n.file) ?? string.Empty;
-            e.Function = Utf8.FromNative(n.function) ?? string.Empty;
-            e.Line = unchecked((int)n.line);
+            e.Where = Where.FromNative(ref n);
+            // The user frame, which skips managed helpers (Marshal.Copy) the engine cannot know.
+            e.File = e.Where.File;
+            e.Function = e.Where.Function;
+            e.Line = e.Where.Line;
             e.HowBig = checked((long)n.how_big.ToUInt64());
             e.ChangedRanges = ReadRanges(n.changed_ranges, n.changed_range_count);
             e.OldPreview = ReadBytes(n.old_preview, n.old_preview_len) ?? new byte[0];

@@ -167,6 +167,9 @@ namespace MemWatch
             _handle = h;
             _registryId = Register(this);
             _handle.RegistryId = _registryId;
+            // Managed frames of located writes (Mono only; elsewhere the
+            // stack keeps its native frames, so the result is not checked).
+            if (o.locate_writers != 0) Native.memwatch_enable_mono_frames();
         }
 
         /// <summary>The operating system's page size in bytes (the unit of the protect backend).</summary>

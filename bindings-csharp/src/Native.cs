@@ -43,6 +43,31 @@ namespace MemWatch
             public UIntPtr length;
         }
 
+        /// <summary>memwatch_frame_t.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Frame
+        {
+            public ulong ip;
+            public IntPtr module;
+            public ulong module_offset;
+            public IntPtr function;
+            public IntPtr file;
+            public uint line;
+            public int inlined;
+        }
+
+        /// <summary>memwatch_where_t.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Where
+        {
+            public IntPtr thread_name;
+            public IntPtr module;
+            public ulong module_offset;
+            public uint unattributed_faults;
+            public uint frame_count;
+            public IntPtr frames;
+        }
+
         /// <summary>memwatch_change_event_t.</summary>
         [StructLayout(LayoutKind.Sequential)]
         internal struct Event
@@ -71,7 +96,7 @@ namespace MemWatch
             public IntPtr storage_key_old;
             public IntPtr storage_key_new;
             public IntPtr metadata;
-            /// <summary>memwatch_where_t*, NULL unless located (not read yet).</summary>
+            /// <summary>memwatch_where_t*, NULL unless located.</summary>
             public IntPtr location;
         }
 
@@ -171,6 +196,10 @@ namespace MemWatch
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern UIntPtr memwatch_page_size();
+
+        /// <summary>memwatch_enable_mono_frames: MEMWATCH_ERR_UNSUPPORTED outside Mono.</summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_enable_mono_frames();
 
         // ---- MemStream's C API (crates/memwatch-capi/include/memwatch_store.h),
         //      exported by libmemwatch too ----

@@ -53,6 +53,18 @@ namespace MemWatch
         /// <summary>Keep a copy of each region to report old values and exact ranges; null = engine default (true).</summary>
         public bool? Snapshots { get; set; }
 
+        /// <summary>
+        /// Locate every writer: each event's <see cref="ChangeEvent.Where"/> names the writing
+        /// thread, function, file and line and carries its stack. <see cref="MemWatch.Backend.Auto"/>
+        /// then picks protect; WriteWatch and Poll are refused (they never see the writer).
+        /// Only the first write to a page in its writable window is located
+        /// (<see cref="Where.UnattributedFaults"/> counts the others). Null = off.
+        /// </summary>
+        public bool? LocateWriters { get; set; }
+
+        /// <summary>With <see cref="LocateWriters"/>: frames captured per located write, 1..32; null = 8.</summary>
+        public int? StackDepth { get; set; }
+
         /// <summary>Lower-case backend name used by the C ABI.</summary>
         internal static string BackendName(Backend b)
         {
@@ -95,6 +107,13 @@ namespace MemWatch
             if (PreviewBytes.HasValue) o.preview_bytes = Count(PreviewBytes.Value, "PreviewBytes", 0);
             if (RingCapacity.HasValue) o.ring_capacity = Count(RingCapacity.Value, "RingCapacity", 1);
             if (Snapshots.HasValue) o.snapshots = Snapshots.Value ? 1 : 0;
+            if (LocateWriters.HasValue) o.locate_writers = LocateWriters.Value ? 1 : 0;
+            if (StackDepth.HasValue)
+            {
+                if (StackDepth.Value < 1 || StackDepth.Value > 32)
+                    throw new ArgumentOutOfRangeException("options", StackDepth.Value, "StackDepth must be 1..32");
+                o.stack_depth = (uint)StackDepth.Value;
+            }
             o.adapter_id = Native.MEMWATCH_ADAPTER_CSHARP;
         }
     }

@@ -89,6 +89,10 @@ pub struct NativeOptions {
     pub ring_capacity: Option<f64>,
     /// Keep snapshots (old values and exact ranges).
     pub snapshots: Option<bool>,
+    /// Locate every writer (thread, function, file, line, stack; protect only).
+    pub locate_writers: Option<bool>,
+    /// Frames captured per located write (1..=32).
+    pub stack_depth: Option<f64>,
 }
 
 /// A run of changed bytes relative to the start of the watched view.
@@ -100,23 +104,100 @@ pub struct NativeRange {
     pub length: f64,
 }
 
-/// Where a change was made, as far as the backend can tell.
+/// One frame of a writer's stack (the public `Frame`).
+#[napi(object)]
+pub struct NativeFrame {
+    /// Instruction address (the write itself for a native first frame).
+    pub ip: BigInt,
+    /// Executable, shared library or (JS frames) script; "" when unknown.
+    pub module: String,
+    /// `ip` relative to the module's load address (or the JS function's code start).
+    pub module_offset: f64,
+    /// Function name; "" when unknown.
+    pub function: String,
+    /// Source file; "" when unknown.
+    pub file: String,
+    /// Source line; 0 when unknown.
+    pub line: u32,
+    /// Inlined into the next frame.
+    pub inlined: bool,
+}
+
+impl From<&mw::Frame> for NativeFrame {
+    fn from(f: &mw::Frame) -> Self {
+        NativeFrame {
+            ip: BigInt::from(f.ip),
+            module: f.module.clone(),
+            module_offset: f.module_offset as f64,
+            function: f.function.clone(),
+            file: f.file.clone(),
+            line: f.line,
+            inlined: f.inlined,
+        }
+    }
+}
+
+/// Where a change was made, as far as the backend can tell (the public `Where`).
 #[napi(object, use_nullable = true)]
 pub struct NativeWhere {
     /// Kernel thread id of the writer (protect backend), else null.
     pub thread_id: Option<u32>,
+    /// Name of the writing thread ("" unless located).
+    pub thread_name: String,
     /// Instruction pointer of the write, else null.
     pub fault_ip: Option<BigInt>,
-    /// Source file ("" until symbolization lands).
+    /// Module of the user frame ("" unless located).
+    pub module: String,
+    /// Offset of the user frame in `module`.
+    pub module_offset: f64,
+    /// Source file of the user frame ("" unless located).
     pub file: String,
-    /// Function ("" until symbolization lands).
+    /// Function of the user frame ("" unless located).
     pub function: String,
-    /// Source line (0 = unknown).
+    /// Source line of the user frame (0 = unknown).
     pub line: u32,
+    /// First writes to other pages merged into this event without a location.
+    pub unattributed_faults: u32,
+    /// The writer's stack, innermost first (empty unless located).
+    pub stack: Vec<NativeFrame>,
+}
+
+impl From<&mw::Where> for NativeWhere {
+    fn from(w: &mw::Where) -> Self {
+        NativeWhere {
+            thread_id: w.thread_id,
+            thread_name: w.thread_name.clone(),
+            fault_ip: w.fault_ip.map(BigInt::from),
+            module: w.module.clone(),
+            module_offset: w.module_offset as f64,
+            file: w.file.clone(),
+            function: w.function.clone(),
+            line: w.line,
+            unattributed_faults: w.unattributed_faults,
+            stack: w.stack.iter().map(NativeFrame::from).collect(),
+        }
+    }
+}
+
+/// A located event's `where`, kept native until JavaScript reads it
+/// (`index.js` turns `event.where` into a getter calling [`NativeLocation::to_object`]).
+#[napi]
+pub struct NativeLocation {
+    inner: mw::Where,
+}
+
+#[napi]
+impl NativeLocation {
+    /// The location as a plain object (the public `Where`).
+    #[napi]
+    pub fn to_object(&self) -> NativeWhere {
+        NativeWhere::from(&self.inner)
+    }
 }
 
 /// One change event as handed to JavaScript (the public `ChangeEvent`).
-#[napi(object, use_nullable = true)]
+/// Output only (its `where` may be a class instance).
+#[napi(object, use_nullable = true, object_from_js = false)]
 pub struct NativeEvent {
     /// Process-wide sequence number.
     pub seq: f64,
@@ -128,9 +209,10 @@ pub struct NativeEvent {
     pub region_id: u32,
     /// Name given to watch().
     pub variable_name: String,
-    /// Who wrote it, where known.
+    /// Who wrote it, where known: a plain object, or for a located write a
+    /// [`NativeLocation`] that `index.js` converts when it is first read.
     #[napi(js_name = "where")]
-    pub where_: NativeWhere,
+    pub where_: Either<NativeWhere, NativeLocation>,
     /// Region size in bytes.
     pub how_big: f64,
     /// Changed byte ranges, ascending.
@@ -159,12 +241,10 @@ impl From<mw::ChangeEvent> for NativeEvent {
             adapter_id: e.adapter_id,
             region_id: e.region_id,
             variable_name: e.variable_name,
-            where_: NativeWhere {
-                thread_id: e.where_.thread_id,
-                fault_ip: e.where_.fault_ip.map(BigInt::from),
-                file: e.where_.file,
-                function: e.where_.function,
-                line: e.where_.line,
+            where_: if e.where_.stack.is_empty() && e.where_.thread_name.is_empty() {
+                Either::A(NativeWhere::from(&e.where_))
+            } else {
+                Either::B(NativeLocation { inner: e.where_ })
             },
             how_big: e.how_big as f64,
             changed_ranges: e
@@ -180,6 +260,108 @@ impl From<mw::ChangeEvent> for NativeEvent {
             storage_key_new: e.storage_key_new,
             metadata: e.metadata,
         }
+    }
+}
+
+/// JS frames of located writes: the V8 half is src/v8_frames.cc.
+mod js_frames {
+    use std::ffi::{c_char, c_void, CStr};
+    use std::sync::{Arc, Once};
+
+    use memwatch_core as mw;
+    use napi::Env;
+
+    /// `mw_v8_code` of src/v8_frames.cc.
+    #[repr(C)]
+    struct V8Code {
+        start: u64,
+        line: i32,
+        kind: i32,
+        function: [c_char; 256],
+        script: [c_char; 1024],
+    }
+
+    extern "C" {
+        fn mw_v8_enable() -> *mut c_void;
+        fn mw_v8_disable(isolate: *mut c_void);
+        fn mw_v8_capture(
+            uc: *mut c_void,
+            out: *mut u64,
+            max_words: usize,
+            ctx: *mut c_void,
+        ) -> usize;
+        fn mw_v8_lookup(addr: u64, out: *mut V8Code) -> i32;
+    }
+
+    fn text(buf: &[c_char]) -> String {
+        // SAFETY: mw_v8_lookup NUL-terminates both buffers (snprintf).
+        unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+    }
+
+    /// The JS code holding `addr`, as a frame; None for V8's own code
+    /// (builtins, stubs, bytecode handlers) and unknown addresses.
+    fn js_frame(addr: u64) -> Option<(u64, mw::Frame)> {
+        // SAFETY: all-zero is a valid V8Code; lookup fills it on success.
+        let mut c: V8Code = unsafe { std::mem::zeroed() };
+        // SAFETY: c is a live, writable V8Code.
+        if unsafe { mw_v8_lookup(addr, &mut c) } != 1 || c.kind != 1 {
+            return None;
+        }
+        let script = text(&c.script);
+        let function = match text(&c.function) {
+            f if f.is_empty() => "(anonymous)".to_string(),
+            f => f,
+        };
+        let frame = mw::Frame {
+            ip: addr,
+            module: script.clone(),
+            module_offset: addr.wrapping_sub(c.start),
+            function,
+            file: script,
+            line: c.line.max(0) as u32,
+            inlined: false,
+        };
+        Some((c.start, frame))
+    }
+
+    /// The JS frames of what mw_v8_capture wrote: the faulting pc when it
+    /// is in JS code (optimized code writing directly), then the frames
+    /// GetStackSample found; unknown addresses are left to the native stack.
+    fn resolve(words: &[u64]) -> Vec<mw::Frame> {
+        let Some((&pc, sampled)) = words.split_first() else { return Vec::new() };
+        let mut frames: Vec<(u64, mw::Frame)> =
+            sampled.iter().filter_map(|&a| js_frame(a)).collect();
+        if let Some((start, top)) = js_frame(pc) {
+            if frames.first().map(|(s, _)| *s) != Some(start) {
+                frames.insert(0, (start, top));
+            }
+        }
+        frames.into_iter().map(|(_, f)| f).collect()
+    }
+
+    /// Turns JS frames on for the calling thread's isolate (a locating
+    /// watcher is being made on it): the process-wide capture hook once,
+    /// this isolate's code map once, stopped when its environment ends.
+    pub fn enable(env: &Env) -> napi::Result<()> {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            mw::set_runtime_frames(Some(mw::RuntimeFrames {
+                capture: mw_v8_capture,
+                ctx: 0,
+                resolve: Arc::new(resolve),
+            }));
+        });
+        // SAFETY: called on a JS thread, which has an entered isolate.
+        let isolate = unsafe { mw_v8_enable() };
+        if !isolate.is_null() {
+            let isolate = isolate as usize;
+            env.add_env_cleanup_hook(isolate, |i| {
+                // SAFETY: the environment's teardown runs on its own thread
+                // before its isolate is disposed; i came from mw_v8_enable.
+                unsafe { mw_v8_disable(i as *mut c_void) }
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -345,7 +527,17 @@ impl NativeWatcher {
         if let Some(v) = options.snapshots {
             o.snapshots = v;
         }
+        if let Some(v) = options.locate_writers {
+            o.locate_writers = v;
+        }
+        if let Some(v) = options.stack_depth {
+            o.stack_depth = count(v, "stackDepth")?;
+        }
+        let locate = o.locate_writers;
         let watcher = mw::Watcher::new(o).map_err(to_napi_err)?;
+        if locate {
+            js_frames::enable(&env)?;
+        }
         let shared = Arc::new(Shared {
             watcher,
             queue: Mutex::new(VecDeque::new()),

@@ -37,7 +37,12 @@ function instantiate() {
   return { mem, reserved, load: instance.exports.load, store: instance.exports.store };
 }
 
-test('wasm out-of-bounds still throws RuntimeError, 10 000 times, while protect watches; exact events after', { timeout: 60000 }, () => {
+// Each test runs plain and with locateWriters (V8's stack sampled in memwatch's handler).
+for (const locate of [false, true]) {
+const opts = locate ? { backend: 'protect', locateWriters: true } : { backend: 'protect' };
+const tag = locate ? ' [locateWriters]' : '';
+
+test(`wasm out-of-bounds still throws RuntimeError, 10 000 times, while protect watches; exact events after${tag}`, { timeout: 60000 }, () => {
   const { mem, reserved, load } = instantiate();
   // Guard regions (and so signal-based bounds checks) are in use: V8
   // reserves many GiB of address space for one 64 KiB memory.
@@ -45,7 +50,7 @@ test('wasm out-of-bounds still throws RuntimeError, 10 000 times, while protect 
   new Uint32Array(mem.buffer)[1] = 0x11223344;
   assert.equal(load(4), 0x11223344);
 
-  const w = memwatch.create({ backend: 'protect' });
+  const w = memwatch.create(opts);
   try {
     const buf = memwatch.allocPageAligned(memwatch.pageSize());
     const id = w.watch(buf, 'watched');
@@ -73,6 +78,7 @@ test('wasm out-of-bounds still throws RuntimeError, 10 000 times, while protect 
         assert.equal(got[0].oldValue[k], 0);
         assert.equal(got[0].newValue[k], k + 1);
         assert.equal(got[0].where.threadId, process.pid);
+        if (locate) assert.equal(got[0].where.stack[0].file, __filename, 'the JS frame of this test comes first');
         events++;
       }
     }
@@ -90,9 +96,9 @@ test('wasm out-of-bounds still throws RuntimeError, 10 000 times, while protect 
   }
 });
 
-test('wasm code writing into watched wasm memory is reported (protect)', { timeout: 60000 }, () => {
+test(`wasm code writing into watched wasm memory is reported (protect)${tag}`, { timeout: 60000 }, () => {
   const { mem, load, store } = instantiate();
-  const w = memwatch.create({ backend: 'protect' });
+  const w = memwatch.create(opts);
   try {
     const view = new Uint8Array(mem.buffer, 64, 16);
     w.watch(view, 'wasm-heap');
@@ -102,9 +108,11 @@ test('wasm code writing into watched wasm memory is reported (protect)', { timeo
     assert.deepEqual(got[0].changedRanges, [{ offset: 4, length: 4 }]);
     assert.deepEqual(got[0].newValue, Buffer.from('000000000d0c0b0a0000000000000000', 'hex'));
     assert.equal(got[0].where.threadId, process.pid);
+    if (locate) assert.ok(got[0].where.stack.length > 0, 'a stack for the wasm write');
     assert.equal(load(64 + 4), 0x0a0b0c0d);
     assert.throws(() => load(0x7fff0000), WebAssembly.RuntimeError);
   } finally {
     w.close();
   }
 });
+}

@@ -401,6 +401,17 @@ typedef int (*memwatch_resolver_t)(uint64_t ip, memwatch_resolved_frame_t *out, 
  *  user_ctx is passed back to every call. */
 int memwatch_register_resolver(memwatch_resolver_t resolver, void *user_ctx);
 
+/** Inside Mono (the C# binding calls it): located writes also carry the
+ *  managed frames, first in the stack (frames[0] is the innermost managed
+ *  frame), captured in the signal handler with mono_stack_walk_async_safe
+ *  (found with dlsym here). They are unnamed (module and function ""): each
+ *  ip is an address in JIT code, to be named on a thread attached to Mono
+ *  (mono_jit_info_table_find, mono_jit_info_get_method,
+ *  mono_method_full_name, mono_debug_lookup_source_location), as the C#
+ *  binding does. Idempotent. MEMWATCH_ERR_UNSUPPORTED when the process does
+ *  not run Mono. */
+int memwatch_enable_mono_frames(void);
+
 /* ==== store (MemStream) ================================================= */
 
 /*

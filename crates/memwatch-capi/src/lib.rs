@@ -25,6 +25,7 @@ mod event;
 mod glass;
 mod global;
 mod last_error;
+mod mono;
 mod record;
 mod resolver;
 mod store;
