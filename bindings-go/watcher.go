@@ -521,6 +521,18 @@ type Stats struct {
 	// GoneRegions counts regions dropped because their memory was unmapped
 	// while watched (process-wide).
 	GoneRegions uint64
+	// SharedRegions counts regions in shared memory (MAP_SHARED) watched
+	// with protect or writewatch, which cannot see other processes' writes
+	// (the reason is in BackendReason).
+	SharedRegions uint64
+	// ReprotectFailures counts protect pages that could not be made
+	// read-only again (near vm.max_map_count; process-wide). No write is
+	// missed: such a page is polled until it can be re-armed.
+	ReprotectFailures uint64
+	// CoalescedEvents counts changes merged into an event already pending
+	// for the same region because the queue held 1024 events; the merged
+	// event carries them (ChangeEvent.Coalesced).
+	CoalescedEvents uint64
 	// Closed is true when the watcher was closed; the other fields are then
 	// zero except CallbackErrors.
 	Closed bool
@@ -543,21 +555,24 @@ func (w *Watcher) Stats() Stats {
 		return Stats{CallbackErrors: s.lateCallbackErrors.Load()}
 	}
 	return Stats{
-		Backend:         Backend(goStringOrEmpty(st.backend)),
-		BackendReason:   C.GoString(&st.backend_reason[0]),
-		Regions:         int(st.regions),
-		ProtectedPages:  int(st.protected_pages),
-		Faults:          uint64(st.faults),
-		Events:          uint64(st.events),
-		DroppedWheres:   uint64(st.dropped_wheres),
-		NativeBytes:     uint64(st.native_bytes),
-		SnapshotBytes:   uint64(st.snapshot_bytes),
-		PendingEvents:   int(st.pending_events),
-		CallbackErrors:  uint64(st.callback_errors) + s.lateCallbackErrors.Load(),
-		LatencyP50:      time.Duration(st.latency_p50_ns),
-		LatencyP99:      time.Duration(st.latency_p99_ns),
-		FallbackRegions: uint64(st.fallback_regions),
-		GoneRegions:     uint64(st.gone_regions),
+		Backend:           Backend(goStringOrEmpty(st.backend)),
+		BackendReason:     C.GoString(&st.backend_reason[0]),
+		Regions:           int(st.regions),
+		ProtectedPages:    int(st.protected_pages),
+		Faults:            uint64(st.faults),
+		Events:            uint64(st.events),
+		DroppedWheres:     uint64(st.dropped_wheres),
+		NativeBytes:       uint64(st.native_bytes),
+		SnapshotBytes:     uint64(st.snapshot_bytes),
+		PendingEvents:     int(st.pending_events),
+		CallbackErrors:    uint64(st.callback_errors) + s.lateCallbackErrors.Load(),
+		LatencyP50:        time.Duration(st.latency_p50_ns),
+		LatencyP99:        time.Duration(st.latency_p99_ns),
+		FallbackRegions:   uint64(st.fallback_regions),
+		GoneRegions:       uint64(st.gone_regions),
+		SharedRegions:     uint64(st.shared_regions),
+		ReprotectFailures: uint64(st.reprotect_failures),
+		CoalescedEvents:   uint64(st.coalesced_events),
 	}
 }
 

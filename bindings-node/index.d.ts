@@ -98,6 +98,13 @@ export interface ChangeEvent {
   storageKeyNew: string | null;
   /** The metadata given to `watch()`, or `null`. */
   metadata: string | null;
+  /**
+   * Changes this event stands for: 1, or more when later changes of the
+   * region were merged into it while it waited in a full queue (1024 events):
+   * then the old values are the first change's, the new values the last's,
+   * and `changedRanges` the union.
+   */
+  coalesced: number;
 }
 
 /** Counters of one watcher (`faults` and `droppedWheres` are process-wide). */
@@ -116,8 +123,12 @@ export interface WatcherStats {
   events: number;
   /** Regions of a writewatch watcher that userfaultfd refused and that use protect instead. */
   fallbackRegions: number;
+  /** Regions in shared memory watched with protect or writewatch, which cannot see other processes' writes (reason in `backendReason`). */
+  sharedRegions: number;
   /** Regions dropped because their memory was unmapped while watched (process-wide). */
   goneRegions: number;
+  /** Protect pages that could not be made read-only again (near vm.max_map_count; polled instead, process-wide). */
+  reprotectFailures: number;
   /** Faults whose thread/IP was dropped because the ring was full (the change itself never is). */
   droppedWheres: number;
   /** Native bytes held for this watcher's regions. */
@@ -126,6 +137,8 @@ export interface WatcherStats {
   snapshotBytes: number;
   /** Events detected but not yet delivered or returned. */
   pendingEvents: number;
+  /** Changes merged into an event already pending for the same region (the queue held 1024 events). */
+  coalescedEvents: number;
   /** Callbacks and 'change' listeners that threw. */
   callbackErrors: number;
   /** Median first-write-to-delivery latency, ns. */

@@ -553,6 +553,9 @@ namespace MemWatch
                     LatencyP99Ns = (long)s.latency_p99_ns,
                     FallbackRegions = (long)s.fallback_regions,
                     GoneRegions = (long)s.gone_regions,
+                    SharedRegions = (long)s.shared_regions,
+                    ReprotectFailures = (long)s.reprotect_failures,
+                    CoalescedEvents = (long)s.coalesced_events,
                 };
             }
             finally

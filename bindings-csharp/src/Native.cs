@@ -73,6 +73,7 @@ namespace MemWatch
             public IntPtr metadata;
             /// <summary>memwatch_where_t*, NULL unless located (not read yet).</summary>
             public IntPtr location;
+            public uint coalesced;
         }
 
         /// <summary>memwatch_stats_t.</summary>
@@ -95,6 +96,9 @@ namespace MemWatch
             public ulong latency_p99_ns;
             public ulong fallback_regions;
             public ulong gone_regions;
+            public ulong shared_regions;
+            public ulong reprotect_failures;
+            public ulong coalesced_events;
         }
 
         /// <summary>memwatch_callback_t.</summary>

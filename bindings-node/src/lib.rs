@@ -149,6 +149,8 @@ pub struct NativeEvent {
     pub storage_key_new: Option<String>,
     /// Metadata given to watch(), or null.
     pub metadata: Option<String>,
+    /// Changes this event stands for (more than 1 when merged in a full queue).
+    pub coalesced: u32,
 }
 
 impl From<mw::ChangeEvent> for NativeEvent {
@@ -179,6 +181,7 @@ impl From<mw::ChangeEvent> for NativeEvent {
             storage_key_old: e.storage_key_old,
             storage_key_new: e.storage_key_new,
             metadata: e.metadata,
+            coalesced: e.coalesced,
         }
     }
 }

@@ -349,3 +349,35 @@ test('getStats: pendingEvents counts events waiting for checkChanges', { timeout
     w.close();
   }
 });
+
+test('an undrained queue merges later changes into a pending event that counts them (coalesced)', () => {
+  // Nobody drains: past 1024 pending events, later changes of the region are
+  // merged into its pending event; every change is in some event.
+  const w = memwatch.create({ backend: 'poll', pollIntervalMs: 1 });
+  const buf = Buffer.alloc(8);
+  w.watch(buf, 'counter');
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  let i = 0n;
+  while (w.getStats().coalescedEvents < 50) {
+    i += 1n;
+    buf.writeBigUInt64LE(i);
+    Atomics.wait(pause, 0, 0, 0.3);
+    assert.ok(i < 1000000n, JSON.stringify(w.getStats()));
+  }
+  assert.equal(w.getStats().pendingEvents, 1024);
+  const events = w.checkChanges();
+  assert.ok(events.length === 1024 || events.length === 1025, `${events.length} events`);
+  const u64 = (b) => b.readBigUInt64LE(0);
+  assert.equal(u64(events[0].oldValue), 0n);
+  for (let k = 1; k < events.length; k++) {
+    assert.equal(u64(events[k].oldValue), u64(events[k - 1].newValue), `event ${k}: old is the previous new`);
+  }
+  assert.equal(u64(events[events.length - 1].newValue), i);
+  const stats = w.getStats();
+  const merged = events.reduce((n, e) => n + e.coalesced, 0);
+  assert.equal(merged, stats.events, 'every detected change is in some event');
+  assert.equal(merged - events.length, stats.coalescedEvents);
+  assert.ok(events.some((e) => e.coalesced > 1));
+  assert.ok(events.slice(0, 1023).every((e) => e.coalesced === 1));
+  w.close();
+});

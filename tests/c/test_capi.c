@@ -429,11 +429,14 @@ static void t_abi_layout(void) {
     CHECK_EQ(sizeof(memwatch_resolved_frame_t), 1028);
     CHECK_EQ(offsetof(memwatch_change_event_t, location), 184);
     CHECK_EQ(sizeof(memwatch_range_t), 16);
-    CHECK_EQ(sizeof(memwatch_change_event_t), 192);
+    CHECK_EQ(sizeof(memwatch_change_event_t), 200);
+    CHECK_EQ(offsetof(memwatch_change_event_t, coalesced), 192);
     CHECK_EQ(offsetof(memwatch_change_event_t, fault_ip), 40);
     CHECK_EQ(offsetof(memwatch_change_event_t, how_big), 72);
     CHECK_EQ(offsetof(memwatch_change_event_t, metadata), 176);
-    CHECK_EQ(sizeof(memwatch_stats_t), 368);
+    CHECK_EQ(sizeof(memwatch_stats_t), 392);
+    CHECK_EQ(offsetof(memwatch_stats_t, shared_regions), 368);
+    CHECK_EQ(offsetof(memwatch_stats_t, coalesced_events), 384);
     CHECK_EQ(offsetof(memwatch_stats_t, regions), 264);
 #endif
     /* Field by field through the library: defaults land where the header says. */

@@ -46,7 +46,7 @@ use memwatch_core::{
     Backend, Callback, ChangeEvent, Error as CoreError, Options, StatValue, Watcher,
 };
 
-const EVENT_CTOR_SIG: &str = "(JJIILjava/lang/String;IJLjava/lang/String;Ljava/lang/String;IJ[J[B[B[B[BLjava/lang/String;Ljava/lang/String;Ljava/lang/String;)V";
+const EVENT_CTOR_SIG: &str = "(JJIILjava/lang/String;IJLjava/lang/String;Ljava/lang/String;IJ[J[B[B[B[BLjava/lang/String;Ljava/lang/String;Ljava/lang/String;I)V";
 const STATS_CTOR_SIG: &str = "()V";
 const DELIVER_SIG: &str = "(Lio/memwatch/ChangeEvent;)Z";
 
@@ -201,6 +201,8 @@ struct InboxState {
     pushed: u64,
     /// Events ever taken out (delivered or returned by checkChanges).
     consumed: u64,
+    /// Changes merged into a queued event of the same region (queue cap).
+    coalesced: u64,
     /// The Java `CallbackDispatcher`, when a callback is set.
     dispatcher: Option<GlobalRef>,
     /// The delivery thread is inside the Java callback.
@@ -219,6 +221,7 @@ impl Inbox {
                 queue: VecDeque::new(),
                 pushed: 0,
                 consumed: 0,
+                coalesced: 0,
                 dispatcher: None,
                 delivering: false,
                 delivery_started: false,
@@ -233,6 +236,15 @@ impl Inbox {
         let mut s = lock(&self.state);
         if s.closed {
             return;
+        }
+        // Bounded like the engine's own queue: past QUEUE_CAP, a change of a
+        // region that already has an event queued is merged into it.
+        if s.queue.len() >= memwatch_core::QUEUE_CAP {
+            if let Some(pending) = s.queue.iter_mut().rev().find(|e| e.region_id == ev.region_id) {
+                pending.merge(ev.clone());
+                s.coalesced += 1;
+                return;
+            }
         }
         s.queue.push_back(ev.clone());
         s.pushed += 1;
@@ -652,6 +664,7 @@ fn make_event<'l>(
         JValue::Object(&key_old).as_jni(),
         JValue::Object(&key_new).as_jni(),
         JValue::Object(&metadata).as_jni(),
+        JValue::Int(ev.coalesced as jint).as_jni(),
     ];
     // SAFETY: event_ctor was resolved on the ChangeEvent class with
     // EVENT_CTOR_SIG, and `args` matches that signature in count and types.
@@ -1134,7 +1147,11 @@ pub extern "system" fn Java_io_memwatch_Native_stats<'l>(
         let mut s = m;
         s.absorb(&comp);
         s.native_bytes += mirror_bytes;
-        s.pending_events += lock(&shared.inbox.state).queue.len();
+        {
+            let inbox = lock(&shared.inbox.state);
+            s.pending_events += inbox.queue.len();
+            s.coalesced_events += inbox.coalesced;
+        }
         s.backend = Some(s.backend.unwrap_or(shared.companion_options.backend));
         let c = cache()?;
         let obj =

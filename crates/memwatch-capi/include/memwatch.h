@@ -174,6 +174,9 @@ typedef struct memwatch_change_event {
     const memwatch_where_t *location; /* locate_writers: where the write was made, or
                                          NULL (not located: option off, other backend,
                                          fault ring full); same lifetime as the event */
+    uint32_t coalesced;      /* changes this event stands for: 1, or more when later
+                                changes were merged into it in a full queue (then
+                                old_* is the first's, new_* the last's, ranges the union) */
 } memwatch_change_event_t;
 
 /** Counters of one watcher (faults and dropped_wheres are process-wide). */
@@ -193,6 +196,11 @@ typedef struct memwatch_stats {
     uint64_t latency_p99_ns;
     uint64_t fallback_regions;    /* writewatch regions userfaultfd refused, on protect instead */
     uint64_t gone_regions;        /* regions dropped: memory unmapped while watched (process-wide) */
+    uint64_t shared_regions;      /* MAP_SHARED regions on protect/writewatch: other processes'
+                                     writes are invisible to them (reason in backend_reason) */
+    uint64_t reprotect_failures;  /* protect pages that could not be re-armed (process-wide;
+                                     polled instead, no write missed) */
+    uint64_t coalesced_events;    /* changes merged into a pending event (queue held 1024) */
 } memwatch_stats_t;
 
 /** What a resolver fills in for one address (strings NUL-terminated, truncated to fit). */

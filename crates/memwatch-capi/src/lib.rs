@@ -108,6 +108,14 @@ pub struct memwatch_stats_t {
     pub fallback_regions: u64,
     /// Regions dropped because their memory was unmapped while watched.
     pub gone_regions: u64,
+    /// Regions in shared mappings watched by protect or writewatch, whose
+    /// writes by other processes those backends cannot see.
+    pub shared_regions: u64,
+    /// Protect pages that could not be made read-only again (engine-wide;
+    /// polled instead, so no write is missed).
+    pub reprotect_failures: u64,
+    /// Changes merged into an already pending event (queue cap).
+    pub coalesced_events: u64,
 }
 
 /// The callback type of the header. Declared `C-unwind` so that a foreign
@@ -368,6 +376,9 @@ pub(crate) unsafe fn stats_impl(w: &Watcher, out: *mut memwatch_stats_t) -> Resu
         latency_p99_ns: s.latency_p99_ns,
         fallback_regions: s.fallback_regions as u64,
         gone_regions: s.gone_regions,
+        shared_regions: s.shared_regions as u64,
+        reprotect_failures: s.reprotect_failures,
+        coalesced_events: s.coalesced_events,
     };
     // SAFETY: non-null and valid for writes per the caller's contract.
     unsafe { out.write(c) };
@@ -686,11 +697,14 @@ mod tests {
         assert_eq!(std::mem::size_of::<memwatch_frame_t>(), 48);
         assert_eq!(offset!(memwatch_change_event_t, location), 184);
         assert_eq!(std::mem::size_of::<memwatch_range_t>(), 16);
-        assert_eq!(std::mem::size_of::<memwatch_change_event_t>(), 192);
+        assert_eq!(std::mem::size_of::<memwatch_change_event_t>(), 200);
+        assert_eq!(offset!(memwatch_change_event_t, coalesced), 192);
         assert_eq!(offset!(memwatch_change_event_t, fault_ip), 40);
         assert_eq!(offset!(memwatch_change_event_t, how_big), 72);
         assert_eq!(offset!(memwatch_change_event_t, metadata), 176);
-        assert_eq!(std::mem::size_of::<memwatch_stats_t>(), 368);
+        assert_eq!(std::mem::size_of::<memwatch_stats_t>(), 392);
+        assert_eq!(offset!(memwatch_stats_t, shared_regions), 368);
+        assert_eq!(offset!(memwatch_stats_t, coalesced_events), 384);
         assert_eq!(offset!(memwatch_stats_t, regions), 264);
     }
 

@@ -111,6 +111,8 @@ pub mod ffi {
         pub has_metadata: bool,
         /// Metadata given at watch time.
         pub metadata: String,
+        /// Changes this event stands for (more than 1 when merged in a full queue).
+        pub coalesced: u32,
     }
 
     /// Watcher statistics.
@@ -132,6 +134,12 @@ pub mod ffi {
         pub fallback_regions: usize,
         /// Regions dropped because their memory was unmapped (engine-wide).
         pub gone_regions: u64,
+        /// Shared-mapping regions on protect/writewatch (other writers invisible).
+        pub shared_regions: usize,
+        /// Protect pages that could not be re-armed (engine-wide; polled instead).
+        pub reprotect_failures: u64,
+        /// Changes merged into a pending event (queue cap).
+        pub coalesced_events: u64,
         /// Wheres dropped by a full ring (engine-wide).
         pub dropped_wheres: u64,
         /// Native bytes held.
@@ -413,6 +421,7 @@ pub fn to_ffi(e: &ChangeEvent) -> ffi::FfiEvent {
         storage_key_new: e.storage_key_new.clone().unwrap_or_default(),
         has_metadata: e.metadata.is_some(),
         metadata: e.metadata.clone().unwrap_or_default(),
+        coalesced: e.coalesced,
     }
 }
 
@@ -487,6 +496,9 @@ impl RustWatcher {
             events: s.events,
             fallback_regions: s.fallback_regions,
             gone_regions: s.gone_regions,
+            shared_regions: s.shared_regions,
+            reprotect_failures: s.reprotect_failures,
+            coalesced_events: s.coalesced_events,
             dropped_wheres: s.dropped_wheres,
             native_bytes: s.native_bytes,
             snapshot_bytes: s.snapshot_bytes,
