@@ -334,6 +334,39 @@ int memwatch_reassert_signal_handler(void);
  *  callback trampolines catch their own language's exceptions. */
 int memwatch_watcher_report_callback_error(memwatch_watcher_t *w);
 
+/* ---- cancellable check_changes, exit flush ----------------------------- */
+
+/** A check_changes() waiting for the callback (opaque). */
+typedef struct memwatch_pending memwatch_pending_t;
+
+/**
+ * memwatch_watcher_check_changes in two steps, for callers that must be able
+ * to stop waiting for a slow callback (a Go context, a C# CancellationToken,
+ * Java's Thread.interrupt()). Detects changes now. Without a callback (or from
+ * inside it) fills *out_events/*out_count as check_changes does and sets
+ * *out_pending to NULL. With one, sets *out_pending to a handle to wait on with
+ * memwatch_pending_wait and to free with memwatch_pending_free. Giving up
+ * (freeing it before the wait said 1) loses nothing: the callback still gets
+ * every event. The handle keeps the watcher's engine side alive until freed.
+ */
+int memwatch_watcher_check_changes_start(memwatch_watcher_t *w, memwatch_change_event_t **out_events,
+                                         size_t *out_count, memwatch_pending_t **out_pending);
+/** Waits up to timeout_ms for the callback to have every event of a pending
+ *  check: 1 when it has (then *out_events/*out_count are what check_changes
+ *  returns: none, unless the callback was cleared meanwhile; free them with
+ *  memwatch_events_free), 0 if not yet (wait again or give up), < 0 on error.
+ *  Also 1 once the watcher is closed. */
+int memwatch_pending_wait(memwatch_pending_t *p, uint32_t timeout_ms,
+                          memwatch_change_event_t **out_events, size_t *out_count);
+/** Frees a pending check. NULL is fine. */
+void memwatch_pending_free(memwatch_pending_t *p);
+
+/** For a binding's exit hook: with a callback set, detects changes now and
+ *  waits up to timeout_ms for the callback to have them. 1 if it did (or no
+ *  callback is set, or the watcher is closed), 0 on timeout, < 0 on error.
+ *  Without a callback pending events stay for check_changes. */
+int memwatch_watcher_flush(memwatch_watcher_t *w, uint32_t timeout_ms);
+
 /* ---- recording into SQLite / PostgreSQL (crates/memwatch-record) ------ */
 
 /** A running recorder (opaque). */

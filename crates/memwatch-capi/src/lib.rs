@@ -26,6 +26,7 @@ mod global;
 mod last_error;
 mod record;
 mod resolver;
+mod wait;
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -38,6 +39,7 @@ pub use event::{memwatch_change_event_t, memwatch_frame_t, memwatch_range_t, mem
 use last_error::{fail, fail_internal};
 pub use record::{memwatch_recorder_stats_t, memwatch_recorder_t};
 pub use resolver::{memwatch_register_resolver, memwatch_resolved_frame_t, memwatch_resolver_t};
+pub use wait::memwatch_pending_t;
 
 /// Success.
 pub const MEMWATCH_OK: c_int = 0;
