@@ -165,8 +165,9 @@ export interface MemoryWatcherEvents {
  * exactly once: the callback (`setCallback`), each 'change' listener and each
  * `changes()` iterator, on the JavaScript thread. With no subscriber, events
  * wait for `checkChanges()`. A watcher never keeps the process alive by
- * itself; changes not yet delivered when the event loop runs dry are
- * delivered then (on 'beforeExit').
+ * itself; changes not yet delivered when the process is about to exit are
+ * delivered then (on 'beforeExit' and 'exit', i.e. also at `process.exit()`;
+ * waiting 2 s at most for all watchers together).
  */
 /** Counters of a {@link Recorder}. */
 export interface RecorderStats {
@@ -258,9 +259,12 @@ export declare class MemoryWatcher extends EventEmitter {
   /**
    * An async iterator over changes: `for await (const e of watcher.changes())`.
    * Ends when the watcher is closed or the loop is left. Waiting on it does not
-   * keep the process alive (like `events.on()`).
+   * keep the process alive (like `events.on()`). Aborting `signal` cancels
+   * it: the events it already received come first, then `next()` rejects with
+   * an `AbortError` (`code: "ABORT_ERR"`); later changes go to the other
+   * subscribers or wait for `checkChanges()`.
    */
-  changes(): AsyncIterableIterator<ChangeEvent>;
+  changes(options?: { signal?: AbortSignal }): AsyncIterableIterator<ChangeEvent>;
   /** Removes all listeners of `event`, or of every event. */
   removeAllListeners(event?: string | symbol): this;
 

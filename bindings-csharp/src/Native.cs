@@ -140,6 +140,18 @@ namespace MemWatch
         internal static extern void memwatch_events_free(IntPtr events, UIntPtr count);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_watcher_check_changes_start(IntPtr watcher, out IntPtr events, out UIntPtr count, out IntPtr pending);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_pending_wait(IntPtr pending, uint timeoutMs, out IntPtr events, out UIntPtr count);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void memwatch_pending_free(IntPtr pending);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_watcher_flush(IntPtr watcher, uint timeoutMs);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int memwatch_watcher_get_stats(IntPtr watcher, out Stats stats);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]

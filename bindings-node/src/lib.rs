@@ -512,6 +512,15 @@ impl NativeWatcher {
         Ok(all.into_iter().map(NativeEvent::from).collect())
     }
 
+    /// The exit flush: with delivery on, detects changes now and waits up to
+    /// `timeoutMs` for the engine to hand them to this binding's queue (JS
+    /// then takes them with `takeQueued`). False if the time ran out.
+    #[napi]
+    pub fn flush(&self, timeout_ms: f64) -> Result<bool> {
+        let timeout = mw::Options::millis("timeoutMs", timeout_ms).map_err(to_napi_err)?;
+        Ok(self.shared.watcher.flush(timeout))
+    }
+
     /// Takes the events queued by the delivery thread (called by the wake function).
     #[napi]
     pub fn take_queued(&self) -> Vec<NativeEvent> {

@@ -381,3 +381,38 @@ test('an undrained queue merges later changes into a pending event that counts t
   assert.ok(events.slice(0, 1023).every((e) => e.coalesced === 1));
   w.close();
 });
+
+test('aborting the signal of changes() cancels a waiting loop promptly; no event is lost', { timeout: 60000 }, async () => {
+  const w = memwatch.create({ backend: 'poll', pollIntervalMs: 60000 });
+  const buf = Buffer.alloc(8);
+  w.watch(buf, 'loop');
+  const ac = new AbortController();
+  const it = w.changes({ signal: ac.signal });
+  // An event the loop received but did not take yet still comes out after the abort.
+  buf[1] = 5;
+  assert.deepEqual(w.checkChanges(), [], 'delivered to the iterator');
+  const waiting = (async () => {
+    const got = [];
+    try {
+      for await (const e of it) got.push([e.variableName, e.newValue.toString('hex')]);
+    } catch (err) {
+      return { got, err };
+    }
+    return { got, err: null };
+  })();
+  const start = Date.now();
+  setTimeout(() => ac.abort(), 50);
+  const { got, err } = await waiting;
+  assert.ok(Date.now() - start < 2000, `the abort ended the loop after ${Date.now() - start} ms`);
+  assert.deepEqual(got, [['loop', '0005000000000000']]);
+  assert.equal(err?.name, 'AbortError');
+  assert.equal(err?.code, 'ABORT_ERR');
+  // The loop is gone: the next change waits for checkChanges() instead.
+  buf[2] = 6;
+  const events = w.checkChanges();
+  assert.deepEqual(events.map((e) => e.newValue.toString('hex')), ['0005060000000000']);
+  // An already aborted signal: the loop rejects at once.
+  await assert.rejects(w.changes({ signal: AbortSignal.abort() }).next(), { name: 'AbortError' });
+  assert.throws(() => w.changes({ signal: 1 }), { code: 'ERR_INVALID_ARG_TYPE' });
+  w.close();
+});

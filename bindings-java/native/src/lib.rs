@@ -36,7 +36,8 @@ use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use jni::objects::{
-    GlobalRef, JByteArray, JByteBuffer, JClass, JMethodID, JObject, JObjectArray, JString, JValue,
+    GlobalRef, JByteArray, JByteBuffer, JClass, JLongArray, JMethodID, JObject, JObjectArray,
+    JString, JValue,
 };
 use jni::signature::{Primitive, ReturnType};
 use jni::sys::{jboolean, jint, jlong, jobject, jobjectArray, JNI_FALSE, JNI_TRUE};
@@ -405,31 +406,50 @@ impl Shared {
         s.delivering && self.delivery_thread.get() == Some(&std::thread::current().id())
     }
 
-    fn check_changes(&self, env: &mut JNIEnv) -> Res<Vec<ChangeEvent>> {
+    /// Detects changes now: the events (no callback, or called from it), or
+    /// the number of events the callback must have consumed before a
+    /// check_changes() made now may return (see [`Shared::check_wait`]).
+    fn check_start(&self, env: &mut JNIEnv) -> Res<Result<Vec<ChangeEvent>, u64>> {
         self.check_open()?;
-        let mut direct = Vec::new();
         {
             let arrays = lock(&self.arrays);
             arrays.sync(env)?;
         }
         // With the trampoline set this returns nothing; keep whatever it returns anyway.
-        direct.extend(self.main.check_changes()?);
+        let direct = self.main.check_changes()?;
         let mut s = lock(&self.inbox.state);
         if s.dispatcher.is_none() || s.delivery_dead || self.in_callback(&s) {
             let mut out = Inbox::take_all(&mut s);
             out.extend(direct);
             out.sort_by_key(|e| e.seq);
-            return Ok(out);
+            return Ok(Ok(out));
         }
-        let target = s.pushed;
+        if !direct.is_empty() {
+            s.pushed += direct.len() as u64;
+            s.queue.extend(direct);
+            self.inbox.cv.notify_all();
+        }
+        Ok(Err(s.pushed))
+    }
+
+    /// Waits up to `timeout` until the callback consumed `target` events
+    /// (or the watcher closed, or the callback was cleared): then the events
+    /// check_changes() returns (none, unless the callback was cleared);
+    /// `None` if the time ran out first.
+    fn check_wait(&self, target: u64, timeout: Duration) -> Option<Vec<ChangeEvent>> {
+        let deadline = Instant::now() + timeout;
+        let mut s = lock(&self.inbox.state);
         while s.consumed < target && !s.closed && s.dispatcher.is_some() && !s.delivery_dead {
-            s = self.inbox.cv.wait(s).unwrap_or_else(|p| p.into_inner());
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            s = self.inbox.cv.wait_timeout(s, left).unwrap_or_else(|p| p.into_inner()).0;
         }
         if !s.closed && (s.dispatcher.is_none() || s.delivery_dead) {
-            direct.extend(Inbox::take_all(&mut s));
+            return Some(Inbox::take_all(&mut s));
         }
-        direct.sort_by_key(|e| e.seq);
-        Ok(direct)
+        Some(Vec::new())
     }
 }
 
@@ -1097,17 +1117,43 @@ pub extern "system" fn Java_io_memwatch_Native_setCallback<'l>(
     })
 }
 
-/// `Native.checkChanges(handle)`: the events, or an empty array when a callback got them.
+/// `Native.checkChanges(handle, sliceMs, fence)`: the events, or an empty
+/// array when a callback got them; `null` (without an exception) when the
+/// callback has not had them after `sliceMs`: then `fence[0]` holds what to
+/// wait for, and the next call with it only waits (0 = detect now).
 #[no_mangle]
 pub extern "system" fn Java_io_memwatch_Native_checkChanges<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
     h: jlong,
+    slice_ms: jlong,
+    fence: JLongArray<'l>,
 ) -> jobjectArray {
     run(&mut env, std::ptr::null_mut(), |env| {
         // SAFETY: h comes from the Java MemoryWatcher (see `handle`).
         let h = unsafe { handle(h) }?;
-        let events = h.shared.check_changes(env)?;
+        if fence.is_null() || env.get_array_length(&fence)? != 1 {
+            return Err(Fail::Arg("fence must be a long[1]".into()));
+        }
+        let mut target = [0 as jlong; 1];
+        env.get_long_array_region(&fence, 0, &mut target)?;
+        let target = match target[0] {
+            0 => h.shared.check_start(env)?,
+            t => Err(t as u64),
+        };
+        let events = match target {
+            Ok(events) => events,
+            Err(t) => {
+                let slice = Duration::from_millis(non_negative(slice_ms, "sliceMs")?);
+                match h.shared.check_wait(t, slice) {
+                    Some(events) => events,
+                    None => {
+                        env.set_long_array_region(&fence, 0, &[t as jlong])?;
+                        return Ok(std::ptr::null_mut());
+                    }
+                }
+            }
+        };
         let c = cache()?;
         let out: JObjectArray = env.new_object_array(
             events.len() as jint,
@@ -1121,6 +1167,44 @@ pub extern "system" fn Java_io_memwatch_Native_checkChanges<'l>(
             })?;
         }
         Ok(out.into_raw())
+    })
+}
+
+/// `Native.flush(handle, timeoutMs)`: the exit hook's delivery. With a
+/// callback set, detects changes now and waits up to `timeoutMs` for the
+/// callback to have them (false if it has not yet); without one, or on a
+/// closed watcher, does nothing (events stay for checkChanges) and is true.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_flush<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+    timeout_ms: jlong,
+) -> jboolean {
+    run(&mut env, JNI_FALSE, |env| {
+        // SAFETY: h comes from the Java MemoryWatcher (see `handle`).
+        let h = unsafe { handle(h) }?;
+        let shared = &h.shared;
+        let timeout = Duration::from_millis(non_negative(timeout_ms, "timeoutMs")?);
+        {
+            let s = lock(&shared.inbox.state);
+            if shared.check_open().is_err() || s.dispatcher.is_none() || s.delivery_dead {
+                return Ok(JNI_TRUE);
+            }
+        }
+        let done = match shared.check_start(env)? {
+            // The callback was cleared meanwhile: keep the events for checkChanges.
+            Ok(events) => {
+                let mut s = lock(&shared.inbox.state);
+                s.consumed -= events.len() as u64;
+                for e in events.into_iter().rev() {
+                    s.queue.push_front(e);
+                }
+                true
+            }
+            Err(target) => shared.check_wait(target, timeout).is_some(),
+        };
+        Ok(if done { JNI_TRUE } else { JNI_FALSE })
     })
 }
 
