@@ -68,11 +68,11 @@ namespace MemWatch
     /// </summary>
     /// <remarks>
     /// <para>
-    /// Without handlers, changes queue up until <see cref="CheckChanges"/>, which is
+    /// Without handlers, changes queue up until <see cref="CheckChanges()"/>, which is
     /// synchronous: every write made before the call is in its result. With a
     /// handler (<see cref="Changed"/>, <see cref="OnChange"/> or
     /// <see cref="SetCallback"/>), events are delivered on the watcher's own
-    /// delivery thread, one at a time, and <see cref="CheckChanges"/> returns an
+    /// delivery thread, one at a time, and <see cref="CheckChanges()"/> returns an
     /// empty list after every pending event was delivered.
     /// </para>
     /// <para>
@@ -321,7 +321,7 @@ namespace MemWatch
 
         /// <summary>
         /// Raised on the delivery thread for every change (sender: this watcher).
-        /// While any handler is attached, <see cref="CheckChanges"/> returns no events.
+        /// While any handler is attached, <see cref="CheckChanges()"/> returns no events.
         /// </summary>
         /// <exception cref="ObjectDisposedException">Adding a handler after Dispose.</exception>
         public event EventHandler<ChangeEvent> Changed

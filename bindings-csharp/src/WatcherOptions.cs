@@ -129,7 +129,7 @@ namespace MemWatch
         /// <summary>Of <see cref="NativeBytes"/>, the bytes that are snapshots.</summary>
         public long SnapshotBytes { get; internal set; }
 
-        /// <summary>Events waiting for <see cref="MemoryWatcher.CheckChanges"/> or for delivery to handlers.</summary>
+        /// <summary>Events waiting for <see cref="MemoryWatcher.CheckChanges()"/> or for delivery to handlers.</summary>
         public long PendingEvents { get; internal set; }
 
         /// <summary>Handler invocations that threw an exception.</summary>
