@@ -343,7 +343,7 @@ typedef struct memwatch_pending memwatch_pending_t;
  * memwatch_watcher_check_changes in two steps, for callers that must be able
  * to stop waiting for a slow callback (a Go context, a C# CancellationToken,
  * Java's Thread.interrupt()). Detects changes now. Without a callback (or from
- * inside it) fills *out_events/*out_count as check_changes does and sets
+ * inside it) fills *out_events and *out_count as check_changes does and sets
  * *out_pending to NULL. With one, sets *out_pending to a handle to wait on with
  * memwatch_pending_wait and to free with memwatch_pending_free. Giving up
  * (freeing it before the wait said 1) loses nothing: the callback still gets
@@ -352,7 +352,7 @@ typedef struct memwatch_pending memwatch_pending_t;
 int memwatch_watcher_check_changes_start(memwatch_watcher_t *w, memwatch_change_event_t **out_events,
                                          size_t *out_count, memwatch_pending_t **out_pending);
 /** Waits up to timeout_ms for the callback to have every event of a pending
- *  check: 1 when it has (then *out_events/*out_count are what check_changes
+ *  check: 1 when it has (then *out_events and *out_count are what check_changes
  *  returns: none, unless the callback was cleared meanwhile; free them with
  *  memwatch_events_free), 0 if not yet (wait again or give up), < 0 on error.
  *  Also 1 once the watcher is closed. */
