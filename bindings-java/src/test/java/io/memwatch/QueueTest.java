@@ -31,7 +31,9 @@ class QueueTest {
                 LockSupport.parkNanos(300_000);
                 assertTrue(i < 1_000_000, "never coalesced: " + w.getStats());
             }
-            assertEquals(1024, w.getStats().getPendingEvents());
+            // The inbox holds 1024; one more may be on its way from the engine's delivery thread.
+            long pending = w.getStats().getPendingEvents();
+            assertTrue(pending == 1024 || pending == 1025, pending + " pending");
             List<ChangeEvent> events = w.checkChanges();
             assertTrue(events.size() == 1024 || events.size() == 1025, events.size() + " events");
             assertEquals(0, u64(events.get(0).getOldValue()));
