@@ -588,6 +588,12 @@ func (r *runner) compareEvent(key string, exp map[string]json.RawMessage, e memw
 			if want := r.size(raw); e.HowBig != want {
 				r.errorf("region %s: how_big: expected %d, got %d", key, want, e.HowBig)
 			}
+		case "coalesced":
+			var want uint32
+			r.decode(raw, &want)
+			if e.Coalesced != want {
+				r.errorf("region %s: coalesced: expected %d, got %d", key, want, e.Coalesced)
+			}
 		case "metadata":
 			want := ""
 			if !isNull {

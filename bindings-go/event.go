@@ -111,6 +111,11 @@ type ChangeEvent struct {
 	StorageKeyNew string
 	// Metadata is the metadata given to Watch (WithMetadata); empty when none.
 	Metadata string
+	// Coalesced is the number of changes this event stands for: 1, or more
+	// when later changes of the region were merged into it while it waited
+	// in a full queue (1024 events). Then OldValue is the first change's,
+	// NewValue the last's, and ChangedRanges their union.
+	Coalesced uint32
 }
 
 // goBytes copies n bytes at p; nil when p is NULL (an absent value).
@@ -157,6 +162,7 @@ func convertEvent(ev *C.memwatch_change_event_t) ChangeEvent {
 		StorageKeyOld: goStringOrEmpty(ev.storage_key_old),
 		StorageKeyNew: goStringOrEmpty(ev.storage_key_new),
 		Metadata:      goStringOrEmpty(ev.metadata),
+		Coalesced:     uint32(ev.coalesced),
 	}
 	if ev.location != nil {
 		locate(&e.Where, ev.location)

@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	if name := os.Getenv(readerEnv); name != "" {
 		os.Exit(storeReader(name, strings.Split(os.Getenv(readerKeysEnv), "\n")))
 	}
+	if os.Getenv(exitChildEnv) != "" {
+		os.Exit(exitChild())
+	}
 	os.Exit(m.Run())
 }
 

@@ -7,6 +7,7 @@ package memwatch
 import "C"
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"runtime"
@@ -380,6 +381,12 @@ func (w *Watcher) CheckChanges() ([]ChangeEvent, error) {
 	if _, err := callC(op, func() C.int { return C.memwatch_watcher_check_changes(ptr, &evs, &n) }); err != nil {
 		return nil, err
 	}
+	return s.takeEvents(evs, n), nil
+}
+
+// takeEvents converts and frees a C event array and adds the events stashed
+// while no receiver was set, oldest first.
+func (s *watcherState) takeEvents(evs *C.memwatch_change_event_t, n C.size_t) []ChangeEvent {
 	out := convertEvents(evs, n)
 	C.memwatch_events_free(evs, n)
 	s.mu.Lock()
@@ -390,7 +397,80 @@ func (w *Watcher) CheckChanges() ([]ChangeEvent, error) {
 		out = append(stashed, out...)
 		sort.SliceStable(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
 	}
-	return out, nil
+	return out
+}
+
+// waitSlice is how long one native wait of CheckChangesContext lasts before
+// it looks at its context again (the bound on how late a cancellation is seen).
+const waitSlice = 10 * time.Millisecond
+
+// CheckChangesContext is CheckChanges whose wait for the callback (or the
+// Events channel) to receive the events ends when ctx is done: it then
+// returns ctx.Err() (context.Canceled or context.DeadlineExceeded) within
+// about 10 ms. Giving up loses nothing: the callback still receives every
+// event, later. Without a receiver it never waits; a ctx already done
+// before the call returns ctx.Err() without detecting anything.
+func (w *Watcher) CheckChangesContext(ctx context.Context) ([]ChangeEvent, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	const op = "check changes"
+	s := w.s
+	ptr, err := s.acquire(op)
+	if err != nil {
+		return nil, err
+	}
+	defer s.release()
+	var evs *C.memwatch_change_event_t
+	var n C.size_t
+	var p *C.memwatch_pending_t
+	if _, err := callC(op, func() C.int { return C.memwatch_watcher_check_changes_start(ptr, &evs, &n, &p) }); err != nil {
+		return nil, err
+	}
+	if p != nil {
+		defer C.memwatch_pending_free(p)
+		slice := C.uint32_t(waitSlice / time.Millisecond)
+		for {
+			rc, err := callC(op, func() C.int { return C.memwatch_pending_wait(p, slice, &evs, &n) })
+			if err != nil {
+				return nil, err
+			}
+			if rc == 1 {
+				break
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return s.takeEvents(evs, n), nil
+}
+
+// ExitFlushTimeout is the bound Python and C put on delivering pending
+// changes at exit; a good deadline for Flush at the end of main.
+const ExitFlushTimeout = 2 * time.Second
+
+// Flush hands the changes made so far to the callback and the Events
+// channel, waiting until they received them or ctx is done (then it returns
+// ctx.Err(); the events still arrive later). Without a receiver it detects
+// the changes and keeps them for the next CheckChanges.
+//
+// Go has no exit hook: a program that sets a callback, writes and returns
+// from main loses what was not yet delivered, as does Close. Call Flush (or
+// CheckChanges) before leaving, for example
+//
+//	ctx, cancel := context.WithTimeout(context.Background(), memwatch.ExitFlushTimeout)
+//	defer cancel()
+//	defer w.Flush(ctx)
+func (w *Watcher) Flush(ctx context.Context) error {
+	events, err := w.CheckChangesContext(ctx)
+	if len(events) > 0 {
+		s := w.s
+		s.mu.Lock()
+		s.stashed = append(events, s.stashed...)
+		s.mu.Unlock()
+	}
+	return err
 }
 
 // SetCallback makes fn receive every change, on the watcher's delivery thread,
@@ -521,6 +601,18 @@ type Stats struct {
 	// GoneRegions counts regions dropped because their memory was unmapped
 	// while watched (process-wide).
 	GoneRegions uint64
+	// SharedRegions counts regions in shared memory (MAP_SHARED) watched
+	// with protect or writewatch, which cannot see other processes' writes
+	// (the reason is in BackendReason).
+	SharedRegions uint64
+	// ReprotectFailures counts protect pages that could not be made
+	// read-only again (near vm.max_map_count; process-wide). No write is
+	// missed: such a page is polled until it can be re-armed.
+	ReprotectFailures uint64
+	// CoalescedEvents counts changes merged into an event already pending
+	// for the same region because the queue held 1024 events; the merged
+	// event carries them (ChangeEvent.Coalesced).
+	CoalescedEvents uint64
 	// Closed is true when the watcher was closed; the other fields are then
 	// zero except CallbackErrors.
 	Closed bool
@@ -543,21 +635,24 @@ func (w *Watcher) Stats() Stats {
 		return Stats{CallbackErrors: s.lateCallbackErrors.Load()}
 	}
 	return Stats{
-		Backend:         Backend(goStringOrEmpty(st.backend)),
-		BackendReason:   C.GoString(&st.backend_reason[0]),
-		Regions:         int(st.regions),
-		ProtectedPages:  int(st.protected_pages),
-		Faults:          uint64(st.faults),
-		Events:          uint64(st.events),
-		DroppedWheres:   uint64(st.dropped_wheres),
-		NativeBytes:     uint64(st.native_bytes),
-		SnapshotBytes:   uint64(st.snapshot_bytes),
-		PendingEvents:   int(st.pending_events),
-		CallbackErrors:  uint64(st.callback_errors) + s.lateCallbackErrors.Load(),
-		LatencyP50:      time.Duration(st.latency_p50_ns),
-		LatencyP99:      time.Duration(st.latency_p99_ns),
-		FallbackRegions: uint64(st.fallback_regions),
-		GoneRegions:     uint64(st.gone_regions),
+		Backend:           Backend(goStringOrEmpty(st.backend)),
+		BackendReason:     C.GoString(&st.backend_reason[0]),
+		Regions:           int(st.regions),
+		ProtectedPages:    int(st.protected_pages),
+		Faults:            uint64(st.faults),
+		Events:            uint64(st.events),
+		DroppedWheres:     uint64(st.dropped_wheres),
+		NativeBytes:       uint64(st.native_bytes),
+		SnapshotBytes:     uint64(st.snapshot_bytes),
+		PendingEvents:     int(st.pending_events),
+		CallbackErrors:    uint64(st.callback_errors) + s.lateCallbackErrors.Load(),
+		LatencyP50:        time.Duration(st.latency_p50_ns),
+		LatencyP99:        time.Duration(st.latency_p99_ns),
+		FallbackRegions:   uint64(st.fallback_regions),
+		GoneRegions:       uint64(st.gone_regions),
+		SharedRegions:     uint64(st.shared_regions),
+		ReprotectFailures: uint64(st.reprotect_failures),
+		CoalescedEvents:   uint64(st.coalesced_events),
 	}
 }
 

@@ -136,6 +136,13 @@ export interface ChangeEvent {
   storageKeyNew: string | null;
   /** The metadata given to `watch()`, or `null`. */
   metadata: string | null;
+  /**
+   * Changes this event stands for: 1, or more when later changes of the
+   * region were merged into it while it waited in a full queue (1024 events):
+   * then the old values are the first change's, the new values the last's,
+   * and `changedRanges` the union.
+   */
+  coalesced: number;
 }
 
 /** Counters of one watcher (`faults` and `droppedWheres` are process-wide). */
@@ -154,8 +161,12 @@ export interface WatcherStats {
   events: number;
   /** Regions of a writewatch watcher that userfaultfd refused and that use protect instead. */
   fallbackRegions: number;
+  /** Regions in shared memory watched with protect or writewatch, which cannot see other processes' writes (reason in `backendReason`). */
+  sharedRegions: number;
   /** Regions dropped because their memory was unmapped while watched (process-wide). */
   goneRegions: number;
+  /** Protect pages that could not be made read-only again (near vm.max_map_count; polled instead, process-wide). */
+  reprotectFailures: number;
   /** Faults whose thread/IP was dropped because the ring was full (the change itself never is). */
   droppedWheres: number;
   /** Native bytes held for this watcher's regions. */
@@ -164,6 +175,8 @@ export interface WatcherStats {
   snapshotBytes: number;
   /** Events detected but not yet delivered or returned. */
   pendingEvents: number;
+  /** Changes merged into an event already pending for the same region (the queue held 1024 events). */
+  coalescedEvents: number;
   /** Callbacks and 'change' listeners that threw. */
   callbackErrors: number;
   /** Median first-write-to-delivery latency, ns. */
@@ -190,8 +203,9 @@ export interface MemoryWatcherEvents {
  * exactly once: the callback (`setCallback`), each 'change' listener and each
  * `changes()` iterator, on the JavaScript thread. With no subscriber, events
  * wait for `checkChanges()`. A watcher never keeps the process alive by
- * itself; changes not yet delivered when the event loop runs dry are
- * delivered then (on 'beforeExit').
+ * itself; changes not yet delivered when the process is about to exit are
+ * delivered then (on 'beforeExit' and 'exit', i.e. also at `process.exit()`;
+ * waiting 2 s at most for all watchers together).
  */
 /** Counters of a {@link Recorder}. */
 export interface RecorderStats {
@@ -283,9 +297,12 @@ export declare class MemoryWatcher extends EventEmitter {
   /**
    * An async iterator over changes: `for await (const e of watcher.changes())`.
    * Ends when the watcher is closed or the loop is left. Waiting on it does not
-   * keep the process alive (like `events.on()`).
+   * keep the process alive (like `events.on()`). Aborting `signal` cancels
+   * it: the events it already received come first, then `next()` rejects with
+   * an `AbortError` (`code: "ABORT_ERR"`); later changes go to the other
+   * subscribers or wait for `checkChanges()`.
    */
-  changes(): AsyncIterableIterator<ChangeEvent>;
+  changes(options?: { signal?: AbortSignal }): AsyncIterableIterator<ChangeEvent>;
   /** Removes all listeners of `event`, or of every event. */
   removeAllListeners(event?: string | symbol): this;
 

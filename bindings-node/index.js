@@ -252,25 +252,38 @@ const kFlush = Symbol('memwatch.flush');
 const live = new Set();
 /** Forgets the WeakRef of a watcher that was garbage-collected without close(). */
 const forget = new FinalizationRegistry((ref) => live.delete(ref));
-let beforeExitInstalled = false;
+let exitHooksInstalled = false;
 
 /**
- * Before Node exits (the event loop ran dry), deliver the changes that were
- * made but not yet delivered to listeners/callbacks/iterators. A watcher never
- * keeps the process alive by itself; this makes sure that a script which
- * writes and then ends still sees its events.
+ * How long the exit flush waits, for all watchers together, for the engine
+ * to hand over the changes made before exit (as Python and C do: 2 s).
  */
-function flushBeforeExit() {
+const EXIT_FLUSH_MS = 2000;
+
+/**
+ * When Node is about to exit ('beforeExit': the event loop ran dry; 'exit':
+ * also `process.exit()`), deliver the changes that were made but not yet
+ * delivered to listeners/callbacks/iterators, waiting at most EXIT_FLUSH_MS.
+ * A watcher never keeps the process alive by itself; this makes sure that a
+ * script which writes and then ends still sees its events.
+ * @param {string} why 'beforeExit' or 'exit'
+ */
+function flushAtExit(why) {
+  const deadline = Date.now() + EXIT_FLUSH_MS;
   for (const ref of [...live]) {
     const w = ref.deref();
     if (w === undefined) {
       live.delete(ref);
       continue;
     }
+    const left = deadline - Date.now();
+    if (left <= 0) break;
     try {
-      w[kFlush]();
+      w[kFlush](left);
     } catch (err) {
-      process.nextTick(() => {
+      // In 'exit' nothing asynchronous runs any more: report it now.
+      if (why === 'exit') console.error(err);
+      else process.nextTick(() => {
         throw err;
       });
     }
@@ -314,11 +327,12 @@ class MemoryWatcher extends EventEmitter {
     this.#liveRef = new WeakRef(this);
     live.add(this.#liveRef);
     forget.register(this, this.#liveRef, this.#liveRef);
-    if (!beforeExitInstalled) {
-      beforeExitInstalled = true;
-      // First in line, so that other 'beforeExit' listeners (test runners,
-      // frameworks) already see the delivered events.
-      process.prependListener('beforeExit', flushBeforeExit);
+    if (!exitHooksInstalled) {
+      exitHooksInstalled = true;
+      // First in line, so that other listeners (test runners, frameworks)
+      // already see the delivered events.
+      process.prependListener('beforeExit', () => flushAtExit('beforeExit'));
+      process.prependListener('exit', () => flushAtExit('exit'));
     }
   }
 
@@ -549,12 +563,34 @@ class MemoryWatcher extends EventEmitter {
    * An async iterator over changes: `for await (const e of watcher.changes())`.
    * It ends when the watcher is closed or the loop is left (`break`).
    * Like `events.on()`, waiting on it does not keep the process alive.
+   * With `{ signal }`, aborting the signal cancels the loop: the events it
+   * had received but not yet handed out still come first, then the pending
+   * `next()` rejects with an `AbortError` (`code: 'ABORT_ERR'`); from then on
+   * changes go to the other subscribers or wait for `checkChanges()`.
+   * @param {{ signal?: AbortSignal }} [options]
    * @returns {AsyncIterableIterator<import('./index').ChangeEvent>}
    */
-  changes() {
+  changes(options = {}) {
+    if (options === null || typeof options !== 'object') {
+      throw codedError(
+        TypeError,
+        'ERR_INVALID_ARG_TYPE',
+        `The "options" argument must be of type object. Received ${describe(options)}`,
+      );
+    }
+    const { signal } = options;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw codedError(
+        TypeError,
+        'ERR_INVALID_ARG_TYPE',
+        `The "options.signal" property must be an AbortSignal. Received ${describe(signal)}`,
+      );
+    }
     const queue = [];
     const waiters = [];
     let done = this.#closed;
+    /** @type {Error | null} */
+    let aborted = null;
     const self = this;
     const sink = {
       push(e) {
@@ -566,14 +602,30 @@ class MemoryWatcher extends EventEmitter {
         while (waiters.length > 0) waiters.shift().resolve({ value: undefined, done: true });
       },
     };
+    const abortError = () => {
+      const e = new Error('The operation was aborted', { cause: signal.reason });
+      e.name = 'AbortError';
+      e.code = 'ABORT_ERR';
+      return e;
+    };
+    const onAbort = () => {
+      if (done) return;
+      aborted = abortError();
+      self.#iterators.delete(sink);
+      done = true;
+      self.#updateDelivery();
+      while (waiters.length > 0) waiters.shift().reject(aborted);
+    };
     const iterator = {
       next() {
         if (queue.length > 0) return Promise.resolve({ value: queue.shift(), done: false });
+        if (aborted !== null) return Promise.reject(aborted);
         if (done) return Promise.resolve({ value: undefined, done: true });
         return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
       },
       return(value) {
         queue.length = 0;
+        signal?.removeEventListener('abort', onAbort);
         if (!done) {
           self.#iterators.delete(sink);
           sink.end();
@@ -585,9 +637,13 @@ class MemoryWatcher extends EventEmitter {
         return this;
       },
     };
-    if (!done) {
+    if (signal?.aborted) {
+      done = true;
+      aborted = abortError();
+    } else if (!done) {
       this.#iterators.add(sink);
       this.#updateDelivery();
+      signal?.addEventListener('abort', onAbort, { once: true });
     }
     return iterator;
   }
@@ -622,12 +678,15 @@ class MemoryWatcher extends EventEmitter {
   }
 
   /**
-   * Delivers the events still pending to the subscribers (used before the
-   * process exits). Not part of the public API.
+   * Delivers the events still pending to the subscribers, waiting at most
+   * `timeoutMs` for the engine (used before the process exits). Not part of
+   * the public API.
+   * @param {number} timeoutMs
    */
-  [kFlush]() {
+  [kFlush](timeoutMs) {
     if (this.#closed || !this.#delivering) return;
-    this.#dispatch(withLazyWhere(call(() => this.#native.checkChanges())));
+    call(() => this.#native.flush(timeoutMs));
+    this.#dispatch(withLazyWhere(this.#native.takeQueued()));
   }
 
   /** Hands each event to the callback, each 'change' listener and each iterator. */

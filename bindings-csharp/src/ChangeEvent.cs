@@ -294,6 +294,13 @@ namespace MemWatch
         /// <summary>The metadata given when the region was watched, or null.</summary>
         public string Metadata { get; private set; }
 
+        /// <summary>
+        /// The number of changes this event stands for: 1, or more when later changes of the
+        /// region were merged into it while it waited in a full queue (1024 events). Then the old
+        /// values are the first change's, the new values the last's, and the ranges their union.
+        /// </summary>
+        public int Coalesced { get; private set; }
+
         private ChangeEvent() { }
 
         /// <summary>Copies a native memwatch_change_event_t.</summary>
@@ -322,6 +329,7 @@ namespace MemWatch
             e.StorageKeyOld = Utf8.FromNative(n.storage_key_old);
             e.StorageKeyNew = Utf8.FromNative(n.storage_key_new);
             e.Metadata = Utf8.FromNative(n.metadata);
+            e.Coalesced = unchecked((int)n.coalesced);
             return e;
         }
 

@@ -68,11 +68,11 @@ namespace MemWatch
     /// </summary>
     /// <remarks>
     /// <para>
-    /// Without handlers, changes queue up until <see cref="CheckChanges"/>, which is
+    /// Without handlers, changes queue up until <see cref="CheckChanges()"/>, which is
     /// synchronous: every write made before the call is in its result. With a
     /// handler (<see cref="Changed"/>, <see cref="OnChange"/> or
     /// <see cref="SetCallback"/>), events are delivered on the watcher's own
-    /// delivery thread, one at a time, and <see cref="CheckChanges"/> returns an
+    /// delivery thread, one at a time, and <see cref="CheckChanges()"/> returns an
     /// empty list after every pending event was delivered.
     /// </para>
     /// <para>
@@ -324,7 +324,7 @@ namespace MemWatch
 
         /// <summary>
         /// Raised on the delivery thread for every change (sender: this watcher).
-        /// While any handler is attached, <see cref="CheckChanges"/> returns no events.
+        /// While any handler is attached, <see cref="CheckChanges()"/> returns no events.
         /// </summary>
         /// <exception cref="ObjectDisposedException">Adding a handler after Dispose.</exception>
         public event EventHandler<ChangeEvent> Changed
@@ -416,19 +416,85 @@ namespace MemWatch
                 UIntPtr n;
                 int rc = Native.memwatch_watcher_check_changes(h, out arr, out n);
                 Errors.Check(rc, "check_changes failed");
-                try
+                return TakeEvents(arr, n);
+            }
+            finally
+            {
+                Leave();
+            }
+        }
+
+        /// <summary>How long one native wait of <see cref="CheckChanges(CancellationToken)"/> lasts before it looks at its token again.</summary>
+        private const uint WaitSliceMs = 10;
+
+        /// <summary>
+        /// <see cref="CheckChanges()"/> whose wait for the handlers to receive the events can
+        /// be cancelled: when <paramref name="cancellationToken"/> is cancelled it throws
+        /// <see cref="OperationCanceledException"/> within about 10 ms. Cancelling loses nothing:
+        /// the handlers still receive every event, later. Without handlers it never waits.
+        /// </summary>
+        /// <param name="cancellationToken">Ends the wait; already cancelled = nothing is detected.</param>
+        /// <returns>As <see cref="CheckChanges()"/>.</returns>
+        /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+        /// <exception cref="ObjectDisposedException">The watcher was disposed.</exception>
+        public IReadOnlyList<ChangeEvent> CheckChanges(CancellationToken cancellationToken)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            IntPtr h = Enter();
+            IntPtr pending = IntPtr.Zero;
+            try
+            {
+                IntPtr arr;
+                UIntPtr n;
+                int rc = Native.memwatch_watcher_check_changes_start(h, out arr, out n, out pending);
+                Errors.Check(rc, "check_changes failed");
+                while (pending != IntPtr.Zero)
                 {
-                    int count = checked((int)n.ToUInt64());
-                    var events = new ChangeEvent[count];
-                    int size = Marshal.SizeOf(typeof(Native.Event));
-                    for (int i = 0; i < count; i++)
-                        events[i] = ChangeEvent.FromNative(new IntPtr(arr.ToInt64() + (long)i * size));
-                    return Array.AsReadOnly(events);
+                    rc = Native.memwatch_pending_wait(pending, WaitSliceMs, out arr, out n);
+                    Errors.Check(rc, "check_changes failed");
+                    if (rc == 1) break;
+                    cancellationToken.ThrowIfCancellationRequested();
                 }
-                finally
-                {
-                    Native.memwatch_events_free(arr, n);
-                }
+                return TakeEvents(arr, n);
+            }
+            finally
+            {
+                if (pending != IntPtr.Zero) Native.memwatch_pending_free(pending);
+                Leave();
+            }
+        }
+
+        /// <summary>Converts and frees a native event array.</summary>
+        private static IReadOnlyList<ChangeEvent> TakeEvents(IntPtr arr, UIntPtr n)
+        {
+            try
+            {
+                int count = checked((int)n.ToUInt64());
+                var events = new ChangeEvent[count];
+                int size = Marshal.SizeOf(typeof(Native.Event));
+                for (int i = 0; i < count; i++)
+                    events[i] = ChangeEvent.FromNative(new IntPtr(arr.ToInt64() + (long)i * size));
+                return Array.AsReadOnly(events);
+            }
+            finally
+            {
+                Native.memwatch_events_free(arr, n);
+            }
+        }
+
+        /// <summary>
+        /// How long the exit hook (<c>AppDomain.ProcessExit</c>) waits, for all watchers together,
+        /// for the handlers to receive the changes made before the process ends: 2 s, as in Python and C.
+        /// </summary>
+        public static readonly TimeSpan ExitFlushTimeout = TimeSpan.FromSeconds(2);
+
+        /// <summary>At exit: hands pending changes to the handlers, waiting at most <paramref name="timeoutMs"/>.</summary>
+        private void FlushForExit(uint timeoutMs)
+        {
+            IntPtr h = Enter();
+            try
+            {
+                Errors.Check(Native.memwatch_watcher_flush(h, timeoutMs), "flush failed");
             }
             finally
             {
@@ -556,6 +622,9 @@ namespace MemWatch
                     LatencyP99Ns = (long)s.latency_p99_ns,
                     FallbackRegions = (long)s.fallback_regions,
                     GoneRegions = (long)s.gone_regions,
+                    SharedRegions = (long)s.shared_regions,
+                    ReprotectFailures = (long)s.reprotect_failures,
+                    CoalescedEvents = (long)s.coalesced_events,
                 };
             }
             finally
@@ -718,6 +787,16 @@ namespace MemWatch
                     MemoryWatcher w;
                     if (r.Weak.TryGetTarget(out w)) live.Add(w);
                 }
+            }
+            // Changes made before the exit go to the handlers first (all watchers
+            // together wait ExitFlushTimeout at most), then every watcher stops.
+            var deadline = DateTime.UtcNow + ExitFlushTimeout;
+            foreach (MemoryWatcher w in live)
+            {
+                double left = (deadline - DateTime.UtcNow).TotalMilliseconds;
+                if (left <= 0) break;
+                try { w.FlushForExit((uint)left); }
+                catch (Exception) { }
             }
             foreach (MemoryWatcher w in live)
             {

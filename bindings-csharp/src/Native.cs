@@ -98,6 +98,7 @@ namespace MemWatch
             public IntPtr metadata;
             /// <summary>memwatch_where_t*, NULL unless located.</summary>
             public IntPtr location;
+            public uint coalesced;
         }
 
         /// <summary>memwatch_stats_t.</summary>
@@ -120,6 +121,9 @@ namespace MemWatch
             public ulong latency_p99_ns;
             public ulong fallback_regions;
             public ulong gone_regions;
+            public ulong shared_regions;
+            public ulong reprotect_failures;
+            public ulong coalesced_events;
         }
 
         /// <summary>memwatch_callback_t.</summary>
@@ -159,6 +163,18 @@ namespace MemWatch
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern void memwatch_events_free(IntPtr events, UIntPtr count);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_watcher_check_changes_start(IntPtr watcher, out IntPtr events, out UIntPtr count, out IntPtr pending);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_pending_wait(IntPtr pending, uint timeoutMs, out IntPtr events, out UIntPtr count);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void memwatch_pending_free(IntPtr pending);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int memwatch_watcher_flush(IntPtr watcher, uint timeoutMs);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int memwatch_watcher_get_stats(IntPtr watcher, out Stats stats);

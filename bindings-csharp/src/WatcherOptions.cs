@@ -148,7 +148,7 @@ namespace MemWatch
         /// <summary>Of <see cref="NativeBytes"/>, the bytes that are snapshots.</summary>
         public long SnapshotBytes { get; internal set; }
 
-        /// <summary>Events waiting for <see cref="MemoryWatcher.CheckChanges"/> or for delivery to handlers.</summary>
+        /// <summary>Events waiting for <see cref="MemoryWatcher.CheckChanges()"/> or for delivery to handlers.</summary>
         public long PendingEvents { get; internal set; }
 
         /// <summary>Handler invocations that threw an exception.</summary>
@@ -165,6 +165,15 @@ namespace MemWatch
 
         /// <summary>Regions dropped because their memory was unmapped while watched (process-wide).</summary>
         public long GoneRegions { get; internal set; }
+
+        /// <summary>Regions in shared memory watched with protect or writewatch, which cannot see other processes' writes (reason in <see cref="BackendReason"/>).</summary>
+        public long SharedRegions { get; internal set; }
+
+        /// <summary>Protect pages that could not be made read-only again (near vm.max_map_count; polled instead, no write missed; process-wide).</summary>
+        public long ReprotectFailures { get; internal set; }
+
+        /// <summary>Changes merged into an event already pending for the same region because the queue held 1024 events (see <see cref="ChangeEvent.Coalesced"/>).</summary>
+        public long CoalescedEvents { get; internal set; }
 
         /// <summary>All counters on one line.</summary>
         public override string ToString()

@@ -337,6 +337,9 @@ namespace MemWatch.Tests
                         case "how_big":
                             Assert.Equal(Size(kv.Value), ev.HowBig, at + ": how_big");
                             break;
+                        case "coalesced":
+                            Assert.Equal(Size(kv.Value), (long)ev.Coalesced, at + ": coalesced");
+                            break;
                         case "changed_ranges":
                             var ranges = ((List<object>)kv.Value).Cast<List<object>>()
                                 .Select(r => new ByteRange(Size(r[0]), Size(r[1]))).ToList();

@@ -129,6 +129,7 @@ namespace MemWatch.Tests
         public static int Main(string[] args)
         {
             if (args.Length == 2 && args[0] == ShutdownTests.ChildFlag) return ShutdownTests.Child(args[1]);
+            if (args.Length == 1 && args[0] == ShutdownTests.PendingChildFlag) return ShutdownTests.PendingChild();
             if (args.Length >= 2 && args[0] == ValueStoreTests.ReaderFlag) return ValueStoreTests.Reader(args[1], args.Skip(2).ToArray());
             var tests = Discover(Assembly.GetExecutingAssembly());
             if (args.Length > 0)

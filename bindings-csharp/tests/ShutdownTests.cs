@@ -48,6 +48,29 @@ namespace MemWatch.Tests
             }
         }
 
+        public const string PendingChildFlag = "--child-exit-with-pending-change";
+
+        /// <summary>The child: a handler, a write, and Main returns without CheckChanges.</summary>
+        public static int PendingChild()
+        {
+            // Poll with a minute's interval: only the exit flush can detect the write.
+            var w = new MemoryWatcher(new WatcherOptions { Backend = Backend.Poll, PollInterval = TimeSpan.FromMinutes(1) });
+            var data = new byte[8];
+            w.Watch(data, "data");
+            w.OnChange += e => Console.WriteLine("event " + e.VariableName + " " + BitConverter.ToString(e.NewValue).Replace("-", "").ToLowerInvariant());
+            data[2] = 0xAB;
+            return 0;
+        }
+
+        [Test]
+        public void PendingChangesAreDeliveredAtExit()
+        {
+            ChildResult r = ChildProcess.Run(PendingChildFlag, 30000);
+            Assert.True(r.Exited, "the process exits");
+            Assert.Equal(0, r.ExitCode, "exit code; stderr: " + r.Error);
+            Assert.Equal("event data 0000ab0000000000\n", r.Output, "what the child printed; stderr: " + r.Error);
+        }
+
         [Test] public void ExitWithLiveWatcherProtect() { RunChild("protect"); }
 
         [Test] public void ExitWithLiveWatcherPoll() { RunChild("poll"); }

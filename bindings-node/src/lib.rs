@@ -231,6 +231,8 @@ pub struct NativeEvent {
     pub storage_key_new: Option<String>,
     /// Metadata given to watch(), or null.
     pub metadata: Option<String>,
+    /// Changes this event stands for (more than 1 when merged in a full queue).
+    pub coalesced: u32,
 }
 
 impl From<mw::ChangeEvent> for NativeEvent {
@@ -259,6 +261,7 @@ impl From<mw::ChangeEvent> for NativeEvent {
             storage_key_old: e.storage_key_old,
             storage_key_new: e.storage_key_new,
             metadata: e.metadata,
+            coalesced: e.coalesced,
         }
     }
 }
@@ -699,6 +702,15 @@ impl NativeWatcher {
         all.extend(fresh);
         all.sort_by_key(|e| e.seq);
         Ok(all.into_iter().map(NativeEvent::from).collect())
+    }
+
+    /// The exit flush: with delivery on, detects changes now and waits up to
+    /// `timeoutMs` for the engine to hand them to this binding's queue (JS
+    /// then takes them with `takeQueued`). False if the time ran out.
+    #[napi]
+    pub fn flush(&self, timeout_ms: f64) -> Result<bool> {
+        let timeout = mw::Options::millis("timeoutMs", timeout_ms).map_err(to_napi_err)?;
+        Ok(self.shared.watcher.flush(timeout))
     }
 
     /// Takes the events queued by the delivery thread (called by the wake function).

@@ -54,7 +54,7 @@ function show(v) {
 }
 
 const KNOWN_FIELDS = new Set([
-  'region', 'variable_name', 'how_big', 'metadata', 'changed_ranges',
+  'region', 'variable_name', 'how_big', 'metadata', 'changed_ranges', 'coalesced',
   'old_value', 'new_value', 'old_preview', 'new_preview',
 ]);
 
@@ -68,6 +68,7 @@ function compareEvent(where, exp, ev) {
   if ('variable_name' in exp && ev.variableName !== exp.variable_name) fail('variable_name', exp.variable_name, ev.variableName);
   if ('how_big' in exp && ev.howBig !== size(exp.how_big)) fail('how_big', size(exp.how_big), ev.howBig);
   if ('metadata' in exp && ev.metadata !== exp.metadata) fail('metadata', exp.metadata, ev.metadata);
+  if ('coalesced' in exp && ev.coalesced !== exp.coalesced) fail('coalesced', exp.coalesced, ev.coalesced);
   if ('changed_ranges' in exp) {
     const want = exp.changed_ranges.map(([o, l]) => [size(o), size(l)]);
     const got = ev.changedRanges.map((r) => [r.offset, r.length]);

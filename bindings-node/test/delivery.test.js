@@ -349,3 +349,70 @@ test('getStats: pendingEvents counts events waiting for checkChanges', { timeout
     w.close();
   }
 });
+
+test('an undrained queue merges later changes into a pending event that counts them (coalesced)', () => {
+  // Nobody drains: past 1024 pending events, later changes of the region are
+  // merged into its pending event; every change is in some event.
+  const w = memwatch.create({ backend: 'poll', pollIntervalMs: 1 });
+  const buf = Buffer.alloc(8);
+  w.watch(buf, 'counter');
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  let i = 0n;
+  while (w.getStats().coalescedEvents < 50) {
+    i += 1n;
+    buf.writeBigUInt64LE(i);
+    Atomics.wait(pause, 0, 0, 0.3);
+    assert.ok(i < 1000000n, JSON.stringify(w.getStats()));
+  }
+  assert.equal(w.getStats().pendingEvents, 1024);
+  const events = w.checkChanges();
+  assert.ok(events.length === 1024 || events.length === 1025, `${events.length} events`);
+  const u64 = (b) => b.readBigUInt64LE(0);
+  assert.equal(u64(events[0].oldValue), 0n);
+  for (let k = 1; k < events.length; k++) {
+    assert.equal(u64(events[k].oldValue), u64(events[k - 1].newValue), `event ${k}: old is the previous new`);
+  }
+  assert.equal(u64(events[events.length - 1].newValue), i);
+  const stats = w.getStats();
+  const merged = events.reduce((n, e) => n + e.coalesced, 0);
+  assert.equal(merged, stats.events, 'every detected change is in some event');
+  assert.equal(merged - events.length, stats.coalescedEvents);
+  assert.ok(events.some((e) => e.coalesced > 1));
+  assert.ok(events.slice(0, 1023).every((e) => e.coalesced === 1));
+  w.close();
+});
+
+test('aborting the signal of changes() cancels a waiting loop promptly; no event is lost', { timeout: 60000 }, async () => {
+  const w = memwatch.create({ backend: 'poll', pollIntervalMs: 60000 });
+  const buf = Buffer.alloc(8);
+  w.watch(buf, 'loop');
+  const ac = new AbortController();
+  const it = w.changes({ signal: ac.signal });
+  // An event the loop received but did not take yet still comes out after the abort.
+  buf[1] = 5;
+  assert.deepEqual(w.checkChanges(), [], 'delivered to the iterator');
+  const waiting = (async () => {
+    const got = [];
+    try {
+      for await (const e of it) got.push([e.variableName, e.newValue.toString('hex')]);
+    } catch (err) {
+      return { got, err };
+    }
+    return { got, err: null };
+  })();
+  const start = Date.now();
+  setTimeout(() => ac.abort(), 50);
+  const { got, err } = await waiting;
+  assert.ok(Date.now() - start < 2000, `the abort ended the loop after ${Date.now() - start} ms`);
+  assert.deepEqual(got, [['loop', '0005000000000000']]);
+  assert.equal(err?.name, 'AbortError');
+  assert.equal(err?.code, 'ABORT_ERR');
+  // The loop is gone: the next change waits for checkChanges() instead.
+  buf[2] = 6;
+  const events = w.checkChanges();
+  assert.deepEqual(events.map((e) => e.newValue.toString('hex')), ['0005060000000000']);
+  // An already aborted signal: the loop rejects at once.
+  await assert.rejects(w.changes({ signal: AbortSignal.abort() }).next(), { name: 'AbortError' });
+  assert.throws(() => w.changes({ signal: 1 }), { code: 'ERR_INVALID_ARG_TYPE' });
+  w.close();
+});

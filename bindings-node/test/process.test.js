@@ -35,6 +35,22 @@ for (const backend of BACKENDS) {
     assert.equal(r.stdout, 'change tail [{"offset":3,"length":1}]\n', describeRun(r));
   });
 
+  test(`[${backend}] a script that sets a callback, writes and calls process.exit() still gets its event`, () => {
+    const r = script(`
+      const memwatch = require(${MODULE});
+      const w = memwatch.create({ backend: '${backend}', pollIntervalMs: 60000 });
+      const data = Buffer.alloc(8);
+      w.watch(data, 'data');
+      w.setCallback((e) => console.log('event', e.variableName, e.newValue.toString('hex'), e.coalesced));
+      data[2] = 0xab;
+      process.exit(0);
+    `);
+    assert.equal(r.signal, null, `killed: ${describeRun(r)}`);
+    assert.equal(r.status, 0, describeRun(r));
+    // pollIntervalMs is a minute and process.exit() skips 'beforeExit': only the 'exit' flush delivers it.
+    assert.equal(r.stdout, 'event data 0000ab0000000000 1\n', describeRun(r));
+  });
+
   test(`[${backend}] a script that only watches (no subscriber) exits by itself`, () => {
     const r = script(`
       const memwatch = require(${MODULE});

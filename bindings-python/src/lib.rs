@@ -418,8 +418,8 @@ impl Shared {
 /// Fields follow the memwatch event schema: `seq`, `timestamp_ns`,
 /// `adapter_id`, `region_id`, `variable_id`, `variable_name`, `where`,
 /// `how_big`, `changed_ranges`, `old_preview`, `new_preview`, `old_value`,
-/// `new_value`, `storage_key_old`, `storage_key_new`, `metadata`.
-/// The engine's event is kept as it is and each field is converted to a
+/// `new_value`, `storage_key_old`, `storage_key_new`, `metadata`,
+/// `coalesced`. The engine's event is kept as it is and each field is converted to a
 /// Python object when it is read (the event is cheap to make, whatever fields
 /// the caller never looks at).
 #[pyclass(module = "memwatch", name = "ChangeEvent", frozen)]
@@ -476,6 +476,14 @@ impl ChangeEvent {
     #[getter]
     fn how_big(&self) -> usize {
         self.ev.how_big
+    }
+
+    /// Changes this event stands for: 1, or more when later changes of the
+    /// region were merged into it while it waited in a full queue (then
+    /// old_* is from the first, new_* from the last, ranges the union).
+    #[getter]
+    fn coalesced(&self) -> u32 {
+        self.ev.coalesced
     }
 
     /// First `preview_bytes` of the region before the change (None without snapshots).
@@ -585,6 +593,7 @@ impl ChangeEvent {
         d.set_item("storage_key_old", self.storage_key_old())?;
         d.set_item("storage_key_new", self.storage_key_new())?;
         d.set_item("metadata", self.metadata(py))?;
+        d.set_item("coalesced", self.coalesced())?;
         Ok(d)
     }
 
@@ -944,10 +953,6 @@ impl Watcher {
                 mw::StatValue::Text(t) => d.set_item(name, t)?,
             }
         }
-        // Not in Stats::FIELDS yet (the other bindings do not carry them).
-        d.set_item("reprotect_failures", s.reprotect_failures)?;
-        d.set_item("shared_regions", s.shared_regions)?;
-        d.set_item("coalesced_events", s.coalesced_events)?;
         // Whether located writes carry Python frames in this interpreter.
         d.set_item("python_frames", pyframes::status())?;
         Ok(d)

@@ -192,6 +192,8 @@ def _compare(where: str, key: str, exp: Dict[str, Any], event: memwatch.ChangeEv
         check("variable_name", exp["variable_name"], event.variable_name)
     if "how_big" in exp:
         check("how_big", size(exp["how_big"]), event.how_big)
+    if "coalesced" in exp:
+        check("coalesced", exp["coalesced"], event.coalesced)
     if "changed_ranges" in exp:
         want: List[Tuple[int, int]] = [(size(o), size(n)) for o, n in exp["changed_ranges"]]
         check("changed_ranges", want, event.changed_ranges)

@@ -169,3 +169,37 @@ def test_daemon_thread_inside_memwatch_at_finalization_does_not_abort() -> None:
     assert "FATAL" not in result.stderr, result.stderr
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "main done"
+
+
+def test_an_undrained_queue_merges_changes_into_a_coalesced_event() -> None:
+    """Nobody drains: past 1024 pending events, later changes of the region
+    are merged into its pending event, whose ``coalesced`` says how many
+    changes it stands for; every change is in some event."""
+    import struct
+    import time
+
+    data = bytearray(8)
+    w = memwatch.MemoryWatcher(backend="poll", poll_interval_ms=1)
+    try:
+        w.watch(data, "counter")
+        i = 0
+        while w.get_stats()["coalesced_events"] < 50:
+            i += 1
+            data[:] = struct.pack("<Q", i)
+            time.sleep(0.0003)
+            assert i < 1_000_000, w.get_stats()
+        stats = w.get_stats()
+        assert stats["pending_events"] == 1024, stats
+        events = w.check_changes()
+        assert len(events) in (1024, 1025), len(events)
+        values = [(struct.unpack("<Q", e.old_value)[0], struct.unpack("<Q", e.new_value)[0]) for e in events]
+        assert values[0][0] == 0 and values[-1][1] == i
+        assert all(a[1] == b[0] for a, b in zip(values, values[1:])), "each old value is the previous new value"
+        stats = w.get_stats()
+        assert sum(e.coalesced for e in events) == stats["events"]
+        assert sum(e.coalesced for e in events) - len(events) == stats["coalesced_events"]
+        assert max(e.coalesced for e in events) > 1
+        assert all(e.coalesced == 1 for e in events[:1023])
+        assert events[-1].to_dict()["coalesced"] == events[-1].coalesced
+    finally:
+        w.close()

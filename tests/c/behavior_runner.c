@@ -305,6 +305,7 @@ static int stat_field(const memwatch_stats_t *s, const char *name, unsigned long
     MW_STAT(regions) MW_STAT(protected_pages) MW_STAT(faults) MW_STAT(events) MW_STAT(dropped_wheres)
     MW_STAT(native_bytes) MW_STAT(snapshot_bytes) MW_STAT(pending_events) MW_STAT(callback_errors)
     MW_STAT(latency_p50_ns) MW_STAT(latency_p99_ns) MW_STAT(fallback_regions) MW_STAT(gone_regions)
+    MW_STAT(shared_regions) MW_STAT(reprotect_failures) MW_STAT(coalesced_events)
 #undef MW_STAT
     return 0;
 }
@@ -362,6 +363,9 @@ static void compare_events(ctx_t *c, const memwatch_change_event_t *evs, size_t 
             if (parse_size(v, &hb)) failf(c, "bad how_big spec");
             else if ((size_t)hb != ev->how_big) failf(c, "region %s how_big: expected %lld, got %zu", key, hb, ev->how_big);
         }
+        if ((v = cJSON_GetObjectItemCaseSensitive(e, "coalesced")) &&
+            (!cJSON_IsNumber(v) || (uint32_t)v->valuedouble != ev->coalesced))
+            failf(c, "region %s coalesced: expected %g, got %u", key, cJSON_IsNumber(v) ? v->valuedouble : -1.0, ev->coalesced);
         if ((v = cJSON_GetObjectItemCaseSensitive(e, "changed_ranges"))) {
             size_t wn = (size_t)cJSON_GetArraySize(v);
             char want[1024] = "", got[1024] = "";

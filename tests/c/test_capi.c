@@ -217,6 +217,66 @@ static void t_shutdown_delivers_pending(void) {
     munmap(buf, page());
 }
 
+/* A check_changes() waiting for a slow callback can be given up and resumed;
+ * the event is delivered all the same. memwatch_watcher_flush waits bounded. */
+static atomic_int g_slow_release, g_slow_seen;
+static uint8_t g_slow_value;
+static void slow_cb(const memwatch_change_event_t *e, void *ctx) {
+    (void)ctx;
+    while (!atomic_load(&g_slow_release)) usleep(1000);
+    g_slow_value = e->new_value ? e->new_value[2] : 0;
+    atomic_fetch_add(&g_slow_seen, 1);
+}
+
+static void t_check_changes_start_wait_and_flush(void) {
+    uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
+    memwatch_options_t o;
+    memwatch_options_default(&o);
+    o.backend = "poll";
+    o.poll_interval_ms = 60000; /* only the calls below detect the writes */
+    memwatch_watcher_t *w = NULL;
+    REQUIRE(memwatch_watcher_new(&o, &w) == MEMWATCH_OK);
+    uint32_t id = 0;
+    REQUIRE(memwatch_watcher_watch(w, buf, 8, "slow", NULL, &id) == MEMWATCH_OK);
+    memwatch_change_event_t *ev = (memwatch_change_event_t *)1;
+    size_t n = 7;
+    memwatch_pending_t *p = (memwatch_pending_t *)1;
+    /* No callback: the events at once, no pending handle. */
+    store(buf + 1, 5);
+    REQUIRE(memwatch_watcher_check_changes_start(w, &ev, &n, &p) == MEMWATCH_OK);
+    CHECK(p == NULL);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(ev[0].coalesced, 1);
+    memwatch_events_free(ev, n);
+    CHECK_EQ(memwatch_watcher_check_changes_start(w, &ev, &n, NULL), MEMWATCH_ERR_INVALID_ARGUMENT);
+    /* A slow callback: the wait times out (0) until it returns, then 1. */
+    atomic_store(&g_slow_release, 0);
+    REQUIRE(memwatch_watcher_set_callback(w, slow_cb, NULL) == MEMWATCH_OK);
+    store(buf + 2, 42);
+    REQUIRE(memwatch_watcher_check_changes_start(w, &ev, &n, &p) == MEMWATCH_OK);
+    REQUIRE(p != NULL);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(memwatch_pending_wait(p, 50, &ev, &n), 0);
+    CHECK_EQ(atomic_load(&g_slow_seen), 0);
+    CHECK_EQ(memwatch_watcher_flush(w, 50), 0); /* bounded: the callback still runs */
+    atomic_store(&g_slow_release, 1);
+    CHECK_EQ(memwatch_pending_wait(p, 10000, &ev, &n), 1);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(atomic_load(&g_slow_seen), 1);
+    CHECK_EQ(g_slow_value, 42);
+    memwatch_pending_free(p);
+    memwatch_pending_free(NULL);
+    CHECK_EQ(memwatch_pending_wait(NULL, 1, &ev, &n), MEMWATCH_ERR_INVALID_ARGUMENT);
+    /* flush: a write, then flush delivers it before returning 1. */
+    store(buf + 2, 43);
+    CHECK_EQ(memwatch_watcher_flush(w, 10000), 1);
+    CHECK_EQ(atomic_load(&g_slow_seen), 2);
+    CHECK_EQ(g_slow_value, 43);
+    CHECK_EQ(memwatch_watcher_flush(NULL, 1), MEMWATCH_ERR_INVALID_ARGUMENT);
+    memwatch_watcher_free(w);
+    munmap(buf, page());
+}
+
 static void t_global_api(void) {
     uint8_t *buf = map_pages(1, PROT_READ | PROT_WRITE);
     /* Works without memwatch_init (lazily created), and init is idempotent. */
@@ -429,11 +489,14 @@ static void t_abi_layout(void) {
     CHECK_EQ(sizeof(memwatch_resolved_frame_t), 1028);
     CHECK_EQ(offsetof(memwatch_change_event_t, location), 184);
     CHECK_EQ(sizeof(memwatch_range_t), 16);
-    CHECK_EQ(sizeof(memwatch_change_event_t), 192);
+    CHECK_EQ(sizeof(memwatch_change_event_t), 200);
+    CHECK_EQ(offsetof(memwatch_change_event_t, coalesced), 192);
     CHECK_EQ(offsetof(memwatch_change_event_t, fault_ip), 40);
     CHECK_EQ(offsetof(memwatch_change_event_t, how_big), 72);
     CHECK_EQ(offsetof(memwatch_change_event_t, metadata), 176);
-    CHECK_EQ(sizeof(memwatch_stats_t), 368);
+    CHECK_EQ(sizeof(memwatch_stats_t), 392);
+    CHECK_EQ(offsetof(memwatch_stats_t, shared_regions), 368);
+    CHECK_EQ(offsetof(memwatch_stats_t, coalesced_events), 384);
     CHECK_EQ(offsetof(memwatch_stats_t, regions), 264);
     CHECK_EQ(sizeof(memwatch_store_stats_t), 96);
     CHECK_EQ(sizeof(memwatch_store_key_stats_t), 40);
@@ -1864,6 +1927,7 @@ static const test_t TESTS[] = {
     T(one_byte_changed_writewatch),
     T(global_api),
     T(shutdown_delivers_pending),
+    T(check_changes_start_wait_and_flush),
     T(unwatch_unknown_and_free_after),
     T(errors_protect),
     T(errors_poll),

@@ -209,6 +209,7 @@ class ScenarioTest : public testing::Test {
       EXPECT_EQ(ev.adapter_id, 7u);
       if (const cJSON* v = cJSON_GetObjectItemCaseSensitive(e, "variable_name")) EXPECT_EQ(ev.variable_name, v->valuestring);
       if (const cJSON* v = cJSON_GetObjectItemCaseSensitive(e, "how_big")) EXPECT_EQ(ev.how_big, static_cast<std::size_t>(size_of(v)));
+      if (const cJSON* v = cJSON_GetObjectItemCaseSensitive(e, "coalesced")) EXPECT_EQ(ev.coalesced, static_cast<std::uint32_t>(v->valuedouble));
       if (const cJSON* v = cJSON_GetObjectItemCaseSensitive(e, "changed_ranges")) {
         std::vector<memwatch::ByteRange> want;
         const cJSON* rg;
@@ -265,6 +266,8 @@ class ScenarioTest : public testing::Test {
     return {{"backend", s.backend}, {"backend_reason", s.backend_reason}, {"regions", n(s.regions)},
             {"protected_pages", n(s.protected_pages)}, {"faults", n(s.faults)}, {"events", n(s.events)},
             {"fallback_regions", n(s.fallback_regions)}, {"gone_regions", n(s.gone_regions)},
+            {"shared_regions", n(s.shared_regions)}, {"reprotect_failures", n(s.reprotect_failures)},
+            {"coalesced_events", n(s.coalesced_events)},
             {"dropped_wheres", n(s.dropped_wheres)}, {"native_bytes", n(s.native_bytes)},
             {"snapshot_bytes", n(s.snapshot_bytes)}, {"pending_events", n(s.pending_events)},
             {"callback_errors", n(s.callback_errors)}, {"latency_p50_ns", n(s.latency_p50_ns)},

@@ -38,7 +38,8 @@ use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use jni::objects::{
-    GlobalRef, JByteArray, JByteBuffer, JClass, JMethodID, JObject, JObjectArray, JString, JValue,
+    GlobalRef, JByteArray, JByteBuffer, JClass, JLongArray, JMethodID, JObject, JObjectArray,
+    JString, JValue,
 };
 use jni::signature::{Primitive, ReturnType};
 use jni::sys::{jboolean, jint, jlong, jobject, jobjectArray, JNI_FALSE, JNI_TRUE};
@@ -48,7 +49,7 @@ use memwatch_core::{
     Backend, Callback, ChangeEvent, Error as CoreError, Options, StatValue, Watcher,
 };
 
-const EVENT_CTOR_SIG: &str = "(JJIILjava/lang/String;IJLjava/lang/String;Ljava/lang/String;IJ[J[B[B[B[BLjava/lang/String;Ljava/lang/String;Ljava/lang/String;Lio/memwatch/ChangeEvent$RawWhere;)V";
+const EVENT_CTOR_SIG: &str = "(JJIILjava/lang/String;IJLjava/lang/String;Ljava/lang/String;IJ[J[B[B[B[BLjava/lang/String;Ljava/lang/String;Ljava/lang/String;ILio/memwatch/ChangeEvent$RawWhere;)V";
 const RAW_WHERE_CTOR_SIG: &str =
     "(Ljava/lang/String;Ljava/lang/String;JILjava/lang/String;[Ljava/lang/String;[J)V";
 const STATS_CTOR_SIG: &str = "()V";
@@ -208,6 +209,8 @@ struct InboxState {
     pushed: u64,
     /// Events ever taken out (delivered or returned by checkChanges).
     consumed: u64,
+    /// Changes merged into a queued event of the same region (queue cap).
+    coalesced: u64,
     /// The Java `CallbackDispatcher`, when a callback is set.
     dispatcher: Option<GlobalRef>,
     /// The delivery thread is inside the Java callback.
@@ -226,6 +229,7 @@ impl Inbox {
                 queue: VecDeque::new(),
                 pushed: 0,
                 consumed: 0,
+                coalesced: 0,
                 dispatcher: None,
                 delivering: false,
                 delivery_started: false,
@@ -240,6 +244,15 @@ impl Inbox {
         let mut s = lock(&self.state);
         if s.closed {
             return;
+        }
+        // Bounded like the engine's own queue: past QUEUE_CAP, a change of a
+        // region that already has an event queued is merged into it.
+        if s.queue.len() >= memwatch_core::QUEUE_CAP {
+            if let Some(pending) = s.queue.iter_mut().rev().find(|e| e.region_id == ev.region_id) {
+                pending.merge(ev.clone());
+                s.coalesced += 1;
+                return;
+            }
         }
         s.queue.push_back(ev.clone());
         s.pushed += 1;
@@ -400,31 +413,50 @@ impl Shared {
         s.delivering && self.delivery_thread.get() == Some(&std::thread::current().id())
     }
 
-    fn check_changes(&self, env: &mut JNIEnv) -> Res<Vec<ChangeEvent>> {
+    /// Detects changes now: the events (no callback, or called from it), or
+    /// the number of events the callback must have consumed before a
+    /// check_changes() made now may return (see [`Shared::check_wait`]).
+    fn check_start(&self, env: &mut JNIEnv) -> Res<Result<Vec<ChangeEvent>, u64>> {
         self.check_open()?;
-        let mut direct = Vec::new();
         {
             let arrays = lock(&self.arrays);
             arrays.sync(env)?;
         }
         // With the trampoline set this returns nothing; keep whatever it returns anyway.
-        direct.extend(self.main.check_changes()?);
+        let direct = self.main.check_changes()?;
         let mut s = lock(&self.inbox.state);
         if s.dispatcher.is_none() || s.delivery_dead || self.in_callback(&s) {
             let mut out = Inbox::take_all(&mut s);
             out.extend(direct);
             out.sort_by_key(|e| e.seq);
-            return Ok(out);
+            return Ok(Ok(out));
         }
-        let target = s.pushed;
+        if !direct.is_empty() {
+            s.pushed += direct.len() as u64;
+            s.queue.extend(direct);
+            self.inbox.cv.notify_all();
+        }
+        Ok(Err(s.pushed))
+    }
+
+    /// Waits up to `timeout` until the callback consumed `target` events
+    /// (or the watcher closed, or the callback was cleared): then the events
+    /// check_changes() returns (none, unless the callback was cleared);
+    /// `None` if the time ran out first.
+    fn check_wait(&self, target: u64, timeout: Duration) -> Option<Vec<ChangeEvent>> {
+        let deadline = Instant::now() + timeout;
+        let mut s = lock(&self.inbox.state);
         while s.consumed < target && !s.closed && s.dispatcher.is_some() && !s.delivery_dead {
-            s = self.inbox.cv.wait(s).unwrap_or_else(|p| p.into_inner());
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            s = self.inbox.cv.wait_timeout(s, left).unwrap_or_else(|p| p.into_inner()).0;
         }
         if !s.closed && (s.dispatcher.is_none() || s.delivery_dead) {
-            direct.extend(Inbox::take_all(&mut s));
+            return Some(Inbox::take_all(&mut s));
         }
-        direct.sort_by_key(|e| e.seq);
-        Ok(direct)
+        Some(Vec::new())
     }
 }
 
@@ -660,6 +692,7 @@ fn make_event<'l>(
         JValue::Object(&key_old).as_jni(),
         JValue::Object(&key_new).as_jni(),
         JValue::Object(&metadata).as_jni(),
+        JValue::Int(ev.coalesced as jint).as_jni(),
         JValue::Object(&where_).as_jni(),
     ];
     // SAFETY: event_ctor was resolved on the ChangeEvent class with
@@ -1188,17 +1221,43 @@ pub extern "system" fn Java_io_memwatch_Native_setCallback<'l>(
     })
 }
 
-/// `Native.checkChanges(handle)`: the events, or an empty array when a callback got them.
+/// `Native.checkChanges(handle, sliceMs, fence)`: the events, or an empty
+/// array when a callback got them; `null` (without an exception) when the
+/// callback has not had them after `sliceMs`: then `fence[0]` holds what to
+/// wait for, and the next call with it only waits (0 = detect now).
 #[no_mangle]
 pub extern "system" fn Java_io_memwatch_Native_checkChanges<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
     h: jlong,
+    slice_ms: jlong,
+    fence: JLongArray<'l>,
 ) -> jobjectArray {
     run(&mut env, std::ptr::null_mut(), |env| {
         // SAFETY: h comes from the Java MemoryWatcher (see `handle`).
         let h = unsafe { handle(h) }?;
-        let events = h.shared.check_changes(env)?;
+        if fence.is_null() || env.get_array_length(&fence)? != 1 {
+            return Err(Fail::Arg("fence must be a long[1]".into()));
+        }
+        let mut target = [0 as jlong; 1];
+        env.get_long_array_region(&fence, 0, &mut target)?;
+        let target = match target[0] {
+            0 => h.shared.check_start(env)?,
+            t => Err(t as u64),
+        };
+        let events = match target {
+            Ok(events) => events,
+            Err(t) => {
+                let slice = Duration::from_millis(non_negative(slice_ms, "sliceMs")?);
+                match h.shared.check_wait(t, slice) {
+                    Some(events) => events,
+                    None => {
+                        env.set_long_array_region(&fence, 0, &[t as jlong])?;
+                        return Ok(std::ptr::null_mut());
+                    }
+                }
+            }
+        };
         let c = cache()?;
         let out: JObjectArray = env.new_object_array(
             events.len() as jint,
@@ -1212,6 +1271,44 @@ pub extern "system" fn Java_io_memwatch_Native_checkChanges<'l>(
             })?;
         }
         Ok(out.into_raw())
+    })
+}
+
+/// `Native.flush(handle, timeoutMs)`: the exit hook's delivery. With a
+/// callback set, detects changes now and waits up to `timeoutMs` for the
+/// callback to have them (false if it has not yet); without one, or on a
+/// closed watcher, does nothing (events stay for checkChanges) and is true.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_flush<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    h: jlong,
+    timeout_ms: jlong,
+) -> jboolean {
+    run(&mut env, JNI_FALSE, |env| {
+        // SAFETY: h comes from the Java MemoryWatcher (see `handle`).
+        let h = unsafe { handle(h) }?;
+        let shared = &h.shared;
+        let timeout = Duration::from_millis(non_negative(timeout_ms, "timeoutMs")?);
+        {
+            let s = lock(&shared.inbox.state);
+            if shared.check_open().is_err() || s.dispatcher.is_none() || s.delivery_dead {
+                return Ok(JNI_TRUE);
+            }
+        }
+        let done = match shared.check_start(env)? {
+            // The callback was cleared meanwhile: keep the events for checkChanges.
+            Ok(events) => {
+                let mut s = lock(&shared.inbox.state);
+                s.consumed -= events.len() as u64;
+                for e in events.into_iter().rev() {
+                    s.queue.push_front(e);
+                }
+                true
+            }
+            Err(target) => shared.check_wait(target, timeout).is_some(),
+        };
+        Ok(if done { JNI_TRUE } else { JNI_FALSE })
     })
 }
 
@@ -1238,7 +1335,11 @@ pub extern "system" fn Java_io_memwatch_Native_stats<'l>(
         let mut s = m;
         s.absorb(&comp);
         s.native_bytes += mirror_bytes;
-        s.pending_events += lock(&shared.inbox.state).queue.len();
+        {
+            let inbox = lock(&shared.inbox.state);
+            s.pending_events += inbox.queue.len();
+            s.coalesced_events += inbox.coalesced;
+        }
         s.backend = Some(s.backend.unwrap_or(shared.companion_options.backend));
         let c = cache()?;
         let obj =

@@ -92,7 +92,7 @@ _MAX_REGION_ID = 0xFFFF_FFFF
 
 # Stats that are per engine watcher: summed over a watcher's two (force_store).
 _PER_WATCHER_COUNTS = (
-    "regions", "events", "native_bytes", "snapshot_bytes", "pending_events", "callback_errors",
+    "regions", "events", "fallback_regions", "shared_regions", "coalesced_events", "native_bytes", "snapshot_bytes", "pending_events", "callback_errors",
 )
 
 

@@ -59,6 +59,10 @@ class ChangeEvent:
     def how_big(self) -> int:
         """Size of the region in bytes."""
     @property
+    def coalesced(self) -> int:
+        """Changes this event stands for: 1, or more when later changes were
+        merged into it in a full queue (old_* from the first, new_* from the last)."""
+    @property
     def changed_ranges(self) -> List[Tuple[int, int]]:
         """(offset, length) of each changed run of bytes, ascending, region-relative."""
     @property

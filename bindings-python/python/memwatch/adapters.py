@@ -64,6 +64,7 @@ class Change:
     storage_key_old: Optional[str] = None
     storage_key_new: Optional[str] = None
     metadata: Any = None
+    coalesced: int = 1
 
 
 class TrackerAdapter(ABC):

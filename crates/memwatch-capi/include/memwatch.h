@@ -257,6 +257,9 @@ typedef struct memwatch_change_event {
     const memwatch_where_t *location; /* locate_writers: where the write was made, or
                                          NULL (not located: option off, other backend,
                                          fault ring full); same lifetime as the event */
+    uint32_t coalesced;      /* changes this event stands for: 1, or more when later
+                                changes were merged into it in a full queue (then
+                                old_* is the first's, new_* the last's, ranges the union) */
 } memwatch_change_event_t;
 
 /**
@@ -273,6 +276,39 @@ int memwatch_check_changes(memwatch_change_event_t **out_events, size_t *out_cou
 
 /** Frees an array returned by check_changes. */
 void memwatch_events_free(memwatch_change_event_t *events, size_t count);
+
+/* Cancellable check_changes and the exit flush. */
+
+/** A check_changes() waiting for the callback (opaque). */
+typedef struct memwatch_pending memwatch_pending_t;
+
+/**
+ * memwatch_watcher_check_changes in two steps, for callers that must be able
+ * to stop waiting for a slow callback (a Go context, a C# CancellationToken,
+ * Java's Thread.interrupt()). Detects changes now. Without a callback (or from
+ * inside it) fills *out_events and *out_count as check_changes does and sets
+ * *out_pending to NULL. With one, sets *out_pending to a handle to wait on with
+ * memwatch_pending_wait and to free with memwatch_pending_free. Giving up
+ * (freeing it before the wait said 1) loses nothing: the callback still gets
+ * every event. The handle keeps the watcher's engine side alive until freed.
+ */
+int memwatch_watcher_check_changes_start(memwatch_watcher_t *w, memwatch_change_event_t **out_events,
+                                         size_t *out_count, memwatch_pending_t **out_pending);
+/** Waits up to timeout_ms for the callback to have every event of a pending
+ *  check: 1 when it has (then *out_events and *out_count are what check_changes
+ *  returns: none, unless the callback was cleared meanwhile; free them with
+ *  memwatch_events_free), 0 if not yet (wait again or give up), < 0 on error.
+ *  Also 1 once the watcher is closed. */
+int memwatch_pending_wait(memwatch_pending_t *p, uint32_t timeout_ms,
+                          memwatch_change_event_t **out_events, size_t *out_count);
+/** Frees a pending check. NULL is fine. */
+void memwatch_pending_free(memwatch_pending_t *p);
+
+/** For a binding's exit hook: with a callback set, detects changes now and
+ *  waits up to timeout_ms for the callback to have them. 1 if it did (or no
+ *  callback is set, or the watcher is closed), 0 on timeout, < 0 on error.
+ *  Without a callback pending events stay for check_changes. */
+int memwatch_watcher_flush(memwatch_watcher_t *w, uint32_t timeout_ms);
 
 /** Called on the delivery thread for each event; event is valid only during the call. */
 typedef void (*memwatch_callback_t)(const memwatch_change_event_t *event, void *user_ctx);
@@ -334,6 +370,11 @@ typedef struct memwatch_stats {
     uint64_t latency_p99_ns;
     uint64_t fallback_regions;    /* writewatch regions userfaultfd refused, on protect instead */
     uint64_t gone_regions;        /* regions dropped: memory unmapped while watched (process-wide) */
+    uint64_t shared_regions;      /* MAP_SHARED regions on protect/writewatch: other processes'
+                                     writes are invisible to them (reason in backend_reason) */
+    uint64_t reprotect_failures;  /* protect pages that could not be re-armed (process-wide;
+                                     polled instead, no write missed) */
+    uint64_t coalesced_events;    /* changes merged into a pending event (queue held 1024) */
 } memwatch_stats_t;
 
 /** Fills *out with the watcher's statistics. */

@@ -226,6 +226,7 @@ struct ChangeEvent {
   std::optional<std::string> storage_key_old;  ///< value store key of a large old value
   std::optional<std::string> storage_key_new;  ///< value store key of a large new value
   std::optional<std::string> metadata;         ///< as given to watch()
+  std::uint32_t coalesced = 1;  ///< changes this event stands for (>1: merged in a full queue)
 };
 
 /// Counters of one watcher (faults, protected_pages, dropped_wheres are engine-wide).
@@ -238,6 +239,9 @@ struct Stats {
   std::uint64_t events = 0;           ///< events this watcher produced
   std::uint64_t fallback_regions = 0; ///< regions on another backend than the watcher's (reason in backend_reason)
   std::uint64_t gone_regions = 0;     ///< regions dropped: memory unmapped while watched (engine-wide)
+  std::uint64_t shared_regions = 0;   ///< shared-mapping regions on protect/writewatch: other writers invisible
+  std::uint64_t reprotect_failures = 0;  ///< protect pages that could not be re-armed (engine-wide; polled)
+  std::uint64_t coalesced_events = 0;    ///< changes merged into a pending event (queue cap)
   std::uint64_t dropped_wheres = 0;   ///< fault "wheres" lost to a full ring (engine-wide); changes never are
   std::uint64_t native_bytes = 0;     ///< native memory held for this watcher's regions
   std::uint64_t snapshot_bytes = 0;   ///< of which snapshots
@@ -284,6 +288,7 @@ inline ChangeEvent convert(const memwatch_change_event_t& c) {
   e.storage_key_old = opt_str(c.storage_key_old);
   e.storage_key_new = opt_str(c.storage_key_new);
   e.metadata = opt_str(c.metadata);
+  e.coalesced = c.coalesced;
   return e;
 }
 
@@ -495,6 +500,9 @@ class Watcher {
     out.events = s.events;
     out.fallback_regions = s.fallback_regions;
     out.gone_regions = s.gone_regions;
+    out.shared_regions = s.shared_regions;
+    out.reprotect_failures = s.reprotect_failures;
+    out.coalesced_events = s.coalesced_events;
     out.dropped_wheres = s.dropped_wheres;
     out.native_bytes = s.native_bytes;
     out.snapshot_bytes = s.snapshot_bytes;

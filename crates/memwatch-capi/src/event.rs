@@ -70,6 +70,9 @@ pub struct memwatch_change_event_t {
     pub metadata: *const c_char,
     /// Writer location (locate_writers), or NULL when not located.
     pub location: *const memwatch_where_t,
+    /// Changes this event stands for: 1, or more when later changes were
+    /// merged into it while it waited in a full queue.
+    pub coalesced: u32,
 }
 
 /// One stack frame, `memwatch_frame_t` in the header.
@@ -234,6 +237,7 @@ pub(crate) fn to_c(ev: &ChangeEvent) -> memwatch_change_event_t {
         storage_key_new: opt_str_into_raw(ev.storage_key_new.as_deref()),
         metadata: opt_str_into_raw(ev.metadata.as_deref()),
         location: where_into_raw(&ev.where_),
+        coalesced: ev.coalesced,
     }
 }
 
@@ -351,7 +355,7 @@ mod tests {
             storage_key_old: None,
             storage_key_new: None,
             metadata: Some("m".into()),
-            coalesced: 1,
+            coalesced: 3,
         }
     }
 
@@ -373,6 +377,7 @@ mod tests {
         assert!(e.new_value.is_null());
         assert_eq!(e.new_value_len, 0);
         assert_eq!(e.old_value_len, 4);
+        assert_eq!(e.coalesced, 3);
         assert!(e.storage_key_old.is_null());
         assert!(e.location.is_null(), "not located: no location");
         // SAFETY: exactly what events_into_raw returned.

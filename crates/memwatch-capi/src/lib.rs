@@ -29,6 +29,7 @@ mod mono;
 mod record;
 mod resolver;
 mod store;
+mod wait;
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -41,6 +42,7 @@ pub use event::{memwatch_change_event_t, memwatch_frame_t, memwatch_range_t, mem
 use last_error::{fail, fail_internal};
 pub use record::{memwatch_recorder_stats_t, memwatch_recorder_t};
 pub use resolver::{memwatch_register_resolver, memwatch_resolved_frame_t, memwatch_resolver_t};
+pub use wait::memwatch_pending_t;
 
 /// Success.
 pub const MEMWATCH_OK: c_int = 0;
@@ -115,6 +117,14 @@ pub struct memwatch_stats_t {
     pub fallback_regions: u64,
     /// Regions dropped because their memory was unmapped while watched.
     pub gone_regions: u64,
+    /// Regions in shared mappings watched by protect or writewatch, whose
+    /// writes by other processes those backends cannot see.
+    pub shared_regions: u64,
+    /// Protect pages that could not be made read-only again (engine-wide;
+    /// polled instead, so no write is missed).
+    pub reprotect_failures: u64,
+    /// Changes merged into an already pending event (queue cap).
+    pub coalesced_events: u64,
 }
 
 /// The callback type of the header. Declared `C-unwind` so that a foreign
@@ -417,6 +427,9 @@ pub(crate) unsafe fn stats_impl(w: &Watcher, out: *mut memwatch_stats_t) -> Resu
         latency_p99_ns: s.latency_p99_ns,
         fallback_regions: s.fallback_regions as u64,
         gone_regions: s.gone_regions,
+        shared_regions: s.shared_regions as u64,
+        reprotect_failures: s.reprotect_failures,
+        coalesced_events: s.coalesced_events,
     };
     // SAFETY: non-null and valid for writes per the caller's contract.
     unsafe { out.write(c) };
@@ -752,11 +765,14 @@ mod tests {
         assert_eq!(std::mem::size_of::<memwatch_frame_t>(), 48);
         assert_eq!(offset!(memwatch_change_event_t, location), 184);
         assert_eq!(std::mem::size_of::<memwatch_range_t>(), 16);
-        assert_eq!(std::mem::size_of::<memwatch_change_event_t>(), 192);
+        assert_eq!(std::mem::size_of::<memwatch_change_event_t>(), 200);
+        assert_eq!(offset!(memwatch_change_event_t, coalesced), 192);
         assert_eq!(offset!(memwatch_change_event_t, fault_ip), 40);
         assert_eq!(offset!(memwatch_change_event_t, how_big), 72);
         assert_eq!(offset!(memwatch_change_event_t, metadata), 176);
-        assert_eq!(std::mem::size_of::<memwatch_stats_t>(), 368);
+        assert_eq!(std::mem::size_of::<memwatch_stats_t>(), 392);
+        assert_eq!(offset!(memwatch_stats_t, shared_regions), 368);
+        assert_eq!(offset!(memwatch_stats_t, coalesced_events), 384);
         assert_eq!(offset!(memwatch_stats_t, regions), 264);
         assert_eq!(std::mem::size_of::<memwatch_store_stats_t>(), 96);
         assert_eq!(std::mem::size_of::<memwatch_store_key_stats_t>(), 40);

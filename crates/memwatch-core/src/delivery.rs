@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, ThreadId};
 
 use crate::sys;
-use crate::types::{ByteRange, ChangeEvent, Error, RegionId};
+use crate::types::{ChangeEvent, Error, RegionId};
 
 /// A change callback. Runs on the watcher's delivery thread, one event at a
 /// time, never inside the signal handler.
@@ -114,7 +114,7 @@ impl Delivery {
         if q.events.len() >= QUEUE_CAP {
             if let Some(&ticket) = q.pending.get(&event.region_id) {
                 let i = (ticket - q.front_ticket) as usize;
-                merge(&mut q.events[i], event);
+                q.events[i].merge(event);
                 q.coalesced += 1;
                 return;
             }
@@ -350,27 +350,4 @@ pub enum Fence {
     Drained(Vec<ChangeEvent>),
     /// Wait for the callback to finish every event below this ticket.
     Wait(u64),
-}
-
-/// Folds a later change of the same region into a pending event: the oldest
-/// old value and first write's time and writer stay, the newest new value
-/// and value-store key replace theirs, and the changed ranges are the union.
-fn merge(into: &mut ChangeEvent, later: ChangeEvent) {
-    into.new_preview = later.new_preview;
-    into.new_value = later.new_value;
-    into.storage_key_new = later.storage_key_new;
-    into.coalesced += later.coalesced;
-    let mut ranges: Vec<ByteRange> =
-        into.changed_ranges.iter().chain(&later.changed_ranges).copied().collect();
-    ranges.sort_unstable_by_key(|r| r.offset);
-    let mut union: Vec<ByteRange> = Vec::with_capacity(ranges.len());
-    for r in ranges {
-        match union.last_mut() {
-            Some(last) if r.offset <= last.offset + last.len => {
-                last.len = last.len.max(r.offset + r.len - last.offset);
-            }
-            _ => union.push(r),
-        }
-    }
-    into.changed_ranges = union;
 }

@@ -300,6 +300,34 @@ pub struct ChangeEvent {
     pub coalesced: u32,
 }
 
+impl ChangeEvent {
+    /// Folds a later change of the same region into this pending event (a
+    /// full queue, `delivery::QUEUE_CAP`): the oldest old value and first
+    /// write's time and writer stay, the newest new value and value-store key
+    /// replace theirs, the changed ranges become the union and `coalesced`
+    /// adds the later event's. Bindings that queue events themselves use it
+    /// to stay bounded the same way.
+    pub fn merge(&mut self, later: ChangeEvent) {
+        self.new_preview = later.new_preview;
+        self.new_value = later.new_value;
+        self.storage_key_new = later.storage_key_new;
+        self.coalesced += later.coalesced;
+        let mut ranges: Vec<ByteRange> =
+            self.changed_ranges.iter().chain(&later.changed_ranges).copied().collect();
+        ranges.sort_unstable_by_key(|r| r.offset);
+        let mut union: Vec<ByteRange> = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            match union.last_mut() {
+                Some(last) if r.offset <= last.offset + last.len => {
+                    last.len = last.len.max(r.offset + r.len - last.offset);
+                }
+                _ => union.push(r),
+            }
+        }
+        self.changed_ranges = union;
+    }
+}
+
 /// Counters and gauges of one watcher (plus engine-wide fault counters).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stats {
@@ -369,7 +397,7 @@ impl Stats {
     /// The snake_case names of every field, in declaration order: what
     /// [`Stats::fields`] yields, and what every binding's stats carry (in its
     /// own spelling).
-    pub const FIELDS: [&'static str; 15] = [
+    pub const FIELDS: [&'static str; 18] = [
         "backend",
         "backend_reason",
         "regions",
@@ -377,11 +405,14 @@ impl Stats {
         "faults",
         "events",
         "fallback_regions",
+        "shared_regions",
         "gone_regions",
+        "reprotect_failures",
         "dropped_wheres",
         "native_bytes",
         "snapshot_bytes",
         "pending_events",
+        "coalesced_events",
         "callback_errors",
         "latency_p50_ns",
         "latency_p99_ns",
@@ -407,7 +438,7 @@ impl Stats {
     /// Every field with its name, in [`Stats::FIELDS`] order, so that a
     /// binding converts stats with one loop instead of one line per field
     /// (`backend` is `""` when unknown).
-    pub fn fields(&self) -> [(&'static str, StatValue<'_>); 15] {
+    pub fn fields(&self) -> [(&'static str, StatValue<'_>); 18] {
         use StatValue::{Count, Text};
         let n = |v: usize| Count(v as u64);
         let f = Self::FIELDS;
@@ -419,14 +450,17 @@ impl Stats {
             (f[4], Count(self.faults)),
             (f[5], Count(self.events)),
             (f[6], n(self.fallback_regions)),
-            (f[7], Count(self.gone_regions)),
-            (f[8], Count(self.dropped_wheres)),
-            (f[9], n(self.native_bytes)),
-            (f[10], n(self.snapshot_bytes)),
-            (f[11], n(self.pending_events)),
-            (f[12], Count(self.callback_errors)),
-            (f[13], Count(self.latency_p50_ns)),
-            (f[14], Count(self.latency_p99_ns)),
+            (f[7], n(self.shared_regions)),
+            (f[8], Count(self.gone_regions)),
+            (f[9], Count(self.reprotect_failures)),
+            (f[10], Count(self.dropped_wheres)),
+            (f[11], n(self.native_bytes)),
+            (f[12], n(self.snapshot_bytes)),
+            (f[13], n(self.pending_events)),
+            (f[14], Count(self.coalesced_events)),
+            (f[15], Count(self.callback_errors)),
+            (f[16], Count(self.latency_p50_ns)),
+            (f[17], Count(self.latency_p99_ns)),
         ]
     }
 }
@@ -531,7 +565,7 @@ mod tests {
         assert_eq!(names, Stats::FIELDS);
         assert_eq!(fields[0].1, StatValue::Text("poll"));
         assert_eq!(fields[2].1, StatValue::Count(3));
-        assert_eq!(fields[7].1, StatValue::Count(7));
+        assert_eq!(fields[8].1, StatValue::Count(7));
     }
 
     #[test]

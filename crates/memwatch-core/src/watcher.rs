@@ -35,8 +35,8 @@ impl Watcher {
         options.validate()?;
         let engine = engine(options.ring_capacity)?;
         let delivery = Delivery::new();
-        let (id, backend, backend_reason) =
-            engine.add_watcher(Arc::downgrade(&delivery), &options)?;
+        let added = engine.add_watcher(Arc::downgrade(&delivery), &options)?;
+        let (id, backend, backend_reason) = (added.id, added.backend, added.backend_reason);
         Ok(Watcher {
             id,
             pid: std::process::id(),

@@ -210,6 +210,9 @@ fn check_event(e: &ChangeEvent, exp: &Value, ctx: &str) {
     if let Some(v) = exp.get("how_big") {
         assert_eq!(e.how_big, size(v), "{ctx}: how_big");
     }
+    if let Some(v) = exp.get("coalesced") {
+        assert_eq!(u64::from(e.coalesced), v.as_u64().unwrap(), "{ctx}: coalesced");
+    }
     if let Some(v) = exp.get("changed_ranges") {
         let want: Vec<(usize, usize)> =
             v.as_array().unwrap().iter().map(|r| (size(&r[0]), size(&r[1]))).collect();

@@ -184,6 +184,16 @@ pub fn forked_child_of(pid: u32) -> Option<Error> {
     })
 }
 
+/// What [`Engine::add_watcher`] registered.
+pub struct AddedWatcher {
+    /// The watcher's id, unique in the process.
+    pub id: u32,
+    /// The backend its regions use (never `Auto`).
+    pub backend: Backend,
+    /// Why a better backend was not used; empty if it was.
+    pub backend_reason: String,
+}
+
 impl Engine {
     /// The state; every lock starts a pass, with a fresh view of the
     /// process's mappings for the protect backend's checks.
@@ -195,13 +205,13 @@ impl Engine {
         st
     }
 
-    /// Registers a watcher; returns its id, the backend it will use, and why
-    /// a better one was not used (empty if it was).
+    /// Registers a watcher: its id, the backend it will use, and why a
+    /// better one was not used.
     pub fn add_watcher(
         &self,
         delivery: Weak<Delivery>,
         options: &Options,
-    ) -> Result<(u32, Backend, String), Error> {
+    ) -> Result<AddedWatcher, Error> {
         let located = location::choose_backend(options)?;
         let (backend, reason) = match options.backend {
             // Writer location hook: locate_writers picks protect.
@@ -249,7 +259,7 @@ impl Engine {
         st.backends.poll.add_watcher(id, poll_ns, sys::monotonic_ns());
         drop(st);
         sys::eventfd_signal(self.wake.fd());
-        Ok((id, backend, reason))
+        Ok(AddedWatcher { id, backend, backend_reason: reason })
     }
 
     /// Unwatches everything of a watcher and forgets it.

@@ -34,6 +34,7 @@ public final class ChangeEvent {
     private final String storageKeyOld;
     private final String storageKeyNew;
     private final String metadata;
+    private final int coalesced;
     private final RawWhere rawWhere;
     private Where where;
 
@@ -68,7 +69,7 @@ public final class ChangeEvent {
     ChangeEvent(long seq, long timestampNs, int adapterId, int regionId, String variableName,
             int threadId, long faultIp, String file, String function, int line, long howBig,
             long[] ranges, byte[] oldPreview, byte[] newPreview, byte[] oldValue, byte[] newValue,
-            String storageKeyOld, String storageKeyNew, String metadata, RawWhere rawWhere) {
+            String storageKeyOld, String storageKeyNew, String metadata, int coalesced, RawWhere rawWhere) {
         this.seq = seq;
         this.timestampNs = timestampNs;
         this.adapterId = adapterId;
@@ -92,6 +93,7 @@ public final class ChangeEvent {
         this.storageKeyOld = storageKeyOld;
         this.storageKeyNew = storageKeyNew;
         this.metadata = metadata;
+        this.coalesced = coalesced;
         this.rawWhere = rawWhere;
     }
 
@@ -301,6 +303,17 @@ public final class ChangeEvent {
      */
     public String getMetadata() {
         return metadata;
+    }
+
+    /**
+     * The number of changes this event stands for: 1, or more when later changes of the region
+     * were merged into it while it waited in a full queue (1024 events). Then the old values are
+     * the first change's, the new values the last's, and the ranges their union.
+     *
+     * @return the number of merged changes, at least 1
+     */
+    public int getCoalesced() {
+        return coalesced;
     }
 
     /**

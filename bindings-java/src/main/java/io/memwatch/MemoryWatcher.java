@@ -2,10 +2,15 @@ package io.memwatch;
 
 import java.lang.ref.Cleaner;
 import java.lang.ref.Reference;
+import java.lang.ref.WeakReference;
 import java.nio.ByteBuffer;
+import java.time.Duration;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
+import java.util.concurrent.CancellationException;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Consumer;
@@ -49,6 +54,15 @@ import java.util.function.Consumer;
  * throws is reported to the error handler ({@link #setCallbackErrorHandler(Consumer)}) and
  * counted in {@link Stats#getCallbackErrors()}; delivery goes on.
  *
+ * <h2>Interrupting checkChanges() and exit</h2>
+ * A {@code checkChanges()} waiting for a slow callback ends when its thread is interrupted
+ * ({@link Thread#interrupt()}): it throws {@link CancellationException} (unchecked, with an
+ * {@link InterruptedException} as its cause) and leaves the thread's interrupt status set. No event
+ * is lost: the callback still receives every one. At a normal JVM exit a shutdown hook hands the
+ * changes made before it to the callbacks of every open watcher, waiting at most
+ * {@link #EXIT_FLUSH_TIMEOUT} for all of them together; without a callback, pending events are
+ * dropped at exit as at {@link #close()}.
+ *
  * <h2>Large values</h2>
  * Events carry whole old and new values only for regions of at most
  * {@link WatcherOptions#maxValueBytes(long) maxValueBytes} bytes. With a value store set
@@ -71,6 +85,44 @@ import java.util.function.Consumer;
  */
 public final class MemoryWatcher implements AutoCloseable {
     private static final Cleaner CLEANER = Cleaner.create();
+
+    /** How long the exit hook waits, for all watchers together, for callbacks to get pending changes. */
+    public static final Duration EXIT_FLUSH_TIMEOUT = Duration.ofSeconds(2);
+
+    /** How long one native wait of {@link #checkChanges()} lasts before it looks for an interrupt. */
+    private static final long WAIT_SLICE_MS = 10;
+
+    /** Open watchers, for the exit hook. */
+    private static final Set<WeakReference<MemoryWatcher>> LIVE = ConcurrentHashMap.newKeySet();
+
+    static {
+        Runtime.getRuntime().addShutdownHook(new Thread(MemoryWatcher::flushAtExit, "memwatch-exit-flush"));
+    }
+
+    /** The shutdown hook: pending changes go to the callbacks (EXIT_FLUSH_TIMEOUT in all). */
+    private static void flushAtExit() {
+        long deadline = System.nanoTime() + EXIT_FLUSH_TIMEOUT.toNanos();
+        List<MemoryWatcher> open = new ArrayList<>();
+        for (WeakReference<MemoryWatcher> r : LIVE) {
+            MemoryWatcher w = r.get();
+            if (w != null && !w.closed) {
+                open.add(w);
+            }
+        }
+        for (MemoryWatcher w : open) {
+            long leftMs = (deadline - System.nanoTime()) / 1_000_000;
+            if (leftMs <= 0) {
+                break;
+            }
+            try {
+                // A close() meanwhile is fine: the native side then returns at once.
+                Native.flush(w.handle, leftMs);
+                Reference.reachabilityFence(w);
+            } catch (RuntimeException e) {
+                // A watcher that cannot flush must not keep the others from it.
+            }
+        }
+    }
 
     private final long handle;
     private final WatcherOptions options;
@@ -115,7 +167,12 @@ public final class MemoryWatcher implements AutoCloseable {
                 options.getRingCapacity(), options.getSnapshots(), options.getLocateWriters(),
                 options.getStackDepth());
         this.handle = h;
-        this.cleanable = CLEANER.register(this, () -> Native.destroy(h));
+        WeakReference<MemoryWatcher> self = new WeakReference<>(this);
+        LIVE.add(self);
+        this.cleanable = CLEANER.register(this, () -> {
+            LIVE.remove(self);
+            Native.destroy(h);
+        });
     }
 
     /**
@@ -502,13 +559,30 @@ public final class MemoryWatcher implements AutoCloseable {
      * they were delivered and returns an empty list; called from inside the callback it returns
      * the events instead of waiting for itself.
      *
+     * <p>While it waits for the callback, interrupting the calling thread ends the wait: see the
+     * class documentation.
+     *
      * @return the new events in detection order (ascending {@link ChangeEvent#getSeq()})
      * @throws IllegalStateException if the watcher is closed
+     * @throws CancellationException if the thread was interrupted while waiting for the callback
+     *     (the interrupt status stays set; the callback still gets every event)
      */
     public List<ChangeEvent> checkChanges() {
         requireOpen();
         try {
-            return List.of(Native.checkChanges(handle));
+            long[] fence = {0};
+            while (true) {
+                ChangeEvent[] events = Native.checkChanges(handle, WAIT_SLICE_MS, fence);
+                if (events != null) {
+                    return List.of(events);
+                }
+                if (Thread.currentThread().isInterrupted()) {
+                    CancellationException e = new CancellationException(
+                            "checkChanges() interrupted while waiting for the callback");
+                    e.initCause(new InterruptedException());
+                    throw e;
+                }
+            }
         } finally {
             Reference.reachabilityFence(this);
         }

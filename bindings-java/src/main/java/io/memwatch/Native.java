@@ -31,7 +31,9 @@ final class Native {
 
     static native void setCallback(long handle, CallbackDispatcher dispatcher);
 
-    static native ChangeEvent[] checkChanges(long handle);
+    static native ChangeEvent[] checkChanges(long handle, long sliceMs, long[] fence);
+
+    static native boolean flush(long handle, long timeoutMs);
 
     static native Stats stats(long handle);
 

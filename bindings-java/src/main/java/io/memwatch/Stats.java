@@ -18,11 +18,14 @@ public final class Stats {
     private long faults;
     private long events;
     private long fallbackRegions;
+    private long sharedRegions;
     private long goneRegions;
+    private long reprotectFailures;
     private long droppedWheres;
     private long nativeBytes;
     private long snapshotBytes;
     private long pendingEvents;
+    private long coalescedEvents;
     private long callbackErrors;
     private long latencyP50Ns;
     private long latencyP99Ns;
@@ -102,6 +105,36 @@ public final class Stats {
      */
     public long getGoneRegions() {
         return goneRegions;
+    }
+
+    /**
+     * Regions in shared memory (MAP_SHARED) watched with protect or writewatch, which cannot see
+     * writes by other processes (the reason is in {@link #getBackendReason()}).
+     *
+     * @return the number of such regions
+     */
+    public long getSharedRegions() {
+        return sharedRegions;
+    }
+
+    /**
+     * Times a protect page could not be made read-only again (near vm.max_map_count), engine-wide.
+     * No write is missed for it: the page is polled until it can be re-armed.
+     *
+     * @return the number of failed re-protects
+     */
+    public long getReprotectFailures() {
+        return reprotectFailures;
+    }
+
+    /**
+     * Changes merged into an event already pending for the same region, because the queue held
+     * 1024 events. No change is lost: the merged event carries them ({@link ChangeEvent#getCoalesced()}).
+     *
+     * @return the number of merged changes
+     */
+    public long getCoalescedEvents() {
+        return coalescedEvents;
     }
 
     /**

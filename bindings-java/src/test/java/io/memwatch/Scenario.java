@@ -394,6 +394,9 @@ final class Scenario {
             if (x.has("how_big")) {
                 expectEq(ctx, "how_big", (long) size(x.get("how_big")), e.getHowBig());
             }
+            if (x.has("coalesced")) {
+                expectEq(ctx, "coalesced", x.get("coalesced").getAsInt(), e.getCoalesced());
+            }
             if (x.has("metadata")) {
                 JsonElement m = x.get("metadata");
                 expectEq(ctx, "metadata", m.isJsonNull() ? null : m.getAsString(), e.getMetadata());
