@@ -55,7 +55,9 @@ const RAW_WHERE_CTOR_SIG: &str =
 const STATS_CTOR_SIG: &str = "()V";
 const DELIVER_SIG: &str = "(Lio/memwatch/ChangeEvent;)Z";
 
-const ILLEGAL_ARGUMENT: &str = "java/lang/IllegalArgumentException";
+/// Bad input detected by this crate or a dependency (store, recorder): the
+/// engine's `invalid_argument` class, so one catch covers both.
+const ILLEGAL_ARGUMENT: &str = "io/memwatch/InvalidArgumentException";
 const ILLEGAL_STATE: &str = "java/lang/IllegalStateException";
 const UNSUPPORTED: &str = "java/lang/UnsupportedOperationException";
 
@@ -118,18 +120,27 @@ fn cache() -> Res<&'static Cache> {
     CACHE.get().ok_or_else(|| Fail::Arg("memwatch native library used before Native.init".into()))
 }
 
+/// The Java exception class of each engine error kind ("" = MemWatchException);
+/// the one place that maps them (documented in bindings-java/README.md).
+fn core_exception_class(e: &CoreError) -> &'static str {
+    match e.kind_name() {
+        "invalid_argument" => ILLEGAL_ARGUMENT,
+        "unmapped" => "io/memwatch/UnmappedException",
+        "read_only" => "io/memwatch/ReadOnlyException",
+        "overlap" => "io/memwatch/OverlapException",
+        "unsupported" => UNSUPPORTED,
+        "closed" => ILLEGAL_STATE,
+        _ => "",
+    }
+}
+
 /// Throws the Java exception for `fail`, unless one is already pending.
 fn throw(env: &mut JNIEnv, fail: Fail) {
     if env.exception_check().unwrap_or(true) {
         return;
     }
     let (class, msg): (&str, String) = match fail {
-        Fail::Core(e) => match e {
-            CoreError::Closed => (ILLEGAL_STATE, e.to_string()),
-            CoreError::Unsupported(_) => (UNSUPPORTED, e.to_string()),
-            CoreError::Os(_) => ("", e.to_string()),
-            _ => (ILLEGAL_ARGUMENT, e.to_string()),
-        },
+        Fail::Core(e) => (core_exception_class(&e), e.to_string()),
         Fail::Jni(e) => ("", format!("JNI call failed: {e}")),
         Fail::Store(e) => match e {
             // The caller's input: a name, key, capacity or store that is not there.

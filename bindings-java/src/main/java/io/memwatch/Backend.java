@@ -58,7 +58,7 @@ public enum Backend {
                 return b;
             }
         }
-        throw new IllegalArgumentException(
+        throw new InvalidArgumentException(
                 "unknown backend " + (name == null ? "null" : '"' + name + '"')
                         + ": expected \"auto\", \"protect\", \"writewatch\" or \"poll\"");
     }

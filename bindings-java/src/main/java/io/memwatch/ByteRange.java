@@ -15,7 +15,7 @@ public record ByteRange(long offset, long length) {
      */
     public ByteRange {
         if (offset < 0 || length < 0) {
-            throw new IllegalArgumentException("negative range: offset=" + offset + " length=" + length);
+            throw new InvalidArgumentException("negative range: offset=" + offset + " length=" + length);
         }
     }
 }

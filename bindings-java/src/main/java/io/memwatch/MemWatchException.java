@@ -3,7 +3,9 @@ package io.memwatch;
 /**
  * An operating-system or internal failure of memwatch that is not the caller's fault.
  *
- * <p>Bad arguments throw {@link IllegalArgumentException}, calls on a closed watcher throw
+ * <p>Bad arguments throw a subclass of {@link IllegalArgumentException} ({@link
+ * InvalidArgumentException}, {@link UnmappedException}, {@link ReadOnlyException}, {@link
+ * OverlapException}), calls on a closed watcher throw
  * {@link IllegalStateException} and unavailable backends throw
  * {@link UnsupportedOperationException}; everything else is a {@code MemWatchException}.
  */

@@ -78,8 +78,10 @@ import java.util.function.Consumer;
  * watchers explicitly (try-with-resources).
  *
  * <h2>Errors</h2>
- * Bad arguments (null, empty, out of bounds, unmapped, read-only, overlapping, a heap buffer for a
- * page backend) throw {@link IllegalArgumentException}; calls on a closed watcher throw
+ * Bad arguments throw a subclass of {@link IllegalArgumentException}, one per engine error kind:
+ * {@link InvalidArgumentException} (null, empty, out of bounds, a heap buffer for a page backend),
+ * {@link UnmappedException}, {@link ReadOnlyException} (memory mapped read-only) and
+ * {@link OverlapException}; calls on a closed watcher throw
  * {@link IllegalStateException}; a backend this machine lacks throws
  * {@link UnsupportedOperationException}; failing system calls throw {@link MemWatchException}.
  */
@@ -158,7 +160,7 @@ public final class MemoryWatcher implements AutoCloseable {
      */
     public MemoryWatcher(WatcherOptions options) {
         if (options == null) {
-            throw new IllegalArgumentException("options must not be null");
+            throw new InvalidArgumentException("options must not be null");
         }
         NativeLibrary.load();
         this.options = copy(options);
@@ -194,10 +196,10 @@ public final class MemoryWatcher implements AutoCloseable {
      */
     public static long addressOf(ByteBuffer directBuffer) {
         if (directBuffer == null) {
-            throw new IllegalArgumentException("buffer must not be null");
+            throw new InvalidArgumentException("buffer must not be null");
         }
         if (!directBuffer.isDirect()) {
-            throw new IllegalArgumentException("a heap ByteBuffer has no stable native address");
+            throw new InvalidArgumentException("a heap ByteBuffer has no stable native address");
         }
         NativeLibrary.load();
         return Native.directAddress(directBuffer);
@@ -216,12 +218,12 @@ public final class MemoryWatcher implements AutoCloseable {
      */
     public static ByteBuffer allocatePageAligned(int size) {
         if (size <= 0) {
-            throw new IllegalArgumentException("size must be positive: " + size);
+            throw new InvalidArgumentException("size must be positive: " + size);
         }
         int page = pageSize();
         long rounded = ((long) size + page - 1) / page * page;
         if (rounded + page > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("size too large for one ByteBuffer: " + size);
+            throw new InvalidArgumentException("size too large for one ByteBuffer: " + size);
         }
         ByteBuffer raw = ByteBuffer.allocateDirect((int) (rounded + page));
         // The slice keeps `raw` (and so its memory) reachable.
@@ -255,16 +257,16 @@ public final class MemoryWatcher implements AutoCloseable {
      */
     public int watch(ByteBuffer buffer, String name, String metadata) {
         if (buffer == null) {
-            throw new IllegalArgumentException("buffer must not be null");
+            throw new InvalidArgumentException("buffer must not be null");
         }
         requireName(name);
         if (buffer.isReadOnly()) {
-            throw new IllegalArgumentException("read-only buffer: it cannot be written through this view, "
+            throw new InvalidArgumentException("read-only buffer: it cannot be written through this view, "
                     + "so watch the writable buffer it was made from");
         }
         if (!buffer.isDirect()) {
             if (options.getBackend() != Backend.POLL) {
-                throw new IllegalArgumentException("a heap ByteBuffer cannot be watched by backend "
+                throw new InvalidArgumentException("a heap ByteBuffer cannot be watched by backend "
                         + options.getBackend().getName() + ": the JVM moves its memory. Use a direct buffer "
                         + "(ByteBuffer.allocateDirect or MemoryWatcher.allocatePageAligned), watch(byte[]), "
                         + "or a watcher with backend poll");
@@ -275,7 +277,7 @@ public final class MemoryWatcher implements AutoCloseable {
             return id;
         }
         if (!buffer.hasRemaining()) {
-            throw new IllegalArgumentException("buffer has no bytes between position and limit: nothing to watch");
+            throw new InvalidArgumentException("buffer has no bytes between position and limit: nothing to watch");
         }
         synchronized (lifecycle) {
             requireOpen();
@@ -315,7 +317,7 @@ public final class MemoryWatcher implements AutoCloseable {
      */
     public int watch(byte[] array, String name, String metadata) {
         if (array == null) {
-            throw new IllegalArgumentException("array must not be null");
+            throw new InvalidArgumentException("array must not be null");
         }
         return watch(array, 0, array.length, name, metadata);
     }
@@ -336,15 +338,15 @@ public final class MemoryWatcher implements AutoCloseable {
      */
     public int watch(byte[] array, int offset, int length, String name, String metadata) {
         if (array == null) {
-            throw new IllegalArgumentException("array must not be null");
+            throw new InvalidArgumentException("array must not be null");
         }
         requireName(name);
         if (length <= 0) {
-            throw new IllegalArgumentException("length must be at least 1, got " + length
+            throw new InvalidArgumentException("length must be at least 1, got " + length
                     + (array.length == 0 ? " (the array is empty)" : ""));
         }
         if (offset < 0 || offset > array.length - length) {
-            throw new IllegalArgumentException("range [" + offset + ", " + ((long) offset + length)
+            throw new InvalidArgumentException("range [" + offset + ", " + ((long) offset + length)
                     + ") is outside the array of length " + array.length);
         }
         synchronized (lifecycle) {
@@ -389,10 +391,10 @@ public final class MemoryWatcher implements AutoCloseable {
     public int watch(long address, long size, String name, String metadata) {
         requireName(name);
         if (address == 0) {
-            throw new IllegalArgumentException("address must not be 0 (null)");
+            throw new InvalidArgumentException("address must not be 0 (null)");
         }
         if (size <= 0) {
-            throw new IllegalArgumentException("size must be at least 1, got " + size);
+            throw new InvalidArgumentException("size must be at least 1, got " + size);
         }
         synchronized (lifecycle) {
             requireOpen();
@@ -471,7 +473,7 @@ public final class MemoryWatcher implements AutoCloseable {
      */
     public Recorder recordTo(String url) {
         if (url == null) {
-            throw new IllegalArgumentException("url must not be null");
+            throw new InvalidArgumentException("url must not be null");
         }
         synchronized (lifecycle) {
             requireOpen();
@@ -509,10 +511,10 @@ public final class MemoryWatcher implements AutoCloseable {
      */
     public void setValueStore(String storeName, long capacityBytes) {
         if (storeName == null) {
-            throw new IllegalArgumentException("storeName must not be null (clearValueStore() stops the store)");
+            throw new InvalidArgumentException("storeName must not be null (clearValueStore() stops the store)");
         }
         if (capacityBytes <= 0) {
-            throw new IllegalArgumentException("capacityBytes must be positive, got " + capacityBytes);
+            throw new InvalidArgumentException("capacityBytes must be positive, got " + capacityBytes);
         }
         synchronized (lifecycle) {
             requireOpen();
@@ -666,7 +668,7 @@ public final class MemoryWatcher implements AutoCloseable {
 
     private static void requireName(String name) {
         if (name == null) {
-            throw new IllegalArgumentException("name must not be null");
+            throw new InvalidArgumentException("name must not be null");
         }
     }
 

@@ -43,7 +43,7 @@ public final class Recorder implements AutoCloseable {
      */
     public boolean flush(Duration timeout) {
         if (timeout == null || timeout.isNegative()) {
-            throw new IllegalArgumentException("timeout must be a non-negative duration");
+            throw new InvalidArgumentException("timeout must be a non-negative duration");
         }
         try {
             return Native.recorderFlush(handle, timeout.toMillis());

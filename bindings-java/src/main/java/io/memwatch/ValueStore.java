@@ -42,7 +42,7 @@ public final class ValueStore implements AutoCloseable {
      */
     public static ValueStore open(String name) {
         if (name == null) {
-            throw new IllegalArgumentException("name must not be null");
+            throw new InvalidArgumentException("name must not be null");
         }
         NativeLibrary.load();
         return new ValueStore(Native.storeOpen(name), name);
@@ -59,7 +59,7 @@ public final class ValueStore implements AutoCloseable {
      */
     public static boolean unlink(String name) {
         if (name == null) {
-            throw new IllegalArgumentException("name must not be null");
+            throw new InvalidArgumentException("name must not be null");
         }
         NativeLibrary.load();
         return Native.storeUnlink(name);
@@ -75,7 +75,7 @@ public final class ValueStore implements AutoCloseable {
      */
     public byte[] get(String key) {
         if (key == null) {
-            throw new IllegalArgumentException("key must not be null");
+            throw new InvalidArgumentException("key must not be null");
         }
         if (closed) {
             throw new IllegalStateException("store is closed");

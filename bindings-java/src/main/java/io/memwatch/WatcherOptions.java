@@ -70,7 +70,7 @@ public final class WatcherOptions {
     public WatcherOptions pollInterval(Duration interval) {
         nonNegative(interval, "pollInterval");
         if (interval.isZero()) {
-            throw new IllegalArgumentException("pollInterval must be positive");
+            throw new InvalidArgumentException("pollInterval must be positive");
         }
         this.pollInterval = interval;
         return this;
@@ -232,14 +232,14 @@ public final class WatcherOptions {
     private static Duration nonNegative(Duration d, String what) {
         Objects.requireNonNull(d, what);
         if (d.isNegative()) {
-            throw new IllegalArgumentException(what + " must not be negative: " + d);
+            throw new InvalidArgumentException(what + " must not be negative: " + d);
         }
         return d;
     }
 
     private static long nonNegative(long v, String what) {
         if (v < 0) {
-            throw new IllegalArgumentException(what + " must not be negative: " + v);
+            throw new InvalidArgumentException(what + " must not be negative: " + v);
         }
         return v;
     }

@@ -90,13 +90,11 @@ class BadInputTest {
         try (MemoryWatcher w = new MemoryWatcher(Backend.PROTECT)) {
             ByteBuffer buf = MemoryWatcher.allocatePageAligned(64);
             w.watch(buf.slice(0, 32), "a");
-            assertMessage(assertThrows(IllegalArgumentException.class, () -> w.watch(buf.slice(16, 32), "b")),
-                    "overlap");
+            assertMessage(assertThrows(OverlapException.class, () -> w.watch(buf.slice(16, 32), "b")), "overlap");
             w.watch(buf.slice(32, 32), "c"); // adjacent is fine
             byte[] array = new byte[64];
             w.watch(array, 0, 32, "x", null);
-            assertMessage(assertThrows(IllegalArgumentException.class, () -> w.watch(array, 31, 2, "y", null)),
-                    "overlap");
+            assertMessage(assertThrows(OverlapException.class, () -> w.watch(array, 31, 2, "y", null)), "overlap");
             w.watch(array, 32, 32, "z", null);
             assertEquals(4, w.getStats().getRegions());
         }
@@ -106,9 +104,40 @@ class BadInputTest {
     void unmappedAddressIsRejected() {
         try (MemoryWatcher w = new MemoryWatcher(Backend.PROTECT)) {
             // The page right after a mapping of our own is very likely unmapped; page 1 surely is.
-            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+            UnmappedException e = assertThrows(UnmappedException.class,
                     () -> w.watch(MemoryWatcher.pageSize(), 16, "low"));
             assertMessage(e, "not mapped");
+        }
+    }
+
+    @Test
+    void readOnlyNativeMemoryIsRejected() throws java.io.IOException {
+        java.nio.file.Path file = java.nio.file.Files.createTempFile("memwatch-ro", ".bin");
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(file,
+                java.nio.file.StandardOpenOption.READ, java.nio.file.StandardOpenOption.WRITE);
+                MemoryWatcher w = new MemoryWatcher(Backend.PROTECT)) {
+            ch.write(ByteBuffer.allocate(MemoryWatcher.pageSize()));
+            ByteBuffer ro = ch.map(java.nio.channels.FileChannel.MapMode.READ_ONLY, 0, MemoryWatcher.pageSize());
+            long addr = MemoryWatcher.addressOf(ro);
+            assertMessage(assertThrows(ReadOnlyException.class, () -> w.watch(addr, 16, "ro")), "read-only");
+            assertEquals(0, w.getStats().getRegions());
+        } finally {
+            java.nio.file.Files.delete(file);
+        }
+    }
+
+    @Test
+    void eachBadArgumentKindHasItsOwnException() {
+        try (MemoryWatcher w = new MemoryWatcher(Backend.PROTECT)) {
+            // Checked in Java and in the native library: both throw InvalidArgumentException.
+            assertEquals(InvalidArgumentException.class,
+                    assertThrows(IllegalArgumentException.class, () -> w.watch(new byte[0], "empty")).getClass());
+            assertEquals(InvalidArgumentException.class,
+                    assertThrows(IllegalArgumentException.class, () -> w.watch(0L, 8, "x")).getClass());
+            assertEquals(InvalidArgumentException.class, assertThrows(IllegalArgumentException.class,
+                    () -> new WatcherOptions().ringCapacity(-1)).getClass());
+            assertEquals(InvalidArgumentException.class, assertThrows(IllegalArgumentException.class,
+                    () -> new MemoryWatcher(new WatcherOptions().ringCapacity(0))).getClass());
         }
     }
 

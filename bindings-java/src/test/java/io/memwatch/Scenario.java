@@ -311,10 +311,10 @@ final class Scenario {
 
     /** The documented exception class of each engine error kind (see MemWatchException). */
     private static final Map<String, Class<? extends RuntimeException>> ERROR_CLASSES = Map.of(
-            "invalid_argument", IllegalArgumentException.class,
-            "unmapped", IllegalArgumentException.class,
-            "read_only", IllegalArgumentException.class,
-            "overlap", IllegalArgumentException.class,
+            "invalid_argument", InvalidArgumentException.class,
+            "unmapped", UnmappedException.class,
+            "read_only", ReadOnlyException.class,
+            "overlap", OverlapException.class,
             "unsupported", UnsupportedOperationException.class,
             "closed", IllegalStateException.class,
             "os", MemWatchException.class);
