@@ -10,7 +10,8 @@
  */
 
 const { EventEmitter } = require('node:events');
-const types = require('node:util').types;
+const util = require('node:util');
+const types = util.types;
 
 const native = loadNative();
 
@@ -220,29 +221,66 @@ function nativeOptions(options) {
 }
 
 /**
- * Gives each located event a `where` that is converted from its native form
- * (the stack and every frame's strings) on first access only, then kept.
- * @param {object[]} events
- * @returns {object[]}
+ * The fields of the public `ChangeEvent`, in its documented order; each is a
+ * getter of the same name on `native.NativeChangeEvent`.
  */
-function withLazyWhere(events) {
-  for (const e of events) {
-    const loc = e.where;
-    if (!(loc instanceof native.NativeLocation)) continue;
-    Object.defineProperty(e, 'where', {
-      configurable: true,
-      enumerable: true,
-      get() {
-        const value = loc.toObject();
-        Object.defineProperty(e, 'where', { value, writable: true, enumerable: true, configurable: true });
-        return value;
-      },
-      set(value) {
-        Object.defineProperty(e, 'where', { value, writable: true, enumerable: true, configurable: true });
-      },
-    });
-  }
-  return events;
+const EVENT_FIELDS = [
+  'seq', 'timestampNs', 'adapterId', 'regionId', 'variableName', 'where', 'howBig',
+  'changedRanges', 'oldPreview', 'newPreview', 'oldValue', 'newValue',
+  'storageKeyOld', 'storageKeyNew', 'metadata', 'coalesced',
+];
+
+/** Where a public event keeps its native event (not enumerable: no JSON, spread or clone sees it). */
+const kNativeEvent = Symbol('memwatch.nativeEvent');
+
+/**
+ * Replaces the getter of `key` on `event` with a plain data property (left
+ * as it is on a frozen or sealed event); false if that was not possible.
+ */
+function settle(event, key, value) {
+  return Reflect.defineProperty(event, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
+/**
+ * One accessor per field, shared by every event: the first read converts the
+ * field from the native event and keeps it as a plain property; a write
+ * replaces it. Enumerable, so `Object.keys`, `JSON.stringify`, spread and
+ * `structuredClone` see every field as they would on a plain object.
+ */
+const EVENT_DESCRIPTORS = Object.fromEntries(EVENT_FIELDS.map((key) => [key, {
+  enumerable: true,
+  configurable: true,
+  get() {
+    const value = this[kNativeEvent][key];
+    settle(this, key, value);
+    return value;
+  },
+  set(value) {
+    if (!settle(this, key, value)) throw new TypeError(`Cannot assign to read only property '${key}' of object`);
+  },
+}]));
+// console.log / util.inspect show the values, not [Getter/Setter].
+EVENT_DESCRIPTORS[util.inspect.custom] = {
+  value(_depth, options) {
+    return util.inspect(Object.fromEntries(EVENT_FIELDS.map((key) => [key, this[key]])), options);
+  },
+};
+
+/**
+ * Wraps the engine's events for JavaScript: each field is converted (strings
+ * copied, buffers and the stack built) on first access only, then kept.
+ * @param {object[]} natives `native.NativeChangeEvent` instances
+ * @returns {import('./index').ChangeEvent[]}
+ */
+function wrapEvents(natives) {
+  return natives.map((n) => {
+    const e = Object.defineProperties({}, EVENT_DESCRIPTORS);
+    Object.defineProperty(e, kNativeEvent, { value: n });
+    // An unlocated `where` (the common case) is all empty: a plain property from the start.
+    const where = n.unlocatedWhere;
+    if (where !== null) settle(e, 'where', where);
+    return e;
+  });
 }
 
 /** Symbol of the internal flush method (kept off the public API). */
@@ -461,7 +499,7 @@ class MemoryWatcher extends EventEmitter {
    */
   checkChanges() {
     this.#checkOpen();
-    const events = withLazyWhere(call(() => this.#native.checkChanges()));
+    const events = wrapEvents(call(() => this.#native.checkChanges()));
     if (this.#hasSubscribers()) {
       this.#dispatch(events);
       return [];
@@ -674,7 +712,7 @@ class MemoryWatcher extends EventEmitter {
   /** Runs on the JS thread when the delivery thread queued events. */
   #onWake() {
     if (this.#closed || !this.#hasSubscribers()) return; // they stay for checkChanges()
-    this.#dispatch(withLazyWhere(this.#native.takeQueued()));
+    this.#dispatch(wrapEvents(this.#native.takeQueued()));
   }
 
   /**
@@ -686,7 +724,7 @@ class MemoryWatcher extends EventEmitter {
   [kFlush](timeoutMs) {
     if (this.#closed || !this.#delivering) return;
     call(() => this.#native.flush(timeoutMs));
-    this.#dispatch(withLazyWhere(this.#native.takeQueued()));
+    this.#dispatch(wrapEvents(this.#native.takeQueued()));
   }
 
   /** Hands each event to the callback, each 'change' listener and each iterator. */

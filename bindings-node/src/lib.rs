@@ -12,7 +12,8 @@
 //!   thread: the engine callback pushes the event into a queue and wakes the
 //!   JS thread through a *weak* threadsafe function (it never keeps the event
 //!   loop alive); JS then drains the queue with [`NativeWatcher::take_queued`],
-//! - converts events and statistics to plain JavaScript objects,
+//! - hands events to JavaScript unconverted ([`NativeChangeEvent`], whose
+//!   fields `index.js` converts when first read) and statistics as plain objects,
 //! - attaches a MemStream value store to a watcher by name and reads values
 //!   back by key ([`NativeStore`], the public `Store` class),
 //! - closes every watcher of a Node.js environment (main thread or worker)
@@ -179,90 +180,129 @@ impl From<&mw::Where> for NativeWhere {
     }
 }
 
-/// A located event's `where`, kept native until JavaScript reads it
-/// (`index.js` turns `event.where` into a getter calling [`NativeLocation::to_object`]).
+/// One change event, kept as the engine made it until JavaScript reads a
+/// field: `index.js` gives the public `ChangeEvent` a getter per field that
+/// calls the getter of the same name here once, then keeps the value.
 #[napi]
-pub struct NativeLocation {
-    inner: mw::Where,
+pub struct NativeChangeEvent {
+    inner: mw::ChangeEvent,
 }
 
 #[napi]
-impl NativeLocation {
-    /// The location as a plain object (the public `Where`).
-    #[napi]
-    pub fn to_object(&self) -> NativeWhere {
-        NativeWhere::from(&self.inner)
+impl NativeChangeEvent {
+    /// Process-wide sequence number.
+    #[napi(getter)]
+    pub fn seq(&self) -> f64 {
+        self.inner.seq as f64
+    }
+
+    /// CLOCK_MONOTONIC nanoseconds.
+    #[napi(getter)]
+    pub fn timestamp_ns(&self) -> BigInt {
+        BigInt::from(self.inner.timestamp_ns)
+    }
+
+    /// Adapter id (3 = Node.js).
+    #[napi(getter)]
+    pub fn adapter_id(&self) -> u32 {
+        self.inner.adapter_id
+    }
+
+    /// Region id returned by watch().
+    #[napi(getter)]
+    pub fn region_id(&self) -> u32 {
+        self.inner.region_id
+    }
+
+    /// Name given to watch().
+    #[napi(getter)]
+    pub fn variable_name(&self) -> String {
+        self.inner.variable_name.clone()
+    }
+
+    /// Who wrote it, where known (the public `Where`).
+    #[napi(getter, js_name = "where")]
+    pub fn where_(&self) -> NativeWhere {
+        NativeWhere::from(&self.inner.where_)
+    }
+
+    /// The `where` of an event the engine did not locate (no stack, no
+    /// thread name: cheap to convert, so `index.js` sets it up front), or
+    /// null for a located one (converted when first read).
+    #[napi(getter)]
+    pub fn unlocated_where(&self) -> Option<NativeWhere> {
+        let w = &self.inner.where_;
+        (w.stack.is_empty() && w.thread_name.is_empty()).then(|| NativeWhere::from(w))
+    }
+
+    /// Region size in bytes.
+    #[napi(getter)]
+    pub fn how_big(&self) -> f64 {
+        self.inner.how_big as f64
+    }
+
+    /// Changed byte ranges, ascending.
+    #[napi(getter)]
+    pub fn changed_ranges(&self) -> Vec<NativeRange> {
+        let ranges = &self.inner.changed_ranges;
+        ranges
+            .iter()
+            .map(|r| NativeRange { offset: r.offset as f64, length: r.len as f64 })
+            .collect()
+    }
+
+    /// First preview bytes before the change.
+    #[napi(getter)]
+    pub fn old_preview(&self) -> Buffer {
+        self.inner.old_preview.clone().into()
+    }
+
+    /// First preview bytes after the change.
+    #[napi(getter)]
+    pub fn new_preview(&self) -> Buffer {
+        self.inner.new_preview.clone().into()
+    }
+
+    /// Whole old value, or null.
+    #[napi(getter)]
+    pub fn old_value(&self) -> Option<Buffer> {
+        self.inner.old_value.clone().map(Into::into)
+    }
+
+    /// Whole new value, or null.
+    #[napi(getter)]
+    pub fn new_value(&self) -> Option<Buffer> {
+        self.inner.new_value.clone().map(Into::into)
+    }
+
+    /// Value-store key of a large old value (while the store holds it), or null.
+    #[napi(getter)]
+    pub fn storage_key_old(&self) -> Option<String> {
+        self.inner.storage_key_old.clone()
+    }
+
+    /// Value-store key of a large new value (when a value store took it), or null.
+    #[napi(getter)]
+    pub fn storage_key_new(&self) -> Option<String> {
+        self.inner.storage_key_new.clone()
+    }
+
+    /// Metadata given to watch(), or null.
+    #[napi(getter)]
+    pub fn metadata(&self) -> Option<String> {
+        self.inner.metadata.clone()
+    }
+
+    /// Changes this event stands for (more than 1 when merged in a full queue).
+    #[napi(getter)]
+    pub fn coalesced(&self) -> u32 {
+        self.inner.coalesced
     }
 }
 
-/// One change event as handed to JavaScript (the public `ChangeEvent`).
-/// Output only (its `where` may be a class instance).
-#[napi(object, use_nullable = true, object_from_js = false)]
-pub struct NativeEvent {
-    /// Process-wide sequence number.
-    pub seq: f64,
-    /// CLOCK_MONOTONIC nanoseconds.
-    pub timestamp_ns: BigInt,
-    /// Adapter id (3 = Node.js).
-    pub adapter_id: u32,
-    /// Region id returned by watch().
-    pub region_id: u32,
-    /// Name given to watch().
-    pub variable_name: String,
-    /// Who wrote it, where known: a plain object, or for a located write a
-    /// [`NativeLocation`] that `index.js` converts when it is first read.
-    #[napi(js_name = "where")]
-    pub where_: Either<NativeWhere, NativeLocation>,
-    /// Region size in bytes.
-    pub how_big: f64,
-    /// Changed byte ranges, ascending.
-    pub changed_ranges: Vec<NativeRange>,
-    /// First preview bytes before the change.
-    pub old_preview: Buffer,
-    /// First preview bytes after the change.
-    pub new_preview: Buffer,
-    /// Whole old value, or null.
-    pub old_value: Option<Buffer>,
-    /// Whole new value, or null.
-    pub new_value: Option<Buffer>,
-    /// Value-store key of a large old value (while the store holds it), or null.
-    pub storage_key_old: Option<String>,
-    /// Value-store key of a large new value (when a value store took it), or null.
-    pub storage_key_new: Option<String>,
-    /// Metadata given to watch(), or null.
-    pub metadata: Option<String>,
-    /// Changes this event stands for (more than 1 when merged in a full queue).
-    pub coalesced: u32,
-}
-
-impl From<mw::ChangeEvent> for NativeEvent {
-    fn from(e: mw::ChangeEvent) -> Self {
-        NativeEvent {
-            seq: e.seq as f64,
-            timestamp_ns: BigInt::from(e.timestamp_ns),
-            adapter_id: e.adapter_id,
-            region_id: e.region_id,
-            variable_name: e.variable_name,
-            where_: if e.where_.stack.is_empty() && e.where_.thread_name.is_empty() {
-                Either::A(NativeWhere::from(&e.where_))
-            } else {
-                Either::B(NativeLocation { inner: e.where_ })
-            },
-            how_big: e.how_big as f64,
-            changed_ranges: e
-                .changed_ranges
-                .iter()
-                .map(|r| NativeRange { offset: r.offset as f64, length: r.len as f64 })
-                .collect(),
-            old_preview: e.old_preview.into(),
-            new_preview: e.new_preview.into(),
-            old_value: e.old_value.map(Into::into),
-            new_value: e.new_value.map(Into::into),
-            storage_key_old: e.storage_key_old,
-            storage_key_new: e.storage_key_new,
-            metadata: e.metadata,
-            coalesced: e.coalesced,
-        }
+impl From<mw::ChangeEvent> for NativeChangeEvent {
+    fn from(inner: mw::ChangeEvent) -> Self {
+        NativeChangeEvent { inner }
     }
 }
 
@@ -696,12 +736,12 @@ impl NativeWatcher {
     /// Detects changes now and returns every event not yet handed to JS:
     /// queued ones first, then the engine's (ordered by seq).
     #[napi]
-    pub fn check_changes(&self) -> Result<Vec<NativeEvent>> {
+    pub fn check_changes(&self) -> Result<Vec<NativeChangeEvent>> {
         let fresh = self.shared.watcher.check_changes().map_err(to_napi_err)?;
         let mut all = self.shared.take_queued();
         all.extend(fresh);
         all.sort_by_key(|e| e.seq);
-        Ok(all.into_iter().map(NativeEvent::from).collect())
+        Ok(all.into_iter().map(NativeChangeEvent::from).collect())
     }
 
     /// The exit flush: with delivery on, detects changes now and waits up to
@@ -715,8 +755,8 @@ impl NativeWatcher {
 
     /// Takes the events queued by the delivery thread (called by the wake function).
     #[napi]
-    pub fn take_queued(&self) -> Vec<NativeEvent> {
-        self.shared.take_queued().into_iter().map(NativeEvent::from).collect()
+    pub fn take_queued(&self) -> Vec<NativeChangeEvent> {
+        self.shared.take_queued().into_iter().map(NativeChangeEvent::from).collect()
     }
 
     /// Counts one callback/listener exception in stats.callbackErrors.
