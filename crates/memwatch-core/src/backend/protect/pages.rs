@@ -467,6 +467,36 @@ impl ProtectPages {
         }
     }
 
+    /// `due` plus the other open pages of the regions on them: a region's
+    /// writes made before its event is built go into that one event (a big
+    /// region is diffed only on the pages of the batch, so a page whose
+    /// window ends later would otherwise give a second event for writes
+    /// made at the same moment).
+    fn with_open_pages_of_their_regions(&self, mut due: Vec<usize>) -> Vec<usize> {
+        if due.is_empty() || due.len() == self.open.len() {
+            return due;
+        }
+        let regions: HashSet<RegionId> = due
+            .iter()
+            .filter_map(|p| self.pages.get(p))
+            .flat_map(|info| info.regions.as_slice().iter().copied())
+            .collect();
+        let taken: HashSet<usize> = due.iter().copied().collect();
+        for &page in self.open.keys() {
+            if taken.contains(&page) {
+                continue;
+            }
+            let shares = self
+                .pages
+                .get(&page)
+                .is_some_and(|info| info.regions.as_slice().iter().any(|r| regions.contains(r)));
+            if shares {
+                due.push(page);
+            }
+        }
+        due
+    }
+
     /// Re-protects (or keeps polling, when hot) the given open pages; the
     /// regions on them, each with the earliest known writer among its pages.
     fn process_pages(&mut self, owners: &dyn Owners, pages: &[usize], now: u64) -> Vec<Dirty> {
@@ -609,12 +639,15 @@ impl Detector for ProtectPages {
         }
         let pages: Vec<usize> = match pass {
             Pass::Now(_) => self.open.keys().copied().collect(),
-            Pass::Due => self
-                .open
-                .iter()
-                .filter(|(p, mode)| self.deadline(owners, **p, mode) <= now)
-                .map(|(p, _)| *p)
-                .collect(),
+            Pass::Due => {
+                let due: Vec<usize> = self
+                    .open
+                    .iter()
+                    .filter(|(p, mode)| self.deadline(owners, **p, mode) <= now)
+                    .map(|(p, _)| *p)
+                    .collect();
+                self.with_open_pages_of_their_regions(due)
+            }
         };
         if pages.is_empty() {
             return Vec::new();
