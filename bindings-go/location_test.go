@@ -99,3 +99,52 @@ func TestLocateWritersOptionErrors(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// stormWrite writes one byte; returns the line of the write.
+//
+//go:noinline
+func stormWrite(buf []byte, i int) int {
+	buf[i] = byte(i%250 + 1)
+	_, _, line, _ := runtime.Caller(0)
+	return line - 1
+}
+
+// A fault storm with location capture on: 10 000 distinct watched pages,
+// each written once right after a recovered nil-pointer panic (Go's own use
+// of SIGSEGV), give 10 000 events, each naming stormWrite's line.
+func TestLocateWritersFaultStormWithNilPanics(t *testing.T) {
+	const pages = 10000
+	ps := memwatch.PageSize()
+	buf := alloc(t, pages*ps) // before the watcher: cleanups run LIFO
+	w := newWatcher(t, memwatch.BackendProtect, memwatch.WithLocateWriters(true), memwatch.WithStackDepth(4))
+	for p := 0; p < pages; p++ {
+		if _, err := w.Watch(buf[p*ps:p*ps+16], "page"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	line := 0
+	for p := 0; p < pages; p++ {
+		if !nilFault(p) {
+			t.Fatalf("page %d: no nil-dereference panic recovered", p)
+		}
+		line = stormWrite(buf, p*ps+3)
+	}
+	evs, err := w.CheckChanges()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != pages {
+		t.Fatalf("%d events, want %d", len(evs), pages)
+	}
+	for _, e := range evs {
+		if len(e.ChangedRanges) != 1 || e.ChangedRanges[0] != (memwatch.ByteRange{Offset: 3, Len: 1}) {
+			t.Fatalf("ranges %v", e.ChangedRanges)
+		}
+		if !strings.HasSuffix(e.Where.Function, ".stormWrite") || e.Where.Line != uint32(line) {
+			t.Fatalf("event located at %s:%d, want stormWrite line %d", e.Where.Function, e.Where.Line, line)
+		}
+	}
+	if st := w.Stats(); st.DroppedWheres != 0 {
+		t.Fatalf("dropped wheres %d", st.DroppedWheres)
+	}
+}
