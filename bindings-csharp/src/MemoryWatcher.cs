@@ -376,7 +376,7 @@ namespace MemWatch
         }
 
         /// <summary>
-        /// Sets the single callback (the seeds' set_callback), replacing the previous
+        /// Sets the single callback (set_callback of the C API), replacing the previous
         /// one; null removes it. It runs before the <see cref="Changed"/> handlers.
         /// </summary>
         /// <param name="callback">Called on the delivery thread for every change, or null.</param>

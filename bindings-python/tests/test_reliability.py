@@ -1,4 +1,4 @@
-"""Issue 17: forked children exit normally (sys.exit runs atexit, which closes
+"""Forked children exit normally (sys.exit runs atexit, which closes
 inherited watchers), multiprocessing with the fork start method works over a
 watched buffer, and memory unmapped or replaced while watched never has its
 protection changed by memwatch.

@@ -1,4 +1,4 @@
-"""Issue 20: the user's contract at the edges. Shared memory written by
+"""The user's contract at the edges. Shared memory written by
 another process (a multiprocessing.Array) is seen under ``auto`` (poll,
 reported as a fallback) and an explicit protect/writewatch says in stats that
 other writers are invisible; a ctypes object whose memory ctypes.resize()

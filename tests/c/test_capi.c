@@ -192,7 +192,7 @@ static void t_one_byte_changed_writewatch(void) { one_byte("writewatch"); }
 
 /* ---- the global API (one default watcher) --------------------------------------------------- */
 
-/* Issue 20: memwatch_shutdown() delivers what is pending to the callback first. */
+/* memwatch_shutdown() delivers what is pending to the callback first. */
 static int g_shutdown_seen;
 static uint8_t g_shutdown_value;
 static void shutdown_cb(const memwatch_change_event_t *e, void *ctx) {
@@ -807,7 +807,7 @@ typedef struct {
     int index;
 } writer_arg_t;
 
-/* ---- fork with live watchers (issue 17) ---------------------------------------------- */
+/* ---- fork with live watchers ---------------------------------------------------------- */
 
 static void noop_cb(const memwatch_change_event_t *ev, void *ctx) { (void)ev; (void)ctx; }
 
@@ -929,7 +929,7 @@ static void t_fork_300_while_writing(void) {
     }
 }
 
-/* ---- memory unmapped or replaced while watched (issue 17) ------------------------------ */
+/* ---- memory unmapped or replaced while watched ------------------------------------------ */
 
 /* The permissions of the page at p in /proc/self/maps ("---p", "r--p"...), or "" if unmapped. */
 static void perms_at(const void *p, char out[5]) {

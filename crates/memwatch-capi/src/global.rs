@@ -1,4 +1,4 @@
-//! The seeds' global API: the handle API's calls on one process-wide default
+//! The global API (one default watcher): the handle API's calls on one process-wide default
 //! watcher, created lazily (backend "auto", adapter C) by the first call that
 //! needs it, or explicitly by `memwatch_init` / `memwatch_init_with_options`.
 

@@ -1,4 +1,4 @@
-//! Issue 20: an event on a large region is computed from its written pages
+//! An event on a large region is computed from its written pages
 //! only (the rest of its snapshot is its current value): exact ranges and
 //! previews for writes far apart, under every paged backend.
 
@@ -62,7 +62,7 @@ fn writewatch_diffs_the_written_pages_of_a_large_region() {
     exact_events_on_a_large_region(Backend::WriteWatch);
 }
 
-/// Issue 20: the worker reads a large poll region a page range per engine
+/// The worker reads a large poll region a page range per engine
 /// lock hold (16 MiB: eight slices); writes in its first and last pages
 /// still reach the callback exactly, and nothing is left for check_changes.
 #[test]

@@ -442,7 +442,7 @@ fn frequent_writes_each_followed_by_check_changes_keep_their_writer() {
     }
 }
 
-/// Issue 20: neighbouring poll regions are read with one system call per
+/// Neighbouring poll regions are read with one system call per
 /// run of them; each still gets its exact event, and a run over memory
 /// that was unmapped falls back to one read per region, so only the region
 /// that is gone is dropped.

@@ -1,4 +1,4 @@
-//! Issue 20: a writer looping nonstop over many protect pages (a pass
+//! A writer looping nonstop over many protect pages (a pass
 //! slower than the writable window, because of the faults themselves) makes
 //! them go hot in bulk instead of faulting on every page of every pass;
 //! hot pages are still diffed exactly, and cool down once quiet.

@@ -1,4 +1,4 @@
-//! Near vm.max_map_count (issue 20): the mprotect that re-arms a protect
+//! Near vm.max_map_count: the mprotect that re-arms a protect
 //! page after a write can fail with ENOMEM (its mapping must split). No
 //! write may be missed for it, the failure is counted, and a watch() that
 //! fails the same way says "too many mappings", not "not mapped".

@@ -1,4 +1,4 @@
-//! Issue 20: the queue and check_changes() under load. check_changes() with
+//! The queue and check_changes() under load. check_changes() with
 //! a callback is a fence (it returns once every write made before it was
 //! delivered, not waiting for later ones), and a queue nobody drains stays
 //! bounded by coalescing, losing no change.

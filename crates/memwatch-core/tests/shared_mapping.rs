@@ -1,4 +1,4 @@
-//! Shared memory written by another process (issue 20): protect and
+//! Shared memory written by another process: protect and
 //! writewatch see only this process's page-table writes, so `auto` watches
 //! a MAP_SHARED region with poll (a fallback in stats), and an explicitly
 //! chosen protect or writewatch says in stats that other writers are

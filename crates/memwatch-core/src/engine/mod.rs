@@ -656,7 +656,7 @@ mod tests {
         (events.into_iter().map(|(_, e)| e).collect(), more)
     }
 
-    /// Issue 20: a poll region too large to diff under one lock hold is
+    /// A poll region too large to diff under one lock hold is
     /// read a page range per slice; a change is found exactly wherever it
     /// is, and one written behind the pass (on a page it already read) is
     /// found by the next pass, not lost.
