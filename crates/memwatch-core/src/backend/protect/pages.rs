@@ -588,7 +588,12 @@ impl ProtectPages {
 }
 
 impl Detector for ProtectPages {
-    fn register(&mut self, _owners: &dyn Owners, r: &NewRegion<'_>) -> Result<(), Error> {
+    fn register(&mut self, owners: &dyn Owners, r: &NewRegion<'_>) -> Result<(), Error> {
+        // Fault records still in the ring for pages that are not watched now
+        // (a closed watcher's writes nobody collected) are dropped here,
+        // before these pages become known again: otherwise the new region's
+        // first event would name that old write as its writer.
+        self.collect_faults(owners, sys::monotonic_ns());
         self.protect_pages(r.addr, r.len, r.mappings)?;
         for page in backend::pages_of(r.addr, r.len) {
             self.pages.get_mut(&page).expect("page registered").regions.push(r.id);
