@@ -154,7 +154,13 @@ class WhereTest {
                 List<ChangeEvent> events = w.checkChanges();
                 assertEquals(1, events.size());
                 Where wh = events.get(0).where();
-                assertEquals(ME + ".warmStore:" + warmLine, wh.function() + ":" + wh.line(), wh.stack().toString());
+                // Compiled code: HotSpot sometimes has no bytecode index for the store
+                // (line 0, README Known limits); the method is always named, and a line,
+                // when given, is the store's. WhereJitTest asserts the exact line in C2.
+                assertEquals(ME + ".warmStore", wh.function(), wh.stack().toString());
+                if (wh.line() != 0) {
+                    assertEquals(warmLine, wh.line(), wh.stack().toString());
+                }
                 assertEquals(ME + ".theLineStaysRightAfterTheWriteIsWarmedUp:" + callLine,
                         names(fromUserFrame(wh)).get(1));
             }
