@@ -622,19 +622,7 @@ mod tests {
 
     /// A fresh anonymous mapping of `len` bytes (leaked: the test's memory).
     fn mapping(len: usize) -> usize {
-        // SAFETY: anonymous private mapping, no preconditions.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        p as usize
+        sys::mmap_anon(len).expect("an anonymous mapping") as usize
     }
 
     fn write(addr: usize, byte: u8) {
