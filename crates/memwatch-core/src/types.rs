@@ -312,19 +312,32 @@ impl ChangeEvent {
         self.new_value = later.new_value;
         self.storage_key_new = later.storage_key_new;
         self.coalesced += later.coalesced;
-        let mut ranges: Vec<ByteRange> =
-            self.changed_ranges.iter().chain(&later.changed_ranges).copied().collect();
-        ranges.sort_unstable_by_key(|r| r.offset);
-        let mut union: Vec<ByteRange> = Vec::with_capacity(ranges.len());
-        for r in ranges {
-            match union.last_mut() {
-                Some(last) if r.offset <= last.offset + last.len => {
-                    last.len = last.len.max(r.offset + r.len - last.offset);
-                }
-                _ => union.push(r),
+        union_ranges(&mut self.changed_ranges, &later.changed_ranges);
+    }
+}
+
+/// Adds `more` (ascending) to `ranges` (ascending): the union, overlapping
+/// and adjacent ranges merged into one. O(more) when `more` lies after
+/// `ranges` (a pass reading a region in address order), else a merge of both.
+pub(crate) fn union_ranges(ranges: &mut Vec<ByteRange>, more: &[ByteRange]) {
+    let after = match (ranges.last(), more.first()) {
+        (Some(last), Some(first)) => first.offset >= last.offset + last.len,
+        _ => true,
+    };
+    let all: Vec<ByteRange> = if after {
+        more.to_vec()
+    } else {
+        let mut all: Vec<ByteRange> = ranges.drain(..).chain(more.iter().copied()).collect();
+        all.sort_unstable_by_key(|r| r.offset);
+        all
+    };
+    for r in all {
+        match ranges.last_mut() {
+            Some(last) if r.offset <= last.offset + last.len => {
+                last.len = last.len.max(r.offset + r.len - last.offset);
             }
+            _ => ranges.push(r),
         }
-        self.changed_ranges = union;
     }
 }
 

@@ -106,6 +106,12 @@ pub trait Detector {
     fn take_batch_pages(&mut self) -> HashMap<RegionId, Vec<usize>> {
         HashMap::new()
     }
+    /// Regions of the last collect read in part, whose pass reads the
+    /// rest in a later collect (poll's large regions): the engine keeps
+    /// what was found in them and makes it one event when the pass ends.
+    fn take_unfinished(&mut self) -> HashSet<RegionId> {
+        HashSet::new()
+    }
 }
 
 /// Default writable window when no watcher's options apply (Options::default()).

@@ -1,33 +1,44 @@
 //! The poll backend: every poll interval, each region of a watcher is hashed
 //! and diffed when its hash moved (by the engine). Works on any memory.
 //!
-//! A worker pass goes in slices, each diffed under one engine-lock hold: at
-//! most [`POLL_SLICE`] regions and [`POLL_SLICE_BYTES`] bytes of large
-//! regions, which are read a page range at a time (their snapshot is the
-//! previous value of the pages not read yet), so other threads' calls wait
-//! for one slice, not a whole pass.
+//! A pass (the worker's, or a check_changes()'s over its watcher) goes in
+//! slices, each diffed under one engine-lock hold: at most [`POLL_SLICE`]
+//! regions and [`POLL_SLICE_BYTES`] bytes of large regions, which are read a
+//! page range at a time, so other threads' calls wait for one slice, not a
+//! whole pass. The engine keeps what the slices of a large region found and
+//! makes it one event when the pass reads the region's last page
+//! ([`PollRegions::take_unfinished`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::backend::{Detector, Dirty, NewRegion, Owners, Pass};
 use crate::sys;
-use crate::types::{Error, RegionId};
+use crate::types::{Error, Options, RegionId};
 
-/// Regions one worker pass diffs at most per watcher before the worker
-/// releases the engine lock (it comes back at once for the rest): other
-/// threads' calls wait for one slice, not for a whole pass over 100 000
-/// regions. check_changes() polls all of its watcher's regions at once.
+/// Regions one slice of a pass diffs at most before the engine lock is
+/// released (it is taken again at once for the rest): other threads' calls
+/// wait for one slice, not for a whole pass over 100 000 regions.
 pub const POLL_SLICE: usize = 4096;
 
-/// Bytes of large regions one worker slice reads at most (page ranges of
-/// them; about a millisecond of reading and comparing).
+/// Bytes of large regions one slice reads at most (page ranges of them;
+/// about a millisecond of reading and comparing).
 pub const POLL_SLICE_BYTES: usize = 2 << 20;
 
-/// A region is read in page ranges when it is at least this large, keeps a
-/// snapshot and carries no whole values (larger than max_value_bytes): each
-/// range is then at most a quarter of it, the share of its pages the engine
-/// diffs on their own.
+/// A region is read in page ranges when it is at least this large and
+/// carries no whole values (larger than max_value_bytes): each range is
+/// then at most a quarter of it. With snapshots its pages are compared
+/// with the snapshot; without, with a hash per page the engine keeps.
 pub const SLICED_FROM: usize = 4 * POLL_SLICE_BYTES;
+
+/// Whether a poll region of `len` bytes is read in page ranges (SLICED_FROM).
+pub fn is_sliced(len: usize, options: &Options) -> bool {
+    len >= SLICED_FROM && len > options.max_value_bytes
+}
+
+/// Where a pass over a watcher's regions goes on from: the address of the
+/// next region, and the page (from the region's first) of a sliced region
+/// to go on from. None: from the start.
+pub type Cursor = Option<(usize, usize)>;
 
 /// The poll regions of one watcher.
 struct PollSet {
@@ -35,9 +46,8 @@ struct PollSet {
     by_addr: BTreeMap<usize, RegionId>,
     interval_ns: u64,
     next_poll_ns: u64,
-    /// A worker pass in progress: the address to go on from, and the page
-    /// (from the region's first) of a large region to go on from.
-    cursor: Option<(usize, usize)>,
+    /// The worker's pass in progress.
+    cursor: Cursor,
     /// Finished a pass in the last collect: the next is scheduled from the
     /// end of its diffs (after_diff), so a pass longer than the interval
     /// does not start the next one at once.
@@ -52,6 +62,16 @@ pub struct PollRegions {
     sliced: HashMap<RegionId, usize>,
     /// Page ranges of sliced regions in the last collect (take_batch_pages).
     batch_pages: HashMap<RegionId, Vec<usize>>,
+    /// Sliced regions of the last collect whose pass goes on in a later
+    /// slice (take_unfinished).
+    unfinished: HashSet<RegionId>,
+}
+
+/// How much one slice takes at most.
+#[derive(Clone, Copy)]
+struct Limits {
+    regions: usize,
+    bytes: usize,
 }
 
 impl PollRegions {
@@ -92,48 +112,74 @@ impl PollRegions {
         (start + size_of(other) > addr).then_some((other, start))
     }
 
-    /// All regions of a set (check_changes), ending a pass in progress.
-    fn poll(set: &mut PollSet, now: u64, out: &mut Vec<Dirty>) {
-        if set.by_addr.is_empty() {
-            return;
+    /// The next slice of check_changes()'s pass over `watcher`'s regions,
+    /// from `cursor` (updated; None once the pass is done, which also ends
+    /// the worker's pass in progress over them and schedules its next an
+    /// interval later). The pages of sliced regions and those whose pass
+    /// goes on are in take_batch_pages and take_unfinished, as for collect.
+    pub fn collect_now(
+        &mut self,
+        owners: &dyn Owners,
+        watcher: u32,
+        cursor: &mut Cursor,
+        now: u64,
+    ) -> Vec<Dirty> {
+        let mut out = Vec::new();
+        let Some(set) = self.watchers.get_mut(&watcher) else {
+            *cursor = None;
+            return out;
+        };
+        let len_of = |rid| owners.region_len(rid).unwrap_or(0);
+        let limits = Limits { regions: POLL_SLICE, bytes: POLL_SLICE_BYTES };
+        let mut budget = POLL_SLICE_BYTES;
+        let batch = (&self.sliced, &mut self.batch_pages, &mut self.unfinished);
+        if Self::slice(&set.by_addr, cursor, limits, &len_of, &mut budget, &mut out, batch) {
+            set.cursor = None;
+            set.next_poll_ns = now + set.interval_ns;
+            set.finished = true;
         }
-        set.next_poll_ns = now + set.interval_ns;
-        set.cursor = None;
-        set.finished = true;
-        out.extend(set.by_addr.values().map(|&rid| (rid, None)));
+        out
     }
 
-    /// The next slice of a worker pass over a set: at most POLL_SLICE
-    /// regions and `budget` bytes (updated; a region larger than what is
-    /// left waits for the next slice unless it comes first), read from
-    /// where the last slice stopped. A sliced region is read a page range
-    /// at a time: its pages of this slice go to `pages`.
-    fn poll_slice(
-        set: &mut PollSet,
-        slice: Slice<'_>,
+    /// The next slice of a pass over `by_addr` from `cursor`: at most
+    /// `limits.regions` regions and `budget` bytes (updated; a region larger
+    /// than what is left waits for the next slice unless it comes first).
+    /// A sliced region is read a page range at a time: its pages of this
+    /// slice go to `pages`, and to `unfinished` if its pass goes on. True
+    /// when the pass is done (the cursor is then None).
+    #[allow(clippy::type_complexity)]
+    fn slice(
+        by_addr: &BTreeMap<usize, RegionId>,
+        cursor: &mut Cursor,
+        limits: Limits,
+        len_of: &dyn Fn(RegionId) -> usize,
         budget: &mut usize,
         out: &mut Vec<Dirty>,
-        pages: &mut HashMap<RegionId, Vec<usize>>,
-    ) {
+        (sliced, pages, unfinished): (
+            &HashMap<RegionId, usize>,
+            &mut HashMap<RegionId, Vec<usize>>,
+            &mut HashSet<RegionId>,
+        ),
+    ) -> bool {
         let ps = sys::page_size();
-        let (from, skip) = set.cursor.unwrap_or((0, 0));
+        let (from, skip) = cursor.unwrap_or((0, 0));
         let mut taken = 0;
-        for (&addr, &rid) in set.by_addr.range(from..) {
-            let full = *budget == POLL_SLICE_BYTES;
-            let Some(&len) = slice.sliced.get(&rid) else {
-                let len = (slice.len_of)(rid);
-                if taken == POLL_SLICE || (len > *budget && !full) {
-                    set.cursor = Some((addr, 0));
-                    return;
+        for (&addr, &rid) in by_addr.range(from..) {
+            let full = *budget == limits.bytes;
+            let Some(&len) = sliced.get(&rid) else {
+                let len = len_of(rid);
+                if taken == limits.regions || (len > *budget && !full) {
+                    *cursor = Some((addr, 0));
+                    return false;
                 }
                 *budget = budget.saturating_sub(len);
                 taken += 1;
                 out.push((rid, None));
                 continue;
             };
-            if taken == POLL_SLICE || *budget < ps {
-                set.cursor = Some((addr, if addr == from { skip } else { 0 }));
-                return;
+            if taken == limits.regions || *budget < ps {
+                *cursor = Some((addr, if addr == from { skip } else { 0 }));
+                return false;
             }
             taken += 1;
             let span = crate::backend::pages_of(addr, len);
@@ -146,30 +192,21 @@ impl PollRegions {
             out.push((rid, None));
             pages.insert(rid, (first + skip..first + skip + count).collect());
             if skip + count < total {
-                set.cursor = Some((addr, skip + count));
-                return;
+                unfinished.insert(rid);
+                *cursor = Some((addr, skip + count));
+                return false;
             }
         }
-        set.cursor = None;
-        set.next_poll_ns = slice.now + set.interval_ns;
-        set.finished = true;
+        *cursor = None;
+        true
     }
-}
-
-/// What a slice needs besides its set: the sliced regions, every region's
-/// length, and the time.
-#[derive(Clone, Copy)]
-struct Slice<'a> {
-    sliced: &'a HashMap<RegionId, usize>,
-    len_of: &'a dyn Fn(RegionId) -> usize,
-    now: u64,
 }
 
 impl Detector for PollRegions {
     fn register(&mut self, _owners: &dyn Owners, r: &NewRegion<'_>) -> Result<(), Error> {
         let set = self.watchers.get_mut(&r.watcher).ok_or(Error::Closed)?;
         set.by_addr.insert(r.addr, r.id);
-        if r.len >= SLICED_FROM && r.options.snapshots && r.len > r.options.max_value_bytes {
+        if is_sliced(r.len, r.options) {
             self.sliced.insert(r.id, r.len);
         }
         Ok(())
@@ -185,29 +222,38 @@ impl Detector for PollRegions {
         }
     }
 
-    /// The worker: the regions of every watcher whose interval passed;
-    /// check_changes: those of its watcher.
+    /// The worker: the next slice of the regions of every watcher whose
+    /// interval passed; check_changes: all regions of its watcher in one
+    /// go (the engine slices check_changes with collect_now instead).
     fn collect(&mut self, owners: &dyn Owners, now: u64, pass: Pass) -> Vec<Dirty> {
         let mut out = Vec::new();
+        let len_of = |rid| owners.region_len(rid).unwrap_or(0);
         match pass {
             Pass::Due => {
                 let due = |s: &PollSet| s.next_poll_ns <= now || s.cursor.is_some();
+                let limits = Limits { regions: POLL_SLICE, bytes: POLL_SLICE_BYTES };
                 let mut budget = POLL_SLICE_BYTES;
-                let len_of = |rid| owners.region_len(rid).unwrap_or(0);
-                let slice = Slice { sliced: &self.sliced, len_of: &len_of, now };
                 for set in self.watchers.values_mut().filter(|s| due(s)) {
                     if budget < sys::page_size() {
                         break; // the next slice goes on
                     }
-                    if !set.by_addr.is_empty() {
-                        let pages = &mut self.batch_pages;
-                        Self::poll_slice(set, slice, &mut budget, &mut out, pages);
+                    let batch = (&self.sliced, &mut self.batch_pages, &mut self.unfinished);
+                    let (by_addr, cursor) = (&set.by_addr, &mut set.cursor);
+                    if Self::slice(by_addr, cursor, limits, &len_of, &mut budget, &mut out, batch) {
+                        set.next_poll_ns = now + set.interval_ns;
+                        set.finished = !set.by_addr.is_empty();
                     }
                 }
             }
             Pass::Now(watcher) => {
                 if let Some(set) = self.watchers.get_mut(&watcher) {
-                    Self::poll(set, now, &mut out);
+                    let limits = Limits { regions: usize::MAX, bytes: usize::MAX };
+                    let batch = (&self.sliced, &mut self.batch_pages, &mut self.unfinished);
+                    let (mut cursor, mut budget) = (None, usize::MAX);
+                    Self::slice(&set.by_addr, &mut cursor, limits, &len_of, &mut budget, &mut out, batch);
+                    set.cursor = None;
+                    set.next_poll_ns = now + set.interval_ns;
+                    set.finished = true;
                 }
             }
         }
@@ -232,6 +278,10 @@ impl Detector for PollRegions {
 
     fn take_batch_pages(&mut self) -> HashMap<RegionId, Vec<usize>> {
         std::mem::take(&mut self.batch_pages)
+    }
+
+    fn take_unfinished(&mut self) -> HashSet<RegionId> {
+        std::mem::take(&mut self.unfinished)
     }
 }
 

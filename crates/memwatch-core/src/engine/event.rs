@@ -10,6 +10,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::Registry;
 use crate::backend::{Dirty, FaultRecord};
 use crate::diff::changed_ranges;
+use crate::regions::Kind;
 use crate::sys;
 use crate::types::*;
 
@@ -24,17 +25,43 @@ const PARTIAL_BELOW: usize = 4;
 const RUN_GAP: usize = 4096;
 const RUN_BYTES: usize = 64 << 10;
 
+/// What the slices of one pass over a large poll region found so far: the
+/// one event the pass makes of it when it reads the region's last page.
+pub(super) struct PassChanges {
+    /// The union of the changed ranges found (merged as ChangeEvent::merge does).
+    ranges: Vec<ByteRange>,
+    /// The region's preview before the first of them (empty without snapshots).
+    old_preview: Vec<u8>,
+    /// When the first of them was found.
+    timestamp_ns: u64,
+}
+
+/// xxh3 of each page's part of `bytes`, the contents of a region at `addr`
+/// (a large poll region without a snapshot is compared page by page).
+pub(super) fn page_hashes(addr: usize, bytes: &[u8]) -> Box<[u64]> {
+    let ps = sys::page_size();
+    crate::backend::pages_of(addr, bytes.len())
+        .map(|p| {
+            let from = (p * ps).max(addr) - addr;
+            let to = ((p + 1) * ps - addr).min(bytes.len());
+            xxh3_64(&bytes[from..to])
+        })
+        .collect()
+}
+
 impl Registry {
     /// Diffs the regions a backend collected, in its order; appends an
     /// event (with its watcher) for each that changed and returns their ids.
-    /// `pages` holds the written pages behind a region where the backend
-    /// knows them: a large region with a snapshot is read and compared on
-    /// those pages only, so an event costs what was written, not the
-    /// region's size.
+    /// `pages` holds the written (or, for poll, the due) pages behind a
+    /// region where the backend knows them: a large region is read and
+    /// compared on those pages only, so an event costs what was written,
+    /// not the region's size. A region in `unfinished` is read in part by
+    /// a pass that goes on: what it found waits for the pass's last pages.
     pub(super) fn diff_all(
         &mut self,
         dirty: Vec<Dirty>,
         pages: &HashMap<RegionId, Vec<usize>>,
+        unfinished: &HashSet<RegionId>,
         now: u64,
         events: &mut Vec<(u32, ChangeEvent)>,
     ) -> HashSet<RegionId> {
@@ -44,7 +71,8 @@ impl Registry {
             let (rid, who) = dirty[i];
             if let Some(pages) = self.partial_pages(rid, pages) {
                 i += 1;
-                if let Some(ev) = self.diff_region_pages(rid, who, now, pages) {
+                let ends = !unfinished.contains(&rid);
+                if let Some(ev) = self.diff_region_pages(rid, who, now, pages, ends) {
                     changed.insert(rid);
                     events.push(ev);
                 }
@@ -64,6 +92,26 @@ impl Registry {
             i += count;
         }
         changed
+    }
+
+    /// The events of every pass in progress over `watcher`'s large poll
+    /// regions, made now (check_changes() ends those passes).
+    pub(super) fn flush_passes(&mut self, watcher: u32, events: &mut Vec<(u32, ChangeEvent)>) {
+        let mut ids: Vec<RegionId> = self.passes.keys().copied().collect();
+        ids.retain(|id| self.regions.get(*id).is_some_and(|r| r.watcher == watcher));
+        ids.sort_unstable();
+        for rid in ids {
+            let pass = self.passes.remove(&rid).expect("listed above");
+            if let Some(ev) = self.pass_event(rid, None, pass) {
+                events.push(ev);
+            }
+        }
+    }
+
+    /// Forgets what the engine keeps of a region besides the region itself.
+    pub(super) fn forget(&mut self, rid: RegionId) {
+        self.passes.remove(&rid);
+        self.page_hashes.remove(&rid);
     }
 
     /// How many of the first regions of `dirty` (one at least) lie close
@@ -96,9 +144,9 @@ impl Registry {
         (count, sys::read_self(start, end - start).map(|bytes| (start, bytes)))
     }
 
-    /// The written pages of a region when it is diffed on those alone: it
-    /// spans many more pages than that, keeps a snapshot and carries no
-    /// whole values.
+    /// The given pages of a region when it is diffed on those alone: it
+    /// keeps a snapshot (or page hashes), carries no whole values, and is
+    /// a poll region read in slices or spans many more pages than that.
     fn partial_pages<'p>(
         &self,
         rid: RegionId,
@@ -110,29 +158,33 @@ impl Registry {
         let ps = sys::page_size();
         let (addr, end) = (region.addr, region.addr + region.size());
         let span = (end - 1) / ps - addr / ps + 1;
-        let partial = region.snapshot().is_some()
-            && region.size() > opts.max_value_bytes
-            && pages.len() * PARTIAL_BELOW <= span;
+        let comparable = region.snapshot().is_some() || self.page_hashes.contains_key(&rid);
+        let few = region.kind() == Kind::Poll || pages.len() * PARTIAL_BELOW <= span;
+        let partial = comparable && region.size() > opts.max_value_bytes && few;
         partial.then_some(&pages[..])
     }
 
     /// Like diff_region, reading only the given pages of the region (those
-    /// partial_pages gave: the rest of it was not written, so its snapshot
-    /// is its current value).
+    /// partial_pages gave: the rest of it was not written, or is read by
+    /// another slice of the pass), compared with its snapshot or its page
+    /// hashes. What they show changed is added to the region's pass; the
+    /// pass becomes an event when it `ends` here.
     fn diff_region_pages(
         &mut self,
         rid: RegionId,
         who: Option<FaultRecord>,
         now: u64,
         pages: &[usize],
+        ends: bool,
     ) -> Option<(u32, ChangeEvent)> {
         let ps = sys::page_size();
         let region = self.regions.get(rid)?;
-        let opts = &self.watchers.get(&region.watcher)?.options;
+        let preview = self.watchers.get(&region.watcher)?.options.preview_bytes.min(region.size());
         let (addr, end) = (region.addr, region.addr + region.size());
-        let region = self.regions.get_mut(rid)?;
-        let mut ranges = Vec::new();
+        let hashes = self.page_hashes.get(&rid);
+        let mut found = Vec::new();
         let mut parts = Vec::new();
+        let mut rehashed = Vec::new();
         for (first, last) in crate::backend::runs(pages) {
             let from = (first * ps).max(addr);
             let to = ((last + 1) * ps).min(end);
@@ -144,25 +196,74 @@ impl Registry {
                 return None;
             };
             let at = from - addr;
-            let snap = &region.snapshot().expect("checked")[at..at + current.len()];
-            let found = changed_ranges(snap, &current);
-            if !found.is_empty() {
-                ranges.extend(found.into_iter().map(|r| ByteRange { offset: r.offset + at, ..r }));
-                parts.push((at, current));
+            if let Some(snap) = region.snapshot() {
+                let ranges = changed_ranges(&snap[at..at + current.len()], &current);
+                if !ranges.is_empty() {
+                    found.extend(ranges.into_iter().map(|r| ByteRange { offset: r.offset + at, ..r }));
+                    parts.push((at, current));
+                }
+            } else if let Some(hashes) = hashes {
+                // A range per changed page, clipped to the region.
+                for page in first..=last {
+                    let (lo, hi) = ((page * ps).max(from), ((page + 1) * ps).min(to));
+                    let hash = xxh3_64(&current[lo - from..hi - from]);
+                    let i = page - addr / ps;
+                    if hash != hashes[i] {
+                        rehashed.push((i, hash));
+                        union_ranges(&mut found, &[ByteRange { offset: lo - addr, len: hi - lo }]);
+                    }
+                }
             }
         }
-        if ranges.is_empty() {
+        if !found.is_empty() {
+            let region = self.regions.get_mut(rid)?;
+            let pass = self.passes.entry(rid).or_insert_with(|| PassChanges {
+                ranges: Vec::new(),
+                old_preview: region.snapshot().map_or(Vec::new(), |s| s[..preview].to_vec()),
+                timestamp_ns: who.map_or(now, |w| w.timestamp_ns),
+            });
+            union_ranges(&mut pass.ranges, &found);
+            for (at, part) in &parts {
+                region.set_snapshot_part(*at, part);
+            }
+            if let Some(hashes) = self.page_hashes.get_mut(&rid) {
+                for (i, hash) in rehashed {
+                    hashes[i] = hash;
+                }
+            }
+        }
+        if !ends {
             return None;
         }
-        let preview = opts.preview_bytes.min(region.size());
-        let old_preview = region.snapshot().expect("checked")[..preview].to_vec();
-        for (at, part) in &parts {
-            region.set_snapshot_part(*at, part);
-        }
-        let snap = region.snapshot().expect("checked");
+        let pass = self.passes.remove(&rid)?;
+        self.pass_event(rid, who, pass)
+    }
+
+    /// The event of a region's pass (diff_region_pages): its ranges and old
+    /// preview, the region's current preview (from its snapshot, or read
+    /// now without one) and, with a snapshot and a store, its new value.
+    fn pass_event(
+        &mut self,
+        rid: RegionId,
+        who: Option<FaultRecord>,
+        pass: PassChanges,
+    ) -> Option<(u32, ChangeEvent)> {
+        let region = self.regions.get_mut(rid)?;
         let entry = self.watchers.get(&region.watcher)?;
+        let opts = &entry.options;
+        let preview = opts.preview_bytes.min(region.size());
+        let new_preview = match region.snapshot() {
+            Some(snap) => snap[..preview].to_vec(),
+            None => match sys::read_self(region.addr, preview) {
+                Some(bytes) => bytes.to_vec(),
+                None => {
+                    self.newly_gone.push(rid);
+                    return None;
+                }
+            },
+        };
         let (mut storage_key_old, mut storage_key_new) = (None, None);
-        if let Some(store) = &entry.store {
+        if let (Some(store), Some(snap)) = (&entry.store, region.snapshot()) {
             let old_key = value_key(opts.adapter_id, u64::from(rid), region.epoch);
             let new_key = value_key(opts.adapter_id, u64::from(rid), region.epoch + 1);
             if store.contains(&old_key).unwrap_or(false) {
@@ -172,11 +273,10 @@ impl Registry {
                 storage_key_new = Some(new_key);
             }
         }
-        let new_preview = snap[..preview].to_vec();
         region.epoch += 1;
         let event = ChangeEvent {
             seq: 0,
-            timestamp_ns: who.map_or(now, |w| w.timestamp_ns),
+            timestamp_ns: pass.timestamp_ns,
             adapter_id: opts.adapter_id,
             region_id: rid,
             variable_name: region.name().to_string(),
@@ -186,8 +286,8 @@ impl Registry {
                 ..Where::default()
             },
             how_big: region.size(),
-            changed_ranges: ranges,
-            old_preview,
+            changed_ranges: pass.ranges,
+            old_preview: pass.old_preview,
             new_preview,
             old_value: None,
             new_value: None,

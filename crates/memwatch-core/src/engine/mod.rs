@@ -10,14 +10,14 @@ mod accounting;
 mod event;
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use memwatch_store::{value_key, Store};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::backend::poll::PollRegions;
+use crate::backend::poll::{self, PollRegions};
 use crate::backend::protect::{handler, IdleGate, ProtectPages};
 use crate::backend::writewatch::{uffd, WriteWatchPages};
 use crate::backend::{self, Detector, Dirty, NewRegion, Owners, Pass};
@@ -55,6 +55,22 @@ struct Registry {
     watchers: HashMap<u32, WatcherEntry>,
     /// Found unmapped during the current pass; dropped at its end.
     newly_gone: Vec<RegionId>,
+    /// Passes in progress over large poll regions: what their slices found.
+    passes: HashMap<RegionId, event::PassChanges>,
+    /// Large poll regions without a snapshot: a hash per page (event::page_hashes).
+    page_hashes: HashMap<RegionId, Box<[u64]>>,
+}
+
+impl Registry {
+    fn new() -> Registry {
+        Registry {
+            regions: Regions::new(),
+            watchers: HashMap::new(),
+            newly_gone: Vec::new(),
+            passes: HashMap::new(),
+            page_hashes: HashMap::new(),
+        }
+    }
 }
 
 impl Registry {
@@ -139,11 +155,7 @@ pub fn engine(ring_capacity: usize) -> Result<&'static Engine, Error> {
             let engine: &'static Engine = Box::leak(Box::new(Engine {
                 pid: std::process::id(),
                 state: Mutex::new(State {
-                    registry: Registry {
-                        regions: Regions::new(),
-                        watchers: HashMap::new(),
-                        newly_gone: Vec::new(),
-                    },
+                    registry: Registry::new(),
                     backends: Backends {
                         protect,
                         writewatch: WriteWatchPages::default(),
@@ -341,10 +353,15 @@ impl Engine {
         let kind = st.register(kind, id, watcher, addr, len, &mappings)?;
         st.next_region_id += 1;
         // Read after registering: a write from here on is detected.
+        let mut hashes = None;
         let region = sys::read_self(addr, len)
             .ok_or_else(|| Error::Unmapped(format!("{len} bytes at {addr:#x} are not readable")))
             .and_then(|current| {
-                let snapshots = st.registry.watchers[&watcher].options.snapshots;
+                let options = &st.registry.watchers[&watcher].options;
+                let snapshots = options.snapshots;
+                if kind == Kind::Poll && !snapshots && poll::is_sliced(len, options) {
+                    hashes = Some(event::page_hashes(addr, &current));
+                }
                 Region::new(
                     watcher,
                     addr,
@@ -376,6 +393,9 @@ impl Engine {
             w.paged_regions += 1;
         }
         st.registry.regions.insert(id, region);
+        if let Some(hashes) = hashes {
+            st.registry.page_hashes.insert(id, hashes);
+        }
         let first_poll = kind == Kind::Poll && st.backends.poll.regions_of(watcher) == 1;
         if kind == Kind::WriteWatch || first_poll {
             // Nothing else wakes the worker for writewatch and poll regions:
@@ -426,17 +446,32 @@ impl Engine {
     }
 
     /// Detects changes now for every page written so far and for the poll
-    /// regions of `watcher`, delivering the events before returning.
+    /// regions of `watcher`, delivering the events before returning. The
+    /// poll regions are read in slices (as the worker reads them), the
+    /// engine lock released between two: other threads' calls wait for one
+    /// slice, not for a whole pass over a 1 GiB region. Every write made
+    /// before the call is read by one of the slices, so it is in an event
+    /// delivered by the time this returns.
     pub fn scan_now(&self, watcher: u32) {
         let mut st = self.lock();
         let now = sys::monotonic_ns();
         let mut events = Vec::new();
         let pass = Pass::Now(watcher);
-        for kind in [Kind::Protect, Kind::WriteWatch, Kind::Poll] {
+        for kind in [Kind::Protect, Kind::WriteWatch] {
             st.detect(kind, now, pass, &mut events);
         }
-        st.reap_gone();
-        self.deliver(&st, events);
+        let mut cursor = None;
+        loop {
+            st.poll_now(watcher, &mut cursor, &mut events);
+            st.reap_gone();
+            self.deliver(&st, std::mem::take(&mut events));
+            if cursor.is_none() {
+                return;
+            }
+            drop(st);
+            self.let_waiters_go_first();
+            st = self.lock();
+        }
     }
 
     /// Bytes of the engine's own mappings: the fault ring and the page table.
@@ -550,11 +585,26 @@ impl State {
     fn detect(&mut self, kind: Kind, now: u64, pass: Pass, events: &mut Vec<(u32, ChangeEvent)>) {
         let det = self.backends.get_mut(kind);
         let dirty = det.collect(&self.registry, now, pass);
-        let pages = det.take_batch_pages();
-        let changed = self.registry.diff_all(dirty, &pages, now, events);
+        let (pages, unfinished) = (det.take_batch_pages(), det.take_unfinished());
+        let changed = self.registry.diff_all(dirty, &pages, &unfinished, now, events);
         let again = det.after_diff(&self.registry, &changed, now);
         let again: Vec<Dirty> = again.into_iter().map(|rid| (rid, None)).collect();
-        self.registry.diff_all(again, &HashMap::new(), now, events);
+        self.registry.diff_all(again, &HashMap::new(), &HashSet::new(), now, events);
+    }
+
+    /// The next slice of check_changes()'s pass over `watcher`'s poll
+    /// regions from `cursor` (None once done: then what passes over its
+    /// large regions found so far becomes their events too).
+    fn poll_now(&mut self, watcher: u32, cursor: &mut poll::Cursor, events: &mut Vec<(u32, ChangeEvent)>) {
+        let now = sys::monotonic_ns();
+        let poll = &mut self.backends.poll;
+        let dirty = poll.collect_now(&self.registry, watcher, cursor, now);
+        let (pages, unfinished) = (poll.take_batch_pages(), poll.take_unfinished());
+        let changed = self.registry.diff_all(dirty, &pages, &unfinished, now, events);
+        if cursor.is_none() {
+            self.registry.flush_passes(watcher, events);
+        }
+        poll.after_diff(&self.registry, &changed, now);
     }
 
     /// A region of `watcher` overlapping [addr, addr+len): (id, start, len).
@@ -594,6 +644,7 @@ impl State {
 
     fn unwatch(&mut self, id: RegionId) -> bool {
         let Some(region) = self.registry.regions.remove(id) else { return false };
+        self.registry.forget(id);
         if let Some(w) = self.registry.watchers.get_mut(&region.watcher) {
             w.regions -= 1;
             if region.kind() != Kind::Poll {
@@ -634,28 +685,28 @@ mod tests {
     /// ranges, and whether the pass goes on.
     fn slice(reg: &mut Registry, poll: &mut PollRegions, now: u64) -> (Vec<ChangeEvent>, bool) {
         let dirty = poll.collect(&*reg, now, Pass::Due);
-        let pages = poll.take_batch_pages();
+        let (pages, unfinished) = (poll.take_batch_pages(), poll.take_unfinished());
         let read: usize = pages.values().map(Vec::len).sum();
         assert!(read * sys::page_size() <= POLL_SLICE_BYTES, "{read} pages in one slice");
         let mut events = Vec::new();
-        let changed = reg.diff_all(dirty, &pages, now, &mut events);
+        let changed = reg.diff_all(dirty, &pages, &unfinished, now, &mut events);
         poll.after_diff(&*reg, &changed, now);
         let more = poll.next_deadline(&*reg) == Some(0);
         (events.into_iter().map(|(_, e)| e).collect(), more)
     }
 
     /// A poll region too large to diff under one lock hold is
-    /// read a page range per slice; a change is found exactly wherever it
-    /// is, and one written behind the pass (on a page it already read) is
-    /// found by the next pass, not lost.
+    /// read a page range per slice; the changes its slices find make one
+    /// event when the pass reads its last page, exact wherever they are;
+    /// one written behind the pass (on a page it already read) is found by
+    /// the next pass, not lost.
     #[test]
     fn a_large_poll_region_is_diffed_in_page_ranges_across_slices() {
         let ps = sys::page_size();
         let len = SLICED_FROM;
         let addr = mapping(len);
         let options = Options::default();
-        let mut reg =
-            Registry { regions: Regions::new(), watchers: HashMap::new(), newly_gone: Vec::new() };
+        let mut reg = Registry::new();
         reg.watchers.insert(
             1,
             WatcherEntry {
@@ -689,10 +740,7 @@ mod tests {
         write(addr + len - 5, 0xbb);
         let (first, more) = slice(&mut reg, &mut poll, 100);
         assert!(more, "an 8 MiB region takes four slices");
-        assert_eq!(first.len(), 1);
-        assert_eq!(ranges(&first[0]), [(1, 1)]);
-        assert_eq!((first[0].old_preview[1], first[0].new_preview[1]), (0, 0xaa));
-        assert_eq!(first[0].old_preview.len(), options.preview_bytes);
+        assert!(first.is_empty(), "the pass goes on: its event comes at its end");
         // Written during the pass: behind it (page 2, read already) and
         // ahead of it (the last slice's pages).
         write(addr + 2 * ps + 7, 0xcc);
@@ -708,8 +756,11 @@ mod tests {
             }
         }
         assert_eq!(slices, len / POLL_SLICE_BYTES);
-        assert_eq!(rest.len(), 1, "only the last slice changed");
-        assert_eq!(ranges(&rest[0]), [(len - 2 * ps, 1), (len - 5, 1)]);
+        assert_eq!(rest.len(), 1, "one event for the pass");
+        assert_eq!(ranges(&rest[0]), [(1, 1), (len - 2 * ps, 1), (len - 5, 1)]);
+        assert_eq!((rest[0].old_preview[1], rest[0].new_preview[1]), (0, 0xaa));
+        assert_eq!(rest[0].old_preview.len(), options.preview_bytes);
+        assert!(reg.passes.is_empty());
         // The snapshot holds the new bytes of what was read, the old of the
         // page written behind the pass.
         let snap = reg.regions.get(7).unwrap().snapshot().unwrap();

@@ -95,7 +95,7 @@ impl Engine {
     /// Between the slices of a long pass the worker takes the lock again at
     /// once, and a mutex need not be fair: other threads waiting for it
     /// (a check_changes, a watch) get it first, for up to 10 ms in all.
-    fn let_waiters_go_first(&self) {
+    pub(super) fn let_waiters_go_first(&self) {
         let start = std::time::Instant::now();
         while self.waiting.load(Ordering::SeqCst) > 0 && start.elapsed().as_millis() < 10 {
             std::thread::yield_now();
