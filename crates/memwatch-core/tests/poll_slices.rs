@@ -1,19 +1,22 @@
-//! A large poll region is read in slices (a page range per engine-lock
-//! hold), by the worker and by check_changes() alike, with or without
-//! snapshots; each pass still makes one event per region, with the exact
-//! ranges and bytes of every write made before it.
+//! A large poll region (8 MiB or more) is read in slices, a page range per
+//! engine-lock hold, by the worker and by check_changes() alike, with or
+//! without snapshots. Each pass still makes one event per region, shaped as
+//! a protect or writewatch event on a large region (tests/big_region.rs):
+//! every changed range in ascending order, the first preview_bytes before
+//! and after, no whole values; and other watchers' calls go on between the
+//! slices of a long check_changes().
 
 mod common;
 
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use common::Pages;
 use memwatch_core::{page_size, Backend, ByteRange, ChangeEvent, Options, Watcher};
 
-/// 64 MiB: 32 slices of 2 MiB.
-const PAGES: usize = 16384;
+/// 16 MiB: eight slices of 2 MiB (POLL_SLICE_BYTES).
+const PAGES: usize = 4096;
 
 fn poll(interval: Duration, snapshots: bool) -> Watcher {
     Watcher::new(Options {
@@ -29,6 +32,15 @@ fn ranges(e: &ChangeEvent) -> Vec<(usize, usize)> {
     e.changed_ranges.iter().map(|r| (r.offset, r.len)).collect()
 }
 
+/// 256 bytes (the default preview) of zeros but `set` (offset, byte).
+fn preview(set: &[(usize, u8)]) -> Vec<u8> {
+    let mut p = vec![0; 256];
+    for &(at, b) in set {
+        p[at] = b;
+    }
+    p
+}
+
 /// The worker's events, sent to a channel by the callback.
 fn events_to_channel(w: &Watcher) -> mpsc::Receiver<ChangeEvent> {
     let (tx, rx) = mpsc::channel();
@@ -40,34 +52,19 @@ fn events_to_channel(w: &Watcher) -> mpsc::Receiver<ChangeEvent> {
     rx
 }
 
-/// Writes near the start and the end of a 64 MiB region, made before the
-/// worker's first pass (a second after watch): the pass reads them in its
-/// first and last slices, and reports them in one event.
-#[test]
-fn a_worker_pass_makes_one_event_of_all_its_slices() {
-    let buf = Pages::new(PAGES);
-    let w = poll(Duration::from_secs(1), true);
-    // SAFETY: buf outlives the watcher (declared before it).
-    unsafe { w.watch(buf.ptr, buf.len, "big", None) }.unwrap();
-    let rx = events_to_channel(&w);
-    let last = buf.len - 5;
-    buf.write(1, 0x11);
-    buf.write(last, 0x22);
-    let e = rx.recv_timeout(Duration::from_secs(60)).expect("the worker's event");
-    assert_eq!(ranges(&e), [(1, 1), (last, 1)]);
-    assert_eq!(e.how_big, buf.len);
-    assert_eq!((e.old_preview[1], e.new_preview[1]), (0, 0x11));
-    assert_eq!(e.old_preview.len(), 256);
+/// What every event of a large region carries besides ranges and previews.
+fn assert_large_event(e: &ChangeEvent, name: &str, len: usize) {
+    assert_eq!(e.variable_name, name);
+    assert_eq!(e.how_big, len);
     assert_eq!((e.old_value.clone(), e.new_value.clone()), (None, None));
+    assert_eq!((e.storage_key_old.clone(), e.storage_key_new.clone()), (None, None));
+    assert_eq!(e.where_.thread_id, None, "poll knows no writer");
     assert_eq!(e.coalesced, 1);
-    // Nothing else: check_changes delivers what is pending before returning.
-    assert!(w.check_changes().unwrap().is_empty());
-    assert!(rx.try_recv().is_err(), "one event for the pass");
-    w.close();
 }
 
-/// check_changes() reads a large region in slices too (releasing the
-/// engine lock between them): one event with every write made before it.
+/// check_changes() reads a large region in slices (releasing the engine
+/// lock between them): writes in its first, middle and last slices come as
+/// one event with their exact ranges, as protect and writewatch give it.
 #[test]
 fn check_changes_on_a_large_region_gives_one_exact_event() {
     let ps = page_size();
@@ -80,18 +77,112 @@ fn check_changes_on_a_large_region_gives_one_exact_event() {
     buf.write(mid, 0x44);
     buf.write_all(last - 1, &[0x55, 0x66]);
     let events = w.check_changes().unwrap();
-    assert_eq!(events.len(), 1);
+    assert_eq!(events.len(), 1, "{events:?}");
     let e = &events[0];
     assert_eq!(ranges(e), [(3, 1), (mid, 1), (last - 1, 2)]);
-    assert_eq!((e.old_preview[3], e.new_preview[3]), (0, 0x33));
-    assert_eq!(e.coalesced, 1);
+    assert_eq!(e.old_preview, preview(&[]));
+    assert_eq!(e.new_preview, preview(&[(3, 0x33)]));
+    assert_large_event(e, "big", buf.len);
     assert!(w.check_changes().unwrap().is_empty());
-    // The snapshot followed: only the next write is reported.
+    // The snapshot followed every slice: only the next writes are reported,
+    // a byte written back to its old value among them.
     buf.write(mid, 0x45);
+    buf.write(3, 0);
     let events = w.check_changes().unwrap();
     assert_eq!(events.len(), 1);
-    assert_eq!(ranges(&events[0]), [(mid, 1)]);
+    assert_eq!(ranges(&events[0]), [(3, 1), (mid, 1)]);
+    assert_eq!(events[0].old_preview, preview(&[(3, 0x33)]));
+    assert_eq!(events[0].new_preview, preview(&[]));
+    assert!(w.check_changes().unwrap().is_empty());
     w.close();
+}
+
+/// Without snapshots a large region keeps a hash per page: check_changes()
+/// gives one event naming each changed page (clipped to the region; pages
+/// next to each other make one range), no old preview (as for any region
+/// without a snapshot), and a page is compared with what the last pass saw.
+#[test]
+fn without_snapshots_a_large_region_is_hashed_per_page_in_slices() {
+    let ps = page_size();
+    let buf = Pages::new(PAGES);
+    // A region that starts and ends inside a page.
+    let (start, len) = (100, buf.len - 200);
+    let w = poll(Duration::from_secs(3600), false);
+    // SAFETY: buf outlives the watcher (declared before it).
+    unsafe { w.watch(buf.ptr.add(start), len, "big", None) }.unwrap();
+    let stats = w.stats();
+    assert_eq!(stats.snapshot_bytes, 0);
+    assert!(stats.native_bytes >= PAGES * 8, "the page hashes are counted");
+    buf.write(start, 0x77); // region byte 0, first page
+    buf.write(300 * ps + 9, 0x88);
+    buf.write(301 * ps, 0x89); // the next page: one range with page 300
+    buf.write(start + len - 1, 0x99); // last byte, last page
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    let (first_page, last_page) = (ps - start, (PAGES - 1) * ps - start);
+    assert_eq!(
+        ranges(e),
+        [(0, first_page), (300 * ps - start, 2 * ps), (last_page, len - last_page)]
+    );
+    assert!(e.old_preview.is_empty());
+    assert_eq!(e.new_preview, preview(&[(0, 0x77)]));
+    assert_large_event(e, "big", len);
+    assert!(w.check_changes().unwrap().is_empty());
+    // Written back to its value at watch time: a change from what the last
+    // pass saw.
+    buf.write(300 * ps + 9, 0);
+    let events = w.check_changes().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(ranges(&events[0]), [(300 * ps - start, ps)]);
+    assert!(w.check_changes().unwrap().is_empty());
+    w.close();
+}
+
+/// The worker's pass reads writes in its first and last slices into one
+/// event. The writes are made right after the event of a first pass (a
+/// write to the last byte, seen in that pass's last slice), so a whole poll
+/// interval (1 s) lies between them and the next pass's start.
+fn worker_pass_makes_one_event(snapshots: bool) {
+    let ps = page_size();
+    let buf = Pages::new(PAGES);
+    let w = poll(Duration::from_secs(1), snapshots);
+    // SAFETY: buf outlives the watcher (declared before it).
+    unsafe { w.watch(buf.ptr, buf.len, "big", None) }.unwrap();
+    let rx = events_to_channel(&w);
+    let last = buf.len - 1;
+    buf.write(last, 1);
+    let first = rx.recv_timeout(Duration::from_secs(60)).expect("the first pass's event");
+    let page = |offset: usize| (offset / ps * ps, ps);
+    let want = if snapshots { [(last, 1)] } else { [page(last)] };
+    assert_eq!(ranges(&first), want);
+    // The next pass starts a second after this one's end.
+    buf.write(1, 0x11);
+    buf.write(last - 5, 0x22);
+    let e = rx.recv_timeout(Duration::from_secs(60)).expect("the second pass's event");
+    if snapshots {
+        assert_eq!(ranges(&e), [(1, 1), (last - 5, 1)]);
+        assert_eq!(e.old_preview, preview(&[]));
+    } else {
+        assert_eq!(ranges(&e), [page(1), page(last)]);
+        assert!(e.old_preview.is_empty());
+    }
+    assert_eq!(e.new_preview, preview(&[(1, 0x11)]));
+    assert_large_event(&e, "big", buf.len);
+    // Nothing else: check_changes delivers what is pending before returning.
+    assert!(w.check_changes().unwrap().is_empty());
+    assert!(rx.try_recv().is_err(), "one event for the pass");
+    w.close();
+}
+
+#[test]
+fn a_worker_pass_makes_one_event_of_all_its_slices() {
+    worker_pass_makes_one_event(true);
+}
+
+#[test]
+fn a_worker_pass_without_snapshots_makes_one_event_of_all_its_slices() {
+    worker_pass_makes_one_event(false);
 }
 
 /// check_changes() while the worker passes over the same region nonstop
@@ -113,64 +204,72 @@ fn check_changes_beside_the_workers_passes_keeps_its_fence() {
         assert_eq!(seen, [(2, 1), (last, 1)], "round {round}: {events:?}");
         let first = events.iter().find(|e| ranges(e).contains(&(2, 1))).unwrap();
         assert_eq!((first.old_preview[2], first.new_preview[2]), (round - 1, round));
-        assert_eq!(buf.read(last, 1), [round]);
     }
     assert!(w.check_changes().unwrap().is_empty());
     w.close();
 }
 
-/// Without snapshots a large region keeps a hash per page: an event names
-/// the changed pages (clipped to the region), one per pass, from the worker
-/// and from check_changes; a page is compared with what the last pass saw.
+/// A check_changes() over a 64 MiB poll region (32 slices) lets another
+/// watcher's calls through between its slices: a thread calling
+/// check_changes() on a small region nonstop completes many calls (each
+/// with its exact event) while the big one runs. Held for the whole region
+/// (as before slicing), the lock would let through at most the one call
+/// already inside when the big call began.
 #[test]
-fn without_snapshots_a_large_region_is_hashed_per_page_in_slices() {
-    let ps = page_size();
-    let buf = Pages::new(PAGES);
-    // A region that starts and ends inside a page.
-    let (start, len) = (100, buf.len - 200);
-    let w = poll(Duration::from_secs(3600), false);
-    // SAFETY: buf outlives the watcher (declared before it).
-    unsafe { w.watch(buf.ptr.add(start), len, "big", None) }.unwrap();
-    let stats = w.stats();
-    assert_eq!(stats.snapshot_bytes, 0);
-    assert!(stats.native_bytes >= PAGES * 8, "the page hashes are counted");
-    buf.write(start, 0x77); // region byte 0, first page
-    buf.write(300 * ps + 9, 0x88);
-    buf.write(start + len - 1, 0x99); // last byte, last page
+fn check_changes_on_a_large_region_lets_other_watchers_through() {
+    let big = Pages::new(16384);
+    let small = Pages::new(1);
+    let w = poll(Duration::from_secs(3600), true);
+    let other = Arc::new(Watcher::new(Options::default()).unwrap());
+    // SAFETY: big and small outlive both watchers (declared before them).
+    unsafe { w.watch(big.ptr, big.len, "big", None) }.unwrap();
+    // SAFETY: as above.
+    unsafe { other.watch(small.ptr, 64, "small", None) }.unwrap();
+    let small = Arc::new(small);
+    let (running, done, stop) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (calls, inside) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let caller = {
+        let (other, small) = (Arc::clone(&other), Arc::clone(&small));
+        let (running, done, stop) = (Arc::clone(&running), Arc::clone(&done), Arc::clone(&stop));
+        let (calls, inside) = (Arc::clone(&calls), Arc::clone(&inside));
+        std::thread::spawn(move || {
+            let mut i = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                small.write(i % 64, (i % 250) as u8 + 1);
+                let began = running.load(Ordering::SeqCst);
+                let events = other.check_changes().unwrap();
+                let ended = done.load(Ordering::SeqCst);
+                assert_eq!(events.len(), 1, "call {i}: {events:?}");
+                assert_eq!(ranges(&events[0]), [(i % 64, 1)]);
+                assert_eq!(events[0].new_value.as_ref().unwrap()[i % 64], (i % 250) as u8 + 1);
+                calls.fetch_add(1, Ordering::SeqCst);
+                if began && !ended {
+                    inside.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    while calls.load(Ordering::SeqCst) < 3 {
+        std::thread::yield_now();
+    }
+    big.write(5, 1);
+    big.write(big.len - 5, 2);
+    running.store(true, Ordering::SeqCst);
     let events = w.check_changes().unwrap();
-    assert_eq!(events.len(), 1);
-    let e = &events[0];
-    let (first_page, last_page) = (ps - start, (PAGES - 1) * ps - start);
-    assert_eq!(ranges(e), [(0, first_page), (300 * ps - start, ps), (last_page, len - last_page)]);
-    assert_eq!(e.how_big, len);
-    assert!(e.old_preview.is_empty());
-    assert_eq!(e.new_preview.len(), 256);
-    assert_eq!(e.new_preview[0], 0x77);
-    assert_eq!((e.old_value.clone(), e.new_value.clone()), (None, None));
-    assert!(w.check_changes().unwrap().is_empty());
-
-    // The worker's passes: one event for writes in its first and last slices.
-    let w2 = poll(Duration::from_secs(1), false);
-    let buf2 = Pages::new(PAGES);
-    // SAFETY: buf2 outlives w2 (closed below).
-    unsafe { w2.watch(buf2.ptr, buf2.len, "big2", None) }.unwrap();
-    let rx = events_to_channel(&w2);
-    buf2.write(5, 1);
-    buf2.write(buf2.len - 1, 2);
-    let e = rx.recv_timeout(Duration::from_secs(60)).expect("the worker's event");
-    let want = [ByteRange { offset: 0, len: ps }, ByteRange { offset: buf2.len - ps, len: ps }];
-    assert_eq!(e.changed_ranges, want);
-    assert_eq!(e.new_preview[5], 1);
-    assert!(w2.check_changes().unwrap().is_empty());
-    assert!(rx.try_recv().is_err(), "one event for the pass");
-    // Written back to its value at watch time: a change from what the last
-    // pass saw.
-    buf2.write(5, 0);
-    w2.set_callback(None).unwrap();
-    let events = w2.check_changes().unwrap();
-    assert_eq!(events.len(), 1);
-    assert_eq!(ranges(&events[0]), [(0, ps)]);
-    assert_eq!(events[0].new_preview[5], 0);
-    w2.close();
+    done.store(true, Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    caller.join().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let want = [ByteRange { offset: 5, len: 1 }, ByteRange { offset: big.len - 5, len: 1 }];
+    assert_eq!(events[0].changed_ranges, want);
+    assert_eq!(events[0].new_preview, preview(&[(5, 1)]));
+    let inside = inside.load(Ordering::SeqCst);
+    assert!(inside >= 8, "{inside} calls of the other watcher during 32 slices");
     w.close();
+    other.close();
 }

@@ -58,20 +58,19 @@ struct PollSet {
 #[derive(Default)]
 pub struct PollRegions {
     watchers: HashMap<u32, PollSet>,
-    /// The regions read in page ranges (SLICED_FROM): their length.
-    sliced: HashMap<RegionId, usize>,
-    /// Page ranges of sliced regions in the last collect (take_batch_pages).
-    batch_pages: HashMap<RegionId, Vec<usize>>,
-    /// Sliced regions of the last collect whose pass goes on in a later
-    /// slice (take_unfinished).
-    unfinished: HashSet<RegionId>,
+    sliced: Sliced,
 }
 
-/// How much one slice takes at most.
-#[derive(Clone, Copy)]
-struct Limits {
-    regions: usize,
-    bytes: usize,
+/// The regions read in page ranges, and what the last collect read of them.
+#[derive(Default)]
+struct Sliced {
+    /// The regions read in page ranges (is_sliced): their length.
+    len: HashMap<RegionId, usize>,
+    /// Their page ranges in the last collect (take_batch_pages).
+    pages: HashMap<RegionId, Vec<usize>>,
+    /// Those of the last collect whose pass goes on in a later slice
+    /// (take_unfinished).
+    unfinished: HashSet<RegionId>,
 }
 
 impl PollRegions {
@@ -130,10 +129,8 @@ impl PollRegions {
             return out;
         };
         let len_of = |rid| owners.region_len(rid).unwrap_or(0);
-        let limits = Limits { regions: POLL_SLICE, bytes: POLL_SLICE_BYTES };
-        let mut budget = POLL_SLICE_BYTES;
-        let batch = (&self.sliced, &mut self.batch_pages, &mut self.unfinished);
-        if Self::slice(&set.by_addr, cursor, limits, &len_of, &mut budget, &mut out, batch) {
+        let mut budget = Budget::slice();
+        if Self::slice(&set.by_addr, cursor, &len_of, &mut budget, &mut out, &mut self.sliced) {
             set.cursor = None;
             set.next_poll_ns = now + set.interval_ns;
             set.finished = true;
@@ -142,42 +139,36 @@ impl PollRegions {
     }
 
     /// The next slice of a pass over `by_addr` from `cursor`: at most
-    /// `limits.regions` regions and `budget` bytes (updated; a region larger
-    /// than what is left waits for the next slice unless it comes first).
-    /// A sliced region is read a page range at a time: its pages of this
-    /// slice go to `pages`, and to `unfinished` if its pass goes on. True
-    /// when the pass is done (the cursor is then None).
-    #[allow(clippy::type_complexity)]
+    /// `budget.regions` regions and `budget.bytes` bytes (updated; a region
+    /// larger than what is left waits for the next slice unless it comes
+    /// first). A sliced region is read a page range at a time: its pages of
+    /// this slice go to `sliced.pages`, and to `sliced.unfinished` if its
+    /// pass goes on. True when the pass is done (the cursor is then None).
     fn slice(
         by_addr: &BTreeMap<usize, RegionId>,
         cursor: &mut Cursor,
-        limits: Limits,
         len_of: &dyn Fn(RegionId) -> usize,
-        budget: &mut usize,
+        budget: &mut Budget,
         out: &mut Vec<Dirty>,
-        (sliced, pages, unfinished): (
-            &HashMap<RegionId, usize>,
-            &mut HashMap<RegionId, Vec<usize>>,
-            &mut HashSet<RegionId>,
-        ),
+        sliced: &mut Sliced,
     ) -> bool {
         let ps = sys::page_size();
         let (from, skip) = cursor.unwrap_or((0, 0));
         let mut taken = 0;
         for (&addr, &rid) in by_addr.range(from..) {
-            let full = *budget == limits.bytes;
-            let Some(&len) = sliced.get(&rid) else {
+            let fresh = budget.bytes == budget.full;
+            let Some(&len) = sliced.len.get(&rid) else {
                 let len = len_of(rid);
-                if taken == limits.regions || (len > *budget && !full) {
+                if taken == budget.regions || (len > budget.bytes && !fresh) {
                     *cursor = Some((addr, 0));
                     return false;
                 }
-                *budget = budget.saturating_sub(len);
+                budget.bytes = budget.bytes.saturating_sub(len);
                 taken += 1;
                 out.push((rid, None));
                 continue;
             };
-            if taken == limits.regions || *budget < ps {
+            if taken == budget.regions || budget.bytes < ps {
                 *cursor = Some((addr, if addr == from { skip } else { 0 }));
                 return false;
             }
@@ -187,12 +178,12 @@ impl PollRegions {
             // Where the last slice stopped in it (0 if the cursor's region
             // went away and this one took its place).
             let skip = if addr == from { skip.min(total) } else { 0 };
-            let count = (total - skip).min(*budget / ps);
-            *budget -= count * ps;
+            let count = (total - skip).min(budget.bytes / ps);
+            budget.bytes -= count * ps;
             out.push((rid, None));
-            pages.insert(rid, (first + skip..first + skip + count).collect());
+            sliced.pages.insert(rid, (first + skip..first + skip + count).collect());
             if skip + count < total {
-                unfinished.insert(rid);
+                sliced.unfinished.insert(rid);
                 *cursor = Some((addr, skip + count));
                 return false;
             }
@@ -202,18 +193,33 @@ impl PollRegions {
     }
 }
 
+/// What one slice may still take: regions per watcher, and bytes in all
+/// (`full` at its start).
+struct Budget {
+    regions: usize,
+    bytes: usize,
+    full: usize,
+}
+
+impl Budget {
+    /// One slice's: POLL_SLICE regions, POLL_SLICE_BYTES bytes.
+    fn slice() -> Budget {
+        Budget { regions: POLL_SLICE, bytes: POLL_SLICE_BYTES, full: POLL_SLICE_BYTES }
+    }
+}
+
 impl Detector for PollRegions {
     fn register(&mut self, _owners: &dyn Owners, r: &NewRegion<'_>) -> Result<(), Error> {
         let set = self.watchers.get_mut(&r.watcher).ok_or(Error::Closed)?;
         set.by_addr.insert(r.addr, r.id);
         if is_sliced(r.len, r.options) {
-            self.sliced.insert(r.id, r.len);
+            self.sliced.len.insert(r.id, r.len);
         }
         Ok(())
     }
 
     fn unregister(&mut self, id: RegionId, addr: usize, _len: usize) {
-        self.sliced.remove(&id);
+        self.sliced.len.remove(&id);
         for set in self.watchers.values_mut() {
             if set.by_addr.get(&addr) == Some(&id) {
                 set.by_addr.remove(&addr);
@@ -223,23 +229,22 @@ impl Detector for PollRegions {
     }
 
     /// The worker: the next slice of the regions of every watcher whose
-    /// interval passed; check_changes: all regions of its watcher in one
-    /// go (the engine slices check_changes with collect_now instead).
+    /// interval passed; check_changes: all regions of its watcher at once
+    /// (the engine slices check_changes with collect_now instead).
     fn collect(&mut self, owners: &dyn Owners, now: u64, pass: Pass) -> Vec<Dirty> {
         let mut out = Vec::new();
         let len_of = |rid| owners.region_len(rid).unwrap_or(0);
         match pass {
             Pass::Due => {
                 let due = |s: &PollSet| s.next_poll_ns <= now || s.cursor.is_some();
-                let limits = Limits { regions: POLL_SLICE, bytes: POLL_SLICE_BYTES };
-                let mut budget = POLL_SLICE_BYTES;
+                let mut budget = Budget::slice();
                 for set in self.watchers.values_mut().filter(|s| due(s)) {
-                    if budget < sys::page_size() {
+                    if budget.bytes < sys::page_size() {
                         break; // the next slice goes on
                     }
-                    let batch = (&self.sliced, &mut self.batch_pages, &mut self.unfinished);
                     let (by_addr, cursor) = (&set.by_addr, &mut set.cursor);
-                    if Self::slice(by_addr, cursor, limits, &len_of, &mut budget, &mut out, batch) {
+                    let sliced = &mut self.sliced;
+                    if Self::slice(by_addr, cursor, &len_of, &mut budget, &mut out, sliced) {
                         set.next_poll_ns = now + set.interval_ns;
                         set.finished = !set.by_addr.is_empty();
                     }
@@ -247,10 +252,11 @@ impl Detector for PollRegions {
             }
             Pass::Now(watcher) => {
                 if let Some(set) = self.watchers.get_mut(&watcher) {
-                    let limits = Limits { regions: usize::MAX, bytes: usize::MAX };
-                    let batch = (&self.sliced, &mut self.batch_pages, &mut self.unfinished);
-                    let (mut cursor, mut budget) = (None, usize::MAX);
-                    Self::slice(&set.by_addr, &mut cursor, limits, &len_of, &mut budget, &mut out, batch);
+                    let mut budget =
+                        Budget { regions: usize::MAX, bytes: usize::MAX, full: usize::MAX };
+                    let mut cursor = None;
+                    let sliced = &mut self.sliced;
+                    Self::slice(&set.by_addr, &mut cursor, &len_of, &mut budget, &mut out, sliced);
                     set.cursor = None;
                     set.next_poll_ns = now + set.interval_ns;
                     set.finished = true;
@@ -277,11 +283,11 @@ impl Detector for PollRegions {
     }
 
     fn take_batch_pages(&mut self) -> HashMap<RegionId, Vec<usize>> {
-        std::mem::take(&mut self.batch_pages)
+        std::mem::take(&mut self.sliced.pages)
     }
 
     fn take_unfinished(&mut self) -> HashSet<RegionId> {
-        std::mem::take(&mut self.unfinished)
+        std::mem::take(&mut self.sliced.unfinished)
     }
 }
 

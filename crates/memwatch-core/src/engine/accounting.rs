@@ -57,7 +57,8 @@ impl Engine {
             c.shared_regions = w.shared_regions;
             c.shared_reason = w.shared_reason.clone();
             let slab = reg.regions.bytes_per_region();
-            for (id, r) in reg.regions.iter().filter(|(_, r)| r.watcher == watcher).take(w.regions) {
+            for (id, r) in reg.regions.iter().filter(|(_, r)| r.watcher == watcher).take(w.regions)
+            {
                 c.snapshot_bytes += r.snapshot().map_or(0, |s| s.len());
                 c.native_bytes += slab + st.region_bytes(r);
                 c.native_bytes += reg.page_hashes.get(&id).map_or(0, |h| h.len() * 8);

@@ -199,7 +199,9 @@ impl Registry {
             if let Some(snap) = region.snapshot() {
                 let ranges = changed_ranges(&snap[at..at + current.len()], &current);
                 if !ranges.is_empty() {
-                    found.extend(ranges.into_iter().map(|r| ByteRange { offset: r.offset + at, ..r }));
+                    found.extend(
+                        ranges.into_iter().map(|r| ByteRange { offset: r.offset + at, ..r }),
+                    );
                     parts.push((at, current));
                 }
             } else if let Some(hashes) = hashes {

@@ -359,9 +359,12 @@ impl Engine {
             .and_then(|current| {
                 let options = &st.registry.watchers[&watcher].options;
                 let snapshots = options.snapshots;
+                // A large poll region without a snapshot is compared page
+                // by page (its whole-region hash is then unused).
                 if kind == Kind::Poll && !snapshots && poll::is_sliced(len, options) {
                     hashes = Some(event::page_hashes(addr, &current));
                 }
+                let hash = if hashes.is_some() { 0 } else { xxh3_64(&current) };
                 Region::new(
                     watcher,
                     addr,
@@ -370,7 +373,7 @@ impl Engine {
                     name,
                     metadata,
                     snapshots.then_some(&current[..]),
-                    xxh3_64(&current),
+                    hash,
                 )
                 .map_err(Error::InvalidArgument)
             });
@@ -595,7 +598,12 @@ impl State {
     /// The next slice of check_changes()'s pass over `watcher`'s poll
     /// regions from `cursor` (None once done: then what passes over its
     /// large regions found so far becomes their events too).
-    fn poll_now(&mut self, watcher: u32, cursor: &mut poll::Cursor, events: &mut Vec<(u32, ChangeEvent)>) {
+    fn poll_now(
+        &mut self,
+        watcher: u32,
+        cursor: &mut poll::Cursor,
+        events: &mut Vec<(u32, ChangeEvent)>,
+    ) {
         let now = sys::monotonic_ns();
         let poll = &mut self.backends.poll;
         let dirty = poll.collect_now(&self.registry, watcher, cursor, now);
