@@ -15,7 +15,9 @@
 //!    `million`); the queue under a slow callback (`queue`); the writer's
 //!    CPU with 1 000 / 10 000 pages written nonstop (`hot`); poll idle CPU
 //!    at 1k/10k/100k regions (`pollidle`)
-//! 7. check_changes of a small watcher beside a 1 GiB poll region (`beside`)
+//! 7. check_changes of a small watcher beside a 1 GiB poll region, the poll
+//!    watcher's own check_changes on it, and the small watcher's while
+//!    another thread makes those (`beside`)
 //! 8. writer location: first write with capture on vs off, and the cost of
 //!    resolving one event's stack, cold and cached (`-- locate`)
 
@@ -500,12 +502,91 @@ fn beside_big_poll(rows: &mut Vec<[String; 4]>) {
         format!("p99 {:.2} ms", p(99)),
         "p99 <= 10 ms".into(),
     ]);
+    own_check_of_big_poll(rows, &poller, big, len, &w, small);
     w.close();
     poller.close();
     // SAFETY: the mappings made above, no longer watched.
     unsafe { libc::munmap(big as *mut libc::c_void, len) };
     // SAFETY: as above.
     unsafe { libc::munmap(small as *mut libc::c_void, page_size()) };
+}
+
+/// The poll watcher's own check_changes() on its 1 GiB region (two bytes
+/// written 512 MiB apart before each call: one event, two ranges), and the
+/// small watcher's check_changes() while another thread makes those calls:
+/// check_changes() reads the region in slices too, the lock released
+/// between them.
+fn own_check_of_big_poll(
+    rows: &mut Vec<[String; 4]>,
+    poller: &Watcher,
+    big: *mut u8,
+    len: usize,
+    w: &Watcher,
+    small: *mut u8,
+) {
+    let mut times = Vec::new();
+    for i in 0..10usize {
+        for at in [8, len / 2 + 8] {
+            // SAFETY: inside the mapping.
+            unsafe { std::ptr::write_volatile(big.add(at), i as u8 + 2) };
+        }
+        let start = Instant::now();
+        let events = poller.check_changes().unwrap();
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        // The worker's pass (100 ms interval) may have read a write first.
+        let ranges: usize = events.iter().map(|e| e.changed_ranges.len()).sum();
+        assert!(!events.is_empty() && events.len() <= 2 && ranges == 2, "{events:?}");
+    }
+    times.sort_by(f64::total_cmp);
+    rows.push([
+        "check_changes of a 1 GiB poll region, 2 bytes written 512 MiB apart, 10 calls".into(),
+        format!("median {:.1} ms, max {:.1} ms (1 GiB read in 2 MiB slices)", times[5], times[9]),
+        format!("{:.2} GB/s", len as f64 / times[5] / 1e6),
+        "(reads the region; no target)".into(),
+    ]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let big = big as usize;
+    let mut times = Vec::new();
+    let mut big_calls = 0;
+    std::thread::scope(|s| {
+        let checker = s.spawn(|| {
+            let mut n = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                // SAFETY: inside the mapping.
+                unsafe { std::ptr::write_volatile((big + len - 8) as *mut u8, n as u8) };
+                poller.check_changes().unwrap();
+                n += 1;
+            }
+            n
+        });
+        for i in 0..500usize {
+            // SAFETY: inside the mapping.
+            unsafe { std::ptr::write_volatile(small.add(i % 64), (i % 250) as u8 + 1) };
+            let start = Instant::now();
+            let events = w.check_changes().unwrap();
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(events.len(), 1);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        stop.store(true, Ordering::SeqCst);
+        big_calls = checker.join().unwrap();
+    });
+    times.sort_by(f64::total_cmp);
+    let p = |q: usize| times[(times.len() - 1) * q / 100];
+    rows.push([
+        format!(
+            "check_changes of a small watcher ({}) while another thread's check_changes reads a 1 GiB poll region, 500 calls",
+            w.backend()
+        ),
+        format!(
+            "p50 {:.3} ms, p99 {:.3} ms, max {:.2} ms ({big_calls} check_changes of the 1 GiB region meanwhile)",
+            p(50),
+            p(99),
+            times[times.len() - 1]
+        ),
+        format!("p99 {:.2} ms", p(99)),
+        "p99 <= 10 ms".into(),
+    ]);
 }
 
 /// Median milliseconds of `f` over `reps` calls.

@@ -86,7 +86,8 @@ pub struct Options {
     pub ring_capacity: usize,
     /// Keep a copy of each region to report old values and exact changed
     /// ranges; default true. Without snapshots an event carries the new value
-    /// and one range covering the region, and `old_value` is `None`.
+    /// and one range covering the region (a poll region of 8 MiB or more:
+    /// a range per run of changed pages), and `old_value` is `None`.
     pub snapshots: bool,
     /// Tag copied into every event: which language adapter made the watcher.
     /// See the `ADAPTER_*` constants.
