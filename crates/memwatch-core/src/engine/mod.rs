@@ -465,7 +465,8 @@ impl Engine {
         }
         let mut cursor = None;
         loop {
-            st.poll_now(watcher, &mut cursor, &mut events);
+            let State { registry, backends, .. } = &mut *st;
+            registry.poll_now(&mut backends.poll, watcher, &mut cursor, &mut events);
             st.reap_gone();
             self.deliver(&st, std::mem::take(&mut events));
             if cursor.is_none() {
@@ -490,6 +491,28 @@ impl Engine {
                 d.enqueue(ev);
             }
         }
+    }
+}
+
+impl Registry {
+    /// The next slice of check_changes()'s pass over `watcher`'s poll
+    /// regions from `cursor` (None once done: then what the passes over its
+    /// large regions found so far becomes their events too).
+    fn poll_now(
+        &mut self,
+        poll: &mut PollRegions,
+        watcher: u32,
+        cursor: &mut poll::Cursor,
+        events: &mut Vec<(u32, ChangeEvent)>,
+    ) {
+        let now = sys::monotonic_ns();
+        let dirty = poll.collect_now(&*self, watcher, cursor, now);
+        let (pages, unfinished) = (poll.take_batch_pages(), poll.take_unfinished());
+        let changed = self.diff_all(dirty, &pages, &unfinished, now, events);
+        if cursor.is_none() {
+            self.flush_passes(watcher, events);
+        }
+        poll.after_diff(&*self, &changed, now);
     }
 }
 
@@ -595,26 +618,6 @@ impl State {
         self.registry.diff_all(again, &HashMap::new(), &HashSet::new(), now, events);
     }
 
-    /// The next slice of check_changes()'s pass over `watcher`'s poll
-    /// regions from `cursor` (None once done: then what passes over its
-    /// large regions found so far becomes their events too).
-    fn poll_now(
-        &mut self,
-        watcher: u32,
-        cursor: &mut poll::Cursor,
-        events: &mut Vec<(u32, ChangeEvent)>,
-    ) {
-        let now = sys::monotonic_ns();
-        let poll = &mut self.backends.poll;
-        let dirty = poll.collect_now(&self.registry, watcher, cursor, now);
-        let (pages, unfinished) = (poll.take_batch_pages(), poll.take_unfinished());
-        let changed = self.registry.diff_all(dirty, &pages, &unfinished, now, events);
-        if cursor.is_none() {
-            self.registry.flush_passes(watcher, events);
-        }
-        poll.after_diff(&self.registry, &changed, now);
-    }
-
     /// A region of `watcher` overlapping [addr, addr+len): (id, start, len).
     /// A watcher's protect and writewatch regions are found in the lists of
     /// the pages the range lies on (O(those pages + the regions on them),
@@ -703,15 +706,9 @@ mod tests {
         (events.into_iter().map(|(_, e)| e).collect(), more)
     }
 
-    /// A poll region too large to diff under one lock hold is
-    /// read a page range per slice; the changes its slices find make one
-    /// event when the pass reads its last page, exact wherever they are;
-    /// one written behind the pass (on a page it already read) is found by
-    /// the next pass, not lost.
-    #[test]
-    fn a_large_poll_region_is_diffed_in_page_ranges_across_slices() {
-        let ps = sys::page_size();
-        let len = SLICED_FROM;
+    /// Watcher 1 (poll, defaults, a 100 ns interval) with one region, id 7,
+    /// of `len` bytes (a fresh mapping, zeros): (registry, backend, address).
+    fn big_poll_region(len: usize) -> (Registry, PollRegions, usize) {
         let addr = mapping(len);
         let options = Options::default();
         let mut reg = Registry::new();
@@ -739,9 +736,24 @@ mod tests {
             Region::new(1, addr, len, Kind::Poll, "big", None, Some(&current), xxh3_64(&current))
                 .unwrap();
         reg.regions.insert(7, region);
-        let ranges = |e: &ChangeEvent| {
-            e.changed_ranges.iter().map(|r| (r.offset, r.len)).collect::<Vec<_>>()
-        };
+        (reg, poll, addr)
+    }
+
+    fn ranges(e: &ChangeEvent) -> Vec<(usize, usize)> {
+        e.changed_ranges.iter().map(|r| (r.offset, r.len)).collect()
+    }
+
+    /// A poll region too large to diff under one lock hold is
+    /// read a page range per slice; the changes its slices find make one
+    /// event when the pass reads its last page, exact wherever they are;
+    /// one written behind the pass (on a page it already read) is found by
+    /// the next pass, not lost.
+    #[test]
+    fn a_large_poll_region_is_diffed_in_page_ranges_across_slices() {
+        let ps = sys::page_size();
+        let len = SLICED_FROM;
+        let (mut reg, mut poll, addr) = big_poll_region(len);
+        let options = Options::default();
 
         // Pass 1: writes in its first and its last slice, before it starts.
         write(addr + 1, 0xaa);
@@ -799,6 +811,68 @@ mod tests {
                 break;
             }
         }
+        // SAFETY: the mapping made above; nothing refers to it any more.
+        unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+    }
+
+    /// check_changes()'s pass (`Registry::poll_now`, the lock released
+    /// between its slices) and the worker's pass over the same large region
+    /// interleave: what either finds goes into one event, made by whichever
+    /// pass reads the region's end first, and a check_changes() that ends
+    /// ends the worker's pass too.
+    #[test]
+    fn check_changes_and_worker_slices_of_one_region_make_one_event() {
+        let ps = sys::page_size();
+        let len = SLICED_FROM;
+        let (mut reg, mut poll, addr) = big_poll_region(len);
+        let now_slice = |reg: &mut Registry, poll: &mut PollRegions, cursor: &mut poll::Cursor| {
+            let mut events = Vec::new();
+            reg.poll_now(poll, 1, cursor, &mut events);
+            events.into_iter().map(|(_, e)| e).collect::<Vec<_>>()
+        };
+
+        // The worker reads the first quarter and finds a write there; a
+        // check_changes() then reads the whole region, ending both passes.
+        write(addr + 1, 0xaa);
+        let (events, more) = slice(&mut reg, &mut poll, 100);
+        assert!(events.is_empty() && more);
+        write(addr + 3 * ps, 0xbb); // behind the worker, ahead of check_changes
+        write(addr + len - 5, 0xcc);
+        let (mut cursor, mut events, mut slices) = (None, Vec::new(), 0);
+        loop {
+            events.extend(now_slice(&mut reg, &mut poll, &mut cursor));
+            slices += 1;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!(slices, len / POLL_SLICE_BYTES);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(ranges(&events[0]), [(1, 1), (3 * ps, 1), (len - 5, 1)]);
+        assert_eq!((events[0].old_preview[1], events[0].new_preview[1]), (0, 0xaa));
+        assert!(reg.passes.is_empty());
+        assert_ne!(poll.next_deadline(&reg), Some(0), "the worker's pass ended too");
+
+        // The other way round: the worker, three quarters through its next
+        // pass, reads the region's end after check_changes' first slice.
+        let due = poll.next_deadline(&reg).unwrap();
+        for _ in 0..3 {
+            let (events, more) = slice(&mut reg, &mut poll, due);
+            assert!(events.is_empty() && more);
+        }
+        write(addr + 2, 0x11);
+        write(addr + len - 6, 0x22);
+        let mut cursor = None;
+        assert!(now_slice(&mut reg, &mut poll, &mut cursor).is_empty());
+        let (events, more) = slice(&mut reg, &mut poll, due);
+        assert!(!more);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(ranges(&events[0]), [(2, 1), (len - 6, 1)]);
+        assert_eq!((events[0].old_preview[2], events[0].new_preview[2]), (0, 0x11));
+        while cursor.is_some() {
+            assert!(now_slice(&mut reg, &mut poll, &mut cursor).is_empty());
+        }
+        assert!(reg.passes.is_empty());
         // SAFETY: the mapping made above; nothing refers to it any more.
         unsafe { libc::munmap(addr as *mut libc::c_void, len) };
     }
