@@ -96,8 +96,9 @@ func WithRingCapacity(n int) Option {
 }
 
 // WithSnapshots turns the per-region snapshots on (default) or off. Without
-// them events carry no old value and one changed range covering the region,
-// and the watcher uses less memory.
+// them events carry no old value and one changed range covering the region
+// (a poll region of 8 MiB or more: a range per run of changed pages), and
+// the watcher uses less memory.
 func WithSnapshots(on bool) Option {
 	return func(c *config) { c.snapshots = &on }
 }
