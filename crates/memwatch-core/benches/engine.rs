@@ -548,6 +548,14 @@ fn own_check_of_big_poll(
     let big = big as usize;
     let mut times = Vec::new();
     let mut big_calls = 0;
+    /// Stops the checker thread however the measuring loop ends (a failed
+    /// assertion must not leave the scope waiting for it forever).
+    struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
     std::thread::scope(|s| {
         let checker = s.spawn(|| {
             let mut n = 0usize;
@@ -559,6 +567,7 @@ fn own_check_of_big_poll(
             }
             n
         });
+        let stopper = StopOnDrop(&stop);
         for i in 0..500usize {
             // SAFETY: inside the mapping.
             unsafe { std::ptr::write_volatile(small.add(i % 64), (i % 250) as u8 + 1) };
@@ -568,7 +577,7 @@ fn own_check_of_big_poll(
             assert_eq!(events.len(), 1);
             std::thread::sleep(Duration::from_millis(2));
         }
-        stop.store(true, Ordering::SeqCst);
+        drop(stopper);
         big_calls = checker.join().unwrap();
     });
     times.sort_by(f64::total_cmp);
