@@ -38,12 +38,16 @@ const PASS_FACTOR: u64 = 4;
 /// Fault rate (process-wide, per second) from which on a page re-armed in
 /// bulk goes hot after HOT_AFTER_BULK_REFAULTS refaults in a row: faults
 /// then cost the writers ~1% of a core or more (~5 us each), and a pass
-/// over many pages is too slow to wait HOT_AFTER_REFAULTS passes.
+/// over many pages is too slow to wait HOT_AFTER_REFAULTS passes. Faulting
+/// fast ends below a quarter of that rate.
 const BULK_FAULTS_PER_S: u64 = 2_000;
 const HOT_AFTER_BULK_REFAULTS: u8 = 2;
 /// How often the fault rate is measured (CLOCK_MONOTONIC ns).
 const RATE_PERIOD_NS: u64 = 50_000_000;
-/// A hot page unchanged for this many windows is protected again.
+/// A hot page unchanged for this many diffs is protected again (while
+/// faulting fast, only once also unchanged for the bulk horizon: a loop
+/// slowed down by the faults on its other pages comes back only after its
+/// pass).
 const COOL_AFTER_QUIET_WINDOWS: u8 = 4;
 
 /// A protect page that is writable now (pages not in `open` are read-only:
@@ -53,8 +57,9 @@ enum OpenMode {
     /// Written; writable until `due` (a window after the write).
     Open { due: u64, who: Option<FaultRecord> },
     /// Written too often: left writable and diffed at `due` (every poll
-    /// interval, at least a window apart).
-    Hot { due: u64, quiet: u8 },
+    /// interval, at least a window apart); unchanged for the last `quiet`
+    /// diffs, since `changed` (CLOCK_MONOTONIC ns).
+    Hot { due: u64, quiet: u8, changed: u64 },
 }
 
 impl OpenMode {
@@ -375,7 +380,10 @@ impl ProtectPages {
         let faults = self.faults();
         let count = faults.saturating_sub(faults0);
         self.rate_mark = (now, faults);
-        if u128::from(count) * 1_000_000_000 < u128::from(BULK_FAULTS_PER_S) * u128::from(elapsed) {
+        // Hysteresis: once fast, slow only below a quarter of the rate (as
+        // pages go hot the rest fault less often, yet still in a pass).
+        let threshold = if self.pass_ns > 0 { BULK_FAULTS_PER_S / 4 } else { BULK_FAULTS_PER_S };
+        if u128::from(count) * 1_000_000_000 < u128::from(threshold) * u128::from(elapsed) {
             self.pass_ns = 0;
             return;
         }
@@ -572,15 +580,17 @@ impl ProtectPages {
         // Never re-protect a mapping that replaced ours.
         let replaced = self.replaced_pages(pages);
         self.drop_replaced(&replaced);
-        let in_bulk = self.open.len() >= BULK_PAGES;
+        // A loop over many pages: many open at once, or faulting fast.
+        let in_bulk = self.open.len() >= BULK_PAGES || self.pass_ns > 0;
         // Region -> the earliest known writer among its pages in this batch.
         let mut touched: HashMap<RegionId, Option<FaultRecord>> = HashMap::new();
         // Writer location: page first-writes (fault records) per region.
         let mut faults: HashMap<RegionId, u32> = HashMap::new();
-        // Pages to re-arm: (page, saved protection), and those re-armed
-        // before their window ended.
+        // Pages to re-arm: (page, saved protection); those re-armed before
+        // their window ended, and hot ones cooling down.
         let mut rearm: Vec<(usize, i32)> = Vec::new();
         let mut early: HashSet<usize> = HashSet::new();
+        let mut cooled: HashSet<usize> = HashSet::new();
         for &page in pages {
             let (Some(info), Some(&mode)) = (self.pages.get(&page), self.open.get(&page)) else {
                 self.open.remove(&page);
@@ -591,22 +601,27 @@ impl ProtectPages {
                 OpenMode::Hot { .. } => None,
             };
             let stay_hot = match mode {
-                OpenMode::Hot { quiet, .. } => quiet < COOL_AFTER_QUIET_WINDOWS,
+                OpenMode::Hot { quiet, changed, .. } => {
+                    quiet < COOL_AFTER_QUIET_WINDOWS
+                        || now.saturating_sub(changed) < self.pass_ns.saturating_mul(PASS_FACTOR)
+                }
                 OpenMode::Open { .. } => info.refaults >= HOT_AFTER_REFAULTS,
             };
             self.table.take_dirty(page);
             if stay_hot {
-                let quiet = match mode {
-                    OpenMode::Hot { quiet, .. } => quiet,
-                    _ => 0,
+                let (quiet, changed) = match mode {
+                    OpenMode::Hot { quiet, changed, .. } => (quiet, changed),
+                    OpenMode::Open { .. } => (0, now),
                 };
                 let due = Self::hot_due(owners, info, now);
-                self.open.insert(page, OpenMode::Hot { due, quiet });
+                self.open.insert(page, OpenMode::Hot { due, quiet, changed });
                 self.hot_batch.push(page);
             } else {
                 rearm.push((page, info.prot()));
-                if matches!(mode, OpenMode::Open { due, .. } if now < due) {
-                    early.insert(page);
+                match mode {
+                    OpenMode::Open { due, .. } if now < due => _ = early.insert(page),
+                    OpenMode::Hot { .. } => _ = cooled.insert(page),
+                    OpenMode::Open { .. } => {}
                 }
             }
             for &rid in info.regions.as_slice() {
@@ -624,7 +639,7 @@ impl ProtectPages {
         }
         // Protect first, then read (the engine diffs after this returns): a
         // write after this faults again.
-        self.rearm(owners, rearm, &early, in_bulk, now);
+        self.rearm(owners, rearm, (&early, &cooled), in_bulk, now);
         let mut dirty: Vec<Dirty> = touched.into_iter().collect();
         dirty.sort_unstable_by_key(|(rid, _)| *rid);
         // Writer location hook: the fault count rides with the record, and
@@ -649,11 +664,12 @@ impl ProtectPages {
     /// split would pass vm.max_map_count) is retried page by page, and a
     /// page that still fails stays writable and is polled like a hot page
     /// (counted in reprotect_failures), to be re-armed again when quiet.
+    /// A hot page that cooled down (in `cooled`) counts its refaults anew.
     fn rearm(
         &mut self,
         owners: &dyn Owners,
         mut pages: Vec<(usize, i32)>,
-        early: &HashSet<usize>,
+        (early, cooled): (&HashSet<usize>, &HashSet<usize>),
         in_bulk: bool,
         now: u64,
     ) {
@@ -674,7 +690,7 @@ impl ProtectPages {
                 self.reprotect_failures += 1;
                 let info = self.pages.get(&page).expect("open pages are tracked");
                 let due = Self::hot_due(owners, info, now);
-                self.open.insert(page, OpenMode::Hot { due, quiet: 0 });
+                self.open.insert(page, OpenMode::Hot { due, quiet: 0, changed: now });
                 self.hot_batch.push(page);
             }
         }
@@ -686,6 +702,9 @@ impl ProtectPages {
             info.reprotected_us = at;
             info.reprotected_early = early.contains(&page);
             info.in_bulk = in_bulk;
+            if cooled.contains(&page) {
+                info.refaults = 0;
+            }
             self.open.remove(&page);
         }
     }
@@ -768,16 +787,17 @@ impl Detector for ProtectPages {
         &mut self,
         _owners: &dyn Owners,
         changed: &HashSet<RegionId>,
-        _now: u64,
+        now: u64,
     ) -> Vec<RegionId> {
         for page in std::mem::take(&mut self.hot_batch) {
             if let (Some(info), Some(mode)) = (self.pages.get(&page), self.open.get_mut(&page)) {
-                let changed = info.regions.as_slice().iter().any(|r| changed.contains(r));
-                if let OpenMode::Hot { due, quiet } = *mode {
-                    *mode = OpenMode::Hot {
-                        due,
-                        quiet: if changed { 0 } else { quiet.saturating_add(1) },
-                    };
+                let written = info.regions.as_slice().iter().any(|r| changed.contains(r));
+                if let OpenMode::Hot { quiet, changed, .. } = mode {
+                    if written {
+                        (*quiet, *changed) = (0, now);
+                    } else {
+                        *quiet = quiet.saturating_add(1);
+                    }
                 }
             }
         }
