@@ -33,8 +33,11 @@ pub const QUIET_SPACING: u64 = 1500;
 /// small ones: a write to them is seen within the base interval whatever
 /// else is watched, one to the large range within 100x its scan cost.
 const FAST_GROUP_PAGES: usize = 4096;
-/// A page written in this many consecutive scans goes hot.
+/// A page written in this many consecutive scans of its group goes hot.
 const HOT_AFTER_SCANS: u8 = 8;
+/// Scans of a group count as consecutive (for heat) when at most this many
+/// times the spacing the earlier one set apart ([`in_a_row`]).
+const IN_A_ROW_SPACINGS: u64 = 3;
 /// A hot page unchanged for this many poll intervals cools down.
 const COOL_AFTER_QUIET_POLLS: u8 = 4;
 
@@ -45,11 +48,6 @@ pub struct WriteWatchPages {
     pages: HashMap<usize, IdList>,
     /// Region -> its pages the last collect found written (take_batch_pages).
     batch_pages: HashMap<RegionId, Vec<usize>>,
-    /// Page -> consecutive scans that found it written, at most two base
-    /// intervals apart (`heat_scan_ns`: when the last scan ran): scans that
-    /// the fault count skipped found nothing, so a longer gap starts afresh.
-    heat: HashMap<usize, u8>,
-    heat_scan_ns: u64,
     /// Pages found written, not yet diffed -> when first found. Scans serve
     /// every watcher, but each watcher's regions are diffed on its own period
     /// (a tenth of its writable window), so writes within it coalesce into
@@ -79,6 +77,10 @@ pub struct WriteWatchPages {
     window_ns: u64,
     /// When to check next that the registered ranges are mapped.
     next_liveness_ns: u64,
+    /// The process's fault count the last collect read: the quiet gate
+    /// waits for it to move (a group that has not scanned since an earlier
+    /// count waits for its own pace instead, whatever the count does).
+    faults_seen: u64,
     /// The last collect polled the hot pages: after_diff cools quiet ones.
     polled_hot: bool,
     /// Scan at the next collect whatever the count says: pages were
@@ -107,6 +109,26 @@ struct ScanGroup {
     /// scan's cost (<= 0.05% of a core), at least a poll interval apart
     /// (with the liveness check's pass, so idle it adds no wake-ups).
     backstop_ns: u64,
+    /// Page -> consecutive scans of this group that found it written
+    /// ([`in_a_row`]).
+    heat: HashMap<usize, u8>,
+    /// When the group last scanned, and the spacing that scan set (its
+    /// pace: 100x its cost, at least the base interval).
+    scanned_ns: u64,
+    spacing_ns: u64,
+}
+
+/// Whether a group's scan at `now` follows its previous one (at
+/// `scanned_ns`, which set `spacing_ns` as the group's pace) closely enough
+/// for its written pages to count as written in consecutive scans: at most
+/// IN_A_ROW_SPACINGS spacings apart. A longer gap means scans were skipped
+/// because the fault count stood still (nothing was written then), so
+/// heat starts afresh; a page written every few milliseconds by a
+/// program's ordinary updates does not go hot. The spacing grows with the
+/// group's scan cost (many pages written between two scans make a scan
+/// dearer), so memory written nonstop goes hot whatever its scans cost.
+fn in_a_row(scanned_ns: u64, spacing_ns: u64, now: u64) -> bool {
+    now.saturating_sub(scanned_ns) <= spacing_ns.saturating_mul(IN_A_ROW_SPACINGS)
 }
 
 /// Address ranges `[start, end)`.
@@ -194,9 +216,10 @@ impl WriteWatchPages {
             return None;
         }
         let groups = self.groups.iter().filter(|g| !g.ranges.is_empty());
-        let faults = groups.clone().map(|g| g.faults).max()?;
-        // A group that has not scanned since the last faults is due at its
-        // own pace; every group at its backstop; liveness every poll interval.
+        let faults = self.faults_seen;
+        // A group that has not scanned since the faults the last collect saw
+        // is due at its own pace (the count moving again changes nothing for
+        // it); every group at its backstop; liveness every poll interval.
         let until = groups
             .map(|g| if g.faults == faults { g.backstop_ns } else { g.next_ns.min(g.backstop_ns) })
             .chain([self.next_liveness_ns])
@@ -285,7 +308,9 @@ impl Detector for WriteWatchPages {
                 list.remove(id);
                 if list.is_empty() {
                     self.pages.remove(&page);
-                    self.heat.remove(&page);
+                    for g in &mut self.groups {
+                        g.heat.remove(&page);
+                    }
                     self.hot.remove(&page);
                     self.pending.remove(&page);
                     self.armed.remove(&page);
@@ -348,14 +373,16 @@ impl Detector for WriteWatchPages {
         // after this read changes it (seen by the next collect), one that
         // ended before is in the page tables this scan walks.
         let faults = sys::process_faults();
+        self.faults_seen = faults;
         let base = scan_interval_ns(window);
-        let (mut all_scanned, mut any_scanned) = (true, false);
+        let mut all_scanned = true;
+        let mut new_hot = Vec::new();
         for g in &mut self.groups {
             let scan = force
                 || self.must_scan
                 || (now >= g.next_ns && (faults != g.faults || now >= g.backstop_ns));
             all_scanned &= scan || g.ranges.is_empty();
-            any_scanned |= scan && !g.ranges.is_empty();
+            let from = written.len();
             let started = sys::monotonic_ns();
             if scan {
                 g.faults = faults;
@@ -377,8 +404,31 @@ impl Detector for WriteWatchPages {
                 // within 1% of a core by spacing a group's scans at least
                 // 100x their own cost.
                 let cost = sys::monotonic_ns().saturating_sub(started);
-                g.next_ns = now + base.max(cost.saturating_mul(100));
+                let spacing = base.max(cost.saturating_mul(100));
+                g.next_ns = now + spacing;
                 g.backstop_ns = now + cost.saturating_mul(2000).max(poll_ns);
+                // Heat: pages this scan found written, counting on from the
+                // previous scan when it came right before. Pages written in
+                // HOT_AFTER_SCANS scans in a row go hot: scans stop
+                // re-arming them (each re-arm costs the writer a fault).
+                let row = in_a_row(g.scanned_ns, g.spacing_ns, now);
+                let mut heat = HashMap::new();
+                for &(start, end) in &written[from..] {
+                    for page in (start / ps..end / ps).filter(|p| self.pages.contains_key(p)) {
+                        let h = if row {
+                            g.heat.get(&page).map_or(1, |h| h.saturating_add(1))
+                        } else {
+                            1
+                        };
+                        if h >= HOT_AFTER_SCANS {
+                            new_hot.push(page);
+                        }
+                        heat.insert(page, h);
+                    }
+                }
+                g.heat = heat;
+                g.scanned_ns = now;
+                g.spacing_ns = spacing;
             }
         }
         self.must_scan = false;
@@ -394,13 +444,6 @@ impl Detector for WriteWatchPages {
             .expect("chained");
         self.found_writes = !written.is_empty();
         let mut touched = Vec::new();
-        let mut heat = HashMap::new();
-        if any_scanned && now.saturating_sub(self.heat_scan_ns) > 2 * base {
-            self.heat.clear();
-        }
-        if any_scanned {
-            self.heat_scan_ns = now;
-        }
         for (start, end) in written {
             for page in start / ps..end / ps {
                 if self.pages.contains_key(&page) {
@@ -409,7 +452,6 @@ impl Detector for WriteWatchPages {
                     // (`armed` only holds pages armed since the last scan.)
                     let armed = self.armed.get(&page).copied().unwrap_or(self.last_scan_ns);
                     self.pending.entry(page).or_insert(armed);
-                    heat.insert(page, self.heat.get(&page).map_or(1, |h| h.saturating_add(1)));
                 }
             }
         }
@@ -438,16 +480,11 @@ impl Detector for WriteWatchPages {
                 self.batch_pages.entry(rid).or_default().push(page);
             }
         }
-        // Pages written in HOT_AFTER_SCANS scans in a row go hot: scans stop
-        // re-arming them (each re-arm costs the writer a fault).
-        for (&page, &h) in &heat {
-            if h >= HOT_AFTER_SCANS && !self.hot.contains_key(&page) {
+        for page in new_hot {
+            if !self.hot.contains_key(&page) {
                 self.hot.insert(page, 0);
                 self.ranges_stale = true;
             }
-        }
-        if any_scanned {
-            self.heat = heat;
         }
         // Hot pages: diffed every poll interval, and always by check_changes.
         let poll_hot = force || now >= self.next_hot_poll_ns;
@@ -525,14 +562,21 @@ mod tests {
         let mut p = WriteWatchPages::default();
         p.pages.insert(7, IdList::new());
         p.pages.insert(9000, IdList::new());
-        p.groups[0] =
-            ScanGroup { ranges: vec![(7, 8)], next_ns: 1_000, faults: 50, backstop_ns: 90_000 };
+        p.groups[0] = ScanGroup {
+            ranges: vec![(7, 8)],
+            next_ns: 1_000,
+            faults: 50,
+            backstop_ns: 90_000,
+            ..ScanGroup::default()
+        };
         p.groups[1] = ScanGroup {
             ranges: vec![(9000, 9001)],
             next_ns: 60_000,
             faults: 50,
             backstop_ns: 80_000,
+            ..ScanGroup::default()
         };
+        p.faults_seen = 50;
         p.next_liveness_ns = 100_000;
         p.window_ns = 5_000_000;
         p.last_write_ns = 10_000;
@@ -548,8 +592,18 @@ mod tests {
         // The fast group scanned at a newer count: the slow group is due at
         // its own pace.
         p.groups[0].faults = 51;
+        p.faults_seen = 51;
         let g = p.quiet_gate().unwrap();
         assert_eq!((g.faults, g.until), (51, 60_000));
+        // Faults the last collect saw but no group scanned for yet (neither
+        // was due): the gate waits for the count to move past the one seen,
+        // or for the first group's pace; it never returns at once because
+        // a group's own count is older (that spun the worker until the
+        // group was due).
+        let mut q = quiet_pages();
+        q.faults_seen = 53;
+        let g = q.quiet_gate().unwrap();
+        assert_eq!((g.faults, g.until), (53, 1_000));
         // The liveness check comes first.
         p.next_liveness_ns = 20_000;
         assert_eq!(p.quiet_gate().unwrap().until, 20_000);
@@ -569,6 +623,22 @@ mod tests {
             setup(&mut p);
             assert!(p.quiet_gate().is_none());
         }
+    }
+
+    #[test]
+    fn scans_in_a_row_are_at_most_three_of_their_spacings_apart() {
+        let base = scan_interval_ns(5_000_000);
+        // At the base interval: up to 1.5 ms apart.
+        assert!(in_a_row(1_000, base, 1_000 + 3 * base));
+        assert!(!in_a_row(1_000, base, 1_000 + 3 * base + 1));
+        // A write every 12 ms (the latency bench) is never in a row.
+        assert!(!in_a_row(0, base, 12_000_000));
+        // A scan costing 60 us is spaced 6 ms: nonstop writes found 7 ms
+        // apart still count as in a row (the steady-state loop's 256
+        // pages, whose re-arming makes each scan that dear).
+        assert!(in_a_row(0, 6_000_000, 7_000_000));
+        // The first scan of a group follows nothing.
+        assert!(!in_a_row(0, 0, 1));
     }
 
     #[test]
