@@ -91,10 +91,11 @@ fn time_passes(buf: *mut u8, len: usize, dur: Duration) -> f64 {
 fn steady_state(rows: &mut Vec<[String; 4]>) {
     let len = 1 << 20;
     let buf = map(len);
-    // Warm up (page-in) and measure unwatched / watched interleaved.
+    // Warm up (page-in), then unwatched right before each watched run: a
+    // load change between rows moves both sides of a ratio alike.
     time_passes(buf, len, Duration::from_millis(200));
-    let base = time_passes(buf, len, Duration::from_secs(2));
     for backend in [Backend::Protect, Backend::WriteWatch, Backend::Poll] {
+        let base = time_passes(buf, len, Duration::from_secs(2));
         let w = Watcher::new(Options { backend, ..Options::default() }).unwrap();
         // SAFETY: buf stays mapped for the whole benchmark.
         unsafe { w.watch(buf, len, "buf", None) }.unwrap();
