@@ -34,38 +34,7 @@
 #include "memwatch.h"
 #include "memwatch_store.h"
 
-/* ---- tiny test harness --------------------------------------------------- */
-
-static int g_failures;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            g_failures++;                                                            \
-        }                                                                            \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                                          \
-    do {                                                                                        \
-        long long _a = (long long)(a), _b = (long long)(b);                                     \
-        if (_a != _b) {                                                                         \
-            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %s (%lld != %lld)\n", __FILE__,      \
-                    __LINE__, #a, #b, _a, _b);                                                  \
-            g_failures++;                                                                       \
-        }                                                                                       \
-    } while (0)
-
-/* Like CHECK but ends the test: for preconditions the rest depends on. */
-#define REQUIRE(cond)                                                                  \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: REQUIRE failed: %s (last error: %d %s)\n", __FILE__, \
-                    __LINE__, #cond, memwatch_last_error_code(), memwatch_last_error()); \
-            g_failures++;                                                              \
-            return;                                                                    \
-        }                                                                              \
-    } while (0)
+#include "check.h"
 
 static size_t page(void) { return (size_t)sysconf(_SC_PAGESIZE); }
 

@@ -17,32 +17,7 @@
 
 #include "memwatch.h"
 
-static int g_failures;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            g_failures++;                                                            \
-        }                                                                            \
-    } while (0)
-#define CHECK_EQ(a, b)                                                                     \
-    do {                                                                                   \
-        long long _a = (long long)(a), _b = (long long)(b);                                \
-        if (_a != _b) {                                                                    \
-            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %s (%lld != %lld)\n", __FILE__, \
-                    __LINE__, #a, #b, _a, _b);                                             \
-            g_failures++;                                                                  \
-        }                                                                                  \
-    } while (0)
-#define REQUIRE(cond)                                                                    \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "%s:%d: REQUIRE failed: %s (last error: %s)\n", __FILE__,   \
-                    __LINE__, #cond, memwatch_last_error());                             \
-            exit(1);                                                                     \
-        }                                                                                \
-    } while (0)
+#include "check.h"
 
 static int ends_with(const char *s, const char *tail) {
     size_t a = strlen(s), b = strlen(tail);
@@ -52,7 +27,7 @@ static int ends_with(const char *s, const char *tail) {
 static uint8_t *map_page(void) {
     void *p = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    REQUIRE(p != MAP_FAILED);
+    REQUIRE_OR_EXIT(p != MAP_FAILED);
     return p;
 }
 
@@ -63,16 +38,16 @@ static memwatch_watcher_t *locating(uint32_t depth) {
     o.locate_writers = 1;
     o.stack_depth = depth;
     memwatch_watcher_t *w = NULL;
-    REQUIRE(memwatch_watcher_new(&o, &w) == MEMWATCH_OK);
+    REQUIRE_OR_EXIT(memwatch_watcher_new(&o, &w) == MEMWATCH_OK);
     return w;
 }
 
 /* One event, located; the caller frees it. */
 static memwatch_change_event_t *one_event(memwatch_watcher_t *w, size_t *n) {
     memwatch_change_event_t *ev = NULL;
-    REQUIRE(memwatch_watcher_check_changes(w, &ev, n) == MEMWATCH_OK);
-    REQUIRE(*n == 1);
-    REQUIRE(ev[0].location != NULL);
+    REQUIRE_OR_EXIT(memwatch_watcher_check_changes(w, &ev, n) == MEMWATCH_OK);
+    REQUIRE_OR_EXIT(*n == 1);
+    REQUIRE_OR_EXIT(ev[0].location != NULL);
     return ev;
 }
 
