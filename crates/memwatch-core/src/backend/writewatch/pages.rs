@@ -481,8 +481,8 @@ impl Detector for WriteWatchPages {
             }
         }
         for page in new_hot {
-            if !self.hot.contains_key(&page) {
-                self.hot.insert(page, 0);
+            if let std::collections::hash_map::Entry::Vacant(e) = self.hot.entry(page) {
+                e.insert(0);
                 self.ranges_stale = true;
             }
         }
