@@ -33,11 +33,9 @@ pub const QUIET_SPACING: u64 = 1500;
 /// small ones: a write to them is seen within the base interval whatever
 /// else is watched, one to the large range within 100x its scan cost.
 const FAST_GROUP_PAGES: usize = 4096;
-/// A page written in this many consecutive scans of its group goes hot.
+/// A page written in this many consecutive scans of its group, with no
+/// scan skipped in between ([`ScanGroup::scanned`]), goes hot.
 const HOT_AFTER_SCANS: u8 = 8;
-/// Scans of a group count as consecutive (for heat) when at most this many
-/// times the spacing the earlier one set apart ([`in_a_row`]).
-const IN_A_ROW_SPACINGS: u64 = 3;
 /// A hot page unchanged for this many poll intervals cools down.
 const COOL_AFTER_QUIET_POLLS: u8 = 4;
 
@@ -109,26 +107,65 @@ struct ScanGroup {
     /// scan's cost (<= 0.05% of a core), at least a poll interval apart
     /// (with the liveness check's pass, so idle it adds no wake-ups).
     backstop_ns: u64,
-    /// Page -> consecutive scans of this group that found it written
-    /// ([`in_a_row`]).
+    /// A check of the fault count at or after `next_ns` found it still at
+    /// `faults`: the group was due and had nothing to scan, so a scan was
+    /// skipped since the last one.
+    skipped: bool,
+    /// Page -> consecutive scans of this group that found it written.
     heat: HashMap<usize, u8>,
-    /// When the group last scanned, and the spacing that scan set (its
-    /// pace: 100x its cost, at least the base interval).
-    scanned_ns: u64,
-    spacing_ns: u64,
 }
 
-/// Whether a group's scan at `now` follows its previous one (at
-/// `scanned_ns`, which set `spacing_ns` as the group's pace) closely enough
-/// for its written pages to count as written in consecutive scans: at most
-/// IN_A_ROW_SPACINGS spacings apart. A longer gap means scans were skipped
-/// because the fault count stood still (nothing was written then), so
-/// heat starts afresh; a page written every few milliseconds by a
-/// program's ordinary updates does not go hot. The spacing grows with the
-/// group's scan cost (many pages written between two scans make a scan
-/// dearer), so memory written nonstop goes hot whatever its scans cost.
-fn in_a_row(scanned_ns: u64, spacing_ns: u64, now: u64) -> bool {
-    now.saturating_sub(scanned_ns) <= spacing_ns.saturating_mul(IN_A_ROW_SPACINGS)
+impl ScanGroup {
+    /// The worker read the fault count `faults` at `now` (a collect, or a
+    /// check of the quiet gate): still the count of the group's last scan
+    /// once the group was due means a scan was skipped.
+    fn note_faults(&mut self, faults: u64, now: u64) {
+        if faults == self.faults && now >= self.next_ns {
+            self.skipped = true;
+        }
+    }
+
+    /// A scan at `now` (count `faults`) found `written` of the group's
+    /// pages written; it sets the group's next due time to `now + spacing`.
+    /// Returns the pages that go hot: written in HOT_AFTER_SCANS scans in a
+    /// row.
+    ///
+    /// Scans are in a row when none was skipped in between (a check of the
+    /// fault count found it unchanged after the group was due again). Memory
+    /// written nonstop is written again before its group may scan again,
+    /// whatever that pace (100x the scan's cost: a scan re-arming many
+    /// written pages, or one whose re-arm waits for another CPU's TLB
+    /// flush, is spaced milliseconds apart), and a worker that comes late
+    /// (busy diffing, or waiting for a core) skips nothing. A page written
+    /// at a human pace, every few milliseconds or slower, is written after
+    /// its group was due and the worker found the count quiet meanwhile:
+    /// its heat starts afresh at every write, it never goes hot, and every
+    /// write is reported within the base interval.
+    fn scanned(
+        &mut self,
+        written: impl Iterator<Item = usize>,
+        now: u64,
+        faults: u64,
+        spacing: u64,
+    ) -> Vec<usize> {
+        let mut heat = HashMap::new();
+        let mut hot = Vec::new();
+        for page in written {
+            let h = match self.heat.get(&page) {
+                Some(h) if !self.skipped => h.saturating_add(1),
+                _ => 1,
+            };
+            if h >= HOT_AFTER_SCANS {
+                hot.push(page);
+            }
+            heat.insert(page, h);
+        }
+        self.heat = heat;
+        self.faults = faults;
+        self.skipped = false;
+        self.next_ns = now + spacing;
+        hot
+    }
 }
 
 /// Address ranges `[start, end)`.
@@ -195,6 +232,14 @@ impl WriteWatchPages {
         Some((l.len(), record + l.heap_bytes()))
     }
 
+    /// The quiet gate's last check (without the lock) found the fault count
+    /// still at `faults` at `now`.
+    pub fn note_quiet_check(&mut self, faults: u64, now: u64) {
+        for g in &mut self.groups {
+            g.note_faults(faults, now);
+        }
+    }
+
     /// After a worker pass: remembers when writes were last seen.
     pub fn note_pass(&mut self, now: u64) {
         if self.found_writes {
@@ -204,17 +249,15 @@ impl WriteWatchPages {
 
     /// Some when a worker pass would find nothing for writewatch until
     /// `until` unless the fault count changes: no written page waits for
-    /// its period, no hot page is polled, nothing must be scanned anew. The
-    /// worker then checks the count without the engine lock.
+    /// its period, nothing must be scanned anew; hot pages (written without
+    /// faults) wait for their poll. The worker then checks the count
+    /// without the engine lock.
     pub fn quiet_gate(&self) -> Option<QuietGate> {
-        if self.pages.is_empty()
-            || !self.pending.is_empty()
-            || !self.hot.is_empty()
-            || self.must_scan
-            || self.ranges_stale
+        if self.pages.is_empty() || !self.pending.is_empty() || self.must_scan || self.ranges_stale
         {
             return None;
         }
+        let hot_poll = (!self.hot.is_empty()).then_some(self.next_hot_poll_ns);
         let groups = self.groups.iter().filter(|g| !g.ranges.is_empty());
         let faults = self.faults_seen;
         // A group that has not scanned since the faults the last collect saw
@@ -223,6 +266,7 @@ impl WriteWatchPages {
         let until = groups
             .map(|g| if g.faults == faults { g.backstop_ns } else { g.next_ns.min(g.backstop_ns) })
             .chain([self.next_liveness_ns])
+            .chain(hot_poll)
             .min()?;
         Some(QuietGate {
             faults,
@@ -384,9 +428,7 @@ impl Detector for WriteWatchPages {
             all_scanned &= scan || g.ranges.is_empty();
             let from = written.len();
             let started = sys::monotonic_ns();
-            if scan {
-                g.faults = faults;
-            }
+            g.note_faults(faults, now);
             for &(start, end) in &g.ranges {
                 let failed = scan && ww.scan(start, end, &mut written).is_err();
                 // A failed scan means a mapping there was replaced (EPERM:
@@ -405,30 +447,16 @@ impl Detector for WriteWatchPages {
                 // 100x their own cost.
                 let cost = sys::monotonic_ns().saturating_sub(started);
                 let spacing = base.max(cost.saturating_mul(100));
-                g.next_ns = now + spacing;
                 g.backstop_ns = now + cost.saturating_mul(2000).max(poll_ns);
-                // Heat: pages this scan found written, counting on from the
-                // previous scan when it came right before. Pages written in
-                // HOT_AFTER_SCANS scans in a row go hot: scans stop
-                // re-arming them (each re-arm costs the writer a fault).
-                let row = in_a_row(g.scanned_ns, g.spacing_ns, now);
-                let mut heat = HashMap::new();
-                for &(start, end) in &written[from..] {
-                    for page in (start / ps..end / ps).filter(|p| self.pages.contains_key(p)) {
-                        let h = if row {
-                            g.heat.get(&page).map_or(1, |h| h.saturating_add(1))
-                        } else {
-                            1
-                        };
-                        if h >= HOT_AFTER_SCANS {
-                            new_hot.push(page);
-                        }
-                        heat.insert(page, h);
-                    }
-                }
-                g.heat = heat;
-                g.scanned_ns = now;
-                g.spacing_ns = spacing;
+                // Heat: pages written in HOT_AFTER_SCANS scans in a row go
+                // hot: scans stop re-arming them (each re-arm costs the
+                // writer a fault).
+                let pages = &self.pages;
+                let found = written[from..]
+                    .iter()
+                    .flat_map(|&(start, end)| start / ps..end / ps)
+                    .filter(|p| pages.contains_key(p));
+                new_hot.extend(g.scanned(found, now, faults, spacing));
             }
         }
         self.must_scan = false;
@@ -607,14 +635,15 @@ mod tests {
         // The liveness check comes first.
         p.next_liveness_ns = 20_000;
         assert_eq!(p.quiet_gate().unwrap().until, 20_000);
+        // Hot pages fault nothing: the gate holds until their poll.
+        p.hot.insert(7, 0);
+        p.next_hot_poll_ns = 15_000;
+        assert_eq!(p.quiet_gate().unwrap().until, 15_000);
         // Anything the next pass must do: no gate.
         for setup in [
             (|p: &mut WriteWatchPages| {
                 p.pending.insert(7, 0);
             }) as fn(&mut WriteWatchPages),
-            |p| {
-                p.hot.insert(7, 0);
-            },
             |p| p.must_scan = true,
             |p| p.ranges_stale = true,
             |p| p.pages.clear(),
@@ -625,20 +654,106 @@ mod tests {
         }
     }
 
+    /// Drives one scan group the way the worker does, with made-up times:
+    /// the fault count is checked every `step` (the base interval while
+    /// memory is written), `late` later after each scan (the worker busy
+    /// diffing, or waiting for a core); a write to the page (every
+    /// `write_every`, `n` of them, then 50 ms without) moves it, and so
+    /// does every check when the process `faults_elsewhere`; a check that
+    /// sees it moved runs a collect, which scans when the group is due.
+    /// Each scan costs what sets `spacing` (100x its cost). Returns how many
+    /// scans found the page written, and after how many writes it went hot.
+    fn drive(
+        (n, write_every): (u32, u64),
+        faults_elsewhere: bool,
+        spacing: u64,
+        (step, late): (u64, u64),
+    ) -> (u32, Option<u32>) {
+        const PAGE: usize = 7;
+        let mut g = ScanGroup::default();
+        let (mut t, mut faults, mut writes, mut found) = (1_000_000_000u64, 0u64, 0u32, 0u32);
+        let mut next_write = t + write_every;
+        let mut written = false;
+        let end = next_write + u64::from(n) * write_every + 50_000_000;
+        while t < end {
+            t += step;
+            while next_write <= t && writes < n {
+                (faults, written, writes) = (faults + 1, true, writes + 1);
+                next_write += write_every;
+            }
+            faults += u64::from(faults_elsewhere);
+            g.note_faults(faults, t);
+            if faults != g.faults && t >= g.next_ns {
+                found += u32::from(written);
+                let hot = g.scanned(written.then_some(PAGE).into_iter(), t, faults, spacing);
+                written = false;
+                if hot == [PAGE] {
+                    return (found, Some(writes));
+                }
+                t += late;
+            }
+        }
+        (found, None)
+    }
+
     #[test]
-    fn scans_in_a_row_are_at_most_three_of_their_spacings_apart() {
+    fn a_page_written_every_few_ms_never_goes_hot_whatever_its_scans_cost() {
         let base = scan_interval_ns(5_000_000);
-        // At the base interval: up to 1.5 ms apart.
-        assert!(in_a_row(1_000, base, 1_000 + 3 * base));
-        assert!(!in_a_row(1_000, base, 1_000 + 3 * base + 1));
-        // A write every 12 ms (the latency bench) is never in a row.
-        assert!(!in_a_row(0, base, 12_000_000));
-        // A scan costing 60 us is spaced 6 ms: nonstop writes found 7 ms
-        // apart still count as in a row (the steady-state loop's 256
-        // pages, whose re-arming makes each scan that dear).
-        assert!(in_a_row(0, 6_000_000, 7_000_000));
-        // The first scan of a group follows nothing.
-        assert!(!in_a_row(0, 0, 1));
+        // The latency bench: one page written every 12 ms; re-arming it
+        // made its 1-page scan cost 30-45 us here (spacing 3-4.5 ms). Scans
+        // counted as in a row when up to 3 spacings apart, the page went
+        // hot after 8 writes and was then diffed only every poll interval
+        // (p99 ~100 ms, writes merged). Every write is found by its own
+        // scan, and none is in a row.
+        let bench = (300, 12_000_000);
+        for spacing in [base, 4_000_000, 8_000_000] {
+            assert_eq!(drive(bench, false, spacing, (base, 0)), (300, None), "{spacing}");
+            // A worker that comes back 2 ms late after each scan.
+            assert_eq!(drive(bench, false, spacing, (base, 2_000_000)), (300, None));
+            // A process that faults all the time elsewhere: the group scans
+            // at its pace, and most scans find the page unwritten.
+            assert_eq!(drive(bench, true, spacing, (base, 0)), (300, None), "{spacing}");
+        }
+        // Written every 2 ms, scans at the base pace.
+        assert_eq!(drive((300, 2_000_000), false, base, (base, 0)), (300, None));
+    }
+
+    #[test]
+    fn a_page_written_nonstop_goes_hot_after_eight_scans_whatever_their_cost() {
+        let base = scan_interval_ns(5_000_000);
+        let nonstop = (100_000, 50_000);
+        for spacing in [base, 4_000_000, 8_000_000] {
+            for late in [0, 2_000_000, 10_000_000] {
+                // Late: the steady-state loop on a loaded machine, where
+                // the worker came back 5-10 ms after each 3.5 ms diff of
+                // the 256 written pages, past the group's due time, and
+                // counting only a count seen moving before it was due
+                // never made them hot (2.5x the writer's time).
+                let (found, hot) = drive(nonstop, false, spacing, (base, late));
+                assert_eq!((found, hot.is_some()), (HOT_AFTER_SCANS as u32, true), "{late}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_scan_is_skipped_when_the_count_was_unchanged_once_the_group_was_due() {
+        let mut g = ScanGroup { faults: 10, next_ns: 1_000, ..ScanGroup::default() };
+        g.note_faults(10, 999);
+        assert!(!g.skipped, "not due yet");
+        g.note_faults(11, 1_500);
+        assert!(!g.skipped, "moved: something to scan");
+        g.note_faults(10, 1_000);
+        assert!(g.skipped, "due and quiet");
+        g.heat.insert(7, 5);
+        assert_eq!(g.scanned([7].into_iter(), 2_000, 12, 500), Vec::<usize>::new());
+        assert_eq!((g.heat[&7], g.skipped, g.faults, g.next_ns), (1, false, 12, 2_500));
+        for _ in 1..HOT_AFTER_SCANS - 1 {
+            assert_eq!(g.scanned([7].into_iter(), 2_000, 12, 500), Vec::<usize>::new());
+        }
+        assert_eq!(g.scanned([7].into_iter(), 2_000, 12, 500), [7]);
+        // A scan that does not find a page written ends its run.
+        assert_eq!(g.scanned([8].into_iter(), 2_000, 12, 500), Vec::<usize>::new());
+        assert!(!g.heat.contains_key(&7));
     }
 
     #[test]
