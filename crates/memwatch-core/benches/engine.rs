@@ -869,6 +869,13 @@ fn main() {
     if run("idle-1g") {
         idle_cpu(&mut rows, (1 << 30) / page_size(), "<= 1% of one core");
     }
+    // 4 GiB populated while these run (unmapped after each row).
+    if run("latency-4g") {
+        latency(&mut rows, Backend::WriteWatch, 4 << 30, false, "p99 <= 5 ms");
+    }
+    if run("idle-4g") {
+        idle_cpu(&mut rows, (4 << 30) / page_size(), "<= 1% of one core");
+    }
     if run("native") {
         native_bytes(&mut rows);
     }

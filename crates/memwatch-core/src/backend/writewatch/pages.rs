@@ -422,9 +422,13 @@ impl Detector for WriteWatchPages {
         let mut all_scanned = true;
         let mut new_hot = Vec::new();
         for g in &mut self.groups {
+            // The slow group waits for the next pass (right after this one)
+            // when the fast group found writes: their events do not wait
+            // for a scan of the large ranges.
+            let defer = !self.must_scan && !written.is_empty();
             let scan = force
                 || self.must_scan
-                || (now >= g.next_ns && (faults != g.faults || now >= g.backstop_ns));
+                || (!defer && now >= g.next_ns && (faults != g.faults || now >= g.backstop_ns));
             all_scanned &= scan || g.ranges.is_empty();
             let from = written.len();
             let started = sys::monotonic_ns();
