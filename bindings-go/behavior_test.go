@@ -198,6 +198,14 @@ func runScenario(t *testing.T, sc *scenario, backend string) {
 				r.doUnwatch(body)
 			case "unwatch_unknown":
 				r.doUnwatchUnknown(body)
+			case "constants":
+				var c struct {
+					ExitFlushTimeoutMs int64 `json:"exit_flush_timeout_ms"`
+				}
+				r.decode(body, &c)
+				if got := memwatch.ExitFlushTimeout; got != time.Duration(c.ExitFlushTimeoutMs)*time.Millisecond {
+					r.fatalf("ExitFlushTimeout is %v, expected %d ms", got, c.ExitFlushTimeoutMs)
+				}
 			case "watch_error":
 				r.doWatchError(body)
 			case "check_error":

@@ -446,9 +446,11 @@ func (w *Watcher) CheckChangesContext(ctx context.Context) ([]ChangeEvent, error
 	return s.takeEvents(evs, n), nil
 }
 
-// ExitFlushTimeout is the bound Python and C put on delivering pending
-// changes at exit; a good deadline for Flush at the end of main.
-const ExitFlushTimeout = 2 * time.Second
+// ExitFlushTimeout is the bound every binding's exit hook puts on delivering
+// pending changes at exit (the engine's EXIT_FLUSH_TIMEOUT, read from
+// memwatch_exit_flush_timeout_ms); a good deadline for Flush at the end of
+// main.
+var ExitFlushTimeout = time.Duration(C.memwatch_exit_flush_timeout_ms()) * time.Millisecond
 
 // Flush hands the changes made so far to the callback and the Events
 // channel, waiting until they received them or ctx is done (then it returns

@@ -138,7 +138,8 @@ export interface ChangeEvent {
   metadata: string | null;
   /**
    * Changes this event stands for: 1, or more when later changes of the
-   * region were merged into it while it waited in a full queue (1024 events):
+   * region were merged into it while it waited in a full queue
+   * ({@link QUEUE_CAP} events, in the engine or, while the JS thread is busy, here):
    * then the old values are the first change's, the new values the last's,
    * and `changedRanges` the union.
    */
@@ -175,7 +176,7 @@ export interface WatcherStats {
   snapshotBytes: number;
   /** Events detected but not yet delivered or returned. */
   pendingEvents: number;
-  /** Changes merged into an event already pending for the same region (the queue held 1024 events). */
+  /** Changes merged into an event already pending for the same region (the queue held {@link QUEUE_CAP} events). */
   coalescedEvents: number;
   /** Callbacks and 'change' listeners that threw. */
   callbackErrors: number;
@@ -205,7 +206,7 @@ export interface MemoryWatcherEvents {
  * wait for `checkChanges()`. A watcher never keeps the process alive by
  * itself; changes not yet delivered when the process is about to exit are
  * delivered then (on 'beforeExit' and 'exit', i.e. also at `process.exit()`;
- * waiting 2 s at most for all watchers together).
+ * waiting {@link EXIT_FLUSH_TIMEOUT_MS} at most for all watchers together).
  */
 /** Counters of a {@link Recorder}. */
 export interface RecorderStats {
@@ -395,3 +396,19 @@ export declare function signalHandlerInstalled(): boolean;
 
 /** The backend names accepted by the `backend` option. */
 export declare const BACKENDS: readonly Backend[];
+
+/**
+ * The bound of a watcher's queue (the engine's `QUEUE_CAP`): while the
+ * JS thread is busy, at most this many events wait for it (or one per
+ * region); later changes of a region with an event waiting are merged into
+ * it (`coalesced`, `WatcherStats.coalescedEvents`), so no change is lost.
+ */
+export declare const QUEUE_CAP: number;
+
+/**
+ * How long the exit hook ('beforeExit', 'exit') waits, for all watchers
+ * together, for pending changes to reach the subscribers, in milliseconds
+ * (the engine's `EXIT_FLUSH_TIMEOUT`, which every binding uses; see the
+ * top-level README's Limits).
+ */
+export declare const EXIT_FLUSH_TIMEOUT_MS: number;

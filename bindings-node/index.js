@@ -294,20 +294,30 @@ let exitHooksInstalled = false;
 
 /**
  * How long the exit flush waits, for all watchers together, for the engine
- * to hand over the changes made before exit (as Python and C do: 2 s).
+ * to hand over the changes made before exit, in milliseconds: the engine's
+ * `EXIT_FLUSH_TIMEOUT`, which every binding's exit hook uses.
  */
-const EXIT_FLUSH_MS = 2000;
+const EXIT_FLUSH_TIMEOUT_MS = native.exitFlushTimeoutMs();
+
+/**
+ * The bound of a watcher's queue (the engine's `QUEUE_CAP`): while the JS
+ * thread is busy, at most this many events wait for it (or one per region,
+ * if more regions changed); later changes of a region that has one waiting
+ * are merged into it (its `coalesced` counts them, as does
+ * `getStats().coalescedEvents`), so no change is lost.
+ */
+const QUEUE_CAP = native.queueCap();
 
 /**
  * When Node is about to exit ('beforeExit': the event loop ran dry; 'exit':
  * also `process.exit()`), deliver the changes that were made but not yet
- * delivered to listeners/callbacks/iterators, waiting at most EXIT_FLUSH_MS.
+ * delivered to listeners/callbacks/iterators, waiting at most EXIT_FLUSH_TIMEOUT_MS.
  * A watcher never keeps the process alive by itself; this makes sure that a
  * script which writes and then ends still sees its events.
  * @param {string} why 'beforeExit' or 'exit'
  */
 function flushAtExit(why) {
-  const deadline = Date.now() + EXIT_FLUSH_MS;
+  const deadline = Date.now() + EXIT_FLUSH_TIMEOUT_MS;
   for (const ref of [...live]) {
     const w = ref.deref();
     if (w === undefined) {
@@ -951,4 +961,6 @@ module.exports = {
   allocPageAligned,
   signalHandlerInstalled,
   BACKENDS,
+  QUEUE_CAP,
+  EXIT_FLUSH_TIMEOUT_MS,
 };

@@ -20,4 +20,8 @@ export const allocPageAligned = memwatch.allocPageAligned;
 export const signalHandlerInstalled = memwatch.signalHandlerInstalled;
 /** The backend names accepted by the `backend` option. */
 export const BACKENDS = memwatch.BACKENDS;
+/** The bound of a watcher's queue (the engine's QUEUE_CAP). */
+export const QUEUE_CAP = memwatch.QUEUE_CAP;
+/** How long the exit hook waits for pending changes, ms (the engine's EXIT_FLUSH_TIMEOUT). */
+export const EXIT_FLUSH_TIMEOUT_MS = memwatch.EXIT_FLUSH_TIMEOUT_MS;
 export default memwatch;

@@ -484,9 +484,10 @@ namespace MemWatch
 
         /// <summary>
         /// How long the exit hook (<c>AppDomain.ProcessExit</c>) waits, for all watchers together,
-        /// for the handlers to receive the changes made before the process ends: 2 s, as in Python and C.
+        /// for the handlers to receive the changes made before the process ends: the engine's
+        /// <c>EXIT_FLUSH_TIMEOUT</c> (<c>memwatch_exit_flush_timeout_ms()</c>), which every binding's exit hook uses.
         /// </summary>
-        public static readonly TimeSpan ExitFlushTimeout = TimeSpan.FromSeconds(2);
+        public static readonly TimeSpan ExitFlushTimeout = TimeSpan.FromMilliseconds(Native.memwatch_exit_flush_timeout_ms());
 
         /// <summary>At exit: hands pending changes to the handlers, waiting at most <paramref name="timeoutMs"/>.</summary>
         private void FlushForExit(uint timeoutMs)

@@ -213,6 +213,9 @@ namespace MemWatch
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern UIntPtr memwatch_page_size();
 
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint memwatch_exit_flush_timeout_ms();
+
         /// <summary>memwatch_enable_mono_frames: MEMWATCH_ERR_UNSUPPORTED outside Mono.</summary>
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int memwatch_enable_mono_frames();

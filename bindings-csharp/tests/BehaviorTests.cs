@@ -186,6 +186,13 @@ namespace MemWatch.Tests
                                 Assert.Equal((bool)u["expect"], got, where + ": Unwatch(" + u["region"] + ")");
                                 break;
                             }
+                            case "constants":
+                            {
+                                var c = (Dictionary<string, object>)kv.Value;
+                                long want = Convert.ToInt64(c["exit_flush_timeout_ms"]);
+                                Assert.Equal(want, (long)MemoryWatcher.ExitFlushTimeout.TotalMilliseconds, where + ": ExitFlushTimeout (ms)");
+                                break;
+                            }
                             case "unwatch_unknown":
                             {
                                 var u = (Dictionary<string, object>)kv.Value;

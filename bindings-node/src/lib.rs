@@ -11,7 +11,10 @@
 //! - forwards the engine's events from its delivery thread to the JavaScript
 //!   thread: the engine callback pushes the event into a queue and wakes the
 //!   JS thread through a *weak* threadsafe function (it never keeps the event
-//!   loop alive); JS then drains the queue with [`NativeWatcher::take_queued`],
+//!   loop alive); JS then drains the queue with [`NativeWatcher::take_queued`].
+//!   The queue is bounded like the engine's own ([`Inbox::push`]): however
+//!   long the JS thread is busy, it holds at most `QUEUE_CAP` events (or one
+//!   per region), later changes of a region being merged into its event,
 //! - hands events to JavaScript unconverted ([`NativeChangeEvent`], whose
 //!   fields `index.js` converts when first read) and statistics as plain objects,
 //! - attaches a MemStream value store to a watcher by name and reads values
@@ -426,12 +429,41 @@ fn camel_case(name: &str) -> String {
     out
 }
 
+/// Events the engine delivered to this binding's callback, waiting for the
+/// JS thread to take them.
+#[derive(Default)]
+struct Inbox {
+    events: VecDeque<mw::ChangeEvent>,
+    /// Changes merged into a queued event of the same region (queue cap),
+    /// added to the engine's `coalesced_events` in stats.
+    coalesced: u64,
+}
+
+impl Inbox {
+    /// Queues an event, bounded like the engine's queue: once `QUEUE_CAP`
+    /// events wait, a change of a region that already has one queued is
+    /// merged into it (`ChangeEvent::merge`: its oldest old value, the
+    /// newest new value, the union of the ranges, `coalesced` adding up),
+    /// so no change is lost and a busy JS thread costs bounded memory.
+    fn push(&mut self, e: &mw::ChangeEvent) {
+        if self.events.len() >= mw::QUEUE_CAP {
+            if let Some(queued) = self.events.iter_mut().rev().find(|q| q.region_id == e.region_id)
+            {
+                queued.merge(e.clone());
+                self.coalesced += 1;
+                return;
+            }
+        }
+        self.events.push_back(e.clone());
+    }
+}
+
 /// State shared between the JS thread and the engine's delivery thread.
 struct Shared {
     /// The engine watcher.
     watcher: mw::Watcher,
     /// Events the engine delivered to our callback, waiting for JS.
-    queue: Mutex<VecDeque<mw::ChangeEvent>>,
+    queue: Mutex<Inbox>,
     /// True while a wake-up is queued on the threadsafe function and JS has
     /// not drained the queue yet (coalesces wake-ups).
     wake_pending: AtomicBool,
@@ -444,7 +476,7 @@ struct Shared {
 impl Shared {
     /// Engine-side callback body (delivery thread): queue and wake JS once.
     fn on_event(&self, e: &mw::ChangeEvent) {
-        lock(&self.queue).push_back(e.clone());
+        lock(&self.queue).push(e);
         self.wake_js();
     }
 
@@ -470,7 +502,7 @@ impl Shared {
     /// Takes every queued event (JS thread).
     fn take_queued(&self) -> Vec<mw::ChangeEvent> {
         self.wake_pending.store(false, Ordering::Release);
-        lock(&self.queue).drain(..).collect()
+        lock(&self.queue).events.drain(..).collect()
     }
 
     /// Closes the engine watcher and drops the wake function (releasing the
@@ -478,7 +510,7 @@ impl Shared {
     fn shutdown(&self) {
         self.watcher.close();
         lock(&self.wake).take();
-        lock(&self.queue).clear();
+        lock(&self.queue).events.clear();
     }
 }
 
@@ -583,7 +615,7 @@ impl NativeWatcher {
         }
         let shared = Arc::new(Shared {
             watcher,
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Inbox::default()),
             wake_pending: AtomicBool::new(false),
             wake: Mutex::new(None),
             env_gone: AtomicBool::new(false),
@@ -717,7 +749,7 @@ impl NativeWatcher {
                 // Events queued while delivery was off (or whose wake-up was
                 // skipped) are delivered now too.
                 self.shared.wake_pending.store(false, Ordering::Release);
-                if !lock(&self.shared.queue).is_empty() {
+                if !lock(&self.shared.queue).events.is_empty() {
                     self.shared.wake_js();
                 }
             }
@@ -770,8 +802,13 @@ impl NativeWatcher {
     #[napi(ts_return_type = "WatcherStats")]
     pub fn stats<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
         let mut s = self.shared.watcher.stats();
-        // Events handed over by the engine but not yet taken by JavaScript.
-        s.pending_events += lock(&self.shared.queue).len();
+        // Events handed over by the engine but not yet taken by JavaScript,
+        // and the changes merged into them.
+        {
+            let inbox = lock(&self.shared.queue);
+            s.pending_events += inbox.events.len();
+            s.coalesced_events += inbox.coalesced;
+        }
         let mut out = Object::new(env)?;
         for (name, value) in s.fields() {
             match value {
@@ -960,6 +997,20 @@ pub fn store_unlink(name: String) -> Result<bool> {
         Err(ms::Error::NotFound(_)) => Ok(false),
         Err(e) => Err(store_err(e)),
     }
+}
+
+/// The engine's queue bound (`QUEUE_CAP`): past this many pending events,
+/// changes of a region that has one pending are merged into it.
+#[napi]
+pub fn queue_cap() -> u32 {
+    mw::QUEUE_CAP as u32
+}
+
+/// How long the exit hook waits for pending changes to reach the
+/// listeners, in milliseconds (`EXIT_FLUSH_TIMEOUT`).
+#[napi]
+pub fn exit_flush_timeout_ms() -> f64 {
+    mw::EXIT_FLUSH_TIMEOUT.as_secs_f64() * 1000.0
 }
 
 /// The engine's backend names (`Backend::ALL`), in order.

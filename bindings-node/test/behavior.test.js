@@ -195,6 +195,9 @@ function runScenario(scenario, backend) {
       } else if (step.unwatch) {
         const got = w.unwatch(ids.get(step.unwatch.region));
         assert.equal(got, step.unwatch.expect, `${where}: unwatch(${step.unwatch.region}) returned ${got}`);
+      } else if (step.constants) {
+        const want = step.constants.exit_flush_timeout_ms;
+        assert.equal(memwatch.EXIT_FLUSH_TIMEOUT_MS, want, `${where}: EXIT_FLUSH_TIMEOUT_MS`);
       } else if (step.unwatch_unknown) {
         const got = w.unwatch(4000000000);
         assert.equal(got, step.unwatch_unknown.expect, `${where}: unwatch(4000000000) returned ${got}`);

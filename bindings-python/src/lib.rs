@@ -337,10 +337,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Set by `_close_all()` (atexit): the interpreter is about to finalize.
 static EXITING: AtomicBool = AtomicBool::new(false);
 
-/// What `_close_all()` waits, at most, for callbacks to receive the changes
-/// pending at exit (all watchers together).
-const EXIT_FLUSH: Duration = Duration::from_secs(2);
-
 /// `py.detach(f)`, except that once the interpreter is exiting a thread
 /// other than the main one never takes the GIL back: it parks. (Only daemon
 /// threads are left then; one that took the GIL of a finalizing interpreter
@@ -1088,8 +1084,9 @@ fn deliver(weak: &Weak<Shared>, cell: &CallbackCell, ev: &mw::ChangeEvent) {
 #[pyfunction]
 fn _close_all(py: Python<'_>) {
     let live: Vec<Arc<Shared>> = lock(&LIVE).drain(..).filter_map(|w| w.upgrade()).collect();
-    // Changes made before exit go to the callbacks first (at most EXIT_FLUSH).
-    let deadline = std::time::Instant::now() + EXIT_FLUSH;
+    // Changes made before exit go to the callbacks first (at most the
+    // engine's EXIT_FLUSH_TIMEOUT for all watchers together).
+    let deadline = std::time::Instant::now() + mw::EXIT_FLUSH_TIMEOUT;
     for shared in &live {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let s = Arc::clone(shared);
@@ -1160,6 +1157,7 @@ fn _memwatch(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_OPTIONS", defaults)?;
     let backends: Vec<&str> = mw::Backend::ALL.iter().map(|b| b.name()).collect();
     m.add("BACKENDS", backends)?;
+    m.add("EXIT_FLUSH_TIMEOUT_MS", mw::EXIT_FLUSH_TIMEOUT.as_secs_f64() * 1000.0)?;
     // memwatch._memwatch.store: re-exported by the Python module memwatch.store.
     let sub = PyModule::new(m.py(), "store")?;
     store::init(&sub)?;

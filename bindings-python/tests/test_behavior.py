@@ -108,6 +108,10 @@ def test_scenario(path: Path, backend: str) -> None:
                 u = step["unwatch"]
                 got = watcher.unwatch(ids[u["region"]])
                 assert got is u["expect"], f"{where}: unwatch({u['region']}) expected {u['expect']}, got {got}"
+            elif "constants" in step:
+                want = step["constants"]["exit_flush_timeout_ms"]
+                got = memwatch.EXIT_FLUSH_TIMEOUT_MS
+                assert got == want, f"{where}: EXIT_FLUSH_TIMEOUT_MS is {got}, expected {want}"
             elif "unwatch_unknown" in step:
                 got = watcher.unwatch(UNKNOWN_REGION_ID)
                 assert got is step["unwatch_unknown"]["expect"], f"{where}: unwatch(unknown) returned {got}"

@@ -99,7 +99,7 @@ def test_ctypes_object_that_owns_its_memory_is_refused(backend: str) -> None:
 
 def test_pending_events_are_delivered_at_exit() -> None:
     """The seed's example: a callback, a write, and the script ends without
-    check_changes(): atexit delivers what is pending (up to 2 s)."""
+    check_changes(): atexit delivers what is pending (up to EXIT_FLUSH_TIMEOUT_MS)."""
     result = run_python(
         """
         import memwatch

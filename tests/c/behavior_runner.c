@@ -533,6 +533,12 @@ static int run_one(const cJSON *sc, const char *scname, const char *backend, cha
             int rc = memwatch_watcher_unwatch(w, rg->id);
             int want = cJSON_IsTrue(ex) ? 1 : 0;
             if (rc != want) failf(&c, "unwatch(%s): expected %d, got %d (%s)", rg->key, want, rc, rc < 0 ? memwatch_last_error() : "");
+        } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "constants"))) {
+            const cJSON *ms = cJSON_GetObjectItemCaseSensitive(a, "exit_flush_timeout_ms");
+            if (!cJSON_IsNumber(ms)) { failf(&c, "bad constants step"); break; }
+            uint32_t got = memwatch_exit_flush_timeout_ms();
+            if ((double)got != ms->valuedouble)
+                failf(&c, "memwatch_exit_flush_timeout_ms() = %u, expected %g", got, ms->valuedouble);
         } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "unwatch_unknown"))) {
             const cJSON *ex = cJSON_GetObjectItemCaseSensitive(a, "expect");
             int want = cJSON_IsTrue(ex) ? 1 : 0;

@@ -442,6 +442,7 @@ static void t_bad_options(void) {
     CHECK_EQ(o.snapshots, 1);
     CHECK_EQ(o.adapter_id, MEMWATCH_ADAPTER_C);
     CHECK_EQ(memwatch_page_size(), page());
+    CHECK_EQ(memwatch_exit_flush_timeout_ms(), 2000);
     CHECK(strlen(memwatch_version()) > 0);
     memwatch_watcher_free(NULL); /* ignored */
     memwatch_events_free(NULL, 0);

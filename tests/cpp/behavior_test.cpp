@@ -187,6 +187,10 @@ class ScenarioTest : public testing::Test {
         expect_events(got, a, regions);
       } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "unwatch"))) {
         EXPECT_EQ(w.unwatch(regions.at(str_or(a, "region"))), cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "expect")));
+      } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "constants"))) {
+        const cJSON* ms = cJSON_GetObjectItemCaseSensitive(a, "exit_flush_timeout_ms");
+        ASSERT_TRUE(cJSON_IsNumber(ms)) << "bad constants step";
+        EXPECT_EQ(memwatch::exit_flush_timeout(), std::chrono::milliseconds(static_cast<long long>(ms->valuedouble)));
       } else if ((a = cJSON_GetObjectItemCaseSensitive(st, "unwatch_unknown"))) {
         EXPECT_EQ(w.unwatch(4000000000u), cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "expect")));
       } else {

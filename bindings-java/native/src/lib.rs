@@ -871,6 +871,16 @@ pub extern "system" fn Java_io_memwatch_Native_pageSize<'l>(
     run(&mut env, 0, |_| Ok(memwatch_core::page_size() as jint))
 }
 
+/// `Native.exitFlushTimeoutMs()`: the engine's `EXIT_FLUSH_TIMEOUT` in ms.
+#[no_mangle]
+pub extern "system" fn Java_io_memwatch_Native_exitFlushTimeoutMs<'l>(
+    _env: JNIEnv<'l>,
+    _class: JClass<'l>,
+) -> jlong {
+    // A constant: nothing to fail or panic.
+    memwatch_core::EXIT_FLUSH_TIMEOUT.as_millis() as jlong
+}
+
 /// `Native.directAddress(ByteBuffer)`.
 #[no_mangle]
 pub extern "system" fn Java_io_memwatch_Native_directAddress<'l>(

@@ -61,6 +61,7 @@ __all__ = [
     "reassert_signal_handler",
     "BACKENDS",
     "DEFAULT_OPTIONS",
+    "EXIT_FLUSH_TIMEOUT_MS",
     "MemwatchError",
     "InvalidArgumentError",
     "UnmappedError",
@@ -84,6 +85,11 @@ BACKENDS = tuple(_memwatch.BACKENDS)
 #: arguments (read-only; the engine is the one source of these numbers).
 DEFAULT_OPTIONS = MappingProxyType(dict(_memwatch.DEFAULT_OPTIONS))
 _D = DEFAULT_OPTIONS
+
+#: How long the atexit hook waits, for all watchers together, for the
+#: changes pending at exit to reach the callbacks, in milliseconds (the
+#: engine's ``EXIT_FLUSH_TIMEOUT``, shared by every binding's exit hook).
+EXIT_FLUSH_TIMEOUT_MS: float = _memwatch.EXIT_FLUSH_TIMEOUT_MS
 
 #: Type of a change callback.
 Callback = Callable[[ChangeEvent], Any]
@@ -501,7 +507,8 @@ class MemoryWatcher:
         (KeyboardInterrupt) interrupts the wait for the callback.
 
         At interpreter exit (atexit), changes still pending are delivered to
-        the callbacks for up to 2 s in all, then every watcher is closed.
+        the callbacks for up to :data:`EXIT_FLUSH_TIMEOUT_MS` in all, then
+        every watcher is closed.
         """
         events: List[ChangeEvent] = self._native.check_changes()
         if self._side is not None:

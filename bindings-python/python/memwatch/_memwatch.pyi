@@ -9,6 +9,7 @@ ADAPTER_PYTHON: int
 DEFAULT_OPTIONS: Dict[str, Any]
 #: The engine's backend names.
 BACKENDS: List[str]
+EXIT_FLUSH_TIMEOUT_MS: float
 __version__: str
 #: "CPython 3.X" when located writes carry Python frames, else "unavailable: <why>".
 PYTHON_FRAMES: str

@@ -163,8 +163,9 @@ int memwatch_init(void);
 int memwatch_init_with_options(const memwatch_options_t *opts);
 
 /** Frees the default watcher (unwatching everything), after delivering the
- *  changes made before the call to the default callback (waiting 2 s at
- *  most; not when called from inside the callback). A later global call
+ *  changes made before the call to the default callback (waiting
+ *  memwatch_exit_flush_timeout_ms() at most; not when called from inside the
+ *  callback). A later global call
  *  creates a fresh one. May be called from inside the default callback. */
 void memwatch_shutdown(void);
 
@@ -181,6 +182,13 @@ int memwatch_reassert_signal_handler(void);
 
 /** The operating system's page size in bytes. */
 size_t memwatch_page_size(void);
+
+/** How long an exit hook waits for the changes made before exit to reach
+ *  the callbacks, in milliseconds, for all its watchers together (the
+ *  engine's EXIT_FLUSH_TIMEOUT; README "Limits"). memwatch_shutdown() waits
+ *  this long; the bindings' exit hooks (Go's ExitFlushTimeout, C#'s
+ *  ProcessExit) use it. */
+uint32_t memwatch_exit_flush_timeout_ms(void);
 
 /** The library version, a static string such as "0.1.0". */
 const char *memwatch_version(void);

@@ -317,6 +317,12 @@ extern "C" inline void memwatch_cxx_finalizer(void* user_ctx) { delete static_ca
 /// The operating system's page size in bytes.
 inline std::size_t page_size() { return memwatch_page_size(); }
 
+/// How long exit hooks wait for pending changes to reach the callbacks (the
+/// engine's EXIT_FLUSH_TIMEOUT; memwatch_shutdown() waits this long).
+inline std::chrono::milliseconds exit_flush_timeout() {
+  return std::chrono::milliseconds(memwatch_exit_flush_timeout_ms());
+}
+
 /// Counters of a Recorder. Every event produced while it records is in
 /// exactly one of written, dropped, abandoned, queued.
 struct RecorderStats {

@@ -72,13 +72,9 @@ pub unsafe extern "C" fn memwatch_init_with_options(opts: *const memwatch_option
     })
 }
 
-/// At most this long, memwatch_shutdown() waits for the callback to receive
-/// the changes made before it.
-pub const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Closes and frees the default watcher (unwatching everything), after
 /// delivering the changes made before the call to the callback (at most
-/// [`SHUTDOWN_FLUSH`]). A later global call creates a fresh one. May be
+/// [`memwatch_core::EXIT_FLUSH_TIMEOUT`]). A later global call creates a fresh one. May be
 /// called from inside its callback.
 #[no_mangle]
 pub extern "C" fn memwatch_shutdown() {
@@ -86,7 +82,7 @@ pub extern "C" fn memwatch_shutdown() {
         let w = lock().take();
         if let Some(w) = w {
             if !crate::in_callback_of(&w) {
-                w.flush(SHUTDOWN_FLUSH);
+                w.flush(memwatch_core::EXIT_FLUSH_TIMEOUT);
             }
             close_and_release(w);
         }

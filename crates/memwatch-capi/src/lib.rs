@@ -457,6 +457,15 @@ pub extern "C" fn memwatch_page_size() -> size_t {
     catch_unwind(memwatch_core::page_size).unwrap_or(0)
 }
 
+/// How long exit hooks wait for pending changes to reach the callbacks, in
+/// milliseconds (the engine's `EXIT_FLUSH_TIMEOUT`): `memwatch_shutdown()`
+/// waits this long, and bindings over the C ABI use it for their own hooks.
+#[no_mangle]
+pub extern "C" fn memwatch_exit_flush_timeout_ms() -> u32 {
+    // A constant: nothing here can panic, so there is nothing to catch.
+    u32::try_from(memwatch_core::EXIT_FLUSH_TIMEOUT.as_millis()).unwrap_or(u32::MAX)
+}
+
 /// The library version, a static string like "0.1.0".
 #[no_mangle]
 pub extern "C" fn memwatch_version() -> *const c_char {

@@ -63,7 +63,7 @@ pub use location::{
 pub use memwatch_store as store;
 pub use types::*;
 pub use watched::{StableBytes, Watched};
-pub use watcher::{Pending, Watcher};
+pub use watcher::{Pending, Watcher, EXIT_FLUSH_TIMEOUT};
 
 /// Resolves one code address the way located writes are resolved (module +
 /// offset, function, file, line; inlined frames first), through the same

@@ -13,6 +13,13 @@ pub struct Pending(u64);
 use crate::engine::{engine, forked_child_of, Engine};
 use crate::types::*;
 
+/// How long a binding's exit hook (Python's atexit, Node's 'exit', Java's
+/// shutdown hook, C#'s ProcessExit, C's `memwatch_shutdown`; Go's
+/// `ExitFlushTimeout` for `Flush`) waits, for all its watchers together, for
+/// the changes made before exit to reach the callbacks ([`Watcher::flush`]).
+/// What has not arrived by then is dropped with the process.
+pub const EXIT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Watches memory regions and reports their changes.
 ///
 /// Any number of watchers may exist; they share one process-wide engine.
@@ -179,7 +186,7 @@ impl Watcher {
     }
 
     /// At exit: when a callback is set, detects changes now and waits up to
-    /// `timeout` for the callback to have them (true if it did, or if no
+    /// `timeout` (bindings' exit hooks: [`EXIT_FLUSH_TIMEOUT`]) for the callback to have them (true if it did, or if no
     /// callback is set). Without a callback nothing is taken: pending
     /// events stay for check_changes().
     pub fn flush(&self, timeout: std::time::Duration) -> bool {

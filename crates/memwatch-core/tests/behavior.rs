@@ -145,6 +145,13 @@ fn run(scenario: &Value, backend: Backend) {
         } else if let Some(u) = step.get("unwatch") {
             let id = ids[u["region"].as_str().unwrap()];
             assert_eq!(watcher.unwatch(id).unwrap(), u["expect"].as_bool().unwrap(), "{}", ctx(i));
+        } else if let Some(c) = step.get("constants") {
+            assert_eq!(
+                memwatch_core::EXIT_FLUSH_TIMEOUT.as_millis() as u64,
+                c["exit_flush_timeout_ms"].as_u64().unwrap(),
+                "{}: EXIT_FLUSH_TIMEOUT",
+                ctx(i)
+            );
         } else if let Some(u) = step.get("unwatch_unknown") {
             assert_eq!(
                 watcher.unwatch(4_000_000_000).unwrap(),

@@ -88,8 +88,11 @@ import java.util.function.Consumer;
 public final class MemoryWatcher implements AutoCloseable {
     private static final Cleaner CLEANER = Cleaner.create();
 
-    /** How long the exit hook waits, for all watchers together, for callbacks to get pending changes. */
-    public static final Duration EXIT_FLUSH_TIMEOUT = Duration.ofSeconds(2);
+    /**
+     * How long the exit hook waits, for all watchers together, for callbacks to get pending changes
+     * (the engine's {@code EXIT_FLUSH_TIMEOUT}, which every binding's exit hook uses).
+     */
+    public static final Duration EXIT_FLUSH_TIMEOUT = engineExitFlushTimeout();
 
     /** How long one native wait of {@link #checkChanges()} lasts before it looks for an interrupt. */
     private static final long WAIT_SLICE_MS = 10;
@@ -99,6 +102,12 @@ public final class MemoryWatcher implements AutoCloseable {
 
     static {
         Runtime.getRuntime().addShutdownHook(new Thread(MemoryWatcher::flushAtExit, "memwatch-exit-flush"));
+    }
+
+    /** The engine's exit bound (loads the native library: it is needed for any watcher anyway). */
+    private static Duration engineExitFlushTimeout() {
+        NativeLibrary.load();
+        return Duration.ofMillis(Native.exitFlushTimeoutMs());
     }
 
     /** The shutdown hook: pending changes go to the callbacks (EXIT_FLUSH_TIMEOUT in all). */

@@ -11,6 +11,8 @@ final class Native {
 
     static native int pageSize();
 
+    static native long exitFlushTimeoutMs();
+
     static native long defaultOption(String name);
 
     static native long directAddress(ByteBuffer buffer);

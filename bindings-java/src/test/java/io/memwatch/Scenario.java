@@ -237,6 +237,10 @@ final class Scenario {
                     String key = u.get("region").getAsString();
                     boolean want = u.get("expect").getAsBoolean();
                     actions.add(() -> expectEq(at, "unwatch result", want, w.unwatch(ids.get(key))));
+                } else if (step.has("constants")) {
+                    long want = step.getAsJsonObject("constants").get("exit_flush_timeout_ms").getAsLong();
+                    actions.add(() -> expectEq(at, "EXIT_FLUSH_TIMEOUT (ms)", want,
+                            MemoryWatcher.EXIT_FLUSH_TIMEOUT.toMillis()));
                 } else if (step.has("unwatch_unknown")) {
                     boolean want = step.getAsJsonObject("unwatch_unknown").get("expect").getAsBoolean();
                     actions.add(() -> expectEq(at, "unwatch(unknown) result", want, w.unwatch((int) 4_000_000_000L)));
