@@ -24,9 +24,15 @@ const ACTIVE_HOLD_NS: u64 = 100_000_000;
 /// Idle, the worker checks the fault count at most every this many times
 /// the CPU cost of one check (a wake-up and a getrusage, ~5-10 us here):
 /// <= 0.07% of a core, and a first write after silence waits that long
-/// (~8-15 ms here). The pass every poll interval (liveness, backstop scan)
-/// comes on top: ~0.1% at 10 000 pages.
+/// (~8-15 ms here). The pass every poll interval (liveness) and the
+/// backstop scan every BACKSTOP_POLLS of them come on top: ~0.07% at
+/// 10 000 pages.
 pub const QUIET_SPACING: u64 = 1500;
+/// A group's backstop scan (for writes the fault count cannot see) runs at
+/// least this many poll intervals apart (1 s at defaults): every poll
+/// interval, the scan of 10 000 idle pages was ~0.08% of a core, more than
+/// a third of the 0.2% idle budget.
+const BACKSTOP_POLLS: u64 = 10;
 /// The smallest registered ranges, up to this many pages in all, form the
 /// fast scan group; the rest the slow one. Each group is paced by its own
 /// scan cost (100x), so a large watched range does not slow the scans of
@@ -104,8 +110,9 @@ struct ScanGroup {
     /// Writes the count cannot see (another process writing ours through
     /// process_vm_writev or /proc/pid/mem, a kernel thread through our
     /// memory) are found by a scan at least this often: 2000x the last
-    /// scan's cost (<= 0.05% of a core), at least a poll interval apart
-    /// (with the liveness check's pass, so idle it adds no wake-ups).
+    /// scan's cost (<= 0.05% of a core), at least BACKSTOP_POLLS poll
+    /// intervals apart (with a liveness check's pass, so idle it adds no
+    /// wake-ups).
     backstop_ns: u64,
     /// A check of the fault count at or after `next_ns` found it still at
     /// `faults`: the group was due and had nothing to scan, so a scan was
@@ -451,7 +458,7 @@ impl Detector for WriteWatchPages {
                 // 100x their own cost.
                 let cost = sys::monotonic_ns().saturating_sub(started);
                 let spacing = base.max(cost.saturating_mul(100));
-                g.backstop_ns = now + cost.saturating_mul(2000).max(poll_ns);
+                g.backstop_ns = now + cost.saturating_mul(2000).max(poll_ns * BACKSTOP_POLLS);
                 // Heat: pages written in HOT_AFTER_SCANS scans in a row go
                 // hot: scans stop re-arming them (each re-arm costs the
                 // writer a fault).
