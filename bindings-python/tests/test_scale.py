@@ -118,6 +118,10 @@ def test_keyboard_interrupt_interrupts_check_changes_waiting_for_a_callback() ->
     result = run_python(
         """
         import os, signal, threading, time, memwatch
+        # Python installs its Ctrl-C handler only if SIGINT was not ignored
+        # at startup, and a shell without job control ignores it in its
+        # background jobs (a test suite started with `&`): install it here.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         release, started = threading.Event(), threading.Event()
         data = bytearray(8)
         w = memwatch.MemoryWatcher()

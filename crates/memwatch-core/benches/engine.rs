@@ -13,7 +13,8 @@
 //! 6. time and heap to watch 1k/10k/100k regions per backend, and
 //!    check_changes vs regions and dirty pages (`watchtime`; 1M regions:
 //!    `million`); the queue under a slow callback (`queue`); the writer's
-//!    CPU with 1 000 / 10 000 pages written nonstop (`hot`); poll idle CPU
+//!    CPU with 1 000 / 10 000 / 65 536 pages written nonstop (`hot`, one
+//!    backend: `hot-protect`, `hot-writewatch`); poll idle CPU
 //!    at 1k/10k/100k regions (`pollidle`)
 //! 7. check_changes of a small watcher beside a 1 GiB poll region, the poll
 //!    watcher's own check_changes on it, and the small watcher's while
@@ -93,10 +94,11 @@ fn time_passes(buf: *mut u8, len: usize, dur: Duration) -> f64 {
 fn steady_state(rows: &mut Vec<[String; 4]>) {
     let len = 1 << 20;
     let buf = map(len);
-    // Warm up (page-in) and measure unwatched / watched interleaved.
+    // Warm up (page-in), then unwatched right before each watched run: a
+    // load change between rows moves both sides of a ratio alike.
     time_passes(buf, len, Duration::from_millis(200));
-    let base = time_passes(buf, len, Duration::from_secs(2));
     for backend in [Backend::Protect, Backend::WriteWatch, Backend::Poll] {
+        let base = time_passes(buf, len, Duration::from_secs(2));
         let w = Watcher::new(Options { backend, ..Options::default() }).unwrap();
         // SAFETY: buf stays mapped for the whole benchmark.
         unsafe { w.watch(buf, len, "buf", None) }.unwrap();
@@ -685,20 +687,22 @@ fn watch_time(rows: &mut Vec<[String; 4]>, backend: Backend, n: usize, dirty: &[
 fn hot_pages(rows: &mut Vec<[String; 4]>, backend: Backend, pages: usize) {
     let ps = page_size();
     let buf = populated(pages * ps);
-    let run = |secs: u64| {
-        let (start, cpu0) = (Instant::now(), thread_cpu_ns());
-        let mut passes = 0usize;
-        while start.elapsed() < Duration::from_secs(secs) {
+    let mut passes = 0usize;
+    // Writes every page once per pass until `for_at_least` is over (whole
+    // passes); the writer thread's CPU per pass.
+    let mut run = |for_at_least: Duration| {
+        let (start, cpu0, passes0) = (Instant::now(), thread_cpu_ns(), passes);
+        while start.elapsed() < for_at_least {
             for p in 0..pages {
                 // SAFETY: inside the mapping.
                 unsafe { std::ptr::write_volatile(buf.add(p * ps + passes % 64), passes as u8) };
             }
             passes += 1;
         }
-        (thread_cpu_ns() - cpu0) as f64 / passes as f64
+        (thread_cpu_ns() - cpu0) as f64 / (passes - passes0) as f64
     };
-    run(1);
-    let base = run(3);
+    run(Duration::from_secs(1));
+    let base = run(Duration::from_secs(3));
     let w = Watcher::new(Options { backend, ..Options::default() }).unwrap();
     // SAFETY: buf stays mapped until after close.
     unsafe { w.watch(buf, pages * ps, "hot", None) }.unwrap();
@@ -708,19 +712,33 @@ fn hot_pages(rows: &mut Vec<[String; 4]>, backend: Backend, pages: usize) {
         count.fetch_add(1, Ordering::Relaxed);
     })))
     .unwrap();
-    run(4); // pages go hot (8 refaults each: ~3 s at 10 000 protect pages)
+    // Warm-up: protect until (nearly) no page is protected any more (the
+    // pages went hot), at most 20 s; writewatch (which re-protects every
+    // scan) 4 s. Then 1 s more.
+    let start = Instant::now();
+    if backend == Backend::Protect {
+        while start.elapsed() < Duration::from_secs(20) && w.stats().protected_pages > pages / 100 {
+            run(Duration::from_millis(100));
+        }
+    } else {
+        run(Duration::from_secs(4));
+    }
+    let warm = start.elapsed();
+    run(Duration::from_secs(1));
     let faults0 = w.stats().faults;
-    let watched = run(3);
+    let watched = run(Duration::from_secs(3));
     let stats = w.stats();
     let faults = stats.faults - faults0;
     rows.push([
         format!("writer CPU, {pages} pages written nonstop ({backend})"),
         format!(
-            "{:.1} us/pass vs {:.1} us unwatched (after 4 s of warm-up); {} events in 7 s, {} faults in the last 3 s; backend_reason: {}",
+            "{:.1} us/pass vs {:.1} us unwatched, after a warm-up of {:.1} s + 1 s; {} events in all, {} faults in the last 3 s, {} pages protected at the end; backend_reason: {}",
             watched / 1e3,
             base / 1e3,
+            warm.as_secs_f64(),
             events.load(Ordering::Relaxed),
             faults,
+            stats.protected_pages,
             if stats.backend_reason.is_empty() { "-" } else { &stats.backend_reason }
         ),
         format!("{:.2}x", watched / base),
@@ -958,6 +976,13 @@ fn main() {
     if run("idle-1g") {
         idle_cpu(&mut rows, (1 << 30) / page_size(), "<= 1% of one core");
     }
+    // 4 GiB populated while these run (unmapped after each row).
+    if run("latency-4g") {
+        latency(&mut rows, Backend::WriteWatch, 4 << 30, false, "p99 <= 5 ms");
+    }
+    if run("idle-4g") {
+        idle_cpu(&mut rows, (4 << 30) / page_size(), "<= 1% of one core");
+    }
     if run("native") {
         native_bytes(&mut rows);
     }
@@ -979,9 +1004,9 @@ fn main() {
             poll_idle(&mut rows, n);
         }
     }
-    if run("hot") {
-        for backend in [Backend::Protect, Backend::WriteWatch] {
-            for pages in [1_000, 10_000] {
+    for backend in [Backend::Protect, Backend::WriteWatch] {
+        if run("hot") || run(&format!("hot-{}", backend.name())) {
+            for pages in [1_000, 10_000, 65_536] {
                 hot_pages(&mut rows, backend, pages);
             }
         }

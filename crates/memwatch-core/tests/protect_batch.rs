@@ -20,7 +20,7 @@ fn protect_writes_made_together_on_two_pages_give_one_event() {
     let buf = Pages::new(64);
     let w = Watcher::new(Options {
         backend: Backend::Protect,
-        writable_window: std::time::Duration::from_millis(10),
+        writable_window: std::time::Duration::from_millis(50),
         ..Options::default()
     })
     .unwrap();
@@ -28,14 +28,16 @@ fn protect_writes_made_together_on_two_pages_give_one_event() {
     unsafe { w.watch(buf.ptr, buf.len, "big", None) }.unwrap();
     for round in 1..=5u8 {
         buf.write(ps + 1, round);
-        // The second page's window ends 3 ms after the first one's.
+        // The second page's window ends 3 ms after the first one's (a 50 ms
+        // window: a loaded machine's stall of the test thread between the
+        // two writes, up to 47 ms, still leaves the first page open).
         let t = std::time::Instant::now();
         while t.elapsed() < std::time::Duration::from_millis(3) {
             std::hint::spin_loop();
         }
         buf.write(60 * ps + 2, round);
         // Both windows end on the worker before this check.
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(std::time::Duration::from_millis(200));
         let events = w.check_changes().unwrap();
         let ranges: Vec<_> = events.iter().map(|e| e.changed_ranges.clone()).collect();
         let want =

@@ -17,10 +17,15 @@ impl Engine {
     pub(super) fn worker_loop(&'static self) {
         // Smoothed CPU cost of one quiet check (wake-up, getrusage, clocks).
         let mut check_cpu_ns: u64 = 0;
+        // The quiet gate's last check that found the fault count unchanged.
+        let mut quiet_check = None;
         loop {
             self.let_waiters_go_first();
             let (next, page_deadline_pending, gate) = {
                 let mut st = self.lock();
+                if let Some((faults, at)) = quiet_check.take() {
+                    st.backends.writewatch.note_quiet_check(faults, at);
+                }
                 let now = sys::monotonic_ns();
                 let mut events = Vec::new();
                 for kind in [Kind::Protect, Kind::Poll, Kind::WriteWatch] {
@@ -44,7 +49,9 @@ impl Engine {
                 (next, page_deadline.is_some(), gate)
             };
             match gate {
-                Some(gate) => self.wait_quietly(gate, next, &mut check_cpu_ns),
+                Some(gate) => {
+                    quiet_check = self.wait_quietly(gate, next, &mut check_cpu_ns);
+                }
                 None => {
                     // With a page deadline pending the worker wakes by then
                     // anyway and collects new faults; without one, the next
@@ -64,26 +71,36 @@ impl Engine {
     /// Sleeps in steps (QuietGate::step) until `next`, a wake-up or a
     /// protect fault, or until the fault count differs from the gate's: then
     /// a pass is due. No engine lock: each step costs a wake-up and a
-    /// getrusage, measured into `check_cpu_ns`.
-    fn wait_quietly(&self, gate: QuietGate, next: Option<u64>, check_cpu_ns: &mut u64) {
+    /// getrusage, measured into `check_cpu_ns`. Returns the count and time
+    /// of the last check that found it unchanged (whether a scan group had
+    /// a scan to skip then: its heat).
+    fn wait_quietly(
+        &self,
+        gate: QuietGate,
+        next: Option<u64>,
+        check_cpu_ns: &mut u64,
+    ) -> Option<(u64, u64)> {
         let mut mark = sys::thread_cpu_ns();
+        let mut quiet = None;
         loop {
             // Protect faults wake the worker through the handler meanwhile.
             if !self.idle.going_idle() {
-                return;
+                return quiet;
             }
             let now = sys::monotonic_ns();
             let until = next.map_or(u64::MAX, |d| d.min(gate.until));
             if now >= until {
                 self.idle.awake();
-                return;
+                return quiet;
             }
             let step = gate.step(now, *check_cpu_ns);
             let woken = self.wake.wait(Some(until.min(now.saturating_add(step)) - now));
             self.idle.awake();
+            let checked = sys::monotonic_ns();
             if woken || sys::process_faults() != gate.faults {
-                return;
+                return quiet;
             }
+            quiet = Some((gate.faults, checked));
             let cpu = sys::thread_cpu_ns();
             let spent = cpu.saturating_sub(mark);
             mark = cpu;

@@ -1,7 +1,9 @@
 //! The engine side of the protect backend: which pages are watched and by
 //! which regions, which are writable now (open), and when each is due to be
 //! re-protected and diffed. Pages written nonstop go hot: left writable and
-//! diffed every poll interval instead of faulting on every window.
+//! diffed every poll interval instead of faulting on every window. Pages are
+//! re-armed (made read-only again) in runs: one mprotect per run of
+//! consecutive pages.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -21,25 +23,56 @@ use crate::types::{Error, RegionId};
 /// (adaptive mode for hot pages: no fault storm for memory written nonstop).
 const HOT_AFTER_REFAULTS: u8 = 8;
 /// Pages open (written) at once from which on a page re-armed then counts
-/// its refaults within BULK_POLLS poll intervals, not a window: a writer
-/// looping over many pages comes back to each only after its pass, which
-/// the faults themselves slow down to far more than a window (1 000 pages:
-/// ~60 ms, 10 000: ~200 ms here), so no page would go hot and every pass
-/// would fault on every page. A page that goes hot wrongly cools down after
-/// COOL_AFTER_QUIET_WINDOWS quiet diffs.
+/// its refaults within the bulk horizon, not a window: a writer looping
+/// over many pages comes back to each only after its pass, which the
+/// faults themselves slow down to far more than a window (1 000 pages:
+/// ~60 ms, 10 000: ~400 ms, 65 536: ~2.5 s here), so no page would go hot
+/// and every pass would fault on every page. The horizon is BULK_POLLS poll
+/// intervals, or PASS_FACTOR passes while faults come at BULK_FAULTS_PER_S
+/// or more (a pass: the pages that still fault over the measured fault
+/// rate), so it follows the pass however long it gets. A page that goes hot
+/// wrongly cools down after COOL_AFTER_QUIET_WINDOWS quiet diffs.
 const BULK_PAGES: usize = 64;
 const BULK_POLLS: u64 = 10;
-/// A hot page unchanged for this many windows is protected again.
+const PASS_FACTOR: u64 = 4;
+/// Fault rate (process-wide, per second) from which on a page re-armed in
+/// bulk goes hot after HOT_AFTER_BULK_REFAULTS refaults in a row: faults
+/// then cost the writers ~1% of a core or more (~5 us each), and a pass
+/// over many pages is too slow to wait HOT_AFTER_REFAULTS passes. Faulting
+/// fast ends below a quarter of that rate.
+const BULK_FAULTS_PER_S: u64 = 2_000;
+const HOT_AFTER_BULK_REFAULTS: u8 = 2;
+/// How often the fault rate is measured (CLOCK_MONOTONIC ns).
+const RATE_PERIOD_NS: u64 = 50_000_000;
+/// A hot page unchanged for this many diffs is protected again (while
+/// faulting fast, only once also unchanged for the bulk horizon: a loop
+/// slowed down by the faults on its other pages comes back only after its
+/// pass).
 const COOL_AFTER_QUIET_WINDOWS: u8 = 4;
 
 /// A protect page that is writable now (pages not in `open` are read-only:
 /// their next write faults).
 #[derive(Clone, Copy, Debug)]
 enum OpenMode {
-    /// Written at `since`; writable until since + window.
-    Open { since: u64, who: Option<FaultRecord> },
-    /// Written too often: left writable and diffed every window.
-    Hot { since: u64, quiet: u8 },
+    /// Written; writable until `due` (a window after the write).
+    Open { due: u64, who: Option<FaultRecord> },
+    /// Written too often: left writable and diffed at `due` (every poll
+    /// interval, at least a window apart); unchanged for the last `quiet`
+    /// diffs, since `changed` (CLOCK_MONOTONIC ns).
+    Hot { due: u64, quiet: u8, changed: u64 },
+}
+
+impl OpenMode {
+    /// When the page is to be re-protected (Open) or diffed (Hot).
+    fn due(&self) -> u64 {
+        match *self {
+            OpenMode::Open { due, .. } | OpenMode::Hot { due, .. } => due,
+        }
+    }
+
+    fn is_hot(&self) -> bool {
+        matches!(self, OpenMode::Hot { .. })
+    }
 }
 
 /// A page of the protect backend (24 bytes; the state of a writable page is
@@ -82,6 +115,11 @@ pub struct ProtectPages {
     /// The tracked pages as runs (first, last, saved protection) for the
     /// sweep; None when pages came or went since it was computed.
     runs: Option<Vec<(usize, usize, i32)>>,
+    /// Fault rate measurement: (CLOCK_MONOTONIC ns, faults) at its start.
+    rate_mark: (u64, u64),
+    /// A pass over the pages that still fault at the fault rate last
+    /// measured (ns), or 0 while faults come slower than BULK_FAULTS_PER_S.
+    pass_ns: u64,
 }
 
 /// What the worker checks, without the engine mutex, before it blocks: the
@@ -145,6 +183,8 @@ impl ProtectPages {
             next_sweep_ns: 0,
             reprotect_failures: 0,
             runs: None,
+            rate_mark: (sys::monotonic_ns(), handler_state::get().faults.load(Ordering::Relaxed)),
+            pass_ns: 0,
         };
         Ok((pages, IdleGate { ring }))
     }
@@ -321,24 +361,43 @@ impl ProtectPages {
         Some((p.regions.len(), record + p.regions.heap_bytes()))
     }
 
-    /// When an open page is due: after the writable window; a hot page every
-    /// poll interval (reading memory that is being written steals the
-    /// writer's cache lines, so hot pages are read no more often than that).
-    fn deadline(&self, owners: &dyn Owners, page: usize, mode: &OpenMode) -> u64 {
-        let Some(info) = self.pages.get(&page) else { return 0 }; // unwatched: due now
-        match *mode {
-            OpenMode::Open { since, .. } => since + backend::window_ns(owners, &info.regions),
-            OpenMode::Hot { since, .. } => {
-                since
-                    + backend::poll_ns(owners, &info.regions)
-                        .max(backend::window_ns(owners, &info.regions))
-            }
+    /// When a page made hot (or diffed while hot) at `now` is due next:
+    /// every poll interval (reading memory that is being written steals the
+    /// writer's cache lines, so hot pages are read no more often than that),
+    /// at least a window apart.
+    fn hot_due(owners: &dyn Owners, info: &PageInfo, now: u64) -> u64 {
+        now + backend::poll_ns(owners, &info.regions).max(backend::window_ns(owners, &info.regions))
+    }
+
+    /// Measures the fault rate every RATE_PERIOD_NS: what the bulk horizon
+    /// (`pass_ns`) follows.
+    fn measure_rate(&mut self, now: u64) {
+        let (start, faults0) = self.rate_mark;
+        let elapsed = now.saturating_sub(start);
+        if elapsed < RATE_PERIOD_NS {
+            return;
         }
+        let faults = self.faults();
+        let count = faults.saturating_sub(faults0);
+        self.rate_mark = (now, faults);
+        // Hysteresis: once fast, slow only below a quarter of the rate (as
+        // pages go hot the rest fault less often, yet still in a pass).
+        let threshold = if self.pass_ns > 0 { BULK_FAULTS_PER_S / 4 } else { BULK_FAULTS_PER_S };
+        if u128::from(count) * 1_000_000_000 < u128::from(threshold) * u128::from(elapsed) {
+            self.pass_ns = 0;
+            return;
+        }
+        // Hot pages do not fault: the pass is over the others.
+        let hot = self.open.values().filter(|m| m.is_hot()).count();
+        let faulting = self.pages.len().saturating_sub(hot) as u128;
+        let pass = faulting * u128::from(elapsed) / u128::from(count);
+        self.pass_ns = u64::try_from(pass).unwrap_or(u64::MAX);
     }
 
     /// Drains the fault ring (and sweeps the page table if the ring
     /// overflowed) into the open set.
     fn collect_faults(&mut self, owners: &dyn Owners, now: u64) {
+        self.measure_rate(now);
         // Writer location hook: each record's frames leave the ring with it.
         let take = |slot, _: &FaultRecord| crate::location::take(slot);
         while let Some((mut rec, capture)) = self.ring.pop_with(take) {
@@ -361,6 +420,7 @@ impl ProtectPages {
 
     /// A page was written (fault record or dirty bit): it enters Open mode.
     fn open_page(&mut self, owners: &dyn Owners, page: usize, who: Option<FaultRecord>, now: u64) {
+        let pass_ns = self.pass_ns;
         let (window, poll) = match self.pages.get(&page) {
             Some(info) => {
                 (backend::window_ns(owners, &info.regions), backend::poll_ns(owners, &info.regions))
@@ -380,9 +440,13 @@ impl ProtectPages {
                 // page is being written continuously. (Not half a window: a
                 // loop over many pages refaults each one up to a few ms after
                 // the batch that re-protected it, and a single slow refault
-                // must not restart the count.) Re-armed in bulk: within
-                // BULK_POLLS poll intervals.
-                let within = if info.in_bulk { window.max(poll * BULK_POLLS) } else { window };
+                // must not restart the count.) Re-armed in bulk: within the
+                // bulk horizon (BULK_PAGES).
+                let within = if info.in_bulk {
+                    window.max(poll * BULK_POLLS).max(pass_ns.saturating_mul(PASS_FACTOR))
+                } else {
+                    window
+                };
                 info.refaults = if info.reprotected_early {
                     info.refaults
                 } else if u64::from(wrapping_us(since).wrapping_sub(info.reprotected_us)) * 1000
@@ -392,7 +456,11 @@ impl ProtectPages {
                 } else {
                     0
                 };
-                self.open.insert(page, OpenMode::Open { since, who });
+                if info.in_bulk && pass_ns > 0 && info.refaults >= HOT_AFTER_BULK_REFAULTS {
+                    // Faulting fast in a loop over many pages: hot now.
+                    info.refaults = info.refaults.max(HOT_AFTER_REFAULTS);
+                }
+                self.open.insert(page, OpenMode::Open { due: since + window, who });
             }
         }
     }
@@ -471,25 +539,34 @@ impl ProtectPages {
     /// writes made before its event is built go into that one event (a big
     /// region is diffed only on the pages of the batch, so a page whose
     /// window ends later would otherwise give a second event for writes
-    /// made at the same moment).
+    /// made at the same moment). A region's hot pages come along only when
+    /// one of them is due: they are read every poll interval, not every
+    /// time another page of the region ends its window.
     fn with_open_pages_of_their_regions(&self, mut due: Vec<usize>) -> Vec<usize> {
         if due.is_empty() || due.len() == self.open.len() {
             return due;
         }
-        let regions: HashSet<RegionId> = due
-            .iter()
-            .filter_map(|p| self.pages.get(p))
-            .flat_map(|info| info.regions.as_slice().iter().copied())
-            .collect();
+        // Region -> whether a hot page of it is due.
+        let mut regions: HashMap<RegionId, bool> = HashMap::new();
+        for page in &due {
+            let (Some(info), Some(mode)) = (self.pages.get(page), self.open.get(page)) else {
+                continue;
+            };
+            for &r in info.regions.as_slice() {
+                *regions.entry(r).or_insert(false) |= mode.is_hot();
+            }
+        }
         let taken: HashSet<usize> = due.iter().copied().collect();
-        for &page in self.open.keys() {
+        for (&page, mode) in &self.open {
             if taken.contains(&page) {
                 continue;
             }
-            let shares = self
-                .pages
-                .get(&page)
-                .is_some_and(|info| info.regions.as_slice().iter().any(|r| regions.contains(r)));
+            let shares = self.pages.get(&page).is_some_and(|info| {
+                info.regions
+                    .as_slice()
+                    .iter()
+                    .any(|r| regions.get(r).is_some_and(|&hot_due| hot_due || !mode.is_hot()))
+            });
             if shares {
                 due.push(page);
             }
@@ -500,20 +577,22 @@ impl ProtectPages {
     /// Re-protects (or keeps polling, when hot) the given open pages; the
     /// regions on them, each with the earliest known writer among its pages.
     fn process_pages(&mut self, owners: &dyn Owners, pages: &[usize], now: u64) -> Vec<Dirty> {
-        let ps = sys::page_size();
         // Never re-protect a mapping that replaced ours.
         let replaced = self.replaced_pages(pages);
         self.drop_replaced(&replaced);
-        let in_bulk = self.open.len() >= BULK_PAGES;
+        // A loop over many pages: many open at once, or faulting fast.
+        let in_bulk = self.open.len() >= BULK_PAGES || self.pass_ns > 0;
         // Region -> the earliest known writer among its pages in this batch.
         let mut touched: HashMap<RegionId, Option<FaultRecord>> = HashMap::new();
         // Writer location: page first-writes (fault records) per region.
         let mut faults: HashMap<RegionId, u32> = HashMap::new();
+        // Pages to re-arm: (page, saved protection); those re-armed before
+        // their window ended, and hot ones cooling down.
+        let mut rearm: Vec<(usize, i32)> = Vec::new();
+        let mut early: HashSet<usize> = HashSet::new();
+        let mut cooled: HashSet<usize> = HashSet::new();
         for &page in pages {
-            let window =
-                self.pages.get(&page).map_or(0, |i| backend::window_ns(owners, &i.regions));
-            let (Some(info), Some(&mode)) = (self.pages.get_mut(&page), self.open.get(&page))
-            else {
+            let (Some(info), Some(&mode)) = (self.pages.get(&page), self.open.get(&page)) else {
                 self.open.remove(&page);
                 continue;
             };
@@ -522,36 +601,27 @@ impl ProtectPages {
                 OpenMode::Hot { .. } => None,
             };
             let stay_hot = match mode {
-                OpenMode::Hot { quiet, .. } => quiet < COOL_AFTER_QUIET_WINDOWS,
+                OpenMode::Hot { quiet, changed, .. } => {
+                    quiet < COOL_AFTER_QUIET_WINDOWS
+                        || now.saturating_sub(changed) < self.pass_ns.saturating_mul(PASS_FACTOR)
+                }
                 OpenMode::Open { .. } => info.refaults >= HOT_AFTER_REFAULTS,
             };
             self.table.take_dirty(page);
             if stay_hot {
-                let quiet = match mode {
-                    OpenMode::Hot { quiet, .. } => quiet,
-                    _ => 0,
+                let (quiet, changed) = match mode {
+                    OpenMode::Hot { quiet, changed, .. } => (quiet, changed),
+                    OpenMode::Open { .. } => (0, now),
                 };
-                self.open.insert(page, OpenMode::Hot { since: now, quiet });
+                let due = Self::hot_due(owners, info, now);
+                self.open.insert(page, OpenMode::Hot { due, quiet, changed });
                 self.hot_batch.push(page);
             } else {
-                // Protect first, then read: a write after this faults again.
-                let armed =
-                    sys::mprotect(page * ps, ps, libc::PROT_READ | (info.prot() & libc::PROT_EXEC));
-                if armed.is_err() {
-                    // Not re-armed (ENOMEM: the split would pass
-                    // vm.max_map_count): the page stays writable, so it is
-                    // polled like a hot page, and re-armed again when quiet.
-                    self.reprotect_failures += 1;
-                    self.open.insert(page, OpenMode::Hot { since: now, quiet: 0 });
-                    self.hot_batch.push(page);
-                } else {
-                    // When it really was re-protected: a batch of mprotect
-                    // calls takes a while, and refaults are measured from here.
-                    info.reprotected_us = wrapping_us(sys::monotonic_ns());
-                    info.reprotected_early =
-                        matches!(mode, OpenMode::Open { since, .. } if now < since + window);
-                    info.in_bulk = in_bulk;
-                    self.open.remove(&page);
+                rearm.push((page, info.prot()));
+                match mode {
+                    OpenMode::Open { due, .. } if now < due => _ = early.insert(page),
+                    OpenMode::Hot { .. } => _ = cooled.insert(page),
+                    OpenMode::Open { .. } => {}
                 }
             }
             for &rid in info.regions.as_slice() {
@@ -567,6 +637,9 @@ impl ProtectPages {
                 }
             }
         }
+        // Protect first, then read (the engine diffs after this returns): a
+        // write after this faults again.
+        self.rearm(owners, rearm, (&early, &cooled), in_bulk, now);
         let mut dirty: Vec<Dirty> = touched.into_iter().collect();
         dirty.sort_unstable_by_key(|(rid, _)| *rid);
         // Writer location hook: the fault count rides with the record, and
@@ -584,6 +657,56 @@ impl ProtectPages {
             open.chain(dirty.iter().filter_map(|(_, w)| w.map(|w| w.capture))),
         );
         dirty
+    }
+
+    /// Makes open pages read-only again, one mprotect per run of consecutive
+    /// pages of the same protection; a run the kernel refuses (ENOMEM: the
+    /// split would pass vm.max_map_count) is retried page by page, and a
+    /// page that still fails stays writable and is polled like a hot page
+    /// (counted in reprotect_failures), to be re-armed again when quiet.
+    /// A hot page that cooled down (in `cooled`) counts its refaults anew.
+    fn rearm(
+        &mut self,
+        owners: &dyn Owners,
+        mut pages: Vec<(usize, i32)>,
+        (early, cooled): (&HashSet<usize>, &HashSet<usize>),
+        in_bulk: bool,
+        now: u64,
+    ) {
+        let ps = sys::page_size();
+        let read_only = |prot: i32| libc::PROT_READ | (prot & libc::PROT_EXEC);
+        pages.sort_unstable();
+        let mut armed = Vec::with_capacity(pages.len());
+        for (first, last, prot) in prot_runs(pages.into_iter()) {
+            if sys::mprotect(first * ps, (last + 1 - first) * ps, read_only(prot)).is_ok() {
+                armed.extend(first..=last);
+                continue;
+            }
+            for page in first..=last {
+                if sys::mprotect(page * ps, ps, read_only(prot)).is_ok() {
+                    armed.push(page);
+                    continue;
+                }
+                self.reprotect_failures += 1;
+                let info = self.pages.get(&page).expect("open pages are tracked");
+                let due = Self::hot_due(owners, info, now);
+                self.open.insert(page, OpenMode::Hot { due, quiet: 0, changed: now });
+                self.hot_batch.push(page);
+            }
+        }
+        // When they really were re-protected: a batch of mprotect calls
+        // takes a while, and refaults are measured from here.
+        let at = wrapping_us(sys::monotonic_ns());
+        for page in armed {
+            let info = self.pages.get_mut(&page).expect("open pages are tracked");
+            info.reprotected_us = at;
+            info.reprotected_early = early.contains(&page);
+            info.in_bulk = in_bulk;
+            if cooled.contains(&page) {
+                info.refaults = 0;
+            }
+            self.open.remove(&page);
+        }
     }
 }
 
@@ -648,7 +771,7 @@ impl Detector for ProtectPages {
                 let due: Vec<usize> = self
                     .open
                     .iter()
-                    .filter(|(p, mode)| self.deadline(owners, **p, mode) <= now)
+                    .filter(|(_, mode)| mode.due() <= now)
                     .map(|(p, _)| *p)
                     .collect();
                 self.with_open_pages_of_their_regions(due)
@@ -664,24 +787,25 @@ impl Detector for ProtectPages {
         &mut self,
         _owners: &dyn Owners,
         changed: &HashSet<RegionId>,
-        _now: u64,
+        now: u64,
     ) -> Vec<RegionId> {
         for page in std::mem::take(&mut self.hot_batch) {
             if let (Some(info), Some(mode)) = (self.pages.get(&page), self.open.get_mut(&page)) {
-                let changed = info.regions.as_slice().iter().any(|r| changed.contains(r));
-                if let OpenMode::Hot { since, quiet } = *mode {
-                    *mode = OpenMode::Hot {
-                        since,
-                        quiet: if changed { 0 } else { quiet.saturating_add(1) },
-                    };
+                let written = info.regions.as_slice().iter().any(|r| changed.contains(r));
+                if let OpenMode::Hot { quiet, changed, .. } = mode {
+                    if written {
+                        (*quiet, *changed) = (0, now);
+                    } else {
+                        *quiet = quiet.saturating_add(1);
+                    }
                 }
             }
         }
         Vec::new()
     }
 
-    fn next_deadline(&self, owners: &dyn Owners) -> Option<u64> {
-        self.open.iter().map(|(p, mode)| self.deadline(owners, *p, mode)).min()
+    fn next_deadline(&self, _owners: &dyn Owners) -> Option<u64> {
+        self.open.values().map(OpenMode::due).min()
     }
 
     fn take_batch_pages(&mut self) -> HashMap<RegionId, Vec<usize>> {

@@ -24,16 +24,23 @@ const ACTIVE_HOLD_NS: u64 = 100_000_000;
 /// Idle, the worker checks the fault count at most every this many times
 /// the CPU cost of one check (a wake-up and a getrusage, ~5-10 us here):
 /// <= 0.07% of a core, and a first write after silence waits that long
-/// (~8-15 ms here). The pass every poll interval (liveness, backstop scan)
-/// comes on top: ~0.1% at 10 000 pages.
+/// (~8-15 ms here). The pass every poll interval (liveness) and the
+/// backstop scan every BACKSTOP_POLLS of them come on top: ~0.07% at
+/// 10 000 pages.
 pub const QUIET_SPACING: u64 = 1500;
+/// A group's backstop scan (for writes the fault count cannot see) runs at
+/// least this many poll intervals apart (1 s at defaults): every poll
+/// interval, the scan of 10 000 idle pages was ~0.08% of a core, more than
+/// a third of the 0.2% idle budget.
+const BACKSTOP_POLLS: u64 = 10;
 /// The smallest registered ranges, up to this many pages in all, form the
 /// fast scan group; the rest the slow one. Each group is paced by its own
 /// scan cost (100x), so a large watched range does not slow the scans of
 /// small ones: a write to them is seen within the base interval whatever
 /// else is watched, one to the large range within 100x its scan cost.
 const FAST_GROUP_PAGES: usize = 4096;
-/// A page written in this many consecutive scans goes hot.
+/// A page written in this many consecutive scans of its group, with no
+/// scan skipped in between ([`ScanGroup::scanned`]), goes hot.
 const HOT_AFTER_SCANS: u8 = 8;
 /// A hot page unchanged for this many poll intervals cools down.
 const COOL_AFTER_QUIET_POLLS: u8 = 4;
@@ -45,11 +52,6 @@ pub struct WriteWatchPages {
     pages: HashMap<usize, IdList>,
     /// Region -> its pages the last collect found written (take_batch_pages).
     batch_pages: HashMap<RegionId, Vec<usize>>,
-    /// Page -> consecutive scans that found it written, at most two base
-    /// intervals apart (`heat_scan_ns`: when the last scan ran): scans that
-    /// the fault count skipped found nothing, so a longer gap starts afresh.
-    heat: HashMap<usize, u8>,
-    heat_scan_ns: u64,
     /// Pages found written, not yet diffed -> when first found. Scans serve
     /// every watcher, but each watcher's regions are diffed on its own period
     /// (a tenth of its writable window), so writes within it coalesce into
@@ -79,6 +81,10 @@ pub struct WriteWatchPages {
     window_ns: u64,
     /// When to check next that the registered ranges are mapped.
     next_liveness_ns: u64,
+    /// The process's fault count the last collect read: the quiet gate
+    /// waits for it to move (a group that has not scanned since an earlier
+    /// count waits for its own pace instead, whatever the count does).
+    faults_seen: u64,
     /// The last collect polled the hot pages: after_diff cools quiet ones.
     polled_hot: bool,
     /// Scan at the next collect whatever the count says: pages were
@@ -104,9 +110,69 @@ struct ScanGroup {
     /// Writes the count cannot see (another process writing ours through
     /// process_vm_writev or /proc/pid/mem, a kernel thread through our
     /// memory) are found by a scan at least this often: 2000x the last
-    /// scan's cost (<= 0.05% of a core), at least a poll interval apart
-    /// (with the liveness check's pass, so idle it adds no wake-ups).
+    /// scan's cost (<= 0.05% of a core), at least BACKSTOP_POLLS poll
+    /// intervals apart (with a liveness check's pass, so idle it adds no
+    /// wake-ups).
     backstop_ns: u64,
+    /// A check of the fault count at or after `next_ns` found it still at
+    /// `faults`: the group was due and had nothing to scan, so a scan was
+    /// skipped since the last one.
+    skipped: bool,
+    /// Page -> consecutive scans of this group that found it written.
+    heat: HashMap<usize, u8>,
+}
+
+impl ScanGroup {
+    /// The worker read the fault count `faults` at `now` (a collect, or a
+    /// check of the quiet gate): still the count of the group's last scan
+    /// once the group was due means a scan was skipped.
+    fn note_faults(&mut self, faults: u64, now: u64) {
+        if faults == self.faults && now >= self.next_ns {
+            self.skipped = true;
+        }
+    }
+
+    /// A scan at `now` (count `faults`) found `written` of the group's
+    /// pages written; it sets the group's next due time to `now + spacing`.
+    /// Returns the pages that go hot: written in HOT_AFTER_SCANS scans in a
+    /// row.
+    ///
+    /// Scans are in a row when none was skipped in between (a check of the
+    /// fault count found it unchanged after the group was due again). Memory
+    /// written nonstop is written again before its group may scan again,
+    /// whatever that pace (100x the scan's cost: a scan re-arming many
+    /// written pages, or one whose re-arm waits for another CPU's TLB
+    /// flush, is spaced milliseconds apart), and a worker that comes late
+    /// (busy diffing, or waiting for a core) skips nothing. A page written
+    /// at a human pace, every few milliseconds or slower, is written after
+    /// its group was due and the worker found the count quiet meanwhile:
+    /// its heat starts afresh at every write, it never goes hot, and every
+    /// write is reported within the base interval.
+    fn scanned(
+        &mut self,
+        written: impl Iterator<Item = usize>,
+        now: u64,
+        faults: u64,
+        spacing: u64,
+    ) -> Vec<usize> {
+        let mut heat = HashMap::new();
+        let mut hot = Vec::new();
+        for page in written {
+            let h = match self.heat.get(&page) {
+                Some(h) if !self.skipped => h.saturating_add(1),
+                _ => 1,
+            };
+            if h >= HOT_AFTER_SCANS {
+                hot.push(page);
+            }
+            heat.insert(page, h);
+        }
+        self.heat = heat;
+        self.faults = faults;
+        self.skipped = false;
+        self.next_ns = now + spacing;
+        hot
+    }
 }
 
 /// Address ranges `[start, end)`.
@@ -173,6 +239,14 @@ impl WriteWatchPages {
         Some((l.len(), record + l.heap_bytes()))
     }
 
+    /// The quiet gate's last check (without the lock) found the fault count
+    /// still at `faults` at `now`.
+    pub fn note_quiet_check(&mut self, faults: u64, now: u64) {
+        for g in &mut self.groups {
+            g.note_faults(faults, now);
+        }
+    }
+
     /// After a worker pass: remembers when writes were last seen.
     pub fn note_pass(&mut self, now: u64) {
         if self.found_writes {
@@ -182,24 +256,24 @@ impl WriteWatchPages {
 
     /// Some when a worker pass would find nothing for writewatch until
     /// `until` unless the fault count changes: no written page waits for
-    /// its period, no hot page is polled, nothing must be scanned anew. The
-    /// worker then checks the count without the engine lock.
+    /// its period, nothing must be scanned anew; hot pages (written without
+    /// faults) wait for their poll. The worker then checks the count
+    /// without the engine lock.
     pub fn quiet_gate(&self) -> Option<QuietGate> {
-        if self.pages.is_empty()
-            || !self.pending.is_empty()
-            || !self.hot.is_empty()
-            || self.must_scan
-            || self.ranges_stale
+        if self.pages.is_empty() || !self.pending.is_empty() || self.must_scan || self.ranges_stale
         {
             return None;
         }
+        let hot_poll = (!self.hot.is_empty()).then_some(self.next_hot_poll_ns);
         let groups = self.groups.iter().filter(|g| !g.ranges.is_empty());
-        let faults = groups.clone().map(|g| g.faults).max()?;
-        // A group that has not scanned since the last faults is due at its
-        // own pace; every group at its backstop; liveness every poll interval.
+        let faults = self.faults_seen;
+        // A group that has not scanned since the faults the last collect saw
+        // is due at its own pace (the count moving again changes nothing for
+        // it); every group at its backstop; liveness every poll interval.
         let until = groups
             .map(|g| if g.faults == faults { g.backstop_ns } else { g.next_ns.min(g.backstop_ns) })
             .chain([self.next_liveness_ns])
+            .chain(hot_poll)
             .min()?;
         Some(QuietGate {
             faults,
@@ -285,7 +359,9 @@ impl Detector for WriteWatchPages {
                 list.remove(id);
                 if list.is_empty() {
                     self.pages.remove(&page);
-                    self.heat.remove(&page);
+                    for g in &mut self.groups {
+                        g.heat.remove(&page);
+                    }
                     self.hot.remove(&page);
                     self.pending.remove(&page);
                     self.armed.remove(&page);
@@ -348,18 +424,22 @@ impl Detector for WriteWatchPages {
         // after this read changes it (seen by the next collect), one that
         // ended before is in the page tables this scan walks.
         let faults = sys::process_faults();
+        self.faults_seen = faults;
         let base = scan_interval_ns(window);
-        let (mut all_scanned, mut any_scanned) = (true, false);
+        let mut all_scanned = true;
+        let mut new_hot = Vec::new();
         for g in &mut self.groups {
+            // The slow group waits for the next pass (right after this one)
+            // when the fast group found writes: their events do not wait
+            // for a scan of the large ranges.
+            let defer = !self.must_scan && !written.is_empty();
             let scan = force
                 || self.must_scan
-                || (now >= g.next_ns && (faults != g.faults || now >= g.backstop_ns));
+                || (!defer && now >= g.next_ns && (faults != g.faults || now >= g.backstop_ns));
             all_scanned &= scan || g.ranges.is_empty();
-            any_scanned |= scan && !g.ranges.is_empty();
+            let from = written.len();
             let started = sys::monotonic_ns();
-            if scan {
-                g.faults = faults;
-            }
+            g.note_faults(faults, now);
             for &(start, end) in &g.ranges {
                 let failed = scan && ww.scan(start, end, &mut written).is_err();
                 // A failed scan means a mapping there was replaced (EPERM:
@@ -377,8 +457,17 @@ impl Detector for WriteWatchPages {
                 // within 1% of a core by spacing a group's scans at least
                 // 100x their own cost.
                 let cost = sys::monotonic_ns().saturating_sub(started);
-                g.next_ns = now + base.max(cost.saturating_mul(100));
-                g.backstop_ns = now + cost.saturating_mul(2000).max(poll_ns);
+                let spacing = base.max(cost.saturating_mul(100));
+                g.backstop_ns = now + cost.saturating_mul(2000).max(poll_ns * BACKSTOP_POLLS);
+                // Heat: pages written in HOT_AFTER_SCANS scans in a row go
+                // hot: scans stop re-arming them (each re-arm costs the
+                // writer a fault).
+                let pages = &self.pages;
+                let found = written[from..]
+                    .iter()
+                    .flat_map(|&(start, end)| start / ps..end / ps)
+                    .filter(|p| pages.contains_key(p));
+                new_hot.extend(g.scanned(found, now, faults, spacing));
             }
         }
         self.must_scan = false;
@@ -394,13 +483,6 @@ impl Detector for WriteWatchPages {
             .expect("chained");
         self.found_writes = !written.is_empty();
         let mut touched = Vec::new();
-        let mut heat = HashMap::new();
-        if any_scanned && now.saturating_sub(self.heat_scan_ns) > 2 * base {
-            self.heat.clear();
-        }
-        if any_scanned {
-            self.heat_scan_ns = now;
-        }
         for (start, end) in written {
             for page in start / ps..end / ps {
                 if self.pages.contains_key(&page) {
@@ -409,7 +491,6 @@ impl Detector for WriteWatchPages {
                     // (`armed` only holds pages armed since the last scan.)
                     let armed = self.armed.get(&page).copied().unwrap_or(self.last_scan_ns);
                     self.pending.entry(page).or_insert(armed);
-                    heat.insert(page, self.heat.get(&page).map_or(1, |h| h.saturating_add(1)));
                 }
             }
         }
@@ -438,16 +519,11 @@ impl Detector for WriteWatchPages {
                 self.batch_pages.entry(rid).or_default().push(page);
             }
         }
-        // Pages written in HOT_AFTER_SCANS scans in a row go hot: scans stop
-        // re-arming them (each re-arm costs the writer a fault).
-        for (&page, &h) in &heat {
-            if h >= HOT_AFTER_SCANS && !self.hot.contains_key(&page) {
-                self.hot.insert(page, 0);
+        for page in new_hot {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.hot.entry(page) {
+                e.insert(0);
                 self.ranges_stale = true;
             }
-        }
-        if any_scanned {
-            self.heat = heat;
         }
         // Hot pages: diffed every poll interval, and always by check_changes.
         let poll_hot = force || now >= self.next_hot_poll_ns;
@@ -525,14 +601,21 @@ mod tests {
         let mut p = WriteWatchPages::default();
         p.pages.insert(7, IdList::new());
         p.pages.insert(9000, IdList::new());
-        p.groups[0] =
-            ScanGroup { ranges: vec![(7, 8)], next_ns: 1_000, faults: 50, backstop_ns: 90_000 };
+        p.groups[0] = ScanGroup {
+            ranges: vec![(7, 8)],
+            next_ns: 1_000,
+            faults: 50,
+            backstop_ns: 90_000,
+            ..ScanGroup::default()
+        };
         p.groups[1] = ScanGroup {
             ranges: vec![(9000, 9001)],
             next_ns: 60_000,
             faults: 50,
             backstop_ns: 80_000,
+            ..ScanGroup::default()
         };
+        p.faults_seen = 50;
         p.next_liveness_ns = 100_000;
         p.window_ns = 5_000_000;
         p.last_write_ns = 10_000;
@@ -548,19 +631,30 @@ mod tests {
         // The fast group scanned at a newer count: the slow group is due at
         // its own pace.
         p.groups[0].faults = 51;
+        p.faults_seen = 51;
         let g = p.quiet_gate().unwrap();
         assert_eq!((g.faults, g.until), (51, 60_000));
+        // Faults the last collect saw but no group scanned for yet (neither
+        // was due): the gate waits for the count to move past the one seen,
+        // or for the first group's pace; it never returns at once because
+        // a group's own count is older (that spun the worker until the
+        // group was due).
+        let mut q = quiet_pages();
+        q.faults_seen = 53;
+        let g = q.quiet_gate().unwrap();
+        assert_eq!((g.faults, g.until), (53, 1_000));
         // The liveness check comes first.
         p.next_liveness_ns = 20_000;
         assert_eq!(p.quiet_gate().unwrap().until, 20_000);
+        // Hot pages fault nothing: the gate holds until their poll.
+        p.hot.insert(7, 0);
+        p.next_hot_poll_ns = 15_000;
+        assert_eq!(p.quiet_gate().unwrap().until, 15_000);
         // Anything the next pass must do: no gate.
         for setup in [
             (|p: &mut WriteWatchPages| {
                 p.pending.insert(7, 0);
             }) as fn(&mut WriteWatchPages),
-            |p| {
-                p.hot.insert(7, 0);
-            },
             |p| p.must_scan = true,
             |p| p.ranges_stale = true,
             |p| p.pages.clear(),
@@ -569,6 +663,108 @@ mod tests {
             setup(&mut p);
             assert!(p.quiet_gate().is_none());
         }
+    }
+
+    /// Drives one scan group the way the worker does, with made-up times:
+    /// the fault count is checked every `step` (the base interval while
+    /// memory is written), `late` later after each scan (the worker busy
+    /// diffing, or waiting for a core); a write to the page (every
+    /// `write_every`, `n` of them, then 50 ms without) moves it, and so
+    /// does every check when the process `faults_elsewhere`; a check that
+    /// sees it moved runs a collect, which scans when the group is due.
+    /// Each scan costs what sets `spacing` (100x its cost). Returns how many
+    /// scans found the page written, and after how many writes it went hot.
+    fn drive(
+        (n, write_every): (u32, u64),
+        faults_elsewhere: bool,
+        spacing: u64,
+        (step, late): (u64, u64),
+    ) -> (u32, Option<u32>) {
+        const PAGE: usize = 7;
+        let mut g = ScanGroup::default();
+        let (mut t, mut faults, mut writes, mut found) = (1_000_000_000u64, 0u64, 0u32, 0u32);
+        let mut next_write = t + write_every;
+        let mut written = false;
+        let end = next_write + u64::from(n) * write_every + 50_000_000;
+        while t < end {
+            t += step;
+            while next_write <= t && writes < n {
+                (faults, written, writes) = (faults + 1, true, writes + 1);
+                next_write += write_every;
+            }
+            faults += u64::from(faults_elsewhere);
+            g.note_faults(faults, t);
+            if faults != g.faults && t >= g.next_ns {
+                found += u32::from(written);
+                let hot = g.scanned(written.then_some(PAGE).into_iter(), t, faults, spacing);
+                written = false;
+                if hot == [PAGE] {
+                    return (found, Some(writes));
+                }
+                t += late;
+            }
+        }
+        (found, None)
+    }
+
+    #[test]
+    fn a_page_written_every_few_ms_never_goes_hot_whatever_its_scans_cost() {
+        let base = scan_interval_ns(5_000_000);
+        // The latency bench: one page written every 12 ms; re-arming it
+        // made its 1-page scan cost 30-45 us here (spacing 3-4.5 ms). Scans
+        // counted as in a row when up to 3 spacings apart, the page went
+        // hot after 8 writes and was then diffed only every poll interval
+        // (p99 ~100 ms, writes merged). Every write is found by its own
+        // scan, and none is in a row.
+        let bench = (300, 12_000_000);
+        for spacing in [base, 4_000_000, 8_000_000] {
+            assert_eq!(drive(bench, false, spacing, (base, 0)), (300, None), "{spacing}");
+            // A worker that comes back 2 ms late after each scan.
+            assert_eq!(drive(bench, false, spacing, (base, 2_000_000)), (300, None));
+            // A process that faults all the time elsewhere: the group scans
+            // at its pace, and most scans find the page unwritten.
+            assert_eq!(drive(bench, true, spacing, (base, 0)), (300, None), "{spacing}");
+        }
+        // Written every 2 ms, scans at the base pace.
+        assert_eq!(drive((300, 2_000_000), false, base, (base, 0)), (300, None));
+    }
+
+    #[test]
+    fn a_page_written_nonstop_goes_hot_after_eight_scans_whatever_their_cost() {
+        let base = scan_interval_ns(5_000_000);
+        let nonstop = (100_000, 50_000);
+        for spacing in [base, 4_000_000, 8_000_000] {
+            for late in [0, 2_000_000, 10_000_000] {
+                // Late: the steady-state loop on a loaded machine, where
+                // the worker came back 5-10 ms after each 3.5 ms diff of
+                // the 256 written pages, past the group's due time, and
+                // counting only a count seen moving before it was due
+                // never made them hot (2.5x the writer's time).
+                let (found, hot) = drive(nonstop, false, spacing, (base, late));
+                assert_eq!((found, hot.is_some()), (HOT_AFTER_SCANS as u32, true), "{late}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_scan_is_skipped_when_the_count_was_unchanged_once_the_group_was_due() {
+        let mut g = ScanGroup { faults: 10, next_ns: 1_000, ..ScanGroup::default() };
+        g.note_faults(10, 999);
+        assert!(!g.skipped, "not due yet");
+        g.note_faults(11, 1_500);
+        assert!(!g.skipped, "moved: something to scan");
+        g.note_faults(10, 1_000);
+        assert!(g.skipped, "due and quiet");
+        g.heat.insert(7, 5);
+        assert_eq!(g.scanned([7].into_iter(), 2_000, 12, 500), Vec::<usize>::new());
+        assert_eq!((g.heat[&7], g.skipped, g.faults, g.next_ns), (1, false, 12, 2_500));
+        for _ in 1..HOT_AFTER_SCANS - 1 {
+            assert_eq!(g.scanned([7].into_iter(), 2_000, 12, 500), Vec::<usize>::new());
+        }
+        assert_eq!(g.scanned([7].into_iter(), 2_000, 12, 500), [7]);
+        // A scan that does not find a page written ends its run.
+        assert_eq!(g.scanned([8].into_iter(), 2_000, 12, 500), Vec::<usize>::new());
+        assert!(!g.heat.contains_key(&7));
     }
 
     #[test]
