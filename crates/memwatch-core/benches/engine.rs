@@ -464,6 +464,23 @@ fn big_region(rows: &mut Vec<[String; 4]>, backend: Backend) {
     unsafe { libc::munmap(buf as *mut libc::c_void, len) };
 }
 
+/// 500 calls of check_changes on `w`, which watches the first 64 bytes of
+/// `small`, each after a one-byte write (exactly one event each), 2 ms
+/// apart: each call's time in milliseconds, in call order.
+fn small_checks(w: &Watcher, small: *mut u8) -> Vec<f64> {
+    let mut times = Vec::with_capacity(500);
+    for i in 0..500usize {
+        // SAFETY: inside the mapping, which the caller keeps mapped.
+        unsafe { std::ptr::write_volatile(small.add(i % 64), (i % 250) as u8 + 1) };
+        let start = Instant::now();
+        let events = w.check_changes().unwrap();
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(events.len(), 1);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    times
+}
+
 /// check_changes() of a small watcher (defaults, one 64-byte region written
 /// before each call) while another watcher polls a 1 GiB region: the
 /// worker diffs it in slices and lets waiting calls go first.
@@ -479,16 +496,7 @@ fn beside_big_poll(rows: &mut Vec<[String; 4]>) {
     unsafe { w.watch(small, 64, "small", None) }.unwrap();
     let cpu0 = cpu_ns();
     let t0 = Instant::now();
-    let mut times = Vec::new();
-    for i in 0..500usize {
-        // SAFETY: inside the mapping.
-        unsafe { std::ptr::write_volatile(small.add(i % 64), (i % 250) as u8 + 1) };
-        let start = Instant::now();
-        let events = w.check_changes().unwrap();
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(events.len(), 1);
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let mut times = small_checks(&w, small);
     let share = (cpu_ns() - cpu0) as f64 / t0.elapsed().as_nanos() as f64;
     times.sort_by(f64::total_cmp);
     let p = |q: usize| times[(times.len() - 1) * q / 100];
@@ -548,8 +556,6 @@ fn own_check_of_big_poll(
     ]);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let big = big as usize;
-    let mut times = Vec::new();
-    let mut big_calls = 0;
     /// Stops the checker thread however the measuring loop ends (a failed
     /// assertion must not leave the scope waiting for it forever).
     struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
@@ -558,7 +564,7 @@ fn own_check_of_big_poll(
             self.0.store(true, Ordering::SeqCst);
         }
     }
-    std::thread::scope(|s| {
+    let (mut times, big_calls) = std::thread::scope(|s| {
         let checker = s.spawn(|| {
             let mut n = 0usize;
             while !stop.load(Ordering::SeqCst) {
@@ -570,17 +576,9 @@ fn own_check_of_big_poll(
             n
         });
         let stopper = StopOnDrop(&stop);
-        for i in 0..500usize {
-            // SAFETY: inside the mapping.
-            unsafe { std::ptr::write_volatile(small.add(i % 64), (i % 250) as u8 + 1) };
-            let start = Instant::now();
-            let events = w.check_changes().unwrap();
-            times.push(start.elapsed().as_secs_f64() * 1e3);
-            assert_eq!(events.len(), 1);
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let times = small_checks(w, small);
         drop(stopper);
-        big_calls = checker.join().unwrap();
+        (times, checker.join().unwrap())
     });
     times.sort_by(f64::total_cmp);
     let p = |q: usize| times[(times.len() - 1) * q / 100];
