@@ -334,10 +334,11 @@ impl Registry {
                 }
             },
         };
-        let hash = xxh3_64(current);
+        // With a snapshot the bytes decide (no hash: most regions of a
+        // pass are unchanged); without one the hash.
         let unchanged = match region.snapshot() {
             Some(snap) => snap[..] == current[..],
-            None => hash == region.hash,
+            None => xxh3_64(current) == region.hash,
         };
         if unchanged {
             return None;
@@ -398,7 +399,7 @@ impl Registry {
             let range = (region.addr, region.addr + region.size());
             crate::location::fill_where(&mut event.where_, who, opts.stack_depth, range);
         }
-        region.hash = hash;
+        region.hash = xxh3_64(current);
         region.set_snapshot(current);
         Some((region.watcher, event))
     }

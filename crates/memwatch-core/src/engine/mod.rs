@@ -52,7 +52,8 @@ struct WatcherEntry {
 /// ([`Owners`]) and what diffing updates.
 struct Registry {
     regions: Regions,
-    watchers: HashMap<u32, WatcherEntry>,
+    /// Watcher id -> its entry (looked up per region diffed: IdMap).
+    watchers: crate::regions::IdMap<u32, WatcherEntry>,
     /// Found unmapped during the current pass; dropped at its end.
     newly_gone: Vec<RegionId>,
     /// Passes in progress over large poll regions: what their slices found.
@@ -65,7 +66,7 @@ impl Registry {
     fn new() -> Registry {
         Registry {
             regions: Regions::new(),
-            watchers: HashMap::new(),
+            watchers: Default::default(),
             newly_gone: Vec::new(),
             passes: HashMap::new(),
             page_hashes: HashMap::new(),
