@@ -123,13 +123,26 @@ impl PollRegions {
         cursor: &mut Cursor,
         now: u64,
     ) -> Vec<Dirty> {
+        self.pass_of(owners, watcher, cursor, Budget::slice(), now)
+    }
+
+    /// The next part of a check_changes() pass over `watcher`'s regions
+    /// from `cursor`, as much as `budget` takes (collect_now: a slice;
+    /// collect(Pass::Now): all of it).
+    fn pass_of(
+        &mut self,
+        owners: &dyn Owners,
+        watcher: u32,
+        cursor: &mut Cursor,
+        mut budget: Budget,
+        now: u64,
+    ) -> Vec<Dirty> {
         let mut out = Vec::new();
         let Some(set) = self.watchers.get_mut(&watcher) else {
             *cursor = None;
             return out;
         };
         let len_of = |rid| owners.region_len(rid).unwrap_or(0);
-        let mut budget = Budget::slice();
         if Self::slice(&set.by_addr, cursor, &len_of, &mut budget, &mut out, &mut self.sliced) {
             set.cursor = None;
             set.next_poll_ns = now + set.interval_ns;
@@ -235,6 +248,10 @@ impl Detector for PollRegions {
         let mut out = Vec::new();
         let len_of = |rid| owners.region_len(rid).unwrap_or(0);
         match pass {
+            Pass::Now(watcher) => {
+                let all = Budget { regions: usize::MAX, bytes: usize::MAX, full: usize::MAX };
+                return self.pass_of(owners, watcher, &mut None, all, now);
+            }
             Pass::Due => {
                 let due = |s: &PollSet| s.next_poll_ns <= now || s.cursor.is_some();
                 let mut budget = Budget::slice();
@@ -248,18 +265,6 @@ impl Detector for PollRegions {
                         set.next_poll_ns = now + set.interval_ns;
                         set.finished = !set.by_addr.is_empty();
                     }
-                }
-            }
-            Pass::Now(watcher) => {
-                if let Some(set) = self.watchers.get_mut(&watcher) {
-                    let mut budget =
-                        Budget { regions: usize::MAX, bytes: usize::MAX, full: usize::MAX };
-                    let mut cursor = None;
-                    let sliced = &mut self.sliced;
-                    Self::slice(&set.by_addr, &mut cursor, &len_of, &mut budget, &mut out, sliced);
-                    set.cursor = None;
-                    set.next_poll_ns = now + set.interval_ns;
-                    set.finished = true;
                 }
             }
         }
