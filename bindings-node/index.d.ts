@@ -174,7 +174,7 @@ export interface WatcherStats {
   nativeBytes: number;
   /** Bytes of that which are snapshots. */
   snapshotBytes: number;
-  /** Events detected but not yet delivered or returned. */
+  /** Events detected but not yet delivered or returned (the engine's queue plus, while the JS thread is busy, the binding's: each at most {@link QUEUE_CAP} or one per region). */
   pendingEvents: number;
   /** Changes merged into an event already pending for the same region (the queue held {@link QUEUE_CAP} events). */
   coalescedEvents: number;

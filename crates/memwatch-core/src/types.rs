@@ -296,18 +296,18 @@ pub struct ChangeEvent {
     pub metadata: Option<String>,
     /// Changes this event stands for: 1, or more when later changes of the
     /// region were merged into it while it waited in a full queue
-    /// (`delivery::QUEUE_CAP`): then `old_*` is from the first of them,
+    /// ([`crate::QUEUE_CAP`]): then `old_*` is from the first of them,
     /// `new_*` from the last, and `changed_ranges` is the union.
     pub coalesced: u32,
 }
 
 impl ChangeEvent {
     /// Folds a later change of the same region into this pending event (a
-    /// full queue, `delivery::QUEUE_CAP`): the oldest old value and first
+    /// full queue, [`crate::QUEUE_CAP`]): the oldest old value and first
     /// write's time and writer stay, the newest new value and value-store key
     /// replace theirs, the changed ranges become the union and `coalesced`
-    /// adds the later event's. Bindings that queue events themselves use it
-    /// to stay bounded the same way.
+    /// adds the later event's. [`crate::EventQueue`] (the engine's queue,
+    /// and bindings' own) merges with it.
     pub fn merge(&mut self, later: ChangeEvent) {
         self.new_preview = later.new_preview;
         self.new_value = later.new_value;
