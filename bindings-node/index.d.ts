@@ -178,6 +178,8 @@ export interface WatcherStats {
   pendingEvents: number;
   /** Changes merged into an event already pending for the same region (the queue held {@link QUEUE_CAP} events). */
   coalescedEvents: number;
+  /** Pages written nonstop that are left writable and polled every poll interval instead, their writer not located (process-wide; 0 when nothing is written nonstop). */
+  hotPages: number;
   /** Callbacks and 'change' listeners that threw. */
   callbackErrors: number;
   /** Median first-write-to-delivery latency, ns. */

@@ -125,6 +125,8 @@ pub struct memwatch_stats_t {
     pub reprotect_failures: u64,
     /// Changes merged into an already pending event (queue cap).
     pub coalesced_events: u64,
+    /// Pages written nonstop, left writable and polled (engine-wide).
+    pub hot_pages: u64,
 }
 
 /// The callback type of the header. Declared `C-unwind` so that a foreign
@@ -430,6 +432,7 @@ pub(crate) unsafe fn stats_impl(w: &Watcher, out: *mut memwatch_stats_t) -> Resu
         shared_regions: s.shared_regions as u64,
         reprotect_failures: s.reprotect_failures,
         coalesced_events: s.coalesced_events,
+        hot_pages: s.hot_pages as u64,
     };
     // SAFETY: non-null and valid for writes per the caller's contract.
     unsafe { out.write(c) };

@@ -396,6 +396,12 @@ pub struct Stats {
     pub latency_p50_ns: u64,
     /// 99th percentile of the same, nanoseconds.
     pub latency_p99_ns: u64,
+    /// Pages written nonstop that the engine left writable and polls instead
+    /// (hot pages, all watchers: protect and writewatch). Their changes are
+    /// found by the poll every poll interval, in one event per region,
+    /// without a writer's thread or location; they are protected again once
+    /// quiet. 0 while no memory is written nonstop.
+    pub hot_pages: usize,
 }
 
 /// The value of one [`Stats`] field, as [`Stats::fields`] lists it.
@@ -411,7 +417,7 @@ impl Stats {
     /// The snake_case names of every field, in declaration order: what
     /// [`Stats::fields`] yields, and what every binding's stats carry (in its
     /// own spelling).
-    pub const FIELDS: [&'static str; 18] = [
+    pub const FIELDS: [&'static str; 19] = [
         "backend",
         "backend_reason",
         "regions",
@@ -430,6 +436,7 @@ impl Stats {
         "callback_errors",
         "latency_p50_ns",
         "latency_p99_ns",
+        "hot_pages",
     ];
 
     /// Adds another watcher's per-watcher counts (regions, events,
@@ -452,7 +459,7 @@ impl Stats {
     /// Every field with its name, in [`Stats::FIELDS`] order, so that a
     /// binding converts stats with one loop instead of one line per field
     /// (`backend` is `""` when unknown).
-    pub fn fields(&self) -> [(&'static str, StatValue<'_>); 18] {
+    pub fn fields(&self) -> [(&'static str, StatValue<'_>); 19] {
         use StatValue::{Count, Text};
         let n = |v: usize| Count(v as u64);
         let f = Self::FIELDS;
@@ -475,6 +482,7 @@ impl Stats {
             (f[15], Count(self.callback_errors)),
             (f[16], Count(self.latency_p50_ns)),
             (f[17], Count(self.latency_p99_ns)),
+            (f[18], n(self.hot_pages)),
         ]
     }
 }

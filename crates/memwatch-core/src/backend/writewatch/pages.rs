@@ -234,6 +234,11 @@ impl WriteWatchPages {
         self.pages.len()
     }
 
+    /// Registered pages that are hot (written nonstop: polled, not re-armed).
+    pub fn hot_pages(&self) -> usize {
+        self.hot.len()
+    }
+
     /// For stats: (regions sharing the page, bytes of its record and id list).
     pub fn page_share(&self, page: usize) -> Option<(usize, usize)> {
         let l = self.pages.get(&page)?;
