@@ -782,7 +782,8 @@ mod tests {
         assert_eq!(offset!(memwatch_change_event_t, fault_ip), 40);
         assert_eq!(offset!(memwatch_change_event_t, how_big), 72);
         assert_eq!(offset!(memwatch_change_event_t, metadata), 176);
-        assert_eq!(std::mem::size_of::<memwatch_stats_t>(), 392);
+        assert_eq!(std::mem::size_of::<memwatch_stats_t>(), 400);
+        assert_eq!(offset!(memwatch_stats_t, hot_pages), 392);
         assert_eq!(offset!(memwatch_stats_t, shared_regions), 368);
         assert_eq!(offset!(memwatch_stats_t, coalesced_events), 384);
         assert_eq!(offset!(memwatch_stats_t, regions), 264);
