@@ -384,6 +384,16 @@ unsafe extern "C" fn capture(
         // SAFETY: env is this thread's JNIEnv (checked above), ucontext the
         // signal's; AGCT writes at most `depth` frames.
         unsafe { (probe.agct)(&mut trace, depth, ucontext) };
+        if trace.num_frames == TICKS_UNKNOWN_JAVA {
+            // SAFETY: ucontext is the signal's (non-null: checked by the
+            // engine before calling hooks); the copy lives until AGCT returns.
+            let mut caller = std::mem::MaybeUninit::<libc::ucontext_t>::uninit();
+            if let Some(uc) = unsafe { stub_caller_context(ucontext, &mut caller) } {
+                trace.num_frames = 0;
+                // SAFETY: as above, with the stub's caller's registers.
+                unsafe { (probe.agct)(&mut trace, depth, uc) };
+            }
+        }
         i64::from(trace.num_frames)
     };
     // SAFETY: words 0 and 1 are inside out (max_words >= 4).
@@ -396,6 +406,72 @@ unsafe extern "C" fn capture(
     } else {
         2
     }
+}
+
+/// AGCT's `ticks_unknown_Java`: in Java code but no walkable frame at the
+/// pc, as when the write is inside a StubRoutines copy stub (what a
+/// C2-compiled bulk `ByteBuffer.put` calls).
+const TICKS_UNKNOWN_JAVA: jint = -5;
+
+/// The signal's context as it would be in the caller of a frame-pointer
+/// frame at the fault (HotSpot's copy stubs begin with `enter`: the return
+/// address at fp + 8, the caller's fp at fp, its sp at fp + 16), copied into
+/// `out`; None when fp cannot be such a frame of this stack (not above sp
+/// within 64 KiB) or its words cannot be read. AGCT then walks from the
+/// stub's caller, a call site with exact debug info, or fails again.
+///
+/// # Safety
+/// `ucontext` is the signal handler's (a valid `ucontext_t`).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+unsafe fn stub_caller_context(
+    ucontext: *mut c_void,
+    out: &mut std::mem::MaybeUninit<libc::ucontext_t>,
+) -> Option<*mut c_void> {
+    if ucontext.is_null() {
+        return None;
+    }
+    // SAFETY: the caller's contract; copied by value into the caller's
+    // slot (no allocation, no second copy on this frame).
+    let uc = out.write(unsafe { std::ptr::read(ucontext as *const libc::ucontext_t) });
+    #[cfg(target_arch = "x86_64")]
+    let (sp, fp) = {
+        let g = &uc.uc_mcontext.gregs;
+        (g[libc::REG_RSP as usize] as usize, g[libc::REG_RBP as usize] as usize)
+    };
+    #[cfg(target_arch = "aarch64")]
+    let (sp, fp) = (uc.uc_mcontext.sp as usize, uc.uc_mcontext.regs[29] as usize);
+    if fp < sp || fp - sp > 1 << 16 || fp % 8 != 0 {
+        return None;
+    }
+    let (caller_fp, ret) = (read_word(fp)?, read_word(fp + 8)?);
+    if ret == 0 {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let g = &mut uc.uc_mcontext.gregs;
+        g[libc::REG_RIP as usize] = ret as i64;
+        g[libc::REG_RSP as usize] = (fp + 16) as i64;
+        g[libc::REG_RBP as usize] = caller_fp as i64;
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let m = &mut uc.uc_mcontext;
+        m.pc = ret;
+        m.sp = (fp + 16) as u64;
+        m.regs[29] = caller_fp;
+        m.regs[30] = ret;
+    }
+    Some(uc as *mut libc::ucontext_t as *mut c_void)
+}
+
+/// Elsewhere: no stub unwinding (the marker says why AGCT failed).
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn stub_caller_context(
+    _: *mut c_void,
+    _: &mut std::mem::MaybeUninit<libc::ucontext_t>,
+) -> Option<*mut c_void> {
+    None
 }
 
 /// A method's names and line table, cached by jmethodID.

@@ -198,6 +198,33 @@ class WhereTest {
             assertEquals(List.of(new ByteRange(100, 512)), events.get(0).getChangedRanges());
             Where wh = events.get(0).where();
             assertEquals(ME + ".aBulkPutNamesTheCallingLine:" + line, wh.function() + ":" + wh.line(),
+                    wh.stack() + " " + wh.noJavaFramesReason());
+        }
+    }
+
+    @Test
+    void aBulkPutCompiledByC2NamesTheCallingLine() {
+        // Warmed up, C2 compiles put(int, byte[]) into a call of a StubRoutines
+        // copy stub, where AsyncGetCallTrace finds no walkable frame (-5): the
+        // capture retries from the stub's caller, a call site with exact debug
+        // info. (Without that retry this test fails every time here.)
+        byte[] src = new byte[512];
+        java.util.Arrays.fill(src, (byte) 3);
+        ByteBuffer warm = ByteBuffer.allocateDirect(PAGE);
+        for (int i = 0; i < 200_000; i++) {
+            warm.put(100, src);
+        }
+        try (MemoryWatcher w = locating(16)) {
+            ByteBuffer buf = MemoryWatcher.allocatePageAligned(PAGE);
+            w.watch(buf, "bulk");
+            int line = nextLine();
+            buf.put(100, src);
+            List<ChangeEvent> events = w.checkChanges();
+            assertEquals(1, events.size());
+            assertEquals(List.of(new ByteRange(100, 512)), events.get(0).getChangedRanges());
+            Where wh = events.get(0).where();
+            assertEquals("", wh.noJavaFramesReason(), wh.stack().toString());
+            assertEquals(ME + ".aBulkPutCompiledByC2NamesTheCallingLine:" + line, wh.function() + ":" + wh.line(),
                     wh.stack().toString());
         }
     }
