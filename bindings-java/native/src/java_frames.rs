@@ -385,14 +385,8 @@ unsafe extern "C" fn capture(
         // signal's; AGCT writes at most `depth` frames.
         unsafe { (probe.agct)(&mut trace, depth, ucontext) };
         if trace.num_frames == TICKS_UNKNOWN_JAVA {
-            // SAFETY: ucontext is the signal's (non-null: checked by the
-            // engine before calling hooks); the copy lives until AGCT returns.
-            let mut caller = std::mem::MaybeUninit::<libc::ucontext_t>::uninit();
-            if let Some(uc) = unsafe { stub_caller_context(ucontext, &mut caller) } {
-                trace.num_frames = 0;
-                // SAFETY: as above, with the stub's caller's registers.
-                unsafe { (probe.agct)(&mut trace, depth, uc) };
-            }
+            // SAFETY: ucontext is the signal's; trace as above.
+            unsafe { agct_from_stub_caller(probe, &mut trace, depth, ucontext) };
         }
         i64::from(trace.num_frames)
     };
@@ -412,6 +406,30 @@ unsafe extern "C" fn capture(
 /// pc, as when the write is inside a StubRoutines copy stub (what a
 /// C2-compiled bulk `ByteBuffer.put` calls).
 const TICKS_UNKNOWN_JAVA: jint = -5;
+
+/// AGCT again, from the caller of the frame-pointer frame at the fault
+/// (see [`stub_caller_context`]); `trace` keeps AGCT's first answer when
+/// that frame cannot be unwound. Not inlined: its ~1 KiB context copy is on
+/// the stack only on this path, never in every capture.
+///
+/// # Safety
+/// `ucontext` is the signal handler's; `trace` as for AGCT.
+#[inline(never)]
+unsafe fn agct_from_stub_caller(
+    probe: &Probe,
+    trace: &mut CallTrace,
+    depth: jint,
+    ucontext: *mut c_void,
+) {
+    let mut caller = std::mem::MaybeUninit::<libc::ucontext_t>::uninit();
+    // SAFETY: ucontext is the signal's (the caller's contract).
+    if let Some(uc) = unsafe { stub_caller_context(ucontext, &mut caller) } {
+        trace.num_frames = 0;
+        // SAFETY: uc is a valid ucontext_t (a copy of the signal's with the
+        // caller's pc/sp/fp) that lives until AGCT returns.
+        unsafe { (probe.agct)(trace, depth, uc) };
+    }
+}
 
 /// The signal's context as it would be in the caller of a frame-pointer
 /// frame at the fault (HotSpot's copy stubs begin with `enter`: the return
