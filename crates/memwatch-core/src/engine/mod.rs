@@ -60,6 +60,10 @@ struct Registry {
     passes: HashMap<RegionId, event::PassChanges>,
     /// Large poll regions without a snapshot: a hash per page (event::page_hashes).
     page_hashes: HashMap<RegionId, Box<[u64]>>,
+    /// Poll regions (watcher, address) whose stored bytes diff_region changed
+    /// outside a run of a poll pass (poll::Due::Run): their runs' hashes are
+    /// dropped before the next slice (PollRegions::invalidate).
+    restated: Vec<(u32, usize)>,
 }
 
 impl Registry {
@@ -70,6 +74,7 @@ impl Registry {
             newly_gone: Vec::new(),
             passes: HashMap::new(),
             page_hashes: HashMap::new(),
+            restated: Vec::new(),
         }
     }
 }
@@ -507,13 +512,23 @@ impl Registry {
         events: &mut Vec<(u32, ChangeEvent)>,
     ) {
         let now = sys::monotonic_ns();
-        let dirty = poll.collect_now(&*self, watcher, cursor, now);
+        poll.invalidate(self.restated.drain(..));
+        let due = poll.collect_now(&*self, watcher, cursor, now);
         let (pages, unfinished) = (poll.take_batch_pages(), poll.take_unfinished());
-        let changed = self.diff_all(dirty, &pages, &unfinished, now, events);
+        self.diff_poll(due, &pages, &unfinished, now, events);
         if cursor.is_none() {
             self.flush_passes(watcher, events);
         }
-        poll.after_diff(&*self, &changed, now);
+        poll.after_diff(&*self, &HashSet::new(), now);
+    }
+
+    /// The worker's next slice of the poll regions due, diffed.
+    fn poll_due(&mut self, poll: &mut PollRegions, now: u64, events: &mut Vec<(u32, ChangeEvent)>) {
+        poll.invalidate(self.restated.drain(..));
+        let due = poll.collect_due(&*self, now);
+        let (pages, unfinished) = (poll.take_batch_pages(), poll.take_unfinished());
+        self.diff_poll(due, &pages, &unfinished, now, events);
+        poll.after_diff(&*self, &HashSet::new(), now);
     }
 }
 
@@ -610,6 +625,11 @@ impl State {
     /// One backend's part of a pass: the regions it collects are diffed,
     /// it hears which changed, and diffs what it asks for again.
     fn detect(&mut self, kind: Kind, now: u64, pass: Pass, events: &mut Vec<(u32, ChangeEvent)>) {
+        if (kind, pass) == (Kind::Poll, Pass::Due) {
+            let State { registry, backends, .. } = self;
+            registry.poll_due(&mut backends.poll, now, events);
+            return;
+        }
         let det = self.backends.get_mut(kind);
         let dirty = det.collect(&self.registry, now, pass);
         let (pages, unfinished) = (det.take_batch_pages(), det.take_unfinished());
@@ -696,13 +716,13 @@ mod tests {
     /// One worker slice of the poll backend, diffed: its events' changed
     /// ranges, and whether the pass goes on.
     fn slice(reg: &mut Registry, poll: &mut PollRegions, now: u64) -> (Vec<ChangeEvent>, bool) {
-        let dirty = poll.collect(&*reg, now, Pass::Due);
+        let due = poll.collect_due(&*reg, now);
         let (pages, unfinished) = (poll.take_batch_pages(), poll.take_unfinished());
         let read: usize = pages.values().map(Vec::len).sum();
         assert!(read * sys::page_size() <= POLL_SLICE_BYTES, "{read} pages in one slice");
         let mut events = Vec::new();
-        let changed = reg.diff_all(dirty, &pages, &unfinished, now, &mut events);
-        poll.after_diff(&*reg, &changed, now);
+        reg.diff_poll(due, &pages, &unfinished, now, &mut events);
+        poll.after_diff(&*reg, &HashSet::new(), now);
         let more = poll.next_deadline(&*reg) == Some(0);
         (events.into_iter().map(|(_, e)| e).collect(), more)
     }
