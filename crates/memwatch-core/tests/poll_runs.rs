@@ -41,19 +41,17 @@ fn value(at: usize, b: u8) -> Vec<u8> {
     v
 }
 
-/// (name, changed ranges, old value, new value) of an event.
-fn shape(e: &ChangeEvent) -> (String, Vec<(usize, usize)>, Vec<u8>, Vec<u8>) {
+/// (name, changed ranges (offset, len), old value, new value) of an event.
+type Shape = (String, Vec<(usize, usize)>, Vec<u8>, Vec<u8>);
+
+/// The Shape of an event.
+fn shape(e: &ChangeEvent) -> Shape {
     let ranges = e.changed_ranges.iter().map(|r| (r.offset, r.len)).collect();
     let (old, new) = (e.old_value.clone().unwrap(), e.new_value.clone().unwrap());
     (e.variable_name.clone(), ranges, old, new)
 }
 
-fn event(
-    name: &str,
-    at: usize,
-    old: u8,
-    new: u8,
-) -> (String, Vec<(usize, usize)>, Vec<u8>, Vec<u8>) {
+fn event(name: &str, at: usize, old: u8, new: u8) -> Shape {
     (name.to_string(), vec![(at, 1)], value(at, old), value(at, new))
 }
 

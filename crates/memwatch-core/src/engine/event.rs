@@ -19,12 +19,10 @@ use crate::types::*;
 /// in this many of its pages.
 const PARTIAL_BELOW: usize = 4;
 
-/// Regions that follow each other in address order, each at most this far
-/// from the previous one, are read with one system call, up to this many
-/// bytes in all: a poll pass over many small regions costs the bytes it
-/// reads, not a call per region.
-const RUN_GAP: usize = 4096;
-const RUN_BYTES: usize = 64 << 10;
+// Regions that follow each other in address order, each at most RUN_GAP
+// from the previous one, are read with one system call, up to RUN_BYTES in
+// all (the poll backend's runs are made the same way).
+use crate::backend::poll::{RUN_BYTES, RUN_GAP};
 
 /// What the slices of one pass over a large poll region found so far: the
 /// one event the pass makes of it when it reads the region's last page.

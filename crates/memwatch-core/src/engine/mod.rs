@@ -897,4 +897,75 @@ mod tests {
         // SAFETY: the mapping made above; nothing refers to it any more.
         unsafe { libc::munmap(addr as *mut libc::c_void, len) };
     }
+
+    /// Watcher 1 (poll, defaults, a 100 ns interval) with `n` regions of
+    /// 64 B side by side, ids 1..=n, in a fresh mapping of zeros.
+    fn small_poll_regions(n: usize) -> (Registry, PollRegions, usize) {
+        let (mut reg, mut poll, _) = big_poll_region(sys::page_size());
+        reg.regions.remove(7);
+        poll.unregister(7, 0, 0);
+        poll.remove_watcher(1);
+        poll.add_watcher(1, 100, 0);
+        let addr = mapping(n * 64);
+        let options = Options::default();
+        for i in 0..n {
+            let (id, at) = (i as RegionId + 1, addr + i * 64);
+            let new =
+                NewRegion { watcher: 1, id, addr: at, len: 64, mappings: &[], options: &options };
+            poll.register(&reg, &new).unwrap();
+            let zeros = [0u8; 64];
+            let region =
+                Region::new(1, at, 64, Kind::Poll, "r", None, Some(&zeros), xxh3_64(&zeros))
+                    .unwrap();
+            reg.regions.insert(id, region);
+        }
+        (reg, poll, addr)
+    }
+
+    /// One whole worker pass (the regions fit one slice): (region, old
+    /// byte, new byte) at `at` of each event.
+    fn worker_pass(
+        reg: &mut Registry,
+        poll: &mut PollRegions,
+        at: usize,
+    ) -> Vec<(RegionId, u8, u8)> {
+        let due = poll.next_deadline(&*reg).unwrap();
+        let mut events = Vec::new();
+        reg.poll_due(poll, due, &mut events);
+        assert_ne!(poll.next_deadline(&*reg), Some(0), "one slice");
+        let byte = |v: &Option<Vec<u8>>| v.as_ref().unwrap()[at];
+        events.iter().map(|(_, e)| (e.region_id, byte(&e.old_value), byte(&e.new_value))).collect()
+    }
+
+    /// A poll region diffed by another path than its run (here diff_all
+    /// called on it alone) drops the run's hash: written back to the bytes
+    /// the run hashed, it is still reported by the next pass.
+    #[test]
+    fn a_region_diffed_outside_its_run_drops_the_runs_hash() {
+        let (mut reg, mut poll, addr) = small_poll_regions(64);
+        assert!(worker_pass(&mut reg, &mut poll, 0).is_empty()); // the run hashed
+        write(addr + 10 * 64 + 3, 1);
+        let mut events = Vec::new();
+        reg.diff_all(vec![(11, None)], &HashMap::new(), &HashSet::new(), 0, &mut events);
+        assert_eq!(events.len(), 1);
+        write(addr + 10 * 64 + 3, 0);
+        assert_eq!(worker_pass(&mut reg, &mut poll, 3), [(11, 1, 0)]);
+        assert!(worker_pass(&mut reg, &mut poll, 3).is_empty());
+    }
+
+    /// A run whose hash matches bytes its regions were not diffed against
+    /// (a collision) hides the change for VERIFY_AFTER passes at most: then
+    /// the run is diffed region by region anyway.
+    #[test]
+    fn a_run_hash_collision_hides_a_change_for_verify_after_passes_at_most() {
+        let (mut reg, mut poll, addr) = small_poll_regions(64);
+        assert!(worker_pass(&mut reg, &mut poll, 0).is_empty());
+        write(addr + 63 * 64 + 7, 0x42);
+        poll.forge_hashes(1);
+        for pass in 0..poll::VERIFY_AFTER {
+            assert!(worker_pass(&mut reg, &mut poll, 7).is_empty(), "pass {pass}: skipped");
+        }
+        assert_eq!(worker_pass(&mut reg, &mut poll, 7), [(64, 0, 0x42)]);
+        assert!(worker_pass(&mut reg, &mut poll, 7).is_empty());
+    }
 }
