@@ -51,6 +51,7 @@ fn shape(e: &ChangeEvent) -> Shape {
     (e.variable_name.clone(), ranges, old, new)
 }
 
+/// The Shape of an event of region `name` whose byte `at` went `old` -> `new`.
 fn event(name: &str, at: usize, old: u8, new: u8) -> Shape {
     (name.to_string(), vec![(at, 1)], value(at, old), value(at, new))
 }

@@ -1,6 +1,16 @@
 //! The poll backend: every poll interval, each region of a watcher is hashed
 //! and diffed when its hash moved (by the engine). Works on any memory.
 //!
+//! Neighbouring small regions are polled as runs ([`RUN_GAP`],
+//! [`RUN_BYTES`]): a run's span is read once and hashed (xxh3), and only a
+//! run whose hash moved goes to the engine ([`Due::Run`], with the bytes
+//! read), which diffs its regions one by one against those bytes. So an
+//! idle pass costs the bytes watched, not a lookup per region. The runs
+//! are rebuilt from the address index after a watch or unwatch (a run of
+//! the same regions keeps its hash); a region diffed by any other path
+//! drops its run's hash ([`PollRegions::invalidate`]); and a run is diffed
+//! region by region every [`VERIFY_AFTER`] passes regardless.
+//!
 //! A pass (the worker's, or a check_changes()'s over its watcher) goes in
 //! slices, each diffed under one engine-lock hold: at most [`POLL_SLICE`]
 //! regions and [`POLL_SLICE_BYTES`] bytes of large regions, which are read a
