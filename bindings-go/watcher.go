@@ -615,6 +615,10 @@ type Stats struct {
 	// for the same region because the queue held 1024 events; the merged
 	// event carries them (ChangeEvent.Coalesced).
 	CoalescedEvents uint64
+	// HotPages counts pages written nonstop that the engine left writable
+	// and polls every poll interval instead (their writer is not located);
+	// process-wide, 0 when nothing is written nonstop.
+	HotPages int
 	// Closed is true when the watcher was closed; the other fields are then
 	// zero except CallbackErrors.
 	Closed bool
@@ -655,6 +659,7 @@ func (w *Watcher) Stats() Stats {
 		SharedRegions:     uint64(st.shared_regions),
 		ReprotectFailures: uint64(st.reprotect_failures),
 		CoalescedEvents:   uint64(st.coalesced_events),
+		HotPages:          int(st.hot_pages),
 	}
 }
 

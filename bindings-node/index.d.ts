@@ -174,10 +174,12 @@ export interface WatcherStats {
   nativeBytes: number;
   /** Bytes of that which are snapshots. */
   snapshotBytes: number;
-  /** Events detected but not yet delivered or returned. */
+  /** Events detected but not yet delivered or returned (the engine's queue plus, while the JS thread is busy, the binding's: each at most {@link QUEUE_CAP} or one per region). */
   pendingEvents: number;
   /** Changes merged into an event already pending for the same region (the queue held {@link QUEUE_CAP} events). */
   coalescedEvents: number;
+  /** Pages written nonstop that are left writable and polled every poll interval instead, their writer not located (process-wide; 0 when nothing is written nonstop). */
+  hotPages: number;
   /** Callbacks and 'change' listeners that threw. */
   callbackErrors: number;
   /** Median first-write-to-delivery latency, ns. */

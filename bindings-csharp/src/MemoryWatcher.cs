@@ -626,6 +626,7 @@ namespace MemWatch
                     SharedRegions = (long)s.shared_regions,
                     ReprotectFailures = (long)s.reprotect_failures,
                     CoalescedEvents = (long)s.coalesced_events,
+                    HotPages = (long)s.hot_pages,
                 };
             }
             finally

@@ -124,6 +124,7 @@ namespace MemWatch
             public ulong shared_regions;
             public ulong reprotect_failures;
             public ulong coalesced_events;
+            public ulong hot_pages;
         }
 
         /// <summary>memwatch_callback_t.</summary>

@@ -175,6 +175,9 @@ namespace MemWatch
         /// <summary>Changes merged into an event already pending for the same region because the queue held 1024 events (see <see cref="ChangeEvent.Coalesced"/>).</summary>
         public long CoalescedEvents { get; internal set; }
 
+        /// <summary>Pages written nonstop that are left writable and polled every poll interval instead, their writer not located (process-wide; 0 when nothing is written nonstop).</summary>
+        public long HotPages { get; internal set; }
+
         /// <summary>All counters on one line.</summary>
         public override string ToString()
         {

@@ -12,7 +12,7 @@
 //!   thread: the engine callback pushes the event into a queue and wakes the
 //!   JS thread through a *weak* threadsafe function (it never keeps the event
 //!   loop alive); JS then drains the queue with [`NativeWatcher::take_queued`].
-//!   The queue is bounded like the engine's own ([`Inbox::push`]): however
+//!   The queue is bounded like the engine's own (the same `EventQueue`): however
 //!   long the JS thread is busy, it holds at most `QUEUE_CAP` events (or one
 //!   per region), later changes of a region being merged into its event,
 //! - hands events to JavaScript unconverted ([`NativeChangeEvent`], whose
@@ -28,7 +28,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -429,41 +429,15 @@ fn camel_case(name: &str) -> String {
     out
 }
 
-/// Events the engine delivered to this binding's callback, waiting for the
-/// JS thread to take them.
-#[derive(Default)]
-struct Inbox {
-    events: VecDeque<mw::ChangeEvent>,
-    /// Changes merged into a queued event of the same region (queue cap),
-    /// added to the engine's `coalesced_events` in stats.
-    coalesced: u64,
-}
-
-impl Inbox {
-    /// Queues an event, bounded like the engine's queue: once `QUEUE_CAP`
-    /// events wait, a change of a region that already has one queued is
-    /// merged into it (`ChangeEvent::merge`: its oldest old value, the
-    /// newest new value, the union of the ranges, `coalesced` adding up),
-    /// so no change is lost and a busy JS thread costs bounded memory.
-    fn push(&mut self, e: &mw::ChangeEvent) {
-        if self.events.len() >= mw::QUEUE_CAP {
-            if let Some(queued) = self.events.iter_mut().rev().find(|q| q.region_id == e.region_id)
-            {
-                queued.merge(e.clone());
-                self.coalesced += 1;
-                return;
-            }
-        }
-        self.events.push_back(e.clone());
-    }
-}
-
 /// State shared between the JS thread and the engine's delivery thread.
 struct Shared {
     /// The engine watcher.
     watcher: mw::Watcher,
-    /// Events the engine delivered to our callback, waiting for JS.
-    queue: Mutex<Inbox>,
+    /// Events the engine delivered to our callback, waiting for JS: bounded
+    /// like the engine's queue (`EventQueue`: past `QUEUE_CAP`, a region's
+    /// change merges into its queued event), so a busy JS thread costs
+    /// bounded memory and loses no change.
+    queue: Mutex<mw::EventQueue>,
     /// True while a wake-up is queued on the threadsafe function and JS has
     /// not drained the queue yet (coalesces wake-ups).
     wake_pending: AtomicBool,
@@ -476,7 +450,7 @@ struct Shared {
 impl Shared {
     /// Engine-side callback body (delivery thread): queue and wake JS once.
     fn on_event(&self, e: &mw::ChangeEvent) {
-        lock(&self.queue).push(e);
+        lock(&self.queue).push(e.clone());
         self.wake_js();
     }
 
@@ -502,7 +476,7 @@ impl Shared {
     /// Takes every queued event (JS thread).
     fn take_queued(&self) -> Vec<mw::ChangeEvent> {
         self.wake_pending.store(false, Ordering::Release);
-        lock(&self.queue).events.drain(..).collect()
+        lock(&self.queue).take_all()
     }
 
     /// Closes the engine watcher and drops the wake function (releasing the
@@ -510,7 +484,7 @@ impl Shared {
     fn shutdown(&self) {
         self.watcher.close();
         lock(&self.wake).take();
-        lock(&self.queue).events.clear();
+        lock(&self.queue).take_all();
     }
 }
 
@@ -615,7 +589,7 @@ impl NativeWatcher {
         }
         let shared = Arc::new(Shared {
             watcher,
-            queue: Mutex::new(Inbox::default()),
+            queue: Mutex::new(mw::EventQueue::new()),
             wake_pending: AtomicBool::new(false),
             wake: Mutex::new(None),
             env_gone: AtomicBool::new(false),
@@ -749,7 +723,7 @@ impl NativeWatcher {
                 // Events queued while delivery was off (or whose wake-up was
                 // skipped) are delivered now too.
                 self.shared.wake_pending.store(false, Ordering::Release);
-                if !lock(&self.shared.queue).events.is_empty() {
+                if !lock(&self.shared.queue).is_empty() {
                     self.shared.wake_js();
                 }
             }
@@ -806,8 +780,8 @@ impl NativeWatcher {
         // and the changes merged into them.
         {
             let inbox = lock(&self.shared.queue);
-            s.pending_events += inbox.events.len();
-            s.coalesced_events += inbox.coalesced;
+            s.pending_events += inbox.len();
+            s.coalesced_events += inbox.coalesced();
         }
         let mut out = Object::new(env)?;
         for (name, value) in s.fields() {

@@ -64,9 +64,13 @@ test('a listener blocking the JS thread: the queue stays <= QUEUE_CAP, merged ev
     // Everything still pending goes to the listener now.
     w.checkChanges();
     const stats = w.getStats();
-    // The engine's queue held at most the one event on its way to the
-    // binding; the binding's queue never more than CAP.
-    assert.ok(maxPending <= CAP + 1, `pendingEvents reached ${maxPending} (cap ${CAP})`);
+    // pendingEvents adds the engine's queue and the binding's, each an
+    // EventQueue of at most CAP events here (one region). The engine's is
+    // nearly always empty (its delivery thread only moves events over), but
+    // on a loaded machine that thread can fall behind: 1026 was seen in CI.
+    // Unbounded, the binding's queue would pass 2 * CAP within the 50
+    // merges waited for (the engine would merge nothing: it is drained).
+    assert.ok(maxPending <= 2 * CAP, `pendingEvents reached ${maxPending} (cap ${CAP} in each queue)`);
     assert.ok(endPending >= CAP, `the queue was full when merging (${endPending})`);
     assert.equal(stats.pendingEvents, 0);
     // No change lost: each event's old value is the previous one's new

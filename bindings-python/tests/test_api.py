@@ -312,7 +312,7 @@ def test_stats_count_regions_and_events(watcher: memwatch.MemoryWatcher) -> None
         "backend", "backend_reason", "regions", "protected_pages", "faults", "events", "fallback_regions",
         "shared_regions", "gone_regions", "reprotect_failures", "dropped_wheres", "native_bytes",
         "snapshot_bytes", "pending_events", "coalesced_events", "callback_errors", "latency_p50_ns",
-        "latency_p99_ns", "python_frames",
+        "latency_p99_ns", "hot_pages", "python_frames",
     ]
 
 

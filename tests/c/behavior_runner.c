@@ -305,7 +305,7 @@ static int stat_field(const memwatch_stats_t *s, const char *name, unsigned long
     MW_STAT(regions) MW_STAT(protected_pages) MW_STAT(faults) MW_STAT(events) MW_STAT(dropped_wheres)
     MW_STAT(native_bytes) MW_STAT(snapshot_bytes) MW_STAT(pending_events) MW_STAT(callback_errors)
     MW_STAT(latency_p50_ns) MW_STAT(latency_p99_ns) MW_STAT(fallback_regions) MW_STAT(gone_regions)
-    MW_STAT(shared_regions) MW_STAT(reprotect_failures) MW_STAT(coalesced_events)
+    MW_STAT(shared_regions) MW_STAT(reprotect_failures) MW_STAT(coalesced_events) MW_STAT(hot_pages)
 #undef MW_STAT
     return 0;
 }

@@ -464,9 +464,10 @@ static void t_abi_layout(void) {
     CHECK_EQ(offsetof(memwatch_change_event_t, fault_ip), 40);
     CHECK_EQ(offsetof(memwatch_change_event_t, how_big), 72);
     CHECK_EQ(offsetof(memwatch_change_event_t, metadata), 176);
-    CHECK_EQ(sizeof(memwatch_stats_t), 392);
+    CHECK_EQ(sizeof(memwatch_stats_t), 400);
     CHECK_EQ(offsetof(memwatch_stats_t, shared_regions), 368);
     CHECK_EQ(offsetof(memwatch_stats_t, coalesced_events), 384);
+    CHECK_EQ(offsetof(memwatch_stats_t, hot_pages), 392);
     CHECK_EQ(offsetof(memwatch_stats_t, regions), 264);
     CHECK_EQ(sizeof(memwatch_store_stats_t), 96);
     CHECK_EQ(sizeof(memwatch_store_key_stats_t), 40);

@@ -275,7 +275,7 @@ class ScenarioTest : public testing::Test {
             {"dropped_wheres", n(s.dropped_wheres)}, {"native_bytes", n(s.native_bytes)},
             {"snapshot_bytes", n(s.snapshot_bytes)}, {"pending_events", n(s.pending_events)},
             {"callback_errors", n(s.callback_errors)}, {"latency_p50_ns", n(s.latency_p50_ns)},
-            {"latency_p99_ns", n(s.latency_p99_ns)}};
+            {"latency_p99_ns", n(s.latency_p99_ns)}, {"hot_pages", n(s.hot_pages)}};
   }
 
  private:

@@ -28,7 +28,7 @@
 
 mod java_frames;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
@@ -46,7 +46,7 @@ use jni::sys::{jboolean, jint, jlong, jobject, jobjectArray, JNI_FALSE, JNI_TRUE
 use jni::{JNIEnv, JavaVM};
 use memwatch_core::store::{Error as StoreError, FullPolicy, Store};
 use memwatch_core::{
-    Backend, Callback, ChangeEvent, Error as CoreError, Options, StatValue, Watcher,
+    Backend, Callback, ChangeEvent, Error as CoreError, EventQueue, Options, StatValue, Watcher,
 };
 
 const EVENT_CTOR_SIG: &str = "(JJIILjava/lang/String;IJLjava/lang/String;Ljava/lang/String;IJ[J[B[B[B[BLjava/lang/String;Ljava/lang/String;Ljava/lang/String;ILio/memwatch/ChangeEvent$RawWhere;)V";
@@ -215,13 +215,13 @@ struct Inbox {
 }
 
 struct InboxState {
-    queue: VecDeque<ChangeEvent>,
+    /// Bounded like the engine's own queue (past `QUEUE_CAP`, a region's
+    /// change merges into its queued event).
+    queue: EventQueue,
     /// Events ever queued.
     pushed: u64,
     /// Events ever taken out (delivered or returned by checkChanges).
     consumed: u64,
-    /// Changes merged into a queued event of the same region (queue cap).
-    coalesced: u64,
     /// The Java `CallbackDispatcher`, when a callback is set.
     dispatcher: Option<GlobalRef>,
     /// The delivery thread is inside the Java callback.
@@ -237,10 +237,9 @@ impl Inbox {
     fn new() -> Self {
         Inbox {
             state: Mutex::new(InboxState {
-                queue: VecDeque::new(),
+                queue: EventQueue::new(),
                 pushed: 0,
                 consumed: 0,
-                coalesced: 0,
                 dispatcher: None,
                 delivering: false,
                 delivery_started: false,
@@ -256,22 +255,14 @@ impl Inbox {
         if s.closed {
             return;
         }
-        // Bounded like the engine's own queue: past QUEUE_CAP, a change of a
-        // region that already has an event queued is merged into it.
-        if s.queue.len() >= memwatch_core::QUEUE_CAP {
-            if let Some(pending) = s.queue.iter_mut().rev().find(|e| e.region_id == ev.region_id) {
-                pending.merge(ev.clone());
-                s.coalesced += 1;
-                return;
-            }
+        if s.queue.push(ev.clone()) {
+            s.pushed += 1;
+            self.cv.notify_all();
         }
-        s.queue.push_back(ev.clone());
-        s.pushed += 1;
-        self.cv.notify_all();
     }
 
     fn take_all(s: &mut InboxState) -> Vec<ChangeEvent> {
-        let mut out: Vec<ChangeEvent> = s.queue.drain(..).collect();
+        let mut out = s.queue.take_all();
         s.consumed += out.len() as u64;
         out.sort_by_key(|e| e.seq);
         out
@@ -443,8 +434,11 @@ impl Shared {
             return Ok(Ok(out));
         }
         if !direct.is_empty() {
-            s.pushed += direct.len() as u64;
-            s.queue.extend(direct);
+            for e in direct {
+                if s.queue.push(e) {
+                    s.pushed += 1;
+                }
+            }
             self.inbox.cv.notify_all();
         }
         Ok(Err(s.pushed))
@@ -491,7 +485,7 @@ fn close_handle(env: &mut JNIEnv, h: &Handle) {
     let old_dispatcher = {
         let mut s = lock(&shared.inbox.state);
         s.closed = true;
-        s.queue.clear();
+        s.queue.take_all();
         shared.inbox.cv.notify_all();
         s.dispatcher.take()
     };
@@ -580,7 +574,7 @@ fn deliver_loop(shared: &Arc<Shared>, env: &mut JNIEnv) {
                 }
                 if let (Some(d), false) = (&s.dispatcher, s.queue.is_empty()) {
                     let d = d.clone();
-                    let ev = s.queue.pop_front().expect("queue is not empty");
+                    let (_, ev) = s.queue.pop().expect("queue is not empty");
                     s.delivering = true;
                     break Work::Deliver(Box::new(ev), d);
                 }
@@ -1359,7 +1353,7 @@ pub extern "system" fn Java_io_memwatch_Native_stats<'l>(
         {
             let inbox = lock(&shared.inbox.state);
             s.pending_events += inbox.queue.len();
-            s.coalesced_events += inbox.coalesced;
+            s.coalesced_events += inbox.queue.coalesced();
         }
         s.backend = Some(s.backend.unwrap_or(shared.companion_options.backend));
         let c = cache()?;

@@ -530,7 +530,10 @@ class MemoryWatcher:
         writes), ``native_bytes``, ``snapshot_bytes``, ``pending_events``,
         ``coalesced_events`` (changes merged into a pending event of the same
         region once 1024 events wait), ``callback_errors``, ``latency_p50_ns``,
-        ``latency_p99_ns``, ``python_frames`` (``"CPython 3.X"`` when located
+        ``latency_p99_ns``, ``hot_pages`` (pages written nonstop that are
+        left writable and polled every poll interval instead, their writer
+        not located; process-wide, 0 when nothing is written nonstop),
+        ``python_frames`` (``"CPython 3.X"`` when located
         writes carry Python frames, else ``"unavailable: <why>"``).
         """
         stats: Dict[str, Union[int, str, None]] = self._native.stats()

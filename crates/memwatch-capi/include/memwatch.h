@@ -383,6 +383,8 @@ typedef struct memwatch_stats {
     uint64_t reprotect_failures;  /* protect pages that could not be re-armed (process-wide;
                                      polled instead, no write missed) */
     uint64_t coalesced_events;    /* changes merged into a pending event (queue held 1024) */
+    uint64_t hot_pages;           /* pages written nonstop, left writable and polled every poll
+                                     interval, no writer located (process-wide; 0 when quiet) */
 } memwatch_stats_t;
 
 /** Fills *out with the watcher's statistics. */

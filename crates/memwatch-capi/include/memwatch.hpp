@@ -242,6 +242,7 @@ struct Stats {
   std::uint64_t shared_regions = 0;   ///< shared-mapping regions on protect/writewatch: other writers invisible
   std::uint64_t reprotect_failures = 0;  ///< protect pages that could not be re-armed (engine-wide; polled)
   std::uint64_t coalesced_events = 0;    ///< changes merged into a pending event (queue cap)
+  std::uint64_t hot_pages = 0;           ///< pages written nonstop, left writable and polled (engine-wide)
   std::uint64_t dropped_wheres = 0;   ///< fault "wheres" lost to a full ring (engine-wide); changes never are
   std::uint64_t native_bytes = 0;     ///< native memory held for this watcher's regions
   std::uint64_t snapshot_bytes = 0;   ///< of which snapshots
@@ -509,6 +510,7 @@ class Watcher {
     out.shared_regions = s.shared_regions;
     out.reprotect_failures = s.reprotect_failures;
     out.coalesced_events = s.coalesced_events;
+    out.hot_pages = s.hot_pages;
     out.dropped_wheres = s.dropped_wheres;
     out.native_bytes = s.native_bytes;
     out.snapshot_bytes = s.snapshot_bytes;

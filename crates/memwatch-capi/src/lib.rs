@@ -125,6 +125,8 @@ pub struct memwatch_stats_t {
     pub reprotect_failures: u64,
     /// Changes merged into an already pending event (queue cap).
     pub coalesced_events: u64,
+    /// Pages written nonstop, left writable and polled (engine-wide).
+    pub hot_pages: u64,
 }
 
 /// The callback type of the header. Declared `C-unwind` so that a foreign
@@ -430,6 +432,7 @@ pub(crate) unsafe fn stats_impl(w: &Watcher, out: *mut memwatch_stats_t) -> Resu
         shared_regions: s.shared_regions as u64,
         reprotect_failures: s.reprotect_failures,
         coalesced_events: s.coalesced_events,
+        hot_pages: s.hot_pages as u64,
     };
     // SAFETY: non-null and valid for writes per the caller's contract.
     unsafe { out.write(c) };
@@ -779,7 +782,8 @@ mod tests {
         assert_eq!(offset!(memwatch_change_event_t, fault_ip), 40);
         assert_eq!(offset!(memwatch_change_event_t, how_big), 72);
         assert_eq!(offset!(memwatch_change_event_t, metadata), 176);
-        assert_eq!(std::mem::size_of::<memwatch_stats_t>(), 392);
+        assert_eq!(std::mem::size_of::<memwatch_stats_t>(), 400);
+        assert_eq!(offset!(memwatch_stats_t, hot_pages), 392);
         assert_eq!(offset!(memwatch_stats_t, shared_regions), 368);
         assert_eq!(offset!(memwatch_stats_t, coalesced_events), 384);
         assert_eq!(offset!(memwatch_stats_t, regions), 264);

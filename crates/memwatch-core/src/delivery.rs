@@ -2,14 +2,15 @@
 //! delivery thread that calls it, and the latency samples for stats. The
 //! engine only enqueues; nothing here knows about backends.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, ThreadId};
 
+use crate::event_queue::EventQueue;
 use crate::sys;
-use crate::types::{ChangeEvent, Error, RegionId};
+use crate::types::{ChangeEvent, Error};
 
 /// A change callback. Runs on the watcher's delivery thread, one event at a
 /// time, never inside the signal handler.
@@ -27,25 +28,12 @@ pub type SinkId = u64;
 
 const LATENCY_SAMPLES: usize = 4096;
 
-/// Pending events a watcher keeps before a new change to a region that
-/// already has one pending is merged into it (oldest old value, newest new
-/// value, union of ranges, [`ChangeEvent::coalesced`] counting the
-/// changes): the queue never holds more than this or one event per region,
-/// whichever is more, however slow the callback or rare check_changes().
-pub const QUEUE_CAP: usize = 1024;
-
 #[derive(Default)]
 struct Queue {
-    events: VecDeque<ChangeEvent>,
-    /// Ticket of `events[0]`: every pushed event takes the next ticket, so
-    /// `events[i]` has ticket `front_ticket + i`.
-    front_ticket: u64,
+    /// Pending events, bounded ([`crate::QUEUE_CAP`]); each has a ticket.
+    events: EventQueue,
     /// Ticket of the event the callback is running on.
     in_flight_ticket: u64,
-    /// Region -> ticket of its pending event.
-    pending: HashMap<RegionId, u64>,
-    /// Changes merged into a pending event.
-    coalesced: u64,
     callback: Option<Callback>,
     /// A callback call is running.
     in_flight: bool,
@@ -111,37 +99,21 @@ impl Delivery {
                 self.callback_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if q.events.len() >= QUEUE_CAP {
-            if let Some(&ticket) = q.pending.get(&event.region_id) {
-                let i = (ticket - q.front_ticket) as usize;
-                q.events[i].merge(event);
-                q.coalesced += 1;
-                return;
-            }
+        if q.events.push(event) {
+            self.cond.notify_all();
         }
-        let ticket = q.front_ticket + q.events.len() as u64;
-        q.pending.insert(event.region_id, ticket);
-        q.events.push_back(event);
-        self.cond.notify_all();
     }
 
     /// Takes the front event (its ticket becomes the one in flight).
     fn pop(q: &mut Queue) -> Option<ChangeEvent> {
-        let event = q.events.pop_front()?;
-        let ticket = q.front_ticket;
-        q.front_ticket += 1;
+        let (ticket, event) = q.events.pop()?;
         q.in_flight_ticket = ticket;
-        if q.pending.get(&event.region_id) == Some(&ticket) {
-            q.pending.remove(&event.region_id);
-        }
         Some(event)
     }
 
     /// Every queued event, in order.
     fn take_all(q: &mut Queue) -> Vec<ChangeEvent> {
-        q.front_ticket += q.events.len() as u64;
-        q.pending.clear();
-        q.events.drain(..).collect()
+        q.events.take_all()
     }
 
     fn record_latency(q: &mut Queue, event: &ChangeEvent) {
@@ -242,7 +214,7 @@ impl Delivery {
         if q.delivery_thread_id == Some(std::thread::current().id()) {
             return Fence::Drained(Vec::new());
         }
-        Fence::Wait(q.front_ticket + q.events.len() as u64)
+        Fence::Wait(q.events.end_ticket())
     }
 
     /// Waits until the callback returned from every event with a ticket
@@ -253,7 +225,7 @@ impl Delivery {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
         let mut q = self.lock();
         loop {
-            let front_pending = q.front_ticket < ticket && !q.events.is_empty();
+            let front_pending = q.events.front_ticket() < ticket && !q.events.is_empty();
             let running = q.in_flight && q.in_flight_ticket < ticket;
             if !(front_pending || running) || q.closing || q.callback.is_none() {
                 return true;
@@ -316,7 +288,7 @@ impl Delivery {
         DeliveryCounts {
             events: self.events.load(Ordering::Relaxed),
             pending_events: q.events.len(),
-            coalesced_events: q.coalesced,
+            coalesced_events: q.events.coalesced(),
             callback_errors: self.callback_errors.load(Ordering::Relaxed),
             latency_p50_ns: pct(50),
             latency_p99_ns: pct(99),

@@ -45,6 +45,7 @@ mod backend;
 mod delivery;
 mod diff;
 mod engine;
+mod event_queue;
 mod location;
 mod regions;
 mod sys;
@@ -54,7 +55,8 @@ mod watcher;
 
 use backend::protect::handler;
 
-pub use delivery::{Callback, EventSink, SinkId, QUEUE_CAP};
+pub use delivery::{Callback, EventSink, SinkId};
+pub use event_queue::{EventQueue, QUEUE_CAP};
 pub use location::{
     read_memory, read_word, set_frame_resolver, set_runtime_frames, set_runtime_skip,
     FrameResolver, RuntimeCapture, RuntimeFrames, RuntimeResolver, RuntimeSkip, RUNTIME_WORDS,

@@ -296,18 +296,18 @@ pub struct ChangeEvent {
     pub metadata: Option<String>,
     /// Changes this event stands for: 1, or more when later changes of the
     /// region were merged into it while it waited in a full queue
-    /// (`delivery::QUEUE_CAP`): then `old_*` is from the first of them,
+    /// ([`crate::QUEUE_CAP`]): then `old_*` is from the first of them,
     /// `new_*` from the last, and `changed_ranges` is the union.
     pub coalesced: u32,
 }
 
 impl ChangeEvent {
     /// Folds a later change of the same region into this pending event (a
-    /// full queue, `delivery::QUEUE_CAP`): the oldest old value and first
+    /// full queue, [`crate::QUEUE_CAP`]): the oldest old value and first
     /// write's time and writer stay, the newest new value and value-store key
     /// replace theirs, the changed ranges become the union and `coalesced`
-    /// adds the later event's. Bindings that queue events themselves use it
-    /// to stay bounded the same way.
+    /// adds the later event's. [`crate::EventQueue`] (the engine's queue,
+    /// and bindings' own) merges with it.
     pub fn merge(&mut self, later: ChangeEvent) {
         self.new_preview = later.new_preview;
         self.new_value = later.new_value;
@@ -396,6 +396,12 @@ pub struct Stats {
     pub latency_p50_ns: u64,
     /// 99th percentile of the same, nanoseconds.
     pub latency_p99_ns: u64,
+    /// Pages written nonstop that the engine left writable and polls instead
+    /// (hot pages, all watchers: protect and writewatch). Their changes are
+    /// found by the poll every poll interval, in one event per region,
+    /// without a writer's thread or location; they are protected again once
+    /// quiet. 0 while no memory is written nonstop.
+    pub hot_pages: usize,
 }
 
 /// The value of one [`Stats`] field, as [`Stats::fields`] lists it.
@@ -411,7 +417,7 @@ impl Stats {
     /// The snake_case names of every field, in declaration order: what
     /// [`Stats::fields`] yields, and what every binding's stats carry (in its
     /// own spelling).
-    pub const FIELDS: [&'static str; 18] = [
+    pub const FIELDS: [&'static str; 19] = [
         "backend",
         "backend_reason",
         "regions",
@@ -430,6 +436,7 @@ impl Stats {
         "callback_errors",
         "latency_p50_ns",
         "latency_p99_ns",
+        "hot_pages",
     ];
 
     /// Adds another watcher's per-watcher counts (regions, events,
@@ -452,7 +459,7 @@ impl Stats {
     /// Every field with its name, in [`Stats::FIELDS`] order, so that a
     /// binding converts stats with one loop instead of one line per field
     /// (`backend` is `""` when unknown).
-    pub fn fields(&self) -> [(&'static str, StatValue<'_>); 18] {
+    pub fn fields(&self) -> [(&'static str, StatValue<'_>); 19] {
         use StatValue::{Count, Text};
         let n = |v: usize| Count(v as u64);
         let f = Self::FIELDS;
@@ -475,6 +482,7 @@ impl Stats {
             (f[15], Count(self.callback_errors)),
             (f[16], Count(self.latency_p50_ns)),
             (f[17], Count(self.latency_p99_ns)),
+            (f[18], n(self.hot_pages)),
         ]
     }
 }

@@ -263,6 +263,7 @@ impl Watcher {
             backend_reason,
             regions: c.regions,
             protected_pages: c.protected_pages,
+            hot_pages: c.hot_pages,
             faults: c.faults,
             events: d.events,
             fallback_regions: c.fallback_regions,

@@ -56,7 +56,10 @@ fn pages_written_in_a_loop_go_hot_in_bulk_and_cool_down() {
         }
     });
     // Every page goes hot: none stays read-only, and faults stop.
-    wait_for("all pages hot", || w.stats().protected_pages == 0);
+    wait_for("all pages hot", || {
+        let s = w.stats();
+        s.protected_pages == 0 && s.hot_pages == pages
+    });
     let faults = w.stats().faults;
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(w.stats().faults, faults, "hot pages do not fault");
@@ -70,6 +73,7 @@ fn pages_written_in_a_loop_go_hot_in_bulk_and_cool_down() {
     assert_eq!(events[0].changed_ranges, [ByteRange { offset: 234 * ps + 7, len: 1 }]);
     // Quiet: protected again, and a write faults and is found.
     wait_for("pages protected again", || w.stats().protected_pages == pages);
+    assert_eq!(w.stats().hot_pages, 0);
     let faults = w.stats().faults;
     buf.write(5 * ps + 1, 0xdd);
     let events = w.check_changes().unwrap();
@@ -145,7 +149,10 @@ fn a_pass_longer_than_ten_poll_intervals_still_goes_hot_then_cools_and_is_locate
     };
     // Every page goes hot: none stays read-only (a page open only for its
     // 1 ms window could not be: a faulting pass takes > 50 ms).
-    wait_for("all pages hot", || w.stats().protected_pages == 0);
+    wait_for("all pages hot", || {
+        let s = w.stats();
+        s.protected_pages == 0 && s.hot_pages == pages
+    });
     let first = Duration::from_nanos(first_pass_ns.load(Ordering::Relaxed));
     assert!(first > poll * 10, "the first pass ({first:?}) outlasts the old horizon");
     // Hot pages do not fault: 300 ms and at least 20 more passes (10 000
@@ -176,6 +183,7 @@ fn a_pass_longer_than_ten_poll_intervals_still_goes_hot_then_cools_and_is_locate
         assert!(events.is_empty(), "quiet check {i}: {events:#?}");
     }
     assert_eq!(w.stats().protected_pages, pages);
+    assert_eq!(w.stats().hot_pages, 0);
     // Cooled: a write faults again, is exact, and names its writer.
     for v in [0xdd, 0xde] {
         let old = buf.read(5 * ps, 8);

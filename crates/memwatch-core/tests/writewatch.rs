@@ -306,7 +306,12 @@ fn page_written_nonstop_goes_hot_and_stays_exact() {
             i += 1;
         }
     });
-    std::thread::sleep(Duration::from_millis(150)); // many scans: the page goes hot
+    // Many scans in a row find it written: the page goes hot, and stats say so.
+    let start = std::time::Instant::now();
+    while w.stats().hot_pages != 1 {
+        assert!(start.elapsed() < Duration::from_secs(30), "never hot: {:?}", w.stats());
+        std::thread::sleep(Duration::from_millis(1));
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     let events = w.check_changes().unwrap();
@@ -323,6 +328,11 @@ fn page_written_nonstop_goes_hot_and_stays_exact() {
     // write is still reported exactly.
     std::thread::sleep(Duration::from_millis(100));
     assert!(w.check_changes().unwrap().is_empty());
+    let start = std::time::Instant::now();
+    while w.stats().hot_pages != 0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "never cooled: {:?}", w.stats());
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let before = mem.read(0, 64);
     mem.write(7, before[7].wrapping_add(1));
     let events = w.check_changes().unwrap();

@@ -32,6 +32,8 @@ pub struct WatcherCounts {
     pub gone_regions: u64,
     /// Protect pages whose re-arming failed (then polled).
     pub reprotect_failures: u64,
+    /// Pages written nonstop, left writable and polled (protect and writewatch).
+    pub hot_pages: usize,
 }
 
 impl Engine {
@@ -47,6 +49,7 @@ impl Engine {
             dropped_wheres: protect.dropped_wheres(),
             gone_regions: st.gone_regions,
             reprotect_failures: protect.reprotect_failures(),
+            hot_pages: protect.hot_pages() + st.backends.writewatch.hot_pages(),
             ..WatcherCounts::default()
         };
         if let Some(w) = reg.watchers.get(&watcher) {

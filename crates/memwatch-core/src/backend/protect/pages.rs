@@ -330,6 +330,11 @@ impl ProtectPages {
         self.pages.len().saturating_sub(self.open.len())
     }
 
+    /// Open pages that are hot (written nonstop: polled, not re-armed).
+    pub fn hot_pages(&self) -> usize {
+        self.open.values().filter(|m| m.is_hot()).count()
+    }
+
     /// Bytes of the fault ring and the page table.
     pub fn shared_bytes(&self) -> usize {
         self.ring.bytes() + self.table.bytes()
@@ -388,7 +393,7 @@ impl ProtectPages {
             return;
         }
         // Hot pages do not fault: the pass is over the others.
-        let hot = self.open.values().filter(|m| m.is_hot()).count();
+        let hot = self.hot_pages();
         let faulting = self.pages.len().saturating_sub(hot) as u128;
         let pass = faulting * u128::from(elapsed) / u128::from(count);
         self.pass_ns = u64::try_from(pass).unwrap_or(u64::MAX);

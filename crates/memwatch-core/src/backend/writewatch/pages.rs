@@ -28,6 +28,11 @@ const ACTIVE_HOLD_NS: u64 = 100_000_000;
 /// backstop scan every BACKSTOP_POLLS of them come on top: ~0.07% at
 /// 10 000 pages.
 pub const QUIET_SPACING: u64 = 1500;
+/// The idle pace never spaces checks more than this: a check measured
+/// slow on a loaded machine (60 us once, a 92 ms step) must not make a
+/// first write after silence wait longer. At the ~5-10 us a check costs on
+/// a quiet machine the pace stays under it (7.5-15 ms).
+pub const QUIET_STEP_MAX_NS: u64 = 20_000_000;
 /// A group's backstop scan (for writes the fault count cannot see) runs at
 /// least this many poll intervals apart (1 s at defaults): every poll
 /// interval, the scan of 10 000 idle pages was ~0.08% of a core, more than
@@ -207,12 +212,13 @@ pub struct QuietGate {
 impl QuietGate {
     /// How long to sleep before checking the fault count again, given the
     /// CPU cost of one check: the base interval while memory is being
-    /// written, QUIET_SPACING times the check's cost once idle.
+    /// written, QUIET_SPACING times the check's cost once idle (at most
+    /// QUIET_STEP_MAX_NS).
     pub fn step(&self, now: u64, check_cpu_ns: u64) -> u64 {
         if now < self.active_until {
             self.base
         } else {
-            self.base.max(check_cpu_ns.saturating_mul(QUIET_SPACING))
+            self.base.max(check_cpu_ns.saturating_mul(QUIET_SPACING).min(QUIET_STEP_MAX_NS))
         }
     }
 }
@@ -226,6 +232,11 @@ impl WriteWatchPages {
     /// Pages registered (write-protected between scans).
     pub fn protected_pages(&self) -> usize {
         self.pages.len()
+    }
+
+    /// Registered pages that are hot (written nonstop: polled, not re-armed).
+    pub fn hot_pages(&self) -> usize {
+        self.hot.len()
     }
 
     /// For stats: (regions sharing the page, bytes of its record and id list).
@@ -790,5 +801,6 @@ mod tests {
         let idle = 10_000 + ACTIVE_HOLD_NS;
         assert_eq!(g.step(idle, 8_000), 8_000 * QUIET_SPACING, "idle: paced by the check's cost");
         assert_eq!(g.step(idle, 0), base, "an unmeasured check: the base interval");
+        assert_eq!(g.step(idle, 60_000), QUIET_STEP_MAX_NS, "a check measured slow: capped");
     }
 }

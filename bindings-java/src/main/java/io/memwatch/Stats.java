@@ -29,6 +29,7 @@ public final class Stats {
     private long callbackErrors;
     private long latencyP50Ns;
     private long latencyP99Ns;
+    private long hotPages;
 
     /** Called by the native library only, which then sets every field by its name. */
     Stats() {
@@ -202,6 +203,17 @@ public final class Stats {
     }
 
     /**
+     * Pages written nonstop that the engine left writable and polls every poll
+     * interval instead, their writer not located (engine-wide; 0 when nothing is
+     * written nonstop). They are protected again once quiet.
+     *
+     * @return the number of hot pages
+     */
+    public long getHotPages() {
+        return hotPages;
+    }
+
+    /**
      * All counters on one line.
      *
      * @return a human-readable summary
@@ -215,6 +227,6 @@ public final class Stats {
                 + ", droppedWheres=" + droppedWheres + ", nativeBytes=" + nativeBytes
                 + ", snapshotBytes=" + snapshotBytes + ", pendingEvents=" + pendingEvents
                 + ", callbackErrors=" + callbackErrors + ", latencyP50Ns=" + latencyP50Ns
-                + ", latencyP99Ns=" + latencyP99Ns + "}";
+                + ", latencyP99Ns=" + latencyP99Ns + ", hotPages=" + hotPages + "}";
     }
 }
