@@ -15,7 +15,7 @@
 //!    `million`); the queue under a slow callback (`queue`); the writer's
 //!    CPU with 1 000 / 10 000 / 65 536 pages written nonstop (`hot`, one
 //!    backend: `hot-protect`, `hot-writewatch`); poll idle CPU
-//!    at 1k/10k/100k regions (`pollidle`)
+//!    at 1k/10k/100k regions and one region of the 100k's bytes (`pollidle`)
 //! 7. check_changes of a small watcher beside a 1 GiB poll region, the poll
 //!    watcher's own check_changes on it, and the small watcher's while
 //!    another thread makes those (`beside`)
@@ -829,12 +829,18 @@ fn idle_cpu(rows: &mut Vec<[String; 4]>, pages: usize, target: &str) {
 }
 
 /// Idle CPU of the poll backend with `n` 64-byte regions (one buffer,
-/// default 100 ms interval, nothing written): the passes' cost.
-fn poll_idle(rows: &mut Vec<[String; 4]>, n: usize) {
+/// default 100 ms interval, nothing written): the passes' cost. `one`: the
+/// same bytes watched as one region instead (the reference: what the bytes
+/// cost without a per-region overhead).
+fn poll_idle(rows: &mut Vec<[String; 4]>, n: usize, one: bool) {
     let len = (n * 64).div_ceil(page_size()) * page_size();
     let buf = populated(len);
     let w = Watcher::new(Options { backend: Backend::Poll, ..Options::default() }).unwrap();
-    for i in 0..n {
+    if one {
+        // SAFETY: buf stays mapped until after close.
+        unsafe { w.watch(buf, n * 64, "idle", None) }.unwrap();
+    }
+    for i in (0..n).filter(|_| !one) {
         // SAFETY: buf stays mapped until after close.
         unsafe { w.watch(buf.add(i * 64), 64, "idle", None) }.unwrap();
     }
@@ -842,10 +848,15 @@ fn poll_idle(rows: &mut Vec<[String; 4]>, n: usize) {
     let (c0, t0) = (cpu_ns(), Instant::now());
     std::thread::sleep(Duration::from_secs(3));
     let share = (cpu_ns() - c0) as f64 / t0.elapsed().as_nanos() as f64;
+    let what = if one {
+        format!("one poll region of {} KiB (the bytes of {n} regions of 64 B)", (n * 64) >> 10)
+    } else {
+        format!("{n} poll regions of 64 B ({} KiB)", len >> 10)
+    };
     rows.push([
-        format!("idle CPU, {n} poll regions of 64 B ({} KiB), no writes", len >> 10),
+        format!("idle CPU, {what}, no writes"),
         format!("{:.2}% of one core (whole process)", share * 100.0),
-        format!("{:.3}% per 1000 regions", share * 100.0 / (n as f64 / 1e3)),
+        format!("{:.3}% per MiB watched", share * 100.0 / ((n * 64) as f64 / (1 << 20) as f64)),
         "proportional to bytes watched".into(),
     ]);
     w.close();
@@ -999,8 +1010,9 @@ fn main() {
     }
     if run("pollidle") {
         for n in [1_000, 10_000, 100_000] {
-            poll_idle(&mut rows, n);
+            poll_idle(&mut rows, n, false);
         }
+        poll_idle(&mut rows, 100_000, true);
     }
     for backend in [Backend::Protect, Backend::WriteWatch] {
         if run("hot") || run(&format!("hot-{}", backend.name())) {

@@ -1,6 +1,16 @@
 //! The poll backend: every poll interval, each region of a watcher is hashed
 //! and diffed when its hash moved (by the engine). Works on any memory.
 //!
+//! Neighbouring small regions are polled as runs ([`RUN_GAP`],
+//! [`RUN_BYTES`]): a run's span is read once and hashed (xxh3), and only a
+//! run whose hash moved goes to the engine ([`Due::Run`], with the bytes
+//! read), which diffs its regions one by one against those bytes. So an
+//! idle pass costs the bytes watched, not a lookup per region. The runs
+//! are rebuilt from the address index after a watch or unwatch (a run of
+//! the same regions keeps its hash); a region diffed by any other path
+//! drops its run's hash ([`PollRegions::invalidate`]); and a run is diffed
+//! region by region every [`VERIFY_AFTER`] passes regardless.
+//!
 //! A pass (the worker's, or a check_changes()'s over its watcher) goes in
 //! slices, each diffed under one engine-lock hold: at most [`POLL_SLICE`]
 //! regions and [`POLL_SLICE_BYTES`] bytes of large regions, which are read a
@@ -14,6 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::backend::{Detector, Dirty, NewRegion, Owners, Pass};
 use crate::sys;
 use crate::types::{Error, Options, RegionId};
+use xxhash_rust::xxh3::xxh3_64;
 
 /// Regions one slice of a pass diffs at most before the engine lock is
 /// released (it is taken again at once for the rest): other threads' calls
@@ -40,10 +51,59 @@ pub fn is_sliced(len: usize, options: &Options) -> bool {
 /// to go on from. None: from the start.
 pub type Cursor = Option<(usize, usize)>;
 
+/// Neighbouring small regions of a watcher make one run, read with one
+/// system call and hashed at once, when each starts at most RUN_GAP bytes
+/// after the previous one ends and the run spans at most RUN_BYTES: an
+/// unchanged run costs one read and one hash, whatever its region count.
+pub const RUN_GAP: usize = 4096;
+/// See [`RUN_GAP`].
+pub const RUN_BYTES: usize = 64 << 10;
+
+/// A run whose hash matched this many passes in a row is diffed region by
+/// region once anyway, so a hash collision (2^-64 a comparison) hides a
+/// change for at most this many poll intervals.
+pub const VERIFY_AFTER: u8 = 64;
+
+/// What one slice of a pass gives the engine to diff, in address order.
+#[derive(Debug)]
+pub enum Due {
+    /// A run of small regions whose bytes moved since the run was last
+    /// diffed (or that was never diffed, or is due for VERIFY_AFTER): its
+    /// span read once from `start`. The engine diffs each region against
+    /// these very bytes before the lock is released: the run's hash is
+    /// already theirs.
+    Run { start: usize, bytes: Box<[u8]>, ids: Vec<RegionId> },
+    /// A region diffed alone (read by the engine): a sliced region (its
+    /// pages in take_batch_pages), or one of a run whose span could not be
+    /// read (so an unmapped one is found).
+    Alone(RegionId),
+}
+
+/// Regions `first..first + count` of the pass list, spanning [start, end).
+struct Run {
+    start: usize,
+    end: usize,
+    first: u32,
+    count: u32,
+    /// xxh3 of the span when its regions were last diffed against it; None:
+    /// unknown (new, or a region of it was diffed by another path).
+    hash: Option<u64>,
+    /// Passes its hash has matched since it was last diffed (VERIFY_AFTER).
+    age: u8,
+    /// A region read in page ranges (is_sliced), alone in its run.
+    sliced: bool,
+}
+
 /// The poll regions of one watcher.
 struct PollSet {
     /// Regions by start address (overlap checks, polling in address order).
     by_addr: BTreeMap<usize, RegionId>,
+    /// The ids of by_addr in its order, in runs: rebuilt from it at the
+    /// next slice after a watch or unwatch (`stale`), so a pass looks
+    /// nothing up by id.
+    entries: Vec<RegionId>,
+    runs: Vec<Run>,
+    stale: bool,
     interval_ns: u64,
     next_poll_ns: u64,
     /// The worker's pass in progress.
@@ -52,6 +112,62 @@ struct PollSet {
     /// end of its diffs (after_diff), so a pass longer than the interval
     /// does not start the next one at once.
     finished: bool,
+}
+
+impl PollSet {
+    /// Rebuilds the pass list and its runs if a region came or went; a run
+    /// of the same regions as before keeps its hash (any other starts
+    /// unknown: its regions' stored bytes may differ from what it hashed).
+    fn refresh(&mut self, len_of: &dyn Fn(RegionId) -> usize, sliced: &Sliced) {
+        if !self.stale {
+            return;
+        }
+        self.stale = false;
+        let old_entries = std::mem::take(&mut self.entries);
+        let old_runs = std::mem::take(&mut self.runs);
+        let (entries, runs) = (&mut self.entries, &mut self.runs);
+        entries.reserve_exact(self.by_addr.len());
+        for (&addr, &id) in &self.by_addr {
+            let big = sliced.len.get(&id).copied();
+            let len = big.unwrap_or_else(|| len_of(id));
+            let end = addr + len;
+            let at = entries.len() as u32;
+            entries.push(id);
+            if let Some(run) = runs.last_mut() {
+                let close = addr >= run.end && addr - run.end <= RUN_GAP;
+                if !run.sliced && big.is_none() && close && end - run.start <= RUN_BYTES {
+                    run.end = end;
+                    run.count += 1;
+                    continue;
+                }
+            }
+            let sliced = big.is_some();
+            runs.push(Run { start: addr, end, first: at, count: 1, hash: None, age: 0, sliced });
+        }
+        fn ids<'e>(e: &'e [RegionId], r: &Run) -> &'e [RegionId] {
+            &e[r.first as usize..(r.first + r.count) as usize]
+        }
+        let mut old = old_runs.iter().filter(|o| o.hash.is_some()).peekable();
+        for run in runs.iter_mut() {
+            while old.next_if(|o| o.start < run.start).is_some() {}
+            let Some(o) = old.peek() else { break };
+            let same = (o.start, o.end, o.count) == (run.start, run.end, run.count);
+            if same && ids(&old_entries, o) == ids(entries, run) {
+                (run.hash, run.age) = (o.hash, o.age);
+            }
+        }
+        entries.shrink_to_fit();
+        runs.shrink_to_fit();
+    }
+
+    /// Heap bytes of the pass list and runs, and of the B-tree (entries
+    /// ~2/3 full).
+    fn bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.entries.capacity() * size_of::<RegionId>()
+            + self.runs.capacity() * size_of::<Run>()
+            + self.by_addr.len() * (size_of::<usize>() + size_of::<RegionId>()) * 3 / 2
+    }
 }
 
 /// The poll backend's regions, per watcher (each polls on its own interval).
@@ -79,6 +195,9 @@ impl PollRegions {
     pub fn add_watcher(&mut self, watcher: u32, interval_ns: u64, now: u64) {
         let set = PollSet {
             by_addr: BTreeMap::new(),
+            entries: Vec::new(),
+            runs: Vec::new(),
+            stale: false,
             interval_ns,
             next_poll_ns: now + interval_ns,
             cursor: None,
@@ -92,9 +211,40 @@ impl PollRegions {
         self.watchers.get(&watcher).map_or(0, |s| s.by_addr.len())
     }
 
+    /// Native bytes of `watcher`'s poll index (B-tree, pass list, runs) per
+    /// region, for stats.
+    pub fn bytes_per_region(&self, watcher: u32) -> usize {
+        self.watchers.get(&watcher).map_or(0, |s| s.bytes() / s.by_addr.len().max(1))
+    }
+
     /// Forgets a watcher (its regions were unregistered).
     pub fn remove_watcher(&mut self, watcher: u32) {
         self.watchers.remove(&watcher);
+    }
+
+    /// The engine diffed these regions, (watcher, address), by another path
+    /// than a [`Due::Run`]: the runs holding them are hashed afresh.
+    pub fn invalidate(&mut self, restated: impl Iterator<Item = (u32, usize)>) {
+        for (watcher, addr) in restated {
+            let Some(set) = self.watchers.get_mut(&watcher) else { continue };
+            let i = set.runs.partition_point(|r| r.start <= addr);
+            if let Some(run) = i.checked_sub(1).map(|i| &mut set.runs[i]) {
+                if run.end > addr {
+                    run.hash = None;
+                }
+            }
+        }
+    }
+
+    /// Tests: every run of `watcher` takes the hash of its span's bytes now
+    /// and an age of 0, as if its regions had been diffed against them (a
+    /// hash collision when they were not).
+    #[cfg(test)]
+    pub(crate) fn forge_hashes(&mut self, watcher: u32) {
+        for run in &mut self.watchers.get_mut(&watcher).unwrap().runs {
+            run.hash = sys::read_self(run.start, run.end - run.start).map(|b| xxh3_64(&b));
+            run.age = 0;
+        }
     }
 
     /// A poll region of `watcher` overlapping `[addr, end)`: (id, start),
@@ -122,8 +272,42 @@ impl PollRegions {
         watcher: u32,
         cursor: &mut Cursor,
         now: u64,
-    ) -> Vec<Dirty> {
-        self.pass_of(owners, watcher, cursor, Budget::slice(), now)
+    ) -> Vec<Due> {
+        self.pass_of(owners, watcher, cursor, Budget::slice(), now, true)
+    }
+
+    /// The worker's next slice of the regions of every watcher whose
+    /// interval passed (as collect(Pass::Due), with runs hashed).
+    pub fn collect_due(&mut self, owners: &dyn Owners, now: u64) -> Vec<Due> {
+        self.due(owners, now, true)
+    }
+
+    fn due(&mut self, owners: &dyn Owners, now: u64, hashed: bool) -> Vec<Due> {
+        let mut out = Vec::new();
+        let len_of = |rid| owners.region_len(rid).unwrap_or(0);
+        let due = |s: &PollSet| s.next_poll_ns <= now || s.cursor.is_some();
+        let mut budget = Budget::slice();
+        for set in self.watchers.values_mut().filter(|s| due(s)) {
+            if budget.bytes < sys::page_size() {
+                break; // the next slice goes on
+            }
+            let mut cursor = set.cursor.take();
+            let done = Self::slice(
+                set,
+                &mut cursor,
+                &len_of,
+                &mut budget,
+                &mut out,
+                &mut self.sliced,
+                hashed,
+            );
+            set.cursor = cursor;
+            if done {
+                set.next_poll_ns = now + set.interval_ns;
+                set.finished = !set.by_addr.is_empty();
+            }
+        }
+        out
     }
 
     /// The next part of a check_changes() pass over `watcher`'s regions
@@ -136,14 +320,15 @@ impl PollRegions {
         cursor: &mut Cursor,
         mut budget: Budget,
         now: u64,
-    ) -> Vec<Dirty> {
+        hashed: bool,
+    ) -> Vec<Due> {
         let mut out = Vec::new();
         let Some(set) = self.watchers.get_mut(&watcher) else {
             *cursor = None;
             return out;
         };
         let len_of = |rid| owners.region_len(rid).unwrap_or(0);
-        if Self::slice(&set.by_addr, cursor, &len_of, &mut budget, &mut out, &mut self.sliced) {
+        if Self::slice(set, cursor, &len_of, &mut budget, &mut out, &mut self.sliced, hashed) {
             set.cursor = None;
             set.next_poll_ns = now + set.interval_ns;
             set.finished = true;
@@ -151,49 +336,82 @@ impl PollRegions {
         out
     }
 
-    /// The next slice of a pass over `by_addr` from `cursor`: at most
-    /// `budget.regions` regions and `budget.bytes` bytes (updated; a region
-    /// larger than what is left waits for the next slice unless it comes
-    /// first). A sliced region is read a page range at a time: its pages of
-    /// this slice go to `sliced.pages`, and to `sliced.unfinished` if its
-    /// pass goes on. True when the pass is done (the cursor is then None).
+    /// The next slice of a pass over `set` from `cursor`: runs of at most
+    /// `budget.regions` regions to diff and `budget.bytes` bytes (updated;
+    /// a run larger than what is left waits for the next slice unless it
+    /// comes first). `hashed`: a run of small regions whose bytes hash as
+    /// when it was last diffed is skipped, and one whose hash moved is a
+    /// [`Due::Run`] (its hash set to the bytes it carries); else each region
+    /// is a [`Due::Alone`]. A sliced region is read a page range at a time:
+    /// its pages of this slice go to `sliced.pages`, and to
+    /// `sliced.unfinished` if its pass goes on. True when the pass is done
+    /// (the cursor is then None).
     fn slice(
-        by_addr: &BTreeMap<usize, RegionId>,
+        set: &mut PollSet,
         cursor: &mut Cursor,
         len_of: &dyn Fn(RegionId) -> usize,
         budget: &mut Budget,
-        out: &mut Vec<Dirty>,
+        out: &mut Vec<Due>,
         sliced: &mut Sliced,
+        hashed: bool,
     ) -> bool {
+        set.refresh(len_of, sliced);
         let ps = sys::page_size();
         let (from, skip) = cursor.unwrap_or((0, 0));
         let mut taken = 0;
-        for (&addr, &rid) in by_addr.range(from..) {
+        // The run holding the cursor's address, if the runs changed since.
+        let first = set.runs.partition_point(|r| r.end <= from);
+        for (i, run) in set.runs.iter_mut().enumerate().skip(first) {
             let fresh = budget.bytes == budget.full;
-            let Some(&len) = sliced.len.get(&rid) else {
-                let len = len_of(rid);
-                if taken == budget.regions || (len > budget.bytes && !fresh) {
-                    *cursor = Some((addr, 0));
+            let entries = &set.entries[run.first as usize..(run.first + run.count) as usize];
+            let count = run.count as usize;
+            if !run.sliced {
+                let span = run.end - run.start;
+                if taken == budget.regions || (span > budget.bytes && !fresh) {
+                    *cursor = Some((run.start, 0));
                     return false;
                 }
-                budget.bytes = budget.bytes.saturating_sub(len);
-                taken += 1;
-                out.push((rid, None));
+                let bytes = if hashed { sys::read_self(run.start, span) } else { None };
+                let hash = bytes.as_deref().map(xxh3_64);
+                if hash.is_some() && hash == run.hash && run.age < VERIFY_AFTER {
+                    run.age += 1;
+                    budget.bytes = budget.bytes.saturating_sub(span);
+                    continue;
+                }
+                if taken > 0 && taken + count > budget.regions {
+                    *cursor = Some((run.start, 0));
+                    return false;
+                }
+                budget.bytes = budget.bytes.saturating_sub(span);
+                taken += count;
+                // A run hashed for the first time starts at an age of its
+                // own, so runs are not all verified in the same pass.
+                let age = if run.hash.is_none() { i % VERIFY_AFTER as usize } else { 0 };
+                (run.hash, run.age) = (hash, age as u8);
+                match bytes {
+                    Some(bytes) => {
+                        let ids = entries.to_vec();
+                        out.push(Due::Run { start: run.start, bytes, ids });
+                    }
+                    None => out.extend(entries.iter().map(|&id| Due::Alone(id))),
+                }
                 continue;
-            };
+            }
+            let addr = run.start;
             if taken == budget.regions || budget.bytes < ps {
                 *cursor = Some((addr, if addr == from { skip } else { 0 }));
                 return false;
             }
             taken += 1;
-            let span = crate::backend::pages_of(addr, len);
+            let rid = entries[0];
+            let span = crate::backend::pages_of(addr, run.end - addr);
             let (first, total) = (*span.start(), span.count());
             // Where the last slice stopped in it (0 if the cursor's region
             // went away and this one took its place).
             let skip = if addr == from { skip.min(total) } else { 0 };
             let count = (total - skip).min(budget.bytes / ps);
             budget.bytes -= count * ps;
-            out.push((rid, None));
+            out.push(Due::Alone(rid));
             sliced.pages.insert(rid, (first + skip..first + skip + count).collect());
             if skip + count < total {
                 sliced.unfinished.insert(rid);
@@ -221,10 +439,20 @@ impl Budget {
     }
 }
 
+/// The regions of a slice as Dirty (each to be read by the engine).
+fn alone(due: Vec<Due>) -> Vec<Dirty> {
+    let ids = due.into_iter().flat_map(|d| match d {
+        Due::Run { ids, .. } => ids,
+        Due::Alone(rid) => vec![rid],
+    });
+    ids.map(|rid| (rid, None)).collect()
+}
+
 impl Detector for PollRegions {
     fn register(&mut self, _owners: &dyn Owners, r: &NewRegion<'_>) -> Result<(), Error> {
         let set = self.watchers.get_mut(&r.watcher).ok_or(Error::Closed)?;
         set.by_addr.insert(r.addr, r.id);
+        set.stale = true;
         if is_sliced(r.len, r.options) {
             self.sliced.len.insert(r.id, r.len);
         }
@@ -236,6 +464,7 @@ impl Detector for PollRegions {
         for set in self.watchers.values_mut() {
             if set.by_addr.get(&addr) == Some(&id) {
                 set.by_addr.remove(&addr);
+                set.stale = true;
                 return;
             }
         }
@@ -243,32 +472,17 @@ impl Detector for PollRegions {
 
     /// The worker: the next slice of the regions of every watcher whose
     /// interval passed; check_changes: all regions of its watcher at once
-    /// (the engine slices check_changes with collect_now instead).
+    /// (the engine slices check_changes with collect_now instead). Every
+    /// region of the slice is listed, none skipped by its run's hash: the
+    /// engine uses collect_due and collect_now, which do.
     fn collect(&mut self, owners: &dyn Owners, now: u64, pass: Pass) -> Vec<Dirty> {
-        let mut out = Vec::new();
-        let len_of = |rid| owners.region_len(rid).unwrap_or(0);
         match pass {
             Pass::Now(watcher) => {
                 let all = Budget { regions: usize::MAX, bytes: usize::MAX, full: usize::MAX };
-                return self.pass_of(owners, watcher, &mut None, all, now);
+                alone(self.pass_of(owners, watcher, &mut None, all, now, false))
             }
-            Pass::Due => {
-                let due = |s: &PollSet| s.next_poll_ns <= now || s.cursor.is_some();
-                let mut budget = Budget::slice();
-                for set in self.watchers.values_mut().filter(|s| due(s)) {
-                    if budget.bytes < sys::page_size() {
-                        break; // the next slice goes on
-                    }
-                    let (by_addr, cursor) = (&set.by_addr, &mut set.cursor);
-                    let sliced = &mut self.sliced;
-                    if Self::slice(by_addr, cursor, &len_of, &mut budget, &mut out, sliced) {
-                        set.next_poll_ns = now + set.interval_ns;
-                        set.finished = !set.by_addr.is_empty();
-                    }
-                }
-            }
+            Pass::Due => alone(self.due(owners, now, false)),
         }
-        out
     }
 
     fn after_diff(&mut self, _: &dyn Owners, _: &HashSet<RegionId>, _: u64) -> Vec<RegionId> {

@@ -4,7 +4,6 @@
 use super::{Engine, State};
 use crate::backend;
 use crate::regions::{Kind, Region};
-use crate::types::RegionId;
 
 /// The engine's part of one watcher's stats.
 #[derive(Clone, Debug, Default)]
@@ -60,10 +59,14 @@ impl Engine {
             c.shared_regions = w.shared_regions;
             c.shared_reason = w.shared_reason.clone();
             let slab = reg.regions.bytes_per_region();
+            let poll_index = st.backends.poll.bytes_per_region(watcher);
             for (id, r) in reg.regions.iter().filter(|(_, r)| r.watcher == watcher).take(w.regions)
             {
                 c.snapshot_bytes += r.snapshot().map_or(0, |s| s.len());
                 c.native_bytes += slab + st.region_bytes(r);
+                if r.kind() == Kind::Poll {
+                    c.native_bytes += poll_index;
+                }
                 c.native_bytes += reg.page_hashes.get(&id).map_or(0, |h| h.len() * 8);
             }
         }
@@ -74,16 +77,12 @@ impl Engine {
 impl State {
     /// Native bytes one region costs apart from its share of the slab and
     /// id map (Regions::bytes_per_region): its data block (name, metadata,
-    /// snapshot), its poll-index entry, and its share of the records of the
+    /// snapshot) and its share of the records of the
     /// pages it lies on (hash-map buckets at the table's load now, control
     /// byte included) and of their id lists. An estimate of what the
     /// allocator holds, not a measurement (benches/engine.rs measures).
     fn region_bytes(&self, r: &Region) -> usize {
-        use std::mem::size_of;
         let mut bytes = r.block_bytes();
-        if r.kind() == Kind::Poll {
-            bytes += (size_of::<usize>() + size_of::<RegionId>()) * 3 / 2; // B-tree entry, nodes ~2/3 full
-        }
         for page in backend::pages_of(r.addr, r.size()) {
             let sharers = match r.kind() {
                 Kind::Protect => self.backends.protect.page_share(page),

@@ -8,6 +8,7 @@ use memwatch_store::value_key;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::Registry;
+use crate::backend::poll::Due;
 use crate::backend::{Dirty, FaultRecord};
 use crate::diff::changed_ranges;
 use crate::regions::Kind;
@@ -18,12 +19,10 @@ use crate::types::*;
 /// in this many of its pages.
 const PARTIAL_BELOW: usize = 4;
 
-/// Regions that follow each other in address order, each at most this far
-/// from the previous one, are read with one system call, up to this many
-/// bytes in all: a poll pass over many small regions costs the bytes it
-/// reads, not a call per region.
-const RUN_GAP: usize = 4096;
-const RUN_BYTES: usize = 64 << 10;
+// Regions that follow each other in address order, each at most RUN_GAP
+// from the previous one, are read with one system call, up to RUN_BYTES in
+// all (the poll backend's runs are made the same way).
+use crate::backend::poll::{RUN_BYTES, RUN_GAP};
 
 /// What the slices of one pass over a large poll region found so far: the
 /// one event the pass makes of it when it reads the region's last page.
@@ -92,6 +91,40 @@ impl Registry {
             i += count;
         }
         changed
+    }
+
+    /// Diffs what a slice of a poll pass gave (poll::Due), in its order,
+    /// appending an event for each region that changed. A run's regions are
+    /// compared with the bytes its hash was made of, so what they store
+    /// afterwards is what the run's hash says (what they add to `restated`
+    /// is dropped: their run is up to date).
+    pub(super) fn diff_poll(
+        &mut self,
+        due: Vec<Due>,
+        pages: &HashMap<RegionId, Vec<usize>>,
+        unfinished: &HashSet<RegionId>,
+        now: u64,
+        events: &mut Vec<(u32, ChangeEvent)>,
+    ) {
+        for d in due {
+            match d {
+                Due::Run { start, bytes, ids } => {
+                    let mark = self.restated.len();
+                    for rid in ids {
+                        let Some(r) = self.regions.get(rid) else { continue };
+                        let at = r.addr - start;
+                        let current = &bytes[at..at + r.size()];
+                        if let Some(ev) = self.diff_region(rid, None, now, Some(current)) {
+                            events.push(ev);
+                        }
+                    }
+                    self.restated.truncate(mark);
+                }
+                Due::Alone(rid) => {
+                    self.diff_all(vec![(rid, None)], pages, unfinished, now, events);
+                }
+            }
+        }
     }
 
     /// The events of every pass in progress over `watcher`'s large poll
@@ -401,6 +434,9 @@ impl Registry {
         }
         region.hash = xxh3_64(current);
         region.set_snapshot(current);
+        if region.kind() == Kind::Poll {
+            self.restated.push((region.watcher, region.addr));
+        }
         Some((region.watcher, event))
     }
 }

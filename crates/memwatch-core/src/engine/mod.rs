@@ -60,6 +60,10 @@ struct Registry {
     passes: HashMap<RegionId, event::PassChanges>,
     /// Large poll regions without a snapshot: a hash per page (event::page_hashes).
     page_hashes: HashMap<RegionId, Box<[u64]>>,
+    /// Poll regions (watcher, address) whose stored bytes diff_region changed
+    /// outside a run of a poll pass (poll::Due::Run): their runs' hashes are
+    /// dropped before the next slice (PollRegions::invalidate).
+    restated: Vec<(u32, usize)>,
 }
 
 impl Registry {
@@ -70,6 +74,7 @@ impl Registry {
             newly_gone: Vec::new(),
             passes: HashMap::new(),
             page_hashes: HashMap::new(),
+            restated: Vec::new(),
         }
     }
 }
@@ -507,13 +512,23 @@ impl Registry {
         events: &mut Vec<(u32, ChangeEvent)>,
     ) {
         let now = sys::monotonic_ns();
-        let dirty = poll.collect_now(&*self, watcher, cursor, now);
+        poll.invalidate(self.restated.drain(..));
+        let due = poll.collect_now(&*self, watcher, cursor, now);
         let (pages, unfinished) = (poll.take_batch_pages(), poll.take_unfinished());
-        let changed = self.diff_all(dirty, &pages, &unfinished, now, events);
+        self.diff_poll(due, &pages, &unfinished, now, events);
         if cursor.is_none() {
             self.flush_passes(watcher, events);
         }
-        poll.after_diff(&*self, &changed, now);
+        poll.after_diff(&*self, &HashSet::new(), now);
+    }
+
+    /// The worker's next slice of the poll regions due, diffed.
+    fn poll_due(&mut self, poll: &mut PollRegions, now: u64, events: &mut Vec<(u32, ChangeEvent)>) {
+        poll.invalidate(self.restated.drain(..));
+        let due = poll.collect_due(&*self, now);
+        let (pages, unfinished) = (poll.take_batch_pages(), poll.take_unfinished());
+        self.diff_poll(due, &pages, &unfinished, now, events);
+        poll.after_diff(&*self, &HashSet::new(), now);
     }
 }
 
@@ -610,6 +625,11 @@ impl State {
     /// One backend's part of a pass: the regions it collects are diffed,
     /// it hears which changed, and diffs what it asks for again.
     fn detect(&mut self, kind: Kind, now: u64, pass: Pass, events: &mut Vec<(u32, ChangeEvent)>) {
+        if (kind, pass) == (Kind::Poll, Pass::Due) {
+            let State { registry, backends, .. } = self;
+            registry.poll_due(&mut backends.poll, now, events);
+            return;
+        }
         let det = self.backends.get_mut(kind);
         let dirty = det.collect(&self.registry, now, pass);
         let (pages, unfinished) = (det.take_batch_pages(), det.take_unfinished());
@@ -696,13 +716,13 @@ mod tests {
     /// One worker slice of the poll backend, diffed: its events' changed
     /// ranges, and whether the pass goes on.
     fn slice(reg: &mut Registry, poll: &mut PollRegions, now: u64) -> (Vec<ChangeEvent>, bool) {
-        let dirty = poll.collect(&*reg, now, Pass::Due);
+        let due = poll.collect_due(&*reg, now);
         let (pages, unfinished) = (poll.take_batch_pages(), poll.take_unfinished());
         let read: usize = pages.values().map(Vec::len).sum();
         assert!(read * sys::page_size() <= POLL_SLICE_BYTES, "{read} pages in one slice");
         let mut events = Vec::new();
-        let changed = reg.diff_all(dirty, &pages, &unfinished, now, &mut events);
-        poll.after_diff(&*reg, &changed, now);
+        reg.diff_poll(due, &pages, &unfinished, now, &mut events);
+        poll.after_diff(&*reg, &HashSet::new(), now);
         let more = poll.next_deadline(&*reg) == Some(0);
         (events.into_iter().map(|(_, e)| e).collect(), more)
     }
@@ -876,5 +896,76 @@ mod tests {
         assert!(reg.passes.is_empty());
         // SAFETY: the mapping made above; nothing refers to it any more.
         unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+    }
+
+    /// Watcher 1 (poll, defaults, a 100 ns interval) with `n` regions of
+    /// 64 B side by side, ids 1..=n, in a fresh mapping of zeros.
+    fn small_poll_regions(n: usize) -> (Registry, PollRegions, usize) {
+        let (mut reg, mut poll, _) = big_poll_region(sys::page_size());
+        reg.regions.remove(7);
+        poll.unregister(7, 0, 0);
+        poll.remove_watcher(1);
+        poll.add_watcher(1, 100, 0);
+        let addr = mapping(n * 64);
+        let options = Options::default();
+        for i in 0..n {
+            let (id, at) = (i as RegionId + 1, addr + i * 64);
+            let new =
+                NewRegion { watcher: 1, id, addr: at, len: 64, mappings: &[], options: &options };
+            poll.register(&reg, &new).unwrap();
+            let zeros = [0u8; 64];
+            let region =
+                Region::new(1, at, 64, Kind::Poll, "r", None, Some(&zeros), xxh3_64(&zeros))
+                    .unwrap();
+            reg.regions.insert(id, region);
+        }
+        (reg, poll, addr)
+    }
+
+    /// One whole worker pass (the regions fit one slice): (region, old
+    /// byte, new byte) at `at` of each event.
+    fn worker_pass(
+        reg: &mut Registry,
+        poll: &mut PollRegions,
+        at: usize,
+    ) -> Vec<(RegionId, u8, u8)> {
+        let due = poll.next_deadline(&*reg).unwrap();
+        let mut events = Vec::new();
+        reg.poll_due(poll, due, &mut events);
+        assert_ne!(poll.next_deadline(&*reg), Some(0), "one slice");
+        let byte = |v: &Option<Vec<u8>>| v.as_ref().unwrap()[at];
+        events.iter().map(|(_, e)| (e.region_id, byte(&e.old_value), byte(&e.new_value))).collect()
+    }
+
+    /// A poll region diffed by another path than its run (here diff_all
+    /// called on it alone) drops the run's hash: written back to the bytes
+    /// the run hashed, it is still reported by the next pass.
+    #[test]
+    fn a_region_diffed_outside_its_run_drops_the_runs_hash() {
+        let (mut reg, mut poll, addr) = small_poll_regions(64);
+        assert!(worker_pass(&mut reg, &mut poll, 0).is_empty()); // the run hashed
+        write(addr + 10 * 64 + 3, 1);
+        let mut events = Vec::new();
+        reg.diff_all(vec![(11, None)], &HashMap::new(), &HashSet::new(), 0, &mut events);
+        assert_eq!(events.len(), 1);
+        write(addr + 10 * 64 + 3, 0);
+        assert_eq!(worker_pass(&mut reg, &mut poll, 3), [(11, 1, 0)]);
+        assert!(worker_pass(&mut reg, &mut poll, 3).is_empty());
+    }
+
+    /// A run whose hash matches bytes its regions were not diffed against
+    /// (a collision) hides the change for VERIFY_AFTER passes at most: then
+    /// the run is diffed region by region anyway.
+    #[test]
+    fn a_run_hash_collision_hides_a_change_for_verify_after_passes_at_most() {
+        let (mut reg, mut poll, addr) = small_poll_regions(64);
+        assert!(worker_pass(&mut reg, &mut poll, 0).is_empty());
+        write(addr + 63 * 64 + 7, 0x42);
+        poll.forge_hashes(1);
+        for pass in 0..poll::VERIFY_AFTER {
+            assert!(worker_pass(&mut reg, &mut poll, 7).is_empty(), "pass {pass}: skipped");
+        }
+        assert_eq!(worker_pass(&mut reg, &mut poll, 7), [(64, 0, 0x42)]);
+        assert!(worker_pass(&mut reg, &mut poll, 7).is_empty());
     }
 }
