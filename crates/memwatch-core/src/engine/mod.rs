@@ -212,6 +212,32 @@ pub struct AddedWatcher {
     pub backend_reason: String,
 }
 
+/// A new region made from its first read, and its page hashes (a large
+/// poll region without a snapshot is compared page by page).
+type FirstRead = (Region, Option<Box<[u64]>>);
+
+/// Reads a region being watched and makes its `Region` (snapshot and hash,
+/// or page hashes: then its whole-region hash is unused).
+fn first_read(
+    watcher: u32,
+    addr: usize,
+    len: usize,
+    kind: Kind,
+    name: &str,
+    metadata: Option<&str>,
+    options: &Options,
+) -> Result<FirstRead, Error> {
+    let current = sys::read_self(addr, len)
+        .ok_or_else(|| Error::Unmapped(format!("{len} bytes at {addr:#x} are not readable")))?;
+    let page_hashes = (kind == Kind::Poll && !options.snapshots && poll::is_sliced(len, options))
+        .then(|| event::page_hashes(addr, &current));
+    let hash = if page_hashes.is_some() { 0 } else { xxh3_64(&current) };
+    let snapshot = options.snapshots.then_some(&current[..]);
+    let region = Region::new(watcher, addr, len, kind, name, metadata, snapshot, hash)
+        .map_err(Error::InvalidArgument)?;
+    Ok((region, page_hashes))
+}
+
 impl Engine {
     /// The state; every lock starts a pass, with a fresh view of the
     /// process's mappings for the protect backend's checks.
@@ -284,8 +310,9 @@ impl Engine {
     pub fn remove_watcher(&self, watcher: u32) {
         let mut st = self.lock();
         let ids = st.registry.region_ids_of(watcher);
+        let mut removed = Vec::with_capacity(ids.len());
         for id in ids {
-            st.unwatch(id);
+            removed.extend(st.unwatch(id));
         }
         if st.registry.watchers.remove(&watcher).is_some_and(|w| w.options.locate_writers) {
             // Writer location hook: capture only as deep as the others ask.
@@ -293,6 +320,36 @@ impl Engine {
             let _ = location::set_depth(st.registry.location_depth(), slots);
         }
         st.backends.poll.remove_watcher(watcher);
+        drop(st); // before the regions (and their snapshots) are freed
+        drop(removed);
+    }
+
+    /// A large poll region's first read and hash, made before watch() takes
+    /// the engine lock for good: reading (and copying) 1 GiB takes ~1 s,
+    /// which other watchers' calls would otherwise wait for. None when the
+    /// watcher is not a poll watcher or the range is small (read under the
+    /// lock then, as every other region is) or not readable (watch() then
+    /// says why).
+    fn read_before_watch(
+        &self,
+        watcher: u32,
+        addr: usize,
+        len: usize,
+        name: &str,
+        metadata: Option<&str>,
+    ) -> Option<FirstRead> {
+        if len < poll::SLICED_FROM {
+            return None;
+        }
+        let options = {
+            let st = self.lock();
+            let w = st.registry.watchers.get(&watcher)?;
+            if w.backend != Backend::Poll {
+                return None;
+            }
+            w.options.clone()
+        };
+        first_read(watcher, addr, len, Kind::Poll, name, metadata, &options).ok()
     }
 
     /// Starts watching a range for a watcher.
@@ -316,6 +373,7 @@ impl Engine {
                 "{len} bytes at {addr:#x} wrap around the address space"
             )));
         }
+        let mut read_early = self.read_before_watch(watcher, addr, len, name, metadata);
         let mut st = self.lock();
         let st = &mut *st;
         let ps = sys::page_size();
@@ -358,33 +416,18 @@ impl Engine {
         let id = st.next_region_id;
         let kind = st.register(kind, id, watcher, addr, len, &mappings)?;
         st.next_region_id += 1;
-        // Read after registering: a write from here on is detected.
-        let mut hashes = None;
-        let region = sys::read_self(addr, len)
-            .ok_or_else(|| Error::Unmapped(format!("{len} bytes at {addr:#x} are not readable")))
-            .and_then(|current| {
+        // Read after registering: a write from here on is detected. A large
+        // poll region was read before the lock (read_before_watch): a write
+        // after that read is a change the first pass reports.
+        let region = match read_early.take().filter(|_| kind == Kind::Poll) {
+            Some(early) => Ok(early),
+            None => {
                 let options = &st.registry.watchers[&watcher].options;
-                let snapshots = options.snapshots;
-                // A large poll region without a snapshot is compared page
-                // by page (its whole-region hash is then unused).
-                if kind == Kind::Poll && !snapshots && poll::is_sliced(len, options) {
-                    hashes = Some(event::page_hashes(addr, &current));
-                }
-                let hash = if hashes.is_some() { 0 } else { xxh3_64(&current) };
-                Region::new(
-                    watcher,
-                    addr,
-                    len,
-                    kind,
-                    name,
-                    metadata,
-                    snapshots.then_some(&current[..]),
-                    hash,
-                )
-                .map_err(Error::InvalidArgument)
-            });
-        let region = match region {
-            Ok(region) => region,
+                first_read(watcher, addr, len, kind, name, metadata, options)
+            }
+        };
+        let (region, hashes) = match region {
+            Ok(read) => read,
             Err(e) => {
                 st.backends.get_mut(kind).unregister(id, addr, len);
                 return Err(e);
@@ -448,7 +491,9 @@ impl Engine {
                         return false;
                     }
                 }
-                st.unwatch(id)
+                let removed = st.unwatch(id);
+                drop(st); // before the region (and its snapshot) is freed
+                removed.is_some()
             }
             _ => false,
         }
@@ -674,8 +719,11 @@ impl State {
         None
     }
 
-    fn unwatch(&mut self, id: RegionId) -> bool {
-        let Some(region) = self.registry.regions.remove(id) else { return false };
+    /// Forgets a region; returns it, so that a caller holding the engine
+    /// lock can free its snapshot after releasing the lock (a large one
+    /// takes a while to give back).
+    fn unwatch(&mut self, id: RegionId) -> Option<Region> {
+        let region = self.registry.regions.remove(id)?;
         self.registry.forget(id);
         if let Some(w) = self.registry.watchers.get_mut(&region.watcher) {
             w.regions -= 1;
@@ -684,14 +732,14 @@ impl State {
             }
         }
         self.backends.get_mut(region.kind()).unregister(id, region.addr, region.size());
-        true
+        Some(region)
     }
 
     /// Drops the regions found unmapped or replaced during this pass.
     fn reap_gone(&mut self) {
         self.registry.newly_gone.extend(self.backends.protect.take_gone());
         for rid in std::mem::take(&mut self.registry.newly_gone) {
-            if self.unwatch(rid) {
+            if self.unwatch(rid).is_some() {
                 self.gone_regions += 1;
             }
         }
