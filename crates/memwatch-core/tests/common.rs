@@ -89,3 +89,16 @@ impl Pages {
         }
     }
 }
+
+/// A watcher's events, sent to a channel by its callback (the worker's).
+pub fn events_to_channel(
+    w: &memwatch_core::Watcher,
+) -> std::sync::mpsc::Receiver<memwatch_core::ChangeEvent> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    w.set_callback(Some(std::sync::Arc::new(move |e: &memwatch_core::ChangeEvent| {
+        tx.lock().unwrap().send(e.clone()).unwrap();
+    })))
+    .unwrap();
+    rx
+}

@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use common::Pages;
+use common::{events_to_channel, Pages};
 use memwatch_core::{page_size, Backend, ChangeEvent, Options, RegionId, Watcher};
 
 /// A poll watcher; `interval`: its poll interval (an hour: only
@@ -145,17 +144,6 @@ fn a_region_watched_inside_a_runs_span_is_diffed_against_its_own_bytes() {
         events.iter().map(shape).collect::<Vec<_>>(),
         [event("new", 3, 0, 8), event("r301", 0, 0, 9)]
     );
-}
-
-/// The worker's events, sent to a channel by the callback.
-fn events_to_channel(w: &Watcher) -> mpsc::Receiver<ChangeEvent> {
-    let (tx, rx) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    w.set_callback(Some(Arc::new(move |e: &ChangeEvent| {
-        tx.lock().unwrap().send(e.clone()).unwrap();
-    })))
-    .unwrap();
-    rx
 }
 
 #[test]

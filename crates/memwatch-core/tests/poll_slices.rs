@@ -9,10 +9,10 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::Pages;
+use common::{events_to_channel, Pages};
 use memwatch_core::{page_size, Backend, ByteRange, ChangeEvent, Options, Watcher};
 
 /// 16 MiB: eight slices of 2 MiB (POLL_SLICE_BYTES).
@@ -39,17 +39,6 @@ fn preview(set: &[(usize, u8)]) -> Vec<u8> {
         p[at] = b;
     }
     p
-}
-
-/// The worker's events, sent to a channel by the callback.
-fn events_to_channel(w: &Watcher) -> mpsc::Receiver<ChangeEvent> {
-    let (tx, rx) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    w.set_callback(Some(Arc::new(move |e: &ChangeEvent| {
-        tx.lock().unwrap().send(e.clone()).unwrap();
-    })))
-    .unwrap();
-    rx
 }
 
 /// What every event of a large region carries besides ranges and previews.
@@ -209,6 +198,66 @@ fn check_changes_beside_the_workers_passes_keeps_its_fence() {
     w.close();
 }
 
+/// A thread calling check_changes() nonstop on `other`'s region, the first
+/// 64 bytes of `small`, after a one-byte write each time (one exact event
+/// each), counting the calls made entirely within [`Caller::during`].
+struct Caller {
+    running: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    inside: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Caller {
+    /// Starts the thread; returns once it made 3 calls.
+    fn start(other: &Arc<Watcher>, small: &Arc<Pages>) -> Caller {
+        let (running, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (calls, inside) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let thread = {
+            let (other, small) = (Arc::clone(other), Arc::clone(small));
+            let (running, stop) = (Arc::clone(&running), Arc::clone(&stop));
+            let (calls, inside) = (Arc::clone(&calls), Arc::clone(&inside));
+            std::thread::spawn(move || {
+                let mut i = 0usize;
+                while !stop.load(Ordering::SeqCst) {
+                    i += 1;
+                    small.write(i % 64, (i % 250) as u8 + 1);
+                    let began = running.load(Ordering::SeqCst);
+                    let events = other.check_changes().unwrap();
+                    let within = began && running.load(Ordering::SeqCst);
+                    assert_eq!(events.len(), 1, "call {i}: {events:?}");
+                    assert_eq!(ranges(&events[0]), [(i % 64, 1)]);
+                    assert_eq!(events[0].new_value.as_ref().unwrap()[i % 64], (i % 250) as u8 + 1);
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    if within {
+                        inside.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        };
+        while calls.load(Ordering::SeqCst) < 3 {
+            std::thread::yield_now();
+        }
+        Caller { running, stop, inside, thread }
+    }
+
+    /// Runs `f`; returns its result and how many calls the thread made
+    /// entirely meanwhile.
+    fn during<R>(&self, f: impl FnOnce() -> R) -> (R, usize) {
+        self.inside.store(0, Ordering::SeqCst);
+        self.running.store(true, Ordering::SeqCst);
+        let r = f();
+        self.running.store(false, Ordering::SeqCst);
+        (r, self.inside.load(Ordering::SeqCst))
+    }
+
+    /// Stops the thread (its assertion failures fail the test here).
+    fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap();
+    }
+}
+
 /// A check_changes() over a 64 MiB poll region (32 slices) lets another
 /// watcher's calls through between its slices: a thread calling
 /// check_changes() on a small region nonstop completes many calls (each
@@ -226,49 +275,15 @@ fn check_changes_on_a_large_region_lets_other_watchers_through() {
     // SAFETY: as above.
     unsafe { other.watch(small.ptr, 64, "small", None) }.unwrap();
     let small = Arc::new(small);
-    let (running, done, stop) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
-    );
-    let (calls, inside) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let caller = {
-        let (other, small) = (Arc::clone(&other), Arc::clone(&small));
-        let (running, done, stop) = (Arc::clone(&running), Arc::clone(&done), Arc::clone(&stop));
-        let (calls, inside) = (Arc::clone(&calls), Arc::clone(&inside));
-        std::thread::spawn(move || {
-            let mut i = 0usize;
-            while !stop.load(Ordering::SeqCst) {
-                i += 1;
-                small.write(i % 64, (i % 250) as u8 + 1);
-                let began = running.load(Ordering::SeqCst);
-                let events = other.check_changes().unwrap();
-                let ended = done.load(Ordering::SeqCst);
-                assert_eq!(events.len(), 1, "call {i}: {events:?}");
-                assert_eq!(ranges(&events[0]), [(i % 64, 1)]);
-                assert_eq!(events[0].new_value.as_ref().unwrap()[i % 64], (i % 250) as u8 + 1);
-                calls.fetch_add(1, Ordering::SeqCst);
-                if began && !ended {
-                    inside.fetch_add(1, Ordering::SeqCst);
-                }
-            }
-        })
-    };
-    while calls.load(Ordering::SeqCst) < 3 {
-        std::thread::yield_now();
-    }
+    let caller = Caller::start(&other, &small);
     big.write(5, 1);
     big.write(big.len - 5, 2);
-    running.store(true, Ordering::SeqCst);
-    let events = w.check_changes().unwrap();
-    done.store(true, Ordering::SeqCst);
-    stop.store(true, Ordering::SeqCst);
-    caller.join().unwrap();
+    let (events, inside) = caller.during(|| w.check_changes().unwrap());
+    caller.stop();
     assert_eq!(events.len(), 1, "{events:?}");
     let want = [ByteRange { offset: 5, len: 1 }, ByteRange { offset: big.len - 5, len: 1 }];
     assert_eq!(events[0].changed_ranges, want);
     assert_eq!(events[0].new_preview, preview(&[(5, 1)]));
-    let inside = inside.load(Ordering::SeqCst);
     assert!(inside >= 8, "{inside} calls of the other watcher during 32 slices");
     w.close();
     other.close();
@@ -290,41 +305,14 @@ fn watching_a_large_poll_region_lets_other_watchers_through() {
     // SAFETY: small outlives the watcher (declared before it).
     unsafe { other.watch(small.ptr, 64, "small", None) }.unwrap();
     let small = Arc::new(small);
-    let (running, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let (calls, inside) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let caller = {
-        let (other, small) = (Arc::clone(&other), Arc::clone(&small));
-        let (running, stop) = (Arc::clone(&running), Arc::clone(&stop));
-        let (calls, inside) = (Arc::clone(&calls), Arc::clone(&inside));
-        std::thread::spawn(move || {
-            let mut i = 0usize;
-            while !stop.load(Ordering::SeqCst) {
-                i += 1;
-                small.write(i % 64, (i % 250) as u8 + 1);
-                let began = running.load(Ordering::SeqCst);
-                let events = other.check_changes().unwrap();
-                let ended = !running.load(Ordering::SeqCst);
-                assert_eq!(events.len(), 1, "call {i}: {events:?}");
-                assert_eq!(ranges(&events[0]), [(i % 64, 1)]);
-                calls.fetch_add(1, Ordering::SeqCst);
-                if began && !ended {
-                    inside.fetch_add(1, Ordering::SeqCst);
-                }
-            }
-        })
-    };
-    while calls.load(Ordering::SeqCst) < 3 {
-        std::thread::yield_now();
-    }
+    let caller = Caller::start(&other, &small);
     let mut during = Vec::new();
     for round in 0..2u8 {
         big.write(100, round + 1);
-        inside.store(0, Ordering::SeqCst);
-        running.store(true, Ordering::SeqCst);
         // SAFETY: big outlives the watcher (declared before it).
-        let id = unsafe { w.watch(big.ptr, big.len, "big", None) }.unwrap();
-        running.store(false, Ordering::SeqCst);
-        during.push(inside.load(Ordering::SeqCst));
+        let (id, inside) = caller.during(|| unsafe { w.watch(big.ptr, big.len, "big", None) });
+        let id = id.unwrap();
+        during.push(inside);
         assert!(w.check_changes().unwrap().is_empty(), "watched as it was");
         big.write(big.len - 3, round + 7);
         let events = w.check_changes().unwrap();
@@ -333,8 +321,7 @@ fn watching_a_large_poll_region_lets_other_watchers_through() {
         big.write(big.len - 3, 0);
         w.unwatch(id).unwrap();
     }
-    stop.store(true, Ordering::SeqCst);
-    caller.join().unwrap();
+    caller.stop();
     // Here: 30 000-45 000 calls during each watch(); 29 and 0 with the
     // lock held for the read.
     assert!(
