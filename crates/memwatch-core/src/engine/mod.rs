@@ -373,7 +373,7 @@ impl Engine {
                 "{len} bytes at {addr:#x} wrap around the address space"
             )));
         }
-        let mut read_early = self.read_before_watch(watcher, addr, len, name, metadata);
+        let read_early = self.read_before_watch(watcher, addr, len, name, metadata);
         let mut st = self.lock();
         let st = &mut *st;
         let ps = sys::page_size();
@@ -419,7 +419,7 @@ impl Engine {
         // Read after registering: a write from here on is detected. A large
         // poll region was read before the lock (read_before_watch): a write
         // after that read is a change the first pass reports.
-        let region = match read_early.take().filter(|_| kind == Kind::Poll) {
+        let region = match read_early.filter(|_| kind == Kind::Poll) {
             Some(early) => Ok(early),
             None => {
                 let options = &st.registry.watchers[&watcher].options;
